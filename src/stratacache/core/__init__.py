@@ -1,0 +1,1 @@
+"""I/O-free building blocks: entries, keys, serialization, errors, clocks, the Tier protocol."""

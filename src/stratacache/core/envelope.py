@@ -1,0 +1,126 @@
+"""Byte envelopes applied around a serialized entry: compression, HMAC signing, encryption.
+
+Each envelope is a small object with ``seal(bytes) -> bytes`` and
+``open(bytes) -> bytes``; ``open`` raises ``DeserializationError`` on anything
+it did not seal itself, so tampered or foreign bytes become a cache miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import zlib
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import ConfigError, DeserializationError
+
+_RAW, _ZLIB, _ZSTD = b"R", b"Z", b"S"
+
+
+@runtime_checkable
+class Envelope(Protocol):
+    """A reversible transformation of stored bytes."""
+
+    def seal(self, data: bytes) -> bytes: ...
+
+    def open(self, data: bytes) -> bytes: ...
+
+
+class Compression:
+    """Compress payloads of at least ``threshold`` bytes with zlib or zstd (a 1-byte tag says which)."""
+
+    def __init__(self, algorithm: str = "zlib", threshold: int = 1024, level: int | None = None):
+        if algorithm not in ("zlib", "zstd"):
+            raise ConfigError(f"compression must be 'zlib' or 'zstd', not {algorithm!r}")
+        if threshold < 0:
+            raise ConfigError("compression threshold must be >= 0")
+        self.threshold = threshold
+        self._tag = _ZLIB if algorithm == "zlib" else _ZSTD
+        self._zstd_c: Any = None
+        self._zstd_d: Any = None
+        self._level = level
+        if algorithm == "zstd":
+            try:
+                import zstandard
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise ConfigError("zstd compression needs: pip install 'stratacache[zstd]'") from exc
+            self._zstd_c = zstandard.ZstdCompressor(level=level or 3)
+            self._zstd_d = zstandard.ZstdDecompressor()
+
+    def seal(self, data: bytes) -> bytes:
+        if len(data) < self.threshold:
+            return _RAW + data
+        if self._tag == _ZLIB:
+            return _ZLIB + zlib.compress(data, self._level if self._level is not None else 6)
+        return _ZSTD + self._zstd_c.compress(data)
+
+    def open(self, data: bytes) -> bytes:
+        tag, body = data[:1], data[1:]
+        try:
+            if tag == _RAW:
+                return body
+            if tag == _ZLIB:
+                return zlib.decompress(body)
+            if tag == _ZSTD:
+                if self._zstd_d is None:
+                    import zstandard
+
+                    self._zstd_d = zstandard.ZstdDecompressor()
+                return bytes(self._zstd_d.decompress(body))
+        except Exception as exc:
+            raise DeserializationError(f"cannot decompress stored bytes: {exc!r}") from exc
+        raise DeserializationError("stored bytes carry an unknown compression tag")
+
+
+class HMACSigner:
+    """Prefix an HMAC-SHA256 so only holders of the key can write values this process accepts.
+
+    Several keys may be given: the first signs, all verify (key rotation).
+    """
+
+    _SIZE = 32
+
+    def __init__(self, keys: bytes | str | Sequence[bytes | str]):
+        raw = [keys] if isinstance(keys, (bytes, str)) else list(keys)
+        if not raw or any(len(k) < 16 for k in raw):
+            raise ConfigError("signing keys must be at least 16 bytes long")
+        self._keys = [k.encode() if isinstance(k, str) else bytes(k) for k in raw]
+
+    def seal(self, data: bytes) -> bytes:
+        return hmac.new(self._keys[0], data, hashlib.sha256).digest() + data
+
+    def open(self, data: bytes) -> bytes:
+        mac, body = data[: self._SIZE], data[self._SIZE :]
+        for key in self._keys:
+            if hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
+                return body
+        raise DeserializationError("signature mismatch: value was not written by a trusted key")
+
+
+class FernetEncryption:
+    """Encrypt and authenticate with Fernet (``cryptography``); several keys allow rotation."""
+
+    def __init__(self, keys: bytes | str | Sequence[bytes | str]):
+        try:
+            from cryptography.fernet import Fernet, MultiFernet
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigError("encryption needs: pip install 'stratacache[crypto]'") from exc
+        raw = [keys] if isinstance(keys, (bytes, str)) else list(keys)
+        if not raw:
+            raise ConfigError("at least one encryption key is required")
+        try:
+            self._fernet = MultiFernet([Fernet(k) for k in raw])
+        except ValueError as exc:
+            raise ConfigError(f"invalid Fernet key: {exc}") from exc
+
+    def seal(self, data: bytes) -> bytes:
+        return self._fernet.encrypt(data)
+
+    def open(self, data: bytes) -> bytes:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet.decrypt(data)
+        except InvalidToken as exc:
+            raise DeserializationError("cannot decrypt stored bytes") from exc

@@ -1,0 +1,50 @@
+"""The one exception tree of stratacache.
+
+::
+
+    StratacacheError
+    ├── ConfigError            bad configuration, raised at construction time
+    ├── CacheKeyError          a key that is empty, too long, not a string, or
+    │                          arguments that cannot make a stable key
+    ├── SerializationError     a value the serializer cannot encode
+    │   └── DeserializationError   bytes that do not decode (a miss, never raised to callers)
+    ├── TierError              a tier failed; wraps the driver's error (never raised
+    │                          into a caller of the cache's read/write API)
+    └── LockTimeout            a distributed recompute lock could not be had in time
+"""
+
+from __future__ import annotations
+
+
+class StratacacheError(Exception):
+    """Root of every error stratacache raises on purpose."""
+
+
+class ConfigError(StratacacheError, ValueError):
+    """A configuration value is invalid (raised where the object is built)."""
+
+
+class CacheKeyError(StratacacheError, ValueError):
+    """A key (or the arguments it is built from) is not usable as a cache key."""
+
+
+class SerializationError(StratacacheError, TypeError):
+    """A value cannot be encoded; the message names the offending type."""
+
+
+class DeserializationError(SerializationError):
+    """Stored bytes do not decode: corrupt, foreign, tampered or from another version."""
+
+
+class TierError(StratacacheError):
+    """A tier operation failed; ``__cause__`` holds the driver's own exception."""
+
+    def __init__(self, tier: str, operation: str, cause: BaseException | None = None) -> None:
+        self.tier = tier
+        self.operation = operation
+        detail = f": {cause!r}" if cause is not None else ""
+        super().__init__(f"tier {tier!r} failed during {operation}{detail}")
+
+
+class LockTimeout(StratacacheError, TimeoutError):
+    """Waiting for another process's recompute of a key took longer than allowed."""

@@ -1,0 +1,1 @@
+"""Storage tiers, one module each; each knows only ``stratacache.core``."""

@@ -1,0 +1,261 @@
+"""``MemoryTier``: the in-process L1, an LRU on cachetools bounded by entries and bytes.
+
+Entries are kept as Python objects (no decoding on a hit), so a cached
+mutable value is shared with callers, as with ``functools.lru_cache``.
+Removing an entry for any reason (eviction, expiry, delete, tag, clear)
+calls ``Entry.kill()``, which is how decorators holding a direct reference
+learn, without a lookup, that it is gone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import cachetools
+
+from ..core.entry import Entry
+from ..core.errors import ConfigError
+from ..core.tier import TierContext
+
+_ENTRY_OVERHEAD = 200  # rough bytes of an Entry object and its dict slot, for the byte bound
+_LOG_SIZE = 4096
+
+
+class _LRUStore(cachetools.Cache):  # type: ignore[type-arg]
+    """cachetools' size-bounded ``Cache`` with LRU order we can touch from the hot path."""
+
+    def __init__(self, maxsize: float, getsizeof: Any, max_entries: int, tier: MemoryTier):
+        super().__init__(maxsize, getsizeof)
+        self.order: OrderedDict[str, None] = OrderedDict()
+        self._max_entries = max_entries
+        self._tier = tier
+
+    def __getitem__(self, key: str) -> Entry:
+        value: Entry = super().__getitem__(key)
+        self.order.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: str, value: Entry) -> None:
+        super().__setitem__(key, value)
+        self.order[key] = None
+        self.order.move_to_end(key)
+        while len(self.order) > self._max_entries:
+            self.popitem()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        del self.order[key]
+
+    def popitem(self) -> tuple[str, Entry]:
+        """Evict the least recently used entry (called by cachetools when over a bound)."""
+        key = next(iter(self.order))
+        entry: Entry = self.pop(key)
+        self._tier._forget(key, entry)
+        self._tier.evictions += 1
+        return key, entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.order))
+
+
+class MemoryTier:
+    """In-process LRU tier: ``maxsize`` entries, optionally ``max_bytes``, TTL cap ``ttl``."""
+
+    shared = False
+
+    def __init__(
+        self,
+        maxsize: int = 10_000,
+        ttl: float | None = None,
+        *,
+        max_bytes: int | None = None,
+        name: str = "memory",
+    ) -> None:
+        if not isinstance(maxsize, int) or maxsize < 1:
+            raise ConfigError(f"MemoryTier maxsize must be a positive int, not {maxsize!r}")
+        if ttl is not None and ttl <= 0:
+            raise ConfigError(f"MemoryTier ttl must be positive, not {ttl!r}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ConfigError(f"MemoryTier max_bytes must be positive, not {max_bytes!r}")
+        self.name = name
+        self.ttl = ttl
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.evictions = 0
+        self._lock = threading.RLock()
+        if max_bytes is None:
+            self._store = _LRUStore(maxsize, None, maxsize, self)
+        else:
+            self._store = _LRUStore(max_bytes, _entry_bytes, maxsize, self)
+        #: decorators call this on a fast-path hit to keep LRU order (a C method, no lock)
+        self.touch = self._store.order.move_to_end
+        self._tags: dict[str, set[str]] = {}
+        self._seq = 0
+        self._log: deque[tuple[int, str, tuple[str, ...]]] = deque(maxlen=_LOG_SIZE)
+        self._clock: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self, context: TierContext) -> None:
+        self._clock = context.clock
+
+    async def close(self) -> None:
+        return None
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @property
+    def currsize(self) -> float:
+        """Current size in the unit of the bound (entries, or bytes when ``max_bytes`` is set)."""
+        return float(self._store.currsize)
+
+    # -- sync data path (also what the async methods run) ------------------------------------
+    def get_sync(self, key: str) -> Entry | None:
+        with self._lock:
+            entry = self._store.get(key)
+            if entry is None:
+                return None
+            if entry.is_gone(self._now()):
+                self._remove(key)
+                return None
+            self._store.order.move_to_end(key)
+            return entry
+
+    def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
+        found = {}
+        for key in keys:
+            entry = self.get_sync(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
+        return self._seq
+
+    def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
+        with self._lock:
+            if isinstance(lease, int) and self._voided(lease, key, entry.tags):
+                return False
+            old = self._store.get(key)
+            if old is not None:
+                self._forget(key, old)
+            try:
+                self._store[key] = entry
+            except ValueError:  # larger than the whole byte budget: do not keep it
+                return False
+            for tag in entry.tags:
+                self._tags.setdefault(tag, set()).add(key)
+            return True
+
+    def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
+        for key, entry in entries.items():
+            self.set_sync(key, entry)
+
+    def delete_many_sync(self, keys: Sequence[str]) -> int:
+        with self._lock:
+            self._record("keys", tuple(keys))
+            return sum(self._remove(key) for key in keys)
+
+    def delete_prefix_sync(self, prefix: str) -> int:
+        with self._lock:
+            self._record("prefix", (prefix,))
+            doomed = [k for k in self._store.order if k.startswith(prefix)]
+            return sum(self._remove(key) for key in doomed)
+
+    def invalidate_tags_sync(self, tags: Sequence[str]) -> None:
+        with self._lock:
+            self._record("tags", tuple(tags))
+            for tag in tags:
+                for key in list(self._tags.get(tag, ())):
+                    self._remove(key)
+
+    def clear_sync(self) -> None:
+        with self._lock:
+            self._record("all", ())
+            for key in list(self._store.order):
+                self._remove(key)
+            self._tags.clear()
+
+    # -- async API: the same operations, no I/O to wait for ----------------------------------
+    async def get(self, key: str) -> Entry | None:
+        return self.get_sync(key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        return self.get_many_sync(keys)
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        return self._seq
+
+    async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
+        return self.set_sync(key, entry, lease)
+
+    async def set_many(self, entries: Mapping[str, Entry]) -> None:
+        self.set_many_sync(entries)
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        return self.delete_many_sync(keys)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return self.delete_prefix_sync(prefix)
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> None:
+        self.invalidate_tags_sync(tags)
+
+    async def clear(self) -> None:
+        self.clear_sync()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _now(self) -> float:
+        return float(self._clock.time()) if self._clock is not None else _wall()
+
+    def _remove(self, key: str) -> bool:
+        entry = self._store.pop(key, None)
+        if entry is None:
+            return False
+        self._store.order.pop(key, None)
+        self._forget(key, entry)
+        return True
+
+    def _forget(self, key: str, entry: Entry) -> None:
+        entry.kill()
+        for tag in entry.tags:
+            keys = self._tags.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._tags[tag]
+
+    def _record(self, kind: str, items: tuple[str, ...]) -> None:
+        self._seq += 1
+        self._log.append((self._seq, kind, items))
+
+    def _voided(self, lease: int, key: str, tags: tuple[str, ...]) -> bool:
+        """Was anything matching ``key``/``tags`` invalidated after ``lease`` was taken?"""
+        if lease == self._seq:
+            return False
+        if not self._log or self._log[0][0] > lease + 1:
+            return True  # the log no longer reaches back to the lease: refuse to be safe
+        for seq, kind, items in reversed(self._log):
+            if seq <= lease:
+                break
+            if (
+                kind == "all"
+                or (kind == "keys" and key in items)
+                or (kind == "prefix" and key.startswith(items[0]))
+                or (kind == "tags" and not set(items).isdisjoint(tags))
+            ):
+                return True
+        return False
+
+
+def _entry_bytes(entry: Entry) -> int:
+    return entry.size + _ENTRY_OVERHEAD
+
+
+def _wall() -> float:
+    import time
+
+    return time.time()
