@@ -124,6 +124,13 @@ class MemoryTier:
             self._store.order.move_to_end(key)
             return entry
 
+    def peek(self, key: str) -> Entry | None:
+        """The stored entry object itself, without touching LRU order or checking expiry."""
+        try:
+            return cachetools.Cache.__getitem__(self._store, key)  # type: ignore[no-any-return]
+        except KeyError:
+            return None
+
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
         found = {}
         for key in keys:

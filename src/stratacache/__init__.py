@@ -1,0 +1,92 @@
+"""stratacache: a multi-level cache (in-process LRU → Redis → SQL) for sync and async Python.
+
+``import stratacache`` does no I/O and builds nothing; tiers whose drivers are
+optional extras (``SQLTier``) are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import decorators as _decorators  # registers Cache.cached
+from .core.clock import Clock, ManualClock, SystemClock
+from .core.codec import EntryCodec
+from .core.entry import Entry
+from .core.envelope import Compression, FernetEncryption, HMACSigner
+from .core.errors import (
+    CacheKeyError,
+    ConfigError,
+    DeserializationError,
+    LockTimeout,
+    SerializationError,
+    StratacacheError,
+    TierError,
+)
+from .core.sentinel import MISS
+from .core.serializer import MsgpackSerializer, Serializer
+from .core.tier import SyncTier, Tier, TierContext
+from .engine import signals
+from .engine.bus import Invalidation, InvalidationBus
+from .engine.cache import Cache
+from .engine.sync import SyncCache
+from .tiers.memory import MemoryTier
+
+if TYPE_CHECKING:
+    from .tiers.aiocache import AiocacheTier
+    from .tiers.redis import RedisTier
+    from .tiers.sql import SQLTier
+
+cached = _decorators.cached
+
+_LAZY = {
+    "RedisTier": "stratacache.tiers.redis",
+    "SQLTier": "stratacache.tiers.sql",
+    "AiocacheTier": "stratacache.tiers.aiocache",
+}
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISS",
+    "AiocacheTier",
+    "Cache",
+    "CacheKeyError",
+    "Clock",
+    "Compression",
+    "ConfigError",
+    "DeserializationError",
+    "Entry",
+    "EntryCodec",
+    "FernetEncryption",
+    "HMACSigner",
+    "Invalidation",
+    "InvalidationBus",
+    "LockTimeout",
+    "ManualClock",
+    "MemoryTier",
+    "MsgpackSerializer",
+    "RedisTier",
+    "SQLTier",
+    "SerializationError",
+    "Serializer",
+    "StratacacheError",
+    "SyncCache",
+    "SyncTier",
+    "SystemClock",
+    "Tier",
+    "TierContext",
+    "TierError",
+    "cached",
+    "signals",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stratacache' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,112 @@
+"""I/O-free freshness policy shared by the async engine and the sync facade."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from ..core.entry import Entry
+from ..core.errors import ConfigError
+
+
+UNSET: Any = object()
+"""Marks an argument the caller did not give, so the cache's default applies."""
+
+
+class Freshness(enum.Enum):
+    """What a reader may do with an entry it found."""
+
+    FRESH = "fresh"  # serve
+    EARLY = "early"  # serve, and refresh in the background (XFetch drew an early recompute)
+    STALE = "stale"  # past the soft TTL: serve, refresh in the background (stale-while-revalidate)
+    EXPIRED = "expired"  # past the hard TTL: load; serve only if the loader fails (stale-if-error)
+
+
+def classify(entry: Entry, now: float, beta: float, rand: float | None = None) -> Freshness:
+    """Decide how fresh ``entry`` is at ``now``; XFetch (Vattani et al.) with weight ``beta``."""
+    if entry.expires is not None and now >= entry.expires:
+        return Freshness.EXPIRED
+    soft = entry.refresh_after if entry.refresh_after is not None else entry.expires
+    if soft is None:
+        return Freshness.FRESH
+    if now >= soft:
+        return Freshness.STALE
+    if beta > 0 and entry.cost > 0:
+        r = rand if rand is not None else random.random()
+        if now - entry.cost * beta * math.log(max(r, 1e-300)) >= soft:
+            return Freshness.EARLY
+    return Freshness.FRESH
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntryPolicy:
+    """How long a newly written entry lives: TTLs are seconds relative to the write."""
+
+    ttl: float | None
+    refresh_after: float | None = None
+    stale_ttl: float = 0.0
+    jitter: float = 0.0
+    cache_none: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "refresh_after"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+        if self.stale_ttl < 0 or self.jitter < 0:
+            raise ConfigError("stale_ttl and jitter must be >= 0")
+        if self.refresh_after is not None and self.ttl is not None and self.refresh_after > self.ttl:
+            raise ConfigError("refresh_after must not exceed ttl")
+
+    def make(
+        self, value: object, now: float, tags: Sequence[str] = (), cost: float = 0.0, size: int = 0
+    ) -> Entry:
+        """A new entry for ``value`` written at ``now``; jitter stretches TTLs by up to ``jitter``."""
+        stretch = 1.0 + random.random() * self.jitter if self.jitter else 1.0
+        expires = None if self.ttl is None else now + self.ttl * stretch
+        soft = None if self.refresh_after is None else now + self.refresh_after * stretch
+        stale_until = None if expires is None else expires + self.stale_ttl
+        return Entry(
+            value=value,
+            created=now,
+            expires=expires,
+            refresh_after=soft,
+            stale_until=stale_until,
+            cost=cost,
+            tags=tuple(tags),
+            size=size,
+        )
+
+
+def cap(entry: Entry, tier_ttl: float | None, now: float) -> Entry:
+    """``entry`` as a tier with TTL cap ``tier_ttl`` may keep it (a copy when shortened)."""
+    if tier_ttl is None:
+        return entry
+    limit = now + tier_ttl
+    end = entry.stale_until if entry.stale_until is not None else entry.expires
+    if end is not None and end <= limit:
+        return _copy(entry)
+    return Entry(
+        value=entry.value,
+        created=entry.created,
+        expires=_min(entry.expires, limit),
+        refresh_after=_min(entry.refresh_after, limit),
+        stale_until=_min(entry.stale_until, limit),
+        cost=entry.cost,
+        tags=entry.tags,
+        tag_versions=entry.tag_versions,
+        size=entry.size,
+    )
+
+
+def _copy(entry: Entry) -> Entry:
+    """A distinct Entry object, so killing one tier's copy never kills another's."""
+    return dataclasses.replace(entry)
+
+
+def _min(value: float | None, limit: float) -> float:
+    return limit if value is None else min(value, limit)

@@ -1,0 +1,43 @@
+"""The blinker signals stratacache emits, in one place.
+
+Every signal is sent with the ``Cache`` as sender and keyword payloads. They
+are sent only when a receiver is connected (``signal.receivers`` is checked
+first), and never from the decorator's in-memory fast path, so an unused
+signal costs nothing.
+
+=================  ==========================================================
+signal             payload
+=================  ==========================================================
+``hit``            key, tier (name of the tier that answered)
+``miss``           key
+``set``            key, tags
+``loaded``         key, duration (seconds the loader took)
+``load_failed``    key, error
+``stale_served``   key, reason ("revalidate" or "error")
+``early_refresh``  key
+``invalidated``    keys, tags, prefixes, reason, origin ("local" or "remote")
+``cleared``        origin
+``tier_error``     tier, operation, error
+``refused_set``    key (a write voided by an invalidation that raced it)
+``bus_state``      connected (bool)
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+signals = Namespace()
+
+hit = signals.signal("stratacache.hit")
+miss = signals.signal("stratacache.miss")
+set_ = signals.signal("stratacache.set")
+loaded = signals.signal("stratacache.loaded")
+load_failed = signals.signal("stratacache.load_failed")
+stale_served = signals.signal("stratacache.stale_served")
+early_refresh = signals.signal("stratacache.early_refresh")
+invalidated = signals.signal("stratacache.invalidated")
+cleared = signals.signal("stratacache.cleared")
+tier_error = signals.signal("stratacache.tier_error")
+refused_set = signals.signal("stratacache.refused_set")
+bus_state = signals.signal("stratacache.bus_state")

@@ -1,0 +1,234 @@
+"""``TierStack``: the ordered tiers with their counters and circuit breakers.
+
+Every call to a tier goes through here, so a failing tier is counted, logged,
+skipped by its breaker and never raised into the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ..core.entry import Entry
+from ..core.tier import Tier, TierContext
+from .bus import Invalidation
+from .policy import cap
+from .resilience import CircuitBreaker
+from .stats import TierStats
+
+T = TypeVar("T")
+ErrorHook = Callable[[str, str, BaseException], None]
+
+
+class TierSlot:
+    """One tier with its counters and breaker."""
+
+    __slots__ = ("breaker", "local", "name", "stats", "sync", "tier")
+
+    def __init__(self, tier: Tier, threshold: int, reset_after: float) -> None:
+        self.tier = tier
+        self.name = tier.name
+        self.local = not getattr(tier, "shared", True)
+        self.sync = callable(getattr(tier, "get_sync", None))
+        self.stats = TierStats()
+        self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
+
+
+class TierStack:
+    """The tiers of one cache, fastest first."""
+
+    def __init__(
+        self, tiers: Sequence[Tier], threshold: int, reset_after: float, on_error: ErrorHook
+    ) -> None:
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise_config(f"tier names must be unique, got {names}; pass name=... to a tier")
+        self.slots = [TierSlot(t, threshold, reset_after) for t in tiers]
+        self.top = tiers[0]
+        self.local_trusted = True
+        self._on_error = on_error
+
+    # -- guarded calls ---------------------------------------------------------------------------
+    def usable(self, slot: TierSlot) -> bool:
+        """May ``slot`` be called now (breaker closed, and local tiers trusted)?"""
+        if slot.local and not self.local_trusted:
+            return False
+        if not slot.breaker.allow():
+            slot.stats.skipped += 1
+            return False
+        return True
+
+    def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
+        slot.stats.errors += 1
+        slot.breaker.failure()
+        self._on_error(slot.name, operation, exc)
+
+    async def call(self, slot: TierSlot, operation: str, op: Awaitable[T], fallback: T) -> T:
+        """Await ``op`` on ``slot``; on any error count it and return ``fallback``."""
+        try:
+            result = await op
+        except Exception as exc:
+            self.failed(slot, operation, exc)
+            return fallback
+        slot.breaker.success()
+        return result
+
+    def call_sync(self, slot: TierSlot, operation: str, op: Callable[[], T], fallback: T) -> T:
+        """The blocking twin of ``call``."""
+        try:
+            result = op()
+        except Exception as exc:
+            self.failed(slot, operation, exc)
+            return fallback
+        slot.breaker.success()
+        return result
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self, context: TierContext) -> None:
+        for slot in self.slots:
+            await slot.tier.start(context)
+
+    async def close(self) -> None:
+        for slot in self.slots:
+            await self.call(slot, "close", slot.tier.close(), None)
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def read(self, fkey: str, now: float) -> Entry | None:
+        """First live entry top-down, backfilled into the tiers above it."""
+        leases: dict[int, object | None] = {}
+        for index, slot in enumerate(self.slots):
+            if not self.usable(slot):
+                continue
+            if slot.local:
+                leases[index] = await self.call(slot, "lease", slot.tier.lease(fkey, ()), None)
+            entry = await self.call(slot, "get", slot.tier.get(fkey), None)
+            if entry is None or entry.is_gone(now):
+                slot.stats.misses += 1
+                continue
+            slot.stats.hits += 1
+            for upper in range(index):
+                above = self.slots[upper]
+                if self.usable(above):
+                    copy = cap(entry, above.tier.ttl, now)
+                    lease = leases.get(upper)
+                    await self.call(above, "set", above.tier.set(fkey, copy, lease), False)
+            return entry
+        return None
+
+    async def read_many(self, fkeys: list[str], now: float) -> dict[str, Entry]:
+        """Live entries among ``fkeys``: one ``get_many`` per tier for the keys still missing."""
+        found: dict[str, Entry] = {}
+        missing = list(fkeys)
+        for index, slot in enumerate(self.slots):
+            if not missing:
+                break
+            if not self.usable(slot):
+                continue
+            got = await self.call(slot, "get_many", slot.tier.get_many(missing), {})
+            live = {k: e for k, e in got.items() if not e.is_gone(now)}
+            slot.stats.hits += len(live)
+            slot.stats.misses += len(missing) - len(live)
+            if live and index:
+                for above in self.slots[:index]:
+                    if self.usable(above):
+                        copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
+                        await self.call(above, "set_many", above.tier.set_many(copies), None)
+            found.update(live)
+            missing = [k for k in missing if k not in live]
+        return found
+
+    # -- writes ----------------------------------------------------------------------------------
+    async def leases(self, fkey: str, tags: Sequence[str]) -> list[object | None]:
+        """Every tier's lease on ``fkey``, taken before a loader runs."""
+        return [
+            await self.call(s, "lease", s.tier.lease(fkey, tags), None) if self.usable(s) else None
+            for s in self.slots
+        ]
+
+    async def write(
+        self, fkey: str, entry: Entry, leases: list[object | None] | None, now: float
+    ) -> bool:
+        """Write bottom-up; stop (False) at the first tier that refuses a voided lease."""
+        for index in range(len(self.slots) - 1, -1, -1):
+            slot = self.slots[index]
+            if not self.usable(slot):
+                continue
+            lease = leases[index] if leases else None
+            stored = await self.call(
+                slot, "set", slot.tier.set(fkey, cap(entry, slot.tier.ttl, now), lease), True
+            )
+            if not stored:
+                return False
+            slot.stats.sets += 1
+        return True
+
+    async def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
+        for slot in reversed(self.slots):
+            if self.usable(slot):
+                capped = {k: cap(e, slot.tier.ttl, now) for k, e in entries.items()}
+                await self.call(slot, "set_many", slot.tier.set_many(capped), None)
+                slot.stats.sets += len(entries)
+
+    # -- invalidation ----------------------------------------------------------------------------
+    async def invalidate(self, message: Invalidation, local_only: bool) -> None:
+        """Apply ``message`` bottom-up (lower tiers first, so nothing refills from them)."""
+        for slot in reversed(self.slots):
+            if local_only and not slot.local:
+                continue
+            if not slot.breaker.allow():
+                slot.stats.skipped += 1
+                continue
+            tier = slot.tier
+            if message.keys:
+                await self.call(slot, "delete", tier.delete_many(list(message.keys)), 0)
+                slot.stats.deletes += len(message.keys)
+            if message.tags:
+                await self.call(slot, "invalidate_tags", tier.invalidate_tags(list(message.tags)), None)
+            for prefix in message.prefixes:
+                await self.call(slot, "delete_prefix", tier.delete_prefix(prefix), 0)
+
+    async def clear(self, local_only: bool) -> None:
+        for slot in reversed(self.slots):
+            if not local_only or slot.local:
+                await self.call(slot, "clear", slot.tier.clear(), None)
+
+    def invalidate_local_now(self, message: Invalidation) -> None:
+        """Apply ``message`` to local tiers without awaiting (they expose the sync API)."""
+        for slot in self.slots:
+            if slot.local and slot.sync:
+                tier: Any = slot.tier
+                if message.keys:
+                    self.call_sync(slot, "delete", lambda: tier.delete_many_sync(list(message.keys)), 0)
+                if message.tags:
+                    self.call_sync(
+                        slot, "invalidate_tags", lambda: tier.invalidate_tags_sync(list(message.tags)), None
+                    )
+                for prefix in message.prefixes:
+                    self.call_sync(slot, "delete_prefix", lambda p=prefix: tier.delete_prefix_sync(p), 0)
+
+    def clear_local_now(self) -> None:
+        for slot in self.slots:
+            if slot.local and slot.sync:
+                tier: Any = slot.tier
+                self.call_sync(slot, "clear", tier.clear_sync, None)
+
+    # -- stats -----------------------------------------------------------------------------------
+    def stats(self, fast_hits: int) -> dict[str, dict[str, Any]]:
+        """Per-tier counters; decorator fast-path hits are L1 hits."""
+        result = {}
+        for index, slot in enumerate(self.slots):
+            data = slot.stats.as_dict(fast_hits if index == 0 else 0)
+            data["circuit_open"] = slot.breaker.is_open
+            for extra in ("evictions", "decode_errors"):
+                if hasattr(slot.tier, extra):
+                    data[extra] = getattr(slot.tier, extra)
+            if hasattr(slot.tier, "__len__"):
+                data["entries"] = len(slot.tier)  # type: ignore[arg-type]
+            result[slot.name] = data
+        return result
+
+
+def raise_config(message: str) -> None:
+    from ..core.errors import ConfigError
+
+    raise ConfigError(message)

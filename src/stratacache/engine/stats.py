@@ -1,0 +1,64 @@
+"""Plain-integer counters: incremented on the hot path, exported at read/scrape time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(slots=True)
+class TierStats:
+    """Counters of one tier as seen by the engine."""
+
+    hits: int = 0
+    misses: int = 0
+    sets: int = 0
+    deletes: int = 0
+    errors: int = 0
+    skipped: int = 0  # calls not made because the tier's circuit was open
+
+    def as_dict(self, extra_hits: int = 0) -> dict[str, Any]:
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["hits"] += extra_hits
+        lookups = data["hits"] + data["misses"]
+        data["hit_rate"] = data["hits"] / lookups if lookups else 0.0
+        return data
+
+
+@dataclass(slots=True)
+class FunctionStats:
+    """Counters of one decorated function (``fast_hits`` are counted by the decorator itself)."""
+
+    fast_hits: int = 0
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    load_errors: int = 0
+    stale_served: int = 0
+    early_refreshes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        hits = data.pop("fast_hits") + data["hits"]
+        data["hits"] = hits
+        lookups = hits + data["misses"]
+        data["hit_rate"] = hits / lookups if lookups else 0.0
+        return data
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Engine-wide counters of the freshness machinery."""
+
+    loads: int = 0
+    load_errors: int = 0
+    coalesced: int = 0  # callers who waited on another caller's load (single-flight)
+    stale_served: int = 0  # stale-while-revalidate and stale-if-error answers
+    stale_if_error: int = 0
+    early_refreshes: int = 0
+    background_refreshes: int = 0
+    refused_sets: int = 0  # writes refused because an invalidation voided their lease
+    invalidations: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

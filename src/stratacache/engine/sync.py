@@ -1,0 +1,400 @@
+"""``SyncCache``: the same cache for synchronous code.
+
+Tiers that offer the ``SyncTier`` methods (memory, Redis through its own
+blocking client, SQL) are called directly in the caller's thread: no
+event-loop hop. Anything async-only (an aiocache backend, the bus) runs on a
+private event-loop thread (the *portal*). The freshness policy is the one the
+async engine uses (``engine.policy``); only the I/O loops differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..core.entry import Entry
+from .bus import Invalidation
+from .policy import UNSET, EntryPolicy, Freshness, cap, classify
+from .stack import TierSlot
+from .stats import FunctionStats
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+T = TypeVar("T")
+log = logging.getLogger("stratacache")
+
+
+class Portal:
+    """An event loop on a daemon thread, for running coroutines from sync code."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the portal loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="stratacache-portal", daemon=True
+                ).start()
+                self._loop = loop
+            return self._loop
+
+
+class SyncCache:
+    """Blocking twin of ``Cache``'s public API (reach it as ``cache.sync``)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.stack = cache.tiers
+        self.portal = Portal()
+        self._inflight: dict[str, concurrent.futures.Future[Entry]] = {}
+        self._inflight_lock = threading.Lock()
+        self._refresher: concurrent.futures.ThreadPoolExecutor | None = None
+        self._refreshing: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the cache's tiers (done automatically on first use)."""
+        if not self.cache._started:
+            self.portal.run(self.cache.start())
+
+    def close(self) -> None:
+        """Close the cache and stop background threads."""
+        if self._refresher is not None:
+            self._refresher.shutdown(wait=True)
+            self._refresher = None
+        if self.cache._started:
+            self.portal.run(self.cache.close())
+
+    def __enter__(self) -> SyncCache:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tier access -----------------------------------------------------------------------------
+    def _do(self, slot: TierSlot, operation: str, *args: Any) -> Any:
+        """Call ``operation`` on a tier: its sync method, or the async one through the portal."""
+        tier: Any = slot.tier
+        if slot.sync:
+            method = getattr(tier, operation + "_sync")
+            return method(*args)
+        return self.portal.run(getattr(tier, operation)(*args))
+
+    def _call(self, slot: TierSlot, operation: str, fallback: Any, *args: Any) -> Any:
+        return self.stack.call_sync(slot, operation, lambda: self._do(slot, operation, *args), fallback)
+
+    def _read(self, fkey: str) -> Entry | None:
+        now = self.cache.clock.time()
+        leases: dict[int, Any] = {}
+        for index, slot in enumerate(self.stack.slots):
+            if not self.stack.usable(slot):
+                continue
+            if slot.local:
+                leases[index] = self._call(slot, "lease", None, fkey, ())
+            entry: Entry | None = self._call(slot, "get", None, fkey)
+            if entry is None or entry.is_gone(now):
+                slot.stats.misses += 1
+                continue
+            slot.stats.hits += 1
+            for upper in range(index):
+                above = self.stack.slots[upper]
+                if self.stack.usable(above):
+                    copy = cap(entry, above.tier.ttl, now)
+                    self._call(above, "set", False, fkey, copy, leases.get(upper))
+            return entry
+        return None
+
+    def _write(self, fkey: str, entry: Entry, leases: list[Any] | None) -> bool:
+        now = self.cache.clock.time()
+        for index in range(len(self.stack.slots) - 1, -1, -1):
+            slot = self.stack.slots[index]
+            if not self.stack.usable(slot):
+                continue
+            lease = leases[index] if leases else None
+            if not self._call(slot, "set", True, fkey, cap(entry, slot.tier.ttl, now), lease):
+                return False
+            slot.stats.sets += 1
+        return True
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        """The cached value of ``key``, or ``default``."""
+        entry = self.get_entry(key)
+        return default if entry is None else entry.value
+
+    def get_entry(self, key: str) -> Entry | None:
+        """The live ``Entry`` of ``key``, or None."""
+        self.start()
+        entry = self._read(self.cache.full_key(key))
+        if entry is None or entry.is_expired(self.cache.clock.time()):
+            return None
+        return entry
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """``{key: value}`` for the cached keys; one ``get_many`` per tier."""
+        self.start()
+        wanted = {self.cache.full_key(k): k for k in keys}
+        now = self.cache.clock.time()
+        found: dict[str, Entry] = {}
+        missing = list(wanted)
+        for index, slot in enumerate(self.stack.slots):
+            if not missing:
+                break
+            if not self.stack.usable(slot):
+                continue
+            got = self._call(slot, "get_many", {}, missing)
+            live = {k: e for k, e in got.items() if not e.is_gone(now)}
+            slot.stats.hits += len(live)
+            slot.stats.misses += len(missing) - len(live)
+            for above in self.stack.slots[:index]:
+                if live and self.stack.usable(above):
+                    copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
+                    self._call(above, "set_many", None, copies)
+            found.update(live)
+            missing = [k for k in missing if k not in live]
+        return {wanted[k]: e.value for k, e in found.items() if not e.is_expired(now)}
+
+    def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        *,
+        ttl: Any = UNSET,
+        tags: Sequence[str] = (),
+        refresh_after: Any = UNSET,
+        stale_ttl: Any = UNSET,
+    ) -> Any:
+        """The cached value of ``key``, else ``loader()``'s (a sync callable), stored."""
+        self.start()
+        policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
+        return self.fetch(self.cache.full_key(key), loader, policy, tuple(tags)).value
+
+    def fetch(
+        self,
+        fkey: str,
+        loader: Callable[[], Any],
+        policy: EntryPolicy,
+        tags: tuple[str, ...],
+        fstats: FunctionStats | None = None,
+    ) -> Entry:
+        """Read-through on a full key with the engine's freshness rules."""
+        entry = self._read(fkey)
+        if entry is not None:
+            state = classify(entry, self.cache.clock.time(), self.cache.beta)
+            if state is not Freshness.EXPIRED:
+                if fstats is not None:
+                    fstats.hits += 1
+                if state is not Freshness.FRESH:
+                    self._count_refresh(state, fstats)
+                    self.refresh_in_background(fkey, loader, policy, tags, fstats)
+                return entry
+        if fstats is not None:
+            fstats.misses += 1
+        return self.load(fkey, loader, policy, tags, entry, fstats)
+
+    def _count_refresh(self, state: Freshness, fstats: FunctionStats | None) -> None:
+        counters = self.cache.counters
+        if state is Freshness.EARLY:
+            counters.early_refreshes += 1
+            if fstats is not None:
+                fstats.early_refreshes += 1
+        else:
+            counters.stale_served += 1
+            if fstats is not None:
+                fstats.stale_served += 1
+
+    # -- loading ---------------------------------------------------------------------------------
+    def load(
+        self,
+        fkey: str,
+        loader: Callable[[], Any],
+        policy: EntryPolicy,
+        tags: tuple[str, ...],
+        stale: Entry | None = None,
+        fstats: FunctionStats | None = None,
+    ) -> Entry:
+        """Run ``loader`` once per key across this process's threads."""
+        with self._inflight_lock:
+            future = self._inflight.get(fkey)
+            leader = future is None
+            if future is None:
+                future = concurrent.futures.Future()
+                self._inflight[fkey] = future
+            else:
+                self.cache.counters.coalesced += 1
+        if leader:
+            try:
+                future.set_result(self._run_loader(fkey, loader, policy, tags, fstats))
+            except BaseException as exc:
+                future.set_exception(exc)
+            finally:
+                with self._inflight_lock:
+                    self._inflight.pop(fkey, None)
+        try:
+            return future.result()
+        except Exception as exc:
+            if stale is not None and not stale.is_gone(self.cache.clock.time()):
+                self.cache.counters.stale_served += 1
+                self.cache.counters.stale_if_error += 1
+                if fstats is not None:
+                    fstats.stale_served += 1
+                log.warning("stratacache: serving stale %r, the loader failed: %r", fkey, exc)
+                return stale
+            raise
+
+    def _run_loader(
+        self,
+        fkey: str,
+        loader: Callable[[], Any],
+        policy: EntryPolicy,
+        tags: tuple[str, ...],
+        fstats: FunctionStats | None,
+    ) -> Entry:
+        cache = self.cache
+        leases = [
+            self._call(s, "lease", None, fkey, tags) if self.stack.usable(s) else None
+            for s in self.stack.slots
+        ]
+        started = time.perf_counter()
+        try:
+            value = loader()
+            if inspect.isawaitable(value):
+                value = self.portal.run(_await(value))
+        except Exception:
+            cache.counters.load_errors += 1
+            if fstats is not None:
+                fstats.load_errors += 1
+            raise
+        cost = time.perf_counter() - started
+        cache.counters.loads += 1
+        if fstats is not None:
+            fstats.loads += 1
+        size = len(cache.codec.dumps_value(value))
+        entry = policy.make(value, cache.clock.time(), tags, cost, size)
+        if (value is not None or policy.cache_none) and not self._write(fkey, entry, leases):
+            cache.counters.refused_sets += 1
+        return entry
+
+    def refresh_in_background(
+        self,
+        fkey: str,
+        loader: Callable[[], Any],
+        policy: EntryPolicy,
+        tags: tuple[str, ...],
+        fstats: FunctionStats | None = None,
+    ) -> None:
+        """Reload ``fkey`` on a worker thread, at most one refresh per key at a time."""
+        with self._inflight_lock:
+            if fkey in self._refreshing or fkey in self._inflight:
+                return
+            self._refreshing.add(fkey)
+            if self._refresher is None:
+                self._refresher = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="stratacache-refresh"
+                )
+        self.cache.counters.background_refreshes += 1
+
+        def refresh() -> None:
+            try:
+                self.load(fkey, loader, policy, tags, fstats=fstats)
+            except Exception as exc:
+                log.warning("stratacache: background refresh of %r failed: %r", fkey, exc)
+            finally:
+                with self._inflight_lock:
+                    self._refreshing.discard(fkey)
+
+        self._refresher.submit(refresh)
+
+    # -- writes and invalidation -----------------------------------------------------------------
+    def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: Any = UNSET,
+        tags: Sequence[str] = (),
+        refresh_after: Any = UNSET,
+        stale_ttl: Any = UNSET,
+    ) -> None:
+        """Store ``value`` in every tier (nothing is written if it cannot encode)."""
+        self.start()
+        fkey = self.cache.full_key(key)
+        policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
+        self._write(fkey, self.cache._new_entry(value, policy, tags), None)
+        self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.cache.origin))
+
+    def set_many(self, items: Mapping[str, Any], *, ttl: Any = UNSET, tags: Sequence[str] = ()) -> None:
+        """Store several values; all are checked before any is written."""
+        self.start()
+        policy = self.cache.entry_policy(ttl)
+        entries = {self.cache.full_key(k): self.cache._new_entry(v, policy, tags) for k, v in items.items()}
+        now = self.cache.clock.time()
+        for slot in reversed(self.stack.slots):
+            if self.stack.usable(slot):
+                capped = {k: cap(e, slot.tier.ttl, now) for k, e in entries.items()}
+                self._call(slot, "set_many", None, capped)
+                slot.stats.sets += len(entries)
+        self._publish(Invalidation(keys=tuple(entries), reason="overwrite", origin=self.cache.origin))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` everywhere."""
+        self.invalidate(keys=[key])
+
+    def invalidate(
+        self,
+        keys: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        prefix: str | Iterable[str] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Outdate keys, tags and prefixes in every tier before returning."""
+        self.start()
+        message = self.cache.invalidation(keys, tags, prefix, reason)
+        for slot in reversed(self.stack.slots):
+            if not slot.breaker.allow():
+                continue
+            if message.keys:
+                self._call(slot, "delete_many", 0, list(message.keys))
+                slot.stats.deletes += len(message.keys)
+            if message.tags:
+                self._call(slot, "invalidate_tags", None, list(message.tags))
+            for fprefix in message.prefixes:
+                self._call(slot, "delete_prefix", 0, fprefix)
+        self._publish(message)
+        self.cache._announce(message, "local")
+
+    def clear(self) -> None:
+        """Remove every entry of the namespace."""
+        self.start()
+        for slot in reversed(self.stack.slots):
+            self._call(slot, "clear", None)
+        self._publish(Invalidation(clear=True, origin=self.cache.origin))
+
+    def stats(self) -> dict[str, Any]:
+        """The same counters as ``Cache.stats()``."""
+        return self.cache.stats()
+
+    def _publish(self, message: Invalidation) -> None:
+        if self.cache.bus is not None:
+            self.portal.run(self.cache._publish(message))
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,472 @@
+"""The RFC 9111 shared-cache policy, free of I/O, shared by the ASGI and WSGI middleware.
+
+The middleware modules only move bytes and call the cache; every decision
+lives here: which requests may be answered from the cache (§4), which
+responses may be stored and for how long (§3, §4.2), how old a stored
+response is (§4.2.3), when a stale one may still be served (RFC 5861
+``stale-while-revalidate`` / ``stale-if-error``), conditional requests
+(RFC 9110 §13) and the keys.
+
+Keys follow a two-step Vary lookup: the *primary* key of a URL holds either
+the response itself (no ``Vary``) or the list of header names the response
+varies on; the *variant* key adds the request's values for those headers.
+Every stored entry carries the tag ``url:<digest>`` so a URL is purged with
+all its variants by one tag invalidation.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import functools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from ..core.clock import Clock, SystemClock
+from ..core.errors import ConfigError
+from ..core.keys import digest
+from .rules import CacheRule, Directives, RouteRules
+from .stored import StoredResponse
+
+__all__ = [
+    "HEURISTIC_STATUSES",
+    "UNDERSTOOD_STATUSES",
+    "HttpCachePolicy",
+    "Lookup",
+    "Plan",
+    "Verdict",
+    "normalize_url",
+    "parse_cache_control",
+    "url_tag",
+]
+
+Headers = list[tuple[bytes, bytes]]
+
+#: RFC 9110 §15.1: statuses cacheable without explicit freshness (206 left out: no Range support).
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+#: Statuses we store when the response gives explicit freshness.
+UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | {302, 303, 307}
+#: Hop-by-hop and per-delivery headers never stored (RFC 9111 §3.1, RFC 9110 §7.6.1).
+_UNSTORED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"age",
+        b"x-cache",
+        b"content-length",
+    }
+)
+#: Headers a 304 carries over from the stored response (RFC 9110 §15.4.5).
+_NOT_MODIFIED_KEEP = frozenset(
+    {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary", b"last-modified"}
+)
+_SAFE_PATH = "/:@!$&'()*+,;=-._~"
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_MAX_READABLE_KEY = 800
+
+
+def parse_cache_control(value: str | None) -> dict[str, str | None]:
+    """``"max-age=60, no-cache"`` → ``{"max-age": "60", "no-cache": None}`` (first one wins)."""
+    if not value:
+        return {}
+    out: dict[str, str | None] = {}
+    for part in value.split(","):
+        name, sep, arg = part.partition("=")
+        name = name.strip().lower()
+        if name and name not in out:
+            out[name] = arg.strip().strip('"') if sep else None
+    return out
+
+
+def _seconds(directives: Mapping[str, str | None], name: str) -> int | None:
+    """A delta-seconds directive; an invalid value counts as 0 (RFC 9111 §1.2.2: stale)."""
+    if name not in directives:
+        return None
+    raw = directives[name]
+    try:
+        return max(0, int(raw)) if raw is not None else 0
+    except ValueError:
+        return 0
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def normalize_url(scheme: str, host: str, path: str, query: str, ignore: frozenset[str]) -> str:
+    """The method-independent cache URL: lower-case scheme/host, no default port, sorted query.
+
+    ``path`` is the decoded path; it is re-encoded the same way whatever its
+    original escaping, so ``/a%20b`` and ``/a b`` are one URL. Query pairs are
+    sorted by name only, keeping the order of repeated names.
+    """
+    scheme = scheme.lower()
+    host = host.strip().lower()
+    name, sep, port = host.rpartition(":")
+    if sep and port == _DEFAULT_PORTS.get(scheme):
+        host = name
+    url = f"{scheme}://{host}{quote(path or '/', safe=_SAFE_PATH)}"
+    if query:
+        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in ignore]
+        if pairs:
+            pairs.sort(key=lambda kv: kv[0])
+            url += "?" + urlencode(pairs, quote_via=quote)
+    return url
+
+
+def split_url(url: str, ignore: frozenset[str] = frozenset()) -> str:
+    """Normalize a full URL string (as given to ``purge_url``) like a request's URL."""
+    parts = urlsplit(url)
+    return normalize_url(parts.scheme, parts.netloc, unquote(parts.path), parts.query, ignore)
+
+
+def primary_key(prefix: str, url: str) -> str:
+    """``<prefix>:<normalized url>`` (a digest for very long URLs)."""
+    if len(url) > _MAX_READABLE_KEY:
+        url = "#" + digest(url.encode())
+    return f"{prefix}:{url}"
+
+
+def url_tag(url: str) -> str:
+    """The internal tag every stored variant of ``url`` (normalized) carries."""
+    return "url:" + digest(url.encode())
+
+
+class Verdict(enum.Enum):
+    """What a stored response is good for, for one request."""
+
+    FRESH = "HIT"
+    STALE_OK = "STALE"  # stale, servable now (max-stale, or stale-while-revalidate: refresh it)
+    STALE_IF_ERROR = "STALE-IF-ERROR"  # stale; only if the origin fails
+    UNUSABLE = "MISS"
+
+
+@dataclass(slots=True)
+class Lookup:
+    """A stored response judged against a request."""
+
+    verdict: Verdict
+    stored: StoredResponse
+    age: int
+    revalidate: bool  # serve it, and refresh in the background
+
+
+@dataclass(slots=True)
+class Request:
+    """The parts of a request the policy reads; ``headers`` maps lower-case names to values."""
+
+    method: str
+    url: str
+    path: str
+    headers: Mapping[str, str]
+    directives: Directives
+    cc: dict[str, str | None]
+    may_serve: bool
+    may_store: bool
+
+
+@dataclass(slots=True)
+class Plan:
+    """What to do with an origin response: the headers to send and, if storable, how to store."""
+
+    client_headers: Headers
+    store: bool
+    stored_headers: Headers
+    status: int
+    lifetime: float
+    ttl: float
+    tags: list[str]
+    vary: tuple[str, ...]
+    initial_age: float = 0.0
+    swr: int = 0
+    sie: int = 0
+    must_revalidate: bool = False
+    auth_ok: bool = False
+
+
+class HttpCachePolicy:
+    """Configuration plus every HTTP caching decision; one instance per middleware."""
+
+    def __init__(
+        self,
+        *,
+        rules: Iterable[CacheRule] = (),
+        default_ttl: float | None = None,
+        max_body_size: int = 1 << 20,
+        allow_set_cookie: bool = False,
+        share_authorized: bool = False,
+        heuristic: bool = True,
+        heuristic_max: float = 86400.0,
+        tags_header: str = "x-cache-tags",
+        ignore_query_params: Iterable[str] = (),
+        key_prefix: str = "http",
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(max_body_size, int) or max_body_size < 0:
+            raise ConfigError(f"max_body_size must be an int >= 0, not {max_body_size!r}")
+        if default_ttl is not None and default_ttl < 0:
+            raise ConfigError(f"default_ttl must be >= 0 or None, not {default_ttl!r}")
+        if not key_prefix or ":" in key_prefix:
+            raise ConfigError(f"key_prefix must be non-empty without ':', not {key_prefix!r}")
+        self.rules = RouteRules(rules)
+        self.default_ttl = default_ttl
+        self.max_body_size = max_body_size
+        self.allow_set_cookie = allow_set_cookie
+        self.share_authorized = share_authorized
+        self.heuristic = heuristic
+        self.heuristic_max = heuristic_max
+        self.tags_header = tags_header.lower().encode("latin-1")
+        self.ignore = frozenset(ignore_query_params)
+        self.key_prefix = key_prefix
+        self.now: Callable[[], float] = (clock or SystemClock()).time
+        self.url = functools.lru_cache(maxsize=4096)(self._url)
+
+    def _url(self, scheme: str, host: str, path: str, query: str) -> str:
+        return normalize_url(scheme, host, path, query, self.ignore)
+
+    def directives(self, path: str) -> Directives:
+        """Fresh directives for a request to ``path`` from the route rules."""
+        return self.rules.directives(path, self.default_ttl)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def primary_key(self, url: str) -> str:
+        """The key holding a URL's response (no Vary) or its Vary header names."""
+        return primary_key(self.key_prefix, url)
+
+    def variant_key(self, url: str, names: Sequence[str], headers: Mapping[str, str]) -> str:
+        """The key of the variant selected by the request's values of the ``Vary`` headers."""
+        values = "\n".join(f"{n}:{' '.join(headers.get(n, '').split())}" for n in names)
+        return f"{self.primary_key(url)}#v:{digest(values.encode('latin-1', 'replace'))}"
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def request(
+        self, method: str, url: str, path: str, headers: Mapping[str, str], directives: Directives
+    ) -> Request:
+        """Classify a GET/HEAD request: may it be answered from cache, may its response be stored."""
+        cc = parse_cache_control(headers.get("cache-control"))
+        if not cc and "no-cache" in headers.get("pragma", "").lower():
+            cc = {"no-cache": None}  # RFC 9111 §5.4: Pragma only counts without Cache-Control
+        ranged = "range" in headers
+        may_serve = directives.enabled and not ranged and "no-cache" not in cc
+        may_store = directives.enabled and not ranged and method == "GET" and "no-store" not in cc
+        return Request(method, url, path, headers, directives, cc, may_serve, may_store)
+
+    def judge(self, req: Request, stored: StoredResponse, now: float) -> Verdict | Lookup:
+        """How the stored response may be used for this request (RFC 9111 §4, RFC 5861)."""
+        if "authorization" in req.headers and not (stored.auth_ok or self.share_authorized):
+            return Verdict.UNUSABLE  # §3.5: never hand a shared copy to an authenticated request
+        age = stored.age(now)
+        fresh = stored.lifetime - age
+        cc = req.cc
+        max_age = _seconds(cc, "max-age")
+        min_fresh = _seconds(cc, "min-fresh") or 0
+        iage = math.floor(age)
+        if fresh > min_fresh and (max_age is None or age <= max_age):
+            return Lookup(Verdict.FRESH, stored, iage, False)
+        staleness = -fresh
+        if stored.must_revalidate:
+            return Verdict.UNUSABLE
+        if "max-stale" in cc and max_age is None:
+            limit = cc["max-stale"]
+            if limit is None or staleness <= (_seconds(cc, "max-stale") or 0):
+                return Lookup(Verdict.STALE_OK, stored, iage, False)
+        if max_age is not None and age > max_age and fresh > 0:
+            return Verdict.UNUSABLE  # fresh but too old for this client: go to the origin
+        if staleness < stored.swr:
+            return Lookup(Verdict.STALE_OK, stored, iage, True)
+        if staleness < stored.sie:
+            return Lookup(Verdict.STALE_IF_ERROR, stored, iage, False)
+        return Verdict.UNUSABLE
+
+    # -- conditional requests -----------------------------------------------------------------
+
+    @staticmethod
+    def not_modified(headers: Mapping[str, str], stored: StoredResponse) -> bool:
+        """True when the request's validators match the stored response (RFC 9110 §13.2.2)."""
+        if stored.status != 200:
+            return False
+        inm = headers.get("if-none-match")
+        if inm is not None:
+            if stored.etag is None:
+                return inm.strip() == "*"
+            mine = stored.etag.removeprefix("W/")
+            for tag in inm.split(","):
+                tag = tag.strip()
+                if tag == "*" or tag.removeprefix("W/") == mine:
+                    return True
+            return False
+        since = _http_date(headers.get("if-modified-since"))
+        modified = stored.last_modified
+        return since is not None and modified is not None and modified <= since
+
+    # -- answers from the cache ---------------------------------------------------------------
+
+    @staticmethod
+    def served_headers(stored: StoredResponse, age: int, label: bytes) -> Headers:
+        """Headers for a 200-like answer from the cache: stored ones plus framing, Age, X-Cache."""
+        headers = list(map(tuple, stored.headers))
+        headers.append((b"content-length", str(len(stored.body)).encode()))
+        headers.append((b"age", str(age).encode()))
+        headers.append((b"x-cache", label))
+        return headers  # type: ignore[return-value]
+
+    @staticmethod
+    def not_modified_headers(stored: StoredResponse, age: int, label: bytes) -> Headers:
+        """Headers of a 304 built from the stored response."""
+        headers: Headers = [(n, v) for n, v in stored.headers if n in _NOT_MODIFIED_KEEP]
+        headers.append((b"age", str(age).encode()))
+        headers.append((b"x-cache", label))
+        return headers
+
+    # -- storing origin responses -------------------------------------------------------------
+
+    def plan(self, req: Request, status: int, headers: Headers, now: float) -> Plan:
+        """Decide whether the origin's response is stored; strip what the client must not see."""
+        client: Headers = []
+        stored: Headers = []
+        tags = list(req.directives.tags)
+        fields: dict[bytes, str] = {}
+        cookie = False
+        for name, value in headers:
+            lname = name.lower()
+            if lname == self.tags_header:
+                tags.extend(t.strip() for t in value.decode("latin-1").split(",") if t.strip())
+                continue
+            if lname == b"x-cache":
+                continue
+            client.append((name, value))
+            if lname == b"set-cookie":
+                cookie = True
+                continue
+            if lname in fields:
+                fields[lname] += ", " + value.decode("latin-1")
+            else:
+                fields[lname] = value.decode("latin-1")
+            if lname not in _UNSTORED:
+                stored.append((lname, value))
+        client.append((b"x-cache", b"MISS"))
+        plan = Plan(client, False, stored, status, 0.0, 0.0, tags, ())
+        if not req.may_store or (cookie and not self.allow_set_cookie):
+            return plan
+        cc = parse_cache_control(fields.get(b"cache-control"))
+        if "no-store" in cc or "private" in cc or "no-cache" in cc:
+            return plan
+        explicit = "public" in cc or "s-maxage" in cc or "must-revalidate" in cc
+        if "authorization" in req.headers and not (explicit or self.share_authorized):
+            return plan
+        vary = tuple(v.strip().lower() for v in fields.get(b"vary", "").split(",") if v.strip())
+        if "*" in vary:
+            return plan
+        length = fields.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_size:
+            return plan
+        lifetime = self._lifetime(cc, fields, status, req.directives.ttl, now)
+        if lifetime is None:
+            return plan
+        age_header = fields.get(b"age", "")
+        initial_age = float(age_header) if age_header.isdigit() else 0.0
+        revalidate = "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
+        swr = 0 if revalidate else (_seconds(cc, "stale-while-revalidate") or 0)
+        sie = 0 if revalidate else (_seconds(cc, "stale-if-error") or 0)
+        ttl = lifetime - initial_age + max(swr, sie)
+        if ttl <= 0:
+            return plan
+        extra = tuple(v for v in req.directives.vary if v not in vary)
+        plan.store = True
+        plan.lifetime = lifetime
+        plan.ttl = float(math.ceil(ttl))
+        plan.vary = tuple(sorted(set(vary + extra)))
+        plan.tags = [*dict.fromkeys(tags), url_tag(req.url)]
+        plan.initial_age, plan.swr, plan.sie = initial_age, swr, sie
+        plan.must_revalidate, plan.auth_ok = revalidate, explicit
+        return plan
+
+    def _lifetime(
+        self,
+        cc: Mapping[str, str | None],
+        fields: Mapping[bytes, str],
+        status: int,
+        default: float | None,
+        now: float,
+    ) -> float | None:
+        """Freshness lifetime (RFC 9111 §4.2.1), or None when the response must not be stored."""
+        if status not in UNDERSTOOD_STATUSES:
+            return None
+        for name in ("s-maxage", "max-age"):
+            seconds = _seconds(cc, name)
+            if seconds is not None:
+                return float(seconds)
+        if b"expires" in fields:
+            expires = _http_date(fields[b"expires"])
+            date = _http_date(fields.get(b"date")) or now
+            return max(0.0, expires - date) if expires is not None else 0.0
+        if status not in HEURISTIC_STATUSES and "public" not in cc:
+            return None
+        if default is not None:
+            return float(default)
+        modified = _http_date(fields.get(b"last-modified"))
+        if self.heuristic and modified is not None:
+            date = _http_date(fields.get(b"date")) or now
+            return min(max(0.0, (date - modified) * 0.1), self.heuristic_max)  # §4.2.2
+        return None
+
+    def build(self, req: Request, plan: Plan, body: bytes, now: float) -> list[tuple[str, Any]]:
+        """The ``(key, value)`` pairs to write for a stored response (primary, then variant)."""
+        fields = {n: v for n, v in plan.stored_headers}
+        stored = StoredResponse(
+            status=plan.status,
+            headers=plan.stored_headers,
+            body=body,
+            response_time=now,
+            initial_age=plan.initial_age,
+            lifetime=plan.lifetime,
+            swr=plan.swr,
+            sie=plan.sie,
+            must_revalidate=plan.must_revalidate,
+            auth_ok=plan.auth_ok,
+            etag=fields[b"etag"].decode("latin-1") if b"etag" in fields else None,
+            last_modified=_http_date(
+                (fields.get(b"last-modified") or fields.get(b"date") or b"").decode("latin-1")
+            ),
+        )
+        primary = self.primary_key(req.url)
+        if not plan.vary:
+            return [(primary, {"v": [], "r": stored.to_value()})]
+        return [
+            (primary, {"v": list(plan.vary)}),
+            (self.variant_key(req.url, plan.vary, req.headers), {"r": stored.to_value()}),
+        ]
+
+
+def status_line(status: int) -> str:
+    """``200 OK`` for WSGI's ``start_response``."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def is_error_status(status: int) -> bool:
+    """Origin failures that ``stale-if-error`` may hide (RFC 5861 §4)."""
+    return status in (500, 502, 503, 504)
+
+
+def invalidates(method: str, status: int) -> bool:
+    """RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target URI."""
+    return method not in ("GET", "HEAD", "OPTIONS", "TRACE") and 200 <= status < 400

@@ -1,0 +1,182 @@
+"""What ``RedisTier`` stores and runs server-side: the value layout, key names and Lua scripts.
+
+Stored value layout (so Lua can check tags without decoding the codec's bytes,
+which may be compressed, signed or encrypted)::
+
+    b"\\x00" + codec_bytes                                  untagged entry
+    b"\\x01" + len(header) (4 bytes, big endian) + header + codec_bytes
+                                                            header = msgpack [tag, version, ...]
+
+Bookkeeping keys (none starts with ``namespace + ":"``, so ``clear`` never removes them):
+
+- ``{sc:NS}:__tagv__:TAG``  tag version, INCR on invalidation, **never expires**: a
+  counter that vanished and restarted at 0 would make outdated entries fresh again.
+  One small key per tag ever invalidated.
+- ``{sc:NS}:__epoch__``     namespace epoch, INCR by ``delete_prefix``/``clear``; voids
+  every lease taken before (refusing a set is always safe). Never expires.
+- ``{…}:__keyv__:KEY``      key version, INCR by ``delete_many``; expires a day after the
+  last delete, far longer than any loader runs.
+
+``{sc:NS}`` is a cluster hash tag: tag counters and the epoch share one slot, so one
+MGET reads them all. In cluster mode the key-version key carries a hash tag that
+lands in the entry key's own slot, so the set script can check it atomically.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from ..core.errors import DeserializationError
+
+UNTAGGED = b"\x00"
+TAGGED = 1
+KEY_VERSION_TTL_MS = 86_400_000
+
+#: KEYS[1] entry; ARGV[1] tag-key prefix. Returns the stored bytes, or false when a
+#: recorded tag version differs from the current one. A header Lua cannot parse is
+#: returned as is, so the client counts a decode error instead of failing the call.
+_FRESH = """
+local function fresh(v, prefix)
+  if string.byte(v, 1) ~= 1 then return true end
+  local ok, res = pcall(function()
+    local n = struct.unpack('>I4', string.sub(v, 2, 5))
+    local h = {cmsgpack.unpack(string.sub(v, 6, 5 + n))}
+    h = h[1]
+    for i = 1, #h, 2 do
+      local cur = tonumber(redis.call('GET', prefix .. h[i]) or '0')
+      if cur ~= h[i + 1] then return false end
+    end
+    return true
+  end)
+  return (not ok) or res
+end
+"""
+
+GET_SCRIPT = (
+    _FRESH
+    + """
+local v = redis.call('GET', KEYS[1])
+if v and fresh(v, ARGV[1]) then return v end
+return false
+"""
+)
+
+GET_MANY_SCRIPT = (
+    _FRESH
+    + """
+local vals = redis.call('MGET', unpack(KEYS))
+local out = {}
+for i = 1, #KEYS do
+  local v = vals[i]
+  if v and fresh(v, ARGV[1]) then out[i] = v else out[i] = false end
+end
+return out
+"""
+)
+
+#: KEYS[1] entry, KEYS[2] key version, KEYS[3] epoch (absent in cluster mode).
+#: ARGV: data, px (0 = none), leased kv ('' = no lease), leased epoch, tag prefix
+#: ('' = ARGV carries current versions: cluster mode), n, n tags, n versions
+#: (leased versions, or current ones in cluster mode; '' = unknown).
+#: Returns 1 when stored, 0 when the lease was voided.
+SET_SCRIPT = """
+local data, px, kv, epoch = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local prefix, n = ARGV[5], tonumber(ARGV[6])
+if kv ~= '' then
+  if (redis.call('GET', KEYS[2]) or '0') ~= kv then return 0 end
+  if KEYS[3] and (redis.call('GET', KEYS[3]) or '0') ~= epoch then return 0 end
+end
+local payload = '\\0' .. data
+if n > 0 then
+  local header = {}
+  for i = 1, n do
+    local tag, given = ARGV[6 + i], ARGV[6 + n + i]
+    local cur
+    if prefix == '' then
+      cur = tonumber(given)
+    else
+      cur = tonumber(redis.call('GET', prefix .. tag) or '0')
+      if kv ~= '' and given ~= '' and cur ~= tonumber(given) then return 0 end
+    end
+    header[2 * i - 1] = tag
+    header[2 * i] = cur
+  end
+  local h = cmsgpack.pack(header)
+  payload = '\\1' .. struct.pack('>I4', #h) .. h .. data
+end
+if px > 0 then
+  redis.call('SET', KEYS[1], payload, 'PX', px)
+else
+  redis.call('SET', KEYS[1], payload)
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLease:
+    """Versions read when a load began: key version, namespace epoch, tag versions."""
+
+    key: str
+    key_version: bytes
+    epoch: bytes
+    tags: tuple[str, ...]
+    tag_versions: tuple[bytes, ...]
+
+
+class KeyNames:
+    """Names of the bookkeeping keys of one namespace (see the module docstring)."""
+
+    def __init__(self, namespace: str, cluster: bool) -> None:
+        self.base = "{sc:" + namespace + "}"
+        self.tag_prefix = self.base + ":__tagv__:"
+        self.epoch = self.base + ":__epoch__"
+        self.cluster = cluster
+
+    def tag(self, tag: str) -> str:
+        return self.tag_prefix + tag
+
+    def key_version(self, key: str) -> str:
+        if not self.cluster:
+            return self.base + ":__keyv__:" + key
+        slot = key_slot(key.encode())
+        return "{" + _slot_tags()[slot] + "}:__keyv__:" + key
+
+
+_SLOT_TAGS: list[str] = []
+
+
+def _slot_tags() -> list[str]:
+    """For each cluster slot, a short string hashing to it (built once, ~0.1 s)."""
+    if not _SLOT_TAGS:
+        table: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+        missing = REDIS_CLUSTER_HASH_SLOTS
+        for i in itertools.count():
+            s = format(i, "x")
+            slot = key_slot(s.encode())
+            if table[slot] is None:
+                table[slot] = s
+                missing -= 1
+                if not missing:
+                    break
+        _SLOT_TAGS.extend(t for t in table if t is not None)
+    return _SLOT_TAGS
+
+
+def split_stored(raw: bytes) -> tuple[bytes, bytes | None]:
+    """``(codec_bytes, msgpack_header_or_None)`` of a stored value; raises on a foreign layout."""
+    if raw[:1] == UNTAGGED:
+        return raw[1:], None
+    if raw[:1] == b"\x01" and len(raw) >= 5:
+        n = int.from_bytes(raw[1:5], "big")
+        if len(raw) >= 5 + n:
+            return raw[5 + n :], raw[5 : 5 + n]
+    raise DeserializationError("not a stratacache redis value")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with SCAN MATCH wildcards escaped, so a prefix matches literally."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,455 @@
+"""``RedisTier``: a shared tier on Redis (standalone, Sentinel or Cluster) via redis-py.
+
+Every operation is written once as a generator that yields Redis calls and
+receives their results; a blocking driver runs it on a ``redis.Redis`` client
+(no event-loop hop for sync callers) and an async driver on a
+``redis.asyncio`` client. Driver errors become ``TierError``.
+
+Costs: a hit is one EVALSHA (the script compares the entry's recorded tag
+versions with the current ones server-side); ``get_many`` is one EVALSHA;
+``set_many``/``delete_many``/``invalidate_tags`` are one pipeline each;
+``invalidate_tags`` is one INCR per tag, whatever the number of entries.
+In cluster mode the tag check cannot run in the entry's slot, so a tagged
+hit costs a second MGET (all tag counters share one slot), and a leased set
+checks tag versions and the epoch just before its atomic key-version check.
+Layout and bookkeeping keys are described in ``_redis_scripts``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgpack
+import redis
+import redis.asyncio as aredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from ..core.entry import Entry
+from ..core.errors import ConfigError, DeserializationError, TierError
+from ..core.tier import TierContext
+from . import _redis_scripts as rs
+
+T = TypeVar("T")
+#: one step of an operation: given a side (sync or async client), issue a call
+Step = Callable[["_Side"], Any]
+Op = Generator[Step, Any, T]
+
+_SCAN_BATCH = 1000
+_SCRIPTS = {"get": rs.GET_SCRIPT, "get_many": rs.GET_MANY_SCRIPT, "set": rs.SET_SCRIPT}
+_SHA = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in _SCRIPTS.items()}
+
+
+class _Side:
+    """One client (sync or async) as seen by operations."""
+
+    __slots__ = ("c",)
+
+    def __init__(self, client: Any) -> None:
+        self.c = client
+
+
+class RedisTier:
+    """A tier on Redis; entries expire physically (PX) at their end, capped by ``ttl``.
+
+    Args:
+        url: ``redis://`` / ``rediss://`` URL (also the first startup node in cluster mode).
+        client: an existing ``redis.asyncio`` client to use instead of building one.
+        sync_client: an existing ``redis.Redis`` client for the sync API.
+        ttl: upper bound in seconds on how long an entry is kept.
+        max_connections: pool size per client; callers beyond it wait up to ``pool_timeout``.
+        socket_timeout: seconds an operation may take before the tier counts as failed.
+        socket_connect_timeout: seconds a connection attempt may take.
+        retry: redis-py ``Retry`` policy (default: one quick retry on connection errors).
+        pool_timeout: seconds a caller waits for a free pooled connection.
+        name: name in stats and logs.
+        cluster: connect with ``RedisCluster``.
+        sentinels: ``[(host, port), ...]`` of Redis Sentinels; needs ``service_name``.
+        service_name: the Sentinel master name.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        client: Any = None,
+        sync_client: Any = None,
+        ttl: float | None = None,
+        max_connections: int = 128,
+        socket_timeout: float = 0.5,
+        socket_connect_timeout: float = 0.25,
+        retry: Retry | None = None,
+        pool_timeout: float = 5.0,
+        name: str = "redis",
+        cluster: bool = False,
+        sentinels: Sequence[tuple[str, int]] | None = None,
+        service_name: str | None = None,
+    ) -> None:
+        if ttl is not None and ttl <= 0:
+            raise ConfigError(f"RedisTier ttl must be positive, not {ttl!r}")
+        if sentinels and not service_name:
+            raise ConfigError("RedisTier with sentinels needs service_name")
+        if max_connections < 1:
+            raise ConfigError(f"RedisTier max_connections must be >= 1, not {max_connections!r}")
+        self.name = name
+        self.ttl = ttl
+        self.url = url
+        self.cluster = cluster
+        self.decode_errors = 0
+        self._options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "max_connections": max_connections,
+        }
+        self._pool_timeout = pool_timeout
+        self._retry = retry
+        self._sentinels = list(sentinels) if sentinels else None
+        self._service_name = service_name
+        self._given = (client, sync_client)
+        self._async: _Side | None = _Side(client) if client is not None else None
+        self._sync: _Side | None = _Side(sync_client) if sync_client is not None else None
+        self._context = TierContext(namespace="")
+        self._names = rs.KeyNames("", cluster)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self, context: TierContext) -> None:
+        self._context = context
+        self._names = rs.KeyNames(context.namespace, self.cluster)
+        if self._async is None:
+            self._async = _Side(self._build(asynchronous=True))
+        if self._sync is None:
+            self._sync = _Side(self._build(asynchronous=False))
+
+    async def close(self) -> None:
+        if self._async is not None and self._given[0] is None:
+            await self._async.c.aclose()
+            self._async = None
+        if self._sync is not None and self._given[1] is None:
+            self._sync.c.close()
+            self._sync = None
+
+    def _build(self, asynchronous: bool) -> Any:
+        """A client for ``url`` (or the cluster/sentinel it names) with our timeouts."""
+        opts = dict(self._options)
+        mod: Any = aredis if asynchronous else redis
+        retry = self._retry or Retry(ExponentialBackoff(cap=0.05, base=0.005), 1)
+        if self.cluster:
+            return mod.RedisCluster.from_url(self.url, retry=retry, **opts)
+        if self._sentinels:
+            sentinel = mod.sentinel.Sentinel(
+                self._sentinels,
+                socket_timeout=opts["socket_timeout"],
+                socket_connect_timeout=opts["socket_connect_timeout"],
+            )
+            return sentinel.master_for(self._service_name, retry=retry, **opts)
+        pool = mod.BlockingConnectionPool.from_url(
+            self.url, timeout=self._pool_timeout, retry=retry, **opts
+        )
+        return mod.Redis(connection_pool=pool)
+
+    # -- drivers -----------------------------------------------------------------------------
+    async def _run(self, op: str, factory: Callable[[], Op[T]]) -> T:
+        side = self._async
+        if side is None:
+            raise TierError(self.name, op, RuntimeError("tier not started"))
+        for attempt in (0, 1):
+            gen = factory()
+            try:
+                step = next(gen)
+                while True:
+                    step = gen.send(await step(side))
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except NoScriptError as exc:
+                if attempt:
+                    raise TierError(self.name, op, exc) from exc
+                for src in _SCRIPTS.values():
+                    await side.c.script_load(src)
+            except (RedisError, OSError) as exc:
+                raise TierError(self.name, op, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run_sync(self, op: str, factory: Callable[[], Op[T]]) -> T:
+        side = self._sync
+        if side is None:
+            raise TierError(self.name, op, RuntimeError("tier not started"))
+        for attempt in (0, 1):
+            gen = factory()
+            try:
+                step = next(gen)
+                while True:
+                    step = gen.send(step(side))
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except NoScriptError as exc:
+                if attempt:
+                    raise TierError(self.name, op, exc) from exc
+                for src in _SCRIPTS.values():
+                    side.c.script_load(src)
+            except (RedisError, OSError) as exc:
+                raise TierError(self.name, op, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- operations (shared by both drivers) -------------------------------------------------
+    def _get_op(self, key: str) -> Op[Entry | None]:
+        if self.cluster:
+            found = yield from self._cluster_get_many_op([key])
+            return found.get(key)
+        prefix = self._names.tag_prefix
+        raw = yield lambda s: s.c.evalsha(_SHA["get"], 1, key, prefix)
+        return None if raw is None else self._load(raw)
+
+    def _get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
+        if not keys:
+            return {}
+        if self.cluster:
+            return (yield from self._cluster_get_many_op(keys))
+        prefix = self._names.tag_prefix
+        raws = yield lambda s: s.c.evalsha(_SHA["get_many"], len(keys), *keys, prefix)
+        found = {}
+        for key, raw in zip(keys, raws):
+            if raw is not None and (entry := self._load(raw)) is not None:
+                found[key] = entry
+        return found
+
+    def _cluster_get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
+        """Cluster reads: MGET per slot, then one MGET of the tag counters the hits name."""
+        raws = yield lambda s: s.c.mget_nonatomic(list(keys))
+        parts: dict[str, tuple[bytes, list[Any]]] = {}
+        tags: set[str] = set()
+        for key, raw in zip(keys, raws):
+            if raw is None:
+                continue
+            try:
+                data, header = rs.split_stored(raw)
+                pairs = msgpack.unpackb(header, raw=False) if header is not None else []
+            except (DeserializationError, ValueError):
+                self.decode_errors += 1
+                continue
+            parts[key] = (data, pairs)
+            tags.update(pairs[0::2])
+        current: dict[str, int] = {}
+        if tags:
+            ordered = sorted(tags)
+            names = [self._names.tag(t) for t in ordered]
+            values = yield lambda s: s.c.mget(names)
+            current = {t: int(v or 0) for t, v in zip(ordered, values)}
+        found = {}
+        for key, (data, pairs) in parts.items():
+            if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2])):
+                entry = self._decode(data)
+                if entry is not None:
+                    found[key] = entry
+        return found
+
+    def _lease_op(self, key: str, tags: Sequence[str]) -> Op[object | None]:
+        names = self._names
+        tag_keys = [names.tag(t) for t in tags]
+        if self.cluster:
+            kv = yield lambda s: s.c.get(names.key_version(key))
+            values = yield lambda s: s.c.mget([names.epoch, *tag_keys])
+        else:
+            kv, *values = yield lambda s: s.c.mget([names.key_version(key), names.epoch, *tag_keys])
+        return rs.RedisLease(
+            key, kv or b"0", values[0] or b"0", tuple(tags), tuple(v or b"0" for v in values[1:])
+        )
+
+    def _set_op(self, key: str, entry: Entry, lease: object | None) -> Op[bool]:
+        px = self._px(entry)
+        if px is None:
+            return True  # already past its end: nothing worth storing
+        data = self._context.codec.encode(entry)
+        if not isinstance(lease, rs.RedisLease):
+            lease = None
+        if lease is None and not entry.tags:
+            payload = rs.UNTAGGED + data
+            if px:
+                yield lambda s: s.c.set(key, payload, px=px)
+            else:
+                yield lambda s: s.c.set(key, payload)
+            return True
+        args = yield from self._set_args(key, entry, lease, data, px)
+        if args is None:
+            return False
+        stored = yield lambda s: s.c.evalsha(_SHA["set"], *args)
+        return bool(stored)
+
+    def _set_args(
+        self, key: str, entry: Entry, lease: rs.RedisLease | None, data: bytes, px: int
+    ) -> Op[list[Any] | None]:
+        """EVALSHA arguments of the set script, or None when a cluster pre-check refuses."""
+        names = self._names
+        tags = list(entry.tags)
+        leased = dict(zip(lease.tags, lease.tag_versions)) if lease else {}
+        versions: list[Any] = [leased.get(t, b"") for t in tags]
+        keys = [key, names.key_version(key)]
+        prefix = names.tag_prefix
+        if self.cluster:
+            current = yield lambda s: s.c.mget([names.epoch, *[names.tag(t) for t in tags]])
+            current = [v or b"0" for v in current]
+            if lease is not None and (
+                current[0] != lease.epoch
+                or any(v not in (b"", c) for v, c in zip(versions, current[1:]))
+            ):
+                return None
+            versions, prefix = current[1:], ""
+        else:
+            keys.append(names.epoch)
+        kv, epoch = (lease.key_version, lease.epoch) if lease else (b"", b"")
+        return [len(keys), *keys, data, px, kv, epoch, prefix, len(tags), *tags, *versions]
+
+    def _set_many_op(self, entries: Mapping[str, Entry]) -> Op[None]:
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        for key, entry in entries.items():
+            px = self._px(entry)
+            if px is None:
+                continue
+            data = self._context.codec.encode(entry)
+            if not entry.tags:
+                calls.append(("set", (key, rs.UNTAGGED + data), {"px": px or None}))
+            else:
+                args = yield from self._set_args(key, entry, None, data, px)
+                if args is not None:
+                    calls.append(("evalsha", (_SHA["set"], *args), {}))
+        if calls:
+            yield lambda s: _pipeline(s, calls)
+
+    def _delete_many_op(self, keys: Sequence[str]) -> Op[int]:
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        for key in keys:
+            kv = self._names.key_version(key)
+            calls.append(("unlink", (key,), {}))
+            calls.append(("incr", (kv,), {}))
+            calls.append(("pexpire", (kv, rs.KEY_VERSION_TTL_MS), {}))
+        if not calls:
+            return 0
+        results = yield lambda s: _pipeline(s, calls)
+        return sum(int(r) for r in results[0::3])
+
+    def _delete_prefix_op(self, prefix: str) -> Op[int]:
+        # Epoch first: a load that began before this call may not write afterwards.
+        yield lambda s: s.c.incr(self._names.epoch)
+        pattern = rs.glob_escape(prefix) + "*"
+        keys = yield lambda s: _scan(s, pattern)
+        removed = 0
+        for i in range(0, len(keys), _SCAN_BATCH):
+            batch = keys[i : i + _SCAN_BATCH]
+            calls = [("unlink", (k,), {}) for k in batch]
+            results = yield lambda s, calls=calls: _pipeline(s, calls)
+            removed += sum(int(r) for r in results)
+        return removed
+
+    def _invalidate_tags_op(self, tags: Sequence[str]) -> Op[None]:
+        calls = [("incr", (self._names.tag(t),), {}) for t in dict.fromkeys(tags)]
+        if calls:
+            yield lambda s: _pipeline(s, calls)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _px(self, entry: Entry) -> int | None:
+        """Physical TTL in ms (0: none), or None when the entry is already past its end."""
+        remaining = entry.remaining(self._context.clock.time())
+        if self.ttl is not None and (remaining is None or remaining > self.ttl):
+            remaining = self.ttl
+        if remaining is None:
+            return 0
+        if remaining <= 0:
+            return None
+        return max(1, math.ceil(remaining * 1000))
+
+    def _load(self, raw: bytes) -> Entry | None:
+        try:
+            data, _ = rs.split_stored(raw)
+        except DeserializationError:
+            self.decode_errors += 1
+            return None
+        return self._decode(data)
+
+    def _decode(self, data: bytes) -> Entry | None:
+        try:
+            entry = self._context.codec.decode(data)
+        except DeserializationError:
+            self.decode_errors += 1
+            return None
+        return None if entry.is_gone(self._context.clock.time()) else entry
+
+    # -- public async API --------------------------------------------------------------------
+    async def get(self, key: str) -> Entry | None:
+        return await self._run("get", lambda: self._get_op(key))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        return await self._run("get_many", lambda: self._get_many_op(keys))
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        return await self._run("lease", lambda: self._lease_op(key, tags))
+
+    async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
+        return await self._run("set", lambda: self._set_op(key, entry, lease))
+
+    async def set_many(self, entries: Mapping[str, Entry]) -> None:
+        await self._run("set_many", lambda: self._set_many_op(entries))
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        return await self._run("delete_many", lambda: self._delete_many_op(keys))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return await self._run("delete_prefix", lambda: self._delete_prefix_op(prefix))
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> None:
+        await self._run("invalidate_tags", lambda: self._invalidate_tags_op(tags))
+
+    async def clear(self) -> None:
+        await self.delete_prefix(self._context.namespace + ":")
+
+    # -- public sync API ---------------------------------------------------------------------
+    def get_sync(self, key: str) -> Entry | None:
+        return self._run_sync("get", lambda: self._get_op(key))
+
+    def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
+        return self._run_sync("get_many", lambda: self._get_many_op(keys))
+
+    def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
+        return self._run_sync("lease", lambda: self._lease_op(key, tags))
+
+    def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
+        return self._run_sync("set", lambda: self._set_op(key, entry, lease))
+
+    def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
+        self._run_sync("set_many", lambda: self._set_many_op(entries))
+
+    def delete_many_sync(self, keys: Sequence[str]) -> int:
+        return self._run_sync("delete_many", lambda: self._delete_many_op(keys))
+
+    def delete_prefix_sync(self, prefix: str) -> int:
+        return self._run_sync("delete_prefix", lambda: self._delete_prefix_op(prefix))
+
+    def invalidate_tags_sync(self, tags: Sequence[str]) -> None:
+        self._run_sync("invalidate_tags", lambda: self._invalidate_tags_op(tags))
+
+    def clear_sync(self) -> None:
+        self.delete_prefix_sync(self._context.namespace + ":")
+
+
+def _pipeline(side: _Side, calls: Iterable[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> Any:
+    """Queue ``calls`` on a non-transactional pipeline and execute it (one round trip per node)."""
+    pipe = side.c.pipeline(transaction=False)
+    for method, args, kwargs in calls:
+        getattr(pipe, method)(*args, **kwargs)
+    return pipe.execute()
+
+
+def _scan(side: _Side, pattern: str) -> Any:
+    """Every key matching ``pattern`` (all primaries in cluster mode), as a list."""
+    it = side.c.scan_iter(match=pattern, count=_SCAN_BATCH)
+    if hasattr(it, "__aiter__"):
+
+        async def collect() -> list[Any]:
+            return [k async for k in it]
+
+        return collect()
+    return list(it)
