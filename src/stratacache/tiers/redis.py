@@ -17,6 +17,7 @@ Layout and bookkeeping keys are described in ``_redis_scripts``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -38,6 +39,8 @@ T = TypeVar("T")
 #: one step of an operation: given a side (sync or async client), issue a call
 Step = Callable[["_Side"], Any]
 Op = Generator[Step, Any, T]
+#: one pipelined command: method name, positional and keyword arguments
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 _SCAN_BATCH = 1000
 _SCRIPTS = {"get": rs.GET_SCRIPT, "get_many": rs.GET_MANY_SCRIPT, "set": rs.SET_SCRIPT}
@@ -213,7 +216,7 @@ class RedisTier:
         prefix = self._names.tag_prefix
         raws = yield lambda s: s.c.evalsha(_SHA["get_many"], len(keys), *keys, prefix)
         found = {}
-        for key, raw in zip(keys, raws):
+        for key, raw in zip(keys, raws, strict=True):
             if raw is not None and (entry := self._load(raw)) is not None:
                 found[key] = entry
         return found
@@ -223,7 +226,7 @@ class RedisTier:
         raws = yield lambda s: s.c.mget_nonatomic(list(keys))
         parts: dict[str, tuple[bytes, list[Any]]] = {}
         tags: set[str] = set()
-        for key, raw in zip(keys, raws):
+        for key, raw in zip(keys, raws, strict=True):
             if raw is None:
                 continue
             try:
@@ -239,10 +242,10 @@ class RedisTier:
             ordered = sorted(tags)
             names = [self._names.tag(t) for t in ordered]
             values = yield lambda s: s.c.mget(names)
-            current = {t: int(v or 0) for t, v in zip(ordered, values)}
+            current = {t: int(v or 0) for t, v in zip(ordered, values, strict=True)}
         found = {}
         for key, (data, pairs) in parts.items():
-            if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2])):
+            if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=False)):
                 entry = self._decode(data)
                 if entry is not None:
                     found[key] = entry
@@ -286,7 +289,7 @@ class RedisTier:
         """EVALSHA arguments of the set script, or None when a cluster pre-check refuses."""
         names = self._names
         tags = list(entry.tags)
-        leased = dict(zip(lease.tags, lease.tag_versions)) if lease else {}
+        leased = dict(zip(lease.tags, lease.tag_versions, strict=True)) if lease else {}
         versions: list[Any] = [leased.get(t, b"") for t in tags]
         keys = [key, names.key_version(key)]
         prefix = names.tag_prefix
@@ -295,7 +298,7 @@ class RedisTier:
             current = [v or b"0" for v in current]
             if lease is not None and (
                 current[0] != lease.epoch
-                or any(v not in (b"", c) for v, c in zip(versions, current[1:]))
+                or any(v not in (b"", c) for v, c in zip(versions, current[1:], strict=True))
             ):
                 return None
             versions, prefix = current[1:], ""
@@ -305,7 +308,7 @@ class RedisTier:
         return [len(keys), *keys, data, px, kv, epoch, prefix, len(tags), *tags, *versions]
 
     def _set_many_op(self, entries: Mapping[str, Entry]) -> Op[None]:
-        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        calls: list[Call] = []
         for key, entry in entries.items():
             px = self._px(entry)
             if px is None:
@@ -321,7 +324,7 @@ class RedisTier:
             yield lambda s: _pipeline(s, calls)
 
     def _delete_many_op(self, keys: Sequence[str]) -> Op[int]:
-        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        calls: list[Call] = []
         for key in keys:
             kv = self._names.key_version(key)
             calls.append(("unlink", (key,), {}))
@@ -340,13 +343,13 @@ class RedisTier:
         removed = 0
         for i in range(0, len(keys), _SCAN_BATCH):
             batch = keys[i : i + _SCAN_BATCH]
-            calls = [("unlink", (k,), {}) for k in batch]
-            results = yield lambda s, calls=calls: _pipeline(s, calls)
+            calls: list[Call] = [("unlink", (k,), {}) for k in batch]
+            results = yield functools.partial(_pipeline, calls=calls)
             removed += sum(int(r) for r in results)
         return removed
 
     def _invalidate_tags_op(self, tags: Sequence[str]) -> Op[None]:
-        calls = [("incr", (self._names.tag(t),), {}) for t in dict.fromkeys(tags)]
+        calls: list[Call] = [("incr", (self._names.tag(t),), {}) for t in dict.fromkeys(tags)]
         if calls:
             yield lambda s: _pipeline(s, calls)
 
@@ -435,7 +438,7 @@ class RedisTier:
         self.delete_prefix_sync(self._context.namespace + ":")
 
 
-def _pipeline(side: _Side, calls: Iterable[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> Any:
+def _pipeline(side: _Side, calls: Iterable[Call]) -> Any:
     """Queue ``calls`` on a non-transactional pipeline and execute it (one round trip per node)."""
     pipe = side.c.pipeline(transaction=False)
     for method, args, kwargs in calls:
