@@ -13,6 +13,7 @@ alike share the memo (``f(1)`` and ``f(1.0)``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Sequence
@@ -53,10 +54,8 @@ class _Memo:
                 del data[k]
             if len(data) >= self.limit:
                 data.clear()
-        try:
+        with contextlib.suppress(TypeError):
             data[call_key] = (entry, fkey)
-        except TypeError:
-            pass
 
 
 def cached(
@@ -134,24 +133,27 @@ def _async_wrapper(
     async def slow(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
-        entry = await cache.fetch(fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats)
+        entry = await cache.fetch(
+            fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats
+        )
         memo.remember(call_key, fkey, cache.tiers.local_trusted)
         return entry.value
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call_key = args if not kwargs else (*args, _KW, *kwargs.items())
+        call_key: Any = args if not kwargs else (*args, _KW, *kwargs.items())
         try:
             found = lookup(call_key)
         except TypeError:  # unhashable arguments: no memo, the slow path builds a digest key
-            found = call_key = None
+            found = None
+            call_key = None
         if found is not None:
             entry = found[0]
             if entry.deadline > now():
                 fstats.fast_hits += 1
-                try:
+                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]
-                except KeyError:
+                except KeyError:  # evicted by another thread since the deadline check
                     pass
                 return entry.value
         return await slow(call_key, args, kwargs)
@@ -193,18 +195,19 @@ def _sync_wrapper(
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call_key = args if not kwargs else (*args, _KW, *kwargs.items())
+        call_key: Any = args if not kwargs else (*args, _KW, *kwargs.items())
         try:
             found = lookup(call_key)
         except TypeError:
-            found = call_key = None
+            found = None
+            call_key = None
         if found is not None:
             entry = found[0]
             if entry.deadline > now():
                 fstats.fast_hits += 1
-                try:
+                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]
-                except KeyError:
+                except KeyError:  # evicted by another thread since the deadline check
                     pass
                 return entry.value
         return slow(call_key, args, kwargs)

@@ -44,7 +44,9 @@ class Compression:
             try:
                 import zstandard
             except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ConfigError("zstd compression needs: pip install 'stratacache[zstd]'") from exc
+                raise ConfigError(
+                    "zstd compression needs: pip install 'stratacache[zstd]'"
+                ) from exc
             self._zstd_c = zstandard.ZstdCompressor(level=level or 3)
             self._zstd_d = zstandard.ZstdDecompressor()
 
@@ -53,7 +55,7 @@ class Compression:
             return _RAW + data
         if self._tag == _ZLIB:
             return _ZLIB + zlib.compress(data, self._level if self._level is not None else 6)
-        return _ZSTD + self._zstd_c.compress(data)
+        return _ZSTD + bytes(self._zstd_c.compress(data))
 
     def open(self, data: bytes) -> bytes:
         tag, body = data[:1], data[1:]

@@ -114,7 +114,9 @@ class CallKeyBuilder:
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def key(self, arguments: dict[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    def key(
+        self, arguments: dict[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> str:
         """The cache key of one call (not yet namespaced)."""
         if self.key_fn is not None:
             return validate_key(self.key_fn(*args, **kwargs))
@@ -133,9 +135,7 @@ class CallKeyBuilder:
             items = items[1:]
         if self.var_keyword is not None:
             # f(a=1, b=2) and f(b=2, a=1) are the same call
-            items = [
-                (n, sorted(v.items()) if n == self.var_keyword else v) for n, v in items
-            ]
+            items = [(n, sorted(v.items()) if n == self.var_keyword else v) for n, v in items]
         try:
             packed = _serializer.dumps(items)
         except SerializationError as exc:

@@ -12,11 +12,9 @@ still holds the old value.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..core.clock import Clock, SystemClock
@@ -30,7 +28,9 @@ from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
 from . import signals
 from .bus import Invalidation, InvalidationBus
-from .policy import UNSET, EntryPolicy, Freshness, cap, classify
+from .policy import UNSET, EntryPolicy
+from .readthrough import ReadThrough
+from .signals import send as _send
 from .stack import TierStack
 from .stats import CacheStats, FunctionStats
 
@@ -80,7 +80,9 @@ class Cache:
         if not tiers:
             raise ConfigError("a Cache needs at least one tier, e.g. tiers=[MemoryTier()]")
         if not isinstance(namespace, str) or not namespace or ":" in namespace:
-            raise ConfigError(f"namespace must be a non-empty string without ':', not {namespace!r}")
+            raise ConfigError(
+                f"namespace must be a non-empty string without ':', not {namespace!r}"
+            )
         if early_refresh_beta < 0:
             raise ConfigError("early_refresh_beta must be >= 0")
         self.namespace = namespace
@@ -96,9 +98,15 @@ class Cache:
         self.counters = CacheStats()
         self.functions: dict[str, FunctionStats] = {}
         self._prefix = namespace + ":"
-        self._inflight: dict[str, asyncio.Task[Entry]] = {}
-        self._refreshing: set[str] = set()
-        self._background: set[asyncio.Task[Any]] = set()
+        self.readthrough = ReadThrough(self)
+        #: read-through on a full key (used by the decorators and front doors)
+        self.fetch = self.readthrough.fetch
+        #: run a loader once per key in this process and store its result
+        self.load = self.readthrough.load
+        #: reload a key in the background, at most once at a time
+        self.refresh_in_background = self.readthrough.refresh_in_background
+        #: run a coroutine in the background until it ends or the cache closes
+        self.spawn = self.readthrough.spawn
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._sync: Any = None
@@ -124,10 +132,7 @@ class Cache:
 
     async def close(self) -> None:
         """Stop background work and release every connection."""
-        for task in list(self._background):
-            task.cancel()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.readthrough.close()
         if self.bus is not None:
             await self.bus.close()
         await self.tiers.close()
@@ -212,148 +217,6 @@ class Cache:
         policy = self.entry_policy(ttl, refresh_after, stale_ttl)
         entry = await self.fetch(self.full_key(key), loader, policy, tuple(tags))
         return entry.value
-
-    async def fetch(
-        self,
-        fkey: str,
-        loader: Loader,
-        policy: EntryPolicy,
-        tags: tuple[str, ...],
-        fstats: FunctionStats | None = None,
-    ) -> Entry:
-        """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
-        entry = await self.tiers.read(fkey, self.clock.time())
-        if entry is not None:
-            state = classify(entry, self.clock.time(), self.beta)
-            if state is Freshness.FRESH:
-                if fstats is not None:
-                    fstats.hits += 1
-                return entry
-            if state is not Freshness.EXPIRED:
-                self._serve_and_refresh(fkey, loader, policy, tags, state, fstats)
-                return entry
-        if fstats is not None:
-            fstats.misses += 1
-        return await self.load(fkey, loader, policy, tags, stale=entry, fstats=fstats)
-
-    # -- loading ---------------------------------------------------------------------------------
-    async def load(
-        self,
-        fkey: str,
-        loader: Loader,
-        policy: EntryPolicy,
-        tags: tuple[str, ...],
-        stale: Entry | None = None,
-        fstats: FunctionStats | None = None,
-    ) -> Entry:
-        """Run ``loader`` once per key in this process however many callers wait for it."""
-        task = self._inflight.get(fkey)
-        if task is None:
-            task = asyncio.ensure_future(self._run_loader(fkey, loader, policy, tags, fstats))
-            self._inflight[fkey] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(fkey, None))
-        else:
-            self.counters.coalesced += 1
-        try:
-            return await asyncio.shield(task)
-        except Exception as exc:
-            if stale is not None and not stale.is_gone(self.clock.time()):
-                self.counters.stale_served += 1
-                self.counters.stale_if_error += 1
-                if fstats is not None:
-                    fstats.stale_served += 1
-                _send(signals.stale_served, self, key=fkey, reason="error")
-                log.warning("stratacache: serving stale %r, the loader failed: %r", fkey, exc)
-                return stale
-            raise
-
-    async def _run_loader(
-        self,
-        fkey: str,
-        loader: Loader,
-        policy: EntryPolicy,
-        tags: tuple[str, ...],
-        fstats: FunctionStats | None,
-    ) -> Entry:
-        leases = await self.tiers.leases(fkey, tags)
-        started = time.perf_counter()
-        try:
-            value = loader()
-            if inspect.isawaitable(value):
-                value = await value
-        except Exception as exc:
-            self.counters.load_errors += 1
-            if fstats is not None:
-                fstats.load_errors += 1
-            _send(signals.load_failed, self, key=fkey, error=exc)
-            raise
-        cost = time.perf_counter() - started
-        self.counters.loads += 1
-        if fstats is not None:
-            fstats.loads += 1
-        _send(signals.loaded, self, key=fkey, duration=cost)
-        value_bytes = self.codec.dumps_value(value)
-        entry = policy.make(value, self.clock.time(), tags, cost, len(value_bytes))
-        if value is None and not policy.cache_none:
-            return entry
-        if not await self.tiers.write(fkey, entry, leases, self.clock.time()):
-            self.counters.refused_sets += 1
-            _send(signals.refused_set, self, key=fkey)
-        return entry
-
-    def _serve_and_refresh(
-        self,
-        fkey: str,
-        loader: Loader,
-        policy: EntryPolicy,
-        tags: tuple[str, ...],
-        state: Freshness,
-        fstats: FunctionStats | None,
-    ) -> None:
-        if state is Freshness.EARLY:
-            self.counters.early_refreshes += 1
-            if fstats is not None:
-                fstats.early_refreshes += 1
-            _send(signals.early_refresh, self, key=fkey)
-        else:
-            self.counters.stale_served += 1
-            if fstats is not None:
-                fstats.stale_served += 1
-            _send(signals.stale_served, self, key=fkey, reason="revalidate")
-        if fstats is not None:
-            fstats.hits += 1
-        self.refresh_in_background(fkey, loader, policy, tags, fstats)
-
-    def refresh_in_background(
-        self,
-        fkey: str,
-        loader: Loader,
-        policy: EntryPolicy,
-        tags: tuple[str, ...],
-        fstats: FunctionStats | None = None,
-    ) -> None:
-        """Reload ``fkey`` in a background task (at most one per key at a time)."""
-        if fkey in self._refreshing or fkey in self._inflight:
-            return
-        self._refreshing.add(fkey)
-        self.counters.background_refreshes += 1
-
-        async def refresh() -> None:
-            try:
-                await self.load(fkey, loader, policy, tags, fstats=fstats)
-            except Exception as exc:  # the stale value stays; the error is counted and logged
-                log.warning("stratacache: background refresh of %r failed: %r", fkey, exc)
-            finally:
-                self._refreshing.discard(fkey)
-
-        self.spawn(refresh())
-
-    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background, keeping a reference until it ends; ``close`` cancels it."""
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
 
     # -- writes ----------------------------------------------------------------------------------
     async def set(
@@ -511,10 +374,4 @@ class Cache:
         }
 
 
-def _send(signal: Any, sender: Any, **payload: Any) -> None:
-    """Send a blinker signal only when someone listens (free otherwise)."""
-    if signal.receivers:
-        signal.send(sender, **payload)
-
-
-__all__ = ["MISS", "Cache", "cap"]
+__all__ = ["MISS", "Cache"]

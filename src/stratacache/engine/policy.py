@@ -12,7 +12,6 @@ from typing import Any
 from ..core.entry import Entry
 from ..core.errors import ConfigError
 
-
 UNSET: Any = object()
 """Marks an argument the caller did not give, so the cache's default applies."""
 
@@ -59,7 +58,11 @@ class EntryPolicy:
                 raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
         if self.stale_ttl < 0 or self.jitter < 0:
             raise ConfigError("stale_ttl and jitter must be >= 0")
-        if self.refresh_after is not None and self.ttl is not None and self.refresh_after > self.ttl:
+        if (
+            self.refresh_after is not None
+            and self.ttl is not None
+            and self.refresh_after > self.ttl
+        ):
             raise ConfigError("refresh_after must not exceed ttl")
 
     def make(

@@ -25,6 +25,8 @@ signal             payload
 
 from __future__ import annotations
 
+from typing import Any
+
 from blinker import Namespace
 
 signals = Namespace()
@@ -41,3 +43,9 @@ cleared = signals.signal("stratacache.cleared")
 tier_error = signals.signal("stratacache.tier_error")
 refused_set = signals.signal("stratacache.refused_set")
 bus_state = signals.signal("stratacache.bus_state")
+
+
+def send(signal: Any, sender: Any, **payload: Any) -> None:
+    """Send ``signal`` only when someone listens (free otherwise)."""
+    if signal.receivers:
+        signal.send(sender, **payload)

@@ -7,6 +7,7 @@ skipped by its breaker and never raised into the caller.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from ..core.entry import Entry
@@ -183,7 +184,9 @@ class TierStack:
                 await self.call(slot, "delete", tier.delete_many(list(message.keys)), 0)
                 slot.stats.deletes += len(message.keys)
             if message.tags:
-                await self.call(slot, "invalidate_tags", tier.invalidate_tags(list(message.tags)), None)
+                await self.call(
+                    slot, "invalidate_tags", tier.invalidate_tags(list(message.tags)), None
+                )
             for prefix in message.prefixes:
                 await self.call(slot, "delete_prefix", tier.delete_prefix(prefix), 0)
 
@@ -196,15 +199,17 @@ class TierStack:
         """Apply ``message`` to local tiers without awaiting (they expose the sync API)."""
         for slot in self.slots:
             if slot.local and slot.sync:
-                tier: Any = slot.tier
-                if message.keys:
-                    self.call_sync(slot, "delete", lambda: tier.delete_many_sync(list(message.keys)), 0)
-                if message.tags:
-                    self.call_sync(
-                        slot, "invalidate_tags", lambda: tier.invalidate_tags_sync(list(message.tags)), None
-                    )
-                for prefix in message.prefixes:
-                    self.call_sync(slot, "delete_prefix", lambda p=prefix: tier.delete_prefix_sync(p), 0)
+                self._invalidate_sync(slot, slot.tier, message)
+
+    def _invalidate_sync(self, slot: TierSlot, tier: Any, message: Invalidation) -> None:
+        if message.keys:
+            keys = list(message.keys)
+            self.call_sync(slot, "delete", lambda: tier.delete_many_sync(keys), 0)
+        if message.tags:
+            tags = list(message.tags)
+            self.call_sync(slot, "invalidate_tags", lambda: tier.invalidate_tags_sync(tags), None)
+        for prefix in message.prefixes:
+            self.call_sync(slot, "delete_prefix", partial(tier.delete_prefix_sync, prefix), 0)
 
     def clear_local_now(self) -> None:
         for slot in self.slots:

@@ -97,7 +97,9 @@ class SyncCache:
         return self.portal.run(getattr(tier, operation)(*args))
 
     def _call(self, slot: TierSlot, operation: str, fallback: Any, *args: Any) -> Any:
-        return self.stack.call_sync(slot, operation, lambda: self._do(slot, operation, *args), fallback)
+        return self.stack.call_sync(
+            slot, operation, lambda: self._do(slot, operation, *args), fallback
+        )
 
     def _read(self, fkey: str) -> Entry | None:
         now = self.cache.clock.time()
@@ -339,18 +341,24 @@ class SyncCache:
         self._write(fkey, self.cache._new_entry(value, policy, tags), None)
         self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.cache.origin))
 
-    def set_many(self, items: Mapping[str, Any], *, ttl: Any = UNSET, tags: Sequence[str] = ()) -> None:
+    def set_many(
+        self, items: Mapping[str, Any], *, ttl: Any = UNSET, tags: Sequence[str] = ()
+    ) -> None:
         """Store several values; all are checked before any is written."""
         self.start()
         policy = self.cache.entry_policy(ttl)
-        entries = {self.cache.full_key(k): self.cache._new_entry(v, policy, tags) for k, v in items.items()}
+        entries = {
+            self.cache.full_key(k): self.cache._new_entry(v, policy, tags) for k, v in items.items()
+        }
         now = self.cache.clock.time()
         for slot in reversed(self.stack.slots):
             if self.stack.usable(slot):
                 capped = {k: cap(e, slot.tier.ttl, now) for k, e in entries.items()}
                 self._call(slot, "set_many", None, capped)
                 slot.stats.sets += len(entries)
-        self._publish(Invalidation(keys=tuple(entries), reason="overwrite", origin=self.cache.origin))
+        self._publish(
+            Invalidation(keys=tuple(entries), reason="overwrite", origin=self.cache.origin)
+        )
 
     def delete(self, key: str) -> None:
         """Remove ``key`` everywhere."""

@@ -115,19 +115,17 @@ class MemoryTier:
     # -- sync data path (also what the async methods run) ------------------------------------
     def get_sync(self, key: str) -> Entry | None:
         with self._lock:
-            entry = self._store.get(key)
-            if entry is None:
-                return None
-            if entry.is_gone(self._now()):
+            entry: Entry | None = self._store.get(key)  # touches LRU order
+            if entry is not None and entry.is_gone(self._now()):
                 self._remove(key)
                 return None
-            self._store.order.move_to_end(key)
             return entry
 
     def peek(self, key: str) -> Entry | None:
         """The stored entry object itself, without touching LRU order or checking expiry."""
         try:
-            return cachetools.Cache.__getitem__(self._store, key)  # type: ignore[no-any-return]
+            entry: Entry = cachetools.Cache.__getitem__(self._store, key)
+            return entry
         except KeyError:
             return None
 
