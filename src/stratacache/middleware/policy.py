@@ -16,19 +16,17 @@ all its variants by one tag invalidation.
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from ..core.clock import Clock, SystemClock
 from ..core.errors import ConfigError
 from ..core.keys import digest
+from .parsing import http_date, normalize_url, parse_cache_control, primary_key, seconds, url_tag
 from .rules import CacheRule, Directives, RouteRules
 from .stored import StoredResponse
 
@@ -39,9 +37,6 @@ __all__ = [
     "Lookup",
     "Plan",
     "Verdict",
-    "normalize_url",
-    "parse_cache_control",
-    "url_tag",
 ]
 
 Headers = list[tuple[bytes, bytes]]
@@ -69,81 +64,6 @@ _UNSTORED = frozenset(
 _NOT_MODIFIED_KEEP = frozenset(
     {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary", b"last-modified"}
 )
-_SAFE_PATH = "/:@!$&'()*+,;=-._~"
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
-_MAX_READABLE_KEY = 800
-
-
-def parse_cache_control(value: str | None) -> dict[str, str | None]:
-    """``"max-age=60, no-cache"`` → ``{"max-age": "60", "no-cache": None}`` (first one wins)."""
-    if not value:
-        return {}
-    out: dict[str, str | None] = {}
-    for part in value.split(","):
-        name, sep, arg = part.partition("=")
-        name = name.strip().lower()
-        if name and name not in out:
-            out[name] = arg.strip().strip('"') if sep else None
-    return out
-
-
-def _seconds(directives: Mapping[str, str | None], name: str) -> int | None:
-    """A delta-seconds directive; an invalid value counts as 0 (RFC 9111 §1.2.2: stale)."""
-    if name not in directives:
-        return None
-    raw = directives[name]
-    try:
-        return max(0, int(raw)) if raw is not None else 0
-    except ValueError:
-        return 0
-
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def normalize_url(scheme: str, host: str, path: str, query: str, ignore: frozenset[str]) -> str:
-    """The method-independent cache URL: lower-case scheme/host, no default port, sorted query.
-
-    ``path`` is the decoded path; it is re-encoded the same way whatever its
-    original escaping, so ``/a%20b`` and ``/a b`` are one URL. Query pairs are
-    sorted by name only, keeping the order of repeated names.
-    """
-    scheme = scheme.lower()
-    host = host.strip().lower()
-    name, sep, port = host.rpartition(":")
-    if sep and port == _DEFAULT_PORTS.get(scheme):
-        host = name
-    url = f"{scheme}://{host}{quote(path or '/', safe=_SAFE_PATH)}"
-    if query:
-        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in ignore]
-        if pairs:
-            pairs.sort(key=lambda kv: kv[0])
-            url += "?" + urlencode(pairs, quote_via=quote)
-    return url
-
-
-def split_url(url: str, ignore: frozenset[str] = frozenset()) -> str:
-    """Normalize a full URL string (as given to ``purge_url``) like a request's URL."""
-    parts = urlsplit(url)
-    return normalize_url(parts.scheme, parts.netloc, unquote(parts.path), parts.query, ignore)
-
-
-def primary_key(prefix: str, url: str) -> str:
-    """``<prefix>:<normalized url>`` (a digest for very long URLs)."""
-    if len(url) > _MAX_READABLE_KEY:
-        url = "#" + digest(url.encode())
-    return f"{prefix}:{url}"
-
-
-def url_tag(url: str) -> str:
-    """The internal tag every stored variant of ``url`` (normalized) carries."""
-    return "url:" + digest(url.encode())
 
 
 class Verdict(enum.Enum):
@@ -258,7 +178,7 @@ class HttpCachePolicy:
     def request(
         self, method: str, url: str, path: str, headers: Mapping[str, str], directives: Directives
     ) -> Request:
-        """Classify a GET/HEAD request: may it be answered from cache, may its response be stored."""
+        """Classify a GET/HEAD request: may the cache answer it, may its response be stored."""
         cc = parse_cache_control(headers.get("cache-control"))
         if not cc and "no-cache" in headers.get("pragma", "").lower():
             cc = {"no-cache": None}  # RFC 9111 §5.4: Pragma only counts without Cache-Control
@@ -274,8 +194,8 @@ class HttpCachePolicy:
         age = stored.age(now)
         fresh = stored.lifetime - age
         cc = req.cc
-        max_age = _seconds(cc, "max-age")
-        min_fresh = _seconds(cc, "min-fresh") or 0
+        max_age = seconds(cc, "max-age")
+        min_fresh = seconds(cc, "min-fresh") or 0
         iage = math.floor(age)
         if fresh > min_fresh and (max_age is None or age <= max_age):
             return Lookup(Verdict.FRESH, stored, iage, False)
@@ -284,7 +204,7 @@ class HttpCachePolicy:
             return Verdict.UNUSABLE
         if "max-stale" in cc and max_age is None:
             limit = cc["max-stale"]
-            if limit is None or staleness <= (_seconds(cc, "max-stale") or 0):
+            if limit is None or staleness <= (seconds(cc, "max-stale") or 0):
                 return Lookup(Verdict.STALE_OK, stored, iage, False)
         if max_age is not None and age > max_age and fresh > 0:
             return Verdict.UNUSABLE  # fresh but too old for this client: go to the origin
@@ -311,7 +231,7 @@ class HttpCachePolicy:
                 if tag == "*" or tag.removeprefix("W/") == mine:
                     return True
             return False
-        since = _http_date(headers.get("if-modified-since"))
+        since = http_date(headers.get("if-modified-since"))
         modified = stored.last_modified
         return since is not None and modified is not None and modified <= since
 
@@ -382,8 +302,8 @@ class HttpCachePolicy:
         age_header = fields.get(b"age", "")
         initial_age = float(age_header) if age_header.isdigit() else 0.0
         revalidate = "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
-        swr = 0 if revalidate else (_seconds(cc, "stale-while-revalidate") or 0)
-        sie = 0 if revalidate else (_seconds(cc, "stale-if-error") or 0)
+        swr = 0 if revalidate else (seconds(cc, "stale-while-revalidate") or 0)
+        sie = 0 if revalidate else (seconds(cc, "stale-if-error") or 0)
         ttl = lifetime - initial_age + max(swr, sie)
         if ttl <= 0:
             return plan
@@ -409,20 +329,20 @@ class HttpCachePolicy:
         if status not in UNDERSTOOD_STATUSES:
             return None
         for name in ("s-maxage", "max-age"):
-            seconds = _seconds(cc, name)
-            if seconds is not None:
-                return float(seconds)
+            value = seconds(cc, name)
+            if value is not None:
+                return float(value)
         if b"expires" in fields:
-            expires = _http_date(fields[b"expires"])
-            date = _http_date(fields.get(b"date")) or now
+            expires = http_date(fields[b"expires"])
+            date = http_date(fields.get(b"date")) or now
             return max(0.0, expires - date) if expires is not None else 0.0
         if status not in HEURISTIC_STATUSES and "public" not in cc:
             return None
         if default is not None:
             return float(default)
-        modified = _http_date(fields.get(b"last-modified"))
+        modified = http_date(fields.get(b"last-modified"))
         if self.heuristic and modified is not None:
-            date = _http_date(fields.get(b"date")) or now
+            date = http_date(fields.get(b"date")) or now
             return min(max(0.0, (date - modified) * 0.1), self.heuristic_max)  # §4.2.2
         return None
 
@@ -441,7 +361,7 @@ class HttpCachePolicy:
             must_revalidate=plan.must_revalidate,
             auth_ok=plan.auth_ok,
             etag=fields[b"etag"].decode("latin-1") if b"etag" in fields else None,
-            last_modified=_http_date(
+            last_modified=http_date(
                 (fields.get(b"last-modified") or fields.get(b"date") or b"").decode("latin-1")
             ),
         )
@@ -452,21 +372,3 @@ class HttpCachePolicy:
             (primary, {"v": list(plan.vary)}),
             (self.variant_key(req.url, plan.vary, req.headers), {"r": stored.to_value()}),
         ]
-
-
-def status_line(status: int) -> str:
-    """``200 OK`` for WSGI's ``start_response``."""
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Unknown"
-
-
-def is_error_status(status: int) -> bool:
-    """Origin failures that ``stale-if-error`` may hide (RFC 5861 §4)."""
-    return status in (500, 502, 503, 504)
-
-
-def invalidates(method: str, status: int) -> bool:
-    """RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target URI."""
-    return method not in ("GET", "HEAD", "OPTIONS", "TRACE") and 200 <= status < 400

@@ -1,0 +1,274 @@
+"""``CacheMiddleware``: a pure ASGI shared HTTP cache in front of any ASGI app.
+
+It wraps ``send`` (the way Starlette's ``GZipResponder`` does) rather than
+building request/response objects: a hit never reaches the app, a miss is
+streamed to the client chunk by chunk while a copy is kept up to
+``max_body_size`` and stored when the last chunk goes out (before it is
+sent, so a client that has the whole response finds it cached). Every
+decision is taken by ``HttpCachePolicy``; this module only moves messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from .parsing import invalidates, is_error_status, primary_key, url_tag
+from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
+from .rules import CacheRule, Directives, _reset_directives, _set_directives
+from .stored import StoredResponse
+
+if TYPE_CHECKING:
+    from ..engine.cache import Cache
+
+__all__ = ["CacheMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("stratacache.middleware")
+_STRIPPED_ON_REFRESH = frozenset(
+    {b"if-none-match", b"if-modified-since", b"cache-control", b"pragma"}
+)
+
+
+def _request_headers(scope: Scope) -> dict[str, str]:
+    """Lower-case header names to values, repeated headers joined with ``", "``."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+class CacheMiddleware:
+    """RFC 9111 shared cache for ASGI apps: ``app.add_middleware(CacheMiddleware, cache=cache)``.
+
+    Args:
+        app: the ASGI app to wrap.
+        cache: a ``stratacache.Cache``; its tiers hold the responses.
+        rules: ``CacheRule`` objects (first match wins) giving per-path ttl, tags, Vary extras
+            or turning caching off.
+        default_ttl: freshness for responses that state none (None: only cache responses with
+            ``max-age``/``s-maxage``/``Expires``, or heuristically from ``Last-Modified``).
+        max_body_size: larger bodies are passed through and not stored.
+        allow_set_cookie: store responses that set cookies (the stored copy drops ``Set-Cookie``).
+        share_authorized: answer and store requests with ``Authorization`` like any other.
+        heuristic: derive freshness from ``Last-Modified`` when nothing else says (RFC 9111
+            §4.2.2), capped at ``heuristic_max`` seconds.
+        tags_header: response header an app may set to tag its response (removed before sending).
+        ignore_query_params: query parameters left out of the key (e.g. ``utm_source``).
+        key_prefix: prefix of the cache keys of stored responses.
+        clock: time source for ages and freshness (tests inject a ``ManualClock``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        cache: Cache,
+        *,
+        rules: Iterable[CacheRule] = (),
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.cache = cache
+        self.policy = HttpCachePolicy(rules=rules, **options)
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method != "GET" and method != "HEAD":
+            await self._unsafe(scope, receive, send)
+            return
+        policy = self.policy
+        directives = policy.directives(scope["path"])
+        if not directives.enabled:
+            await self.app(scope, receive, send)
+            return
+        req = self._request(scope, method, directives)
+        found = await self._lookup(req) if req.may_serve else None
+        if found is None:
+            await self._origin(scope, receive, send, req, None)
+        elif found.verdict is Verdict.STALE_IF_ERROR:
+            await self._origin(scope, receive, send, req, found)
+        else:
+            if found.revalidate:
+                self._refresh(scope, req)
+            await self._answer(send, req, found)
+
+    def _request(self, scope: Scope, method: str, directives: Directives) -> Request:
+        headers = _request_headers(scope)
+        host = headers.get("host")
+        if host is None:
+            server = scope.get("server") or ("localhost", None)
+            host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = self.policy.url(scope.get("scheme", "http"), host, scope["path"], query)
+        return self.policy.request(method, url, scope["path"], headers, directives)
+
+    async def _lookup(self, req: Request) -> Lookup | None:
+        """Two-step Vary lookup; a usable stored response judged for this request, or None."""
+        primary = await self.cache.get(self.policy.primary_key(req.url))
+        if not isinstance(primary, dict):
+            return None
+        value = primary.get("r")
+        if value is None:
+            names = primary.get("v")
+            if not isinstance(names, list) or not names:
+                return None
+            variant = await self.cache.get(self.policy.variant_key(req.url, names, req.headers))
+            if not isinstance(variant, dict):
+                return None
+            value = variant.get("r")
+        stored = StoredResponse.from_value(value)
+        if stored is None:
+            return None
+        judged = self.policy.judge(req, stored, self.policy.now())
+        return judged if isinstance(judged, Lookup) else None
+
+    async def _answer(self, send: Send, req: Request, found: Lookup) -> None:
+        """Send a stored response (or a 304 for a matching conditional request)."""
+        stored = found.stored
+        label = b"HIT" if found.verdict is Verdict.FRESH else b"STALE"
+        if self.policy.not_modified(req.headers, stored):
+            headers = self.policy.not_modified_headers(stored, found.age, label)
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = self.policy.served_headers(stored, found.age, label)
+        await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+        body = b"" if req.method == "HEAD" else stored.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _origin(
+        self, scope: Scope, receive: Receive, send: Send, req: Request, fallback: Lookup | None
+    ) -> None:
+        """Run the app, streaming its response through; store it if the policy allows."""
+        plan: Plan | None = None
+        chunks: list[bytes] = []
+        size = 0
+        failed = False  # the app answered 5xx and a stale-if-error copy replaces it
+        started = False
+
+        async def wrapped(message: Message) -> None:
+            nonlocal plan, size, failed, started
+            kind = message["type"]
+            if kind == "http.response.start":
+                if fallback is not None and is_error_status(message["status"]):
+                    failed = True
+                    return
+                plan = self.policy.plan(
+                    req, message["status"], message.get("headers", []), self.policy.now()
+                )
+                started = True
+                await send({**message, "headers": plan.client_headers})
+                return
+            if failed:
+                return
+            if kind == "http.response.body" and plan is not None and plan.store:
+                body = message.get("body", b"")
+                size += len(body)
+                if size > self.policy.max_body_size:
+                    plan.store = False  # too big: keep streaming, stop copying
+                    chunks.clear()
+                else:
+                    chunks.append(body)
+                    if not message.get("more_body", False):
+                        await self._store(req, plan, b"".join(chunks))
+            await send(message)
+
+        token = _set_directives(req.directives)
+        try:
+            await self.app(scope, receive, wrapped)
+        except Exception:
+            if fallback is None or started:
+                raise
+            logger.warning(
+                "origin failed for %s; serving stale-if-error copy", req.url, exc_info=True
+            )
+            failed = True
+        finally:
+            _reset_directives(token)
+        if failed and fallback is not None:
+            fallback.verdict = Verdict.STALE_OK
+            await self._answer(send, req, fallback)
+
+    async def _store(self, req: Request, plan: Plan, body: bytes) -> None:
+        """Write the response's entries; a cache failure never fails the response."""
+        items = dict(self.policy.build(req, plan, body, self.policy.now()))
+        try:
+            await self.cache.set_many(items, ttl=plan.ttl, tags=plan.tags)
+        except Exception:
+            logger.warning("could not store the response for %s", req.url, exc_info=True)
+
+    def _refresh(self, scope: Scope, req: Request) -> None:
+        """stale-while-revalidate: fetch a new copy in the background, once per URL at a time."""
+        if req.url in self._refreshing:
+            return
+        self._refreshing.add(req.url)
+        headers = [(n, v) for n, v in scope["headers"] if n.lower() not in _STRIPPED_ON_REFRESH]
+        inner = {**scope, "method": "GET", "headers": headers}
+        fresh_req = self.policy.request(
+            "GET", req.url, req.path, _request_headers(inner), self.policy.directives(req.path)
+        )
+        task = asyncio.get_running_loop().create_task(self._revalidate(inner, fresh_req))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _revalidate(self, scope: Scope, req: Request) -> None:
+        done = asyncio.Event()
+        sent_request = False
+
+        async def receive() -> Message:
+            nonlocal sent_request
+            if not sent_request:
+                sent_request = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done.set()
+
+        try:
+            await self._origin(scope, receive, send, req, None)
+        except Exception:
+            logger.warning("background revalidation of %s failed", req.url, exc_info=True)
+        finally:
+            done.set()
+            self._refreshing.discard(req.url)
+
+    async def _unsafe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """RFC 9111 §4.4: a successful POST/PUT/PATCH/DELETE invalidates the target URI."""
+        status = 0
+
+        async def wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+        if invalidates(scope["method"], status):
+            req = self._request(scope, "GET", Directives())
+            await self.purge(req.url)
+
+    async def purge(self, url: str) -> None:
+        """Drop every stored variant of a normalized URL."""
+        try:
+            await self.cache.invalidate(
+                keys=[primary_key(self.policy.key_prefix, url)], tags=[url_tag(url)]
+            )
+        except Exception:
+            logger.warning("could not purge %s", url, exc_info=True)

@@ -1,0 +1,107 @@
+"""HTTP parsing helpers for the cache policy: Cache-Control, dates, URLs, keys and tags.
+
+Kept apart from ``policy`` so the decisions read without the string handling.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Mapping
+from http import HTTPStatus
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from ..core.keys import digest
+
+_SAFE_PATH = "/:@!$&'()*+,;=-._~"
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_MAX_READABLE_KEY = 800
+
+
+def parse_cache_control(value: str | None) -> dict[str, str | None]:
+    """``"max-age=60, no-cache"`` → ``{"max-age": "60", "no-cache": None}`` (first one wins)."""
+    if not value:
+        return {}
+    out: dict[str, str | None] = {}
+    for part in value.split(","):
+        name, sep, arg = part.partition("=")
+        name = name.strip().lower()
+        if name and name not in out:
+            out[name] = arg.strip().strip('"') if sep else None
+    return out
+
+
+def seconds(directives: Mapping[str, str | None], name: str) -> int | None:
+    """A delta-seconds directive; an invalid value counts as 0 (RFC 9111 §1.2.2: stale)."""
+    if name not in directives:
+        return None
+    raw = directives[name]
+    try:
+        return max(0, int(raw)) if raw is not None else 0
+    except ValueError:
+        return 0
+
+
+def http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def normalize_url(scheme: str, host: str, path: str, query: str, ignore: frozenset[str]) -> str:
+    """The method-independent cache URL: lower-case scheme/host, no default port, sorted query.
+
+    ``path`` is the decoded path; it is re-encoded the same way whatever its
+    original escaping, so ``/a%20b`` and ``/a b`` are one URL. Query pairs are
+    sorted by name only, keeping the order of repeated names.
+    """
+    scheme = scheme.lower()
+    host = host.strip().lower()
+    name, sep, port = host.rpartition(":")
+    if sep and port == _DEFAULT_PORTS.get(scheme):
+        host = name
+    url = f"{scheme}://{host}{quote(path or '/', safe=_SAFE_PATH)}"
+    if query:
+        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in ignore]
+        if pairs:
+            pairs.sort(key=lambda kv: kv[0])
+            url += "?" + urlencode(pairs, quote_via=quote)
+    return url
+
+
+def split_url(url: str, ignore: frozenset[str] = frozenset()) -> str:
+    """Normalize a full URL string (as given to ``purge_url``) like a request's URL."""
+    parts = urlsplit(url)
+    return normalize_url(parts.scheme, parts.netloc, unquote(parts.path), parts.query, ignore)
+
+
+def primary_key(prefix: str, url: str) -> str:
+    """``<prefix>:<normalized url>`` (a digest for very long URLs)."""
+    if len(url) > _MAX_READABLE_KEY:
+        url = "#" + digest(url.encode())
+    return f"{prefix}:{url}"
+
+
+def url_tag(url: str) -> str:
+    """The internal tag every stored variant of ``url`` (normalized) carries."""
+    return "url:" + digest(url.encode())
+
+
+def status_line(status: int) -> str:
+    """``200 OK`` for WSGI's ``start_response``."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def is_error_status(status: int) -> bool:
+    """Origin failures that ``stale-if-error`` may hide (RFC 5861 §4)."""
+    return status in (500, 502, 503, 504)
+
+
+def invalidates(method: str, status: int) -> bool:
+    """RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target URI."""
+    return method not in ("GET", "HEAD", "OPTIONS", "TRACE") and 200 <= status < 400

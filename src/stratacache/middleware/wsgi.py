@@ -1,0 +1,335 @@
+"""``WSGICacheMiddleware``: the same shared HTTP cache for WSGI apps (Flask, Django, any).
+
+It uses the blocking ``cache.sync`` client and the same ``HttpCachePolicy`` as
+the ASGI middleware. The app's iterable is passed through lazily, a copy kept
+up to ``max_body_size``; the entry is written once the body is complete —
+before the last chunk is handed to the server when ``Content-Length`` tells
+which chunk is last, so a client holding the whole response finds it cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from .parsing import invalidates, is_error_status, primary_key, status_line, url_tag
+from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
+from .rules import CacheRule, Directives, _reset_directives, _set_directives
+from .stored import StoredResponse
+
+if TYPE_CHECKING:
+    from ..engine.cache import Cache
+
+__all__ = ["WSGICacheMiddleware"]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+logger = logging.getLogger("stratacache.middleware")
+_STRIPPED_ON_REFRESH = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_CACHE_CONTROL")
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """Request headers of a WSGI environ by lower-case name, without copying them."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: Environ) -> None:
+        self.environ = environ
+
+    @staticmethod
+    def _var(name: str) -> str:
+        upper = name.upper().replace("-", "_")
+        return upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+
+    def __getitem__(self, name: str) -> str:
+        value = self.environ.get(self._var(name))
+        if value is None:
+            raise KeyError(name)
+        return str(value)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._var(name) in self.environ
+
+    def __iter__(self) -> Iterator[str]:
+        for var in self.environ:
+            if var.startswith("HTTP_"):
+                yield var[5:].lower().replace("_", "-")
+            elif var in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                yield var.lower().replace("_", "-")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _Response:
+    """What the app said through ``start_response`` and ``write``."""
+
+    __slots__ = ("headers", "status", "written")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.written: list[bytes] = []
+
+
+class WSGICacheMiddleware:
+    """RFC 9111 shared cache for WSGI apps: ``app.wsgi_app = WSGICacheMiddleware(app.wsgi_app,
+    cache=cache)``. Takes the same options as ``CacheMiddleware``."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        cache: Cache,
+        *,
+        rules: Iterable[CacheRule] = (),
+        refresh_workers: int = 2,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.cache = cache
+        self.policy = HttpCachePolicy(rules=rules, **options)
+        self._refresh_workers = refresh_workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._refreshing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method != "GET" and method != "HEAD":
+            return self._unsafe(environ, start_response)
+        directives = self.policy.directives(self._path(environ))
+        if not directives.enabled:
+            return self.app(environ, start_response)
+        req = self._request(environ, method, directives)
+        found = self._lookup(req) if req.may_serve else None
+        if found is None:
+            return self._origin(environ, start_response, req, None)
+        if found.verdict is Verdict.STALE_IF_ERROR:
+            return self._origin(environ, start_response, req, found)
+        if found.revalidate:
+            self._refresh(environ, req)
+        return self._answer(start_response, req, found)
+
+    @staticmethod
+    def _path(environ: Environ) -> str:
+        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        return str(raw).encode("latin-1").decode("utf-8", "replace") or "/"
+
+    def _request(self, environ: Environ, method: str, directives: Directives) -> Request:
+        headers = EnvironHeaders(environ)
+        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        path = self._path(environ)
+        query = environ.get("QUERY_STRING", "")
+        url = self.policy.url(environ.get("wsgi.url_scheme", "http"), host, path, query)
+        return self.policy.request(method, url, path, headers, directives)
+
+    def _lookup(self, req: Request) -> Lookup | None:
+        """Two-step Vary lookup; a usable stored response judged for this request, or None."""
+        sync = self.cache.sync
+        primary = sync.get(self.policy.primary_key(req.url))
+        if not isinstance(primary, dict):
+            return None
+        value = primary.get("r")
+        if value is None:
+            names = primary.get("v")
+            if not isinstance(names, list) or not names:
+                return None
+            variant = sync.get(self.policy.variant_key(req.url, names, req.headers))
+            if not isinstance(variant, dict):
+                return None
+            value = variant.get("r")
+        stored = StoredResponse.from_value(value)
+        if stored is None:
+            return None
+        judged = self.policy.judge(req, stored, self.policy.now())
+        return judged if isinstance(judged, Lookup) else None
+
+    def _answer(self, start_response: StartResponse, req: Request, found: Lookup) -> list[bytes]:
+        """Answer from a stored response (or a 304 for a matching conditional request)."""
+        stored = found.stored
+        label = b"HIT" if found.verdict is Verdict.FRESH else b"STALE"
+        if self.policy.not_modified(req.headers, stored):
+            headers = self.policy.not_modified_headers(stored, found.age, label)
+            start_response(status_line(304), _str_headers(headers))
+            return []
+        headers = self.policy.served_headers(stored, found.age, label)
+        start_response(status_line(stored.status), _str_headers(headers))
+        return [] if req.method == "HEAD" else [stored.body]
+
+    def _origin(
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        req: Request,
+        fallback: Lookup | None,
+    ) -> Iterable[bytes]:
+        """Run the app; pass its body through and store it if the policy allows."""
+        response = _Response()
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            response.status = int(status.split(" ", 1)[0])
+            response.headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+            return response.written.append
+
+        token = _set_directives(req.directives)
+        try:
+            result = self.app(environ, capture)
+            chunks = iter(result)
+            first: list[bytes] = []
+            if not response.status:  # generator apps call start_response on first iteration
+                first = [next(chunks, b"")]
+        except Exception:
+            if fallback is None:
+                raise
+            logger.warning(
+                "origin failed for %s; serving stale-if-error copy", req.url, exc_info=True
+            )
+            return self._stale(start_response, req, fallback)
+        finally:
+            _reset_directives(token)
+        if fallback is not None and is_error_status(response.status):
+            _close(result)
+            return self._stale(start_response, req, fallback)
+        plan = self.policy.plan(req, response.status, response.headers, self.policy.now())
+        start_response(status_line(response.status), _str_headers(plan.client_headers))
+        body = [*response.written, *first]
+        if not plan.store:
+            return _Passthrough(body, chunks, result)
+        return _Caching(self, req, plan, body, chunks, result)
+
+    def _stale(self, start_response: StartResponse, req: Request, found: Lookup) -> list[bytes]:
+        found.verdict = Verdict.STALE_OK
+        return self._answer(start_response, req, found)
+
+    def store(self, req: Request, plan: Plan, body: bytes) -> None:
+        """Write the response's entries; a cache failure never fails the response."""
+        items = dict(self.policy.build(req, plan, body, self.policy.now()))
+        try:
+            self.cache.sync.set_many(items, ttl=plan.ttl, tags=plan.tags)
+        except Exception:
+            logger.warning("could not store the response for %s", req.url, exc_info=True)
+
+    def _refresh(self, environ: Environ, req: Request) -> None:
+        """stale-while-revalidate: fetch a new copy in a worker thread, once per URL at a time."""
+        with self._lock:
+            if req.url in self._refreshing:
+                return
+            self._refreshing.add(req.url)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self._refresh_workers, thread_name_prefix="stratacache-refresh"
+                )
+        inner = {k: v for k, v in environ.items() if k not in _STRIPPED_ON_REFRESH}
+        inner["REQUEST_METHOD"] = "GET"
+        self._executor.submit(self._revalidate, inner, req.url)
+
+    def _revalidate(self, environ: Environ, url: str) -> None:
+        try:
+            path = self._path(environ)
+            req = self._request(environ, "GET", self.policy.directives(path))
+            body = self._origin(environ, lambda *a: lambda b: None, req, None)
+            try:
+                for _ in body:
+                    pass
+            finally:
+                _close(body)
+        except Exception:
+            logger.warning("background revalidation of %s failed", url, exc_info=True)
+        finally:
+            with self._lock:
+                self._refreshing.discard(url)
+
+    def _unsafe(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """RFC 9111 §4.4: a successful POST/PUT/PATCH/DELETE invalidates the target URI."""
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if invalidates(environ["REQUEST_METHOD"], int(status.split(" ", 1)[0])):
+                self.purge(self._request(environ, "GET", Directives()).url)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, capture)
+
+    def purge(self, url: str) -> None:
+        """Drop every stored variant of a normalized URL."""
+        try:
+            self.cache.sync.invalidate(
+                keys=[primary_key(self.policy.key_prefix, url)], tags=[url_tag(url)]
+            )
+        except Exception:
+            logger.warning("could not purge %s", url, exc_info=True)
+
+    def close(self) -> None:
+        """Stop the background refresh workers."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+def _str_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+
+
+def _close(result: object) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+class _Passthrough:
+    """The app's body, after what ``write`` or the first iteration already produced."""
+
+    def __init__(self, head: list[bytes], rest: Iterator[bytes], result: object) -> None:
+        self.head, self.rest, self.result = head, rest, result
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.head
+        yield from self.rest
+
+    def close(self) -> None:
+        _close(self.result)
+
+
+class _Caching(_Passthrough):
+    """Passes the body through while copying it; stores the copy once it is complete."""
+
+    def __init__(
+        self,
+        owner: WSGICacheMiddleware,
+        req: Request,
+        plan: Plan,
+        head: list[bytes],
+        rest: Iterator[bytes],
+        result: object,
+    ) -> None:
+        super().__init__(head, rest, result)
+        self.owner, self.req, self.plan = owner, req, plan
+        length = next((v for n, v in plan.client_headers if n.lower() == b"content-length"), None)
+        self.length = int(length) if length is not None and length.isdigit() else None
+        self.stored = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        copy: list[bytes] = []
+        size = 0
+        limit = self.owner.policy.max_body_size
+        for chunk in super().__iter__():
+            if self.plan.store:
+                size += len(chunk)
+                if size > limit:
+                    self.plan.store = False
+                    copy.clear()
+                else:
+                    copy.append(chunk)
+                    if size == self.length:
+                        self._finish(copy)  # last chunk: store before the client can have it
+            yield chunk
+        if self.plan.store and self.length in (None, size):
+            self._finish(copy)
+
+    def _finish(self, copy: list[bytes]) -> None:
+        if not self.stored:
+            self.stored = True
+            self.owner.store(self.req, self.plan, b"".join(copy))
