@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 import redis
+import sqlalchemy as sa
 
+from stratacache.core.clock import ManualClock
 from stratacache.testing import TierConformance
 from stratacache.tiers.memory import MemoryTier
 from stratacache.tiers.redis import RedisTier
+from stratacache.tiers.sql import SQLTier
 
 
 class TestMemoryTier(TierConformance):
@@ -53,3 +56,49 @@ class TestRedisTier(TierConformance):
             return None if ms < 0 else ms / 1000
 
         return ttl
+
+
+class _SQLConformance(TierConformance):
+    """Hooks shared by the SQL tier on SQLite and PostgreSQL."""
+
+    @pytest.fixture
+    def tier(self, db_url: str) -> SQLTier:
+        return SQLTier(db_url, ttl=3600, sweep_interval=0)
+
+    @pytest.fixture
+    def tier_twin(self, db_url: str) -> SQLTier:
+        return SQLTier(db_url, sweep_interval=0)
+
+    @pytest.fixture
+    def write_raw(self, started: SQLTier) -> Callable[[str, bytes], Any]:
+        def write(key: str, data: bytes) -> None:
+            with started.engine.begin() as conn:
+                conn.execute(started.entries.insert().values(key=key, value=data, tags="", seq=0))
+
+        return write
+
+    @pytest.fixture
+    def physical_ttl(self, started: SQLTier, clock: ManualClock) -> Callable[[str], float | None]:
+        def ttl(key: str) -> float | None:
+            e = started.entries
+            with started.engine.connect() as conn:
+                at = conn.execute(sa.select(e.c.expires_at).where(e.c.key == key)).scalar()
+            return None if at is None else at - clock.time()
+
+        return ttl
+
+
+class TestSQLTierSQLite(_SQLConformance):
+    """The SQL tier on a SQLite file."""
+
+    @pytest.fixture
+    def db_url(self, sqlite_url: str) -> str:
+        return sqlite_url
+
+
+class TestSQLTierPostgres(_SQLConformance):
+    """The SQL tier on the local PostgreSQL."""
+
+    @pytest.fixture
+    def db_url(self, postgres_url: str) -> str:
+        return postgres_url
