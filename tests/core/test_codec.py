@@ -1,0 +1,84 @@
+"""Entry codec and envelopes: compression, signing, encryption; foreign bytes are refused."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from stratacache.core.codec import EntryCodec
+from stratacache.core.entry import Entry
+from stratacache.core.envelope import Compression, FernetEncryption, HMACSigner
+from stratacache.core.errors import ConfigError, DeserializationError
+
+
+def _entry(value: object) -> Entry:
+    return Entry(
+        value=value,
+        created=10.0,
+        expires=70.0,
+        refresh_after=40.0,
+        stale_until=100.0,
+        cost=0.25,
+        tags=("user:1",),
+        tag_versions={"user:1": 3},
+    )
+
+
+def test_entry_round_trip_keeps_metadata() -> None:
+    """Every metadata field survives encode/decode."""
+    codec = EntryCodec()
+    out = codec.decode(codec.encode(_entry({"a": (1, 2)})))
+    assert out.value == {"a": (1, 2)}
+    assert (out.created, out.expires, out.refresh_after, out.stale_until) == (10, 70, 40, 100)
+    assert out.cost == 0.25 and out.tags == ("user:1",) and dict(out.tag_versions) == {"user:1": 3}
+
+
+@pytest.mark.parametrize("algorithm", ["zlib", "zstd"])
+def test_compression_shrinks_large_values(algorithm: str) -> None:
+    """Values above the threshold are stored compressed and decode unchanged."""
+    codec = EntryCodec(envelopes=[Compression(algorithm, threshold=100)])
+    plain = EntryCodec()
+    entry = _entry("x" * 10_000)
+    data = codec.encode(entry)
+    assert len(data) < len(plain.encode(entry)) // 10
+    assert codec.decode(data).value == "x" * 10_000
+
+
+def test_signed_bytes_from_another_key_are_refused() -> None:
+    """A value signed with a different key is a DeserializationError (a miss)."""
+    ours = EntryCodec(envelopes=[HMACSigner(b"k" * 32)])
+    theirs = EntryCodec(envelopes=[HMACSigner(b"z" * 32)])
+    with pytest.raises(DeserializationError):
+        ours.decode(theirs.encode(_entry(1)))
+
+
+def test_signing_key_rotation_accepts_old_signatures() -> None:
+    """With [new, old] keys, values signed by the old key still decode."""
+    old = EntryCodec(envelopes=[HMACSigner(b"o" * 32)])
+    rotated = EntryCodec(envelopes=[HMACSigner([b"n" * 32, b"o" * 32])])
+    assert rotated.decode(old.encode(_entry("v"))).value == "v"
+
+
+def test_encrypted_bytes_hide_the_value() -> None:
+    """Fernet-encrypted entries do not contain the plaintext and decode with the key."""
+    key = Fernet.generate_key()
+    codec = EntryCodec(envelopes=[FernetEncryption(key)])
+    data = codec.encode(_entry("top-secret-value"))
+    assert b"top-secret-value" not in data
+    assert codec.decode(data).value == "top-secret-value"
+    with pytest.raises(DeserializationError):
+        EntryCodec(envelopes=[FernetEncryption(Fernet.generate_key())]).decode(data)
+
+
+def test_short_signing_key_is_a_config_error() -> None:
+    """Keys shorter than 16 bytes are refused at construction."""
+    with pytest.raises(ConfigError):
+        HMACSigner(b"short")
+
+
+def test_truncated_entry_is_a_deserialization_error() -> None:
+    """Half an entry is refused cleanly."""
+    codec = EntryCodec()
+    data = codec.encode(_entry([1, 2, 3]))
+    with pytest.raises(DeserializationError):
+        codec.decode(data[: len(data) // 2])
