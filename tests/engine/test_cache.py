@@ -111,18 +111,18 @@ async def test_memory_tier_byte_bound() -> None:
 async def test_single_flight_200_callers_one_load() -> None:
     """200 concurrent misses of one key run the loader exactly once and all get its value."""
     calls = 0
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
 
     async def load() -> str:
         nonlocal calls
         calls += 1
+        entered.set()
         await release.wait()
         return "value"
 
     async with _memory_cache() as cache:
         tasks = [asyncio.ensure_future(cache.get_or_set("hot", load)) for _ in range(200)]
-        while not cache.readthrough._inflight:
-            await asyncio.sleep(0)
+        await entered.wait()
         release.set()
         results = await asyncio.gather(*tasks)
     assert calls == 1 and results == ["value"] * 200
