@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiocache
 import pytest
 import redis
 import sqlalchemy as sa
 
 from stratacache.core.clock import ManualClock
 from stratacache.testing import TierConformance
+from stratacache.tiers.aiocache import AiocacheTier
 from stratacache.tiers.memory import MemoryTier
 from stratacache.tiers.redis import RedisTier
 from stratacache.tiers.sql import SQLTier
@@ -102,3 +104,50 @@ class TestSQLTierPostgres(_SQLConformance):
     @pytest.fixture
     def db_url(self, postgres_url: str) -> str:
         return postgres_url
+
+
+class TestAiocacheMemoryTier(TierConformance):
+    """The aiocache adapter on aiocache's in-process memory backend."""
+
+    @pytest.fixture
+    def tier(self) -> AiocacheTier:
+        return AiocacheTier(aiocache.SimpleMemoryCache())
+
+    @pytest.fixture
+    def write_raw(self, started: AiocacheTier) -> Callable[[str, bytes], Any]:
+        return started.cache.set
+
+
+class TestAiocacheRedisTier(TierConformance):
+    """The aiocache adapter on aiocache's Redis backend."""
+
+    @pytest.fixture
+    def aio_redis(self, redis_url: str) -> aiocache.RedisCache:
+        url = redis.connection.parse_url(redis_url)
+        return aiocache.RedisCache(endpoint=url["host"], port=url["port"], db=url["db"])
+
+    @pytest.fixture
+    def tier(self, aio_redis: aiocache.RedisCache) -> AiocacheTier:
+        return AiocacheTier(aio_redis, ttl=3600)
+
+    @pytest.fixture
+    def tier_twin(self, redis_url: str) -> AiocacheTier:
+        url = redis.connection.parse_url(redis_url)
+        return AiocacheTier(
+            aiocache.RedisCache(endpoint=url["host"], port=url["port"], db=url["db"])
+        )
+
+    @pytest.fixture
+    def write_raw(self, started: AiocacheTier) -> Callable[[str, bytes], Any]:
+        return started.cache.set
+
+    @pytest.fixture
+    def physical_ttl(self, redis_url: str) -> Iterator[Callable[[str], float | None]]:
+        client = redis.Redis.from_url(redis_url)
+
+        def ttl(key: str) -> float | None:
+            ms = int(client.pttl(key))  # type: ignore[arg-type]
+            return None if ms < 0 else ms / 1000
+
+        yield ttl
+        client.close()
