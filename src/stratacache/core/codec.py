@@ -38,6 +38,8 @@ class EntryCodec:
     def encode(self, entry: Entry, value_bytes: bytes | None = None) -> bytes:
         """The stored form of ``entry``; pass ``value_bytes`` when already serialized."""
         if value_bytes is None:
+            value_bytes = entry.payload
+        if value_bytes is None:
             value_bytes = self.serializer.dumps(entry.value)
         data: bytes = msgpack.packb(
             [

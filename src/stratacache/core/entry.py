@@ -39,6 +39,9 @@ class Entry:
     tag_versions: Mapping[str, int] = field(default_factory=dict)
     size: int = 0
     deadline: float = field(default=math.inf, repr=False)
+    #: the serialized value, carried from the write path to byte-storing tiers so a value is
+    #: encoded once per write; local tiers drop it (they keep the object itself)
+    payload: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.deadline = self.compute_deadline()

@@ -252,8 +252,8 @@ class Cache:
     def _new_entry(self, value: Any, policy: EntryPolicy, tags: Sequence[str]) -> Entry:
         if isinstance(tags, str):
             raise ConfigError("tags must be a list of strings, not a single string")
-        size = len(self.codec.dumps_value(value))  # raises SerializationError before any write
-        return policy.make(value, self.clock.time(), tuple(tags), size=size)
+        payload = self.codec.dumps_value(value)  # raises SerializationError before any write
+        return policy.make(value, self.clock.time(), tuple(tags), payload=payload)
 
     # -- invalidation ----------------------------------------------------------------------------
     async def delete(self, key: str) -> None:

@@ -66,7 +66,12 @@ class EntryPolicy:
             raise ConfigError("refresh_after must not exceed ttl")
 
     def make(
-        self, value: object, now: float, tags: Sequence[str] = (), cost: float = 0.0, size: int = 0
+        self,
+        value: object,
+        now: float,
+        tags: Sequence[str] = (),
+        cost: float = 0.0,
+        payload: bytes | None = None,
     ) -> Entry:
         """A new entry for ``value`` written at ``now``; jitter stretches TTLs by up to ``jitter``."""
         stretch = 1.0 + random.random() * self.jitter if self.jitter else 1.0
@@ -81,18 +86,21 @@ class EntryPolicy:
             stale_until=stale_until,
             cost=cost,
             tags=tuple(tags),
-            size=size,
+            size=len(payload) if payload is not None else 0,
+            payload=payload,
         )
 
 
-def cap(entry: Entry, tier_ttl: float | None, now: float) -> Entry:
-    """``entry`` as a tier with TTL cap ``tier_ttl`` may keep it (a copy when shortened)."""
-    if tier_ttl is None:
-        return entry
-    limit = now + tier_ttl
+def cap(entry: Entry, tier_ttl: float | None, now: float, local: bool = False) -> Entry:
+    """A copy of ``entry`` as one tier may keep it: within its TTL cap ``tier_ttl``.
+
+    Each tier gets its own object, so a memory tier killing its copy never kills another's;
+    ``local`` tiers keep the value object, not its serialized ``payload``.
+    """
     end = entry.stale_until if entry.stale_until is not None else entry.expires
-    if end is not None and end <= limit:
-        return _copy(entry)
+    limit = None if tier_ttl is None else now + tier_ttl
+    if limit is None or (end is not None and end <= limit):
+        return dataclasses.replace(entry, payload=None) if local else dataclasses.replace(entry)
     return Entry(
         value=entry.value,
         created=entry.created,
@@ -103,12 +111,8 @@ def cap(entry: Entry, tier_ttl: float | None, now: float) -> Entry:
         tags=entry.tags,
         tag_versions=entry.tag_versions,
         size=entry.size,
+        payload=None if local else entry.payload,
     )
-
-
-def _copy(entry: Entry) -> Entry:
-    """A distinct Entry object, so killing one tier's copy never kills another's."""
-    return dataclasses.replace(entry)
 
 
 def _min(value: float | None, limit: float) -> float:

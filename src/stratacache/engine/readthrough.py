@@ -122,7 +122,7 @@ class ReadThrough:
             fstats.loads += 1
         _send(signals.loaded, self.cache, key=fkey, duration=cost)
         value_bytes = self.cache.codec.dumps_value(value)
-        entry = policy.make(value, self.cache.clock.time(), tags, cost, len(value_bytes))
+        entry = policy.make(value, self.cache.clock.time(), tags, cost, value_bytes)
         if value is None and not policy.cache_none:
             return entry
         if not await self.cache.tiers.write(fkey, entry, leases, self.cache.clock.time()):

@@ -110,7 +110,7 @@ class TierStack:
             for upper in range(index):
                 above = self.slots[upper]
                 if self.usable(above):
-                    copy = cap(entry, above.tier.ttl, now)
+                    copy = cap(entry, above.tier.ttl, now, above.local)
                     lease = leases.get(upper)
                     await self.call(above, "set", above.tier.set(fkey, copy, lease), False)
             return entry
@@ -132,7 +132,9 @@ class TierStack:
             if live and index:
                 for above in self.slots[:index]:
                     if self.usable(above):
-                        copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
+                        copies = {
+                            k: cap(e, above.tier.ttl, now, above.local) for k, e in live.items()
+                        }
                         await self.call(above, "set_many", above.tier.set_many(copies), None)
             found.update(live)
             missing = [k for k in missing if k not in live]
@@ -156,7 +158,10 @@ class TierStack:
                 continue
             lease = leases[index] if leases else None
             stored = await self.call(
-                slot, "set", slot.tier.set(fkey, cap(entry, slot.tier.ttl, now), lease), True
+                slot,
+                "set",
+                slot.tier.set(fkey, cap(entry, slot.tier.ttl, now, slot.local), lease),
+                True,
             )
             if not stored:
                 return False
@@ -166,7 +171,7 @@ class TierStack:
     async def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
         for slot in reversed(self.slots):
             if self.usable(slot):
-                capped = {k: cap(e, slot.tier.ttl, now) for k, e in entries.items()}
+                capped = {k: cap(e, slot.tier.ttl, now, slot.local) for k, e in entries.items()}
                 await self.call(slot, "set_many", slot.tier.set_many(capped), None)
                 slot.stats.sets += len(entries)
 

@@ -117,7 +117,7 @@ class SyncCache:
             for upper in range(index):
                 above = self.stack.slots[upper]
                 if self.stack.usable(above):
-                    copy = cap(entry, above.tier.ttl, now)
+                    copy = cap(entry, above.tier.ttl, now, above.local)
                     self._call(above, "set", False, fkey, copy, leases.get(upper))
             return entry
         return None
@@ -129,7 +129,9 @@ class SyncCache:
             if not self.stack.usable(slot):
                 continue
             lease = leases[index] if leases else None
-            if not self._call(slot, "set", True, fkey, cap(entry, slot.tier.ttl, now), lease):
+            if not self._call(
+                slot, "set", True, fkey, cap(entry, slot.tier.ttl, now, slot.local), lease
+            ):
                 return False
             slot.stats.sets += 1
         return True
@@ -166,7 +168,7 @@ class SyncCache:
             slot.stats.misses += len(missing) - len(live)
             for above in self.stack.slots[:index]:
                 if live and self.stack.usable(above):
-                    copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
+                    copies = {k: cap(e, above.tier.ttl, now, above.local) for k, e in live.items()}
                     self._call(above, "set_many", None, copies)
             found.update(live)
             missing = [k for k in missing if k not in live]
@@ -287,8 +289,8 @@ class SyncCache:
         cache.counters.loads += 1
         if fstats is not None:
             fstats.loads += 1
-        size = len(cache.codec.dumps_value(value))
-        entry = policy.make(value, cache.clock.time(), tags, cost, size)
+        payload = cache.codec.dumps_value(value)
+        entry = policy.make(value, cache.clock.time(), tags, cost, payload)
         if (value is not None or policy.cache_none) and not self._write(fkey, entry, leases):
             cache.counters.refused_sets += 1
         return entry
@@ -353,7 +355,7 @@ class SyncCache:
         now = self.cache.clock.time()
         for slot in reversed(self.stack.slots):
             if self.stack.usable(slot):
-                capped = {k: cap(e, slot.tier.ttl, now) for k, e in entries.items()}
+                capped = {k: cap(e, slot.tier.ttl, now, slot.local) for k, e in entries.items()}
                 self._call(slot, "set_many", None, capped)
                 slot.stats.sets += len(entries)
         self._publish(
