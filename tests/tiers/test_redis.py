@@ -1,0 +1,174 @@
+"""RedisTier specifics: failure and recovery, round trips, flat tag invalidation cost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import redis
+from conftest import RedisProcess, wait_until
+
+from stratacache.core.clock import ManualClock
+from stratacache.core.entry import Entry
+from stratacache.core.errors import ConfigError, TierError
+from stratacache.core.tier import TierContext
+from stratacache.tiers.redis import RedisTier
+
+NS = "shop"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=time.time())
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def tier(redis_url: str, clock: ManualClock) -> AsyncIterator[RedisTier]:
+    t = RedisTier(redis_url)
+    await t.start(TierContext(NS, clock=clock))
+    yield t
+    await t.close()
+
+
+def commands(client: redis.Redis) -> int:
+    """Commands the server processed so far (the INFO call itself counts as one)."""
+    return int(client.info("stats")["total_commands_processed"])  # type: ignore[index]
+
+
+def count_commands(client: redis.Redis, action: Callable[[], object]) -> int:
+    """How many commands ``action`` made the server process (scripts count their calls too)."""
+    before = commands(client)
+    action()
+    return commands(client) - before - 1
+
+
+def test_bad_config_raises_config_error() -> None:
+    """Invalid constructor arguments raise ConfigError at construction."""
+    with pytest.raises(ConfigError):
+        RedisTier(ttl=0)
+    with pytest.raises(ConfigError):
+        RedisTier(sentinels=[("127.0.0.1", 26379)])
+
+
+async def test_physical_expiry_follows_entry_and_cap(
+    redis_url: str, raw: redis.Redis, clock: ManualClock
+) -> None:
+    """PX is the entry's remaining life, capped by the tier ttl; none when neither is set."""
+    t = RedisTier(redis_url, ttl=100)
+    await t.start(TierContext(NS, clock=clock))
+    now = clock.time()
+    await t.set("shop:a", Entry(1, now, expires=now + 10, stale_until=now + 40))
+    await t.set("shop:b", Entry(1, now, expires=now + 1000))
+    await t.close()
+    assert 30_000 < int(raw.pttl("shop:a")) <= 40_000  # type: ignore[arg-type]
+    assert 90_000 < int(raw.pttl("shop:b")) <= 100_000  # type: ignore[arg-type]
+    untimed = RedisTier(redis_url)
+    await untimed.start(TierContext(NS, clock=clock))
+    await untimed.set("shop:c", Entry(1, now))
+    await untimed.close()
+    assert int(raw.pttl("shop:c")) == -1  # type: ignore[arg-type]
+
+
+def test_get_many_of_100_keys_is_one_round_trip(
+    tier: RedisTier, raw: redis.Redis, clock: ManualClock
+) -> None:
+    """get_many of 100 keys is a single command (one EVALSHA)."""
+    keys = [f"shop:k{i}" for i in range(100)]
+    tier.set_many_sync({k: Entry(k, clock.time()) for k in keys})
+    tier.get_sync(keys[0])  # load the script once
+    # a script's inner calls are counted too: EVALSHA + MGET
+    assert count_commands(raw, lambda: tier.get_many_sync(keys)) == 2
+    assert len(tier.get_many_sync(keys)) == 100
+
+
+def test_tagged_hit_is_one_round_trip(
+    tier: RedisTier, raw: redis.Redis, clock: ManualClock
+) -> None:
+    """A tagged hit is one EVALSHA whose only inner calls are the GETs of entry and tags."""
+    tier.set_sync("shop:t", Entry(1, clock.time(), tags=("a", "b")))
+    tier.get_sync("shop:t")
+    assert count_commands(raw, lambda: tier.get_sync("shop:t")) == 4  # EVALSHA, GET x3
+
+
+def test_tag_invalidation_cost_is_flat(
+    tier: RedisTier, raw: redis.Redis, clock: ManualClock
+) -> None:
+    """Invalidating a tag takes the same number of commands for 10 or 10,000 entries."""
+    costs = []
+    for n, tag in ((10, "small"), (10_000, "big")):
+        tier.set_many_sync(
+            {f"shop:{tag}:{i}": Entry(i, clock.time(), tags=(tag,)) for i in range(n)}
+        )
+        costs.append(count_commands(raw, lambda tag=tag: tier.invalidate_tags_sync([tag])))
+        assert tier.get_many_sync([f"shop:{tag}:{i}" for i in range(0, n, 97)]) == {}
+    assert costs[0] == costs[1] == 1
+
+
+def test_tag_counters_never_expire(tier: RedisTier, raw: redis.Redis) -> None:
+    """Tag version counters carry no TTL, so they can never restart at 0."""
+    tier.invalidate_tags_sync(["t"])
+    names = [k for k in raw.scan_iter(match="*__tagv__*")]
+    assert names and all(int(raw.ttl(k)) == -1 for k in names)  # type: ignore[arg-type]
+
+
+def test_clear_never_flushes_foreign_keys(
+    tier: RedisTier, raw: redis.Redis, clock: ManualClock
+) -> None:
+    """clear leaves keys outside the namespace, including lookalike prefixes."""
+    raw.set("shopping:x", b"1")
+    raw.set("other", b"2")
+    tier.set_sync("shop:x", Entry(1, clock.time()))
+    tier.clear_sync()
+    assert raw.get("shopping:x") == b"1" and raw.get("other") == b"2"
+    assert raw.get("shop:x") is None
+
+
+def test_delete_prefix_many_batches(tier: RedisTier, clock: ManualClock) -> None:
+    """delete_prefix removes more keys than one SCAN batch holds."""
+    tier.set_many_sync({f"shop:p:{i}": Entry(i, clock.time()) for i in range(2500)})
+    assert tier.delete_prefix_sync("shop:p:") == 2500
+    assert tier.get_many_sync([f"shop:p:{i}" for i in range(0, 2500, 50)]) == {}
+
+
+@pytest.mark.slow
+async def test_killed_server_fails_fast_then_recovers(
+    redis_factory: Callable[..., RedisProcess], clock: ManualClock
+) -> None:
+    """With the server killed the tier raises TierError within a bound; after restart it works."""
+    server = redis_factory()
+    t = RedisTier(server.url)
+    await t.start(TierContext(NS, clock=clock))
+    try:
+        await t.set("shop:k", Entry(1, clock.time()))
+        server.stop()
+        # wait_for only guards against a hang: the tier's own timeouts must fire first
+        with pytest.raises(TierError):
+            await asyncio.wait_for(t.get("shop:k"), 5.0)
+        with pytest.raises(TierError):
+            await asyncio.wait_for(t.set("shop:k", Entry(2, clock.time())), 5.0)
+        with pytest.raises(TierError):
+            t.get_sync("shop:k")
+        server.start()
+        wait_until(lambda: _ok(t), what="sync path to work again")
+        assert await t.set("shop:k", Entry(3, clock.time()))
+        got = await t.get("shop:k")
+        assert got is not None and got.value == 3
+    finally:
+        await t.close()
+
+
+def _ok(t: RedisTier) -> bool:
+    try:
+        t.get_sync("shop:k")
+    except TierError:
+        return False
+    return True
