@@ -36,6 +36,7 @@ class Portal:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread
         self._lock = threading.Lock()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -47,11 +48,21 @@ class Portal:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=loop.run_forever, name="stratacache-portal", daemon=True
-                ).start()
+                )
+                self._thread.start()
                 self._loop = loop
             return self._loop
+
+    def stop(self) -> None:
+        """Stop the loop and its thread (a later ``run`` starts a new one)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout=5)
+            loop.close()
 
 
 class SyncCache:
@@ -79,6 +90,7 @@ class SyncCache:
             self._refresher = None
         if self.cache._started:
             self.portal.run(self.cache.close())
+        self.portal.stop()
 
     def __enter__(self) -> SyncCache:
         self.start()
