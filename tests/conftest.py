@@ -75,6 +75,12 @@ class RedisProcess:
         self.proc = None
 
 
+@pytest.fixture(name="wait_until", scope="session")
+def wait_until_fixture() -> Callable[..., None]:
+    """``wait_until(predicate, timeout=10.0, what="")``: poll until true, else fail the test."""
+    return wait_until
+
+
 @pytest.fixture(scope="session")
 def redis_factory(
     tmp_path_factory: pytest.TempPathFactory,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
-from conftest import RedisProcess, wait_until
 
 from stratacache.core.clock import ManualClock
 from stratacache.core.entry import Entry
@@ -141,7 +141,7 @@ def test_delete_prefix_many_batches(tier: RedisTier, clock: ManualClock) -> None
 
 @pytest.mark.slow
 async def test_killed_server_fails_fast_then_recovers(
-    redis_factory: Callable[..., RedisProcess], clock: ManualClock
+    redis_factory: Callable[..., Any], clock: ManualClock, wait_until: Callable[..., None]
 ) -> None:
     """With the server killed the tier raises TierError within a bound; after restart it works."""
     server = redis_factory()
