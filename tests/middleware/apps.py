@@ -112,7 +112,9 @@ def build_asgi(cache: sc.Cache, clock: sc.ManualClock) -> Any:
     @cache_response(ttl=60, tags=["product:{product_id}"])
     async def product(product_id: int) -> PlainTextResponse:
         origin.calls[f"product{product_id}"] += 1
-        return PlainTextResponse(f"product {product_id} call {origin.calls[f'product{product_id}']}")
+        return PlainTextResponse(
+            f"product {product_id} call {origin.calls[f'product{product_id}']}"
+        )
 
     @app.api_route("/{prefix}/{name}", methods=["GET", "HEAD", "POST"])
     async def echo(request: Request) -> Response:

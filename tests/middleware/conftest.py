@@ -87,6 +87,7 @@ def _serve_uvicorn(app: Any) -> Iterator[str]:
 
 
 def _serve_waitress(app: Any, cache: sc.Cache) -> Iterator[str]:
+    from waitress import wasyncore
     from waitress.server import create_server
 
     server: Any = create_server(app, host="127.0.0.1", port=0, threads=8)
@@ -95,7 +96,10 @@ def _serve_waitress(app: Any, cache: sc.Cache) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
+        # close() stops listening only; kept-alive channels would keep the loop running
         server.close()
+        wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown()
         thread.join(timeout=10)
         cache.sync.close()
 
