@@ -4,6 +4,10 @@ The engine publishes an ``Invalidation`` after applying it locally; every
 other process applies it to its *local* (non-shared) tiers only. A bus must
 report connection loss, after which the engine stops trusting its local tiers
 until the bus is back (messages may have been missed meanwhile).
+
+A bus may also hold the namespace *generation* (``GenerationStore``): the
+counter ``Cache.flush_namespace`` bumps to outdate a whole namespace in O(1).
+A message with ``generation`` > 0 tells receivers to move to that generation.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ class Invalidation:
     clear: bool = False
     reason: str | None = None
     origin: str = ""
+    #: who asked for it (user, service, "admin-api" ...), for the audit trail
+    actor: str | None = None
+    #: epoch seconds when the origin issued it (measures bus lag; audit time)
+    at: float = 0.0
+    #: namespace generation the receivers must move to (0: unchanged)
+    generation: int = 0
 
 
 @runtime_checkable
@@ -43,3 +53,14 @@ class InvalidationBus(Protocol):
 
     async def close(self) -> None:
         """Unsubscribe and release the connection."""
+
+
+@runtime_checkable
+class GenerationStore(Protocol):
+    """A shared namespace generation counter (offered by buses that have shared storage)."""
+
+    async def load_generation(self) -> int:
+        """The current generation of the namespace (0 when never flushed)."""
+
+    async def bump_generation(self) -> int:
+        """Atomically increment the generation and return the new value."""

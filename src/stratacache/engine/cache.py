@@ -28,6 +28,7 @@ from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
 from . import signals
 from .bus import Invalidation, InvalidationBus
+from .invalidation import Invalidator, check_relative
 from .policy import UNSET, EntryPolicy
 from .readthrough import ReadThrough
 from .signals import send as _send
@@ -110,7 +111,7 @@ class Cache:
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._sync: Any = None
-        self.audit_hooks: list[Callable[[Invalidation], None]] = []
+        self.invalidator = Invalidator(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -156,8 +157,12 @@ class Cache:
 
     # -- keys ------------------------------------------------------------------------------------
     def full_key(self, key: str) -> str:
-        """``namespace:key``, after checking that ``key`` is usable."""
-        return self._prefix + validate_key(key, self.max_key_length)
+        """``namespace:key`` (with the namespace generation once flushed), after checking ``key``."""
+        return self._prefix + check_relative(validate_key(key, self.max_key_length))
+
+    def relative_key(self, fkey: str) -> str:
+        """The key ``invalidate`` takes for a full key (generation-qualified if it was flushed)."""
+        return fkey[len(self.namespace) + 1 :]
 
     def entry_policy(
         self,
@@ -255,7 +260,7 @@ class Cache:
         payload = self.codec.dumps_value(value)  # raises SerializationError before any write
         return policy.make(value, self.clock.time(), tuple(tags), payload=payload)
 
-    # -- invalidation ----------------------------------------------------------------------------
+    # -- invalidation (logic in engine.invalidation) ------------------------------------------
     async def delete(self, key: str) -> None:
         """Remove ``key`` from every tier (and from other processes' local tiers)."""
         await self.invalidate(keys=[key])
@@ -267,13 +272,16 @@ class Cache:
         prefix: str | Iterable[str] | None = None,
         *,
         reason: str | None = None,
+        actor: str | None = None,
     ) -> None:
-        """Outdate keys, tagged entries and key prefixes everywhere before returning."""
+        """Outdate keys, tagged entries (and the tags they imply) and key prefixes everywhere.
+
+        When this returns, no tier of this process serves the old values and the bus
+        message telling other processes to drop their local copies has been sent.
+        ``reason`` and ``actor`` go to the ``invalidated`` signal and the audit hooks.
+        """
         await self.start()
-        message = self.invalidation(keys, tags, prefix, reason)
-        await self.tiers.invalidate(message, local_only=False)
-        await self._publish(message)
-        self._announce(message, "local")
+        await self.invalidator.invalidate(self.invalidation(keys, tags, prefix, reason, actor))
 
     def invalidation(
         self,
@@ -281,67 +289,41 @@ class Cache:
         tags: Iterable[str],
         prefix: str | Iterable[str] | None,
         reason: str | None,
+        actor: str | None = None,
     ) -> Invalidation:
         """Check the arguments of ``invalidate`` and build the message (full keys)."""
-        if isinstance(keys, str) or isinstance(tags, str):
-            raise ConfigError("keys and tags take lists of strings, not a single string")
-        prefixes = [prefix] if isinstance(prefix, str) else list(prefix or ())
-        self.counters.invalidations += 1
-        return Invalidation(
-            keys=tuple(self.full_key(k) for k in keys),
-            tags=tuple(validate_key(t, self.max_key_length) for t in tags),
-            prefixes=tuple(self._prefix + p for p in prefixes),
-            reason=reason,
-            origin=self.origin,
-        )
+        return self.invalidator.message(keys, tags, prefix, reason, actor)
 
-    async def clear(self) -> None:
-        """Remove every entry of this namespace from every tier."""
+    async def clear(self, *, reason: str | None = None, actor: str | None = None) -> None:
+        """Remove every entry of this namespace from every tier (cost grows with the entries)."""
         await self.start()
-        await self.tiers.clear(local_only=False)
-        await self._publish(Invalidation(clear=True, origin=self.origin))
-        _send(signals.cleared, self, origin="local")
+        await self.invalidator.clear(reason, actor)
+
+    async def flush_namespace(self, *, reason: str | None = None, actor: str | None = None) -> int:
+        """Outdate every entry of the namespace in O(1) by moving to a new generation.
+
+        Needs a bus that keeps the generation (``RedisBus``) when a tier is shared;
+        without one it falls back to ``clear()``. Returns the new generation.
+        """
+        await self.start()
+        return await self.invalidator.flush_namespace(reason, actor)
+
+    @property
+    def audit_hooks(self) -> list[Callable[[Invalidation], None]]:
+        """Callables receiving every invalidation, local and remote (see ``events.audit``)."""
+        return self.invalidator.audit_hooks
 
     async def _publish(self, message: Invalidation) -> None:
-        if self.bus is not None:
-            try:
-                await self.bus.publish(message)
-            except Exception as exc:
-                log.warning("stratacache: invalidation bus publish failed: %r", exc)
+        await self.invalidator.publish(message)
 
     def _announce(self, message: Invalidation, origin: str) -> None:
-        _send(
-            signals.invalidated,
-            self,
-            keys=message.keys,
-            tags=message.tags,
-            prefixes=message.prefixes,
-            reason=message.reason,
-            origin=origin,
-        )
-        for hook in self.audit_hooks:
-            try:
-                hook(message)
-            except Exception as exc:
-                log.warning("stratacache: audit hook failed: %r", exc)
+        self.invalidator.announce(message, origin)
 
     def _apply_remote(self, message: Invalidation) -> None:
-        """Apply another process's invalidation to this process's local tiers."""
-        if message.origin == self.origin:
-            return
-        if message.clear:
-            self.tiers.clear_local_now()
-            _send(signals.cleared, self, origin="remote")
-            return
-        self.tiers.invalidate_local_now(message)
-        if message.reason != "overwrite":
-            self._announce(message, "remote")
+        self.invalidator.apply_remote(message)
 
     def _on_bus_state(self, connected: bool) -> None:
-        """Distrust local tiers while the bus is down; they may have missed messages."""
-        self.tiers.clear_local_now()
-        self.tiers.local_trusted = connected
-        _send(signals.bus_state, self, connected=connected)
+        self.invalidator.on_bus_state(connected)
 
     def _on_tier_error(self, tier: str, operation: str, exc: BaseException) -> None:
         log.warning("stratacache: tier %r failed during %s: %r", tier, operation, exc)
@@ -357,6 +339,18 @@ class Cache:
         if factory is None:
             raise ConfigError("import stratacache (or stratacache.decorators) to use cache.cached")
         return factory(self, **options)
+
+    #: set by ``stratacache.events`` on import (same reason as ``decorator_factory``)
+    invalidate_on_factory: Callable[..., Any] | None = None
+
+    def invalidate_on(self, signal: Any, **options: Any) -> Any:
+        """Invalidate whenever a blinker ``signal`` is sent (see ``stratacache.events.invalidate_on``)."""
+        factory = type(self).invalidate_on_factory
+        if factory is None:
+            raise ConfigError(
+                "import stratacache (or stratacache.events) to use cache.invalidate_on"
+            )
+        return factory(self, signal, **options)
 
     # -- stats -----------------------------------------------------------------------------------
     def register_function(self, name: str) -> FunctionStats:

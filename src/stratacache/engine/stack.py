@@ -177,12 +177,13 @@ class TierStack:
 
     # -- invalidation ----------------------------------------------------------------------------
     async def invalidate(self, message: Invalidation, local_only: bool) -> None:
-        """Apply ``message`` bottom-up (lower tiers first, so nothing refills from them)."""
+        """Apply ``message`` bottom-up (lower tiers first, so nothing refills from them).
+
+        Open circuit breakers are not honoured here: an invalidation skipped because a
+        tier failed a while ago would leave an old value to be served once it recovers.
+        """
         for slot in reversed(self.slots):
             if local_only and not slot.local:
-                continue
-            if not slot.breaker.allow():
-                slot.stats.skipped += 1
                 continue
             tier = slot.tier
             if message.keys:
@@ -196,6 +197,7 @@ class TierStack:
                 await self.call(slot, "delete_prefix", tier.delete_prefix(prefix), 0)
 
     async def clear(self, local_only: bool) -> None:
+        """Remove every entry of the namespace, bottom-up."""
         for slot in reversed(self.slots):
             if not local_only or slot.local:
                 await self.call(slot, "clear", slot.tier.clear(), None)
@@ -217,6 +219,7 @@ class TierStack:
             self.call_sync(slot, "delete_prefix", partial(tier.delete_prefix_sync, prefix), 0)
 
     def clear_local_now(self) -> None:
+        """Empty every local tier at once (kills their entries, voids their leases)."""
         for slot in self.slots:
             if slot.local and slot.sync:
                 tier: Any = slot.tier

@@ -1,0 +1,308 @@
+"""``RedisBus``: the invalidation bus on Redis pub/sub (one channel per namespace).
+
+Each process publishes its invalidations (and overwrites) as msgpack on
+``{channel_prefix}:{namespace}`` with its origin id, and a reader task applies
+everyone else's to the local tiers. Losing the subscription is what makes a
+multi-level cache lie, so it is watched closely:
+
+- the subscriber connection never reconnects silently (redis-py's own retry is
+  off for it): an EOF or reset surfaces as an error in the reader at once;
+- a half-open connection is caught by our own PING whenever the channel has
+  been quiet for ``health_interval`` seconds (no PONG in time → down);
+- on loss the bus reports ``on_state(False)`` (the engine drops and distrusts
+  its local tiers), then reconnects with exponential backoff and reports
+  ``on_state(True)`` only once subscribed again.
+
+The bus also keeps the namespace generation (``GenerationStore``) in Redis
+under ``{channel_prefix}:{namespace}:generation``; after every (re)subscribe it
+is re-read, so a flush missed while disconnected is still applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+
+from ..core.errors import ConfigError
+from .bus import Invalidation
+
+log = logging.getLogger("stratacache")
+
+_FORMAT = 1  # first field of every message; a receiver treats other formats as "clear"
+
+
+def encode(message: Invalidation) -> bytes:
+    """The wire form of ``message`` (msgpack list; never pickle)."""
+    packed: bytes = msgpack.packb(
+        [
+            _FORMAT,
+            message.origin,
+            list(message.keys),
+            list(message.tags),
+            list(message.prefixes),
+            message.clear,
+            message.reason,
+            message.actor,
+            message.at,
+            message.generation,
+        ],
+        use_bin_type=True,
+    )
+    return packed
+
+
+def decode(data: bytes) -> Invalidation:
+    """Parse a bus message; anything unreadable becomes a conservative *clear*."""
+    try:
+        fmt, origin, keys, tags, prefixes, clear, reason, actor, at, gen = msgpack.unpackb(
+            data, raw=False
+        )
+        if fmt != _FORMAT:
+            raise ValueError(f"unknown bus message format {fmt!r}")
+        return Invalidation(
+            keys=tuple(str(k) for k in keys),
+            tags=tuple(str(t) for t in tags),
+            prefixes=tuple(str(p) for p in prefixes),
+            clear=bool(clear),
+            reason=reason,
+            origin=str(origin),
+            actor=actor,
+            at=float(at),
+            generation=int(gen),
+        )
+    except Exception as exc:  # a message we cannot read may have been an invalidation
+        log.warning("stratacache: unreadable bus message, dropping local tiers: %r", exc)
+        return Invalidation(clear=True, reason="unreadable bus message")
+
+
+class RedisBus:
+    """Invalidation bus over Redis pub/sub; see the module docstring for the failure model.
+
+    Args:
+        url: Redis URL of the bus (may be the cache's Redis or a separate one).
+        client: an existing ``redis.asyncio.Redis`` used for publishing; the subscriber
+            gets its own connection built from the same settings.
+        channel_prefix: channels are ``{channel_prefix}:{namespace}``.
+        health_interval: seconds of silence after which the subscriber PINGs; no answer
+            within another ``health_interval`` means the bus is down.
+        reconnect_min / reconnect_max: exponential backoff bounds between reconnect attempts.
+        connect_timeout: seconds a (re)subscribe may take.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        client: Any = None,
+        channel_prefix: str = "stratacache",
+        health_interval: float = 1.0,
+        reconnect_min: float = 0.01,
+        reconnect_max: float = 1.0,
+        connect_timeout: float = 1.0,
+    ) -> None:
+        if health_interval <= 0 or reconnect_min <= 0 or reconnect_max < reconnect_min:
+            raise ConfigError("RedisBus intervals must be positive, reconnect_max >= reconnect_min")
+        if not channel_prefix:
+            raise ConfigError("RedisBus channel_prefix must not be empty")
+        self.url = url
+        self.channel_prefix = channel_prefix
+        self.health_interval = health_interval
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.connect_timeout = connect_timeout
+        #: True while subscribed; the engine distrusts its local tiers when False
+        self.connected = False
+        #: counters: messages applied, own echoes skipped, published, publish failures, drops
+        self.received = 0
+        self.echoes = 0
+        self.published = 0
+        self.drops = 0
+        self.channel = ""
+        self._given = client
+        self._publisher: Any = client
+        self._subscriber: Any = None
+        self._origin = ""
+        self._gen_key = ""
+        self._on_message: Callable[[Invalidation], None] = _ignore
+        self._on_state: Callable[[bool], None] = _ignore
+        self._task: asyncio.Task[None] | None = None
+        self._attempted: asyncio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(
+        self,
+        namespace: str,
+        origin: str,
+        on_message: Callable[[Invalidation], None],
+        on_state: Callable[[bool], None],
+    ) -> None:
+        """Subscribe (waiting for the first attempt); report ``on_state(False)`` if it failed."""
+        if self._task is not None:
+            return
+        self.channel = f"{self.channel_prefix}:{namespace}"
+        self._gen_key = f"{self.channel}:generation"
+        self._origin = origin
+        self._on_message = on_message
+        self._on_state = on_state
+        if self._publisher is None:
+            self._publisher = aredis.Redis.from_url(
+                self.url,
+                socket_timeout=self.connect_timeout,
+                socket_connect_timeout=self.connect_timeout,
+                retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
+            )
+        self._subscriber = self._subscriber_client()
+        self._attempted = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+        await self._attempted.wait()
+        if not self.connected:
+            on_state(False)
+
+    async def close(self) -> None:
+        """Stop the reader and release both connections."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._subscriber is not None:
+            await self._subscriber.aclose()
+            self._subscriber = None
+        if self._publisher is not None and self._given is None:
+            await self._publisher.aclose()
+            self._publisher = None
+        self.connected = False
+
+    def _subscriber_client(self) -> Any:
+        """A client for the subscription only: no silent reconnects, keepalive on."""
+        options: dict[str, Any] = {
+            "retry": Retry(NoBackoff(), 0),
+            "socket_keepalive": True,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.connect_timeout,
+        }
+        if self._given is None:
+            pool = aredis.ConnectionPool.from_url(self.url, **options)
+        else:
+            base = self._given.connection_pool
+            kwargs = {**base.connection_kwargs, **options}
+            pool = aredis.ConnectionPool(connection_class=base.connection_class, **kwargs)
+        return aredis.Redis(connection_pool=pool)
+
+    # -- publishing ------------------------------------------------------------------------
+    async def publish(self, message: Invalidation) -> None:
+        """Send ``message`` to every subscriber of the namespace (raises on failure)."""
+        if self._publisher is None:
+            raise RuntimeError("RedisBus.publish before start")
+        if not message.at:
+            message = _stamped(message)
+        await self._publisher.publish(self.channel, encode(message))
+        self.published += 1
+
+    # -- generation store --------------------------------------------------------------------
+    async def load_generation(self) -> int:
+        """The namespace generation stored in Redis (0 when never flushed)."""
+        return int(await self._publisher.get(self._gen_key) or 0)
+
+    async def bump_generation(self) -> int:
+        """INCR the namespace generation (never expires: a reset would revive old keys)."""
+        return int(await self._publisher.incr(self._gen_key))
+
+    # -- reader ------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        delay = self.reconnect_min
+        while True:
+            pubsub = self._subscriber.pubsub()
+            try:
+                await self._subscribe(pubsub)
+                self._set_state(True)
+                delay = self.reconnect_min
+                await self._listen(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.connected:
+                    self.drops += 1
+                    log.warning("stratacache: invalidation bus lost (%r); distrusting L1", exc)
+                self._set_state(False)
+            finally:
+                if self._attempted is not None:
+                    self._attempted.set()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)  # backoff between reconnect attempts
+            delay = min(delay * 2, self.reconnect_max)
+
+    async def _subscribe(self, pubsub: Any) -> None:
+        """Subscribe, wait for the confirmation, then catch up on the generation."""
+
+        async def subscribe() -> int:
+            await pubsub.subscribe(self.channel)
+            while True:
+                reply = await pubsub.get_message(timeout=self.connect_timeout)
+                if reply is not None and reply["type"] == "subscribe":
+                    return await self.load_generation()
+
+        generation = await asyncio.wait_for(subscribe(), self.connect_timeout)
+        if generation:
+            self._deliver(Invalidation(clear=True, generation=generation, reason="generation"))
+
+    async def _listen(self, pubsub: Any) -> None:
+        """Apply messages until the connection fails or stays silent past a PING."""
+        loop = asyncio.get_running_loop()
+        interval = self.health_interval
+        last_heard = loop.time()
+        ping_sent: float | None = None
+        while True:
+            reply = await pubsub.get_message(timeout=interval)
+            now = loop.time()
+            if reply is not None:
+                last_heard, ping_sent = now, None
+                if reply["type"] == "message":
+                    self._deliver(decode(reply["data"]))
+                continue
+            if ping_sent is not None and now - ping_sent > interval:
+                raise ConnectionError(f"no PONG on the bus within {interval}s")
+            if ping_sent is None and now - last_heard >= interval:
+                await pubsub.ping()
+                ping_sent = now
+
+    def _deliver(self, message: Invalidation) -> None:
+        if message.origin == self._origin:
+            self.echoes += 1
+            return
+        self.received += 1
+        try:
+            self._on_message(message)
+        except Exception as exc:  # the engine's handler must not kill the reader
+            log.warning("stratacache: applying a bus message failed: %r", exc)
+
+    def _set_state(self, connected: bool) -> None:
+        if connected != self.connected:
+            self.connected = connected
+            # the first successful subscribe is not news: the engine starts out trusting L1
+            if connected and self._attempted is not None and not self._attempted.is_set():
+                return
+            self._on_state(connected)
+
+
+def _stamped(message: Invalidation) -> Invalidation:
+    from dataclasses import replace
+
+    return replace(message, at=time.time())
+
+
+def _ignore(*_: Any) -> None:
+    return None
+
+
+__all__ = ["RedisBus", "decode", "encode"]
