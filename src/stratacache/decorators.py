@@ -9,25 +9,38 @@ reference to it stops serving at once.
 
 Like ``functools.lru_cache(typed=False)``, arguments that are equal and hash
 alike share the memo (``f(1)`` and ``f(1.0)``).
+
+Freshness options live off the hot path: ``lock=`` is resolved on the slow
+path, ``refresh_every=`` runs a background loop over the memo (an entry still
+memoized and alive was read since it was last loaded: that is what "hot"
+means here), and ``warm=`` only registers argument sets for ``cache.warm()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.keys import CallKeyBuilder
+from .engine import signals
 from .engine.cache import Cache
+from .engine.lock import FleetLock
 from .engine.policy import UNSET, EntryPolicy
+from .engine.signals import send as _send
 from .engine.stats import FunctionStats
 
 F = TypeVar("F", bound=Callable[..., Any])
 _KW = object()  # separates positional from keyword arguments in a memo key
+_REFRESH_CONCURRENCY = 8
+log = logging.getLogger("stratacache")
 
 
 class _Memo:
@@ -67,6 +80,9 @@ def cached(
     refresh_after: Any = UNSET,
     stale_ttl: Any = UNSET,
     cache_none: bool | None = None,
+    lock: FleetLock | bool | None = None,
+    refresh_every: float | None = None,
+    warm: Any = None,
 ) -> Callable[[F], F]:
     """Cache calls of the decorated function.
 
@@ -79,12 +95,25 @@ def cached(
         refresh_after: soft TTL: past it the cached value is served while it is recomputed.
         stale_ttl: seconds a result is kept past ``ttl`` to serve if the function raises.
         cache_none: whether a ``None`` result is cached (default: the cache's setting).
+        lock: on a miss, run the function once across the fleet: ``True`` for the cache's
+            fleet lock (``cache.readthrough.lock``), or a ``FleetLock`` such as ``RedisLock``.
+        refresh_every: seconds between background recomputations of the function's hot
+            entries (those read since they were last loaded), so they never expire in use.
+        warm: argument sets for ``cache.warm()``: an iterable (or a callable returning an
+            iterable or async iterable) whose items are a tuple of positional arguments, a
+            mapping of keyword arguments, or a single argument.
 
     The wrapped function gains ``invalidate(*args, **kwargs)``, ``refresh(*args, **kwargs)``,
-    ``key(*args, **kwargs)`` and ``stats``.
+    ``key(*args, **kwargs)``, ``refresh_hot()`` and ``stats``.
     """
     if isinstance(tags, str):
         raise ConfigError("tags must be a list of templates, not a single string")
+    if refresh_every is not None and refresh_every <= 0:
+        raise ConfigError(
+            f"refresh_every must be a positive number of seconds, not {refresh_every!r}"
+        )
+    if lock is not None and not isinstance(lock, (bool, FleetLock)):
+        raise ConfigError(f"lock must be True, False or a FleetLock, not {lock!r}")
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none)
 
     def decorate(fn: F) -> F:
@@ -93,15 +122,43 @@ def cached(
         builder = CallKeyBuilder(fn, key, tuple(tags))
         fstats = cache.register_function(builder.name)
         memo = _Memo(cache)
+        opts = _Options(lock, refresh_every)
         if inspect.iscoroutinefunction(fn):
-            wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo)
+            wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         else:
-            wrapper = _sync_wrapper(fn, cache, builder, policy, fstats, memo)
+            wrapper = _sync_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         wrapper.stats = fstats  # type: ignore[attr-defined]
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
+        if warm is not None:
+            cache.readthrough.warmers.append((wrapper, warm))
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+class _Options:
+    """The freshness options of one decorated function (read only on the slow path)."""
+
+    __slots__ = ("lock", "refresh_every", "scheduler")
+
+    def __init__(self, lock: FleetLock | bool | None, refresh_every: float | None) -> None:
+        self.lock = lock
+        self.refresh_every = refresh_every
+        self.scheduler: Any = None  # the running refresh loop (task or thread), once started
+
+
+def _calls(memo: _Memo) -> list[tuple[tuple[Any, ...], dict[str, Any], str, Entry]]:
+    """The memoized calls whose entry is still alive: (args, kwargs, full key, entry)."""
+    found = []
+    for call_key, (entry, fkey) in list(memo.data.items()):
+        if not entry.alive:
+            continue
+        if isinstance(call_key, tuple) and any(part is _KW for part in call_key):
+            cut = next(i for i, part in enumerate(call_key) if part is _KW)
+            found.append((call_key[:cut], dict(call_key[cut + 1 :]), fkey, entry))
+        else:
+            found.append((tuple(call_key), {}, fkey, entry))
+    return found
 
 
 def _resolve(
@@ -125,6 +182,7 @@ def _async_wrapper(
     policy: EntryPolicy,
     fstats: FunctionStats,
     memo: _Memo,
+    opts: _Options,
 ) -> Callable[..., Any]:
     lookup = memo.data.get
     now = cache.clock.time
@@ -133,11 +191,42 @@ def _async_wrapper(
     async def slow(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
+        fleet = cache.readthrough.resolve_lock(opts.lock)
         entry = await cache.fetch(
-            fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats
+            fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats, fleet
         )
         memo.remember(call_key, fkey, cache.tiers.local_trusted)
+        if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.done()):
+            opts.scheduler = cache.spawn(schedule(opts.refresh_every))
         return entry.value
+
+    async def refresh_hot() -> int:
+        """Recompute every hot entry of this function now; returns how many were refreshed."""
+        await cache.start()
+        fleet = cache.readthrough.resolve_lock(opts.lock)
+        gate = asyncio.Semaphore(_REFRESH_CONCURRENCY)
+
+        async def one(args: tuple[Any, ...], kwargs: dict[str, Any], fkey: str, old: Entry) -> bool:
+            async with gate:
+                tags = builder.tags(builder.bind(args, kwargs))
+                loader = functools.partial(fn, *args, **kwargs)
+                try:
+                    await cache.load(fkey, loader, policy, tags, None, fstats, fleet, old)
+                except Exception as exc:
+                    log.warning("stratacache: scheduled refresh of %r failed: %r", fkey, exc)
+                    return False
+                cache.counters.scheduled_refreshes += 1
+                fstats.scheduled_refreshes += 1
+                _send(signals.refresh_ahead, cache, key=fkey, reason="scheduled")
+                return True
+
+        done = await asyncio.gather(*(one(*call) for call in _calls(memo)))
+        return sum(done)
+
+    async def schedule(interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await refresh_hot()
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -170,6 +259,7 @@ def _async_wrapper(
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
+    wrapper.refresh_hot = refresh_hot  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -180,10 +270,13 @@ def _sync_wrapper(
     policy: EntryPolicy,
     fstats: FunctionStats,
     memo: _Memo,
+    opts: _Options,
 ) -> Callable[..., Any]:
     lookup = memo.data.get
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
+    if opts.lock:
+        raise ConfigError("lock= is supported on async functions only (for now)")
 
     def slow(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         facade = cache.sync
@@ -191,7 +284,29 @@ def _sync_wrapper(
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = facade.fetch(fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats)
         memo.remember(call_key, fkey, cache.tiers.local_trusted)
+        if opts.refresh_every is not None and opts.scheduler is None:
+            opts.scheduler = _start_thread(refresh_hot, opts.refresh_every)
         return entry.value
+
+    def refresh_hot() -> int:
+        """Recompute every hot entry of this function now; returns how many were refreshed."""
+        facade = cache.sync
+        facade.start()
+        refreshed = 0
+        for args, kwargs, fkey, _old in _calls(memo):
+            tags = builder.tags(builder.bind(args, kwargs))
+            try:
+                facade.load(
+                    fkey, functools.partial(fn, *args, **kwargs), policy, tags, None, fstats
+                )
+            except Exception as exc:
+                log.warning("stratacache: scheduled refresh of %r failed: %r", fkey, exc)
+                continue
+            refreshed += 1
+            cache.counters.scheduled_refreshes += 1
+            fstats.scheduled_refreshes += 1
+            _send(signals.refresh_ahead, cache, key=fkey, reason="scheduled")
+        return refreshed
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -225,7 +340,23 @@ def _sync_wrapper(
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
+    wrapper.refresh_hot = refresh_hot  # type: ignore[attr-defined]
     return wrapper
+
+
+def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.Event:
+    """Run ``refresh_hot`` every ``interval`` seconds on a daemon thread; set the event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                refresh_hot()
+            except Exception as exc:  # keep the schedule alive
+                log.warning("stratacache: scheduled refresh failed: %r", exc)
+
+    threading.Thread(target=loop, name="stratacache-schedule", daemon=True).start()
+    return stop
 
 
 def _safe_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

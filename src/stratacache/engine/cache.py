@@ -216,11 +216,16 @@ class Cache:
         tags: Sequence[str] = (),
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
+        lock: Any = None,
     ) -> Any:
-        """The cached value of ``key``, else ``loader()``'s result (stored; sync or async loader)."""
+        """The cached value of ``key``, else ``loader()``'s result (stored; sync or async loader).
+
+        ``lock=True`` (or a ``FleetLock``) runs the loader once across the fleet on a miss.
+        """
         await self.start()
         policy = self.entry_policy(ttl, refresh_after, stale_ttl)
-        entry = await self.fetch(self.full_key(key), loader, policy, tuple(tags))
+        fleet = self.readthrough.resolve_lock(lock)
+        entry = await self.fetch(self.full_key(key), loader, policy, tuple(tags), None, fleet)
         return entry.value
 
     # -- writes ----------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 The freshness decision itself is ``policy.classify`` (shared with the sync
 facade); this module adds the async I/O around it: background refreshes,
-the in-flight table and stale-if-error.
+the in-flight table, stale-if-error and, when asked for, the fleet lock
+(``lock.FleetLock``) so that one process across the fleet runs the loader
+while the others wait for its value.
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.entry import Entry
 from . import signals
-from .policy import EntryPolicy, Freshness, classify
+from .lock import FleetLock
+from .policy import EntryPolicy, Freshness, cap, classify
 from .signals import send as _send
 from .stats import FunctionStats
 
 if TYPE_CHECKING:
     from .cache import Cache
+    from .hotkeys import HotKeys
 
 log = logging.getLogger("stratacache")
 Loader = Callable[[], Any]
@@ -35,13 +40,37 @@ class ReadThrough:
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
         self._refreshing: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        #: the fleet lock used by ``lock=True`` (None: only in-process single-flight)
+        self.lock: FleetLock | None = None
+        #: access-frequency tracker fed from the slow path (see ``engine.hotkeys``)
+        self.hot: HotKeys | None = None
+        #: warmers registered by front doors (``stratacache.warming`` runs them)
+        self.warmers: list[Any] = []
+        #: the XFetch draw; tests inject a fixed value
+        self.random: Callable[[], float] = random.random
 
     async def close(self) -> None:
-        """Cancel background refreshes and wait for them to end."""
+        """Cancel background work, wait for it to end, and release the fleet lock's connections."""
         for task in list(self._background):
             task.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self.lock is not None:
+            await self.lock.close()
+        if self.hot is not None:
+            await self.hot.close()
+
+    def resolve_lock(self, lock: FleetLock | bool | None) -> FleetLock | None:
+        """``lock=`` as callers give it (True: the cache's lock) as the lock to use, or None."""
+        if lock is None or lock is False:
+            return None
+        if lock is True:
+            if self.lock is None:
+                from ..core.errors import ConfigError
+
+                raise ConfigError("lock=True needs a fleet lock on the cache, e.g. RedisLock(url)")
+            return self.lock
+        return lock
 
     async def fetch(
         self,
@@ -50,21 +79,24 @@ class ReadThrough:
         policy: EntryPolicy,
         tags: tuple[str, ...],
         fstats: FunctionStats | None = None,
+        lock: FleetLock | None = None,
     ) -> Entry:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
+        if self.hot is not None:
+            self.hot.record(fkey, (loader, policy, tags, fstats, lock))
         entry = await self.cache.tiers.read(fkey, self.cache.clock.time())
         if entry is not None:
-            state = classify(entry, self.cache.clock.time(), self.cache.beta)
+            state = classify(entry, self.cache.clock.time(), self.cache.beta, self.random())
             if state is Freshness.FRESH:
                 if fstats is not None:
                     fstats.hits += 1
                 return entry
             if state is not Freshness.EXPIRED:
-                self._serve_and_refresh(fkey, loader, policy, tags, state, fstats)
+                self._serve_and_refresh(fkey, loader, policy, tags, state, fstats, lock, entry)
                 return entry
         if fstats is not None:
             fstats.misses += 1
-        return await self.load(fkey, loader, policy, tags, stale=entry, fstats=fstats)
+        return await self.load(fkey, loader, policy, tags, stale=entry, fstats=fstats, lock=lock)
 
     async def load(
         self,
@@ -74,11 +106,23 @@ class ReadThrough:
         tags: tuple[str, ...],
         stale: Entry | None = None,
         fstats: FunctionStats | None = None,
+        lock: FleetLock | None = None,
+        previous: Entry | None = None,
     ) -> Entry:
-        """Run ``loader`` once per key in this process however many callers wait for it."""
+        """Run ``loader`` once per key in this process however many callers wait for it.
+
+        With ``lock``, once per key across the fleet: the other processes wait for the
+        value the holder stores. ``previous`` is the entry being refreshed, if any: a
+        value another process stored after it counts as the refresh.
+        """
         task = self._inflight.get(fkey)
         if task is None:
-            task = asyncio.ensure_future(self._run_loader(fkey, loader, policy, tags, fstats))
+            if lock is not None:
+                base = previous if previous is not None else stale
+                run = self._run_locked(fkey, loader, policy, tags, fstats, lock, base)
+            else:
+                run = self._run_loader(fkey, loader, policy, tags, fstats)
+            task = asyncio.ensure_future(run)
             self._inflight[fkey] = task
             task.add_done_callback(lambda _t: self._inflight.pop(fkey, None))
         else:
@@ -95,6 +139,107 @@ class ReadThrough:
                 log.warning("stratacache: serving stale %r, the loader failed: %r", fkey, exc)
                 return stale
             raise
+
+    async def _run_locked(
+        self,
+        fkey: str,
+        loader: Loader,
+        policy: EntryPolicy,
+        tags: tuple[str, ...],
+        fstats: FunctionStats | None,
+        fleet: FleetLock,
+        previous: Entry | None,
+    ) -> Entry:
+        """Load under the fleet lock, or wait for the holder's value (bounded, then load)."""
+        counters = self.cache.counters
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + fleet.wait_timeout
+        newer_than = previous.created if previous is not None else None
+        waited = woken = False
+        while True:
+            try:
+                attempt = await fleet.acquire(fkey)
+            except Exception as exc:  # the lock is an optimisation: never fail the caller for it
+                counters.lock_errors += 1
+                return await self._fallback(fkey, loader, policy, tags, fstats, "error", exc)
+            if attempt.owned:
+                counters.lock_acquired += 1
+                if waited and not woken:
+                    counters.lock_takeovers += 1  # the previous holder's lease ran out
+                try:
+                    found = await self._reread(fkey, newer_than)
+                    if found is not None:  # stored by a holder that released before we asked
+                        return found
+                    async with fleet.hold(fkey, attempt.token):
+                        return await self._run_loader(fkey, loader, policy, tags, fstats)
+                finally:
+                    await self._release(fleet, fkey, attempt.token)
+            if not waited:
+                waited = True
+                counters.lock_waits += 1
+                if fstats is not None:
+                    fstats.lock_waits += 1
+                _send(signals.lock_wait, self.cache, key=fkey)
+            woken = await fleet.wait(fkey, attempt, deadline - loop.time())
+            found = await self._reread(fkey, newer_than)
+            if found is not None:
+                return found
+            if loop.time() >= deadline:
+                return await self._fallback(fkey, loader, policy, tags, fstats, "timeout", None)
+
+    async def _fallback(
+        self,
+        fkey: str,
+        loader: Loader,
+        policy: EntryPolicy,
+        tags: tuple[str, ...],
+        fstats: FunctionStats | None,
+        reason: str,
+        error: BaseException | None,
+    ) -> Entry:
+        """Load without the lock: it is unreachable or the holder took too long."""
+        self.cache.counters.lock_fallbacks += 1
+        if fstats is not None:
+            fstats.lock_fallbacks += 1
+        _send(signals.lock_fallback, self.cache, key=fkey, reason=reason)
+        if error is not None:
+            log.warning("stratacache: fleet lock failed for %r, loading anyway: %r", fkey, error)
+        return await self._run_loader(fkey, loader, policy, tags, fstats)
+
+    async def _release(self, fleet: FleetLock, fkey: str, token: str) -> None:
+        try:
+            await fleet.release(fkey, token)
+        except Exception as exc:  # it expires on its own after the lease
+            self.cache.counters.lock_errors += 1
+            log.warning("stratacache: releasing the fleet lock on %r failed: %r", fkey, exc)
+
+    async def backfill(self, fkey: str) -> Entry | None:
+        """Copy ``fkey``'s unexpired entry from the first tier holding it into the tiers above."""
+        return await self._reread(fkey, None)
+
+    async def _reread(self, fkey: str, newer_than: float | None) -> Entry | None:
+        """An unexpired entry (created after ``newer_than``) from any tier, backfilled above.
+
+        Unlike ``TierStack.read`` this looks past an upper tier's older copy, so a waiter
+        holding a stale L1 entry still finds the holder's new value below it.
+        """
+        stack = self.cache.tiers
+        now = self.cache.clock.time()
+        for index, slot in enumerate(stack.slots):
+            if not stack.usable(slot):
+                continue
+            entry = await stack.call(slot, "get", slot.tier.get(fkey), None)
+            if entry is None or entry.is_expired(now):
+                continue
+            if newer_than is not None and entry.created <= newer_than:
+                continue
+            slot.stats.hits += 1
+            for above in stack.slots[:index]:
+                if stack.usable(above):
+                    copy = cap(entry, above.tier.ttl, now)
+                    await stack.call(above, "set", above.tier.set(fkey, copy, None), False)
+            return entry
+        return None
 
     async def _run_loader(
         self,
@@ -138,6 +283,8 @@ class ReadThrough:
         tags: tuple[str, ...],
         state: Freshness,
         fstats: FunctionStats | None,
+        lock: FleetLock | None,
+        entry: Entry,
     ) -> None:
         if state is Freshness.EARLY:
             self.cache.counters.early_refreshes += 1
@@ -151,7 +298,7 @@ class ReadThrough:
             _send(signals.stale_served, self.cache, key=fkey, reason="revalidate")
         if fstats is not None:
             fstats.hits += 1
-        self.refresh_in_background(fkey, loader, policy, tags, fstats)
+        self.refresh_in_background(fkey, loader, policy, tags, fstats, lock, entry)
 
     def refresh_in_background(
         self,
@@ -160,22 +307,30 @@ class ReadThrough:
         policy: EntryPolicy,
         tags: tuple[str, ...],
         fstats: FunctionStats | None = None,
-    ) -> None:
-        """Reload ``fkey`` in a background task (at most one per key at a time)."""
+        lock: FleetLock | None = None,
+        previous: Entry | None = None,
+    ) -> bool:
+        """Reload ``fkey`` in a background task (at most one per key at a time).
+
+        Returns False when a load or refresh of ``fkey`` is already running.
+        """
         if fkey in self._refreshing or fkey in self._inflight:
-            return
+            return False
         self._refreshing.add(fkey)
         self.cache.counters.background_refreshes += 1
 
         async def refresh() -> None:
             try:
-                await self.load(fkey, loader, policy, tags, fstats=fstats)
+                await self.load(
+                    fkey, loader, policy, tags, fstats=fstats, lock=lock, previous=previous
+                )
             except Exception as exc:  # the stale value stays; the error is counted and logged
                 log.warning("stratacache: background refresh of %r failed: %r", fkey, exc)
             finally:
                 self._refreshing.discard(fkey)
 
         self.spawn(refresh())
+        return True
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, keeping a reference until it ends; ``close`` cancels it."""

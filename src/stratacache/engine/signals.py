@@ -20,6 +20,11 @@ signal             payload
 ``tier_error``     tier, operation, error
 ``refused_set``    key (a write voided by an invalidation that raced it)
 ``bus_state``      connected (bool)
+``lock_wait``      key (this process waits for another's load of it)
+``lock_fallback``  key, reason ("timeout" or "error"): loading without the lock
+``warmed``         key, ok (bool), error (None or the exception)
+``warm_done``      warmed, failed, took (seconds): one ``warm()`` finished
+``refresh_ahead``  key, reason ("scheduled" or "hot")
 =================  ==========================================================
 """
 
@@ -43,6 +48,11 @@ cleared = signals.signal("stratacache.cleared")
 tier_error = signals.signal("stratacache.tier_error")
 refused_set = signals.signal("stratacache.refused_set")
 bus_state = signals.signal("stratacache.bus_state")
+lock_wait = signals.signal("stratacache.lock_wait")
+lock_fallback = signals.signal("stratacache.lock_fallback")
+warmed = signals.signal("stratacache.warmed")
+warm_done = signals.signal("stratacache.warm_done")
+refresh_ahead = signals.signal("stratacache.refresh_ahead")
 
 
 def send(signal: Any, sender: Any, **payload: Any) -> None:

@@ -36,6 +36,9 @@ class FunctionStats:
     load_errors: int = 0
     stale_served: int = 0
     early_refreshes: int = 0
+    lock_waits: int = 0  # loads that waited for another process's value
+    lock_fallbacks: int = 0  # waits that ended in loading anyway (lock down or holder too slow)
+    scheduled_refreshes: int = 0  # recomputations started by refresh_every=
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -59,6 +62,15 @@ class CacheStats:
     background_refreshes: int = 0
     refused_sets: int = 0  # writes refused because an invalidation voided their lease
     invalidations: int = 0
+    lock_acquired: int = 0  # fleet-lock loads this process ran as the holder
+    lock_waits: int = 0  # loads that waited for another process's value
+    lock_fallbacks: int = 0  # waits that ended in loading anyway (lock down or wait bound hit)
+    lock_takeovers: int = 0  # locks taken after a holder's lease ran out (the holder died)
+    lock_errors: int = 0
+    warmed: int = 0  # keys filled by warm()
+    warm_failed: int = 0
+    scheduled_refreshes: int = 0  # refreshes started by refresh_every=
+    hot_refreshes: int = 0  # refresh-ahead of the hottest keys (engine.hotkeys)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

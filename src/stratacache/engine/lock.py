@@ -1,0 +1,309 @@
+"""The fleet recompute lock: on a miss, one process across the fleet runs the loader.
+
+``RedisLock`` takes ``SET lock-key token NX PX lease`` and, if another process
+holds it, learns the holder's token and remaining lease in the same round trip
+(one Lua call). The holder releases with a compare-and-delete script that also
+``PUBLISH``es the token on the key's own channel, so waiters are woken the
+moment the value has landed instead of polling. Each process keeps one pattern
+subscription (``PSUBSCRIBE prefix:done:*``) and a table of waiting futures.
+
+A waiter never waits blindly: it re-checks the lock when the holder's lease
+runs out (a holder that died stops renewing, its key expires and the first
+waiter to retry takes over), polls with backoff while the subscription is down,
+and gives up after ``wait_timeout`` (the caller then loads the value itself).
+The engine uses redis-py directly: it never imports a tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from ..core.errors import ConfigError
+
+log = logging.getLogger("stratacache")
+
+#: KEYS[1] lock; ARGV[1] token, ARGV[2] lease ms. {1, token, pttl} when taken, else
+#: {0, holder token, holder pttl}.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, ARGV[1], tonumber(ARGV[2])}
+end
+return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}
+"""
+
+#: KEYS[1] lock; ARGV[1] token, ARGV[2] channel. Deletes and announces only our own lock.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+#: KEYS[1] lock; ARGV[1] token, ARGV[2] lease ms. Extends only our own lock.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RECENT = 4096  # releases remembered, for waiters whose wake-up raced their registration
+_POLL_MIN, _POLL_MAX = 0.01, 0.5  # backoff while the subscription is down
+
+
+@dataclass(frozen=True, slots=True)
+class LockAttempt:
+    """The outcome of one ``acquire``: ours (``owned``) or the current holder's token and lease."""
+
+    owned: bool
+    token: str
+    ttl: float  # seconds left on the holder's lease (ours when owned)
+
+
+@runtime_checkable
+class FleetLock(Protocol):
+    """What the read-through needs from a distributed recompute lock."""
+
+    lease: float
+    wait_timeout: float
+
+    async def acquire(self, key: str) -> LockAttempt:
+        """Try once to take the lock on ``key``; never blocks on the holder."""
+
+    async def release(self, key: str, token: str) -> bool:
+        """Release our lock on ``key`` and wake its waiters; False if it was no longer ours."""
+
+    def hold(self, key: str, token: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Keep our lock on ``key`` alive (renewing its lease) inside the block."""
+
+    async def wait(self, key: str, holder: LockAttempt, timeout: float) -> bool:
+        """Wait up to ``timeout`` for ``holder`` to release ``key``; True when it is gone."""
+
+    async def close(self) -> None:
+        """Stop listening and release connections."""
+
+
+class RedisLock:
+    """A ``FleetLock`` on Redis: ``SET NX PX`` with a random token, pub/sub wake-ups.
+
+    Args:
+        url: Redis URL (ignored when ``client`` is given).
+        client: an existing ``redis.asyncio.Redis`` client.
+        lease: seconds a holder keeps the lock without renewing; a dead holder blocks
+            others for at most this long.
+        renew: extend the lease every ``lease / 3`` while the loader runs, so a slow
+            loader keeps the lock and a dead one loses it.
+        wait_timeout: seconds a waiter waits in total before loading the value itself.
+        prefix: prefix of the lock keys and channels.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        client: Any = None,
+        lease: float = 10.0,
+        renew: bool = True,
+        wait_timeout: float = 30.0,
+        prefix: str = "sc",
+    ) -> None:
+        if lease <= 0 or wait_timeout <= 0:
+            raise ConfigError("RedisLock lease and wait_timeout must be positive")
+        self.url = url
+        self.lease = float(lease)
+        self.renew = renew
+        self.wait_timeout = float(wait_timeout)
+        self.prefix = prefix
+        self._given = client
+        self._client: Any = client
+        self._scripts: dict[str, Any] = {}
+        self._waiters: dict[str, list[asyncio.Future[str]]] = {}
+        self._released: OrderedDict[str, str] = OrderedDict()
+        self._listener: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._start_lock: asyncio.Lock | None = None
+
+    # -- names -----------------------------------------------------------------------------
+    def lock_key(self, key: str) -> str:
+        """The Redis key of the lock on cache key ``key``."""
+        return f"{self.prefix}:lock:{key}"
+
+    def channel(self, key: str) -> str:
+        """The channel on which a release of ``key``'s lock is announced."""
+        return f"{self.prefix}:done:{key}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect and subscribe (done on first use); waits until the subscription is live."""
+        if self._listener is not None:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._listener is not None:
+                return
+            if self._client is None:
+                self._client = aredis.Redis.from_url(self.url, max_connections=64)
+            for name, src in (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW)):
+                self._scripts[name] = self._client.register_script(src)
+            self._ready = asyncio.Event()
+            self._listener = asyncio.ensure_future(self._listen())
+            # Bounded: without the subscription the lock still works, by polling.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), timeout=2.0)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        for futures in self._waiters.values():
+            for fut in futures:
+                fut.cancel()
+        self._waiters.clear()
+        if self._client is not None and self._given is None:
+            await self._client.aclose()
+            self._client = None
+        self._start_lock = None
+
+    async def _listen(self) -> None:
+        """Dispatch release announcements to waiters; resubscribe after connection loss."""
+        pattern = self.channel("*")
+        delay = _POLL_MIN
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.psubscribe(pattern)
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None:
+                        continue
+                    if msg["type"] == "psubscribe" and self._ready is not None:
+                        self._ready.set()
+                        delay = _POLL_MIN
+                    elif msg["type"] == "pmessage":
+                        self._on_release(msg["channel"], msg["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("stratacache: lock subscription lost, waiters poll: %r", exc)
+                if self._ready is not None:
+                    self._ready.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _on_release(self, channel: bytes, data: bytes) -> None:
+        key = channel.decode()[len(self.channel("")) :]
+        token = data.decode()
+        self._released[key] = token
+        self._released.move_to_end(key)
+        while len(self._released) > _RECENT:
+            self._released.popitem(last=False)
+        for fut in self._waiters.pop(key, ()):
+            if not fut.done():
+                fut.set_result(token)
+
+    @property
+    def subscribed(self) -> bool:
+        """True while waiters can count on being woken by a message."""
+        return self._ready is not None and self._ready.is_set()
+
+    # -- the lock --------------------------------------------------------------------------
+    async def acquire(self, key: str) -> LockAttempt:
+        await self.start()
+        token = secrets.token_hex(16)
+        owned, holder, pttl = await self._scripts["acquire"](
+            keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
+        )
+        holder = holder.decode() if isinstance(holder, bytes) else str(holder)
+        return LockAttempt(bool(owned), holder, max(int(pttl), 0) / 1000)
+
+    async def release(self, key: str, token: str) -> bool:
+        released = await self._scripts["release"](
+            keys=[self.lock_key(key)], args=[token, self.channel(key)]
+        )
+        return bool(released)
+
+    async def renew_once(self, key: str, token: str) -> bool:
+        """Extend our lease on ``key`` by ``lease``; False if the lock is no longer ours."""
+        renewed = await self._scripts["renew"](
+            keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
+        )
+        return bool(renewed)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str, token: str) -> AsyncIterator[None]:
+        if not self.renew:
+            yield
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease / 3)
+                try:
+                    if not await self.renew_once(key, token):
+                        return
+                except (RedisError, OSError) as exc:
+                    log.warning("stratacache: lock renewal of %r failed: %r", key, exc)
+
+        task = asyncio.ensure_future(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait(self, key: str, holder: LockAttempt, timeout: float) -> bool:
+        if self._released.get(key) == holder.token:
+            return True  # released between the acquire reply and now
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        self._waiters.setdefault(key, []).append(fut)
+        # Wake at the holder's lease end at the latest, to take over from a dead holder.
+        deadline = loop.time() + min(timeout, holder.ttl + 0.005 if holder.ttl > 0 else _POLL_MIN)
+        delay = _POLL_MIN
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                polling = not self.subscribed
+                done, _ = await asyncio.wait(
+                    {fut}, timeout=min(delay, remaining) if polling else remaining
+                )
+                if done:
+                    return True
+                if polling:  # no message will come: look at the lock itself, backing off
+                    delay = min(delay * 2, _POLL_MAX)
+                    if await self._gone(key, holder.token):
+                        return True
+            return False
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[key]
+
+    async def _gone(self, key: str, token: str) -> bool:
+        """Is ``token`` no longer the holder of ``key`` (released or expired)?"""
+        try:
+            current = await self._client.get(self.lock_key(key))
+        except (RedisError, OSError):
+            return False
+        return current is None or current.decode() != token
+
+
+__all__ = ["FleetLock", "LockAttempt", "RedisLock"]
