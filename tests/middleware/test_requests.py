@@ -132,3 +132,11 @@ def test_range_request_bypasses_the_cache(server: Server) -> None:
     path = unique() + FRESH
     server.get(path)
     assert server.get(path, range="bytes=0-3").headers["x-cache"] == "MISS"
+
+
+def test_request_min_fresh_refuses_copies_about_to_expire(server: Server) -> None:
+    """Request min-fresh=30 does not accept a copy fresh for only 20 more seconds."""
+    path = unique() + FRESH
+    server.get(path)
+    server.advance(40)
+    assert server.get(path, cache_control="min-fresh=30").text.startswith("call 2")

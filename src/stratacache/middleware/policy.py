@@ -199,15 +199,17 @@ class HttpCachePolicy:
         iage = math.floor(age)
         if fresh > min_fresh and (max_age is None or age <= max_age):
             return Lookup(Verdict.FRESH, stored, iage, False)
+        if max_age is not None and age > max_age:
+            return Verdict.UNUSABLE  # older than this client accepts, stale or not
+        if fresh > 0:
+            return Verdict.UNUSABLE  # fresh, but not for as long as min-fresh asks
         staleness = -fresh
         if stored.must_revalidate:
             return Verdict.UNUSABLE
-        if "max-stale" in cc and max_age is None:
+        if "max-stale" in cc:
             limit = cc["max-stale"]
             if limit is None or staleness <= (seconds(cc, "max-stale") or 0):
                 return Lookup(Verdict.STALE_OK, stored, iage, False)
-        if max_age is not None and age > max_age and fresh > 0:
-            return Verdict.UNUSABLE  # fresh but too old for this client: go to the origin
         if staleness < stored.swr:
             return Lookup(Verdict.STALE_OK, stored, iage, True)
         if staleness < stored.sie:
