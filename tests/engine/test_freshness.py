@@ -286,3 +286,43 @@ async def test_decorated_function_is_single_flight(cache: sc.Cache) -> None:
     await poll(lambda: calls == 1 and cache.counters.coalesced == 199, what="all waiting")
     gate.set()
     assert set(await asyncio.gather(*callers)) == {42} and calls == 1
+
+
+# -- scheduled refresh --------------------------------------------------------------------------
+async def test_refresh_hot_recomputes_entries_read_since_their_last_load(cache: sc.Cache) -> None:
+    """refresh_hot() reloads every entry read since it was loaded, and only those."""
+    version = 0
+
+    @cache.cached(ttl=60, refresh_every=3600)
+    async def fn(x: int) -> str:
+        return f"{x}@{version}"
+
+    assert [await fn(1), await fn(2)] == ["1@0", "2@0"]
+    version = 1
+    assert await fn.refresh_hot() == 2  # type: ignore[attr-defined]
+    assert await fn(1) == "1@1"  # read again: hot for the next round
+    version = 2
+    assert await fn.refresh_hot() == 1  # type: ignore[attr-defined]
+    assert [await fn(1), await fn(2)] == ["1@2", "2@1"]
+    assert fn.stats.scheduled_refreshes == 3  # type: ignore[attr-defined]
+
+
+async def test_refresh_every_runs_in_the_background(cache: sc.Cache) -> None:
+    """With refresh_every, hot entries are recomputed without any caller asking."""
+    calls = 0
+
+    @cache.cached(ttl=60, refresh_every=0.01)
+    async def fn() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    assert await fn() == 1
+    await poll(lambda: cache.counters.scheduled_refreshes >= 1, what="a scheduled refresh")
+    assert calls >= 2
+
+
+def test_refresh_every_must_be_positive(cache: sc.Cache) -> None:
+    """A zero or negative refresh interval is a configuration error."""
+    with pytest.raises(sc.ConfigError):
+        cache.cached(refresh_every=0)
