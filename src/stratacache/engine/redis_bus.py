@@ -225,6 +225,7 @@ class RedisBus:
             try:
                 await self._subscribe(pubsub)
                 self._set_state(True)
+                self._first_attempt_done()
                 delay = self.reconnect_min
                 await self._listen(pubsub)
             except asyncio.CancelledError:
@@ -235,8 +236,7 @@ class RedisBus:
                     log.warning("stratacache: invalidation bus lost (%r); distrusting L1", exc)
                 self._set_state(False)
             finally:
-                if self._attempted is not None:
-                    self._attempted.set()
+                self._first_attempt_done()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(delay)  # backoff between reconnect attempts
@@ -286,13 +286,16 @@ class RedisBus:
         except Exception as exc:  # the engine's handler must not kill the reader
             log.warning("stratacache: applying a bus message failed: %r", exc)
 
+    def _first_attempt_done(self) -> None:
+        if self._attempted is not None:
+            self._attempted.set()
+
     def _set_state(self, connected: bool) -> None:
         if connected != self.connected:
             self.connected = connected
-            # the first successful subscribe is not news: the engine starts out trusting L1
-            if connected and self._attempted is not None and not self._attempted.is_set():
-                return
-            self._on_state(connected)
+            # the first outcome is reported by ``start``: the engine starts out trusting L1
+            if self._attempted is not None and self._attempted.is_set():
+                self._on_state(connected)
 
 
 def _stamped(message: Invalidation) -> Invalidation:
