@@ -112,7 +112,7 @@ async def test_unreadable_message_clears_local_tier(
     pair: tuple[sc.Cache, sc.Cache], redis_url: str
 ) -> None:
     """A message that does not decode may have been an invalidation: local tiers are dropped."""
-    one, two = pair
+    _one, two = pair
     await two.set("k", 1)
     assert l1_has(two, "k")
     bus: Any = two.bus
