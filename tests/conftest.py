@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,11 +19,22 @@ INSTALL_REDIS = "redis-server not found; install it: apt-get install redis-serve
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A free TCP port whose cluster bus port (+10000) is free and valid too."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20_000, 55_000)
+        if _bindable(port) and _bindable(port + 10_000):
+            return port
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:

@@ -39,8 +39,8 @@ T = TypeVar("T")
 #: one step of an operation: given a side (sync or async client), issue a call
 Step = Callable[["_Side"], Any]
 Op = Generator[Step, Any, T]
-#: one pipelined command: method name, positional and keyword arguments
-Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+#: one pipelined command, as raw arguments (cluster pipelines block some command methods)
+Call = tuple[Any, ...]
 
 _SCAN_BATCH = 1000
 _SCRIPTS = {"get": rs.GET_SCRIPT, "get_many": rs.GET_MANY_SCRIPT, "set": rs.SET_SCRIPT}
@@ -315,11 +315,13 @@ class RedisTier:
                 continue
             data = self._context.codec.encode(entry)
             if not entry.tags:
-                calls.append(("set", (key, rs.UNTAGGED + data), {"px": px or None}))
+                calls.append(("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ())))
             else:
                 args = yield from self._set_args(key, entry, None, data, px)
-                if args is not None:
-                    calls.append(("evalsha", (_SHA["set"], *args), {}))
+                if args is not None and self.cluster:  # cluster pipelines refuse EVALSHA
+                    yield lambda s, args=args: s.c.evalsha(_SHA["set"], *args)
+                elif args is not None:
+                    calls.append(("EVALSHA", _SHA["set"], *args))
         if calls:
             yield lambda s: _pipeline(s, calls)
 
@@ -327,9 +329,9 @@ class RedisTier:
         calls: list[Call] = []
         for key in keys:
             kv = self._names.key_version(key)
-            calls.append(("unlink", (key,), {}))
-            calls.append(("incr", (kv,), {}))
-            calls.append(("pexpire", (kv, rs.KEY_VERSION_TTL_MS), {}))
+            calls.append(("UNLINK", key))
+            calls.append(("INCR", kv))
+            calls.append(("PEXPIRE", kv, rs.KEY_VERSION_TTL_MS))
         if not calls:
             return 0
         results = yield lambda s: _pipeline(s, calls)
@@ -343,13 +345,13 @@ class RedisTier:
         removed = 0
         for i in range(0, len(keys), _SCAN_BATCH):
             batch = keys[i : i + _SCAN_BATCH]
-            calls: list[Call] = [("unlink", (k,), {}) for k in batch]
+            calls: list[Call] = [("UNLINK", k) for k in batch]
             results = yield functools.partial(_pipeline, calls=calls)
             removed += sum(int(r) for r in results)
         return removed
 
     def _invalidate_tags_op(self, tags: Sequence[str]) -> Op[None]:
-        calls: list[Call] = [("incr", (self._names.tag(t),), {}) for t in dict.fromkeys(tags)]
+        calls: list[Call] = [("INCR", self._names.tag(t)) for t in dict.fromkeys(tags)]
         if calls:
             yield lambda s: _pipeline(s, calls)
 
@@ -383,7 +385,17 @@ class RedisTier:
 
     # -- public async API --------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:
-        return await self._run("get", lambda: self._get_op(key))
+        side = self._async
+        if self.cluster or side is None:
+            return await self._run("get", lambda: self._get_op(key))
+        # The hottest remote path, inlined: one EVALSHA, no generator driver.
+        try:
+            raw = await side.c.evalsha(_SHA["get"], 1, key, self._names.tag_prefix)
+        except NoScriptError:
+            return await self._run("get", lambda: self._get_op(key))
+        except (RedisError, OSError) as exc:
+            raise TierError(self.name, "get", exc) from exc
+        return None if raw is None else self._load(raw)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
         return await self._run("get_many", lambda: self._get_many_op(keys))
@@ -411,7 +423,16 @@ class RedisTier:
 
     # -- public sync API ---------------------------------------------------------------------
     def get_sync(self, key: str) -> Entry | None:
-        return self._run_sync("get", lambda: self._get_op(key))
+        side = self._sync
+        if self.cluster or side is None:
+            return self._run_sync("get", lambda: self._get_op(key))
+        try:
+            raw = side.c.evalsha(_SHA["get"], 1, key, self._names.tag_prefix)
+        except NoScriptError:
+            return self._run_sync("get", lambda: self._get_op(key))
+        except (RedisError, OSError) as exc:
+            raise TierError(self.name, "get", exc) from exc
+        return None if raw is None else self._load(raw)
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
         return self._run_sync("get_many", lambda: self._get_many_op(keys))
@@ -441,8 +462,8 @@ class RedisTier:
 def _pipeline(side: _Side, calls: Iterable[Call]) -> Any:
     """Queue ``calls`` on a non-transactional pipeline and execute it (one round trip per node)."""
     pipe = side.c.pipeline(transaction=False)
-    for method, args, kwargs in calls:
-        getattr(pipe, method)(*args, **kwargs)
+    for call in calls:
+        pipe.execute_command(*call)
     return pipe.execute()
 
 
