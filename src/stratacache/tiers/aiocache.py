@@ -219,7 +219,9 @@ class AiocacheTier:
         data = self._context.codec.encode(entry)
         if not tags:
             return b"\x00" + data
-        header: bytes = msgpack.packb([x for pair in zip(tags, versions, strict=True) for x in pair])
+        header: bytes = msgpack.packb(
+            [x for pair in zip(tags, versions, strict=True) for x in pair]
+        )
         return b"\x01" + len(header).to_bytes(4, "big") + header + data
 
     def _kv(self, key: str) -> str:

@@ -319,7 +319,7 @@ class RedisTier:
             else:
                 args = yield from self._set_args(key, entry, None, data, px)
                 if args is not None and self.cluster:  # cluster pipelines refuse EVALSHA
-                    yield lambda s, args=args: s.c.evalsha(_SHA["set"], *args)
+                    yield functools.partial(_evalsha_set, args=args)
                 elif args is not None:
                     calls.append(("EVALSHA", _SHA["set"], *args))
         if calls:
@@ -465,6 +465,11 @@ def _pipeline(side: _Side, calls: Iterable[Call]) -> Any:
     for call in calls:
         pipe.execute_command(*call)
     return pipe.execute()
+
+
+def _evalsha_set(side: _Side, args: list[Any]) -> Any:
+    """Run the set script (cluster mode sends it alone: its pipelines refuse EVALSHA)."""
+    return side.c.evalsha(_SHA["set"], *args)
 
 
 def _scan(side: _Side, pattern: str) -> Any:
