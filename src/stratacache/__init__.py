@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import decorators as _decorators  # registers Cache.cached
+from . import events  # registers Cache.invalidate_on
 from .core.clock import Clock, ManualClock, SystemClock
 from .core.codec import EntryCodec
 from .core.entry import Entry
@@ -28,6 +29,7 @@ from .core.tier import SyncTier, Tier, TierContext
 from .engine import signals
 from .engine.bus import Invalidation, InvalidationBus
 from .engine.cache import Cache
+from .engine.redis_bus import RedisBus
 from .engine.sync import SyncCache
 from .tiers.memory import MemoryTier
 
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from .tiers.sql import SQLTier
 
 cached = _decorators.cached
+JSONLinesAuditLog = events.JSONLinesAuditLog
+TagRules = events.TagRules
 
 _LAZY = {
     "RedisTier": "stratacache.tiers.redis",
@@ -61,10 +65,12 @@ __all__ = [
     "HMACSigner",
     "Invalidation",
     "InvalidationBus",
+    "JSONLinesAuditLog",
     "LockTimeout",
     "ManualClock",
     "MemoryTier",
     "MsgpackSerializer",
+    "RedisBus",
     "RedisTier",
     "SQLTier",
     "SerializationError",
@@ -73,10 +79,12 @@ __all__ = [
     "SyncCache",
     "SyncTier",
     "SystemClock",
+    "TagRules",
     "Tier",
     "TierContext",
     "TierError",
     "cached",
+    "events",
     "signals",
 ]
 

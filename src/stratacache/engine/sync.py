@@ -385,10 +385,11 @@ class SyncCache:
         prefix: str | Iterable[str] | None = None,
         *,
         reason: str | None = None,
+        actor: str | None = None,
     ) -> None:
         """Outdate keys, tags and prefixes in every tier before returning."""
         self.start()
-        message = self.cache.invalidation(keys, tags, prefix, reason)
+        message = self.cache.invalidation(keys, tags, prefix, reason, actor)
         for slot in reversed(self.stack.slots):
             if not slot.breaker.allow():
                 continue
@@ -408,6 +409,11 @@ class SyncCache:
         for slot in reversed(self.stack.slots):
             self._call(slot, "clear", None)
         self._publish(Invalidation(clear=True, origin=self.cache.origin))
+
+    def flush_namespace(self, *, reason: str | None = None, actor: str | None = None) -> int:
+        """Outdate the whole namespace in O(1) (see ``Cache.flush_namespace``)."""
+        self.start()
+        return self.portal.run(self.cache.flush_namespace(reason=reason, actor=actor))
 
     def stats(self) -> dict[str, Any]:
         """The same counters as ``Cache.stats()``."""
