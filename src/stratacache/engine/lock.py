@@ -158,6 +158,8 @@ class RedisLock:
                 self._client = aredis.Redis.from_url(self.url, max_connections=64)
             for name, src in (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW)):
                 self._scripts[name] = self._client.register_script(src)
+                with contextlib.suppress(RedisError, OSError):  # else loaded on first use
+                    await self._client.script_load(src)  # no NOSCRIPT round trips on a miss
             self._ready = asyncio.Event()
             self._listener = asyncio.ensure_future(self._listen())
             # Bounded: without the subscription the lock still works, by polling.

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stratacache")
 Loader = Callable[[], Any]
+_RETRY: Any = object()  # a shared read was cancelled: read again yourself
 
 
 class ReadThrough:
@@ -39,6 +40,7 @@ class ReadThrough:
         self.cache = cache
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
         self._refreshing: set[str] = set()
+        self._reading: dict[str, list[asyncio.Future[Entry | None]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         #: the fleet lock used by ``lock=True`` (None: only in-process single-flight)
         self.lock: FleetLock | None = None
@@ -84,7 +86,7 @@ class ReadThrough:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
         if self.hot is not None:
             self.hot.record(fkey, (loader, policy, tags, fstats, lock))
-        entry = await self.cache.tiers.read(fkey, self.cache.clock.time())
+        entry = await self._read(fkey)
         if entry is not None:
             state = classify(entry, self.cache.clock.time(), self.cache.beta, self.random())
             if state is Freshness.FRESH:
@@ -97,6 +99,30 @@ class ReadThrough:
         if fstats is not None:
             fstats.misses += 1
         return await self.load(fkey, loader, policy, tags, stale=entry, fstats=fstats, lock=lock)
+
+    async def _read(self, fkey: str) -> Entry | None:
+        """``TierStack.read``, shared by concurrent readers of one key (one round trip, not N).
+
+        The first reader reads inline; only contended readers pay for a future.
+        """
+        waiters = self._reading.get(fkey)
+        if waiters is not None:
+            fut: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+            waiters.append(fut)
+            entry = await fut
+            if entry is not _RETRY:
+                return entry
+            return await self.cache.tiers.read(fkey, self.cache.clock.time())
+        self._reading[fkey] = waiters = []
+        entry = _RETRY
+        try:
+            entry = await self.cache.tiers.read(fkey, self.cache.clock.time())
+        finally:
+            del self._reading[fkey]
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(entry)  # _RETRY if we were cancelled: they read themselves
+        return entry
 
     async def load(
         self,
