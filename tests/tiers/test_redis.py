@@ -93,10 +93,23 @@ def test_get_many_of_100_keys_is_one_round_trip(
 def test_tagged_hit_is_one_round_trip(
     tier: RedisTier, raw: redis.Redis, clock: ManualClock
 ) -> None:
-    """A tagged hit is one EVALSHA whose only inner calls are the GETs of entry and tags."""
+    """With its tags known, a tagged hit is one EVALSHA (inner calls: GETs of entry and tags)."""
     tier.set_sync("shop:t", Entry(1, clock.time(), tags=("a", "b")))
-    tier.get_sync("shop:t")
-    assert count_commands(raw, lambda: tier.get_sync("shop:t")) == 4  # EVALSHA, GET x3
+    tier.get_sync("shop:t", ("a", "b"))
+    assert count_commands(raw, lambda: tier.get_sync("shop:t", ("a", "b"))) == 4
+
+
+def test_untagged_hit_is_one_plain_get(
+    tier: RedisTier, raw: redis.Redis, clock: ManualClock
+) -> None:
+    """An untagged hit is a single GET; a tagged entry read without its tags costs a second trip."""
+    tier.set_sync("shop:u", Entry(1, clock.time()))
+    tier.set_sync("shop:t", Entry(2, clock.time(), tags=("a",)))
+    assert count_commands(raw, lambda: tier.get_sync("shop:u")) == 1
+    assert count_commands(raw, lambda: tier.get_sync("shop:t")) == 1 + 3  # GET, EVALSHA(+2)
+    assert tier.get_sync("shop:t").value == 2  # type: ignore[union-attr]
+    tier.invalidate_tags_sync(["a"])
+    assert tier.get_sync("shop:t") is None
 
 
 def test_tag_invalidation_cost_is_flat(

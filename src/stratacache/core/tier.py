@@ -54,8 +54,12 @@ class Tier(Protocol):
     async def close(self) -> None:
         """Release connections (idempotent)."""
 
-    async def get(self, key: str) -> Entry | None:
-        """The live entry under ``key``, or None."""
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
+        """The live entry under ``key``, or None.
+
+        ``tags`` is a hint: the tags the caller expects the entry to carry (``None``:
+        unknown). A tier may use it to fetch tag versions in the same round trip.
+        """
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
         """The live entries among ``keys``, in one round trip where the storage allows."""
@@ -86,7 +90,7 @@ class Tier(Protocol):
 class SyncTier(Protocol):
     """The blocking twin of ``Tier``'s data path, for ``cache.sync`` without a loop hop."""
 
-    def get_sync(self, key: str) -> Entry | None: ...
+    def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None: ...
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]: ...
 

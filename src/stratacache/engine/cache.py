@@ -184,16 +184,20 @@ class Cache:
         )
 
     # -- reads -----------------------------------------------------------------------------------
-    async def get(self, key: str, default: Any = None) -> Any:
-        """The cached value of ``key`` (expired entries excluded), or ``default``."""
-        entry = await self.get_entry(key)
+    async def get(self, key: str, default: Any = None, *, tags: Sequence[str] | None = None) -> Any:
+        """The cached value of ``key`` (expired entries excluded), or ``default``.
+
+        ``tags``: the tags the entry was written with, if known; lets a remote tier check
+        them in the same round trip as the value (otherwise a tagged entry costs two).
+        """
+        entry = await self.get_entry(key, tags=tags)
         return default if entry is None else entry.value
 
-    async def get_entry(self, key: str) -> Entry | None:
+    async def get_entry(self, key: str, *, tags: Sequence[str] | None = None) -> Entry | None:
         """The live ``Entry`` of ``key`` with its metadata, or None."""
         await self.start()
         fkey = self.full_key(key)
-        entry = await self.tiers.read(fkey, self.clock.time())
+        entry = await self.tiers.read(fkey, self.clock.time(), tags)
         if entry is None or entry.is_expired(self.clock.time()):
             _send(signals.miss, self, key=key)
             return None

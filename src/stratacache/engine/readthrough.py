@@ -86,7 +86,7 @@ class ReadThrough:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
         if self.hot is not None:
             self.hot.record(fkey, (loader, policy, tags, fstats, lock))
-        entry = await self._read(fkey)
+        entry = await self._read(fkey, tags)
         if entry is not None:
             state = classify(entry, self.cache.clock.time(), self.cache.beta, self.random())
             if state is Freshness.FRESH:
@@ -100,7 +100,7 @@ class ReadThrough:
             fstats.misses += 1
         return await self.load(fkey, loader, policy, tags, stale=entry, fstats=fstats, lock=lock)
 
-    async def _read(self, fkey: str) -> Entry | None:
+    async def _read(self, fkey: str, tags: tuple[str, ...] = ()) -> Entry | None:
         """``TierStack.read``, shared by concurrent readers of one key (one round trip, not N).
 
         The first reader reads inline; only contended readers pay for a future.
@@ -112,11 +112,11 @@ class ReadThrough:
             entry = await fut
             if entry is not _RETRY:
                 return entry
-            return await self.cache.tiers.read(fkey, self.cache.clock.time())
+            return await self.cache.tiers.read(fkey, self.cache.clock.time(), tags)
         self._reading[fkey] = waiters = []
         entry = _RETRY
         try:
-            entry = await self.cache.tiers.read(fkey, self.cache.clock.time())
+            entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags)
         finally:
             del self._reading[fkey]
             for fut in waiters:

@@ -94,15 +94,18 @@ class TierStack:
             await self.call(slot, "close", slot.tier.close(), None)
 
     # -- reads -----------------------------------------------------------------------------------
-    async def read(self, fkey: str, now: float) -> Entry | None:
-        """First live entry top-down, backfilled into the tiers above it."""
+    async def read(self, fkey: str, now: float, tags: Sequence[str] | None = None) -> Entry | None:
+        """First live entry top-down, backfilled into the tiers above it.
+
+        ``tags`` are the tags the caller expects (None: unknown), a hint for one-trip tag checks.
+        """
         leases: dict[int, object | None] = {}
         for index, slot in enumerate(self.slots):
             if not self.usable(slot):
                 continue
             if slot.local:
                 leases[index] = await self.call(slot, "lease", slot.tier.lease(fkey, ()), None)
-            entry = await self.call(slot, "get", slot.tier.get(fkey), None)
+            entry = await self.call(slot, "get", slot.tier.get(fkey, tags), None)
             if entry is None or entry.is_gone(now):
                 slot.stats.misses += 1
                 continue

@@ -113,7 +113,7 @@ class SyncCache:
             slot, operation, lambda: self._do(slot, operation, *args), fallback
         )
 
-    def _read(self, fkey: str) -> Entry | None:
+    def _read(self, fkey: str, tags: Sequence[str] | None = None) -> Entry | None:
         now = self.cache.clock.time()
         leases: dict[int, Any] = {}
         for index, slot in enumerate(self.stack.slots):
@@ -121,7 +121,7 @@ class SyncCache:
                 continue
             if slot.local:
                 leases[index] = self._call(slot, "lease", None, fkey, ())
-            entry: Entry | None = self._call(slot, "get", None, fkey)
+            entry: Entry | None = self._call(slot, "get", None, fkey, tags)
             if entry is None or entry.is_gone(now):
                 slot.stats.misses += 1
                 continue
@@ -149,15 +149,15 @@ class SyncCache:
         return True
 
     # -- reads -----------------------------------------------------------------------------------
-    def get(self, key: str, default: Any = None) -> Any:
-        """The cached value of ``key``, or ``default``."""
-        entry = self.get_entry(key)
+    def get(self, key: str, default: Any = None, *, tags: Sequence[str] | None = None) -> Any:
+        """The cached value of ``key``, or ``default`` (``tags``: see ``Cache.get``)."""
+        entry = self.get_entry(key, tags=tags)
         return default if entry is None else entry.value
 
-    def get_entry(self, key: str) -> Entry | None:
+    def get_entry(self, key: str, *, tags: Sequence[str] | None = None) -> Entry | None:
         """The live ``Entry`` of ``key``, or None."""
         self.start()
-        entry = self._read(self.cache.full_key(key))
+        entry = self._read(self.cache.full_key(key), tags)
         if entry is None or entry.is_expired(self.cache.clock.time()):
             return None
         return entry
@@ -210,7 +210,7 @@ class SyncCache:
         fstats: FunctionStats | None = None,
     ) -> Entry:
         """Read-through on a full key with the engine's freshness rules."""
-        entry = self._read(fkey)
+        entry = self._read(fkey, tags)
         if entry is not None:
             state = classify(entry, self.cache.clock.time(), self.cache.beta)
             if state is not Freshness.EXPIRED:

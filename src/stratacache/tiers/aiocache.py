@@ -77,7 +77,7 @@ class AiocacheTier:
         await self._call("close", self.cache.close)
 
     # -- reads -------------------------------------------------------------------------------
-    async def get(self, key: str) -> Entry | None:
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         return (await self.get_many([key])).get(key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:

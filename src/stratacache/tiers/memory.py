@@ -113,7 +113,7 @@ class MemoryTier:
         return float(self._store.currsize)
 
     # -- sync data path (also what the async methods run) ------------------------------------
-    def get_sync(self, key: str) -> Entry | None:
+    def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         with self._lock:
             entry: Entry | None = self._store.get(key)  # touches LRU order
             if entry is not None and entry.is_gone(self._now()):
@@ -185,7 +185,7 @@ class MemoryTier:
             self._tags.clear()
 
     # -- async API: the same operations, no I/O to wait for ----------------------------------
-    async def get(self, key: str) -> Entry | None:
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         return self.get_sync(key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:

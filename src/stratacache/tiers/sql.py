@@ -169,7 +169,7 @@ class SQLTier:
         return int(done)
 
     # -- sync API ----------------------------------------------------------------------------
-    def get_sync(self, key: str) -> Entry | None:
+    def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         return self.get_many_sync([key]).get(key)
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
@@ -262,7 +262,7 @@ class SQLTier:
         self.delete_prefix_sync(self._context.namespace + ":")
 
     # -- async API: the sync code in the tier's threads ---------------------------------------
-    async def get(self, key: str) -> Entry | None:
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         return await self._call("get", self.get_sync, key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
