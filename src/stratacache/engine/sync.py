@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger("stratacache")
+_OPERATIONS = (
+    "get",
+    "get_many",
+    "lease",
+    "set",
+    "set_many",
+    "delete_many",
+    "delete_prefix",
+    "invalidate_tags",
+    "clear",
+)
+_SYNC_NAMES = {name: name + "_sync" for name in _OPERATIONS}
 
 
 class Portal:
@@ -100,18 +112,20 @@ class SyncCache:
         self.close()
 
     # -- tier access -----------------------------------------------------------------------------
-    def _do(self, slot: TierSlot, operation: str, *args: Any) -> Any:
-        """Call ``operation`` on a tier: its sync method, or the async one through the portal."""
-        tier: Any = slot.tier
-        if slot.sync:
-            method = getattr(tier, operation + "_sync")
-            return method(*args)
-        return self.portal.run(getattr(tier, operation)(*args))
-
     def _call(self, slot: TierSlot, operation: str, fallback: Any, *args: Any) -> Any:
-        return self.stack.call_sync(
-            slot, operation, lambda: self._do(slot, operation, *args), fallback
-        )
+        """Call ``operation`` on a tier (its ``_sync`` method, else the async one via the portal);
+        any error is counted and gives ``fallback``."""
+        tier: Any = slot.tier
+        try:
+            if slot.sync:
+                result = getattr(tier, _SYNC_NAMES[operation])(*args)
+            else:
+                result = self.portal.run(getattr(tier, operation)(*args))
+        except Exception as exc:
+            self.stack.failed(slot, operation, exc)
+            return fallback
+        slot.breaker.success()
+        return result
 
     def _read(self, fkey: str, tags: Sequence[str] | None = None) -> Entry | None:
         now = self.cache.clock.time()
