@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("stratacache")
 Loader = Callable[[], Any]
 _RETRY: Any = object()  # a shared read was cancelled: read again yourself
+_HOLD_MIN = 0.1  # seconds the fast path keeps serving an entry whose refresh is running
+_LOADED_MAX = 10_000
 
 
 class ReadThrough:
@@ -41,6 +44,7 @@ class ReadThrough:
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
         self._refreshing: set[str] = set()
         self._reading: dict[str, list[asyncio.Future[Entry | None]]] = {}
+        self._loaded: dict[str, float] = {}  # when this process last loaded each key (bounded)
         self._background: set[asyncio.Task[Any]] = set()
         #: the fleet lock used by ``lock=True`` (None: only in-process single-flight)
         self.lock: FleetLock | None = None
@@ -289,6 +293,9 @@ class ReadThrough:
             raise
         cost = time.perf_counter() - started
         self.cache.counters.loads += 1
+        self._loaded[fkey] = self.cache.clock.time()
+        if len(self._loaded) > _LOADED_MAX:
+            del self._loaded[next(iter(self._loaded))]
         if fstats is not None:
             fstats.loads += 1
         _send(signals.loaded, self.cache, key=fkey, duration=cost)
@@ -325,6 +332,27 @@ class ReadThrough:
         if fstats is not None:
             fstats.hits += 1
         self.refresh_in_background(fkey, loader, policy, tags, fstats, lock, entry)
+        self._hold(fkey, entry)
+
+    def _hold(self, fkey: str, entry: Entry) -> None:
+        """Let the fast path serve ``entry`` while its refresh runs (never past its hard TTL).
+
+        Without this every read in the refresh window takes the slow path just to be told
+        "refresh already running". Only the memory tier's live object is extended, and it
+        is re-checked afterwards, so an entry removed meanwhile is never revived. If the
+        refresh fails, the hold lapses after a short while and a reader retries it.
+        """
+        peek = getattr(self.cache.tiers.top, "peek", None)
+        if peek is None or peek(fkey) is not entry or not entry.alive:
+            return
+        now = self.cache.clock.time()
+        hold = now + max(_HOLD_MIN, 2 * entry.cost)
+        if entry.expires is not None:
+            hold = min(hold, entry.expires)
+        if hold > entry.deadline:
+            entry.deadline = hold
+            if peek(fkey) is not entry:  # removed in between (another thread): stay dead
+                entry.kill()
 
     def refresh_in_background(
         self,
@@ -342,6 +370,8 @@ class ReadThrough:
         """
         if fkey in self._refreshing or fkey in self._inflight:
             return False
+        if previous is not None and self._loaded.get(fkey, -math.inf) > previous.created:
+            return False  # a newer value was loaded since ``previous`` was read
         self._refreshing.add(fkey)
         self.cache.counters.background_refreshes += 1
 
