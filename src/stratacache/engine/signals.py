@@ -15,8 +15,8 @@ signal             payload
 ``load_failed``    key, error
 ``stale_served``   key, reason ("revalidate" or "error")
 ``early_refresh``  key
-``invalidated``    keys, tags, prefixes, reason, origin ("local" or "remote")
-``cleared``        origin
+``invalidated``    keys, tags, prefixes, reason, actor, origin ("local" or "remote")
+``cleared``        origin, generation (> 0: a namespace flush), reason, actor
 ``tier_error``     tier, operation, error
 ``refused_set``    key (a write voided by an invalidation that raced it)
 ``bus_state``      connected (bool)
