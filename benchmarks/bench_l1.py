@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (  # noqa: E402
+from _common import (
     Result,
     arun_interleaved,
     atime_loop,
@@ -41,7 +41,7 @@ from _common import (  # noqa: E402
     verdict,
 )
 
-import stratacache as sc  # noqa: E402
+import stratacache as sc
 
 KEYS = list(range(128))
 TTL = 600

@@ -30,10 +30,9 @@ from urllib.parse import urlparse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import redis  # noqa: E402
-import redis.asyncio as aredis  # noqa: E402
-
-from _common import (  # noqa: E402
+import redis
+import redis.asyncio as aredis
+from _common import (
     Result,
     arun_interleaved,
     fmt_ns,
@@ -43,7 +42,7 @@ from _common import (  # noqa: E402
     verdict,
 )
 
-import stratacache as sc  # noqa: E402
+import stratacache as sc
 
 VALUE = "x" * 1024  # the same 1 KB value for every library
 HOT_KEYS = 64
