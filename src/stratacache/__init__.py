@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import decorators as _decorators  # registers Cache.cached
-from . import events  # registers Cache.invalidate_on
+from . import (
+    events,  # registers Cache.invalidate_on
+    warming,  # registers Cache.warm
+)
 from .core.clock import Clock, ManualClock, SystemClock
 from .core.codec import EntryCodec
 from .core.entry import Entry
@@ -29,6 +32,8 @@ from .core.tier import SyncTier, Tier, TierContext
 from .engine import signals
 from .engine.bus import Invalidation, InvalidationBus
 from .engine.cache import Cache
+from .engine.hotkeys import HotKeys
+from .engine.lock import FleetLock, RedisLock
 from .engine.redis_bus import RedisBus
 from .engine.sync import SyncCache
 from .tiers.memory import MemoryTier
@@ -62,7 +67,9 @@ __all__ = [
     "Entry",
     "EntryCodec",
     "FernetEncryption",
+    "FleetLock",
     "HMACSigner",
+    "HotKeys",
     "Invalidation",
     "InvalidationBus",
     "JSONLinesAuditLog",
@@ -71,6 +78,7 @@ __all__ = [
     "MemoryTier",
     "MsgpackSerializer",
     "RedisBus",
+    "RedisLock",
     "RedisTier",
     "SQLTier",
     "SerializationError",
@@ -86,6 +94,7 @@ __all__ = [
     "cached",
     "events",
     "signals",
+    "warming",
 ]
 
 

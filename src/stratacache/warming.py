@@ -194,15 +194,8 @@ def _split(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (item,), {}
 
 
-async def _cache_warm(self: Cache, **options: Any) -> WarmSummary:
-    """Run the registered warmers (see ``stratacache.warming.warm``)."""
-    return await warm(self, **options)
-
-
 # ``Cache.warm`` as a front-door hook, like ``Cache.decorator_factory``: the engine never
-# imports this module. Installed only if the engine does not define its own.
-Cache.warm_factory = warm  # type: ignore[attr-defined]
-if not hasattr(Cache, "warm"):
-    Cache.warm = _cache_warm  # type: ignore[attr-defined]
+# imports this module.
+Cache.warm_factory = warm
 
 __all__ = ["WarmProgress", "WarmSummary", "register", "warm", "warm_at_start"]

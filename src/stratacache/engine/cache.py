@@ -29,6 +29,7 @@ from ..core.tier import Tier, TierContext
 from . import signals
 from .bus import Invalidation, InvalidationBus
 from .invalidation import Invalidator, check_relative
+from .lock import FleetLock
 from .policy import UNSET, EntryPolicy
 from .readthrough import ReadThrough
 from .signals import send as _send
@@ -55,6 +56,7 @@ class Cache:
         envelopes: byte transformations around stored entries (compression, signing, encryption).
         clock: time source for entry deadlines (inject ``ManualClock`` in tests).
         bus: invalidation bus keeping other processes' local tiers coherent.
+        lock: fleet-wide recompute lock (e.g. ``RedisLock(url)``) used by ``lock=True`` calls.
         cache_none: whether a loader's ``None`` result is cached.
         breaker_threshold / breaker_reset: circuit breaker per tier.
     """
@@ -77,6 +79,7 @@ class Cache:
         max_key_length: int = MAX_KEY_LENGTH,
         breaker_threshold: int = 5,
         breaker_reset: float = 5.0,
+        lock: FleetLock | None = None,
     ) -> None:
         if not tiers:
             raise ConfigError("a Cache needs at least one tier, e.g. tiers=[MemoryTier()]")
@@ -108,6 +111,7 @@ class Cache:
         self.refresh_in_background = self.readthrough.refresh_in_background
         #: run a coroutine in the background until it ends or the cache closes
         self.spawn = self.readthrough.spawn
+        self.readthrough.lock = lock
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._sync: Any = None
@@ -341,6 +345,16 @@ class Cache:
     # -- front doors -------------------------------------------------------------------------------
     #: set by ``stratacache.decorators`` on import, so the engine never imports a front door
     decorator_factory: Callable[..., Any] | None = None
+
+    #: set by ``stratacache.warming`` on import
+    warm_factory: Callable[..., Any] | None = None
+
+    async def warm(self, **options: Any) -> Any:
+        """Run the registered warmers (see ``stratacache.warming.warm``); returns a summary."""
+        factory = type(self).warm_factory
+        if factory is None:
+            raise ConfigError("import stratacache (or stratacache.warming) to use cache.warm")
+        return await factory(self, **options)
 
     def cached(self, **options: Any) -> Any:
         """Decorate a sync or async function to cache its results (see ``stratacache.decorators``)."""
