@@ -248,7 +248,7 @@ def _async_wrapper(
         return await slow(call_key, args, kwargs)
 
     async def invalidate(*args: Any, **kwargs: Any) -> None:
-        await cache.invalidate(keys=[_strip(cache, _resolve(cache, builder, args, kwargs)[0])])
+        await cache.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
 
     async def refresh(*args: Any, **kwargs: Any) -> Any:
         await cache.start()
@@ -328,7 +328,7 @@ def _sync_wrapper(
         return slow(call_key, args, kwargs)
 
     def invalidate(*args: Any, **kwargs: Any) -> None:
-        cache.sync.invalidate(keys=[_strip(cache, _resolve(cache, builder, args, kwargs)[0])])
+        cache.sync.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
         facade = cache.sync
@@ -366,11 +366,6 @@ def _safe_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     except TypeError:
         return None
     return key
-
-
-def _strip(cache: Cache, fkey: str) -> str:
-    """The relative key of a full key (``invalidate`` takes relative keys)."""
-    return fkey[len(cache.namespace) + 1 :]
 
 
 Cache.decorator_factory = cached

@@ -235,3 +235,33 @@ async def test_stats_report_hit_rates() -> None:
     assert (tier["hits"], tier["misses"]) == (2, 1)
     assert tier["hit_rate"] == pytest.approx(2 / 3)
     assert stats["engine"]["loads"] == 1
+
+
+class _PausingRedisTier(sc.RedisTier):
+    """A real Redis tier whose ``get_many`` waits on a gate after reading (to interleave)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url=url)
+        self.read_done = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def get_many(self, keys: Any) -> Any:
+        found = await super().get_many(keys)
+        self.read_done.set()
+        await self.gate.wait()
+        return found
+
+
+async def test_get_many_backfill_cannot_outlive_an_invalidation(redis_url: str) -> None:
+    """An invalidation landing between get_many's Redis read and its backfill wins."""
+    slow = _PausingRedisTier(redis_url)
+    cache = sc.Cache(tiers=[sc.MemoryTier(), slow], namespace="gm")
+    writer = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace="gm")
+    async with cache, writer:
+        await writer.set("k", "old")
+        reader = asyncio.ensure_future(cache.get_many(["k"]))
+        await slow.read_done.wait()
+        await cache.invalidate(keys=["k"])
+        slow.gate.set()  # the backfill now runs after the invalidation returned
+        assert await reader == {"k": "old"}  # it began before the invalidation returned
+        assert await cache.get("k") is None

@@ -120,28 +120,51 @@ class TierStack:
         return None
 
     async def read_many(self, fkeys: list[str], now: float) -> dict[str, Entry]:
-        """Live entries among ``fkeys``: one ``get_many`` per tier for the keys still missing."""
+        """Live entries among ``fkeys``: one ``get_many`` per tier for the keys still missing.
+
+        Local tiers are leased before anything below them is read, so an invalidation that
+        lands between the lower read and the backfill voids the backfill (as in ``read``).
+        """
         found: dict[str, Entry] = {}
         missing = list(fkeys)
+        leases: dict[int, dict[str, object | None]] = {}
         for index, slot in enumerate(self.slots):
             if not missing:
                 break
             if not self.usable(slot):
                 continue
+            if slot.local:
+                leases[index] = {
+                    k: await self.call(slot, "lease", slot.tier.lease(k, ()), None) for k in missing
+                }
             got = await self.call(slot, "get_many", slot.tier.get_many(missing), {})
             live = {k: e for k, e in got.items() if not e.is_gone(now)}
             slot.stats.hits += len(live)
             slot.stats.misses += len(missing) - len(live)
             if live and index:
-                for above in self.slots[:index]:
-                    if self.usable(above):
-                        copies = {
-                            k: cap(e, above.tier.ttl, now, above.local) for k, e in live.items()
-                        }
-                        await self.call(above, "set_many", above.tier.set_many(copies), None)
+                await self._backfill_many(live, index, leases, now)
             found.update(live)
             missing = [k for k in missing if k not in live]
         return found
+
+    async def _backfill_many(
+        self,
+        live: dict[str, Entry],
+        index: int,
+        leases: dict[int, dict[str, object | None]],
+        now: float,
+    ) -> None:
+        for upper, above in enumerate(self.slots[:index]):
+            if not self.usable(above):
+                continue
+            if above.local:  # leased, key by key (no round trips: the tier is in-process)
+                held = leases.get(upper, {})
+                for k, e in live.items():
+                    copy = cap(e, above.tier.ttl, now, True)
+                    await self.call(above, "set", above.tier.set(k, copy, held.get(k)), False)
+            else:
+                copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
+                await self.call(above, "set_many", above.tier.set_many(copies), None)
 
     # -- writes ----------------------------------------------------------------------------------
     async def leases(self, fkey: str, tags: Sequence[str]) -> list[object | None]:

@@ -183,18 +183,29 @@ class SyncCache:
         now = self.cache.clock.time()
         found: dict[str, Entry] = {}
         missing = list(wanted)
+        leases: dict[int, dict[str, Any]] = {}
         for index, slot in enumerate(self.stack.slots):
             if not missing:
                 break
             if not self.stack.usable(slot):
                 continue
+            if slot.local:  # lease before reading below, as TierStack.read_many does
+                leases[index] = {k: self._call(slot, "lease", None, k, ()) for k in missing}
             got = self._call(slot, "get_many", {}, missing)
             live = {k: e for k, e in got.items() if not e.is_gone(now)}
             slot.stats.hits += len(live)
             slot.stats.misses += len(missing) - len(live)
-            for above in self.stack.slots[:index]:
-                if live and self.stack.usable(above):
-                    copies = {k: cap(e, above.tier.ttl, now, above.local) for k, e in live.items()}
+            for upper, above in enumerate(self.stack.slots[:index]):
+                if not live or not self.stack.usable(above):
+                    continue
+                if above.local:
+                    held = leases.get(upper, {})
+                    for k, e in live.items():
+                        self._call(
+                            above, "set", False, k, cap(e, above.tier.ttl, now, True), held.get(k)
+                        )
+                else:
+                    copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
                     self._call(above, "set_many", None, copies)
             found.update(live)
             missing = [k for k in missing if k not in live]
@@ -404,9 +415,8 @@ class SyncCache:
         """Outdate keys, tags and prefixes in every tier before returning."""
         self.start()
         message = self.cache.invalidation(keys, tags, prefix, reason, actor)
+        # Open breakers are not honoured: see TierStack.invalidate.
         for slot in reversed(self.stack.slots):
-            if not slot.breaker.allow():
-                continue
             if message.keys:
                 self._call(slot, "delete_many", 0, list(message.keys))
                 slot.stats.deletes += len(message.keys)
