@@ -1,8 +1,8 @@
 """One app process of the two-process test: FastAPI + CacheMiddleware over memory and Redis.
 
 Run as ``python -m tests.middleware.proc_app PORT REDIS_URL NAMESPACE``. The memory
-tier keeps entries one second, the bound on how long a purge made by another
-process can go unseen here.
+tier keeps pages 30 seconds; a purge made by another process reaches it over the
+invalidation bus, not by expiry.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from stratacache.middleware import CacheMiddleware, purge_url
 def build(redis_url: str, namespace: str) -> FastAPI:
     """The app: ``/page/{name}`` (fresh 60 s, body names this process) and ``POST /_purge``."""
     cache = sc.Cache(
-        tiers=[sc.MemoryTier(maxsize=1000, ttl=1), sc.RedisTier(url=redis_url)],
+        tiers=[sc.MemoryTier(maxsize=1000, ttl=30), sc.RedisTier(url=redis_url)],
         namespace=namespace,
+        bus=sc.RedisBus(url=redis_url),
     )
     app = FastAPI()
     app.add_middleware(CacheMiddleware, cache=cache)
