@@ -132,17 +132,27 @@ class SlowSource:
 
 
 # -- request tracing -----------------------------------------------------------------------------
-#: the trace of the request running in the current task: [tier or loader that answered, a tier
-#: that missed]; tasks the engine spawns for a load inherit it, so the loader marks its caller
-_current: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar(
+class _Trace:
+    """Which path answered one request: a tier's name, the loader, or a joined load."""
+
+    __slots__ = ("answered", "missed")
+
+    def __init__(self) -> None:
+        self.answered: str | None = None
+        self.missed: set[str] = set()
+
+
+#: the trace of the request running in the current task; tasks the engine spawns for a load
+#: inherit it, so the loader marks the request that started it
+_current: contextvars.ContextVar[_Trace | None] = contextvars.ContextVar(
     "stratacache_demo_request", default=None
 )
 
 
 def _mark(path: str) -> None:
-    record = _current.get()
-    if record is not None and record[0] is None:
-        record[0] = path
+    trace = _current.get()
+    if trace is not None and trace.answered is None:
+        trace.answered = path
 
 
 class TracedTier:
@@ -163,14 +173,16 @@ class TracedTier:
     async def close(self) -> None:
         await self._tier.close()
 
-    async def get(self, key: str) -> Entry | None:
-        entry = await self._tier.get(key)
-        if entry is not None:
-            _mark(self.name)
-        else:
-            record = _current.get()
-            if record is not None:
-                record[1] = self.name
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
+        entry = await self._tier.get(key, tags)
+        trace = _current.get()
+        if trace is not None:
+            if entry is None:
+                trace.missed.add(self.name)
+            else:
+                # a hit in a tier that already missed for this request is the re-read after
+                # waiting on another request's load (single-flight)
+                _mark(JOINED if self.name in trace.missed else self.name)
         return entry
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
@@ -272,13 +284,13 @@ async def _run(config: DemoConfig, cache_db: str, source: SlowSource, out: TextI
                 if budget[0] == 0 or time.perf_counter() >= deadline:
                     return
                 budget[0] -= 1
-                record: list[str | None] = [None, None]
-                token = _current.set(record)
+                trace = _Trace()
+                token = _current.set(trace)
                 started = clock()
                 await get_product(product_id)
                 took = clock() - started
                 _current.reset(token)
-                paths[_classify(record, l1_name)].latencies.append(took)
+                paths[_classify(trace, l1_name)].latencies.append(took)
                 done[0] += 1
             await asyncio.sleep(0)  # let the other workers and the progress line run
 
@@ -307,14 +319,14 @@ async def _run(config: DemoConfig, cache_db: str, source: SlowSource, out: TextI
     )
 
 
-def _classify(record: list[str | None], l1_name: str) -> str:
-    """The path that answered a request, from its trace record [answered by, missed]."""
-    if record[0] is not None:
-        return record[0]
+def _classify(trace: _Trace, l1_name: str) -> str:
+    """The path that answered a request, from its trace."""
+    if trace.answered is not None:
+        return trace.answered
     # no tier answered and this request ran no loader: it either never reached a tier
     # (the decorator's memo fast path, an L1 hit) or saw every tier miss and waited on
     # a load another request had started (single-flight)
-    return JOINED if record[1] is not None else l1_name
+    return JOINED if trace.missed else l1_name
 
 
 async def _report(
