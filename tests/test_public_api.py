@@ -1,0 +1,120 @@
+"""The public surface: ``stratacache.__all__``, the documented contract, import hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import stratacache as sc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: the names DESIGN.md's public API contract and the quickstart rely on
+CONTRACT = {
+    "Cache",
+    "MemoryTier",
+    "RedisTier",
+    "SQLTier",
+    "Tier",
+    "SyncTier",
+    "TierContext",
+    "SyncCache",
+    "cached",
+    "MISS",
+    "StratacacheError",
+    "ConfigError",
+    "CacheKeyError",
+    "SerializationError",
+    "DeserializationError",
+    "TierError",
+    "LockTimeout",
+    "Invalidation",
+    "InvalidationBus",
+    "ManualClock",
+    "signals",
+}
+
+
+def run_isolated(code: str) -> str:
+    """Run ``code`` in a fresh interpreter with only ``src`` on the path; return stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+        timeout=60,
+        check=True,
+    )
+    return proc.stdout
+
+
+def test_all_holds_the_contract() -> None:
+    """Every name the contract promises is exported in ``__all__``."""
+    assert set(sc.__all__) >= CONTRACT
+
+
+def test_all_names_resolve() -> None:
+    """Each name in ``__all__`` is importable (lazy ones included) and listed once."""
+    assert len(sc.__all__) == len(set(sc.__all__))
+    for name in sc.__all__:
+        assert getattr(sc, name) is not None, name
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    """docs/api.md renders every name of ``__all__``, so the reference is complete."""
+    api = (ROOT / "docs" / "api.md").read_text()
+    missing = [name for name in sc.__all__ if f"stratacache.{name}" not in api]
+    assert not missing, f"add to docs/api.md: {missing}"
+
+
+def test_contract_example_shapes() -> None:
+    """The forms of DESIGN.md's example construct without I/O."""
+    cache = sc.Cache(
+        tiers=[sc.MemoryTier(maxsize=10_000, ttl=30), sc.RedisTier(url="redis://127.0.0.1:6379/0")],
+        namespace="shop",
+        default_ttl=300,
+    )
+
+    @cache.cached(ttl=60, key="user:{user_id}", tags=["user:{user_id}"])
+    async def get_user(user_id: int) -> dict[str, int]:
+        return {"id": user_id}
+
+    @cache.cached(ttl=60)
+    def report(day: str) -> list[str]:
+        return [day]
+
+    assert callable(get_user.invalidate) and callable(report.invalidate)  # type: ignore[attr-defined]
+    assert isinstance(cache.stats(), dict)
+
+
+def test_import_is_light() -> None:
+    """``import stratacache`` loads neither SQLAlchemy, Starlette nor click."""
+    heavy = run_isolated(
+        "import sys, json, stratacache\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'sqlalchemy', 'starlette', 'click', 'fastapi', 'flask', 'uvicorn'})))"
+    )
+    assert json.loads(heavy) == []
+
+
+def test_import_does_no_io() -> None:
+    """Importing opens no socket, starts no process or thread and writes no file."""
+    code = """
+import json, sys, threading
+events = []
+WATCH = {"socket.connect", "socket.bind", "socket.getaddrinfo", "subprocess.Popen",
+         "os.system", "os.fork", "sqlite3.connect", "_thread.start_new_thread"}
+def hook(event, args):
+    if event in WATCH:
+        events.append(event)
+    elif event == "open" and len(args) > 1 and isinstance(args[1], str) and set(args[1]) & set("wax+"):
+        events.append(f"open {args[0]} {args[1]}")
+sys.addaudithook(hook)
+before = threading.active_count()
+import stratacache
+print(json.dumps({"events": events, "threads": threading.active_count() - before}))
+"""
+    result = json.loads(run_isolated(code))
+    assert result == {"events": [], "threads": 0}
