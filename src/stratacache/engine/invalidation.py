@@ -102,6 +102,7 @@ class Invalidator:
     async def invalidate(self, message: Invalidation) -> None:
         """Outdate ``message`` in every tier here, then tell the other processes and the audit."""
         await self.cache.tiers.invalidate(message, local_only=False)
+        self.detach(message)
         await self.publish(message)
         self.announce(message, "local")
 
@@ -110,6 +111,7 @@ class Invalidator:
         cache = self.cache
         await cache.tiers.clear(local_only=False)
         message = self._clear_message(reason, actor, 0)
+        self.detach(message)
         await self.publish(message)
         self.announce(message, "local")
 
@@ -125,6 +127,7 @@ class Invalidator:
         generation = await store.bump_generation() if store else self.generation + 1
         self.set_generation(generation)
         message = self._clear_message(reason, actor, generation)
+        self.detach(message)
         await self.publish(message)
         self.announce(message, "local")
         return generation
@@ -152,6 +155,13 @@ class Invalidator:
         cache.tiers.clear_local_now()
         return True
 
+    def detach(self, message: Invalidation) -> None:
+        """Keep callers arriving from now on out of loads/reads that began before ``message``."""
+        cache = self.cache
+        cache.readthrough.detach(message)
+        if cache._sync is not None:
+            cache._sync.detach(message)
+
     # -- bus -------------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
         """Send ``message`` on the bus; a failure is logged (others' L1 then ages out by TTL)."""
@@ -171,12 +181,14 @@ class Invalidator:
         if message.generation:
             self.set_generation(message.generation)
         if message.clear:
+            self.detach(message)
             if not message.generation:
                 cache.tiers.clear_local_now()
             if message.origin:  # origin "" marks the bus's own catch-up, not an invalidation
                 self.announce(message, "remote")
             return
         cache.tiers.invalidate_local_now(message)
+        self.detach(message)
         if message.reason != "overwrite":
             self.announce(message, "remote")
 
@@ -184,6 +196,7 @@ class Invalidator:
         """Distrust local tiers while the bus is down; they may have missed messages."""
         tiers = self.cache.tiers
         tiers.clear_local_now()
+        self.detach(Invalidation(clear=True))  # loads may have read what a lost message outdated
         tiers.local_trusted = connected
         _send(signals.bus_state, self.cache, connected=connected)
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.entry import Entry
 from . import signals
+from .bus import Invalidation
 from .lock import FleetLock
-from .policy import EntryPolicy, Freshness, cap, classify
+from .policy import EntryPolicy, Freshness, classify
 from .signals import send as _send
 from .stats import FunctionStats
 
@@ -42,6 +43,7 @@ class ReadThrough:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
+        self._inflight_tags: dict[str, tuple[str, ...]] = {}
         self._refreshing: set[str] = set()
         self._reading: dict[str, list[asyncio.Future[Entry | None]]] = {}
         self._loaded: dict[str, float] = {}  # when this process last loaded each key (bounded)
@@ -65,6 +67,24 @@ class ReadThrough:
             await self.lock.close()
         if self.hot is not None:
             await self.hot.close()
+
+    def _forget_load(self, fkey: str, task: asyncio.Task[Entry]) -> None:
+        if self._inflight.get(fkey) is task:
+            del self._inflight[fkey]
+            self._inflight_tags.pop(fkey, None)
+
+    def detach(self, message: Invalidation) -> None:
+        """Stop new callers from joining loads and reads that began before ``message``.
+
+        Those loads finish (their writes are refused by the tiers' leases) and their
+        current waiters get their result, but anyone arriving after the invalidation
+        starts afresh instead of receiving a value the invalidation outdated.
+        """
+        for fkey in [k for k in self._inflight if matches(message, k, self._inflight_tags.get(k))]:
+            del self._inflight[fkey]
+            self._inflight_tags.pop(fkey, None)
+        for fkey in [k for k in self._reading if matches(message, k, None)]:
+            del self._reading[fkey]
 
     def resolve_lock(self, lock: FleetLock | bool | None) -> FleetLock | None:
         """``lock=`` as callers give it (True: the cache's lock) as the lock to use, or None."""
@@ -122,7 +142,8 @@ class ReadThrough:
         try:
             entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags)
         finally:
-            del self._reading[fkey]
+            if self._reading.get(fkey) is waiters:  # not replaced after an invalidation
+                del self._reading[fkey]
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(entry)  # _RETRY if we were cancelled: they read themselves
@@ -154,7 +175,8 @@ class ReadThrough:
                 run = self._run_loader(fkey, loader, policy, tags, fstats)
             task = asyncio.ensure_future(run)
             self._inflight[fkey] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(fkey, None))
+            self._inflight_tags[fkey] = tags
+            task.add_done_callback(lambda done: self._forget_load(fkey, done))
         else:
             self.cache.counters.coalesced += 1
         try:
@@ -250,26 +272,13 @@ class ReadThrough:
     async def _reread(self, fkey: str, newer_than: float | None) -> Entry | None:
         """An unexpired entry (created after ``newer_than``) from any tier, backfilled above.
 
-        Unlike ``TierStack.read`` this looks past an upper tier's older copy, so a waiter
+        Unlike a plain read this looks past an upper tier's older copy, so a waiter
         holding a stale L1 entry still finds the holder's new value below it.
         """
-        stack = self.cache.tiers
         now = self.cache.clock.time()
-        for index, slot in enumerate(stack.slots):
-            if not stack.usable(slot):
-                continue
-            entry = await stack.call(slot, "get", slot.tier.get(fkey), None)
-            if entry is None or entry.is_expired(now):
-                continue
-            if newer_than is not None and entry.created <= newer_than:
-                continue
-            slot.stats.hits += 1
-            for above in stack.slots[:index]:
-                if stack.usable(above):
-                    copy = cap(entry, above.tier.ttl, now)
-                    await stack.call(above, "set", above.tier.set(fkey, copy, None), False)
-            return entry
-        return None
+        return await self.cache.tiers.read(
+            fkey, now, newer_than=-math.inf if newer_than is None else newer_than
+        )
 
     async def _run_loader(
         self,
@@ -394,3 +403,12 @@ class ReadThrough:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+
+def matches(message: Invalidation, fkey: str, tags: tuple[str, ...] | None) -> bool:
+    """Could ``message`` outdate ``fkey`` (whose tags are ``tags``; None: unknown)?"""
+    if message.clear or fkey in message.keys:
+        return True
+    if any(fkey.startswith(p) for p in message.prefixes):
+        return True
+    return bool(message.tags) and (tags is None or not set(message.tags).isdisjoint(tags))

@@ -94,28 +94,41 @@ class TierStack:
             await self.call(slot, "close", slot.tier.close(), None)
 
     # -- reads -----------------------------------------------------------------------------------
-    async def read(self, fkey: str, now: float, tags: Sequence[str] | None = None) -> Entry | None:
+    async def read(
+        self,
+        fkey: str,
+        now: float,
+        tags: Sequence[str] | None = None,
+        newer_than: float | None = None,
+    ) -> Entry | None:
         """First live entry top-down, backfilled into the tiers above it.
 
-        ``tags`` are the tags the caller expects (None: unknown), a hint for one-trip tag checks.
+        ``tags`` are the tags the caller expects (None: unknown), a hint for one-trip tag
+        checks. With ``newer_than``, only an unexpired entry created after that time counts
+        (a waiter looking past its own older copy for a value another process stored).
+        Every tier above is leased before a tier below it is read, so an invalidation that
+        lands between the read and the backfill voids the backfill.
         """
         leases: dict[int, object | None] = {}
+        visited: list[int] = []
         for index, slot in enumerate(self.slots):
             if not self.usable(slot):
                 continue
-            if slot.local:
-                leases[index] = await self.call(slot, "lease", slot.tier.lease(fkey, ()), None)
+            for upper in visited:
+                if upper not in leases:
+                    above = self.slots[upper]
+                    lease = above.tier.lease(fkey, tags or ())
+                    leases[upper] = await self.call(above, "lease", lease, None)
             entry = await self.call(slot, "get", slot.tier.get(fkey, tags), None)
-            if entry is None or entry.is_gone(now):
+            if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
                 slot.stats.misses += 1
+                visited.append(index)
                 continue
             slot.stats.hits += 1
-            for upper in range(index):
+            for upper in visited:
                 above = self.slots[upper]
-                if self.usable(above):
-                    copy = cap(entry, above.tier.ttl, now, above.local)
-                    lease = leases.get(upper)
-                    await self.call(above, "set", above.tier.set(fkey, copy, lease), False)
+                copy = cap(entry, above.tier.ttl, now, above.local)
+                await self.call(above, "set", above.tier.set(fkey, copy, leases.get(upper)), False)
             return entry
         return None
 
@@ -271,3 +284,10 @@ def raise_config(message: str) -> None:
     from ..core.errors import ConfigError
 
     raise ConfigError(message)
+
+
+def _newer(entry: Entry, newer_than: float | None, now: float) -> bool:
+    """With ``newer_than``: unexpired and created after it; otherwise always True."""
+    if newer_than is None:
+        return True
+    return not entry.is_expired(now) and entry.created > newer_than

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..core.entry import Entry
 from .bus import Invalidation
 from .policy import UNSET, EntryPolicy, Freshness, cap, classify
+from .readthrough import matches
 from .stack import TierSlot
 from .stats import FunctionStats
 
@@ -85,6 +86,7 @@ class SyncCache:
         self.stack = cache.tiers
         self.portal = Portal()
         self._inflight: dict[str, concurrent.futures.Future[Entry]] = {}
+        self._inflight_tags: dict[str, tuple[str, ...]] = {}
         self._inflight_lock = threading.Lock()
         self._refresher: concurrent.futures.ThreadPoolExecutor | None = None
         self._refreshing: set[str] = set()
@@ -128,23 +130,28 @@ class SyncCache:
         return result
 
     def _read(self, fkey: str, tags: Sequence[str] | None = None) -> Entry | None:
+        """``TierStack.read`` with blocking calls: every tier above is leased before a lower read."""
         now = self.cache.clock.time()
         leases: dict[int, Any] = {}
+        visited: list[int] = []
         for index, slot in enumerate(self.stack.slots):
             if not self.stack.usable(slot):
                 continue
-            if slot.local:
-                leases[index] = self._call(slot, "lease", None, fkey, ())
+            for upper in visited:
+                if upper not in leases:
+                    leases[upper] = self._call(
+                        self.stack.slots[upper], "lease", None, fkey, tags or ()
+                    )
             entry: Entry | None = self._call(slot, "get", None, fkey, tags)
             if entry is None or entry.is_gone(now):
                 slot.stats.misses += 1
+                visited.append(index)
                 continue
             slot.stats.hits += 1
-            for upper in range(index):
+            for upper in visited:
                 above = self.stack.slots[upper]
-                if self.stack.usable(above):
-                    copy = cap(entry, above.tier.ttl, now, above.local)
-                    self._call(above, "set", False, fkey, copy, leases.get(upper))
+                copy = cap(entry, above.tier.ttl, now, above.local)
+                self._call(above, "set", False, fkey, copy, leases.get(upper))
             return entry
         return None
 
@@ -161,6 +168,15 @@ class SyncCache:
                 return False
             slot.stats.sets += 1
         return True
+
+    def detach(self, message: Invalidation) -> None:
+        """New callers must not join loads that began before ``message`` (see ReadThrough)."""
+        with self._inflight_lock:
+            for fkey in [
+                k for k in self._inflight if matches(message, k, self._inflight_tags.get(k))
+            ]:
+                del self._inflight[fkey]
+                self._inflight_tags.pop(fkey, None)
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] | None = None) -> Any:
@@ -277,6 +293,7 @@ class SyncCache:
             if future is None:
                 future = concurrent.futures.Future()
                 self._inflight[fkey] = future
+                self._inflight_tags[fkey] = tags
             else:
                 self.cache.counters.coalesced += 1
         if leader:
@@ -286,7 +303,9 @@ class SyncCache:
                 future.set_exception(exc)
             finally:
                 with self._inflight_lock:
-                    self._inflight.pop(fkey, None)
+                    if self._inflight.get(fkey) is future:  # not detached by an invalidation
+                        del self._inflight[fkey]
+                        self._inflight_tags.pop(fkey, None)
         try:
             return future.result()
         except Exception as exc:
@@ -424,6 +443,7 @@ class SyncCache:
                 self._call(slot, "invalidate_tags", None, list(message.tags))
             for fprefix in message.prefixes:
                 self._call(slot, "delete_prefix", 0, fprefix)
+        self.cache.invalidator.detach(message)
         self._publish(message)
         self.cache._announce(message, "local")
 
@@ -432,7 +452,9 @@ class SyncCache:
         self.start()
         for slot in reversed(self.stack.slots):
             self._call(slot, "clear", None)
-        self._publish(Invalidation(clear=True, origin=self.cache.origin))
+        message = Invalidation(clear=True, origin=self.cache.origin)
+        self.cache.invalidator.detach(message)
+        self._publish(message)
 
     def flush_namespace(self, *, reason: str | None = None, actor: str | None = None) -> int:
         """Outdate the whole namespace in O(1) (see ``Cache.flush_namespace``)."""
