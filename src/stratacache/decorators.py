@@ -63,7 +63,7 @@ class _Memo:
             return
         data = self.data
         if len(data) >= self.limit:
-            for k in [k for k, (e, _) in data.items() if not e.alive]:
+            for k in [k for k, (e, _) in list(data.items()) if not e.alive]:
                 del data[k]
             if len(data) >= self.limit:
                 data.clear()

@@ -82,3 +82,19 @@ def test_truncated_entry_is_a_deserialization_error() -> None:
     data = codec.encode(_entry([1, 2, 3]))
     with pytest.raises(DeserializationError):
         codec.decode(data[: len(data) // 2])
+
+
+def test_msgpack_valid_foreign_entry_is_a_deserialization_error() -> None:
+    """An entry-shaped array with wrong field types is refused, not a TypeError later."""
+    import msgpack
+
+    codec = EntryCodec()
+    for fields in (
+        [1, "x", None, None, None, 0.0, [], {}, b"\xa1v"],
+        [1, 0.0, "later", None, None, 0.0, [], {}, b"\xa1v"],
+        [1, 0.0, None, None, None, 0.0, "tags", {}, b"\xa1v"],
+        [1, 0.0, None, None, None, 0.0, [1], {}, b"\xa1v"],
+        [1, 0.0, None, None, None, True, [], {}, b"\xa1v"],
+    ):
+        with pytest.raises(DeserializationError):
+            codec.decode(msgpack.packb(fields, use_bin_type=True))

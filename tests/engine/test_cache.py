@@ -265,3 +265,34 @@ async def test_get_many_backfill_cannot_outlive_an_invalidation(redis_url: str) 
         slow.gate.set()  # the backfill now runs after the invalidation returned
         assert await reader == {"k": "old"}  # it began before the invalidation returned
         assert await cache.get("k") is None
+
+
+async def test_oversized_overwrite_leaves_no_old_value() -> None:
+    """A value too big for the byte budget replaces nothing: the old one is gone, not kept."""
+    memory = sc.MemoryTier(max_bytes=2000)
+    async with sc.Cache(tiers=[memory], namespace="big") as cache:
+        await cache.set("k", "small", tags=["t"])
+        await cache.set("k", "x" * 5000)
+        assert await cache.get("k") is None
+        assert len(memory) == 0
+
+
+async def test_explicit_set_wins_over_a_load_that_began_before_it(redis_url: str) -> None:
+    """A loader started before set(k, new) cannot store its older result over it."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def old_loader() -> str:
+        entered.set()
+        await release.wait()
+        return "old"
+
+    cache = sc.Cache(tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)], namespace="lost")
+    other = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace="lost")
+    async with cache, other:
+        loading = asyncio.ensure_future(cache.get_or_set("k", old_loader))
+        await entered.wait()
+        await cache.set("k", "new")
+        release.set()
+        assert await loading == "old"  # its caller asked before the write
+        assert await cache.get("k") == "new"
+        assert await other.get("k") == "new"

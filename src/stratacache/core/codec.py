@@ -70,6 +70,15 @@ class EntryCodec:
             raise DeserializationError(f"not a stratacache entry: {exc!r}") from exc
         if fmt != FORMAT or not isinstance(value, bytes):
             raise DeserializationError(f"unsupported entry format {fmt!r}")
+        if not (
+            _is_time(created, False)
+            and all(_is_time(t, True) for t in (expires, refresh_after, stale_until))
+            and _is_time(cost, False)
+            and isinstance(tags, list)
+            and all(isinstance(t, str) for t in tags)
+            and isinstance(versions, dict)
+        ):
+            raise DeserializationError("entry metadata has the wrong types")
         return Entry(
             value=self.serializer.loads(value),
             created=created,
@@ -81,3 +90,10 @@ class EntryCodec:
             tag_versions=versions,
             size=len(data),
         )
+
+
+def _is_time(value: Any, optional: bool) -> bool:
+    """A number (bools excluded), or None where ``optional``."""
+    if value is None:
+        return optional
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -142,14 +142,16 @@ class MemoryTier:
 
     def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         with self._lock:
-            if isinstance(lease, int) and self._voided(lease, key, entry.tags):
-                return False
-            old = self._store.get(key)
-            if old is not None:
-                self._forget(key, old)
+            if isinstance(lease, int):
+                if self._voided(lease, key, entry.tags):
+                    return False
+            else:  # an overwrite: loads that began before it must not store over it
+                self._record("keys", (key,))
+            self._remove(key)
             try:
                 self._store[key] = entry
-            except ValueError:  # larger than the whole byte budget: do not keep it
+            except ValueError:  # larger than the whole byte budget: keep nothing under key
+                self._store.order.pop(key, None)
                 return False
             for tag in entry.tags:
                 self._tags.setdefault(tag, set()).add(key)
@@ -167,7 +169,8 @@ class MemoryTier:
     def delete_prefix_sync(self, prefix: str) -> int:
         with self._lock:
             self._record("prefix", (prefix,))
-            doomed = [k for k in self._store.order if k.startswith(prefix)]
+            # list() copies in C: decorators touch the order without the lock meanwhile
+            doomed = [k for k in list(self._store.order) if k.startswith(prefix)]
             return sum(self._remove(key) for key in doomed)
 
     def invalidate_tags_sync(self, tags: Sequence[str]) -> None:

@@ -276,17 +276,25 @@ class RedisTier:
         if not isinstance(lease, rs.RedisLease):
             lease = None
         if lease is None and not entry.tags:
-            payload = rs.UNTAGGED + data
-            if px:
-                yield lambda s: s.c.set(key, payload, px=px)
-            else:
-                yield lambda s: s.c.set(key, payload)
+            # An unleased write is an overwrite: bump the key version so a load that began
+            # before it cannot store its older result over it (one pipelined round trip).
+            calls: list[Call] = [("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ()))]
+            calls += self._void_calls(key)
+            yield lambda s: _pipeline(s, calls)
             return True
         args = yield from self._set_args(key, entry, lease, data, px)
         if args is None:
             return False
         stored = yield lambda s: s.c.evalsha(_SHA["set"], *args)
+        if lease is None and stored:
+            void = self._void_calls(key)
+            yield lambda s: _pipeline(s, void)
         return bool(stored)
+
+    def _void_calls(self, key: str) -> list[Call]:
+        """Commands that void every lease taken on ``key`` so far."""
+        kv = self._names.key_version(key)
+        return [("INCR", kv), ("PEXPIRE", kv, rs.KEY_VERSION_TTL_MS)]
 
     def _set_args(
         self, key: str, entry: Entry, lease: rs.RedisLease | None, data: bytes, px: int
@@ -319,6 +327,7 @@ class RedisTier:
             if px is None:
                 continue
             data = self._context.codec.encode(entry)
+            calls += self._void_calls(key)
             if not entry.tags:
                 calls.append(("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ())))
             else:
@@ -333,10 +342,8 @@ class RedisTier:
     def _delete_many_op(self, keys: Sequence[str]) -> Op[int]:
         calls: list[Call] = []
         for key in keys:
-            kv = self._names.key_version(key)
             calls.append(("UNLINK", key))
-            calls.append(("INCR", kv))
-            calls.append(("PEXPIRE", kv, rs.KEY_VERSION_TTL_MS))
+            calls += self._void_calls(key)
         if not calls:
             return 0
         results = yield lambda s: _pipeline(s, calls)
