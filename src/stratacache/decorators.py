@@ -284,8 +284,9 @@ def _sync_wrapper(
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = facade.fetch(fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats)
         memo.remember(call_key, fkey, cache.tiers.local_trusted)
-        if opts.refresh_every is not None and opts.scheduler is None:
+        if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.is_set()):
             opts.scheduler = _start_thread(refresh_hot, opts.refresh_every)
+            cache.closers.append(opts.scheduler.set)  # stops with the cache
         return entry.value
 
     def refresh_hot() -> int:

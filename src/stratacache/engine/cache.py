@@ -113,6 +113,9 @@ class Cache:
         self.spawn = self.readthrough.spawn
         self.readthrough.lock = lock
         self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: plain callbacks run by ``close`` (front doors stop their threads with these)
+        self.closers: list[Callable[[], None]] = []
         self._start_lock: asyncio.Lock | None = None
         self._sync: Any = None
         self.invalidator = Invalidator(self)
@@ -127,6 +130,7 @@ class Cache:
         async with self._start_lock:
             if self._started:
                 return
+            self._loop = asyncio.get_running_loop()
             context = TierContext(self.namespace, self.codec, self.clock)
             await self.tiers.start(context)
             if self.bus is not None:
@@ -137,6 +141,8 @@ class Cache:
 
     async def close(self) -> None:
         """Stop background work and release every connection."""
+        for closer in self.closers:
+            closer()
         await self.readthrough.close()
         if self.bus is not None:
             await self.bus.close()
@@ -251,7 +257,7 @@ class Cache:
         await self.start()
         fkey = self.full_key(key)
         entry = self._new_entry(value, self.entry_policy(ttl, refresh_after, stale_ttl), tags)
-        await self.tiers.write(fkey, entry, None, self.clock.time())
+        await self.tiers.write(fkey, entry, None, self.clock.time(), overwrite=True)
         _send(signals.set_, self, key=key, tags=entry.tags)
         await self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.origin))
 

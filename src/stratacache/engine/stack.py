@@ -6,7 +6,8 @@ skipped by its breaker and never raised into the caller.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -187,13 +188,25 @@ class TierStack:
             for s in self.slots
         ]
 
+    def writable(self, slot: TierSlot, overwrite: bool) -> bool:
+        """May a write go to ``slot``? An overwrite reaches shared tiers even with an open
+        breaker: skipping one would let its older value come back when it recovers."""
+        if overwrite and not slot.local:
+            return True
+        return self.usable(slot)
+
     async def write(
-        self, fkey: str, entry: Entry, leases: list[object | None] | None, now: float
+        self,
+        fkey: str,
+        entry: Entry,
+        leases: list[object | None] | None,
+        now: float,
+        overwrite: bool = False,
     ) -> bool:
         """Write bottom-up; stop (False) at the first tier that refuses a voided lease."""
         for index in range(len(self.slots) - 1, -1, -1):
             slot = self.slots[index]
-            if not self.usable(slot):
+            if not self.writable(slot, overwrite):
                 continue
             lease = leases[index] if leases else None
             stored = await self.call(
@@ -208,8 +221,9 @@ class TierStack:
         return True
 
     async def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
+        """Explicit writes of several entries (overwrites: see ``writable``)."""
         for slot in reversed(self.slots):
-            if self.usable(slot):
+            if self.writable(slot, True):
                 capped = {k: cap(e, slot.tier.ttl, now, slot.local) for k, e in entries.items()}
                 await self.call(slot, "set_many", slot.tier.set_many(capped), None)
                 slot.stats.sets += len(entries)
@@ -242,10 +256,16 @@ class TierStack:
                 await self.call(slot, "clear", slot.tier.clear(), None)
 
     def invalidate_local_now(self, message: Invalidation) -> None:
-        """Apply ``message`` to local tiers without awaiting (they expose the sync API)."""
+        """Apply ``message`` to local tiers without awaiting.
+
+        Tiers with the sync API are done at once; an async-only local tier (an aiocache
+        memory backend) gets a task on the running loop, done before its next read there.
+        """
         for slot in self.slots:
             if slot.local and slot.sync:
                 self._invalidate_sync(slot, slot.tier, message)
+            elif slot.local:
+                _schedule(self.invalidate(message, local_only=True))
 
     def _invalidate_sync(self, slot: TierSlot, tier: Any, message: Invalidation) -> None:
         if message.keys:
@@ -263,6 +283,8 @@ class TierStack:
             if slot.local and slot.sync:
                 tier: Any = slot.tier
                 self.call_sync(slot, "clear", tier.clear_sync, None)
+            elif slot.local:
+                _schedule(self.call(slot, "clear", slot.tier.clear(), None))
 
     # -- stats -----------------------------------------------------------------------------------
     def stats(self, fast_hits: int) -> dict[str, dict[str, Any]]:
@@ -291,3 +313,17 @@ def _newer(entry: Entry, newer_than: float | None, now: float) -> bool:
     if newer_than is None:
         return True
     return not entry.is_expired(now) and entry.created > newer_than
+
+
+_scheduled: set[asyncio.Task[Any]] = set()
+
+
+def _schedule(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` soon on the running loop (dropped, with its coroutine closed, if none)."""
+    try:
+        task = asyncio.get_running_loop().create_task(coro)
+    except RuntimeError:
+        coro.close()
+        return
+    _scheduled.add(task)
+    task.add_done_callback(_scheduled.discard)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
+from ..core.errors import ConfigError
 from .bus import Invalidation
 from .policy import UNSET, EntryPolicy, Freshness, cap, classify
 from .readthrough import matches
@@ -54,6 +55,12 @@ class Portal:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the portal loop and wait for its result."""
+        if self._loop is not None and threading.current_thread() is self._thread:
+            coro.close()
+            raise ConfigError(
+                "cache.sync was called from the cache's own event-loop thread (e.g. a signal "
+                "receiver or audit hook); use the async API there"
+            )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     @property
@@ -103,7 +110,7 @@ class SyncCache:
             self._refresher.shutdown(wait=True)
             self._refresher = None
         if self.cache._started:
-            self.portal.run(self.cache.close())
+            self._on_home_loop(self.cache.close())
         self.portal.stop()
 
     def __enter__(self) -> SyncCache:
@@ -155,11 +162,13 @@ class SyncCache:
             return entry
         return None
 
-    def _write(self, fkey: str, entry: Entry, leases: list[Any] | None) -> bool:
+    def _write(
+        self, fkey: str, entry: Entry, leases: list[Any] | None, overwrite: bool = False
+    ) -> bool:
         now = self.cache.clock.time()
         for index in range(len(self.stack.slots) - 1, -1, -1):
             slot = self.stack.slots[index]
-            if not self.stack.usable(slot):
+            if not self.stack.writable(slot, overwrite):
                 continue
             lease = leases[index] if leases else None
             if not self._call(
@@ -396,7 +405,7 @@ class SyncCache:
         self.start()
         fkey = self.cache.full_key(key)
         policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
-        self._write(fkey, self.cache._new_entry(value, policy, tags), None)
+        self._write(fkey, self.cache._new_entry(value, policy, tags), None, overwrite=True)
         self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.cache.origin))
 
     def set_many(
@@ -410,7 +419,7 @@ class SyncCache:
         }
         now = self.cache.clock.time()
         for slot in reversed(self.stack.slots):
-            if self.stack.usable(slot):
+            if self.stack.writable(slot, True):
                 capped = {k: cap(e, slot.tier.ttl, now, slot.local) for k, e in entries.items()}
                 self._call(slot, "set_many", None, capped)
                 slot.stats.sets += len(entries)
@@ -467,7 +476,26 @@ class SyncCache:
 
     def _publish(self, message: Invalidation) -> None:
         if self.cache.bus is not None:
-            self.portal.run(self.cache._publish(message))
+            self._on_home_loop(self.cache._publish(message))
+
+    def _on_home_loop(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` on the loop the cache was started on (its async clients live there).
+
+        From a thread of its own, wait for it; from inside that loop (sync code called by
+        async code) it cannot be awaited, so it is scheduled to run right after.
+        """
+        home = self.cache._loop
+        if home is None or home is self.portal._loop or not home.is_running():
+            self.portal.run(coro)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is home:
+            self.cache.spawn(coro)
+        else:
+            asyncio.run_coroutine_threadsafe(coro, home).result()
 
 
 async def _await(awaitable: Any) -> Any:
