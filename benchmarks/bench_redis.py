@@ -11,7 +11,9 @@
   and against 100 raw GETs.
 
 stratacache runs with the Redis tier alone, so every hit is a Redis round trip
-(with an L1 in front, a hot key never reaches Redis at all).
+(with an L1 in front, a hot key never reaches Redis at all). ``RedisTier.get
+alone`` calls the tier without the engine, which splits the overhead over raw
+redis-py between the tier (script, decoding) and the engine (tier walk, counters).
 
     python benchmarks/bench_redis.py [--redis-url redis://127.0.0.1:6379/0] [--repeats 9]
 """
@@ -106,7 +108,8 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
 
     counting_pool = aredis.ConnectionPool.from_url(url, connection_class=CountingConnection)
     counting = aredis.Redis(connection_pool=counting_pool)
-    cache = sc.Cache([sc.RedisTier(url=url, client=counting)], namespace=f"bench{run}")
+    tier = sc.RedisTier(url=url, client=counting)
+    cache = sc.Cache([tier], namespace=f"bench{run}")
     await cache.start()
     await cache.set_many({k: VALUE for k in keys}, ttl=3600)
 
@@ -138,9 +141,13 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
     assert await cache.get(keys[0]) == VALUE and await raw_get(keys[0]) == VALUE.encode()
 
     # -- async p50 ----------------------------------------------------------------------------
+    async def tier_get(k: str) -> Any:
+        return await tier.get(cache.full_key(k))
+
     async_candidates: dict[str, Callable[[str], Awaitable[Any]]] = {
         "stratacache (async)": cache.get,
         "raw redis-py asyncio GET": raw_get,
+        "RedisTier.get alone": tier_get,
         "aiocache RedisCache": aio.get,
         "cashews redis://": cashews_get,
     }
@@ -163,6 +170,9 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
         {
             "stratacache (sync)": lambda: p50_sync(sync_facade.get, keys, ops),
             "raw redis-py GET": lambda: p50_sync(raw_sync_get, keys, ops),
+            "RedisTier.get_sync alone": lambda: p50_sync(
+                lambda k: tier.get_sync(cache.full_key(k)), keys, ops
+            ),
         },
         repeats,
     )
