@@ -59,10 +59,11 @@ class ReadThrough:
 
     async def close(self) -> None:
         """Cancel background work, wait for it to end, and release the fleet lock's connections."""
-        for task in list(self._background):
+        pending = [*self._background, *self._inflight.values()]
+        for task in pending:
             task.cancel()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         if self.lock is not None:
             await self.lock.close()
         if self.hot is not None:

@@ -141,8 +141,8 @@ class SQLTier:
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True)  # never block the loop
         if self._owns_engine:
             self.engine.dispose()
 
