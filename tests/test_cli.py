@@ -62,6 +62,8 @@ def check_counts(result: DemoResult) -> None:
     assert result.loader_calls == result.stats["engine"]["loads"]
     assert counts[LOADER] <= result.loader_calls <= result.requests
     assert counts[LOADER] > 0 and counts[result.tiers[0]] > 0
+    top = result.stats["tiers"][result.tiers[0]]
+    assert top["hits"] == counts[result.tiers[0]]  # the table's L1 row and L1 path agree
     assert result.saved == result.requests - result.loader_calls
     assert "loader calls:" in render(result)
 

@@ -326,3 +326,6 @@ def format_stats(data: dict[str, Any]) -> str:
 
 
 __all__ = ["build_cli", "format_stats", "main", "parse_exposition", "shared_tiers"]
+
+if __name__ == "__main__":
+    main()

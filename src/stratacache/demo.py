@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -135,11 +135,30 @@ class SlowSource:
 class _Trace:
     """Which path answered one request: a tier's name, the loader, or a joined load."""
 
-    __slots__ = ("answered", "missed")
+    __slots__ = ("answered", "missed", "suspended")
 
     def __init__(self) -> None:
         self.answered: str | None = None
         self.missed: set[str] = set()
+        self.suspended = False
+
+
+class _Resume:
+    """Await the rest of a coroutine that was stepped by hand and suspended on ``pending``."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self.coro = coro
+        self.pending = pending
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        try:
+            yield self.pending  # the running task waits on it, as if the coroutine had yielded it
+        except BaseException:
+            self.coro.close()
+            raise
+        return (yield from self.coro.__await__())
 
 
 #: the trace of the request running in the current task; tasks the engine spawns for a load
@@ -287,7 +306,14 @@ async def _run(config: DemoConfig, cache_db: str, source: SlowSource, out: TextI
                 trace = _Trace()
                 token = _current.set(trace)
                 started = clock()
-                await get_product(product_id)
+                call = get_product(product_id)
+                try:  # step the call by hand to learn whether it ever waited
+                    pending = call.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    trace.suspended = True
+                    await _Resume(call, pending)
                 took = clock() - started
                 _current.reset(token)
                 paths[_classify(trace, l1_name)].latencies.append(took)
@@ -323,10 +349,10 @@ def _classify(trace: _Trace, l1_name: str) -> str:
     """The path that answered a request, from its trace."""
     if trace.answered is not None:
         return trace.answered
-    # no tier answered and this request ran no loader: it either never reached a tier
-    # (the decorator's memo fast path, an L1 hit) or saw every tier miss and waited on
-    # a load another request had started (single-flight)
-    return JOINED if trace.missed else l1_name
+    # no tier answered this request's own reads and it ran no loader: either it never waited
+    # (the decorator's memo fast path: an L1 hit), or it waited on a read or a load another
+    # request had already started for the same key (the engine coalesces both)
+    return JOINED if trace.suspended or trace.missed else l1_name
 
 
 async def _report(
@@ -375,7 +401,7 @@ def render(result: DemoResult) -> str:
         f"loader calls: {result.loader_calls:,} for {result.requests:,} requests "
         f"-> {saved:,} calls saved ({share:.1%}), "
         f"~{saved * cfg.delay_ms / 1000:,.1f} s of source time avoided",
-        f"  {engine['coalesced']:,} callers joined a load in flight, "
+        f"  {engine['coalesced']:,} callers joined a load already in flight, "
         f"{engine['background_refreshes']:,} background (early) refreshes",
         "",
         f"{'path':<22} {'requests':>10} {'share':>7} {'p50 us':>10} {'p99 us':>10}",
@@ -396,7 +422,7 @@ def render(result: DemoResult) -> str:
 def _path_labels(tiers: Sequence[str]) -> dict[str, str]:
     labels = {name: f"L{i + 1} hit ({name})" for i, name in enumerate(tiers)}
     labels[LOADER] = "miss -> loader"
-    labels[JOINED] = "miss, joined a load"
+    labels[JOINED] = "joined in-flight call"
     return labels
 
 
