@@ -23,6 +23,7 @@ background task runs every ``sweep_interval`` seconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -175,28 +176,34 @@ class SQLTier:
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
         if not keys:
             return {}
-        e, v = self.entries, self.versions
         now = self._now()
-        outdated = sa.exists().where(
-            v.c.namespace == self._context.namespace,
-            v.c.seq > e.c.seq,
-            v.c.name.startswith("t"),
-            e.c.tags.contains("|" + sa.func.substr(v.c.name, 2, type_=sa.Text) + "|"),
-        )
-        query = sa.select(e.c.key, e.c.value).where(
-            e.c.key.in_(list(keys)),
-            e.c.value.is_not(None),
-            sa.or_(e.c.expires_at.is_(None), e.c.expires_at > now),
-            sa.or_(e.c.tags == "", ~outdated),
-        )
+        params = {"keys": list(keys), "now": now, "ns": self._context.namespace}
         with self._connect("get") as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(self._get_query, params).all()
         found = {}
         for key, data in rows:
             entry = self._decode(data, now)
             if entry is not None:
                 found[key] = entry
         return found
+
+    @functools.cached_property
+    def _get_query(self) -> sa.Select[Any]:
+        """The read statement, built once (bound: ``keys``, ``now``, ``ns``); a hit is one query
+        and entries outdated by a later tag invalidation are filtered out in it."""
+        e, v = self.entries, self.versions
+        outdated = sa.exists().where(
+            v.c.namespace == sa.bindparam("ns"),
+            v.c.seq > e.c.seq,
+            v.c.name.startswith("t"),
+            e.c.tags.contains("|" + sa.func.substr(v.c.name, 2, type_=sa.Text) + "|"),
+        )
+        return sa.select(e.c.key, e.c.value).where(
+            e.c.key.in_(sa.bindparam("keys", expanding=True)),
+            e.c.value.is_not(None),
+            sa.or_(e.c.expires_at.is_(None), e.c.expires_at > sa.bindparam("now")),
+            sa.or_(e.c.tags == "", ~outdated),
+        )
 
     def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
         with self._connect("lease") as conn:
@@ -209,7 +216,7 @@ class SQLTier:
         with self._begin("set") as conn:
             if not isinstance(lease, SQLLease):
                 row["seq"] = self._current_seq(conn)
-                conn.execute(self._upsert(), row)
+                conn.execute(self._upsert_stmt, row)
                 return True
             if self._pg:  # serialize with invalidations, which update the counter row
                 conn.execute(self._counter_row().with_for_update(read=True))
@@ -225,7 +232,7 @@ class SQLTier:
             seq = self._current_seq(conn)
             for row in rows:
                 row["seq"] = seq
-            conn.execute(self._upsert(), rows)
+            conn.execute(self._upsert_stmt, rows)
 
     def delete_many_sync(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -240,7 +247,7 @@ class SQLTier:
                 .where(e.c.key.in_(list(keys)), e.c.value.is_not(None))
             ).scalar_one()
             tomb = {"value": None, "expires_at": now + LEASE_HORIZON, "tags": "", "seq": seq}
-            conn.execute(self._upsert(), [{"key": k, **tomb} for k in dict.fromkeys(keys)])
+            conn.execute(self._upsert_stmt, [{"key": k, **tomb} for k in dict.fromkeys(keys)])
         return int(live)
 
     def delete_prefix_sync(self, prefix: str) -> int:
@@ -331,7 +338,9 @@ class SQLTier:
             return None
         return None if entry.is_gone(now) else entry
 
-    def _upsert(self) -> Any:
+    @functools.cached_property
+    def _upsert_stmt(self) -> Any:
+        """INSERT … ON CONFLICT UPDATE of one entry row, built once."""
         stmt = self._insert(self.entries)
         cols = ("value", "expires_at", "tags", "seq")
         return stmt.on_conflict_do_update(
