@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.errors import ConfigError
+from . import signals
 from .bus import Invalidation
 from .policy import UNSET, EntryPolicy, Freshness, cap, classify
 from .readthrough import matches
+from .signals import send
 from .stack import TierSlot
 from .stats import FunctionStats
 
@@ -345,13 +347,15 @@ class SyncCache:
             value = loader()
             if inspect.isawaitable(value):
                 value = self.portal.run(_await(value))
-        except Exception:
+        except Exception as exc:
             cache.counters.load_errors += 1
             if fstats is not None:
                 fstats.load_errors += 1
+            send(signals.load_failed, cache, key=fkey, error=exc)
             raise
         cost = time.perf_counter() - started
         cache.counters.loads += 1
+        send(signals.loaded, cache, key=fkey, duration=cost)
         if fstats is not None:
             fstats.loads += 1
         payload = cache.codec.dumps_value(value)
