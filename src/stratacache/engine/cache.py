@@ -206,7 +206,8 @@ class Cache:
 
     async def get_entry(self, key: str, *, tags: Sequence[str] | None = None) -> Entry | None:
         """The live ``Entry`` of ``key`` with its metadata, or None."""
-        await self.start()
+        if not self._started:
+            await self.start()
         fkey = self.full_key(key)
         entry = await self.tiers.read(fkey, self.clock.time(), tags)
         if entry is None or entry.is_expired(self.clock.time()):

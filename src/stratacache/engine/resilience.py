@@ -44,10 +44,11 @@ class CircuitBreaker:
         return False
 
     def success(self) -> None:
-        if self._opened_at is not None:
-            log.info("stratacache: tier %r is back, circuit closed", self.name)
-        self._failures = 0
-        self._opened_at = None
+        if self._failures:  # cheap when nothing failed, which is every call of a healthy tier
+            if self._opened_at is not None:
+                log.info("stratacache: tier %r is back, circuit closed", self.name)
+            self._failures = 0
+            self._opened_at = None
 
     def failure(self) -> None:
         self._failures += 1

@@ -120,7 +120,13 @@ class TierStack:
                     above = self.slots[upper]
                     lease = above.tier.lease(fkey, tags or ())
                     leases[upper] = await self.call(above, "lease", lease, None)
-            entry = await self.call(slot, "get", slot.tier.get(fkey, tags), None)
+            try:  # inlined ``call``: this is every remote hit's path
+                entry = await slot.tier.get(fkey, tags)
+            except Exception as exc:
+                self.failed(slot, "get", exc)
+                entry = None
+            else:
+                slot.breaker.success()
             if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
                 slot.stats.misses += 1
                 visited.append(index)

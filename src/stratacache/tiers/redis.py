@@ -17,9 +17,11 @@ Layout and bookkeeping keys are described in ``_redis_scripts``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import math
+import sys
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -113,6 +115,7 @@ class RedisTier:
             "max_connections": max_connections,
         }
         self._pool_timeout = pool_timeout
+        self._op_timeout = socket_timeout
         self._retry = retry
         self._sentinels = list(sentinels) if sentinels else None
         self._service_name = service_name
@@ -140,8 +143,15 @@ class RedisTier:
             self._sync = None
 
     def _build(self, asynchronous: bool) -> Any:
-        """A client for ``url`` (or the cluster/sentinel it names) with our timeouts."""
+        """A client for ``url`` (or the cluster/sentinel it names) with our timeouts.
+
+        The asyncio client gets no socket timeout: redis-py would wrap every send in
+        ``asyncio.wait_for`` (a task per call, ~12% of a hit under load); the tier bounds
+        each call with one ``asyncio.timeout`` instead (a timer, no task).
+        """
         opts = dict(self._options)
+        if asynchronous:
+            opts["socket_timeout"] = None
         mod: Any = aredis if asynchronous else redis
         retry = self._retry or Retry(ExponentialBackoff(cap=0.05, base=0.005), 1)
         if self.cluster:
@@ -171,7 +181,9 @@ class RedisTier:
             try:
                 step = next(gen)
                 while True:
-                    step = gen.send(await step(side))
+                    async with _timeout(self._op_timeout):
+                        result = await step(side)
+                    step = gen.send(result)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
             except NoScriptError as exc:
@@ -179,7 +191,7 @@ class RedisTier:
                     raise TierError(self.name, op, exc) from exc
                 for src in _SCRIPTS.values():
                     await side.c.script_load(src)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 raise TierError(self.name, op, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -403,8 +415,9 @@ class RedisTier:
         # The hottest remote path, inlined: a plain GET. Only when the stored header says
         # the entry is tagged (and the caller did not say so) is the tag check a second trip.
         try:
-            raw = await side.c.get(key)
-        except (RedisError, OSError) as exc:
+            async with _timeout(self._op_timeout):
+                raw = await side.c.get(key)
+        except (RedisError, OSError, TimeoutError) as exc:
             raise TierError(self.name, "get", exc) from exc
         if raw is None:
             return None
@@ -499,3 +512,9 @@ def _scan(side: _Side, pattern: str) -> Any:
 
         return collect()
     return list(it)
+
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+    from async_timeout import timeout as _timeout
