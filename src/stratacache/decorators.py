@@ -32,7 +32,7 @@ from .core.errors import ConfigError
 from .core.keys import CallKeyBuilder
 from .engine import signals
 from .engine.cache import Cache
-from .engine.lock import FleetLock
+from .engine.lock import FleetLock, SyncFleetLock
 from .engine.policy import UNSET, EntryPolicy
 from .engine.signals import send as _send
 from .engine.stats import FunctionStats
@@ -275,14 +275,18 @@ def _sync_wrapper(
     lookup = memo.data.get
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
-    if opts.lock:
-        raise ConfigError("lock= is supported on async functions only (for now)")
+    if isinstance(opts.lock, FleetLock) and not isinstance(opts.lock, SyncFleetLock):
+        raise ConfigError(
+            f"{opts.lock!r} has no blocking methods: sync functions need e.g. RedisLock"
+        )
 
     def slow(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         facade = cache.sync
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
-        entry = facade.fetch(fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats)
+        fleet = facade.resolve_lock(opts.lock)
+        loader = functools.partial(fn, *args, **kwargs)
+        entry = facade.fetch(fkey, loader, policy, tags, fstats, fleet)
         memo.remember(call_key, fkey, cache.tiers.local_trusted)
         if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.is_set()):
             opts.scheduler = _start_thread(refresh_hot, opts.refresh_every)
@@ -293,13 +297,13 @@ def _sync_wrapper(
         """Recompute every hot entry of this function now; returns how many were refreshed."""
         facade = cache.sync
         facade.start()
+        fleet = facade.resolve_lock(opts.lock)
         refreshed = 0
-        for args, kwargs, fkey, _old in _calls(memo):
+        for args, kwargs, fkey, old in _calls(memo):
             tags = builder.tags(builder.bind(args, kwargs))
+            loader = functools.partial(fn, *args, **kwargs)
             try:
-                facade.load(
-                    fkey, functools.partial(fn, *args, **kwargs), policy, tags, None, fstats
-                )
+                facade.load(fkey, loader, policy, tags, None, fstats, fleet, old)
             except Exception as exc:
                 log.warning("stratacache: scheduled refresh of %r failed: %r", fkey, exc)
                 continue

@@ -11,7 +11,11 @@ A waiter never waits blindly: it re-checks the lock when the holder's lease
 runs out (a holder that died stops renewing, its key expires and the first
 waiter to retry takes over), polls with backoff while the subscription is down,
 and gives up after ``wait_timeout`` (the caller then loads the value itself).
-The engine uses redis-py directly: it never imports a tier.
+Synchronous callers get the same lock through blocking twins (``acquire_sync``,
+``wait_sync``, ...) on a ``redis.Redis`` client and a pub/sub thread of their own
+(see ``engine.sync_lock``): the same scripts, keys and channels, so sync and async
+callers in different processes coordinate with each other. The engine uses
+redis-py directly: it never imports a tier.
 """
 
 from __future__ import annotations
@@ -20,15 +24,19 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from ..core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .sync_lock import BlockingLock
 
 log = logging.getLogger("stratacache")
 
@@ -59,6 +67,7 @@ end
 return 0
 """
 
+_SCRIPTS = (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW))
 _RECENT = 4096  # releases remembered, for waiters whose wake-up raced their registration
 _POLL_MIN, _POLL_MAX = 0.01, 0.5  # backoff while the subscription is down
 
@@ -95,12 +104,34 @@ class FleetLock(Protocol):
         """Stop listening and release connections."""
 
 
+@runtime_checkable
+class SyncFleetLock(Protocol):
+    """The blocking twin of ``FleetLock``, used by ``cache.sync`` and sync functions."""
+
+    lease: float
+    wait_timeout: float
+
+    def acquire_sync(self, key: str) -> LockAttempt:
+        """``acquire``, blocking."""
+
+    def release_sync(self, key: str, token: str) -> bool:
+        """``release``, blocking."""
+
+    def hold_sync(self, key: str, token: str) -> contextlib.AbstractContextManager[None]:
+        """``hold``: the lease is renewed on a daemon thread inside the block."""
+
+    def wait_sync(self, key: str, holder: LockAttempt, timeout: float) -> bool:
+        """``wait``, blocking the calling thread."""
+
+
 class RedisLock:
     """A ``FleetLock`` on Redis: ``SET NX PX`` with a random token, pub/sub wake-ups.
 
     Args:
         url: Redis URL (ignored when ``client`` is given).
         client: an existing ``redis.asyncio.Redis`` client.
+        sync_client: an existing ``redis.Redis`` client for sync callers (default: one
+            built from ``url``, or from ``client``'s connection options).
         lease: seconds a holder keeps the lock without renewing; a dead holder blocks
             others for at most this long.
         renew: extend the lease every ``lease / 3`` while the loader runs, so a slow
@@ -114,6 +145,7 @@ class RedisLock:
         url: str = "redis://127.0.0.1:6379/0",
         *,
         client: Any = None,
+        sync_client: Any = None,
         lease: float = 10.0,
         renew: bool = True,
         wait_timeout: float = 30.0,
@@ -134,6 +166,9 @@ class RedisLock:
         self._listener: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._start_lock: asyncio.Lock | None = None
+        self._given_sync = sync_client
+        self._blocking: BlockingLock | None = None
+        self._blocking_lock = threading.Lock()
 
     # -- names -----------------------------------------------------------------------------
     def lock_key(self, key: str) -> str:
@@ -156,7 +191,7 @@ class RedisLock:
                 return
             if self._client is None:
                 self._client = aredis.Redis.from_url(self.url, max_connections=64)
-            for name, src in (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW)):
+            for name, src in _SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
                 with contextlib.suppress(RedisError, OSError):  # else loaded on first use
                     await self._client.script_load(src)  # no NOSCRIPT round trips on a miss
@@ -180,6 +215,8 @@ class RedisLock:
             await self._client.aclose()
             self._client = None
         self._start_lock = None
+        if self._blocking is not None and self._blocking.started:
+            await asyncio.to_thread(self._blocking.close)
 
     async def _listen(self) -> None:
         """Dispatch release announcements to waiters; resubscribe after connection loss."""
@@ -209,8 +246,8 @@ class RedisLock:
                     await pubsub.aclose()
 
     def _on_release(self, channel: bytes, data: bytes) -> None:
-        key = channel.decode()[len(self.channel("")) :]
-        token = data.decode()
+        key = _text(channel)[len(self.channel("")) :]
+        token = _text(data)
         self._released[key] = token
         self._released.move_to_end(key)
         while len(self._released) > _RECENT:
@@ -228,11 +265,10 @@ class RedisLock:
     async def acquire(self, key: str) -> LockAttempt:
         await self.start()
         token = secrets.token_hex(16)
-        owned, holder, pttl = await self._scripts["acquire"](
+        reply = await self._scripts["acquire"](
             keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
         )
-        holder = holder.decode() if isinstance(holder, bytes) else str(holder)
-        return LockAttempt(bool(owned), holder, max(int(pttl), 0) / 1000)
+        return _attempt(reply)
 
     async def release(self, key: str, token: str) -> bool:
         released = await self._scripts["release"](
@@ -305,7 +341,59 @@ class RedisLock:
             current = await self._client.get(self.lock_key(key))
         except (RedisError, OSError):
             return False
-        return current is None or current.decode() != token
+        return current is None or _text(current) != token
+
+    # -- the blocking side (SyncFleetLock): thin doors onto ``sync_lock.BlockingLock`` -------
+    @property
+    def blocking(self) -> BlockingLock:
+        """The blocking side: a ``redis.Redis`` client and pub/sub thread of its own."""
+        if self._blocking is None:
+            from .sync_lock import BlockingLock
+
+            with self._blocking_lock:
+                if self._blocking is None:
+                    self._blocking = BlockingLock(self, self._given, self._given_sync)
+        return self._blocking
+
+    def start_sync(self) -> None:
+        """Connect the blocking client and start its pub/sub thread (done on first use)."""
+        self.blocking.start()
+
+    def close_sync(self) -> None:
+        """Stop the pub/sub thread and close the blocking client (a later use restarts them)."""
+        if self._blocking is not None:
+            self._blocking.close()
+
+    @property
+    def subscribed_sync(self) -> bool:
+        """True while sync waiters can count on being woken by a message."""
+        return self._blocking is not None and self._blocking.subscribed
+
+    def acquire_sync(self, key: str) -> LockAttempt:
+        return self.blocking.acquire(key)
+
+    def release_sync(self, key: str, token: str) -> bool:
+        return self.blocking.release(key, token)
+
+    def renew_once_sync(self, key: str, token: str) -> bool:
+        """``renew_once``, blocking."""
+        return self.blocking.renew_once(key, token)
+
+    def hold_sync(self, key: str, token: str) -> contextlib.AbstractContextManager[None]:
+        return self.blocking.hold(key, token)
+
+    def wait_sync(self, key: str, holder: LockAttempt, timeout: float) -> bool:
+        return self.blocking.wait(key, holder, timeout)
 
 
-__all__ = ["FleetLock", "LockAttempt", "RedisLock"]
+def _text(value: Any) -> str:
+    """A reply as text (clients may be built with or without ``decode_responses``)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _attempt(reply: Any) -> LockAttempt:
+    owned, holder, pttl = reply
+    return LockAttempt(bool(owned), _text(holder), max(int(pttl), 0) / 1000)
+
+
+__all__ = ["FleetLock", "LockAttempt", "RedisLock", "SyncFleetLock"]

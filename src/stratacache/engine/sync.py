@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.errors import ConfigError
-from . import signals
+from . import signals, sync_lock
 from .bus import Invalidation
+from .lock import SyncFleetLock
 from .policy import UNSET, EntryPolicy, Freshness, cap, classify
 from .readthrough import matches
 from .signals import send
-from .stack import TierSlot
+from .stack import TierSlot, _newer
 from .stats import FunctionStats
 
 if TYPE_CHECKING:
@@ -138,7 +139,9 @@ class SyncCache:
         slot.breaker.success()
         return result
 
-    def _read(self, fkey: str, tags: Sequence[str] | None = None) -> Entry | None:
+    def _read(
+        self, fkey: str, tags: Sequence[str] | None = None, newer_than: float | None = None
+    ) -> Entry | None:
         """``TierStack.read`` with blocking calls: every tier above is leased before a lower read."""
         now = self.cache.clock.time()
         leases: dict[int, Any] = {}
@@ -152,7 +155,7 @@ class SyncCache:
                         self.stack.slots[upper], "lease", None, fkey, tags or ()
                     )
             entry: Entry | None = self._call(slot, "get", None, fkey, tags)
-            if entry is None or entry.is_gone(now):
+            if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
                 slot.stats.misses += 1
                 visited.append(index)
                 continue
@@ -247,11 +250,20 @@ class SyncCache:
         tags: Sequence[str] = (),
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
+        lock: Any = None,
     ) -> Any:
-        """The cached value of ``key``, else ``loader()``'s (a sync callable), stored."""
+        """The cached value of ``key``, else ``loader()``'s (a sync callable), stored.
+
+        ``lock=True`` (or a ``SyncFleetLock``) runs the loader once across the fleet on a miss.
+        """
         self.start()
         policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
-        return self.fetch(self.cache.full_key(key), loader, policy, tuple(tags)).value
+        fleet = self.resolve_lock(lock)
+        return self.fetch(self.cache.full_key(key), loader, policy, tuple(tags), None, fleet).value
+
+    def resolve_lock(self, lock: Any) -> SyncFleetLock | None:
+        """``lock=`` as callers give it (True: the cache's lock) as a blocking lock, or None."""
+        return sync_lock.resolve(self.cache, lock)
 
     def fetch(
         self,
@@ -260,6 +272,7 @@ class SyncCache:
         policy: EntryPolicy,
         tags: tuple[str, ...],
         fstats: FunctionStats | None = None,
+        lock: SyncFleetLock | None = None,
     ) -> Entry:
         """Read-through on a full key with the engine's freshness rules."""
         entry = self._read(fkey, tags)
@@ -270,11 +283,11 @@ class SyncCache:
                     fstats.hits += 1
                 if state is not Freshness.FRESH:
                     self._count_refresh(state, fstats)
-                    self.refresh_in_background(fkey, loader, policy, tags, fstats)
+                    self.refresh_in_background(fkey, loader, policy, tags, fstats, lock, entry)
                 return entry
         if fstats is not None:
             fstats.misses += 1
-        return self.load(fkey, loader, policy, tags, entry, fstats)
+        return self.load(fkey, loader, policy, tags, entry, fstats, lock)
 
     def _count_refresh(self, state: Freshness, fstats: FunctionStats | None) -> None:
         counters = self.cache.counters
@@ -296,8 +309,14 @@ class SyncCache:
         tags: tuple[str, ...],
         stale: Entry | None = None,
         fstats: FunctionStats | None = None,
+        lock: SyncFleetLock | None = None,
+        previous: Entry | None = None,
     ) -> Entry:
-        """Run ``loader`` once per key across this process's threads."""
+        """Run ``loader`` once per key across this process's threads.
+
+        With ``lock``, once per key across the fleet (see ``engine.sync_lock``); ``previous``
+        is the entry being refreshed, if any.
+        """
         with self._inflight_lock:
             future = self._inflight.get(fkey)
             leader = future is None
@@ -309,7 +328,14 @@ class SyncCache:
                 self.cache.counters.coalesced += 1
         if leader:
             try:
-                future.set_result(self._run_loader(fkey, loader, policy, tags, fstats))
+                if lock is None:
+                    entry = self._run_loader(fkey, loader, policy, tags, fstats)
+                else:
+                    base = previous if previous is not None else stale
+                    entry = sync_lock.run_locked(
+                        self, fkey, loader, policy, tags, fstats, lock, base
+                    )
+                future.set_result(entry)
             except BaseException as exc:
                 future.set_exception(exc)
             finally:
@@ -371,6 +397,8 @@ class SyncCache:
         policy: EntryPolicy,
         tags: tuple[str, ...],
         fstats: FunctionStats | None = None,
+        lock: SyncFleetLock | None = None,
+        previous: Entry | None = None,
     ) -> None:
         """Reload ``fkey`` on a worker thread, at most one refresh per key at a time."""
         with self._inflight_lock:
@@ -385,7 +413,7 @@ class SyncCache:
 
         def refresh() -> None:
             try:
-                self.load(fkey, loader, policy, tags, fstats=fstats)
+                self.load(fkey, loader, policy, tags, None, fstats, lock, previous)
             except Exception as exc:
                 log.warning("stratacache: background refresh of %r failed: %r", fkey, exc)
             finally:
