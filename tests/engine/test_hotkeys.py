@@ -110,7 +110,11 @@ async def test_refresh_ahead_reloads_hot_keys_near_expiry(cache: sc.Cache) -> No
     assert await hot.refresh_ahead() == 1
     await poll(lambda: calls["soon"] == 2, what="refresh-ahead")
     assert calls["later"] == 1 and cache.counters.hot_refreshes == 1
-    await poll(lambda: cache.counters.loads == 3, what="the refreshed value stored")
+    rt = cache.readthrough
+    await poll(
+        lambda: cache.counters.loads == 3 and not rt._inflight and not rt._refreshing,
+        what="the refreshed value stored",
+    )
     assert await cache.get_or_set("soon", loader("soon"), ttl=10) == "soon2"
 
 
