@@ -19,73 +19,22 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
-from ..core.errors import ConfigError
 from . import signals, sync_lock
 from .bus import Invalidation
 from .lock import SyncFleetLock
 from .policy import UNSET, EntryPolicy, Freshness, cap, classify
+from .portal import Portal, _await
 from .readthrough import matches
 from .signals import send
-from .stack import TierSlot, _newer
+from .stack import TierSlot
 from .stats import FunctionStats
+from .sync_stack import SyncStack
 
 if TYPE_CHECKING:
     from .cache import Cache
 
 T = TypeVar("T")
 log = logging.getLogger("stratacache")
-_OPERATIONS = (
-    "get",
-    "get_many",
-    "lease",
-    "set",
-    "set_many",
-    "delete_many",
-    "delete_prefix",
-    "invalidate_tags",
-    "clear",
-)
-_SYNC_NAMES = {name: name + "_sync" for name in _OPERATIONS}
-
-
-class Portal:
-    """An event loop on a daemon thread, for running coroutines from sync code."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread
-        self._lock = threading.Lock()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the portal loop and wait for its result."""
-        if self._loop is not None and threading.current_thread() is self._thread:
-            coro.close()
-            raise ConfigError(
-                "cache.sync was called from the cache's own event-loop thread (e.g. a signal "
-                "receiver or audit hook); use the async API there"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=loop.run_forever, name="stratacache-portal", daemon=True
-                )
-                self._thread.start()
-                self._loop = loop
-            return self._loop
-
-    def stop(self) -> None:
-        """Stop the loop and its thread (a later ``run`` starts a new one)."""
-        with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(timeout=5)
-            loop.close()
 
 
 class SyncCache:
@@ -95,6 +44,7 @@ class SyncCache:
         self.cache = cache
         self.stack = cache.tiers
         self.portal = Portal()
+        self.io = SyncStack(cache.tiers, self.portal)
         self._inflight: dict[str, concurrent.futures.Future[Entry]] = {}
         self._inflight_tags: dict[str, tuple[str, ...]] = {}
         self._inflight_lock = threading.Lock()
@@ -123,65 +73,19 @@ class SyncCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- tier access -----------------------------------------------------------------------------
+    # -- tier access (delegated) ---------------------------------------------------------------
     def _call(self, slot: TierSlot, operation: str, fallback: Any, *args: Any) -> Any:
-        """Call ``operation`` on a tier (its ``_sync`` method, else the async one via the portal);
-        any error is counted and gives ``fallback``."""
-        tier: Any = slot.tier
-        try:
-            if slot.sync:
-                result = getattr(tier, _SYNC_NAMES[operation])(*args)
-            else:
-                result = self.portal.run(getattr(tier, operation)(*args))
-        except Exception as exc:
-            self.stack.failed(slot, operation, exc)
-            return fallback
-        slot.breaker.success()
-        return result
+        return self.io.call(slot, operation, fallback, *args)
 
     def _read(
         self, fkey: str, tags: Sequence[str] | None = None, newer_than: float | None = None
     ) -> Entry | None:
-        """``TierStack.read`` with blocking calls: every tier above is leased before a lower read."""
-        now = self.cache.clock.time()
-        leases: dict[int, Any] = {}
-        visited: list[int] = []
-        for index, slot in enumerate(self.stack.slots):
-            if not self.stack.usable(slot):
-                continue
-            for upper in visited:
-                if upper not in leases:
-                    leases[upper] = self._call(
-                        self.stack.slots[upper], "lease", None, fkey, tags or ()
-                    )
-            entry: Entry | None = self._call(slot, "get", None, fkey, tags)
-            if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
-                slot.stats.misses += 1
-                visited.append(index)
-                continue
-            slot.stats.hits += 1
-            for upper in visited:
-                above = self.stack.slots[upper]
-                copy = cap(entry, above.tier.ttl, now, above.local)
-                self._call(above, "set", False, fkey, copy, leases.get(upper))
-            return entry
-        return None
+        return self.io.read(fkey, self.cache.clock.time(), tags, newer_than)
 
     def _write(
         self, fkey: str, entry: Entry, leases: list[Any] | None, overwrite: bool = False
     ) -> bool:
-        now = self.cache.clock.time()
-        for index in range(len(self.stack.slots) - 1, -1, -1):
-            slot = self.stack.slots[index]
-            if not self.stack.writable(slot, overwrite):
-                continue
-            lease = leases[index] if leases else None
-            if not self._call(
-                slot, "set", True, fkey, cap(entry, slot.tier.ttl, now, slot.local), lease
-            ):
-                return False
-            slot.stats.sets += 1
-        return True
+        return self.io.write(fkey, entry, leases, self.cache.clock.time(), overwrite)
 
     def detach(self, message: Invalidation) -> None:
         """New callers must not join loads that began before ``message`` (see ReadThrough)."""
@@ -211,34 +115,7 @@ class SyncCache:
         self.start()
         wanted = {self.cache.full_key(k): k for k in keys}
         now = self.cache.clock.time()
-        found: dict[str, Entry] = {}
-        missing = list(wanted)
-        leases: dict[int, dict[str, Any]] = {}
-        for index, slot in enumerate(self.stack.slots):
-            if not missing:
-                break
-            if not self.stack.usable(slot):
-                continue
-            if slot.local:  # lease before reading below, as TierStack.read_many does
-                leases[index] = {k: self._call(slot, "lease", None, k, ()) for k in missing}
-            got = self._call(slot, "get_many", {}, missing)
-            live = {k: e for k, e in got.items() if not e.is_gone(now)}
-            slot.stats.hits += len(live)
-            slot.stats.misses += len(missing) - len(live)
-            for upper, above in enumerate(self.stack.slots[:index]):
-                if not live or not self.stack.usable(above):
-                    continue
-                if above.local:
-                    held = leases.get(upper, {})
-                    for k, e in live.items():
-                        self._call(
-                            above, "set", False, k, cap(e, above.tier.ttl, now, True), held.get(k)
-                        )
-                else:
-                    copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
-                    self._call(above, "set_many", None, copies)
-            found.update(live)
-            missing = [k for k in missing if k not in live]
+        found = self.io.read_many(list(wanted), now)
         return {wanted[k]: e.value for k, e in found.items() if not e.is_expired(now)}
 
     def get_or_set(
@@ -528,7 +405,3 @@ class SyncCache:
             self.cache.spawn(coro)
         else:
             asyncio.run_coroutine_threadsafe(coro, home).result()
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
