@@ -296,3 +296,37 @@ async def test_explicit_set_wins_over_a_load_that_began_before_it(redis_url: str
         assert await loading == "old"  # its caller asked before the write
         assert await cache.get("k") == "new"
         assert await other.get("k") == "new"
+
+
+async def test_hit_and_evicted_signals(redis_url: str) -> None:
+    """``hit`` names the tier that answered; ``evicted`` names what LRU dropped."""
+    hits: list[tuple[str, str]] = []
+    evicted: list[str] = []
+    cache = sc.Cache(tiers=[sc.MemoryTier(maxsize=1), sc.RedisTier(url=redis_url)], namespace="sig")
+    with (
+        sc.signals.hit.connected_to(lambda _s, key, tier: hits.append((key, tier)), sender=cache),
+        sc.signals.evicted.connected_to(lambda _s, key, tier: evicted.append(key), sender=cache),
+    ):
+        async with cache:
+            await cache.set("a", 1)
+            await cache.set("b", 2)  # evicts a from memory
+            assert await cache.get("a") == 1  # from Redis, backfilled (evicting b)
+            assert await cache.get("a") == 1  # from memory
+    assert hits == [("sig:a", "redis"), ("sig:a", "memory")]
+    assert evicted == ["sig:a", "sig:b"]
+
+
+async def test_fast_path_deadline_follows_early_refresh_beta() -> None:
+    """With a larger XFetch beta, the memory copy stops skipping the check earlier."""
+    clock = ManualClock()
+    caches = [
+        sc.Cache(tiers=[sc.MemoryTier()], namespace=f"b{i}", clock=clock, early_refresh_beta=b)
+        for i, b in enumerate((1.0, 4.0))
+    ]
+    deadlines = []
+    for cache in caches:
+        async with cache:
+            await cache.get_or_set("k", lambda: 1, ttl=100)
+            entry = cache.tiers.slots[0].tier.peek(cache.full_key("k"))  # type: ignore[attr-defined]
+            deadlines.append(entry.deadline)
+    assert deadlines[1] < deadlines[0]  # the loader took some time, so the horizons differ

@@ -12,6 +12,7 @@ still holds the old value.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -99,6 +100,11 @@ class Cache:
         self.origin = uuid.uuid4().hex
         self.bus = bus
         self.tiers = TierStack(tiers, breaker_threshold, breaker_reset, self._on_tier_error)
+        self.tiers.sender = self
+        self.tiers.beta = early_refresh_beta
+        for slot in self.tiers.slots:
+            if slot.local and hasattr(slot.tier, "on_evict"):
+                slot.tier.on_evict = functools.partial(self._on_evict, slot.name)
         self.counters = CacheStats()
         self.functions: dict[str, FunctionStats] = {}
         self._prefix = namespace + ":"
@@ -345,6 +351,9 @@ class Cache:
 
     def _on_bus_state(self, connected: bool) -> None:
         self.invalidator.on_bus_state(connected)
+
+    def _on_evict(self, tier: str, key: str) -> None:
+        _send(signals.evicted, self, key=key, tier=tier)
 
     def _on_tier_error(self, tier: str, operation: str, exc: BaseException) -> None:
         log.warning("stratacache: tier %r failed during %s: %r", tier, operation, exc)

@@ -25,6 +25,7 @@ signal             payload
 ``warmed``         key, ok (bool), error (None or the exception)
 ``warm_done``      warmed, failed, took (seconds): one ``warm()`` finished
 ``refresh_ahead``  key, reason ("scheduled" or "hot")
+``evicted``        key, tier: a memory tier dropped an entry to stay within its bounds
 =================  ==========================================================
 """
 
@@ -37,6 +38,7 @@ from blinker import Namespace
 signals = Namespace()
 
 hit = signals.signal("stratacache.hit")
+evicted = signals.signal("stratacache.evicted")
 miss = signals.signal("stratacache.miss")
 set_ = signals.signal("stratacache.set")
 loaded = signals.signal("stratacache.loaded")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.tier import Tier, TierContext
+from . import signals
 from .bus import Invalidation
 from .policy import cap
 from .resilience import CircuitBreaker
@@ -48,9 +49,21 @@ class TierStack:
         self.slots = [TierSlot(t, threshold, reset_after) for t in tiers]
         self.top = tiers[0]
         self.local_trusted = True
+        #: sender of the ``hit``/``evicted`` signals (the Cache), set by it
+        self.sender: Any = None
+        #: the cache's XFetch weight: local copies get their fast-path deadline from it
+        self.beta = 1.0
         self._on_error = on_error
 
     # -- guarded calls ---------------------------------------------------------------------------
+    def copy_for(self, slot: TierSlot, entry: Entry, now: float) -> Entry:
+        """``entry`` as ``slot`` keeps it: capped by its TTL; local copies drop the payload and
+        get their fast-path deadline from the cache's XFetch weight."""
+        copy = cap(entry, slot.tier.ttl, now, slot.local)
+        if slot.local and self.beta != 1.0:
+            copy.deadline = copy.compute_deadline(self.beta)
+        return copy
+
     def usable(self, slot: TierSlot) -> bool:
         """May ``slot`` be called now (breaker closed, and local tiers trusted)?"""
         if slot.local and not self.local_trusted:
@@ -132,9 +145,11 @@ class TierStack:
                 visited.append(index)
                 continue
             slot.stats.hits += 1
+            if signals.hit.receivers:
+                signals.hit.send(self.sender, key=fkey, tier=slot.name)
             for upper in visited:
                 above = self.slots[upper]
-                copy = cap(entry, above.tier.ttl, now, above.local)
+                copy = self.copy_for(above, entry, now)
                 await self.call(above, "set", above.tier.set(fkey, copy, leases.get(upper)), False)
             return entry
         return None
@@ -180,10 +195,10 @@ class TierStack:
             if above.local:  # leased, key by key (no round trips: the tier is in-process)
                 held = leases.get(upper, {})
                 for k, e in live.items():
-                    copy = cap(e, above.tier.ttl, now, True)
+                    copy = self.copy_for(above, e, now)
                     await self.call(above, "set", above.tier.set(k, copy, held.get(k)), False)
             else:
-                copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
+                copies = {k: self.copy_for(above, e, now) for k, e in live.items()}
                 await self.call(above, "set_many", above.tier.set_many(copies), None)
 
     # -- writes ----------------------------------------------------------------------------------
@@ -218,7 +233,7 @@ class TierStack:
             stored = await self.call(
                 slot,
                 "set",
-                slot.tier.set(fkey, cap(entry, slot.tier.ttl, now, slot.local), lease),
+                slot.tier.set(fkey, self.copy_for(slot, entry, now), lease),
                 True,
             )
             if not stored:
@@ -230,7 +245,7 @@ class TierStack:
         """Explicit writes of several entries (overwrites: see ``writable``)."""
         for slot in reversed(self.slots):
             if self.writable(slot, True):
-                capped = {k: cap(e, slot.tier.ttl, now, slot.local) for k, e in entries.items()}
+                capped = {k: self.copy_for(slot, e, now) for k, e in entries.items()}
                 await self.call(slot, "set_many", slot.tier.set_many(capped), None)
                 slot.stats.sets += len(entries)
 

@@ -22,7 +22,7 @@ from ..core.entry import Entry
 from . import signals, sync_lock
 from .bus import Invalidation
 from .lock import SyncFleetLock
-from .policy import UNSET, EntryPolicy, Freshness, cap, classify
+from .policy import UNSET, EntryPolicy, Freshness, classify
 from .portal import Portal, _await
 from .readthrough import matches
 from .signals import send
@@ -329,7 +329,7 @@ class SyncCache:
         now = self.cache.clock.time()
         for slot in reversed(self.stack.slots):
             if self.stack.writable(slot, True):
-                capped = {k: cap(e, slot.tier.ttl, now, slot.local) for k, e in entries.items()}
+                capped = {k: self.stack.copy_for(slot, e, now) for k, e in entries.items()}
                 self._call(slot, "set_many", None, capped)
                 slot.stats.sets += len(entries)
         self._publish(

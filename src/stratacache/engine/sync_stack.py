@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.entry import Entry
-from .policy import cap
+from . import signals
 from .portal import Portal
 from .stack import TierSlot, TierStack, _newer
 
@@ -75,9 +75,11 @@ class SyncStack:
                 visited.append(index)
                 continue
             slot.stats.hits += 1
+            if signals.hit.receivers:
+                signals.hit.send(self.stack.sender, key=fkey, tier=slot.name)
             for upper in visited:
                 above = self.stack.slots[upper]
-                copy = cap(entry, above.tier.ttl, now, above.local)
+                copy = self.stack.copy_for(above, entry, now)
                 self.call(above, "set", False, fkey, copy, leases.get(upper))
             return entry
         return None
@@ -96,9 +98,7 @@ class SyncStack:
             if not self.stack.writable(slot, overwrite):
                 continue
             lease = leases[index] if leases else None
-            if not self.call(
-                slot, "set", True, fkey, cap(entry, slot.tier.ttl, now, slot.local), lease
-            ):
+            if not self.call(slot, "set", True, fkey, self.stack.copy_for(slot, entry, now), lease):
                 return False
             slot.stats.sets += 1
         return True
@@ -126,10 +126,10 @@ class SyncStack:
                     held = leases.get(upper, {})
                     for k, e in live.items():
                         self.call(
-                            above, "set", False, k, cap(e, above.tier.ttl, now, True), held.get(k)
+                            above, "set", False, k, self.stack.copy_for(above, e, now), held.get(k)
                         )
                 else:
-                    copies = {k: cap(e, above.tier.ttl, now) for k, e in live.items()}
+                    copies = {k: self.stack.copy_for(above, e, now) for k, e in live.items()}
                     self.call(above, "set_many", None, copies)
             found.update(live)
             missing = [k for k in missing if k not in live]

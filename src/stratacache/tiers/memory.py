@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import cachetools
@@ -55,6 +55,8 @@ class _LRUStore(cachetools.Cache):  # type: ignore[type-arg]
         entry: Entry = self.pop(key)
         self._tier._forget(key, entry)
         self._tier.evictions += 1
+        if self._tier.on_evict is not None:
+            self._tier.on_evict(key)
         return key, entry
 
     def __iter__(self) -> Iterator[str]:
@@ -85,6 +87,8 @@ class MemoryTier:
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.evictions = 0
+        #: called with the key of every entry evicted to stay within the bounds (set by the engine)
+        self.on_evict: Callable[[str], None] | None = None
         self._lock = threading.RLock()
         if max_bytes is None:
             self._store = _LRUStore(maxsize, None, maxsize, self)
