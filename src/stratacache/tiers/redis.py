@@ -17,18 +17,12 @@ Layout and bookkeeping keys are described in ``_redis_scripts``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import hashlib
 import math
-import sys
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import msgpack
-import redis
-import redis.asyncio as aredis
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
@@ -36,26 +30,20 @@ from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
 from ..core.tier import TierContext
 from . import _redis_scripts as rs
-
-T = TypeVar("T")
-#: one step of an operation: given a side (sync or async client), issue a call
-Step = Callable[["_Side"], Any]
-Op = Generator[Step, Any, T]
-#: one pipelined command, as raw arguments (cluster pipelines block some command methods)
-Call = tuple[Any, ...]
-
-_SCAN_BATCH = 1000
-_SCRIPTS = {"get": rs.GET_SCRIPT, "get_many": rs.GET_MANY_SCRIPT, "set": rs.SET_SCRIPT}
-_SHA = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in _SCRIPTS.items()}
-
-
-class _Side:
-    """One client (sync or async) as seen by operations."""
-
-    __slots__ = ("c",)
-
-    def __init__(self, client: Any) -> None:
-        self.c = client
+from ._redis_client import (
+    _SCAN_BATCH,
+    _SCRIPTS,
+    _SHA,
+    Call,
+    Op,
+    T,
+    _evalsha_set,
+    _pipeline,
+    _scan,
+    _Side,
+    _timeout,
+    build_client,
+)
 
 
 class RedisTier:
@@ -143,33 +131,17 @@ class RedisTier:
             self._sync = None
 
     def _build(self, asynchronous: bool) -> Any:
-        """A client for ``url`` (or the cluster/sentinel it names) with our timeouts.
-
-        The asyncio client gets no socket timeout: redis-py would wrap every send in
-        ``asyncio.wait_for`` (a task per call, ~12% of a hit under load); the tier bounds
-        each call with one ``asyncio.timeout`` instead (a timer, no task).
-        """
-        opts = dict(self._options)
-        if asynchronous:
-            opts["socket_timeout"] = None
-        mod: Any = aredis if asynchronous else redis
-        retry = self._retry or Retry(ExponentialBackoff(cap=0.05, base=0.005), 1)
-        if self.cluster:
-            return mod.RedisCluster.from_url(self.url, retry=retry, **opts)
-        if self._sentinels:
-            sentinel = mod.sentinel.Sentinel(
-                self._sentinels,
-                socket_timeout=opts["socket_timeout"],
-                socket_connect_timeout=opts["socket_connect_timeout"],
-            )
-            return sentinel.master_for(self._service_name, retry=retry, **opts)
-        if self._pool_timeout is None:
-            pool = mod.ConnectionPool.from_url(self.url, retry=retry, **opts)
-        else:
-            pool = mod.BlockingConnectionPool.from_url(
-                self.url, timeout=self._pool_timeout, retry=retry, **opts
-            )
-        return mod.Redis(connection_pool=pool)
+        """A client for ``url`` (or the cluster/sentinel it names) with our timeouts."""
+        return build_client(
+            self.url,
+            asynchronous=asynchronous,
+            options=self._options,
+            retry=self._retry,
+            cluster=self.cluster,
+            sentinels=self._sentinels,
+            service_name=self._service_name,
+            pool_timeout=self._pool_timeout,
+        )
 
     # -- drivers -----------------------------------------------------------------------------
     async def _run(self, op: str, factory: Callable[[], Op[T]]) -> T:
@@ -487,34 +459,3 @@ class RedisTier:
 
     def clear_sync(self) -> None:
         self.delete_prefix_sync(self._context.namespace + ":")
-
-
-def _pipeline(side: _Side, calls: Iterable[Call]) -> Any:
-    """Queue ``calls`` on a non-transactional pipeline and execute it (one round trip per node)."""
-    pipe = side.c.pipeline(transaction=False)
-    for call in calls:
-        pipe.execute_command(*call)
-    return pipe.execute()
-
-
-def _evalsha_set(side: _Side, args: list[Any]) -> Any:
-    """Run the set script (cluster mode sends it alone: its pipelines refuse EVALSHA)."""
-    return side.c.evalsha(_SHA["set"], *args)
-
-
-def _scan(side: _Side, pattern: str) -> Any:
-    """Every key matching ``pattern`` (all primaries in cluster mode), as a list."""
-    it = side.c.scan_iter(match=pattern, count=_SCAN_BATCH)
-    if hasattr(it, "__aiter__"):
-
-        async def collect() -> list[Any]:
-            return [k async for k in it]
-
-        return collect()
-    return list(it)
-
-
-if sys.version_info >= (3, 11):
-    _timeout = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
-    from async_timeout import timeout as _timeout
