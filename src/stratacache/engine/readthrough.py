@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.entry import Entry
-from . import signals
+from . import accounting, signals
 from .bus import Invalidation
 from .lock import FleetLock
 from .policy import EntryPolicy, Freshness, classify
@@ -184,12 +184,7 @@ class ReadThrough:
             return await asyncio.shield(task)
         except Exception as exc:
             if stale is not None and not stale.is_gone(self.cache.clock.time()):
-                self.cache.counters.stale_served += 1
-                self.cache.counters.stale_if_error += 1
-                if fstats is not None:
-                    fstats.stale_served += 1
-                _send(signals.stale_served, self.cache, key=fkey, reason="error")
-                log.warning("stratacache: serving stale %r, the loader failed: %r", fkey, exc)
+                accounting.stale_if_error(self.cache, fkey, fstats, exc)
                 return stale
             raise
 
@@ -251,12 +246,7 @@ class ReadThrough:
         error: BaseException | None,
     ) -> Entry:
         """Load without the lock: it is unreachable or the holder took too long."""
-        self.cache.counters.lock_fallbacks += 1
-        if fstats is not None:
-            fstats.lock_fallbacks += 1
-        _send(signals.lock_fallback, self.cache, key=fkey, reason=reason)
-        if error is not None:
-            log.warning("stratacache: fleet lock failed for %r, loading anyway: %r", fkey, error)
+        accounting.lock_fallback(self.cache, fkey, fstats, reason, error)
         return await self._run_loader(fkey, loader, policy, tags, fstats)
 
     async def _release(self, fleet: FleetLock, fkey: str, token: str) -> None:
@@ -296,26 +286,19 @@ class ReadThrough:
             if inspect.isawaitable(value):
                 value = await value
         except Exception as exc:
-            self.cache.counters.load_errors += 1
-            if fstats is not None:
-                fstats.load_errors += 1
-            _send(signals.load_failed, self.cache, key=fkey, error=exc)
+            accounting.load_failed(self.cache, fkey, fstats, exc)
             raise
         cost = time.perf_counter() - started
-        self.cache.counters.loads += 1
+        accounting.loaded(self.cache, fkey, fstats, cost)
         self._loaded[fkey] = self.cache.clock.time()
         if len(self._loaded) > _LOADED_MAX:
             del self._loaded[next(iter(self._loaded))]
-        if fstats is not None:
-            fstats.loads += 1
-        _send(signals.loaded, self.cache, key=fkey, duration=cost)
         value_bytes = self.cache.codec.dumps_value(value)
         entry = policy.make(value, self.cache.clock.time(), tags, cost, value_bytes)
         if value is None and not policy.cache_none:
             return entry
         if not await self.cache.tiers.write(fkey, entry, leases, self.cache.clock.time()):
-            self.cache.counters.refused_sets += 1
-            _send(signals.refused_set, self.cache, key=fkey)
+            accounting.refused_set(self.cache, fkey)
         return entry
 
     def _serve_and_refresh(
@@ -329,16 +312,7 @@ class ReadThrough:
         lock: FleetLock | None,
         entry: Entry,
     ) -> None:
-        if state is Freshness.EARLY:
-            self.cache.counters.early_refreshes += 1
-            if fstats is not None:
-                fstats.early_refreshes += 1
-            _send(signals.early_refresh, self.cache, key=fkey)
-        else:
-            self.cache.counters.stale_served += 1
-            if fstats is not None:
-                fstats.stale_served += 1
-            _send(signals.stale_served, self.cache, key=fkey, reason="revalidate")
+        accounting.refresh_served(self.cache, fkey, fstats, state is Freshness.EARLY)
         if fstats is not None:
             fstats.hits += 1
         self.refresh_in_background(fkey, loader, policy, tags, fstats, lock, entry)

@@ -19,13 +19,12 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
-from . import signals, sync_lock
+from . import accounting, sync_lock
 from .bus import Invalidation
 from .lock import SyncFleetLock
 from .policy import UNSET, EntryPolicy, Freshness, classify
 from .portal import Portal, _await
 from .readthrough import matches
-from .signals import send
 from .stack import TierSlot
 from .stats import FunctionStats
 from .sync_stack import SyncStack
@@ -159,23 +158,12 @@ class SyncCache:
                 if fstats is not None:
                     fstats.hits += 1
                 if state is not Freshness.FRESH:
-                    self._count_refresh(state, fstats)
+                    accounting.refresh_served(self.cache, fkey, fstats, state is Freshness.EARLY)
                     self.refresh_in_background(fkey, loader, policy, tags, fstats, lock, entry)
                 return entry
         if fstats is not None:
             fstats.misses += 1
         return self.load(fkey, loader, policy, tags, entry, fstats, lock)
-
-    def _count_refresh(self, state: Freshness, fstats: FunctionStats | None) -> None:
-        counters = self.cache.counters
-        if state is Freshness.EARLY:
-            counters.early_refreshes += 1
-            if fstats is not None:
-                fstats.early_refreshes += 1
-        else:
-            counters.stale_served += 1
-            if fstats is not None:
-                fstats.stale_served += 1
 
     # -- loading ---------------------------------------------------------------------------------
     def load(
@@ -224,11 +212,7 @@ class SyncCache:
             return future.result()
         except Exception as exc:
             if stale is not None and not stale.is_gone(self.cache.clock.time()):
-                self.cache.counters.stale_served += 1
-                self.cache.counters.stale_if_error += 1
-                if fstats is not None:
-                    fstats.stale_served += 1
-                log.warning("stratacache: serving stale %r, the loader failed: %r", fkey, exc)
+                accounting.stale_if_error(self.cache, fkey, fstats, exc)
                 return stale
             raise
 
@@ -251,20 +235,14 @@ class SyncCache:
             if inspect.isawaitable(value):
                 value = self.portal.run(_await(value))
         except Exception as exc:
-            cache.counters.load_errors += 1
-            if fstats is not None:
-                fstats.load_errors += 1
-            send(signals.load_failed, cache, key=fkey, error=exc)
+            accounting.load_failed(cache, fkey, fstats, exc)
             raise
         cost = time.perf_counter() - started
-        cache.counters.loads += 1
-        send(signals.loaded, cache, key=fkey, duration=cost)
-        if fstats is not None:
-            fstats.loads += 1
+        accounting.loaded(cache, fkey, fstats, cost)
         payload = cache.codec.dumps_value(value)
         entry = policy.make(value, cache.clock.time(), tags, cost, payload)
         if (value is not None or policy.cache_none) and not self._write(fkey, entry, leases):
-            cache.counters.refused_sets += 1
+            accounting.refused_set(cache, fkey)
         return entry
 
     def refresh_in_background(

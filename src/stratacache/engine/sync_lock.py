@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from ..core.entry import Entry
 from ..core.errors import ConfigError
-from . import signals
+from . import accounting, signals
 from .lock import _POLL_MAX, _POLL_MIN, _RECENT, _SCRIPTS, LockAttempt, SyncFleetLock, _attempt
 from .lock import _text as text
 from .policy import EntryPolicy
@@ -356,12 +356,7 @@ def _fallback(
     error: BaseException | None,
 ) -> Entry:
     """Load without the lock: it is unreachable or the holder took too long."""
-    facade.cache.counters.lock_fallbacks += 1
-    if fstats is not None:
-        fstats.lock_fallbacks += 1
-    send(signals.lock_fallback, facade.cache, key=fkey, reason=reason)
-    if error is not None:
-        log.warning("stratacache: fleet lock failed for %r, loading anyway: %r", fkey, error)
+    accounting.lock_fallback(facade.cache, fkey, fstats, reason, error)
     return facade._run_loader(fkey, loader, policy, tags, fstats)
 
 
