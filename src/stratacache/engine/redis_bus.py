@@ -16,6 +16,10 @@ multi-level cache lie, so it is watched closely:
 The bus also keeps the namespace generation (``GenerationStore``) in Redis
 under ``{channel_prefix}:{namespace}:generation``; after every (re)subscribe it
 is re-read, so a flush missed while disconnected is still applied.
+
+With ``tracking=True`` a ``RedisTracker`` (``redis_tracking``) also has the
+server report every change of a key under ``{namespace}:`` (even by other
+programs); the bus reports connected only while both are up.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..core.errors import ConfigError
 from .bus import Invalidation
+from .redis_tracking import RedisTracker, StateJoin
 
 log = logging.getLogger("stratacache")
 
@@ -96,6 +101,8 @@ class RedisBus:
             within another ``health_interval`` means the bus is down.
         reconnect_min / reconnect_max: exponential backoff bounds between reconnect attempts.
         connect_timeout: seconds a (re)subscribe may take.
+        tracking: also use Redis client-side tracking (broadcast mode) so that any write to
+            a key of the namespace, by anyone, evicts it from local tiers (Redis >= 6).
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class RedisBus:
         reconnect_min: float = 0.01,
         reconnect_max: float = 1.0,
         connect_timeout: float = 1.0,
+        tracking: bool = False,
     ) -> None:
         if health_interval <= 0 or reconnect_min <= 0 or reconnect_max < reconnect_min:
             raise ConfigError("RedisBus intervals must be positive, reconnect_max >= reconnect_min")
@@ -119,6 +127,9 @@ class RedisBus:
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.connect_timeout = connect_timeout
+        self.tracking = tracking
+        #: the client-side tracking companion while started with ``tracking=True``
+        self.tracker: RedisTracker | None = None
         #: True while subscribed; the engine distrusts its local tiers when False
         self.connected = False
         #: counters: messages applied, own echoes skipped, published, publish failures, drops
@@ -161,15 +172,34 @@ class RedisBus:
                 retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
             )
         self._subscriber = self._subscriber_client()
+        join = StateJoin(on_state) if self.tracking else None
+        if join is not None:
+            self._on_state = join.bus
         self._attempted = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
         await self._attempted.wait()
-        if not self.connected:
+        if join is not None:
+            self.tracker = RedisTracker(
+                self._subscriber_client(),
+                f"{namespace}:",
+                on_message,
+                join.tracker,
+                health_interval=self.health_interval,
+                reconnect_min=self.reconnect_min,
+                reconnect_max=self.reconnect_max,
+                connect_timeout=self.connect_timeout,
+            )
+            await self.tracker.start()
+            join.arm(self.connected, self.tracker.connected)
+        elif not self.connected:
             on_state(False)
 
     async def close(self) -> None:
         """Stop the reader and release both connections."""
         task, self._task = self._task, None
+        tracker, self.tracker = self.tracker, None
+        if tracker is not None:
+            await tracker.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
