@@ -189,7 +189,7 @@ class Invalidator:
             return
         cache.tiers.invalidate_local_now(message)
         self.detach(message)
-        if message.reason != "overwrite":
+        if message.reason not in ("overwrite", "tracking"):  # cache mechanics, not user intent
             self.announce(message, "remote")
 
     def on_bus_state(self, connected: bool) -> None:
