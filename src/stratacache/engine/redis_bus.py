@@ -38,7 +38,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..core.errors import ConfigError
 from .bus import Invalidation
-from .redis_tracking import RedisTracker, StateJoin
+from .redis_tracking import RedisTracker, StateJoin, listen_with_health
 
 log = logging.getLogger("stratacache")
 
@@ -288,23 +288,9 @@ class RedisBus:
 
     async def _listen(self, pubsub: Any) -> None:
         """Apply messages until the connection fails or stays silent past a PING."""
-        loop = asyncio.get_running_loop()
-        interval = self.health_interval
-        last_heard = loop.time()
-        ping_sent: float | None = None
-        while True:
-            reply = await pubsub.get_message(timeout=interval)
-            now = loop.time()
-            if reply is not None:
-                last_heard, ping_sent = now, None
-                if reply["type"] == "message":
-                    self._deliver(decode(reply["data"]))
-                continue
-            if ping_sent is not None and now - ping_sent > interval:
-                raise ConnectionError(f"no PONG on the bus within {interval}s")
-            if ping_sent is None and now - last_heard >= interval:
-                await pubsub.ping()
-                ping_sent = now
+        await listen_with_health(
+            pubsub, self.health_interval, lambda data: self._deliver(decode(data)), "the bus"
+        )
 
     def _deliver(self, message: Invalidation) -> None:
         if message.origin == self._origin:

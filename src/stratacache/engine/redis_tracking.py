@@ -203,23 +203,9 @@ class RedisTracker:
 
     async def _listen(self, pubsub: Any) -> None:
         """Apply ``__redis__:invalidate`` messages; PING when quiet (no PONG in time → down)."""
-        loop = asyncio.get_running_loop()
-        interval = self.health_interval
-        last_heard = loop.time()
-        ping_sent: float | None = None
-        while True:
-            reply = await pubsub.get_message(timeout=interval)
-            now = loop.time()
-            if reply is not None:
-                last_heard, ping_sent = now, None
-                if reply["type"] == "message":
-                    self._deliver(reply["data"])
-                continue
-            if ping_sent is not None and now - ping_sent > interval:
-                raise ConnectionError(f"no PONG on the tracking channel within {interval}s")
-            if ping_sent is None and now - last_heard >= interval:
-                await pubsub.ping()
-                ping_sent = now
+        await listen_with_health(
+            pubsub, self.health_interval, self._deliver, "the tracking channel"
+        )
 
     async def _guard(self, tracking: Any) -> None:
         """Watch the otherwise silent tracking connection: EOF at once, half-open by PING."""
@@ -263,3 +249,29 @@ async def _command(connection: Any, *args: Any) -> Any:
 
 
 __all__ = ["RedisTracker", "StateJoin"]
+
+
+async def listen_with_health(
+    pubsub: Any, interval: float, deliver: Callable[[Any], None], what: str
+) -> None:
+    """Hand every pub/sub message's data to ``deliver`` until the connection fails.
+
+    A connection quiet for ``interval`` gets a PING; no reply within another ``interval``
+    raises ``ConnectionError`` (a half-open socket would otherwise go unnoticed).
+    """
+    loop = asyncio.get_running_loop()
+    last_heard = loop.time()
+    ping_sent: float | None = None
+    while True:
+        reply = await pubsub.get_message(timeout=interval)
+        now = loop.time()
+        if reply is not None:
+            last_heard, ping_sent = now, None
+            if reply["type"] == "message":
+                deliver(reply["data"])
+            continue
+        if ping_sent is not None and now - ping_sent > interval:
+            raise ConnectionError(f"no PONG on {what} within {interval}s")
+        if ping_sent is None and now - last_heard >= interval:
+            await pubsub.ping()
+            ping_sent = now
