@@ -80,3 +80,10 @@ class Entry:
         """Seconds a tier must keep the entry (up to ``stale_until``), or None for no expiry."""
         end = self.stale_until if self.stale_until is not None else self.expires
         return None if end is None else end - now
+
+    def keep_for(self, now: float, cap: float | None) -> float | None:
+        """Seconds a tier whose TTL cap is ``cap`` keeps this entry (None: no expiry; <= 0: gone)."""
+        remaining = self.remaining(now)
+        if cap is not None and (remaining is None or remaining > cap):
+            return cap
+        return remaining

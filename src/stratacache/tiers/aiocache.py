@@ -206,9 +206,7 @@ class AiocacheTier:
 
     def _ttl(self, entry: Entry) -> float | None:
         """Seconds to keep ``entry`` (0: no expiry), or None when it is already past its end."""
-        remaining = entry.remaining(self._context.clock.time())
-        if self.ttl is not None and (remaining is None or remaining > self.ttl):
-            remaining = self.ttl
+        remaining = entry.keep_for(self._context.clock.time(), self.ttl)
         if remaining is None:
             return 0
         if remaining <= 0:

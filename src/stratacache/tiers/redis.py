@@ -354,9 +354,7 @@ class RedisTier:
     # -- helpers -----------------------------------------------------------------------------
     def _px(self, entry: Entry) -> int | None:
         """Physical TTL in ms (0: none), or None when the entry is already past its end."""
-        remaining = entry.remaining(self._context.clock.time())
-        if self.ttl is not None and (remaining is None or remaining > self.ttl):
-            remaining = self.ttl
+        remaining = entry.keep_for(self._context.clock.time(), self.ttl)
         if remaining is None:
             return 0
         if remaining <= 0:

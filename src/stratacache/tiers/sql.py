@@ -318,9 +318,7 @@ class SQLTier:
     def _row(self, key: str, entry: Entry) -> dict[str, Any] | None:
         """The row storing ``entry``, or None when it is already past its end."""
         now = self._now()
-        remaining = entry.remaining(now)
-        if self.ttl is not None and (remaining is None or remaining > self.ttl):
-            remaining = self.ttl
+        remaining = entry.keep_for(now, self.ttl)
         if remaining is not None and remaining <= 0:
             return None
         return {
