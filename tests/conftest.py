@@ -7,13 +7,13 @@ import random
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.waiting import wait_until
 
 INSTALL_REDIS = "redis-server not found; install it: apt-get install redis-server"
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -35,15 +35,6 @@ def free_port() -> int:
         port = rng.randrange(20_000, 55_000)
         if _bindable(port) and _bindable(port + 10_000):
             return port
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 def _pings(port: int) -> bool:

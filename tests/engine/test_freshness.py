@@ -9,19 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from tests.waiting import poll
 
 import stratacache as sc
 from stratacache.engine import signals
 from stratacache.engine.policy import EntryPolicy, Freshness, classify
-
-
-async def poll(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Yield to the loop until ``predicate()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.001)
 
 
 class Loader:

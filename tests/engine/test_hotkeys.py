@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
+from tests.waiting import poll
 
 import stratacache as sc
 from stratacache.engine.hotkeys import CountMinSketch, HotKeys, TopK
-
-
-async def poll(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Yield to the loop until ``predicate()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
 
 
 def test_sketch_never_underestimates() -> None:

@@ -11,20 +11,22 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from tests.waiting import poll, wait_until
 
 import stratacache as sc
 from stratacache.engine import signals
 from stratacache.engine.lock import LockAttempt, RedisLock
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+ROOT = Path(__file__).resolve().parents[2]
+# the worker processes run this file as a script: they need the package and tests.waiting
+PATHS = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 # -- the worker process ---------------------------------------------------------------------------
@@ -62,28 +64,11 @@ async def worker(url: str, namespace: str, role: str, callers: int, lease: float
 
 # -- helpers ----------------------------------------------------------------------------------------
 def spawn(url: str, namespace: str, role: str, callers: int, lease: float) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=PATHS + os.pathsep + os.environ.get("PYTHONPATH", ""))
     args = [sys.executable, __file__, url, namespace, role, str(callers), str(lease)]
     return subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-async def poll(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Yield to the loop until ``predicate()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
 
 
 def outcome(proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -100,7 +85,7 @@ def test_four_processes_of_50_callers_run_the_loader_once(redis_url: str) -> Non
     client = redis.Redis.from_url(redis_url)
     namespace = "lk" + uuid.uuid4().hex[:8]
     procs = [spawn(redis_url, namespace, "caller", 50, 5.0) for _ in range(4)]
-    wait_for(lambda: client.llen(f"{namespace}:ready") == 4, what="workers ready")
+    wait_until(lambda: client.llen(f"{namespace}:ready") == 4, what="workers ready")
     client.rpush(f"{namespace}:go", *["go"] * 4)
     results = [outcome(p) for p in procs]
     assert int(client.get(f"{namespace}:runs") or 0) == 1
@@ -117,13 +102,13 @@ def test_killed_holder_is_taken_over_within_the_lease(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     namespace = "lk" + uuid.uuid4().hex[:8]
     holder = spawn(redis_url, namespace, "holder", 1, 1.0)
-    wait_for(lambda: client.llen(f"{namespace}:ready") == 1, what="holder ready")
+    wait_until(lambda: client.llen(f"{namespace}:ready") == 1, what="holder ready")
     client.rpush(f"{namespace}:go", "go")
-    wait_for(lambda: client.exists(f"{namespace}:holder-loading") == 1, what="holder loading")
+    wait_until(lambda: client.exists(f"{namespace}:holder-loading") == 1, what="holder loading")
     waiters = [spawn(redis_url, namespace, "caller", 20, 1.0) for _ in range(2)]
-    wait_for(lambda: client.llen(f"{namespace}:ready") == 3, what="waiters ready")
+    wait_until(lambda: client.llen(f"{namespace}:ready") == 3, what="waiters ready")
     client.rpush(f"{namespace}:go", "go", "go")
-    wait_for(lambda: client.llen(f"{namespace}:waiting") == 2, what="both waiting on the lock")
+    wait_until(lambda: client.llen(f"{namespace}:waiting") == 2, what="both waiting on the lock")
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(timeout=10)
     results = [outcome(p) for p in waiters]
@@ -157,16 +142,17 @@ async def test_only_the_owner_can_release(lock: RedisLock) -> None:
 
 async def test_waiter_is_woken_by_the_release_message(lock: RedisLock, redis_url: str) -> None:
     """A waiter returns as soon as the holder releases, long before the holder's lease ends."""
-    other = RedisLock(redis_url, lease=5.0)
+    other = RedisLock(redis_url, lease=120.0)
     key = "k" + uuid.uuid4().hex
     try:
         mine = await other.acquire(key)
         seen = await lock.acquire(key)
         waiting = asyncio.ensure_future(lock.wait(key, seen, timeout=30))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # let the waiter subscribe-check and block
         assert not waiting.done()
         await other.release(key, mine.token)
-        assert await asyncio.wait_for(waiting, timeout=4.0)  # lease is 5 s: a message woke it
+        # True means woken by the message: the lease (120 s) and the wait bound (30 s) are far off
+        assert await waiting is True
     finally:
         await other.close()
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,31 +19,16 @@ from typing import Any
 
 import pytest
 import redis
+from tests.waiting import poll, wait_until
 
 import stratacache as sc
 from stratacache.engine import signals
 from stratacache.engine.lock import LockAttempt, RedisLock
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+ROOT = Path(__file__).resolve().parents[2]
+# the worker processes run this file as a script: they need the package and tests.waiting
+PATHS = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 HANG = 60.0  # seconds after which a stuck thread or process fails the test instead of hanging
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-async def poll(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Yield to the loop until ``predicate()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
 
 
 class TracedLock(RedisLock):
@@ -88,7 +72,7 @@ def worker(url: str, namespace: str, role: str, threads: int, lease: float, othe
             client.set(f"{namespace}:holder-loading", os.getpid())
             threading.Event().wait()
         token = (client.get(fleet.lock_key(cache.full_key("hot"))) or b"").decode()
-        wait_for(lambda: len(waiters(client, namespace, token)) >= others, what="the others")
+        wait_until(lambda: len(waiters(client, namespace, token)) >= others, what="the others")
         return f"value-from-{os.getpid()}"
 
     values: list[str] = []
@@ -116,7 +100,7 @@ def worker(url: str, namespace: str, role: str, threads: int, lease: float, othe
 def spawn(
     url: str, namespace: str, role: str, threads: int, lease: float, others: int
 ) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=PATHS + os.pathsep + os.environ.get("PYTHONPATH", ""))
     args = [sys.executable, __file__, url, namespace, role, str(threads), str(lease), str(others)]
     return subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -141,7 +125,7 @@ def test_four_processes_of_ten_threads_run_the_loader_once(redis_url: str) -> No
     client = redis.Redis.from_url(redis_url)
     namespace = "sl" + uuid.uuid4().hex[:8]
     procs = [spawn(redis_url, namespace, "caller", 10, 5.0, 3) for _ in range(4)]
-    wait_for(lambda: client.llen(f"{namespace}:ready") == 4, what="workers ready")
+    wait_until(lambda: client.llen(f"{namespace}:ready") == 4, what="workers ready")
     client.rpush(f"{namespace}:go", *["go"] * 4)
     results = [outcome(p) for p in procs]
     assert int(client.get(f"{namespace}:runs") or 0) == 1
@@ -159,13 +143,13 @@ def test_killed_sync_holder_is_taken_over_after_its_lease(redis_url: str) -> Non
     client = redis.Redis.from_url(redis_url)
     namespace = "sl" + uuid.uuid4().hex[:8]
     holder = spawn(redis_url, namespace, "holder", 1, 1.0, 0)
-    wait_for(lambda: client.llen(f"{namespace}:ready") == 1, what="holder ready")
+    wait_until(lambda: client.llen(f"{namespace}:ready") == 1, what="holder ready")
     client.rpush(f"{namespace}:go", "go")
-    wait_for(lambda: client.exists(f"{namespace}:holder-loading") == 1, what="holder loading")
+    wait_until(lambda: client.exists(f"{namespace}:holder-loading") == 1, what="holder loading")
     procs = [spawn(redis_url, namespace, "caller", 5, 1.0, 1) for _ in range(2)]
-    wait_for(lambda: client.llen(f"{namespace}:ready") == 3, what="waiters ready")
+    wait_until(lambda: client.llen(f"{namespace}:ready") == 3, what="waiters ready")
     client.rpush(f"{namespace}:go", "go", "go")
-    wait_for(lambda: len(waiters(client, namespace)) == 2, what="both waiting on the lock")
+    wait_until(lambda: len(waiters(client, namespace)) == 2, what="both waiting on the lock")
     os.kill(holder.pid, signal.SIGKILL)
     holder.communicate(timeout=10)  # reaps it and closes its pipes
     results = [outcome(p) for p in procs]
@@ -224,7 +208,7 @@ def test_sync_waiter_is_woken_by_the_release_message(lock: RedisLock, redis_url:
         thread, woken = in_thread(lambda: lock.wait_sync(key, seen, timeout=HANG))
         listener = lock.blocking._listener
         assert listener is not None
-        wait_for(lambda: key in listener._waiters, what="the waiter to register")
+        wait_until(lambda: key in listener._waiters, what="the waiter to register")
         assert holder.release_sync(key, mine.token)
         thread.join(HANG)
         assert woken == [True]

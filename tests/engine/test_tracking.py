@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import redis
+from tests.waiting import poll
 
 import stratacache as sc
 from stratacache.engine import signals
 from stratacache.engine.redis_bus import RedisBus
 from stratacache.engine.redis_tracking import RedisTracker
-
-
-async def poll(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Wait (yielding to the loop) until ``predicate()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.002)
 
 
 def make_cache(url: str, namespace: str, **bus_options: Any) -> sc.Cache:
