@@ -173,6 +173,27 @@ class HttpCachePolicy:
         values = "\n".join(f"{n}:{' '.join(headers.get(n, '').split())}" for n in names)
         return f"{self.primary_key(url)}#v:{digest(values.encode('latin-1', 'replace'))}"
 
+    def resolve_primary(self, req: Request, primary: Any) -> tuple[str | None, Any]:
+        """Step one of the Vary lookup: ``(variant key to fetch, None)`` when the primary entry
+        lists Vary headers, else ``(None, the stored response value or None)``."""
+        if not isinstance(primary, dict):
+            return None, None
+        value = primary.get("r")
+        if value is not None:
+            return None, value
+        names = primary.get("v")
+        if not isinstance(names, list) or not names:
+            return None, None
+        return self.variant_key(req.url, names, req.headers), None
+
+    def lookup(self, req: Request, value: Any) -> Lookup | None:
+        """Step two: a stored response value judged for ``req``, or None when unusable."""
+        stored = StoredResponse.from_value(value)
+        if stored is None:
+            return None
+        judged = self.judge(req, stored, self.now())
+        return judged if isinstance(judged, Lookup) else None
+
     # -- requests -----------------------------------------------------------------------------
 
     def request(

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from .parsing import invalidates, is_error_status, primary_key, status_line, url_tag
 from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
 from .rules import CacheRule, Directives, _reset_directives, _set_directives
-from .stored import StoredResponse
 
 if TYPE_CHECKING:
     from ..engine.cache import Cache
@@ -132,22 +131,11 @@ class WSGICacheMiddleware:
         """Two-step Vary lookup; a usable stored response judged for this request, or None."""
         sync = self.cache.sync
         primary = sync.get(self.policy.primary_key(req.url))
-        if not isinstance(primary, dict):
-            return None
-        value = primary.get("r")
-        if value is None:
-            names = primary.get("v")
-            if not isinstance(names, list) or not names:
-                return None
-            variant = sync.get(self.policy.variant_key(req.url, names, req.headers))
-            if not isinstance(variant, dict):
-                return None
-            value = variant.get("r")
-        stored = StoredResponse.from_value(value)
-        if stored is None:
-            return None
-        judged = self.policy.judge(req, stored, self.policy.now())
-        return judged if isinstance(judged, Lookup) else None
+        variant_key, value = self.policy.resolve_primary(req, primary)
+        if variant_key is not None:
+            variant = sync.get(variant_key)
+            value = variant.get("r") if isinstance(variant, dict) else None
+        return self.policy.lookup(req, value)
 
     def _answer(self, start_response: StartResponse, req: Request, found: Lookup) -> list[bytes]:
         """Answer from a stored response (or a 304 for a matching conditional request)."""
