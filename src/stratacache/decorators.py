@@ -169,12 +169,6 @@ def _resolve(
     return cache.full_key(builder.key(arguments, args, kwargs)), builder.tags(arguments)
 
 
-def _call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not kwargs:
-        return args
-    return (*args, _KW, *kwargs.items())
-
-
 def _async_wrapper(
     fn: Callable[..., Any],
     cache: Cache,
@@ -365,7 +359,8 @@ def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.
 
 
 def _safe_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    key = _call_key(args, kwargs)
+    """The memo key of a call (as the wrappers build it inline), or None when unhashable."""
+    key = args if not kwargs else (*args, _KW, *kwargs.items())
     try:
         hash(key)
     except TypeError:

@@ -95,7 +95,6 @@ class Cache:
         self.codec = EntryCodec(serializer, envelopes)
         self.policy = EntryPolicy(default_ttl, refresh_after, stale_ttl, jitter, cache_none)
         self.beta = early_refresh_beta
-        self.cache_none = cache_none
         self.max_key_length = max_key_length
         self.origin = uuid.uuid4().hex
         self.bus = bus
