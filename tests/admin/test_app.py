@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from tests.waiting import wait_until
 
 import stratacache as sc
 from stratacache.admin import AdminAPI
@@ -26,11 +27,7 @@ def served(redis_url: str) -> Iterator[tuple[str, sc.Cache]]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(1000):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "uvicorn did not start"
+    wait_until(lambda: server.started, what="uvicorn to start")
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}", cache
     server.should_exit = True

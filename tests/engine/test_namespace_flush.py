@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 import redis
+from tests.waiting import poll
 
 import stratacache as sc
 from stratacache.engine.redis_bus import RedisBus
@@ -20,15 +18,6 @@ def stacked(redis_url: str, namespace: str, bus: bool = True) -> sc.Cache:
         namespace=namespace,
         bus=RedisBus(redis_url) if bus else None,
     )
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` while yielding to the loop; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {predicate}")
-        await asyncio.sleep(0.002)
 
 
 async def test_flush_outdates_everything_in_memory_only_cache() -> None:
@@ -76,7 +65,7 @@ async def test_other_processes_follow_the_flush(redis_url: str) -> None:
     async with one, two:
         await two.set("k", "old")
         await one.flush_namespace(reason="deploy")
-        await wait_for(lambda: two.invalidator.generation == 1)
+        await poll(lambda: two.invalidator.generation == 1)
         assert await two.get("k") is None
         await one.set("k", "new")
         assert await two.get("k") == "new"
