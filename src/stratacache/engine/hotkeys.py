@@ -2,7 +2,9 @@
 
 ``CountMinSketch`` counts key accesses in ``width x depth`` integers whatever the
 number of keys (estimates are never below the true count, and above it by at
-most ``e/width`` of all counts with probability ``1 - e**-depth``); ``TopK``
+most ``e/width`` of all counts with probability ``1 - e**-depth``); a key's
+counters follow a BLAKE2b digest, never ``hash()``, so every process and every
+``PYTHONHASHSEED`` counts it in the same places. ``TopK``
 keeps the ``k`` keys with the highest estimates. Counts are halved every
 ``decay_every`` records, so the set follows what is hot *now*.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from array import array
+from hashlib import blake2b
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("stratacache")
 #: what it takes to reload a key: (loader, policy, tags, function stats, fleet lock)
 Recipe = tuple[Callable[[], Any], Any, tuple[str, ...], Any, Any]
-_MASK = (1 << 61) - 1
 
 
 class CountMinSketch:
@@ -49,8 +51,11 @@ class CountMinSketch:
         self.rows = [array("q", bytes(8 * width)) for _ in range(depth)]
 
     def _slots(self, key: str) -> list[int]:
-        h1 = hash(key) & _MASK
-        h2 = (hash((key, 0x9E3779B9)) & _MASK) | 1  # double hashing: h1 + i*h2
+        # a keyed digest, not hash(): the same key lands in the same counters in every
+        # process and under every PYTHONHASHSEED, so fleets agree on what is hot
+        digest = blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        h1 = int.from_bytes(digest[:8], "little")
+        h2 = int.from_bytes(digest[8:], "little") | 1  # double hashing: h1 + i*h2
         return [(h1 + i * h2) % self.width for i in range(self.depth)]
 
     def add(self, key: str, count: int = 1) -> int:
