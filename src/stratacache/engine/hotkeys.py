@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from array import array
-from hashlib import blake2b
 from collections.abc import Callable
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
