@@ -66,8 +66,12 @@ def test_sketch_is_the_same_under_any_hash_seed(seeds: tuple[str, str]) -> None:
     for seed in seeds:
         env = {**os.environ, "PYTHONHASHSEED": seed}
         done = subprocess.run(
-            [sys.executable, "-c", _SKETCH_RUN], env=env, capture_output=True, text=True,
-            check=True, timeout=60,
+            [sys.executable, "-c", _SKETCH_RUN],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         )
         runs.append(json.loads(done.stdout))
     assert runs[0] == runs[1]
