@@ -9,6 +9,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from ..core.durations import check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
 
@@ -43,7 +44,12 @@ def classify(entry: Entry, now: float, beta: float, rand: float | None = None) -
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EntryPolicy:
-    """How long a newly written entry lives: TTLs are seconds relative to the write."""
+    """How long a newly written entry lives: TTLs are seconds relative to the write.
+
+    Every duration passes ``check_duration`` (``ConfigError`` naming the field otherwise):
+    ``ttl=None`` means no expiry, ``refresh_after=None`` no soft TTL, ``stale_ttl=None``
+    or 0 no stale-if-error window; ``jitter`` is a fraction in [0, 1].
+    """
 
     ttl: float | None
     refresh_after: float | None = None
@@ -52,12 +58,12 @@ class EntryPolicy:
     cache_none: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("ttl", "refresh_after"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
-        if self.stale_ttl < 0 or self.jitter < 0:
-            raise ConfigError("stale_ttl and jitter must be >= 0")
+        # frozen: normalize through object.__setattr__ (ints become floats, None stale_ttl is 0)
+        init = object.__setattr__
+        init(self, "ttl", check_optional("ttl", self.ttl))
+        init(self, "refresh_after", check_optional("refresh_after", self.refresh_after))
+        init(self, "stale_ttl", check_optional("stale_ttl", self.stale_ttl, zero_ok=True) or 0.0)
+        init(self, "jitter", check_fraction("jitter", self.jitter))
         if (
             self.refresh_after is not None
             and self.ttl is not None
