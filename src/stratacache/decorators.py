@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.keys import CallKeyBuilder
@@ -108,10 +109,7 @@ def cached(
     """
     if isinstance(tags, str):
         raise ConfigError("tags must be a list of templates, not a single string")
-    if refresh_every is not None and refresh_every <= 0:
-        raise ConfigError(
-            f"refresh_every must be a positive number of seconds, not {refresh_every!r}"
-        )
+    refresh_every = check_optional("refresh_every", refresh_every)
     if lock is not None and not isinstance(lock, (bool, FleetLock)):
         raise ConfigError(f"lock must be True, False or a FleetLock, not {lock!r}")
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
 
+from ..core.durations import check_duration, check_optional
 from ..core.errors import ConfigError
 from . import signals
 from .signals import send as _send
@@ -148,8 +149,11 @@ class HotKeys:
         publish_every: float = 10.0,
         prefix: str = "sc",
     ) -> None:
-        if interval <= 0 or publish_every <= 0 or decay_every < 1:
-            raise ConfigError("HotKeys interval, publish_every and decay_every must be positive")
+        interval = check_duration("HotKeys interval", interval)
+        publish_every = check_duration("HotKeys publish_every", publish_every)
+        horizon = check_optional("HotKeys horizon", horizon, zero_ok=True)
+        if decay_every < 1:
+            raise ConfigError("HotKeys decay_every must be >= 1")
         self.sketch = CountMinSketch(width, depth)
         self.topk = TopK(k)
         self.recipes: dict[str, Recipe] = {}

@@ -25,6 +25,7 @@ import aiocache
 import msgpack
 from aiocache.serializers import NullSerializer
 
+from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, StratacacheError, TierError
 from ..core.tier import TierContext
@@ -57,8 +58,7 @@ class AiocacheTier:
     def __init__(self, cache: Any, *, ttl: float | None = None, name: str | None = None) -> None:
         if not isinstance(cache, aiocache.BaseCache):
             raise ConfigError(f"AiocacheTier needs an aiocache cache, not {type(cache).__name__}")
-        if ttl is not None and ttl <= 0:
-            raise ConfigError(f"AiocacheTier ttl must be positive, not {ttl!r}")
+        ttl = check_optional("AiocacheTier ttl", ttl)
         cache.serializer = NullSerializer(encoding=None)
         self.cache = cache
         self.ttl = ttl
