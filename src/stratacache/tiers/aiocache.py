@@ -32,6 +32,10 @@ from ..core.tier import TierContext
 
 T = TypeVar("T")
 KEY_VERSION_TTL = 86_400
+#: memcached reads an expiry above 30 days as an absolute Unix time (an entry kept for
+#: 31 days would be dead on arrival), so memcached backends keep expiring entries at most
+#: this long (entries without expiry stay without)
+MEMCACHED_MAX_TTL = 30 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,10 @@ class AiocacheTier:
         cache.serializer = NullSerializer(encoding=None)
         self.cache = cache
         self.ttl = ttl
-        self.name = name or f"aiocache-{getattr(cache, 'NAME', 'cache')}"
+        backend = getattr(cache, "NAME", "cache")
+        self.name = name or f"aiocache-{backend}"
+        #: the longest relative expiry the backend understands (None: no limit)
+        self.max_expiry = MEMCACHED_MAX_TTL if backend == "memcached" else None
         self.shared = not hasattr(cache, "_cache")  # the memory backend is per process
         self.decode_errors = 0
         self._context = TierContext(namespace="")
@@ -211,6 +218,8 @@ class AiocacheTier:
             return 0
         if remaining <= 0:
             return None
+        if self.max_expiry is not None:
+            remaining = min(remaining, self.max_expiry)
         return float(max(1, math.ceil(remaining)))
 
     def _payload(self, entry: Entry, tags: list[str], versions: list[int]) -> bytes:
