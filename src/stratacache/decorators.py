@@ -94,7 +94,8 @@ def cached(
             taking the function's arguments; default: ``module.qualname:`` + argument digest.
         tags: tag templates, e.g. ``["user:{user_id}"]``, for ``cache.invalidate(tags=...)``.
         refresh_after: soft TTL: past it the cached value is served while it is recomputed.
-        stale_ttl: seconds a result is kept past ``ttl`` to serve if the function raises.
+        stale_ttl: seconds a result is kept past ``ttl`` to serve if the function raises
+            (0 or None: off). Every duration is checked at decoration (``ConfigError``).
         cache_none: whether a ``None`` result is cached (default: the cache's setting).
         lock: on a miss, run the function once across the fleet: ``True`` for the cache's
             fleet lock (``cache.readthrough.lock``), or a ``FleetLock`` such as ``RedisLock``.
