@@ -9,9 +9,11 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.durations import check_fraction, check_optional
+from ..core.durations import MAX_SECONDS, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
+
+_PLAIN = (float, int)  # exact types: bool, a subclass of int, is never a duration
 
 UNSET: Any = object()
 """Marks an argument the caller did not give, so the cache's default applies."""
@@ -58,12 +60,21 @@ class EntryPolicy:
     cache_none: bool = True
 
     def __post_init__(self) -> None:
-        # frozen: normalize through object.__setattr__ (ints become floats, None stale_ttl is 0)
-        init = object.__setattr__
-        init(self, "ttl", check_optional("ttl", self.ttl))
-        init(self, "refresh_after", check_optional("refresh_after", self.refresh_after))
-        init(self, "stale_ttl", check_optional("stale_ttl", self.stale_ttl, zero_ok=True) or 0.0)
-        init(self, "jitter", check_fraction("jitter", self.jitter))
+        ttl, soft, stale = self.ttl, self.refresh_after, self.stale_ttl
+        if not (  # plain in-range numbers (the common case) skip the full check
+            (ttl is None or (type(ttl) in _PLAIN and 0 < ttl <= MAX_SECONDS))
+            and (soft is None or (type(soft) in _PLAIN and 0 < soft <= MAX_SECONDS))
+            and type(stale) in _PLAIN
+            and 0 <= stale <= MAX_SECONDS
+            and type(self.jitter) in _PLAIN
+            and 0 <= self.jitter <= 1
+        ):
+            # frozen: normalize through object.__setattr__ (None stale_ttl is 0)
+            init = object.__setattr__
+            init(self, "ttl", check_optional("ttl", ttl))
+            init(self, "refresh_after", check_optional("refresh_after", soft))
+            init(self, "stale_ttl", check_optional("stale_ttl", stale, zero_ok=True) or 0.0)
+            init(self, "jitter", check_fraction("jitter", self.jitter))
         if (
             self.refresh_after is not None
             and self.ttl is not None
