@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import stratacache as sc
 from stratacache.core.durations import (
     MAX_DELTA_SECONDS,
     MAX_SECONDS,
+    MIN_SECONDS,
     check_duration,
     check_fraction,
     check_optional,
@@ -38,12 +40,17 @@ NEVER = [
     MAX_SECONDS + 0.5,
     -1,
     -0.001,
+    1e-9,
+    5e-324,
+    0.0004,
+    Fraction(1, 10_000),
     True,
     False,
     "5",
     b"5",
     None,
     [5],
+    datetime.timedelta(seconds=5),
     Decimal("5"),
     complex(5, 0),
 ]
@@ -62,14 +69,22 @@ def test_zero_only_where_it_means_something(value: float) -> None:
     with pytest.raises(ConfigError, match="ttl must be > 0"):
         check_duration("ttl", value)
     assert check_duration("sweep_interval", value, zero_ok=True) == 0.0
+    with pytest.raises(ConfigError, match=r"at least 0\.001 seconds"):
+        check_duration("sweep_interval", 0.0005, zero_ok=True)
+
+
+def test_a_timedelta_gets_a_hint() -> None:
+    """A timedelta is refused with the way to pass it."""
+    with pytest.raises(ConfigError, match=r"total_seconds\(\)"):
+        check_duration("ttl", datetime.timedelta(minutes=5))
 
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
         (1, 1.0),
-        (0.001, 0.001),
-        (5e-324, 5e-324),
+        (MIN_SECONDS, 0.001),
+        (0.0015, 0.0015),
         (Fraction(1, 4), 0.25),
         (300, 300.0),
         (MAX_SECONDS, float(MAX_SECONDS)),

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 import stratacache as sc
-from stratacache.core.durations import MAX_SECONDS
+from stratacache.core.durations import MAX_SECONDS, MIN_SECONDS
 
 #: not a duration anywhere (``None`` is added where the parameter gives it no meaning)
 BAD: list[Any] = [
@@ -33,6 +33,8 @@ BAD: list[Any] = [
     0,
     -1,
     -0.5,
+    1e-9,
+    0.0004,
 ]
 #: the durations of one call (None is documented for each: no expiry / no soft TTL / off)
 PER_CALL = ["ttl", "refresh_after", "stale_ttl"]
@@ -130,7 +132,7 @@ async def test_sync_calls_refuse_bad_durations(cache: sc.Cache, param: str) -> N
         ("refresh_after", _values("refresh_after")),
         ("stale_ttl", _values("stale_ttl")),
         ("breaker_reset", [*BAD, None]),
-        ("jitter", [v for v in [*BAD, None, 1.5] if v != 0 or v is False]),  # 0: no jitter
+        ("jitter", [math.inf, -math.inf, math.nan, 1.5, 2, -0.1, 2**64, True, False, "0.1", None]),
     ],
     ids=lambda p: p if isinstance(p, str) else "",
 )
@@ -229,3 +231,13 @@ def _attempts(cache: sc.Cache, param: str, value: Any) -> list[Callable[[], Awai
         lambda: cache.get_or_set("x", lambda: 1, **kw),
         sync_set,
     ]
+
+
+async def test_the_shortest_lock_lease_is_a_valid_redis_px(redis_url: str) -> None:
+    """RedisLock(lease=MIN_SECONDS) takes the lock: its PX is 1 ms, never 0."""
+    lock = sc.RedisLock(redis_url, lease=MIN_SECONDS, wait_timeout=MIN_SECONDS)
+    try:
+        attempt = await lock.acquire("k")
+        assert attempt.owned
+    finally:
+        await lock.close()

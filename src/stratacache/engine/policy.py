@@ -9,7 +9,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.durations import MAX_SECONDS, check_fraction, check_optional
+from ..core.durations import MAX_SECONDS, MIN_SECONDS, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
 
@@ -62,10 +62,10 @@ class EntryPolicy:
     def __post_init__(self) -> None:
         ttl, soft, stale = self.ttl, self.refresh_after, self.stale_ttl
         if not (  # plain in-range numbers (the common case) skip the full check
-            (ttl is None or (type(ttl) in _PLAIN and 0 < ttl <= MAX_SECONDS))
-            and (soft is None or (type(soft) in _PLAIN and 0 < soft <= MAX_SECONDS))
+            (ttl is None or (type(ttl) in _PLAIN and MIN_SECONDS <= ttl <= MAX_SECONDS))
+            and (soft is None or (type(soft) in _PLAIN and MIN_SECONDS <= soft <= MAX_SECONDS))
             and type(stale) in _PLAIN
-            and 0 <= stale <= MAX_SECONDS
+            and (stale == 0 or MIN_SECONDS <= stale <= MAX_SECONDS)
             and type(self.jitter) in _PLAIN
             and 0 <= self.jitter <= 1
         ):
