@@ -12,6 +12,8 @@ from pathlib import Path
 
 import aiocache
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import stratacache as sc
 from stratacache.core.durations import (
@@ -308,3 +310,27 @@ def test_every_component_checks_its_durations(
             build(value, tmp_path)
     build(MAX_SECONDS, tmp_path)  # the maximum itself is fine everywhere
     build(0.25, tmp_path)
+
+
+ANYTHING = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.fractions(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=5),
+    st.decimals(allow_nan=True),
+)
+
+
+@given(ANYTHING, st.booleans())
+def test_any_value_is_a_valid_duration_or_a_config_error(value: object, zero_ok: bool) -> None:
+    """Whatever is given, the result is float seconds within the bounds, or ConfigError."""
+    try:
+        seconds = check_duration("ttl", value, zero_ok=zero_ok)
+    except ConfigError as exc:
+        assert str(exc).startswith("ttl must")
+        return
+    assert type(seconds) is float and not isinstance(value, bool)
+    assert (zero_ok and seconds == 0) or MIN_SECONDS <= seconds <= MAX_SECONDS
+    assert seconds == float(value)  # type: ignore[arg-type]

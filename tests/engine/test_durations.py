@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import stratacache as sc
 from stratacache.core.durations import MAX_SECONDS, MIN_SECONDS
@@ -241,3 +243,29 @@ async def test_the_shortest_lock_lease_is_a_valid_redis_px(redis_url: str) -> No
         assert attempt.owned
     finally:
         await lock.close()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ttl=st.one_of(
+        st.floats(min_value=1, max_value=MAX_SECONDS),
+        st.integers(min_value=1, max_value=MAX_SECONDS),
+    ),
+    stale=st.one_of(st.none(), st.just(0), st.floats(min_value=MIN_SECONDS, max_value=MAX_SECONDS)),
+)
+def test_every_accepted_ttl_reaches_redis(redis_url: str, ttl: float, stale: float | None) -> None:
+    """Any ttl/stale_ttl the engine accepts is stored in Redis and read by another cache."""
+    namespace = "d" + uuid.uuid4().hex[:10]
+    writer = sc.Cache(
+        tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)], namespace=namespace, jitter=1.0
+    )
+    reader = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace=namespace)
+    try:
+        writer.sync.set("k", "v", ttl=ttl, stale_ttl=stale)
+        assert reader.sync.get("k") == "v"
+        assert writer.stats()["tiers"]["redis"]["errors"] == 0
+    finally:
+        writer.sync.close()
+        reader.sync.close()
