@@ -37,6 +37,7 @@ MIN_SECONDS: Final = 0.001
 #: RFC 9111 §1.2.2: a cache receiving a delta-seconds value larger than the greatest
 #: integer it can represent, or any later computation overflowing, uses 2**31.
 MAX_DELTA_SECONDS: Final = 2**31
+_YEAR = 31_557_600
 
 
 def check_duration(
@@ -85,11 +86,11 @@ def check_duration(
             f"{name} must be at least {MIN_SECONDS} seconds (1 ms), not {_show(value)}"
         )
     if seconds > maximum:
+        years = f" (about {maximum / _YEAR:.0f} years)" if maximum >= _YEAR else ""
         raise ConfigError(
-            f"{name} must be at most {maximum:.0f} seconds "
-            f"(about {maximum / 31_557_600:.0f} years), not {_show(value)}"
+            f"{name} must be at most {maximum:.10g} seconds{years}, not {_show(value)}"
         )
-    return seconds
+    return seconds + 0.0  # -0.0 becomes 0.0
 
 
 def check_optional(name: str, value: object, *, zero_ok: bool = False) -> float | None:
@@ -102,11 +103,6 @@ def clamp_delta_seconds(value: int) -> int:
     return min(value, MAX_DELTA_SECONDS)
 
 
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def check_fraction(name: str, value: object, *, maximum: float = 1.0) -> float:
     """A finite real number in ``[0, maximum]`` (``jitter``, weights), or ``ConfigError``."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -117,3 +113,8 @@ def check_fraction(name: str, value: object, *, maximum: float = 1.0) -> float:
         if math.isfinite(number) and 0 <= number <= maximum:
             return number
     raise ConfigError(f"{name} must be a number between 0 and {maximum:g}, not {_show(value)}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
