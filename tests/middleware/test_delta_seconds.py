@@ -11,7 +11,7 @@ import pytest
 
 import stratacache as sc
 from stratacache.core.durations import MAX_DELTA_SECONDS
-from stratacache.middleware import CacheMiddleware, HttpCachePolicy
+from stratacache.middleware import CacheMiddleware, HttpCachePolicy, WSGICacheMiddleware
 from stratacache.middleware.parsing import delta_seconds, parse_cache_control, seconds
 from stratacache.middleware.policy import Request
 from stratacache.middleware.rules import Directives
@@ -119,6 +119,29 @@ async def test_twenty_digit_max_age_is_stored_in_redis(redis_url: str, directive
             first = await client.get(url)
             second = await client.get(url)
         redis_stats = cache.stats()["tiers"]["redis"]
+    assert first.headers["x-cache"] == "MISS" and second.headers["x-cache"] == "HIT"
+    assert second.text == first.text
+    assert redis_stats["errors"] == 0 and redis_stats["sets"] >= 1
+
+
+def _wsgi_origin(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    cc = environ["QUERY_STRING"].removeprefix("cc=").replace("%3D", "=")
+    start_response("200 OK", [("Cache-Control", cc), ("Content-Type", "text/plain")])
+    return [uuid.uuid4().hex.encode()]
+
+
+@pytest.mark.parametrize("directive", ["max-age", "s-maxage"])
+def test_twenty_digit_max_age_is_stored_in_redis_by_wsgi(redis_url: str, directive: str) -> None:
+    """The WSGI middleware stores the same response through the sync client, no tier error."""
+    cache = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace="h" + uuid.uuid4().hex[:8])
+    app = WSGICacheMiddleware(_wsgi_origin, cache)
+    try:
+        with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+            url = f"/p?cc={directive}%3D99999999999999999999"
+            first, second = client.get(url), client.get(url)
+        redis_stats = cache.stats()["tiers"]["redis"]
+    finally:
+        cache.sync.close()
     assert first.headers["x-cache"] == "MISS" and second.headers["x-cache"] == "HIT"
     assert second.text == first.text
     assert redis_stats["errors"] == 0 and redis_stats["sets"] >= 1
