@@ -13,6 +13,7 @@ from . import (
     events,  # registers Cache.invalidate_on
     warming,  # registers Cache.warm
 )
+from .core import durations
 from .core.clock import Clock, ManualClock, SystemClock
 from .core.codec import EntryCodec
 from .core.entry import Entry
@@ -92,6 +93,7 @@ __all__ = [
     "TierContext",
     "TierError",
     "cached",
+    "durations",
     "events",
     "signals",
     "warming",

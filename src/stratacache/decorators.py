@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.keys import CallKeyBuilder
@@ -93,7 +94,8 @@ def cached(
             taking the function's arguments; default: ``module.qualname:`` + argument digest.
         tags: tag templates, e.g. ``["user:{user_id}"]``, for ``cache.invalidate(tags=...)``.
         refresh_after: soft TTL: past it the cached value is served while it is recomputed.
-        stale_ttl: seconds a result is kept past ``ttl`` to serve if the function raises.
+        stale_ttl: seconds a result is kept past ``ttl`` to serve if the function raises
+            (0 or None: off). Every duration is checked at decoration (``ConfigError``).
         cache_none: whether a ``None`` result is cached (default: the cache's setting).
         lock: on a miss, run the function once across the fleet: ``True`` for the cache's
             fleet lock (``cache.readthrough.lock``), or a ``FleetLock`` such as ``RedisLock``.
@@ -108,10 +110,7 @@ def cached(
     """
     if isinstance(tags, str):
         raise ConfigError("tags must be a list of templates, not a single string")
-    if refresh_every is not None and refresh_every <= 0:
-        raise ConfigError(
-            f"refresh_every must be a positive number of seconds, not {refresh_every!r}"
-        )
+    refresh_every = check_optional("refresh_every", refresh_every)
     if lock is not None and not isinstance(lock, (bool, FleetLock)):
         raise ConfigError(f"lock must be True, False or a FleetLock, not {lock!r}")
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none)

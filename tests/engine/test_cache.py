@@ -326,7 +326,10 @@ async def test_fast_path_deadline_follows_early_refresh_beta() -> None:
     deadlines = []
     for cache in caches:
         async with cache:
-            await cache.get_or_set("k", lambda: 1, ttl=100)
+            now = clock.time()
+            # a loader that took exactly 0.25 s: the cost is injected, not measured
+            written = cache.policy.make(1, now, cost=0.25)
+            assert await cache.tiers.write(cache.full_key("k"), written, None, now)
             entry = cache.tiers.slots[0].tier.peek(cache.full_key("k"))  # type: ignore[attr-defined]
-            deadlines.append(entry.deadline)
-    assert deadlines[1] < deadlines[0]  # the loader took some time, so the horizons differ
+            deadlines.append(entry.deadline - now)
+    assert deadlines == [300 - 10 * 0.25 * 1.0, 300 - 10 * 0.25 * 4.0]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +43,39 @@ def test_topk_finds_the_heavy_hitters_in_fixed_memory() -> None:
     tracked = {key for key, _ in hot.top(10)}
     assert tracked == set(heavy)
     assert len(hot.topk.counts) <= 32 and len(hot.sketch.rows[0]) == 1024
+
+
+_SKETCH_RUN = """
+import json, random
+from stratacache.engine.hotkeys import HotKeys
+rng = random.Random(3)
+hot = HotKeys(k=16, width=256, depth=4)
+for i in range(5_000):
+    hot.record(f"cold{i}")
+    if i % 4 == 0:
+        hot.record(f"heavy{rng.randrange(8)}")
+keys = ["a", "heavy0", "cold7", "\u00e9t\u00e9", "x" * 300]
+print(json.dumps({"top": hot.top(), "slots": [hot.sketch._slots(k) for k in keys]}))
+"""
+
+
+@pytest.mark.parametrize("seeds", [("0", "44"), ("48", "random"), ("62", "77")])
+def test_sketch_is_the_same_under_any_hash_seed(seeds: tuple[str, str]) -> None:
+    """Two processes with different PYTHONHASHSEED place keys and rank the top-k alike."""
+    runs = []
+    for seed in seeds:
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", _SKETCH_RUN],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        runs.append(json.loads(done.stdout))
+    assert runs[0] == runs[1]
+    assert {key for key, _ in runs[0]["top"][:8]} == {f"heavy{i}" for i in range(8)}
 
 
 def test_decay_halves_counts() -> None:

@@ -8,9 +8,11 @@ from typing import Any
 import aiocache
 import pytest
 
+from stratacache.core.clock import ManualClock
+from stratacache.core.entry import Entry
 from stratacache.core.errors import ConfigError, StratacacheError
 from stratacache.core.tier import SyncTier, Tier, TierContext
-from stratacache.tiers.aiocache import AiocacheTier
+from stratacache.tiers.aiocache import MEMCACHED_MAX_TTL, AiocacheTier
 
 
 def test_is_an_async_only_tier() -> None:
@@ -39,3 +41,26 @@ async def test_delete_prefix_unsupported_backend_is_clear_error() -> None:
     await tier.start(TierContext("shop"))
     with pytest.raises(StratacacheError, match="not supported"):
         await tier.delete_prefix("shop:")
+
+
+@pytest.mark.parametrize("ttl", [None, 31 * 86_400, 2**31])
+async def test_memcached_backends_expire_entries_within_30_days(ttl: float | None) -> None:
+    """memcached reads an expiry above 30 days as a Unix time, so the tier sends at most 30 days."""
+
+    class Memcached(aiocache.SimpleMemoryCache):  # type: ignore[misc]
+        """Stands in for aiocache's memcached backend (only its NAME matters here)."""
+
+        NAME = "memcached"
+
+    clock = ManualClock()
+    memcached, memory = (
+        AiocacheTier(Memcached(), ttl=ttl),
+        AiocacheTier(aiocache.SimpleMemoryCache()),
+    )
+    for tier in (memcached, memory):
+        await tier.start(TierContext("shop", clock=clock))
+    long = Entry("v", created=clock.time(), expires=clock.time() + 2**31)
+    forever = Entry("v", created=clock.time())
+    assert memcached._ttl(long) == MEMCACHED_MAX_TTL
+    assert memcached._ttl(forever) == (0 if ttl is None else MEMCACHED_MAX_TTL)
+    assert memory._ttl(long) == 2**31

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ..core.clock import Clock, SystemClock
 from ..core.codec import EntryCodec
+from ..core.durations import check_duration, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.envelope import Envelope
 from ..core.errors import ConfigError
@@ -39,6 +40,8 @@ from .stats import CacheStats, FunctionStats
 
 log = logging.getLogger("stratacache")
 T = TypeVar("T")
+#: the largest XFetch weight accepted (beyond it every read would refresh early)
+MAX_BETA = 1000.0
 Loader = Callable[[], Any]
 
 
@@ -50,16 +53,20 @@ class Cache:
         namespace: prefix of every key; ``clear()`` removes only this namespace.
         default_ttl: seconds an entry lives when a call gives no ``ttl`` (None: forever).
         refresh_after: default soft TTL: past it, readers get the value and trigger a refresh.
-        stale_ttl: default seconds an entry is kept past its TTL to serve when the loader fails.
-        jitter: stretch each TTL by a random factor up to ``1 + jitter`` (spreads expiry).
-        early_refresh_beta: XFetch weight; 0 turns probabilistic early refresh off.
+        stale_ttl: default seconds an entry is kept past its TTL to serve when the loader fails
+            (0 or None: off).
+        jitter: stretch each TTL by a random factor up to ``1 + jitter``, ``0 <= jitter <= 1``.
+        early_refresh_beta: XFetch weight, 0 to 1000; 0 turns probabilistic early refresh off.
         serializer: value serializer (msgpack with extension types by default).
         envelopes: byte transformations around stored entries (compression, signing, encryption).
         clock: time source for entry deadlines (inject ``ManualClock`` in tests).
         bus: invalidation bus keeping other processes' local tiers coherent.
         lock: fleet-wide recompute lock (e.g. ``RedisLock(url)``) used by ``lock=True`` calls.
         cache_none: whether a loader's ``None`` result is cached.
-        breaker_threshold / breaker_reset: circuit breaker per tier.
+        breaker_threshold / breaker_reset: circuit breaker per tier: consecutive failures that
+            open it, and seconds before one probe call goes through.
+
+    Durations here and in every call are checked by ``core.durations`` (``ConfigError``).
     """
 
     def __init__(
@@ -88,12 +95,16 @@ class Cache:
             raise ConfigError(
                 f"namespace must be a non-empty string without ':', not {namespace!r}"
             )
-        if early_refresh_beta < 0:
-            raise ConfigError("early_refresh_beta must be >= 0")
+        early_refresh_beta = check_fraction(
+            "early_refresh_beta", early_refresh_beta, maximum=MAX_BETA
+        )
+        breaker_reset = check_duration("breaker_reset", breaker_reset)
         self.namespace = namespace
         self.clock: Clock = clock or SystemClock()
         self.codec = EntryCodec(serializer, envelopes)
-        self.policy = EntryPolicy(default_ttl, refresh_after, stale_ttl, jitter, cache_none)
+        self.policy = EntryPolicy(
+            check_optional("default_ttl", default_ttl), refresh_after, stale_ttl, jitter, cache_none
+        )
         self.beta = early_refresh_beta
         self.max_key_length = max_key_length
         self.origin = uuid.uuid4().hex

@@ -2,7 +2,9 @@
 
 ``CountMinSketch`` counts key accesses in ``width x depth`` integers whatever the
 number of keys (estimates are never below the true count, and above it by at
-most ``e/width`` of all counts with probability ``1 - e**-depth``); ``TopK``
+most ``e/width`` of all counts with probability ``1 - e**-depth``); a key's
+counters follow a BLAKE2b digest, never ``hash()``, so every process and every
+``PYTHONHASHSEED`` counts it in the same places. ``TopK``
 keeps the ``k`` keys with the highest estimates. Counts are halved every
 ``decay_every`` records, so the set follows what is hot *now*.
 
@@ -19,10 +21,12 @@ import asyncio
 import logging
 from array import array
 from collections.abc import Callable
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
 
+from ..core.durations import check_duration, check_optional
 from ..core.errors import ConfigError
 from . import signals
 from .signals import send as _send
@@ -33,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("stratacache")
 #: what it takes to reload a key: (loader, policy, tags, function stats, fleet lock)
 Recipe = tuple[Callable[[], Any], Any, tuple[str, ...], Any, Any]
-_MASK = (1 << 61) - 1
 
 
 class CountMinSketch:
@@ -49,8 +52,11 @@ class CountMinSketch:
         self.rows = [array("q", bytes(8 * width)) for _ in range(depth)]
 
     def _slots(self, key: str) -> list[int]:
-        h1 = hash(key) & _MASK
-        h2 = (hash((key, 0x9E3779B9)) & _MASK) | 1  # double hashing: h1 + i*h2
+        # a keyed digest, not hash(): the same key lands in the same counters in every
+        # process and under every PYTHONHASHSEED, so fleets agree on what is hot
+        digest = blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        h1 = int.from_bytes(digest[:8], "little")
+        h2 = int.from_bytes(digest[8:], "little") | 1  # double hashing: h1 + i*h2
         return [(h1 + i * h2) % self.width for i in range(self.depth)]
 
     def add(self, key: str, count: int = 1) -> int:
@@ -143,8 +149,11 @@ class HotKeys:
         publish_every: float = 10.0,
         prefix: str = "sc",
     ) -> None:
-        if interval <= 0 or publish_every <= 0 or decay_every < 1:
-            raise ConfigError("HotKeys interval, publish_every and decay_every must be positive")
+        interval = check_duration("HotKeys interval", interval)
+        publish_every = check_duration("HotKeys publish_every", publish_every)
+        horizon = check_optional("HotKeys horizon", horizon, zero_ok=True)
+        if decay_every < 1:
+            raise ConfigError("HotKeys decay_every must be >= 1")
         self.sketch = CountMinSketch(width, depth)
         self.topk = TopK(k)
         self.recipes: dict[str, Recipe] = {}

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from ..core.errors import ConfigError
+from ..core.durations import check_duration
 
 if TYPE_CHECKING:
     from .sync_lock import BlockingLock
@@ -151,12 +151,10 @@ class RedisLock:
         wait_timeout: float = 30.0,
         prefix: str = "sc",
     ) -> None:
-        if lease <= 0 or wait_timeout <= 0:
-            raise ConfigError("RedisLock lease and wait_timeout must be positive")
         self.url = url
-        self.lease = float(lease)
+        self.lease = check_duration("RedisLock lease", lease)
         self.renew = renew
-        self.wait_timeout = float(wait_timeout)
+        self.wait_timeout = check_duration("RedisLock wait_timeout", wait_timeout)
         self.prefix = prefix
         self._given = client
         self._client: Any = client

@@ -9,8 +9,11 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from ..core.durations import MAX_SECONDS, MIN_SECONDS, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
+
+_PLAIN = (float, int)  # exact types: bool, a subclass of int, is never a duration
 
 UNSET: Any = object()
 """Marks an argument the caller did not give, so the cache's default applies."""
@@ -43,7 +46,12 @@ def classify(entry: Entry, now: float, beta: float, rand: float | None = None) -
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EntryPolicy:
-    """How long a newly written entry lives: TTLs are seconds relative to the write."""
+    """How long a newly written entry lives: TTLs are seconds relative to the write.
+
+    Every duration passes ``check_duration`` (``ConfigError`` naming the field otherwise):
+    ``ttl=None`` means no expiry, ``refresh_after=None`` no soft TTL, ``stale_ttl=None``
+    or 0 no stale-if-error window; ``jitter`` is a fraction in [0, 1].
+    """
 
     ttl: float | None
     refresh_after: float | None = None
@@ -52,12 +60,21 @@ class EntryPolicy:
     cache_none: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("ttl", "refresh_after"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
-        if self.stale_ttl < 0 or self.jitter < 0:
-            raise ConfigError("stale_ttl and jitter must be >= 0")
+        ttl, soft, stale = self.ttl, self.refresh_after, self.stale_ttl
+        if not (  # plain in-range numbers (the common case) skip the full check
+            (ttl is None or (type(ttl) in _PLAIN and MIN_SECONDS <= ttl <= MAX_SECONDS))
+            and (soft is None or (type(soft) in _PLAIN and MIN_SECONDS <= soft <= MAX_SECONDS))
+            and type(stale) in _PLAIN
+            and (stale == 0 or MIN_SECONDS <= stale <= MAX_SECONDS)
+            and type(self.jitter) in _PLAIN
+            and 0 <= self.jitter <= 1
+        ):
+            # frozen: normalize through object.__setattr__ (None stale_ttl is 0)
+            init = object.__setattr__
+            init(self, "ttl", check_optional("ttl", ttl))
+            init(self, "refresh_after", check_optional("refresh_after", soft))
+            init(self, "stale_ttl", check_optional("stale_ttl", stale, zero_ok=True) or 0.0)
+            init(self, "jitter", check_fraction("jitter", self.jitter))
         if (
             self.refresh_after is not None
             and self.ttl is not None

@@ -36,6 +36,7 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
+from ..core.durations import check_duration
 from ..core.errors import ConfigError
 from .bus import Invalidation
 from .redis_tracking import RedisTracker, StateJoin, listen_with_health
@@ -117,8 +118,12 @@ class RedisBus:
         connect_timeout: float = 1.0,
         tracking: bool = False,
     ) -> None:
-        if health_interval <= 0 or reconnect_min <= 0 or reconnect_max < reconnect_min:
-            raise ConfigError("RedisBus intervals must be positive, reconnect_max >= reconnect_min")
+        health_interval = check_duration("RedisBus health_interval", health_interval)
+        reconnect_min = check_duration("RedisBus reconnect_min", reconnect_min)
+        reconnect_max = check_duration("RedisBus reconnect_max", reconnect_max)
+        connect_timeout = check_duration("RedisBus connect_timeout", connect_timeout)
+        if reconnect_max < reconnect_min:
+            raise ConfigError("RedisBus reconnect_max must be >= reconnect_min")
         if not channel_prefix:
             raise ConfigError("RedisBus channel_prefix must not be empty")
         self.url = url

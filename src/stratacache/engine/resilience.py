@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..core.durations import check_duration
 from ..core.errors import ConfigError
 
 log = logging.getLogger("stratacache")
@@ -21,8 +22,9 @@ class CircuitBreaker:
         reset_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if threshold < 1 or reset_after <= 0:
-            raise ConfigError("breaker threshold must be >= 1 and reset_after > 0")
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise ConfigError(f"breaker threshold must be an int >= 1, not {threshold!r}")
+        reset_after = check_duration("breaker reset_after", reset_after)
         self.name = name
         self.threshold = threshold
         self.reset_after = reset_after

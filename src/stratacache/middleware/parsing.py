@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from ..core.durations import MAX_DELTA_SECONDS, clamp_delta_seconds
 from ..core.keys import digest
 
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
@@ -34,11 +35,21 @@ def seconds(directives: Mapping[str, str | None], name: str) -> int | None:
     """A delta-seconds directive; an invalid value counts as 0 (RFC 9111 §1.2.2: stale)."""
     if name not in directives:
         return None
-    raw = directives[name]
-    try:
-        return max(0, int(raw)) if raw is not None else 0
-    except ValueError:
-        return 0
+    found = delta_seconds(directives[name])
+    return 0 if found is None else found
+
+
+def delta_seconds(raw: str | None) -> int | None:
+    """``1*DIGIT`` (ASCII digits only) as an int clamped to 2**31 (RFC 9111 §1.2.2), or None.
+
+    A value of any length is accepted and clamped, so a 20-digit ``max-age`` means
+    2**31 s rather than a number no tier can store.
+    """
+    if not raw or not raw.isascii() or not raw.isdigit():
+        return None
+    if len(raw) > 10:  # more than 2**31 for sure; skip the big-int conversion
+        return MAX_DELTA_SECONDS
+    return clamp_delta_seconds(int(raw))
 
 
 def http_date(value: str | None) -> float | None:

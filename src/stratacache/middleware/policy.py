@@ -24,9 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.clock import Clock, SystemClock
+from ..core.durations import MAX_DELTA_SECONDS, check_duration, check_optional
 from ..core.errors import ConfigError
 from ..core.keys import digest
-from .parsing import http_date, normalize_url, parse_cache_control, primary_key, seconds, url_tag
+from .parsing import (
+    delta_seconds,
+    http_date,
+    normalize_url,
+    parse_cache_control,
+    primary_key,
+    seconds,
+    url_tag,
+)
 from .rules import CacheRule, Directives, RouteRules
 from .stored import StoredResponse
 
@@ -138,8 +147,8 @@ class HttpCachePolicy:
     ) -> None:
         if not isinstance(max_body_size, int) or max_body_size < 0:
             raise ConfigError(f"max_body_size must be an int >= 0, not {max_body_size!r}")
-        if default_ttl is not None and default_ttl < 0:
-            raise ConfigError(f"default_ttl must be >= 0 or None, not {default_ttl!r}")
+        default_ttl = check_optional("default_ttl", default_ttl, zero_ok=True)
+        heuristic_max = check_duration("heuristic_max", heuristic_max, zero_ok=True)
         if not key_prefix or ":" in key_prefix:
             raise ConfigError(f"key_prefix must be non-empty without ':', not {key_prefix!r}")
         self.rules = RouteRules(rules)
@@ -317,13 +326,12 @@ class HttpCachePolicy:
         if "*" in vary:
             return plan
         length = fields.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_size:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_body_size:
             return plan
         lifetime = self._lifetime(cc, fields, status, req.directives.ttl, now)
         if lifetime is None:
             return plan
-        age_header = fields.get(b"age", "")
-        initial_age = float(age_header) if age_header.isdigit() else 0.0
+        initial_age = float(delta_seconds(fields.get(b"age")) or 0)
         revalidate = "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
         swr = 0 if revalidate else (seconds(cc, "stale-while-revalidate") or 0)
         sie = 0 if revalidate else (seconds(cc, "stale-if-error") or 0)
@@ -333,7 +341,7 @@ class HttpCachePolicy:
         extra = tuple(v for v in req.directives.vary if v not in vary)
         plan.store = True
         plan.lifetime = lifetime
-        plan.ttl = float(math.ceil(ttl))
+        plan.ttl = float(min(math.ceil(ttl), MAX_DELTA_SECONDS))  # §1.2.2: overflow is 2**31
         plan.vary = tuple(sorted(set(vary + extra)))
         plan.tags = [*dict.fromkeys(tags), url_tag(req.url)]
         plan.initial_age, plan.swr, plan.sie = initial_age, swr, sie
@@ -358,7 +366,9 @@ class HttpCachePolicy:
         if b"expires" in fields:
             expires = http_date(fields[b"expires"])
             date = http_date(fields.get(b"date")) or now
-            return max(0.0, expires - date) if expires is not None else 0.0
+            if expires is None:
+                return 0.0
+            return float(min(max(0.0, expires - date), MAX_DELTA_SECONDS))
         if status not in HEURISTIC_STATUSES and "public" not in cc:
             return None
         if default is not None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from ..core.durations import check_optional
 from ..core.errors import ConfigError
 from ..core.keys import KeyTemplate
 
@@ -99,8 +100,7 @@ class CacheRule:
     ) -> None:
         if not isinstance(pattern, str) or not pattern.startswith(("/", "*")):
             raise ConfigError(f"a rule pattern is a path starting with '/': {pattern!r}")
-        if ttl is not None and ttl < 0:
-            raise ConfigError(f"rule ttl must be >= 0, not {ttl!r}")
+        ttl = check_optional("CacheRule ttl", ttl, zero_ok=True)
         self.pattern = pattern
         self._regex = _compile(pattern)
         self.ttl = ttl
@@ -162,8 +162,7 @@ def cache_response(
     ``cache.invalidate(tags=["product:42"])`` purges the pages of product 42.
     Outside the middleware it does nothing.
     """
-    if ttl is not None and ttl < 0:
-        raise ConfigError(f"cache_response ttl must be >= 0, not {ttl!r}")
+    ttl = check_optional("cache_response ttl", ttl, zero_ok=True)
     templates = tuple(KeyTemplate(t) for t in tags)
     extra_vary = tuple(v.strip().lower() for v in vary)
 

@@ -25,12 +25,17 @@ import aiocache
 import msgpack
 from aiocache.serializers import NullSerializer
 
+from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, StratacacheError, TierError
 from ..core.tier import TierContext
 
 T = TypeVar("T")
 KEY_VERSION_TTL = 86_400
+#: memcached reads an expiry above 30 days as an absolute Unix time (an entry kept for
+#: 31 days would be dead on arrival), so memcached backends keep expiring entries at most
+#: this long (entries without expiry stay without)
+MEMCACHED_MAX_TTL = 30 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +62,14 @@ class AiocacheTier:
     def __init__(self, cache: Any, *, ttl: float | None = None, name: str | None = None) -> None:
         if not isinstance(cache, aiocache.BaseCache):
             raise ConfigError(f"AiocacheTier needs an aiocache cache, not {type(cache).__name__}")
-        if ttl is not None and ttl <= 0:
-            raise ConfigError(f"AiocacheTier ttl must be positive, not {ttl!r}")
+        ttl = check_optional("AiocacheTier ttl", ttl)
         cache.serializer = NullSerializer(encoding=None)
         self.cache = cache
         self.ttl = ttl
-        self.name = name or f"aiocache-{getattr(cache, 'NAME', 'cache')}"
+        backend = getattr(cache, "NAME", "cache")
+        self.name = name or f"aiocache-{backend}"
+        #: the longest relative expiry the backend understands (None: no limit)
+        self.max_expiry = MEMCACHED_MAX_TTL if backend == "memcached" else None
         self.shared = not hasattr(cache, "_cache")  # the memory backend is per process
         self.decode_errors = 0
         self._context = TierContext(namespace="")
@@ -211,6 +218,8 @@ class AiocacheTier:
             return 0
         if remaining <= 0:
             return None
+        if self.max_expiry is not None:
+            remaining = min(remaining, self.max_expiry)
         return float(max(1, math.ceil(remaining)))
 
     def _payload(self, entry: Entry, tags: list[str], versions: list[int]) -> bytes:

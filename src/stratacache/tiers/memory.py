@@ -16,6 +16,7 @@ from typing import Any
 
 import cachetools
 
+from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
 from ..core.tier import TierContext
@@ -78,8 +79,7 @@ class MemoryTier:
     ) -> None:
         if not isinstance(maxsize, int) or maxsize < 1:
             raise ConfigError(f"MemoryTier maxsize must be a positive int, not {maxsize!r}")
-        if ttl is not None and ttl <= 0:
-            raise ConfigError(f"MemoryTier ttl must be positive, not {ttl!r}")
+        ttl = check_optional("MemoryTier ttl", ttl)
         if max_bytes is not None and max_bytes < 1:
             raise ConfigError(f"MemoryTier max_bytes must be positive, not {max_bytes!r}")
         self.name = name

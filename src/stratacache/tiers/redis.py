@@ -26,6 +26,7 @@ import msgpack
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
+from ..core.durations import check_duration, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
 from ..core.tier import TierContext
@@ -86,8 +87,12 @@ class RedisTier:
         sentinels: Sequence[tuple[str, int]] | None = None,
         service_name: str | None = None,
     ) -> None:
-        if ttl is not None and ttl <= 0:
-            raise ConfigError(f"RedisTier ttl must be positive, not {ttl!r}")
+        ttl = check_optional("RedisTier ttl", ttl)
+        socket_timeout = check_duration("RedisTier socket_timeout", socket_timeout)
+        socket_connect_timeout = check_duration(
+            "RedisTier socket_connect_timeout", socket_connect_timeout
+        )
+        pool_timeout = check_optional("RedisTier pool_timeout", pool_timeout)
         if sentinels and not service_name:
             raise ConfigError("RedisTier with sentinels needs service_name")
         if max_connections < 1:

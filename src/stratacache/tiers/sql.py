@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..core.durations import check_duration, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
 from ..core.tier import TierContext
@@ -85,10 +86,8 @@ class SQLTier:
         name: str = "sql",
         workers: int = 8,
     ) -> None:
-        if ttl is not None and ttl <= 0:
-            raise ConfigError(f"SQLTier ttl must be positive, not {ttl!r}")
-        if sweep_interval < 0:
-            raise ConfigError(f"SQLTier sweep_interval must be >= 0, not {sweep_interval!r}")
+        ttl = check_optional("SQLTier ttl", ttl)
+        sweep_interval = check_duration("SQLTier sweep_interval", sweep_interval, zero_ok=True)
         self.name = name
         self.ttl = ttl
         self.sweep_interval = sweep_interval
