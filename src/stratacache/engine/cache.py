@@ -257,7 +257,8 @@ class Cache:
         await self.start()
         policy = self.entry_policy(ttl, refresh_after, stale_ttl)
         fleet = self.readthrough.resolve_lock(lock)
-        entry = await self.fetch(self.full_key(key), loader, policy, tuple(tags), None, fleet)
+        fkey, tag_tuple = self.full_key(key), self.check_tags(tags)
+        entry = await self.fetch(fkey, loader, policy, tag_tuple, None, fleet)
         return entry.value
 
     # -- writes ----------------------------------------------------------------------------------
@@ -291,11 +292,16 @@ class Cache:
             Invalidation(keys=tuple(entries), reason="overwrite", origin=self.origin)
         )
 
-    def _new_entry(self, value: Any, policy: EntryPolicy, tags: Sequence[str]) -> Entry:
+    def check_tags(self, tags: Iterable[str]) -> tuple[str, ...]:
+        """``tags`` as a tuple of valid tags, else ``CacheKeyError``/``ConfigError`` (a caller's error)."""
         if isinstance(tags, str):
             raise ConfigError("tags must be a list of strings, not a single string")
+        return tuple(validate_key(t, self.max_key_length) for t in tags)
+
+    def _new_entry(self, value: Any, policy: EntryPolicy, tags: Sequence[str]) -> Entry:
+        tag_tuple = self.check_tags(tags)
         payload = self.codec.dumps_value(value)  # raises SerializationError before any write
-        return policy.make(value, self.clock.time(), tuple(tags), payload=payload)
+        return policy.make(value, self.clock.time(), tag_tuple, payload=payload)
 
     # -- invalidation (logic in engine.invalidation) ------------------------------------------
     async def delete(self, key: str) -> None:

@@ -135,7 +135,8 @@ class SyncCache:
         self.start()
         policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
         fleet = self.resolve_lock(lock)
-        return self.fetch(self.cache.full_key(key), loader, policy, tuple(tags), None, fleet).value
+        fkey, tag_tuple = self.cache.full_key(key), self.cache.check_tags(tags)
+        return self.fetch(fkey, loader, policy, tag_tuple, None, fleet).value
 
     def resolve_lock(self, lock: Any) -> SyncFleetLock | None:
         """``lock=`` as callers give it (True: the cache's lock) as a blocking lock, or None."""
