@@ -1,12 +1,19 @@
-"""SQLTier specifics: sweeping, SQLite setup, one-statement reads, configuration errors."""
+"""SQLTier specifics: bounds and eviction, sweeping, the tag check's cost, many writer
+processes on one SQLite file, fork and a second event loop, configuration errors."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from stratacache.core.clock import ManualClock
 from stratacache.core.entry import Entry
@@ -20,6 +27,13 @@ def clock() -> ManualClock:
     return ManualClock(start=time.time())
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A private SQLite file or PostgreSQL schema."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
 @pytest.fixture
 async def tier(sqlite_url: str, clock: ManualClock) -> AsyncIterator[SQLTier]:
     t = SQLTier(sqlite_url, sweep_interval=0)
@@ -28,48 +42,237 @@ async def tier(sqlite_url: str, clock: ManualClock) -> AsyncIterator[SQLTier]:
     await t.close()
 
 
-def test_bad_config_raises_config_error(sqlite_url: str) -> None:
-    """Invalid arguments raise ConfigError at construction."""
-    with pytest.raises(ConfigError):
-        SQLTier(sqlite_url, ttl=-1)
-    with pytest.raises(ConfigError):
-        SQLTier(sqlite_url, sweep_interval=-1)
-
-
-async def test_sweep_deletes_expired_rows(tier: SQLTier, clock: ManualClock) -> None:
-    """sweep() removes the rows past their end and counts them; live rows stay."""
+def _entry(clock: ManualClock, value: object = "v", ttl: float = 600, **kw: object) -> Entry:
     now = clock.time()
-    await tier.set_many({f"shop:{i}": Entry(i, now, expires=now + 10) for i in range(5)})
-    await tier.set("shop:keep", Entry(1, now, expires=now + 1000))
-    clock.advance(20)
-    assert await tier.sweep() == 5
-    with tier.engine.connect() as conn:
-        keys = conn.execute(sa.select(tier.entries.c.key)).scalars().all()
-    assert keys == ["shop:keep"]
+    return Entry(value, now, expires=now + ttl, **kw)  # type: ignore[arg-type]
 
 
+# -- configuration -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"ttl": -1},
+        {"ttl": 0},
+        {"sweep_interval": -1},
+        {"max_entries": 0},
+        {"max_entries": 1.5},
+        {"max_bytes": -10},
+        {"table": "x; DROP TABLE y"},
+        {"table": ""},
+        {"pool_size": 0},
+        {"url": "mysql://h/db"},
+        {"url": "cache.db"},
+        {"url": "postgresql+psycopg:///db"},
+    ],
+)
+def test_bad_config_raises_config_error(sqlite_url: str, kwargs: dict[str, object]) -> None:
+    """Invalid arguments raise ConfigError at construction."""
+    kwargs = {"url": sqlite_url, **kwargs}
+    with pytest.raises(ConfigError):
+        SQLTier(**kwargs)  # type: ignore[arg-type]
+
+
+def test_engine_argument_uses_its_url(sqlite_url: str) -> None:
+    """A SQLAlchemy engine passed as engine= selects the same database as its URL."""
+    sa = pytest.importorskip("sqlalchemy")
+    tier = SQLTier(engine=sa.create_engine(sqlite_url))
+    assert tier.dialect == "sqlite" and tier.store.path == sqlite_url.removeprefix("sqlite:///")
+
+
+# -- SQLite specifics --------------------------------------------------------------------------
 async def test_sqlite_uses_wal(tier: SQLTier) -> None:
     """SQLite databases run in WAL mode so readers do not block the writer."""
-    with tier.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert tier.store.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 async def test_hit_is_one_statement(tier: SQLTier, clock: ManualClock) -> None:
-    """A tagged get_many is a single SELECT (tag check inside it)."""
-    await tier.set("shop:a", Entry(1, clock.time(), tags=("t",)))
-    await tier.set("shop:b", Entry(2, clock.time()))
+    """A tagged get_many is a single SELECT (the tag check inside it)."""
+    await tier.set("shop:a", _entry(clock, 1, tags=("t",)))
+    await tier.set("shop:b", _entry(clock, 2))
     statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    sa.event.listen(tier.engine, "before_cursor_execute", record)
+    conn = tier.store.conn(True)
+    conn.set_trace_callback(statements.append)
     try:
         found = await tier.get_many(["shop:a", "shop:b"])
+        single = await tier.get("shop:a")
     finally:
-        sa.event.remove(tier.engine, "before_cursor_execute", record)
-    assert set(found) == {"shop:a", "shop:b"}
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+        conn.set_trace_callback(None)
+    assert set(found) == {"shop:a", "shop:b"} and single is not None
+    assert len(statements) == 2 and all(s.lstrip().startswith("SELECT") for s in statements)
+
+
+async def test_old_layout_is_replaced(sqlite_url: str, clock: ManualClock) -> None:
+    """A table left by the previous layout of the tier is recreated, and the tier works."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE stratacache_entries (key TEXT PRIMARY KEY, value BLOB,"
+            " expires_at REAL, tags TEXT NOT NULL, seq INTEGER NOT NULL)"
+        )
+    t = SQLTier(sqlite_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        assert await t.set("shop:k", _entry(clock, 5))
+        got = await t.get("shop:k")
+        assert got is not None and got.value == 5
+    finally:
+        await t.close()
+
+
+# -- the tag check's cost ----------------------------------------------------------------------
+def _vm_steps(conn: sqlite3.Connection, run: object) -> int:
+    """SQLite virtual-machine instructions executed by ``run()`` on ``conn``."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(count, 1)
+    try:
+        run()  # type: ignore[operator]
+    finally:
+        conn.set_progress_handler(None, 1)
+    return steps
+
+
+async def test_tag_check_work_does_not_grow_with_invalidated_tags(
+    tier: SQLTier, clock: ManualClock
+) -> None:
+    """A tagged read executes the same number of SQLite instructions with 10 or 100,000
+    tags ever invalidated (version rows are looked up by primary key, never scanned)."""
+    await tier.set("shop:k", _entry(clock, 1, tags=("a", "b", "c")))
+    conn = tier.store.conn()
+    steps = []
+    for total in (10, 100_000):
+        have = int(
+            conn.execute("SELECT count(*) FROM stratacache_entries_versions").fetchone()[0] or 0
+        )
+        tier.invalidate_tags_sync([f"old:{i}" for i in range(have, total)])
+        steps.append(_vm_steps(conn, lambda: tier.get_sync("shop:k")))
+        assert tier.get_sync("shop:k") is not None
+    assert steps[0] == steps[1] > 0, steps
+
+
+async def test_tag_check_uses_primary_key_on_postgres(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    """On PostgreSQL the read's plan reaches tag versions through their primary key, with
+    100,000 tags invalidated (no scan of the versions table)."""
+    t = SQLTier(postgres_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        await t.set("shop:k", _entry(clock, 1, tags=("a", "b")))
+        await t.invalidate_tags([f"old:{i}" for i in range(100_000)])
+        with t.store.connection() as conn:
+            conn.execute("ANALYZE stratacache_entries_versions")
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    "EXPLAIN " + t.store._get, ("shop:k", clock.time(), "shop"), prepare=False
+                )
+            )
+        assert "stratacache_entries_versions_pkey" in plan, plan
+        assert "Seq Scan on stratacache_entries_versions" not in plan, plan
+        assert (await t.get("shop:k")) is not None
+    finally:
+        await t.close()
+
+
+# -- bounds, eviction, sweeping ----------------------------------------------------------------
+async def test_max_entries_evicts_least_recently_used(db_url: str, clock: ManualClock) -> None:
+    """Over max_entries, the least recently read or written entries go; a read one stays."""
+    t = SQLTier(db_url, max_entries=5, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        for i in range(5):
+            await t.set(f"shop:{i}", _entry(clock, i))
+            clock.advance(1)
+        assert await t.get("shop:0") is not None  # recorded as used now
+        clock.advance(1)
+        for i in range(5, 8):
+            await t.set(f"shop:{i}", _entry(clock, i))
+            clock.advance(1)
+        await t.sweep()
+        assert len(t) == 5 and t.evictions == 3
+        found = await t.get_many([f"shop:{i}" for i in range(8)])
+        assert set(found) == {"shop:0", "shop:5", "shop:6", "shop:7", "shop:4"}
+    finally:
+        await t.close()
+
+
+async def test_expired_entries_are_evicted_first(db_url: str, clock: ManualClock) -> None:
+    """Over the bound, expired rows go before any live one."""
+    t = SQLTier(db_url, max_entries=4, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        for i in range(3):
+            await t.set(f"shop:old{i}", _entry(clock, i, ttl=10))
+        clock.advance(1)
+        for i in range(4):
+            await t.set(f"shop:new{i}", _entry(clock, i))
+        clock.advance(20)
+        await t.sweep()
+        assert len(t) == 4 and t.evictions == 0
+        assert len(await t.get_many([f"shop:new{i}" for i in range(4)])) == 4
+    finally:
+        await t.close()
+
+
+async def test_max_bytes_bounds_stored_bytes(db_url: str, clock: ManualClock) -> None:
+    """Stored value bytes stay within max_bytes once the bound is enforced."""
+    t = SQLTier(db_url, max_bytes=20_000, max_entries=None, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        for i in range(40):
+            await t.set(f"shop:{i}", _entry(clock, "x" * 1000))
+            clock.advance(1)
+        t.sweep_sync()
+        count, size = t.usage()
+        assert 0 < size <= 20_000 and count < 40 and t.evictions == 40 - count
+        assert await t.get("shop:39") is not None
+    finally:
+        await t.close()
+
+
+async def test_bound_holds_between_sweeps(sqlite_url: str, clock: ManualClock) -> None:
+    """Writes alone keep the table near its bound (checked every few writes, no sweep)."""
+    t = SQLTier(sqlite_url, max_entries=50, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        await t.set_many({f"shop:{i}": _entry(clock, i) for i in range(200)})
+        for i in range(200, 400):
+            await t.set(f"shop:{i}", _entry(clock, i))
+        assert len(t) <= 50 + t.store.check_every
+    finally:
+        await t.close()
+
+
+async def test_size_shows_in_cache_stats(sqlite_url: str) -> None:
+    """Cache.stats() reports the SQL tier's entries and evictions."""
+    import stratacache as sc
+
+    async with sc.Cache([SQLTier(sqlite_url, sweep_interval=0)], namespace="shop") as cache:
+        for i in range(3):
+            await cache.set(f"k{i}", i)
+        stats = cache.stats()["tiers"]["sql"]
+    assert stats["entries"] == 3 and stats["evictions"] == 0
+
+
+async def test_sweep_deletes_expired_rows(db_url: str, clock: ManualClock) -> None:
+    """sweep() removes the rows past their end and counts them; live rows stay."""
+    t = SQLTier(db_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        await t.set_many({f"shop:{i}": _entry(clock, i, ttl=10) for i in range(5)})
+        await t.set("shop:keep", _entry(clock, 1, ttl=1000))
+        await t.delete_many(["shop:gone"])  # a tombstone is not an entry
+        clock.advance(20)
+        assert await t.sweep() == 5
+        assert len(t) == 1 and await t.get("shop:keep") is not None
+    finally:
+        await t.close()
 
 
 async def test_background_sweeper_is_cancelled_on_close(sqlite_url: str) -> None:
@@ -80,3 +283,121 @@ async def test_background_sweeper_is_cancelled_on_close(sqlite_url: str) -> None
     assert task is not None and not task.done()
     await t.close()
     assert task.done()
+
+
+# -- several processes, fork, event loops ------------------------------------------------------
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from stratacache.core.entry import Entry
+    from stratacache.core.tier import TierContext
+    from stratacache.tiers.sql import SQLTier
+    import asyncio
+    url, me, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    tier = SQLTier(url, sweep_interval=0)
+    asyncio.run(tier.start(TierContext("shop")))
+    now = time.time()
+    for i in range(n):
+        value = {"writer": me, "i": i, "pad": "p" * (i % 50)}
+        if i % 10 == 0:
+            tier.set_many_sync({f"shop:{me}:{i}:{j}": Entry([me, i, j], now) for j in range(3)})
+        assert tier.set_sync(f"shop:{me}:{i}", Entry(value, now, tags=(f"w{me}",)))
+        if i % 25 == 0:
+            tier.invalidate_tags_sync([f"other{me}"])
+    print("ok")
+    """
+)
+
+
+def test_many_writer_processes_on_one_sqlite_file(sqlite_url: str) -> None:
+    """Four OS processes writing one SQLite file at once lose nothing, garble nothing and
+    never see a lock error."""
+    writers, n = 4, 150
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, sqlite_url, str(me), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for me in range(writers)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and out.strip() == "ok", err
+    tier = SQLTier(sqlite_url, sweep_interval=0)
+    tier._context = TierContext("shop")
+    tier.store.ns = "shop"
+    for me in range(writers):
+        found = tier.get_many_sync([f"shop:{me}:{i}" for i in range(n)])
+        assert len(found) == n
+        for i in range(n):
+            assert found[f"shop:{me}:{i}"].value == {"writer": me, "i": i, "pad": "p" * (i % 50)}
+        batches = tier.get_many_sync(
+            [f"shop:{me}:{i}:{j}" for i in range(0, n, 10) for j in range(3)]
+        )
+        assert all(
+            e.value == [me, int(k.split(":")[2]), int(k.split(":")[3])] for k, e in batches.items()
+        )
+        assert len(batches) == 3 * len(range(0, n, 10))
+    tier.store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+async def test_child_after_fork_uses_fresh_connections(db_url: str, clock: ManualClock) -> None:
+    """A forked child reads and writes through the tier on its own connections, sync and
+    async, and the parent's connections keep working afterwards."""
+    t = SQLTier(db_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        await t.set("shop:parent", _entry(clock, "p"))
+        assert await t.get("shop:parent") is not None and t.get_sync("shop:parent") is not None
+        pid = os.fork()
+        if pid == 0:  # the child: exit code says what failed
+            code = 1
+            try:
+                got = t.get_sync("shop:parent")
+                ok = got is not None and got.value == "p"
+                ok = ok and t.set_sync("shop:child", _entry(clock, "c"))
+
+                async def in_child() -> bool:
+                    got = await t.get("shop:child")
+                    return got is not None and await t.set("shop:child2", _entry(clock, "c2"))
+
+                ok = ok and asyncio.new_event_loop().run_until_complete(in_child())
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        found = await t.get_many(["shop:parent", "shop:child", "shop:child2"])
+        assert {k: e.value for k, e in found.items()} == {
+            "shop:parent": "p",
+            "shop:child": "c",
+            "shop:child2": "c2",
+        }
+        assert t.get_sync("shop:child") is not None
+    finally:
+        await t.close()
+
+
+def test_second_event_loop_after_the_first_closed(db_url: str) -> None:
+    """A tier started in one event loop keeps working in a new loop once the first closed."""
+    t = SQLTier(db_url, sweep_interval=3600)
+    clock = ManualClock(start=time.time())
+
+    async def first() -> None:
+        await t.start(TierContext("shop", clock=clock))
+        await t.set("shop:a", _entry(clock, 1, tags=("t",)))
+        assert await t.get("shop:a") is not None
+
+    async def second() -> None:
+        assert (await t.get("shop:a")) is not None
+        assert await t.set("shop:b", _entry(clock, 2))
+        assert set(await t.get_many(["shop:a", "shop:b"])) == {"shop:a", "shop:b"}
+        await t.invalidate_tags(["t"])
+        assert await t.get("shop:a") is None
+        await t.close()
+
+    asyncio.run(first())
+    asyncio.run(second())
