@@ -11,7 +11,6 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
