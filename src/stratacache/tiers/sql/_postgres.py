@@ -41,8 +41,8 @@ class PostgresStore:
         self.ns = ""
         self.pool_size = pool_size
         self._idle: list[psycopg.Connection[Any]] = []
-        self._slots = threading.BoundedSemaphore(pool_size)
-        self._lock = threading.Lock()
+        self._out = 0
+        self._cond = threading.Condition(threading.Lock())
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._aidle: list[psycopg.AsyncConnection[Any]] = []
         self._aslots: asyncio.Semaphore | None = None
@@ -76,27 +76,44 @@ class PostgresStore:
             self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
         )
 
+    def checkout(self) -> psycopg.Connection[Any]:
+        """A pooled connection; waits while ``pool_size`` connections are in use."""
+        with self._cond:
+            while not self._idle and self._out >= self.pool_size:
+                self._cond.wait()
+            self._out += 1
+            if self._idle:
+                return self._idle.pop()
+        try:
+            return self._connect()
+        except BaseException:
+            self.checkin(None)
+            raise
+
+    def checkin(self, conn: psycopg.Connection[Any] | None) -> None:
+        """Give ``conn`` back (None: it failed and was dropped); a broken one is closed."""
+        if conn is not None and (
+            conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
+            conn.close()
+            conn = None
+        with self._cond:
+            self._out -= 1
+            if conn is not None:
+                self._idle.append(conn)
+            self._cond.notify()
+
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection (at most ``pool_size`` at once); a broken one is dropped."""
-        self._slots.acquire()
+        """A pooled connection for the length of the block."""
+        conn = self.checkout()
         try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = self._connect()
-            try:
-                yield conn
-            except BaseException:
-                conn.close()
-                raise
-            if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.close()
-            else:
-                with self._lock:
-                    self._idle.append(conn)
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
         finally:
-            self._slots.release()
+            self.checkin(conn)
 
     @asynccontextmanager
     async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -130,7 +147,7 @@ class PostgresStore:
             conn.pgconn.finish()
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
@@ -148,8 +165,8 @@ class PostgresStore:
         """After fork: forget the parent's connections without closing them."""
         inherited: list[Any] = [*self._idle, *self._aidle]
         self._idle, self._aidle, self._aloop = [], [], None
-        self._slots = threading.BoundedSemaphore(self.pool_size)
-        self._lock = threading.Lock()
+        self._out = 0
+        self._cond = threading.Condition(threading.Lock())
         return inherited
 
     @staticmethod
@@ -192,33 +209,39 @@ class PostgresStore:
 
     # -- reads -------------------------------------------------------------------------------
     def read_one(self, key: str, now: float, inline: bool = False) -> bytes | None:
-        with self.connection() as conn:
-            row = conn.execute(self._get, (key, now, self.ns)).fetchone()
+        conn = self.checkout()
+        try:
+            row = conn.execute(self._get, (key, now, self.ns), binary=True).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            self.checkin(conn)
         return None if row is None else row[0]
 
     def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
         with self.connection() as conn:
-            return conn.execute(self._get_many, (list(keys), now, self.ns)).fetchall()
+            return conn.execute(self._get_many, (list(keys), now, self.ns), binary=True).fetchall()
 
     def counter(self, inline: bool = False) -> int:
         with self.connection() as conn:
-            row = conn.execute(self._counter, (self.ns,)).fetchone()
+            row = conn.execute(self._counter, (self.ns,), binary=True).fetchone()
         return 0 if row is None else int(row[0])
 
     async def aread_one(self, key: str, now: float) -> bytes | None:
         async with self.aconnection() as conn:
-            cur = await conn.execute(self._get, (key, now, self.ns))
+            cur = await conn.execute(self._get, (key, now, self.ns), binary=True)
             row = await cur.fetchone()
         return None if row is None else row[0]
 
     async def aread(self, keys: Sequence[str], now: float) -> list[Any]:
         async with self.aconnection() as conn:
-            cur = await conn.execute(self._get_many, (list(keys), now, self.ns))
+            cur = await conn.execute(self._get_many, (list(keys), now, self.ns), binary=True)
             return await cur.fetchall()
 
     async def acounter(self) -> int:
         async with self.aconnection() as conn:
-            cur = await conn.execute(self._counter, (self.ns,))
+            cur = await conn.execute(self._counter, (self.ns,), binary=True)
             row = await cur.fetchone()
         return 0 if row is None else int(row[0])
 
