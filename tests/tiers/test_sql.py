@@ -400,3 +400,26 @@ def test_second_event_loop_after_the_first_closed(db_url: str) -> None:
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+async def test_locked_database_read_waits_off_the_event_loop(
+    tier: SQLTier, clock: ManualClock, sqlite_url: str
+) -> None:
+    """An async read that finds the file locked by another process waits on the worker
+    thread (the event loop keeps running) and returns the entry once the lock is gone."""
+    await tier.set("shop:k", _entry(clock, 7))
+    await asyncio.to_thread(tier.store.close)  # an exclusive WAL lock needs no other connection
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE stratacache_entries SET atime = atime")
+    read = asyncio.ensure_future(tier.get("shop:k"))
+    ticks = 0
+    while ticks < 5:  # the loop is free while the read waits for the lock
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert not read.done()
+    holder.execute("COMMIT")
+    holder.close()
+    got = await asyncio.wait_for(read, 30)
+    assert got is not None and got.value == 7
