@@ -423,3 +423,33 @@ async def test_locked_database_read_waits_off_the_event_loop(
     holder.close()
     got = await asyncio.wait_for(read, 30)
     assert got is not None and got.value == 7
+
+
+def test_two_event_loops_at_once_in_two_threads(db_url: str) -> None:
+    """Two threads, each running its own event loop, read and write through one tier at once."""
+    import threading
+
+    t = SQLTier(db_url, sweep_interval=0)
+    clock = ManualClock(start=time.time())
+    asyncio.run(t.start(TierContext("shop", clock=clock)))
+    errors: list[BaseException] = []
+
+    async def work(me: int) -> None:
+        for i in range(40):
+            assert await t.set(f"shop:{me}:{i}", _entry(clock, [me, i]))
+            got = await t.get(f"shop:{me}:{i}")
+            assert got is not None and got.value == [me, i]
+
+    def run(me: int) -> None:
+        try:
+            asyncio.run(work(me))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(me,)) for me in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    asyncio.run(t.close())
+    assert not errors, errors

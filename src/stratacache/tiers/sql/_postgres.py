@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -24,6 +25,16 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise ConfigError(
         "SQLTier on PostgreSQL needs psycopg: pip install 'stratacache[sql]'"
     ) from exc
+
+
+#: one event loop's idle async connections and its limit on connections in use
+_APool = tuple[list["psycopg.AsyncConnection[Any]"], asyncio.Semaphore]
+
+
+def _finish(idle: list[psycopg.AsyncConnection[Any]]) -> None:
+    """End idle connections of another (usually closed) event loop without awaiting."""
+    for conn in idle:
+        conn.pgconn.finish()
 
 
 class PostgresStore:
@@ -43,9 +54,9 @@ class PostgresStore:
         self._idle: list[psycopg.Connection[Any]] = []
         self._out = 0
         self._cond = threading.Condition(threading.Lock())
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._aidle: list[psycopg.AsyncConnection[Any]] = []
-        self._aslots: asyncio.Semaphore | None = None
+        self._apools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _APool] = (
+            weakref.WeakKeyDictionary()
+        )
         t, v = table, table + "_versions"
         check = (
             f"(tags IS NULL OR NOT EXISTS (SELECT 1 FROM {v} WHERE {v}.namespace = %s"
@@ -117,15 +128,16 @@ class PostgresStore:
 
     @asynccontextmanager
     async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """An async connection from the pool of the running loop."""
+        """An async connection from the pool of the running loop (each loop has its own)."""
         loop = asyncio.get_running_loop()
-        if self._aloop is not loop:
-            self._drop_async()
-            self._aloop, self._aslots = loop, asyncio.Semaphore(self.pool_size)
-        slots = self._aslots
-        assert slots is not None
+        pool = self._apools.get(loop)
+        if pool is None:
+            for other in [x for x in self._apools if x.is_closed()]:
+                _finish(self._apools.pop(other)[0])
+            pool = self._apools[loop] = ([], asyncio.Semaphore(self.pool_size))
+        idle, slots = pool
         async with slots:
-            conn = self._aidle.pop() if self._aidle else None
+            conn = idle.pop() if idle else None
             if conn is None:
                 conn = await psycopg.AsyncConnection.connect(
                     self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
@@ -135,16 +147,10 @@ class PostgresStore:
             except BaseException:
                 await conn.close()
                 raise
-            if self._aloop is loop and not conn.closed:
-                self._aidle.append(conn)
+            if self._apools.get(loop) is pool and not conn.closed:
+                idle.append(conn)
             else:
                 await conn.close()
-
-    def _drop_async(self) -> None:
-        """Forget the async connections of another (usually closed) loop, ending their sessions."""
-        idle, self._aidle = self._aidle, []
-        for conn in idle:
-            conn.pgconn.finish()
 
     def close(self) -> None:
         with self._cond:
@@ -153,18 +159,22 @@ class PostgresStore:
             conn.close()
 
     async def aclose(self) -> None:
-        if self._aloop is asyncio.get_running_loop():
-            idle, self._aidle = self._aidle, []
-            for conn in idle:
-                await conn.close()
-        else:
-            self._drop_async()
-        self._aloop = None
+        """Close the running loop's async connections; end those of other loops."""
+        loop = asyncio.get_running_loop()
+        pools, self._apools = self._apools, weakref.WeakKeyDictionary()
+        for owner, (idle, _) in list(pools.items()):
+            if owner is loop:
+                for conn in idle:
+                    await conn.close()
+            else:
+                _finish(idle)
 
     def abandon(self) -> list[Any]:
         """After fork: forget the parent's connections without closing them."""
-        inherited: list[Any] = [*self._idle, *self._aidle]
-        self._idle, self._aidle, self._aloop = [], [], None
+        inherited: list[Any] = [*self._idle]
+        for idle, _ in self._apools.values():
+            inherited.extend(idle)
+        self._idle, self._apools = [], weakref.WeakKeyDictionary()
         self._out = 0
         self._cond = threading.Condition(threading.Lock())
         return inherited

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from ...core.errors import ConfigError
 from ._common import COUNTER, LEASE_HORIZON, Row, over, prefix_upper, victims, voided
 
 log = logging.getLogger("stratacache.tiers.sql")
@@ -35,6 +36,11 @@ class SQLiteStore:
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
     def __init__(self, path: str, table: str) -> None:
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise ConfigError(
+                f"SQLTier needs SQLite 3.35 or later (RETURNING, JSON); this Python has"
+                f" {sqlite3.sqlite_version}"
+            )
         self.path = path
         self.table = table
         self.ns = ""
