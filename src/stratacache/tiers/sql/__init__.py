@@ -185,8 +185,9 @@ class SQLTier:
         return done
 
     def __len__(self) -> int:
-        """Live entries in the table (all namespaces)."""
-        return int(self._guard("stats", self.store.usage)[0])
+        """Live entries in the table (all namespaces); on PostgreSQL as of the last bound check
+        or sweep, so that ``stats()`` never counts a large table on the event loop."""
+        return int(self._guard("stats", self.store.known_usage)[0])
 
     def usage(self) -> tuple[int, int]:
         """``(live entries, bytes of their values)`` in the table."""

@@ -54,6 +54,7 @@ class PostgresStore:
         self._idle: list[psycopg.Connection[Any]] = []
         self._out = 0
         self._cond = threading.Condition(threading.Lock())
+        self.last_usage: tuple[int, int] | None = None
         self._apools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _APool] = (
             weakref.WeakKeyDictionary()
         )
@@ -261,7 +262,12 @@ class PostgresStore:
             row = conn.execute(
                 f"SELECT count(*), coalesce(sum(size), 0) FROM {self.table} WHERE value IS NOT NULL"
             ).fetchone()
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        self.last_usage = (0, 0) if row is None else (int(row[0]), int(row[1]))
+        return self.last_usage
+
+    def known_usage(self) -> tuple[int, int]:
+        """``usage()`` as of the last bound check or sweep (a count is too slow for stats)."""
+        return self.last_usage if self.last_usage is not None else self.usage()
 
     # -- writes ------------------------------------------------------------------------------
     def put(self, rows: Sequence[Row], now: float, lease: int | None = None) -> bool:
@@ -367,6 +373,7 @@ class PostgresStore:
                 doomed = victims(cur, count, size, max_entries, max_bytes)
             if doomed:
                 conn.execute(f"DELETE FROM {self.table} WHERE key = ANY(%s)", (doomed,))
+        self.last_usage = None
         return len(doomed)
 
 

@@ -200,6 +200,8 @@ class SQLiteStore:
         row = self.conn().execute(self._usage).fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
+    known_usage = usage
+
     # -- writes ------------------------------------------------------------------------------
     def put(self, rows: Sequence[Row], now: float, lease: int | None = None) -> bool:
         """Store ``rows``; with ``lease``, refuse (False) if anything moved past it."""
