@@ -13,7 +13,9 @@ Where the calls run:
   recovery), it is retried on the tier's worker thread instead of blocking the loop.
   Async reads on PostgreSQL use psycopg's async connections, one small pool per
   event loop.
-- Writes and invalidations run on one dedicated worker thread per tier.
+- Async writes run on one dedicated worker thread per tier, except a single-row set on
+  SQLite, which is written inline unless the file is locked (then it goes to the worker
+  too). Inline connections never checkpoint; the worker does, every few hundred writes.
 
 Freshness: an entry records the namespace sequence number of its write (or of
 its lease); a tag invalidation bumps the counter and stamps the tag's version
@@ -33,16 +35,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ...core.entry import Entry
-from ...core.errors import ConfigError, DeserializationError, TierError
+from ...core.errors import DeserializationError, TierError
 from ...core.tier import TierContext
-from ._common import LEASE_HORIZON, Row, SQLLease, engine_url, on_fork, parse_url
+from ._common import LEASE_HORIZON, Row, SQLLease, check_config, engine_url, on_fork, parse_url
 from ._sqlite import SQLiteStore
 
 __all__ = ["LEASE_HORIZON", "SQLLease", "SQLTier"]
@@ -52,7 +53,8 @@ log = logging.getLogger("stratacache.tiers.sql")
 
 #: reads recorded for the eviction order before they are written out
 _TOUCH_BATCH = 256
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
+#: SQLite writes made on the event loop between two checkpoints on the worker thread
+_CHECKPOINT_EVERY = 500
 
 
 class SQLTier:
@@ -90,17 +92,7 @@ class SQLTier:
         name: str = "sql",
         pool_size: int = 8,
     ) -> None:
-        if ttl is not None and not ttl > 0:
-            raise ConfigError(f"SQLTier ttl must be positive, not {ttl!r}")
-        if not sweep_interval >= 0:
-            raise ConfigError(f"SQLTier sweep_interval must be >= 0, not {sweep_interval!r}")
-        for label, bound in (("max_entries", max_entries), ("max_bytes", max_bytes)):
-            if bound is not None and (not isinstance(bound, int) or bound < 1):
-                raise ConfigError(f"SQLTier {label} must be a positive int or None, not {bound!r}")
-        if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
-            raise ConfigError(f"SQLTier table must be a plain SQL identifier, not {table!r}")
-        if not isinstance(pool_size, int) or pool_size < 1:
-            raise ConfigError(f"SQLTier pool_size must be a positive int, not {pool_size!r}")
+        check_config(ttl, sweep_interval, max_entries, max_bytes, table, pool_size)
         target = parse_url(engine_url(engine) if engine is not None else url)
         self.name = name
         self.ttl = ttl
@@ -122,6 +114,7 @@ class SQLTier:
         self._bounded = max_entries is not None or max_bytes is not None
         self._touched: dict[str, None] = {}
         self._written = 0
+        self._inline_writes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._sweeper: asyncio.Task[None] | None = None
@@ -242,13 +235,7 @@ class SQLTier:
         now = self._now()
         if not self._inline:
             return self._entry(key, await self._aguard("get", self.store.aread_one(key, now)), now)
-        try:
-            data = self.store.read_one(key, now, True)
-        except self._errors as exc:
-            if not self.store.busy(exc):
-                raise TierError(self.name, "get", exc) from exc
-            data = await self._offload("get", self.store.read_one, key, now)
-        return self._entry(key, data, now)
+        return self._entry(key, await self._here("get", self.store.read_one, key, now), now)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
         if not keys:
@@ -256,23 +243,12 @@ class SQLTier:
         now = self._now()
         if not self._inline:
             return self._entries(await self._aguard("get_many", self.store.aread(keys, now)), now)
-        try:
-            rows = self.store.read(keys, now, True)
-        except self._errors as exc:
-            if not self.store.busy(exc):
-                raise TierError(self.name, "get_many", exc) from exc
-            rows = await self._offload("get_many", self.store.read, keys, now)
-        return self._entries(rows, now)
+        return self._entries(await self._here("get_many", self.store.read, keys, now), now)
 
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
         if not self._inline:
             return SQLLease(await self._aguard("lease", self.store.acounter()))
-        try:
-            return SQLLease(self.store.counter(True))
-        except self._errors as exc:
-            if not self.store.busy(exc):
-                raise TierError(self.name, "lease", exc) from exc
-            return SQLLease(await self._offload("lease", self.store.counter))
+        return SQLLease(await self._here("lease", self.store.counter))
 
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         row = self._row(key, entry)
@@ -280,6 +256,21 @@ class SQLTier:
             return True
         seq = lease.seq if isinstance(lease, SQLLease) else None
         self._ensure_sweeper()
+        if self._inline:  # one small SQLite write: cheaper here than a thread hop, unless locked
+            try:
+                stored = self.store.put([row], self._now(), seq, True)
+            except self._errors as exc:
+                if not self.store.busy(exc):
+                    raise TierError(self.name, "set", exc) from exc
+            else:
+                self._inline_writes += 1
+                if self._inline_writes % _CHECKPOINT_EVERY == 0:
+                    self._background(self.store.checkpoint)
+                self._written += 1
+                if self._bounded and self._written >= self.store.check_every:
+                    self._written = 0
+                    self._background(self._enforce)
+                return bool(stored)
         return bool(await self._offload("set", self._put, [row], seq))
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
@@ -317,6 +308,16 @@ class SQLTier:
             return await awaitable
         except self._errors as exc:
             raise TierError(self.name, op, exc) from exc
+
+    async def _here(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args, inline=True)`` on the event loop; if SQLite is locked by another
+        connection, ``fn(*args)`` on the worker thread, which waits for the lock."""
+        try:
+            return fn(*args, True)
+        except self._errors as exc:
+            if not self.store.busy(exc):
+                raise TierError(self.name, op, exc) from exc
+        return await self._offload(op, fn, *args)
 
     async def _offload(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the tier's worker thread, driver errors as ``TierError``."""
@@ -376,13 +377,17 @@ class SQLTier:
         if self._bounded:
             self._touched[key] = None
             if len(self._touched) >= _TOUCH_BATCH:
-                self._worker().submit(self._flush_touches).add_done_callback(self._log_failure)
+                self._background(self._flush_touches)
         return entry
 
     def _flush_touches(self) -> None:
         touched, self._touched = self._touched, {}
         if touched:
             self.store.touch(list(touched), self._now())
+
+    def _background(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the worker thread without waiting; a failure is logged."""
+        self._worker().submit(fn).add_done_callback(self._log_failure)
 
     def _log_failure(self, future: Any) -> None:
         exc = future.exception()

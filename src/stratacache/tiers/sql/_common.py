@@ -13,6 +13,7 @@ its last invalidation.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -89,6 +90,26 @@ def prefix_upper(prefix: str) -> str | None:
     if 0xD800 <= code <= 0xDFFF:  # surrogates are not encodable: skip past them
         code = 0xE000
     return stem[:-1] + chr(code)
+
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
+
+
+def check_config(
+    ttl: Any, sweep_interval: Any, max_entries: Any, max_bytes: Any, table: Any, pool_size: Any
+) -> None:
+    """Raise ``ConfigError`` for the first bad ``SQLTier`` argument."""
+    if ttl is not None and not ttl > 0:
+        raise ConfigError(f"SQLTier ttl must be positive, not {ttl!r}")
+    if not sweep_interval >= 0:
+        raise ConfigError(f"SQLTier sweep_interval must be >= 0, not {sweep_interval!r}")
+    for label, bound in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+        if bound is not None and (not isinstance(bound, int) or bound < 1):
+            raise ConfigError(f"SQLTier {label} must be a positive int or None, not {bound!r}")
+    if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+        raise ConfigError(f"SQLTier table must be a plain SQL identifier, not {table!r}")
+    if not isinstance(pool_size, int) or pool_size < 1:
+        raise ConfigError(f"SQLTier pool_size must be a positive int, not {pool_size!r}")
 
 
 @dataclass(frozen=True, slots=True)

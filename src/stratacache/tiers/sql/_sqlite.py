@@ -101,6 +101,8 @@ class SQLiteStore:
         )
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA mmap_size=67108864")
+        if inline:  # a commit on the event loop never runs a checkpoint (fsync): see checkpoint()
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         with self._lock:
             self._conns.append(conn)
         setattr(local, attr, (self._gen, conn))
@@ -128,8 +130,8 @@ class SQLiteStore:
         return list(conns)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn()
+    def _write(self, inline: bool = False) -> Iterator[sqlite3.Connection]:
+        conn = self.conn(inline)
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -203,18 +205,20 @@ class SQLiteStore:
     known_usage = usage
 
     # -- writes ------------------------------------------------------------------------------
-    def put(self, rows: Sequence[Row], now: float, lease: int | None = None) -> bool:
+    def put(
+        self, rows: Sequence[Row], now: float, lease: int | None = None, inline: bool = False
+    ) -> bool:
         """Store ``rows``; with ``lease``, refuse (False) if anything moved past it."""
         if lease is None:
             params = [_params(r, self.ns, now) for r in rows]
             if len(params) == 1:
-                self.conn().execute(self._put, params[0])
+                self.conn(inline).execute(self._put, params[0])
             else:
-                with self._write() as conn:
+                with self._write(inline) as conn:
                     conn.executemany(self._put, params)
             return True
         (row,) = rows
-        with self._write() as conn:
+        with self._write(inline) as conn:
             names = [n for (n,) in conn.execute(self._since, (self.ns, lease))]
             if names and voided(row.key, row.tags, names):
                 return False
@@ -223,6 +227,10 @@ class SQLiteStore:
                 return False
             conn.execute(self._put_leased, _params(row, lease, now))
         return True
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database (the part no reader still needs)."""
+        self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def delete_keys(self, keys: Sequence[str], now: float) -> int:
         """Replace ``keys`` by tombstones (voiding their leases); returns how many were live."""
