@@ -54,7 +54,7 @@ log = logging.getLogger("stratacache.tiers.sql")
 #: reads recorded for the eviction order before they are written out
 _TOUCH_BATCH = 256
 #: SQLite writes made on the event loop between two checkpoints on the worker thread
-_CHECKPOINT_EVERY = 500
+_CHECKPOINT_EVERY = 250
 
 
 class SQLTier:

@@ -229,8 +229,8 @@ class SQLiteStore:
         return True
 
     def checkpoint(self) -> None:
-        """Copy the WAL back into the database (the part no reader still needs)."""
-        self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """Copy the WAL back into the database and make the next writer start it over."""
+        self.conn().execute("PRAGMA wal_checkpoint(RESTART)")
 
     def delete_keys(self, keys: Sequence[str], now: float) -> int:
         """Replace ``keys`` by tombstones (voiding their leases); returns how many were live."""
