@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -55,9 +54,8 @@ class PostgresStore:
         self._out = 0
         self._cond = threading.Condition(threading.Lock())
         self.last_usage: tuple[int, int] | None = None
-        self._apools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _APool] = (
-            weakref.WeakKeyDictionary()
-        )
+        #: per event loop; a closed loop's connections are ended when the next loop comes
+        self._apools: dict[asyncio.AbstractEventLoop, _APool] = {}
         t, v = table, table + "_versions"
         check = (
             f"(tags IS NULL OR NOT EXISTS (SELECT 1 FROM {v} WHERE {v}.namespace = %s"
@@ -162,7 +160,7 @@ class PostgresStore:
     async def aclose(self) -> None:
         """Close the running loop's async connections; end those of other loops."""
         loop = asyncio.get_running_loop()
-        pools, self._apools = self._apools, weakref.WeakKeyDictionary()
+        pools, self._apools = self._apools, {}
         for owner, (idle, _) in list(pools.items()):
             if owner is loop:
                 for conn in idle:
@@ -175,7 +173,7 @@ class PostgresStore:
         inherited: list[Any] = [*self._idle]
         for idle, _ in self._apools.values():
             inherited.extend(idle)
-        self._idle, self._apools = [], weakref.WeakKeyDictionary()
+        self._idle, self._apools = [], {}
         self._out = 0
         self._cond = threading.Condition(threading.Lock())
         return inherited
