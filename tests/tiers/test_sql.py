@@ -470,3 +470,10 @@ async def test_wal_stays_bounded_under_inline_writes(tier: SQLTier, sqlite_url: 
     await tier._offload("flush", lambda: None)  # the worker has run every checkpoint asked for
     wal = sqlite_url.removeprefix("sqlite:///") + "-wal"
     assert await asyncio.to_thread(os.path.getsize, wal) < 24 * 2**20
+
+
+def test_stats_survive_an_unreachable_database() -> None:
+    """Counting entries for stats() on a database that cannot be reached logs and gives the
+    last known count instead of raising."""
+    t = SQLTier("postgresql://nobody@127.0.0.1:1/none", sweep_interval=0)
+    assert len(t) == 0

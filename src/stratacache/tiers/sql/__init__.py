@@ -115,6 +115,7 @@ class SQLTier:
         self._touched: dict[str, None] = {}
         self._written = 0
         self._inline_writes = 0
+        self._last_len = 0
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._sweeper: asyncio.Task[None] | None = None
@@ -180,7 +181,11 @@ class SQLTier:
     def __len__(self) -> int:
         """Live entries in the table (all namespaces); on PostgreSQL as of the last bound check
         or sweep, so that ``stats()`` never counts a large table on the event loop."""
-        return int(self._guard("stats", self.store.known_usage)[0])
+        try:
+            self._last_len = int(self._guard("stats", self.store.known_usage)[0])
+        except TierError as exc:  # stats() must not fail with the database
+            log.warning("stratacache: tier %r could not count its entries: %s", self.name, exc)
+        return self._last_len
 
     def usage(self) -> tuple[int, int]:
         """``(live entries, bytes of their values)`` in the table."""
