@@ -289,22 +289,35 @@ async def test_background_sweeper_is_cancelled_on_close(sqlite_url: str) -> None
 # -- several processes, fork, event loops ------------------------------------------------------
 _WRITER = textwrap.dedent(
     """
-    import sys, time
+    import asyncio, sys, time
     from stratacache.core.entry import Entry
     from stratacache.core.tier import TierContext
     from stratacache.tiers.sql import SQLTier
-    import asyncio
+
     url, me, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    tier = SQLTier(url, sweep_interval=0)
-    asyncio.run(tier.start(TierContext("shop")))
+    tier = SQLTier(url, sweep_interval=0, max_entries=100_000)
     now = time.time()
-    for i in range(n):
-        value = {"writer": me, "i": i, "pad": "p" * (i % 50)}
-        if i % 10 == 0:
+
+    def value(i):
+        return {"writer": me, "i": i, "pad": "p" * (i % 50)}
+
+    async def main():  # even rows from the event loop (inline or on the worker), odd ones sync
+        await tier.start(TierContext("shop"))
+        for i in range(0, n, 2):
+            assert await tier.set(f"shop:{me}:{i}", Entry(value(i), now, tags=(f"w{me}",)))
+            lease = await tier.lease(f"shop:{me}:{i}:l", ["x"])
+            assert await tier.set(f"shop:{me}:{i}:l", Entry(value(i), now, tags=("x",)), lease)
+            await asyncio.to_thread(sync_rows, i + 1)
+        await tier.close()
+
+    def sync_rows(i):
+        if i % 10 == 1:
             tier.set_many_sync({f"shop:{me}:{i}:{j}": Entry([me, i, j], now) for j in range(3)})
-        assert tier.set_sync(f"shop:{me}:{i}", Entry(value, now, tags=(f"w{me}",)))
-        if i % 25 == 0:
+        assert tier.set_sync(f"shop:{me}:{i}", Entry(value(i), now, tags=(f"w{me}",)))
+        if i % 25 == 1:
             tier.invalidate_tags_sync([f"other{me}"])
+
+    asyncio.run(main())
     print("ok")
     """
 )
@@ -327,21 +340,20 @@ def test_many_writer_processes_on_one_sqlite_file(sqlite_url: str) -> None:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 and out.strip() == "ok", err
     tier = SQLTier(sqlite_url, sweep_interval=0)
-    tier._context = TierContext("shop")
-    tier.store.ns = "shop"
+    asyncio.run(tier.start(TierContext("shop")))
     for me in range(writers):
         found = tier.get_many_sync([f"shop:{me}:{i}" for i in range(n)])
-        assert len(found) == n
-        for i in range(n):
-            assert found[f"shop:{me}:{i}"].value == {"writer": me, "i": i, "pad": "p" * (i % 50)}
-        batches = tier.get_many_sync(
-            [f"shop:{me}:{i}:{j}" for i in range(0, n, 10) for j in range(3)]
-        )
-        assert all(
-            e.value == [me, int(k.split(":")[2]), int(k.split(":")[3])] for k, e in batches.items()
-        )
-        assert len(batches) == 3 * len(range(0, n, 10))
-    tier.store.close()
+        assert {k: e.value for k, e in found.items()} == {
+            f"shop:{me}:{i}": {"writer": me, "i": i, "pad": "p" * (i % 50)} for i in range(n)
+        }
+        leased = tier.get_many_sync([f"shop:{me}:{i}:l" for i in range(0, n, 2)])
+        assert len(leased) == len(range(0, n, 2))
+        wanted = [f"shop:{me}:{i}:{j}" for i in range(1, n, 10) for j in range(3)]
+        batches = tier.get_many_sync(wanted)
+        assert {k: e.value for k, e in batches.items()} == {
+            k: [me, int(k.split(":")[2]), int(k.split(":")[3])] for k in wanted
+        }
+    asyncio.run(tier.close())
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
