@@ -489,3 +489,29 @@ def test_stats_survive_an_unreachable_database() -> None:
     last known count instead of raising."""
     t = SQLTier("postgresql://nobody@127.0.0.1:1/none", sweep_interval=0)
     assert len(t) == 0
+
+
+async def test_postgres_read_survives_a_dropped_connection(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    """A pooled connection the server ended (restart, idle timeout) costs no failed read:
+    the read is retried once on a new connection, sync and async."""
+    import psycopg
+
+    t = SQLTier(postgres_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        await t.set("shop:k", _entry(clock, 3))
+        assert t.get_sync("shop:k") is not None and await t.get("shop:k") is not None
+        pids = [c.info.backend_pid for c in t.store._idle]
+        for idle, _ in t.store._apools.values():
+            pids += [c.info.backend_pid for c in idle]
+        with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        got = t.get_sync("shop:k")
+        assert got is not None and got.value == 3
+        got = await t.get("shop:k")
+        assert got is not None and got.value == 3
+    finally:
+        await t.close()

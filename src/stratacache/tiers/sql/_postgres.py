@@ -218,41 +218,72 @@ class PostgresStore:
 
     # -- reads -------------------------------------------------------------------------------
     def read_one(self, key: str, now: float, inline: bool = False) -> bytes | None:
-        conn = self.checkout()
-        try:
-            row = conn.execute(self._get, (key, now, self.ns), binary=True).fetchone()
-        except BaseException:
-            conn.close()
-            raise
-        finally:
-            self.checkin(conn)
+        row = self._query(self._get, (key, now, self.ns), False)
         return None if row is None else row[0]
 
     def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
-        with self.connection() as conn:
-            return conn.execute(self._get_many, (list(keys), now, self.ns), binary=True).fetchall()
+        return self._query(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
 
     def counter(self, inline: bool = False) -> int:
-        with self.connection() as conn:
-            row = conn.execute(self._counter, (self.ns,), binary=True).fetchone()
+        row = self._query(self._counter, (self.ns,), False)
         return 0 if row is None else int(row[0])
 
     async def aread_one(self, key: str, now: float) -> bytes | None:
-        async with self.aconnection() as conn:
-            cur = await conn.execute(self._get, (key, now, self.ns), binary=True)
-            row = await cur.fetchone()
+        row = await self._aquery(self._get, (key, now, self.ns), False)
         return None if row is None else row[0]
 
     async def aread(self, keys: Sequence[str], now: float) -> list[Any]:
-        async with self.aconnection() as conn:
-            cur = await conn.execute(self._get_many, (list(keys), now, self.ns), binary=True)
-            return await cur.fetchall()
+        return await self._aquery(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
 
     async def acounter(self) -> int:
-        async with self.aconnection() as conn:
-            cur = await conn.execute(self._counter, (self.ns,), binary=True)
-            row = await cur.fetchone()
+        row = await self._aquery(self._counter, (self.ns,), False)
         return 0 if row is None else int(row[0])
+
+    def _query(self, sql: str, params: tuple[Any, ...], many: bool) -> Any:
+        """One read; a pooled connection the server dropped (restart, idle timeout) is
+        replaced once, and the other idle ones are dropped with it."""
+        for attempt in (1, 2):
+            conn = self.checkout()
+            try:
+                cur = conn.execute(sql, params, binary=True)
+                return cur.fetchall() if many else cur.fetchone()
+            except psycopg.OperationalError:
+                broken = conn.broken
+                conn.close()
+                if attempt == 2 or not broken:
+                    raise
+                with self._cond:
+                    stale, self._idle = self._idle, []
+                for other in stale:
+                    other.close()
+            except BaseException:
+                conn.close()
+                raise
+            finally:
+                self.checkin(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _aquery(self, sql: str, params: tuple[Any, ...], many: bool) -> Any:
+        """``_query`` on the running loop's async connections."""
+        for attempt in (1, 2):
+            broken = False
+            try:
+                async with self.aconnection() as conn:
+                    try:
+                        cur = await conn.execute(sql, params, binary=True)
+                        return await (cur.fetchall() if many else cur.fetchone())
+                    except psycopg.OperationalError:
+                        broken = conn.broken
+                        raise
+            except psycopg.OperationalError:
+                if attempt == 2 or not broken:
+                    raise
+                pool = self._apools.get(asyncio.get_running_loop())
+                if pool is not None:
+                    stale, pool[0][:] = list(pool[0]), []
+                    for other in stale:
+                        await other.close()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def usage(self) -> tuple[int, int]:
         """Live entries and their bytes (a count over the table)."""
