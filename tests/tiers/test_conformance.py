@@ -8,7 +8,6 @@ from typing import Any
 import aiocache
 import pytest
 import redis
-import sqlalchemy as sa
 
 from stratacache.core.clock import ManualClock
 from stratacache.testing import TierConformance
@@ -74,18 +73,19 @@ class _SQLConformance(TierConformance):
     @pytest.fixture
     def write_raw(self, started: SQLTier) -> Callable[[str, bytes], Any]:
         def write(key: str, data: bytes) -> None:
-            with started.engine.begin() as conn:
-                conn.execute(started.entries.insert().values(key=key, value=data, tags="", seq=0))
+            sql = f"INSERT INTO stratacache_entries (key, value) VALUES ({started.store.mark}, {started.store.mark})"
+            with started.store.connection() as conn:
+                conn.execute(sql, (key, data))
 
         return write
 
     @pytest.fixture
     def physical_ttl(self, started: SQLTier, clock: ManualClock) -> Callable[[str], float | None]:
         def ttl(key: str) -> float | None:
-            e = started.entries
-            with started.engine.connect() as conn:
-                at = conn.execute(sa.select(e.c.expires_at).where(e.c.key == key)).scalar()
-            return None if at is None else at - clock.time()
+            sql = f"SELECT expires_at FROM stratacache_entries WHERE key = {started.store.mark}"
+            with started.store.connection() as conn:
+                row = conn.execute(sql, (key,)).fetchone()
+            return None if row is None or row[0] is None else float(row[0]) - clock.time()
 
         return ttl
 

@@ -1,0 +1,411 @@
+"""The PostgreSQL store: psycopg 3 directly, autocommit connections, prepared statements.
+
+Sync callers (and the tier's worker thread) share a small pool of ``psycopg.Connection``;
+async reads use ``psycopg.AsyncConnection`` from a pool private to the running event
+loop, so a cache used from a second loop never touches the first loop's sockets. A read
+is one round trip: the tag check looks up the entry's own tag rows by primary key
+(``name = ANY(tags)``). Keys are ``COLLATE "C"`` so a prefix is a primary-key range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from ...core.errors import ConfigError
+from ._common import COUNTER, LEASE_HORIZON, Row, over, prefix_upper, victims, voided
+
+try:
+    import psycopg
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ConfigError(
+        "SQLTier on PostgreSQL needs psycopg: pip install 'stratacache[sql]'"
+    ) from exc
+
+
+#: one event loop's idle async connections and its limit on connections in use
+_APool = tuple[list["psycopg.AsyncConnection[Any]"], asyncio.Semaphore]
+
+
+def _finish(idle: list[psycopg.AsyncConnection[Any]]) -> None:
+    """End idle connections of another (usually closed) event loop without awaiting."""
+    for conn in idle:
+        conn.pgconn.finish()
+
+
+class PostgresStore:
+    """The entries and versions tables in a PostgreSQL database."""
+
+    dialect = "postgresql"
+    mark = "%s"
+    #: checking the size bound counts rows here: do it seldom
+    check_every = 256
+    errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+
+    def __init__(self, conninfo: str, table: str, pool_size: int) -> None:
+        self.conninfo = conninfo
+        self.table = table
+        self.ns = ""
+        self.pool_size = pool_size
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._out = 0
+        self._cond = threading.Condition(threading.Lock())
+        self.last_usage: tuple[int, int] | None = None
+        #: per event loop; a closed loop's connections are ended when the next loop comes
+        self._apools: dict[asyncio.AbstractEventLoop, _APool] = {}
+        t, v = table, table + "_versions"
+        check = (
+            f"(tags IS NULL OR NOT EXISTS (SELECT 1 FROM {v} WHERE {v}.namespace = %s"
+            f" AND {v}.name = ANY({t}.tags) AND {v}.seq > {t}.seq))"
+        )
+        live = "value IS NOT NULL AND (expires_at IS NULL OR expires_at > %s)"
+        self._get = f"SELECT value FROM {t} WHERE key = %s AND {live} AND {check}"
+        self._get_many = f"SELECT key, value FROM {t} WHERE key = ANY(%s) AND {live} AND {check}"
+        self._counter = f"SELECT seq FROM {v} WHERE namespace = %s AND name = '{COUNTER}'"
+        self._put = (
+            f"INSERT INTO {t} AS e (key, value, expires_at, tags, seq, size, atime)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET"
+            " value = excluded.value, expires_at = excluded.expires_at, tags = excluded.tags,"
+            " seq = excluded.seq, size = excluded.size, atime = excluded.atime"
+        )
+        self._bump = (
+            f"INSERT INTO {v} AS v VALUES (%s, '{COUNTER}', 1, %s) ON CONFLICT (namespace, name)"
+            " DO UPDATE SET seq = v.seq + 1, updated = excluded.updated RETURNING seq"
+        )
+        self._mark = (
+            f"INSERT INTO {v} VALUES (%s, %s, %s, %s) ON CONFLICT (namespace, name)"
+            " DO UPDATE SET seq = excluded.seq, updated = excluded.updated"
+        )
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
+        )
+
+    def checkout(self) -> psycopg.Connection[Any]:
+        """A pooled connection; waits while ``pool_size`` connections are in use."""
+        with self._cond:
+            while not self._idle and self._out >= self.pool_size:
+                self._cond.wait()
+            self._out += 1
+            if self._idle:
+                return self._idle.pop()
+        try:
+            return self._connect()
+        except BaseException:
+            self.checkin(None)
+            raise
+
+    def checkin(self, conn: psycopg.Connection[Any] | None) -> None:
+        """Give ``conn`` back (None: it failed and was dropped); a broken one is closed."""
+        if conn is not None and (
+            conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
+            conn.close()
+            conn = None
+        with self._cond:
+            self._out -= 1
+            if conn is not None:
+                self._idle.append(conn)
+            self._cond.notify()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for the length of the block."""
+        conn = self.checkout()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            self.checkin(conn)
+
+    @asynccontextmanager
+    async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """An async connection from the pool of the running loop (each loop has its own)."""
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(loop)
+        if pool is None:
+            for other in [x for x in self._apools if x.is_closed()]:
+                _finish(self._apools.pop(other)[0])
+            pool = self._apools[loop] = ([], asyncio.Semaphore(self.pool_size))
+        idle, slots = pool
+        async with slots:
+            conn = idle.pop() if idle else None
+            if conn is None:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
+                )
+            try:
+                yield conn
+            except BaseException:
+                await conn.close()
+                raise
+            if self._apools.get(loop) is pool and not conn.closed:
+                idle.append(conn)
+            else:
+                await conn.close()
+
+    def close(self) -> None:
+        with self._cond:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async connections; end those of other loops."""
+        loop = asyncio.get_running_loop()
+        pools, self._apools = self._apools, {}
+        for owner, (idle, _) in list(pools.items()):
+            if owner is loop:
+                for conn in idle:
+                    await conn.close()
+            else:
+                _finish(idle)
+
+    def abandon(self) -> list[Any]:
+        """After fork: forget the parent's connections without closing them."""
+        inherited: list[Any] = [*self._idle]
+        for idle, _ in self._apools.values():
+            inherited.extend(idle)
+        self._idle, self._apools = [], {}
+        self._out = 0
+        self._cond = threading.Condition(threading.Lock())
+        return inherited
+
+    @staticmethod
+    def busy(exc: BaseException) -> bool:
+        return False
+
+    # -- schema ------------------------------------------------------------------------------
+    def setup(self, namespace: str) -> None:
+        """Create the tables (dropping a layout written by an older version of the tier)."""
+        self.ns = namespace
+        t, v = self.table, self.table + "_versions"
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (t,))
+            cols = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = current_schema() AND table_name = %s",
+                    (t,),
+                )
+            }
+            if cols and "atime" not in cols:
+                conn.execute(f"DROP TABLE {t}")
+                conn.execute(f"DROP TABLE IF EXISTS {v}")
+            for ddl in (
+                f'CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY, value bytea,'
+                " expires_at double precision, tags text[], seq bigint NOT NULL DEFAULT 0,"
+                " size bigint NOT NULL DEFAULT 0, atime double precision NOT NULL DEFAULT 0)",
+                f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)",
+                f"CREATE INDEX IF NOT EXISTS {t}_atime ON {t} (atime)",
+                f"CREATE TABLE IF NOT EXISTS {v} (namespace text, name text, seq bigint NOT NULL,"
+                " updated double precision NOT NULL, PRIMARY KEY (namespace, name))",
+                f"CREATE INDEX IF NOT EXISTS {v}_seq ON {v} (namespace, seq)",
+            ):
+                conn.execute(ddl)
+            conn.execute(
+                f"INSERT INTO {v} VALUES (%s, '{COUNTER}', 0, 0) ON CONFLICT DO NOTHING",
+                (namespace,),
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+    def read_one(self, key: str, now: float, inline: bool = False) -> bytes | None:
+        row = self._query(self._get, (key, now, self.ns), False)
+        return None if row is None else row[0]
+
+    def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
+        return self._query(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
+
+    def counter(self, inline: bool = False) -> int:
+        row = self._query(self._counter, (self.ns,), False)
+        return 0 if row is None else int(row[0])
+
+    async def aread_one(self, key: str, now: float) -> bytes | None:
+        row = await self._aquery(self._get, (key, now, self.ns), False)
+        return None if row is None else row[0]
+
+    async def aread(self, keys: Sequence[str], now: float) -> list[Any]:
+        return await self._aquery(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
+
+    async def acounter(self) -> int:
+        row = await self._aquery(self._counter, (self.ns,), False)
+        return 0 if row is None else int(row[0])
+
+    def _query(self, sql: str, params: tuple[Any, ...], many: bool) -> Any:
+        """One read; a pooled connection the server dropped (restart, idle timeout) is
+        replaced once, and the other idle ones are dropped with it."""
+        for attempt in (1, 2):
+            conn = self.checkout()
+            try:
+                cur = conn.execute(sql, params, binary=True)
+                return cur.fetchall() if many else cur.fetchone()
+            except psycopg.OperationalError:
+                broken = conn.broken
+                conn.close()
+                if attempt == 2 or not broken:
+                    raise
+                with self._cond:
+                    stale, self._idle = self._idle, []
+                for other in stale:
+                    other.close()
+            except BaseException:
+                conn.close()
+                raise
+            finally:
+                self.checkin(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _aquery(self, sql: str, params: tuple[Any, ...], many: bool) -> Any:
+        """``_query`` on the running loop's async connections."""
+        for attempt in (1, 2):
+            broken = False
+            try:
+                async with self.aconnection() as conn:
+                    try:
+                        cur = await conn.execute(sql, params, binary=True)
+                        return await (cur.fetchall() if many else cur.fetchone())
+                    except psycopg.OperationalError:
+                        broken = conn.broken
+                        raise
+            except psycopg.OperationalError:
+                if attempt == 2 or not broken:
+                    raise
+                pool = self._apools.get(asyncio.get_running_loop())
+                if pool is not None:
+                    stale, pool[0][:] = list(pool[0]), []
+                    for other in stale:
+                        await other.close()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def usage(self) -> tuple[int, int]:
+        """Live entries and their bytes (a count over the table)."""
+        with self.connection() as conn:
+            row = conn.execute(
+                f"SELECT count(*), coalesce(sum(size), 0) FROM {self.table} WHERE value IS NOT NULL"
+            ).fetchone()
+        self.last_usage = (0, 0) if row is None else (int(row[0]), int(row[1]))
+        return self.last_usage
+
+    def known_usage(self) -> tuple[int, int]:
+        """``usage()`` as of the last bound check or sweep (a count is too slow for stats)."""
+        return self.last_usage if self.last_usage is not None else self.usage()
+
+    # -- writes ------------------------------------------------------------------------------
+    def put(self, rows: Sequence[Row], now: float, lease: int | None = None) -> bool:
+        """Store ``rows``; with ``lease``, refuse (False) if anything moved past it."""
+        v = self.table + "_versions"
+        with self.connection() as conn, conn.transaction():
+            # a shared lock on the counter row orders this write with every invalidation
+            seq = conn.execute(self._counter + " FOR SHARE", (self.ns,)).fetchone()
+            if lease is None:
+                current = 0 if seq is None else int(seq[0])
+                conn.cursor().executemany(self._put, [_params(r, current, now) for r in rows])
+                return True
+            (row,) = rows
+            names = [
+                n
+                for (n,) in conn.execute(
+                    f"SELECT name FROM {v} WHERE namespace = %s AND seq > %s", (self.ns, lease)
+                )
+            ]
+            if names and voided(row.key, row.tags, names):
+                return False
+            found = conn.execute(
+                f"SELECT seq FROM {self.table} WHERE key = %s", (row.key,)
+            ).fetchone()
+            if found is not None and found[0] > lease:
+                return False
+            conn.execute(self._put, _params(row, lease, now))
+        return True
+
+    def _bumped(self, conn: psycopg.Connection[Any], now: float) -> int:
+        row = conn.execute(self._bump, (self.ns, now)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def delete_keys(self, keys: Sequence[str], now: float) -> int:
+        """Replace ``keys`` by tombstones (voiding their leases); returns how many were live."""
+        t = self.table
+        keys = sorted(set(keys))  # a fixed lock order between concurrent deletes
+        with self.connection() as conn, conn.transaction():
+            seq = self._bumped(conn, now)
+            row = conn.execute(
+                f"SELECT count(*) FROM {t} WHERE key = ANY(%s) AND value IS NOT NULL", (keys,)
+            ).fetchone()
+            conn.execute(
+                f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime)"
+                " SELECT k, NULL, %s, NULL, %s, 0, %s FROM unnest(%s::text[]) AS k"
+                " ON CONFLICT (key) DO UPDATE SET value = NULL, expires_at = excluded.expires_at,"
+                " tags = NULL, seq = excluded.seq, size = 0",
+                (now + LEASE_HORIZON, seq, now, keys),
+            )
+        return 0 if row is None else int(row[0])
+
+    def delete_prefix(self, prefix: str, now: float) -> int:
+        """Delete the live rows under ``prefix`` and void leases on it; returns how many."""
+        upper = prefix_upper(prefix)
+        where = "key >= %s" + ("" if upper is None else " AND key < %s")
+        args = (prefix,) if upper is None else (prefix, upper)
+        with self.connection() as conn, conn.transaction():
+            seq = self._bumped(conn, now)
+            conn.execute(self._mark, (self.ns, "p" + prefix, seq, now))
+            cur = conn.execute(
+                f"DELETE FROM {self.table} WHERE {where} AND value IS NOT NULL", args
+            )
+            return int(cur.rowcount)
+
+    def invalidate(self, tags: Sequence[str], now: float) -> None:
+        with self.connection() as conn, conn.transaction():
+            seq = self._bumped(conn, now)
+            conn.cursor().executemany(self._mark, [(self.ns, "t" + t, seq, now) for t in tags])
+
+    def touch(self, keys: Sequence[str], now: float) -> None:
+        """Record reads for eviction order (only the access time changes)."""
+        with self.connection() as conn:
+            conn.execute(
+                f"UPDATE {self.table} SET atime = %s WHERE key = ANY(%s)", (now, list(keys))
+            )
+
+    def sweep(self, now: float) -> int:
+        """Delete rows past their end and prefix rows past the lease horizon; returns live rows."""
+        t, v = self.table, self.table + "_versions"
+        with self.connection() as conn, conn.transaction():
+            gone = conn.execute(
+                f"DELETE FROM {t} WHERE expires_at <= %s RETURNING value IS NOT NULL", (now,)
+            ).fetchall()
+            conn.execute(
+                f"DELETE FROM {v} WHERE name >= 'p' AND name < 'q' AND updated < %s",
+                (now - LEASE_HORIZON,),
+            )
+        return sum(1 for (live,) in gone if live)
+
+    def evict(self, max_entries: int | None, max_bytes: int | None, now: float) -> int:
+        """Bring live entries within the bounds: expired rows first, then least recently used."""
+        count, size = self.usage()
+        if not over(count, size, max_entries, max_bytes):
+            return 0
+        self.sweep(now)
+        count, size = self.usage()
+        with self.connection() as conn, conn.transaction():
+            with conn.cursor(name="stratacache_evict") as cur:  # server side: fetched as needed
+                cur.execute(
+                    f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
+                )
+                doomed = victims(cur, count, size, max_entries, max_bytes)
+            if doomed:
+                conn.execute(f"DELETE FROM {self.table} WHERE key = ANY(%s)", (doomed,))
+        self.last_usage = None
+        return len(doomed)
+
+
+def _params(row: Row, seq: int, now: float) -> tuple[Any, ...]:
+    names = ["t" + t for t in row.tags] if row.tags else None
+    return (row.key, row.value, row.expires_at, names, seq, len(row.value), now)

@@ -1,0 +1,316 @@
+"""The SQLite store: the stdlib ``sqlite3`` module, one connection per thread, WAL.
+
+Statements are plain SQL with positional parameters, so ``sqlite3``'s statement cache
+keeps them prepared. A read is one statement: the entry's tags are checked against
+their own version rows by primary key (``json_each`` over the entry's tag list), so its
+cost does not grow with the number of tags ever invalidated. Live entry count and bytes
+are kept exact by triggers in a one-row ``<table>_size`` table, as diskcache does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from ...core.errors import ConfigError
+from ._common import COUNTER, LEASE_HORIZON, Row, over, prefix_upper, victims, voided
+
+log = logging.getLogger("stratacache.tiers.sql")
+
+#: how long a writer waits for another process's write lock before giving up
+BUSY_TIMEOUT = 10.0
+
+
+class SQLiteStore:
+    """The entries and versions tables in one SQLite file."""
+
+    dialect = "sqlite"
+    mark = "?"
+    #: checking the size bound is one primary-key read here: do it often
+    check_every = 8
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def __init__(self, path: str, table: str) -> None:
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise ConfigError(
+                f"SQLTier needs SQLite 3.35 or later (RETURNING, JSON); this Python has"
+                f" {sqlite3.sqlite_version}"
+            )
+        self.path = path
+        self.table = table
+        self.ns = ""
+        self._uri = False
+        if path == ":memory:":  # every thread must see the same private database
+            self.path, self._uri = f"file:stratacache-{id(self)}?mode=memory&cache=shared", True
+        self._local = threading.local()
+        self._gen = 0
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        t, v = table, table + "_versions"
+        check = (
+            f"(tags IS NULL OR NOT EXISTS (SELECT 1 FROM json_each({t}.tags) j CROSS JOIN {v}"
+            f" WHERE {v}.namespace = ? AND {v}.name = j.value AND {v}.seq > {t}.seq))"
+        )
+        live = "value IS NOT NULL AND (expires_at IS NULL OR expires_at > ?)"
+        self._get = f"SELECT value FROM {t} WHERE key = ? AND {live} AND {check}"
+        self._get_many = (
+            f"SELECT key, value FROM {t} WHERE key IN (SELECT value FROM json_each(?))"
+            f" AND {live} AND {check}"
+        )
+        self._counter = f"SELECT seq FROM {v} WHERE namespace = ? AND name = '{COUNTER}'"
+        upsert = (
+            f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime) SELECT ?, ?, ?, ?, %s,"
+            " ?, ? WHERE true ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            " expires_at = excluded.expires_at, tags = excluded.tags, seq = excluded.seq,"
+            " size = excluded.size, atime = excluded.atime"
+        )
+        self._put = upsert % f"COALESCE(({self._counter}), 0)"
+        self._put_leased = upsert % "?"
+        self._since = f"SELECT name FROM {v} WHERE namespace = ? AND seq > ?"
+        self._row_seq = f"SELECT seq FROM {t} WHERE key = ?"
+        self._bump = (
+            f"INSERT INTO {v} VALUES (?, '{COUNTER}', 1, ?) ON CONFLICT (namespace, name)"
+            " DO UPDATE SET seq = seq + 1, updated = excluded.updated RETURNING seq"
+        )
+        self._mark = (
+            f"INSERT INTO {v} VALUES (?, ?, ?, ?) ON CONFLICT (namespace, name)"
+            " DO UPDATE SET seq = excluded.seq, updated = excluded.updated"
+        )
+        self._usage = f"SELECT count, bytes FROM {t}_size WHERE id = 0"
+
+    # -- connections -------------------------------------------------------------------------
+    def conn(self, inline: bool = False) -> sqlite3.Connection:
+        """This thread's connection; ``inline`` ones never wait for a lock (they raise instead)."""
+        local = self._local
+        attr = "inline" if inline else "conn"
+        held = getattr(local, attr, None)
+        if held is not None and held[0] == self._gen:
+            return held[1]  # type: ignore[no-any-return]
+        conn = sqlite3.connect(
+            self.path,
+            timeout=0.0 if inline else BUSY_TIMEOUT,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=512,
+            uri=self._uri,
+        )
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA mmap_size=67108864")
+        if inline:  # a commit on the event loop never runs a checkpoint (fsync): see checkpoint()
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        with self._lock:
+            self._conns.append(conn)
+        setattr(local, attr, (self._gen, conn))
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection (the same interface as the PostgreSQL store's pool)."""
+        yield self.conn()
+
+    def close(self) -> None:
+        """Close every connection (threads reopen on next use)."""
+        with self._lock:
+            self._gen += 1
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with suppress(sqlite3.Error):  # closing is best effort
+                conn.close()
+
+    def abandon(self) -> list[Any]:
+        """After fork: forget the parent's connections without closing them."""
+        self._gen += 1
+        self._lock = threading.Lock()
+        conns, self._conns = self._conns, []
+        return list(conns)
+
+    @contextmanager
+    def _write(self, inline: bool = False) -> Iterator[sqlite3.Connection]:
+        conn = self.conn(inline)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def busy(exc: BaseException) -> bool:
+        """Whether ``exc`` only says another connection holds a lock (worth waiting for)."""
+        text = str(exc)
+        return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+    # -- schema ------------------------------------------------------------------------------
+    def setup(self, namespace: str) -> None:
+        """Create the tables (dropping a layout written by an older version of the tier)."""
+        self.ns = namespace
+        conn = self.conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        t, v = self.table, self.table + "_versions"
+        with self._write() as c:
+            cols = {r[1] for r in c.execute(f"PRAGMA table_info({t})")}
+            if cols and "atime" not in cols:
+                log.warning("stratacache: dropping SQL cache table %r of an older layout", t)
+                c.execute(f"DROP TABLE {t}")
+                c.execute(f"DROP TABLE IF EXISTS {v}")
+            for ddl in (
+                f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, value BLOB, expires_at REAL,"
+                " tags TEXT, seq INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0,"
+                " atime REAL NOT NULL DEFAULT 0)",
+                f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)",
+                f"CREATE INDEX IF NOT EXISTS {t}_atime ON {t} (atime)",
+                f"CREATE TABLE IF NOT EXISTS {v} (namespace TEXT, name TEXT, seq INTEGER NOT NULL,"
+                " updated REAL NOT NULL, PRIMARY KEY (namespace, name)) WITHOUT ROWID",
+                f"CREATE INDEX IF NOT EXISTS {v}_seq ON {v} (namespace, seq)",
+                f"CREATE TABLE IF NOT EXISTS {t}_size (id INTEGER PRIMARY KEY CHECK (id = 0),"
+                " count INTEGER NOT NULL, bytes INTEGER NOT NULL)",
+                f"INSERT OR IGNORE INTO {t}_size VALUES (0, (SELECT count(value) FROM {t}),"
+                f" (SELECT total(size) FROM {t}))",
+                f"CREATE TRIGGER IF NOT EXISTS {t}_ins AFTER INSERT ON {t} BEGIN UPDATE {t}_size"
+                " SET count = count + (new.value IS NOT NULL), bytes = bytes + new.size"
+                " WHERE id = 0; END",
+                f"CREATE TRIGGER IF NOT EXISTS {t}_upd AFTER UPDATE OF value, size ON {t} BEGIN"
+                f" UPDATE {t}_size SET count = count + (new.value IS NOT NULL)"
+                " - (old.value IS NOT NULL), bytes = bytes + new.size - old.size WHERE id = 0; END",
+                f"CREATE TRIGGER IF NOT EXISTS {t}_del AFTER DELETE ON {t} BEGIN UPDATE {t}_size"
+                " SET count = count - (old.value IS NOT NULL), bytes = bytes - old.size"
+                " WHERE id = 0; END",
+            ):
+                c.execute(ddl)
+
+    # -- reads -------------------------------------------------------------------------------
+    def read_one(self, key: str, now: float, inline: bool = False) -> bytes | None:
+        row = self.conn(inline).execute(self._get, (key, now, self.ns)).fetchone()
+        return None if row is None else row[0]
+
+    def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
+        params = (json.dumps(list(keys)), now, self.ns)
+        return self.conn(inline).execute(self._get_many, params).fetchall()
+
+    def counter(self, inline: bool = False) -> int:
+        row = self.conn(inline).execute(self._counter, (self.ns,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def usage(self) -> tuple[int, int]:
+        """Live entries and their bytes."""
+        row = self.conn().execute(self._usage).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    known_usage = usage
+
+    # -- writes ------------------------------------------------------------------------------
+    def put(
+        self, rows: Sequence[Row], now: float, lease: int | None = None, inline: bool = False
+    ) -> bool:
+        """Store ``rows``; with ``lease``, refuse (False) if anything moved past it."""
+        if lease is None:
+            params = [_params(r, self.ns, now) for r in rows]
+            if len(params) == 1:
+                self.conn(inline).execute(self._put, params[0])
+            else:
+                with self._write(inline) as conn:
+                    conn.executemany(self._put, params)
+            return True
+        (row,) = rows
+        with self._write(inline) as conn:
+            names = [n for (n,) in conn.execute(self._since, (self.ns, lease))]
+            if names and voided(row.key, row.tags, names):
+                return False
+            current = conn.execute(self._row_seq, (row.key,)).fetchone()
+            if current is not None and current[0] > lease:
+                return False
+            conn.execute(self._put_leased, _params(row, lease, now))
+        return True
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database and make the next writer start it over."""
+        self.conn().execute("PRAGMA wal_checkpoint(RESTART)")
+
+    def delete_keys(self, keys: Sequence[str], now: float) -> int:
+        """Replace ``keys`` by tombstones (voiding their leases); returns how many were live."""
+        t = self.table
+        keys = list(dict.fromkeys(keys))
+        with self._write() as conn:
+            seq = conn.execute(self._bump, (self.ns, now)).fetchone()[0]
+            live = conn.execute(
+                f"SELECT count(*) FROM {t} WHERE key IN (SELECT value FROM json_each(?))"
+                " AND value IS NOT NULL",
+                (json.dumps(keys),),
+            ).fetchone()[0]
+            tomb = (now + LEASE_HORIZON, seq, now)
+            conn.executemany(
+                f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime)"
+                " VALUES (?, NULL, ?, NULL, ?, 0, ?) ON CONFLICT (key) DO UPDATE SET value = NULL,"
+                " expires_at = excluded.expires_at, tags = NULL, seq = excluded.seq, size = 0",
+                [(k, *tomb) for k in keys],
+            )
+        return int(live)
+
+    def delete_prefix(self, prefix: str, now: float) -> int:
+        """Delete the live rows under ``prefix`` and void leases on it; returns how many."""
+        upper = prefix_upper(prefix)
+        where = "key >= ?" + ("" if upper is None else " AND key < ?")
+        args = (prefix,) if upper is None else (prefix, upper)
+        with self._write() as conn:
+            seq = conn.execute(self._bump, (self.ns, now)).fetchone()[0]
+            conn.execute(self._mark, (self.ns, "p" + prefix, seq, now))
+            cur = conn.execute(
+                f"DELETE FROM {self.table} WHERE {where} AND value IS NOT NULL", args
+            )
+            return int(cur.rowcount)
+
+    def invalidate(self, tags: Sequence[str], now: float) -> None:
+        with self._write() as conn:
+            seq = conn.execute(self._bump, (self.ns, now)).fetchone()[0]
+            conn.executemany(self._mark, [(self.ns, "t" + t, seq, now) for t in tags])
+
+    def touch(self, keys: Sequence[str], now: float) -> None:
+        """Record reads for eviction order (only the access time changes)."""
+        self.conn().execute(
+            f"UPDATE {self.table} SET atime = ? WHERE key IN (SELECT value FROM json_each(?))",
+            (now, json.dumps(list(keys))),
+        )
+
+    def sweep(self, now: float) -> int:
+        """Delete rows past their end and prefix rows past the lease horizon; returns live rows."""
+        t, v = self.table, self.table + "_versions"
+        with self._write() as conn:
+            gone = conn.execute(
+                f"DELETE FROM {t} WHERE expires_at <= ? RETURNING value IS NOT NULL", (now,)
+            ).fetchall()
+            conn.execute(
+                f"DELETE FROM {v} WHERE name >= 'p' AND name < 'q' AND updated < ?",
+                (now - LEASE_HORIZON,),
+            )
+        return sum(1 for (live,) in gone if live)
+
+    def evict(self, max_entries: int | None, max_bytes: int | None, now: float) -> int:
+        """Bring live entries within the bounds: expired rows first, then least recently used."""
+        count, size = self.usage()
+        if not over(count, size, max_entries, max_bytes):
+            return 0
+        self.sweep(now)
+        with self._write() as conn:
+            count, size = (int(x) for x in conn.execute(self._usage).fetchone())
+            cur = conn.execute(
+                f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
+            )
+            doomed = victims(cur, count, size, max_entries, max_bytes)
+            cur.close()
+            if doomed:
+                conn.execute(
+                    f"DELETE FROM {self.table} WHERE key IN (SELECT value FROM json_each(?))",
+                    (json.dumps(doomed),),
+                )
+        return len(doomed)
+
+
+def _params(row: Row, seq: Any, now: float) -> tuple[Any, ...]:
+    names = json.dumps(["t" + t for t in row.tags]) if row.tags else None
+    return (row.key, row.value, row.expires_at, names, seq, len(row.value), now)
