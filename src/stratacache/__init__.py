@@ -26,6 +26,7 @@ from .core.errors import (
     StratacacheError,
     TierError,
 )
+from .core.registry import TypeRegistry, register_type
 from .core.sentinel import MISS
 from .core.serializer import MsgpackSerializer, Serializer
 from .core.tier import SyncTier, Tier, TierContext
@@ -91,8 +92,10 @@ __all__ = [
     "Tier",
     "TierContext",
     "TierError",
+    "TypeRegistry",
     "cached",
     "events",
+    "register_type",
     "signals",
     "warming",
 ]
