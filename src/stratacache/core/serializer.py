@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import gc
+import re
 import uuid
 import zoneinfo
 from collections.abc import Callable
@@ -48,7 +50,12 @@ _FACTORIES.update(
     OrderedDict=collections.OrderedDict, Counter=collections.Counter, deque=collections.deque
 )
 _FACTORY_NAMES = {f: name for name, f in _FACTORIES.items()}
-_BIN_MARKERS = (b"\xc4", b"\xc5", b"\xc6")
+#: the first byte of msgpack's bin 8/16/32 headers
+_HAS_BIN_MARKER = re.compile(b"[\xc4-\xc6]").search
+#: types whose instances reference no other object (gc.get_referents finds nothing in them)
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+_CONTAINERS = (list, dict)
+_PLAIN = _ATOMS | {list, dict}
 
 
 @runtime_checkable
@@ -94,14 +101,11 @@ class MsgpackSerializer:
         data: bytes = msgpack.packb(
             value, default=self._default, strict_types=True, use_bin_type=True
         )
-        # msgpack writes bytearray/memoryview as bin without asking ``_default``; only when a
-        # bin marker byte appears can one be inside, so only then walk lists/dicts to wrap them.
-        if any(marker in data for marker in _BIN_MARKERS):
+        # msgpack writes bytearray/memoryview as bin without asking ``_default``: only when a
+        # bin header byte appears can one be inside, and only then do we look for one.
+        if _HAS_BIN_MARKER(data) is not None and _holds_buffer(value):
             wrapped = _wrap_buffers(value)
-            if wrapped is not value:
-                data = msgpack.packb(
-                    wrapped, default=self._default, strict_types=True, use_bin_type=True
-                )
+            data = msgpack.packb(wrapped, default=self._default, strict_types=True, use_bin_type=True)
         return data
 
     def _default(self, obj: Any) -> Any:
@@ -244,6 +248,25 @@ _ENCODERS: dict[type, Callable[[MsgpackSerializer, Any], Any]] = {
     collections.Counter: lambda ser, obj: _ext(_COUNTER, ser, _flat(obj)),
     collections.deque: lambda ser, obj: _ext(_DEQUE, ser, [obj.maxlen, list(obj)]),
 }
+
+
+def _holds_buffer(value: Any) -> bool:
+    """Is a bytearray or memoryview reachable from ``value`` through exact lists and dicts?
+
+    Walks level by level with ``gc.get_referents`` (one C call per level), so plain
+    JSON-like data is checked without a Python loop over its elements.
+    """
+    level: list[Any] = [value]
+    while level:
+        kinds = set(map(type, level))
+        if bytearray in kinds or memoryview in kinds:
+            return True
+        if list not in kinds and dict not in kinds:
+            return False
+        if not kinds <= _PLAIN:  # others are packed (and checked) on their own
+            level = [x for x in level if type(x) in _CONTAINERS]
+        level = gc.get_referents(*level)
+    return False
 
 
 def _wrap_buffers(value: Any) -> Any:
