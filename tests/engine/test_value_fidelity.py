@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from tests.core.value_kinds import REFUSED, ZONED, Box, Color, Level, Model, Point, same, values
 
 import stratacache as sc
 from stratacache.core.tier import Tier
-from tests.core.value_kinds import REFUSED, ZONED, Box, Color, Level, Model, Point, same, values
 
 Lower = Callable[[], list[Tier]]
 

@@ -105,7 +105,9 @@ class MsgpackSerializer:
         # bin header byte appears can one be inside, and only then do we look for one.
         if _HAS_BIN_MARKER(data) is not None and _holds_buffer(value):
             wrapped = _wrap_buffers(value)
-            data = msgpack.packb(wrapped, default=self._default, strict_types=True, use_bin_type=True)
+            data = msgpack.packb(
+                wrapped, default=self._default, strict_types=True, use_bin_type=True
+            )
         return data
 
     def _default(self, obj: Any) -> Any:
