@@ -38,7 +38,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 from .errors import ConfigError, DeserializationError, SerializationError
 
@@ -172,6 +172,30 @@ class TypeRegistry:
 default_registry = TypeRegistry()
 
 
+@overload
+def register_type(
+    cls: type[T],
+    /,
+    *,
+    name: str | None = None,
+    encode: Callable[[T], Any] | None = None,
+    decode: Callable[[Any], T] | None = None,
+    registry: TypeRegistry | None = None,
+) -> type[T]: ...
+
+
+@overload
+def register_type(
+    cls: None = None,
+    /,
+    *,
+    name: str | None = None,
+    encode: Callable[[Any], Any] | None = None,
+    decode: Callable[[Any], Any] | None = None,
+    registry: TypeRegistry | None = None,
+) -> Callable[[type[T]], type[T]]: ...
+
+
 def register_type(
     cls: type[T] | None = None,
     /,
@@ -180,7 +204,7 @@ def register_type(
     encode: Callable[[T], Any] | None = None,
     decode: Callable[[Any], T] | None = None,
     registry: TypeRegistry | None = None,
-) -> Any:
+) -> type[T] | Callable[[type[T]], type[T]]:
     """Let the cache store instances of ``cls``, named ``name`` in the stored data.
 
     Use it as a call (``register_type(Money, name="money", encode=..., decode=...)``)

@@ -272,22 +272,16 @@ def _holds_buffer(value: Any) -> bool:
 
 
 def _wrap_buffers(value: Any) -> Any:
-    """``value`` with every bytearray in it (through lists and dicts) as our ExtType."""
+    """A copy of ``value`` with every bytearray in it (through lists and dicts) as our ExtType."""
     kind = type(value)
     if kind is bytearray:
         return msgpack.ExtType(_BYTEARRAY, bytes(value))
     if kind is memoryview:
         _refuse_buffer(None, value)
     if kind is list:
-        items = [_wrap_buffers(v) for v in value]
-        changed = any(a is not b for a, b in zip(items, value, strict=True))
-        return items if changed else value
+        return [_wrap_buffers(v) for v in value]
     if kind is dict:
-        pairs = [(_wrap_buffers(k), _wrap_buffers(v)) for k, v in value.items()]
-        changed = any(
-            a is not k or b is not v for (a, b), (k, v) in zip(pairs, value.items(), strict=True)
-        )
-        return dict(pairs) if changed else value
+        return {_wrap_buffers(k): _wrap_buffers(v) for k, v in value.items()}
     return value
 
 
