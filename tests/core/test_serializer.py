@@ -14,7 +14,19 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.core.value_kinds import REFUSED, ZONED, Box, Color, Level, Model, Point, same, values
+from tests.core.value_kinds import (
+    REFUSED,
+    ZONED,
+    Box,
+    Color,
+    Level,
+    Model,
+    Outer,
+    Point,
+    Secretive,
+    same,
+    values,
+)
 
 from stratacache.core.errors import DeserializationError, SerializationError
 from stratacache.core.registry import TypeRegistry
@@ -39,6 +51,12 @@ def test_a_value_that_would_change_is_refused_naming_its_type(
         ser.dumps(make())
 
 
+def _secretive() -> Secretive:
+    model = Secretive(visible=3)
+    model._token = "kept"
+    return model
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -59,6 +77,8 @@ def test_a_value_that_would_change_is_refused_naming_its_type(
         dt.time(12, 0, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
         Box("b", {Point(1, 2): [Level.LOW]}),
         Model(name="m", payload={"p": Point(0, 1)}, when=ZONED),
+        Outer(inner=Model(name="i"), tags=["t"], extra_point=Point(1, 2)),  # type: ignore[call-arg]
+        _secretive(),
         2**4000 * 7,
         -(2**64),
         1 + 2j,
@@ -68,6 +88,13 @@ def test_a_value_that_would_change_is_refused_naming_its_type(
 def test_each_kind_round_trips_exactly(value: Any) -> None:
     """Namedtuple, enums, OrderedDict, defaultdict, Counter, deque, bytearray, zones, models."""
     assert same(ser.loads(ser.dumps(value)), value)
+
+
+def test_pydantic_extras_and_private_attributes_are_kept() -> None:
+    """A model's extra fields and private attributes come back too."""
+    out = ser.loads(ser.dumps(Outer(inner=Model(name="i"), extra_point=Point(1, 2))))  # type: ignore[call-arg]
+    assert type(out.model_extra["extra_point"]) is Point
+    assert ser.loads(ser.dumps(_secretive()))._token == "kept"
 
 
 def test_a_zoneinfo_datetime_keeps_its_zone_key_and_fold() -> None:

@@ -96,6 +96,13 @@ class Outer(pydantic.BaseModel):
     tags: list[str] = []
 
 
+class Secretive(pydantic.BaseModel):
+    """A model with a private attribute, kept like pickle keeps it."""
+
+    visible: int = 0
+    _token: str = pydantic.PrivateAttr(default="")
+
+
 # -- values that must round-trip ---------------------------------------------------------------
 fixed_offsets = st.builds(
     dt.timezone,
