@@ -3,8 +3,11 @@ refused at set: memory, Redis, SQLite and PostgreSQL tiers, async and sync, dire
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +184,47 @@ async def test_a_decorated_call_returning_a_value_that_would_change_raises(
         for _ in range(2):
             with pytest.raises(sc.SerializationError, match=named):
                 await load()
+
+
+_READER = """
+import sys
+import stratacache as sc
+from tests.core import value_kinds as kinds
+
+if sys.argv[2] == "register":
+    for cls in (kinds.Point, kinds.Level, kinds.Box, kinds.Model):
+        sc.register_type(cls)
+cache = sc.Cache(tiers=[sc.RedisTier(url=sys.argv[1])], namespace="vf")
+with cache.sync as sync:
+    for key in ("point", "level", "box", "model"):
+        value = sync.get(key)
+        print(key, type(value).__name__)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["register", "none"])
+def test_another_process_reads_the_type_once_registered_and_misses_before(
+    redis_url: str, mode: str
+) -> None:
+    """An OS process that registered the types gets them back exactly; one that did not misses."""
+    values = {"point": Point(1, 2), "level": Level.HIGH, "box": SAMPLES[5], "model": SAMPLES[6]}
+    writer = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace="vf", default_ttl=60)
+    with writer.sync as sync:
+        for key, value in values.items():
+            sync.set(key, value)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _READER, redis_url, mode],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split("\n")
+    expected = (
+        ["point Point", "level Level", "box Box", "model Model"]
+        if mode == "register"
+        else ["point NoneType", "level NoneType", "box NoneType", "model NoneType"]
+    )
+    assert out[:4] == expected
