@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import gc
-import re
 import uuid
 import zoneinfo
 from collections.abc import Callable
@@ -50,8 +49,6 @@ _FACTORIES.update(
     OrderedDict=collections.OrderedDict, Counter=collections.Counter, deque=collections.deque
 )
 _FACTORY_NAMES = {f: name for name, f in _FACTORIES.items()}
-#: the first byte of msgpack's bin 8/16/32 headers
-_HAS_BIN_MARKER = re.compile(b"[\xc4-\xc6]").search
 #: types whose instances reference no other object (gc.get_referents finds nothing in them)
 _ATOMS = frozenset({str, int, float, bool, type(None), bytes})
 _CONTAINERS = (list, dict)
@@ -103,7 +100,7 @@ class MsgpackSerializer:
         )
         # msgpack writes bytearray/memoryview as bin without asking ``_default``: only when a
         # bin header byte appears can one be inside, and only then do we look for one.
-        if _HAS_BIN_MARKER(data) is not None and _holds_buffer(value):
+        if (b"\xc4" in data or b"\xc5" in data or b"\xc6" in data) and _holds_buffer(value):
             wrapped = _wrap_buffers(value)
             data = msgpack.packb(
                 wrapped, default=self._default, strict_types=True, use_bin_type=True
