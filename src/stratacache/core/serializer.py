@@ -100,7 +100,7 @@ class MsgpackSerializer:
         )
         # msgpack writes bytearray/memoryview as bin without asking ``_default``: only when a
         # bin header byte appears can one be inside, and only then do we look for one.
-        if (b"\xc4" in data or b"\xc5" in data or b"\xc6" in data) and _holds_buffer(value):
+        if (0xC4 in data or 0xC5 in data or 0xC6 in data) and _holds_buffer(value):
             wrapped = _wrap_buffers(value)
             data = msgpack.packb(
                 wrapped, default=self._default, strict_types=True, use_bin_type=True
