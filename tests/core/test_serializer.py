@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import os
+import subprocess
 import sys
 import uuid
 import zoneinfo
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -186,3 +189,31 @@ def test_pickle_payload_is_not_executed() -> None:
     payload = pickle.dumps(Boom())
     with pytest.raises(DeserializationError):
         ser.loads(payload)
+
+
+_DUMP_MODEL = """
+from stratacache.core.serializer import MsgpackSerializer
+from tests.core.value_kinds import Model, Box, Level
+value = [Model(name="n", payload=[1], when=None), Box("b", {"k": Level.LOW})]
+print(MsgpackSerializer().dumps(value).hex())
+"""
+
+
+def test_models_and_dataclasses_encode_to_the_same_bytes_under_any_hash_seed() -> None:
+    """Equal models give equal bytes in every process (their set-of-fields is stored sorted)."""
+    root = Path(__file__).resolve().parents[2]
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", _DUMP_MODEL],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
+    model = ser.loads(bytes.fromhex(outputs.pop()))[0]
+    assert model.model_fields_set == {"name", "payload", "when"}

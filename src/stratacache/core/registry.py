@@ -291,13 +291,17 @@ def _dataclass_builder(cls: type[Any]) -> Callable[[Any], Any]:
 
 
 def _model_state(model: Any) -> Any:
-    return model.__getstate__()
+    state = dict(model.__getstate__())
+    # a sorted list, so equal models give equal bytes in every process (keys digest values too)
+    state["__pydantic_fields_set__"] = sorted(state.get("__pydantic_fields_set__") or ())
+    return state
 
 
 def _model_builder(cls: type[Any]) -> Callable[[Any], Any]:
     def build(state: Any) -> Any:
         if not isinstance(state, dict) or not isinstance(state.get("__dict__"), dict):
             raise DeserializationError(f"stored state does not fit {_describe(cls)}")
+        state["__pydantic_fields_set__"] = set(state.get("__pydantic_fields_set__") or ())
         obj = cls.__new__(cls)  # type: ignore[call-overload]
         obj.__setstate__(state)
         return obj
