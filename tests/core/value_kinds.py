@@ -45,7 +45,14 @@ class Shape(enum.Enum):
     TRIANGLE = ("triangle", 3)
 
 
+class Perm(enum.IntFlag):
+    R = 4
+    W = 2
+    X = 1
+
+
 MEMBERS: list[Any] = [Level.LOW, Level.HIGH, Color.RED, Color.RED | Color.BLUE, Color(0)]
+MEMBERS += [Perm.R, Perm.R | Perm.W | Perm.X]
 MEMBERS += [Shape.SQUARE, Shape.TRIANGLE]
 if sys.version_info >= (3, 11):
 
@@ -272,6 +279,19 @@ REFUSED: list[tuple[str, Callable[[], Any], str]] = [
     ("nested bytearray view", lambda: {"k": [memoryview(b"a")]}, "memoryview"),
     ("function", lambda: len, "builtin_function_or_method"),
 ]
+try:
+    from dateutil import tz as dateutil_tz
+
+    REFUSED += [
+        (
+            "dateutil zone",
+            lambda: dt.datetime(2024, 1, 1, tzinfo=dateutil_tz.gettz("Europe/Paris")),
+            "dateutil",
+        ),
+        ("dateutil utc", lambda: dt.datetime(2024, 1, 1, tzinfo=dateutil_tz.tzutc()), "tzutc"),
+    ]
+except ImportError:  # optional: only checked where installed
+    pass
 
 
 # -- comparing -----------------------------------------------------------------------------------
