@@ -98,6 +98,8 @@ class MsgpackSerializer:
         data: bytes = msgpack.packb(
             value, default=self._default, strict_types=True, use_bin_type=True
         )
+        if type(value) in _ATOMS:
+            return data
         # msgpack writes bytearray/memoryview as bin without asking ``_default``: only when a
         # bin header byte appears can one be inside, and only then do we look for one.
         if (0xC4 in data or 0xC5 in data or 0xC6 in data) and _holds_buffer(value):
