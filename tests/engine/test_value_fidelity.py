@@ -56,38 +56,44 @@ def _caches(lower: Lower) -> tuple[sc.Cache, sc.Cache | None]:
 
 
 async def _round_trip_async(lower: Lower, value: Any) -> None:
-    key = uuid.uuid4().hex
+    key, batch = uuid.uuid4().hex, uuid.uuid4().hex
     writer, reader = _caches(lower)
     async with writer:
         await writer.set(key, value)
+        await writer.set_many({batch: value})
         assert same(await writer.get(key), value)
+        assert same(await writer.get_many([batch]), {batch: value})
         if reader is not None:
             async with reader:
                 assert same(await reader.get(key), value)
+                assert same(await reader.get_many([batch]), {batch: value})
 
 
 def _round_trip_sync(lower: Lower, value: Any) -> None:
-    key = uuid.uuid4().hex
+    key, batch = uuid.uuid4().hex, uuid.uuid4().hex
     writer, reader = _caches(lower)
     with writer.sync as sync:
         sync.set(key, value)
+        sync.set_many({batch: value})
         assert same(sync.get(key), value)
+        assert same(sync.get_many([batch]), {batch: value})
         if reader is not None:
             with reader.sync as other:
                 assert same(other.get(key), value)
+                assert same(other.get_many([batch]), {batch: value})
 
 
 @_settings
 @given(value=values)
 async def test_async_every_tier_returns_the_type_that_went_in(lower: Lower, value: Any) -> None:
-    """async set/get: memory and the shared tier both give back an equal value of the same type."""
+    """async set/get/set_many/get_many: memory and the shared tier give back the same type."""
     await _round_trip_async(lower, value)
 
 
 @_settings
 @given(value=values)
 def test_sync_every_tier_returns_the_type_that_went_in(lower: Lower, value: Any) -> None:
-    """cache.sync set/get: memory and the shared tier both give back the same type and value."""
+    """cache.sync set/get/set_many/get_many: memory and the shared tier give back the same type."""
     _round_trip_sync(lower, value)
 
 
