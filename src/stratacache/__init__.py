@@ -27,6 +27,7 @@ from .core.errors import (
     StratacacheError,
     TierError,
 )
+from .core.registry import TypeRegistry, register_type
 from .core.sentinel import MISS
 from .core.serializer import MsgpackSerializer, Serializer
 from .core.tier import SyncTier, Tier, TierContext
@@ -92,9 +93,11 @@ __all__ = [
     "Tier",
     "TierContext",
     "TierError",
+    "TypeRegistry",
     "cached",
     "durations",
     "events",
+    "register_type",
     "signals",
     "warming",
 ]

@@ -1,7 +1,10 @@
 """``MemoryTier``: the in-process L1, an LRU on cachetools bounded by entries and bytes.
 
 Entries are kept as Python objects (no decoding on a hit), so a cached
-mutable value is shared with callers, as with ``functools.lru_cache``.
+mutable value is shared with callers, as with ``functools.lru_cache``. The
+engine encodes every value once when it is set (and hands the bytes to the
+tiers below), so this tier only ever holds values that every other tier gives
+back with the same type: what Redis or SQL would change is refused here too.
 Removing an entry for any reason (eviction, expiry, delete, tag, clear)
 calls ``Entry.kill()``, which is how decorators holding a direct reference
 learn, without a lookup, that it is gone.
