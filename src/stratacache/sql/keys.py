@@ -1,0 +1,126 @@
+"""Cache keys and tags of SQL results: the database's identity, the SQL and its parameters.
+
+A key is ``sql:<database id>:<digest>``, the digest covering the dialect, the
+SQL text sent to the database and its bound parameters encoded canonically
+(the same bytes in every process, whatever the hash seed). A parameter of a type
+with no canonical form makes the statement uncacheable rather than risk two
+different queries sharing one key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from .analysis import ALL
+
+
+class Unkeyable(Exception):
+    """A bound parameter has no canonical encoding (the statement is not cached)."""
+
+
+def database_identity(url: URL) -> str:
+    """What names one database: backend, user, host, port, database and query, never the password.
+
+    SQLite files are named by absolute path; in-memory SQLite databases are unique to the engine.
+    """
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            return f"sqlite:memory:{uuid.uuid4().hex}"
+        return "sqlite:" + os.path.abspath(database)
+    query = "&".join(f"{k}={url.query[k]}" for k in sorted(url.query))
+    return f"{backend}://{url.username or ''}@{url.host or ''}:{url.port or ''}/{url.database or ''}?{query}"
+
+
+def database_id(identity: str) -> str:
+    """A short stable id (12 hex digits) for a database identity, used in keys and tags."""
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def table_tag(dbid: str, table: str) -> str:
+    """The tag carried by every cached result that read ``table`` of database ``dbid``."""
+    return f"sqltable:{dbid}:{table}"
+
+
+def database_tag(dbid: str) -> str:
+    """The tag carried by every cached result of database ``dbid``."""
+    return f"sqldb:{dbid}"
+
+
+def tags_for(dbid: str, tables: frozenset[str]) -> list[str]:
+    """Invalidation tags of a write to ``tables`` (``ALL``: the whole database)."""
+    if ALL in tables:
+        return [database_tag(dbid)]
+    return sorted(table_tag(dbid, t) for t in tables)
+
+
+def query_key(dbid: str, dialect: str, sql: str, params: Any) -> str:
+    """The cache key of one execution; raises ``Unkeyable`` for parameters with no canonical form."""
+    digest = hashlib.sha256()
+    digest.update(dialect.encode())
+    digest.update(b"\0")
+    digest.update(sql.encode())
+    digest.update(b"\0")
+    _encode(params, digest.update)
+    return f"sql:{dbid}:{digest.hexdigest()[:40]}"
+
+
+def _encode(value: Any, out: Any) -> None:
+    # Every value is written as a type letter then its text, so 1, "1", 1.0 and True differ.
+    if value is None:
+        out(b"N;")
+    elif isinstance(value, bool):
+        out(b"B1;" if value else b"B0;")
+    elif isinstance(value, int):
+        out(b"I%d;" % value)
+    elif isinstance(value, float):
+        out(b"F" + value.hex().encode() + b";")
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        out(b"S%d:" % len(data) + data)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        out(b"Y%d:" % len(data) + data)
+    elif isinstance(value, Decimal):
+        out(b"D" + str(value).encode() + b";")
+    elif isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
+        out(type(value).__name__[:2].encode() + str(value).encode() + b";")
+        offset = value.utcoffset() if isinstance(value, (dt.datetime, dt.time)) else None
+        out(b"@" + str(offset).encode() + b";")
+    elif isinstance(value, uuid.UUID):
+        out(b"U" + value.hex.encode() + b";")
+    elif isinstance(value, (list, tuple)):
+        out(b"L%d[" % len(value))
+        for item in value:
+            _encode(item, out)
+        out(b"]")
+    elif isinstance(value, dict):
+        out(b"M%d{" % len(value))
+        for name in sorted(value, key=lambda k: (type(k).__name__, str(k))):
+            _encode(name, out)
+            _encode(value[name], out)
+        out(b"}")
+    elif type(value).__module__.startswith("psycopg") and hasattr(value, "obj"):
+        out(b"J" + type(value).__name__.encode() + b":")  # psycopg's Json/Jsonb wrappers
+        _encode(value.obj, out)
+    else:
+        raise Unkeyable(f"parameter of type {type(value).__qualname__} has no canonical form")
+
+
+__all__ = [
+    "Unkeyable",
+    "database_id",
+    "database_identity",
+    "database_tag",
+    "query_key",
+    "table_tag",
+    "tags_for",
+]
