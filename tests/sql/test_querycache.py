@@ -205,10 +205,10 @@ SHAPES = {
         cte.c.category_id == Category.id,
     ),
     "union": sa.union_all(sa.select(Product.name), sa.select(Category.name)),
-    "exists": sa.select(Category.name).where(
-        sa.exists().where(Product.category_id == Category.id)
+    "exists": sa.select(Category.name).where(sa.exists().where(Product.category_id == Category.id)),
+    "text": sa.text(
+        "SELECT p.name, c.name FROM products p JOIN categories c ON c.id = p.category_id"
     ),
-    "text": sa.text("SELECT p.name, c.name FROM products p JOIN categories c ON c.id = p.category_id"),
 }
 
 
@@ -332,9 +332,7 @@ def test_non_deterministic_sql_is_never_cached(
         qc.detach()
 
 
-def test_two_databases_never_share_results(
-    tmp_path: Any, cache: sc.Cache
-) -> None:
+def test_two_databases_never_share_results(tmp_path: Any, cache: sc.Cache) -> None:
     """The same SQL on two databases gives each its own rows, through one cache."""
     engines = []
     for i in range(2):
@@ -421,9 +419,7 @@ def test_an_engine_belongs_to_one_cache(engine: sa.Engine, qc: QueryCache) -> No
         QueryCache(other, engine)
 
 
-def test_selectinload_secondary_queries_still_load(
-    engine: sa.Engine, qc: QueryCache
-) -> None:
+def test_selectinload_secondary_queries_still_load(engine: sa.Engine, qc: QueryCache) -> None:
     """Relationship loaders issuing their own SELECTs work with cached parents."""
     stmt = sa.select(Category).options(selectinload(Category.products)).order_by(Category.id)
     stmt = stmt.execution_options(stratacache=True)

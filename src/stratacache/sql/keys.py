@@ -98,7 +98,7 @@ def _encode(value: Any, out: Any) -> None:
     elif isinstance(value, uuid.UUID):
         out(b"U" + value.hex.encode() + b";")
     elif isinstance(value, (list, tuple)):
-        out(b"L%d[" % len(value))
+        out((b"L%d[" if isinstance(value, list) else b"T%d[") % len(value))
         for item in value:
             _encode(item, out)
         out(b"]")
