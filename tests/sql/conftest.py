@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from tests.sql.models import ExecutionCounter, seed
 
 import stratacache as sc
 from stratacache.sql import QueryCache
-from tests.sql.models import ExecutionCounter, seed
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

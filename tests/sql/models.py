@@ -45,6 +45,9 @@ def seed(conn: sa.Connection) -> None:
             {"id": 3, "name": "kite", "price": 8, "category_id": 2},
         ],
     )
+    if conn.dialect.name == "postgresql":  # generated keys continue after the seeded ones
+        for table in ("products", "categories"):
+            conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 3)"))
 
 
 class ExecutionCounter:

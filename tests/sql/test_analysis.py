@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tests.sql.models import Category, Product
 
 from stratacache.sql.analysis import ALL, analyze_compiled, analyze_text, volatility
 from stratacache.sql.keys import Unkeyable, database_id, database_identity, query_key
-from tests.sql.models import Category, Product
 
 
 @pytest.mark.parametrize(

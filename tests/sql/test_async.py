@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import joinedload
+from tests.sql.models import CACHED, Category, ExecutionCounter, Product, seed
 
 import stratacache as sc
 from stratacache.sql import QueryCache
-from tests.sql.models import CACHED, Category, ExecutionCounter, Product, seed
 
 
 @pytest.fixture(params=["postgresql+psycopg", "postgresql+asyncpg", "sqlite+aiosqlite"])

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
+from tests.sql.models import CACHED, ExecutionCounter, seed
 
 import stratacache as sc
 from stratacache.sql import QueryCache, QueryCacheCollector
-from tests.sql.models import CACHED, ExecutionCounter, seed
 
 
 @pytest.fixture
@@ -96,9 +96,9 @@ def test_prometheus_collector_exposes_the_per_table_counters(
 def test_table_tags_are_what_the_cli_and_admin_api_invalidate(
     engine: sa.Engine, qc: QueryCache, cache: sc.Cache, counter: ExecutionCounter
 ) -> None:
-    """Invalidating ``qc.table_tag(name)`` through the cache refreshes that table's results."""
+    """Invalidating ``qc.table_tags(name)`` through the cache refreshes that table's results."""
     with engine.connect() as conn:
         conn.execute(CACHED).all()
-    cache.sync.invalidate(tags=[qc.table_tag("Products")])
+    cache.sync.invalidate(tags=qc.table_tags("Products"))
     with engine.connect() as conn:
         assert counter.delta(lambda: conn.execute(CACHED).all())[1] == 1

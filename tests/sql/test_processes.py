@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.sql.models import CACHED, ExecutionCounter
+from tests.waiting import wait_until
 
 import stratacache as sc
 from stratacache.sql import QueryCache
-from tests.sql.models import CACHED, ExecutionCounter
-from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

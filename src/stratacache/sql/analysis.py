@@ -22,10 +22,10 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import TableClause
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.dml import Insert, UpdateBase
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, TextClause
+from sqlalchemy.sql.selectable import Select, TableClause
 
 ALL = "*"
 """The table name standing for "every table of the database"."""
@@ -43,6 +43,10 @@ class Analysis:
     kind: Kind
     tables: frozenset[str] = frozenset()
     refusal: str | None = None
+    #: a point statement touches at most one row of its only table: the name of the bound
+    #: parameter holding that row's primary key (its Python type in ``key_type``)
+    point: str | None = None
+    key_type: type | None = None
 
 
 def _names(text: str) -> frozenset[str]:
@@ -221,19 +225,118 @@ def analyze_compiled(compiled: Any, sql: str) -> Analysis:
     for element in elements:
         for el in visitors.iterate(element):
             if isinstance(el, UpdateBase):
-                writes |= tables_of(el.table) if getattr(el, "table", None) is not None else {ALL}
+                target = getattr(el, "table", None)
+                writes |= tables_of(target) | _cascades(target) if target is not None else {ALL}
             elif isinstance(el, TableClause) and getattr(el, "name", None):
                 reads.add(el.name.lower())
             elif isinstance(el, TextClause):
                 textual = True
     if writes or compiled.isinsert or compiled.isupdate or compiled.isdelete:
-        return Analysis("write", frozenset(writes or {ALL}))
+        point = _write_point(statement, compiled, writes, sql)
+        return Analysis("write", frozenset(writes or {ALL}), None, *point)
     if textual:
         text = analyze_text(sql)
         if text.kind != "read":
             return text
-        reads |= text.tables
-    return Analysis("read", frozenset(reads))
+        return Analysis("read", frozenset(reads | text.tables))
+    final = elements[-1]
+    point = (None, None)
+    if len(reads) == 1 and isinstance(final, Select):
+        froms = final.get_final_froms()
+        if len(froms) == 1 and isinstance(froms[0], TableClause):
+            point = _key_equality(froms[0], final.whereclause, compiled)
+    return Analysis("read", frozenset(reads), None, *point)
+
+
+def _primary_key(table: Any) -> tuple[Any, type] | None:
+    columns = list(getattr(table, "primary_key", None) or ())
+    if len(columns) != 1:
+        return None
+    try:
+        python_type = columns[0].type.python_type
+    except NotImplementedError:
+        return None
+    if python_type not in (int, str):
+        return None
+    return columns[0], python_type
+
+
+def _key_equality(table: Any, where: Any, compiled: Any) -> tuple[str | None, type | None]:
+    """The bound parameter of a ``pk = :p`` conjunct of ``where`` (narrows to one row), or Nones."""
+    key = _primary_key(table)
+    if key is None or where is None:
+        return None, None
+    column, python_type = key
+    terms = where.clauses if isinstance(where, BooleanClauseList) else [where]
+    if isinstance(where, BooleanClauseList) and where.operator is not operators.and_:
+        return None, None
+    for term in terms:
+        if not isinstance(term, BinaryExpression) or term.operator is not operators.eq:
+            continue
+        for side, other in ((term.left, term.right), (term.right, term.left)):
+            same = getattr(getattr(side, "table", None), "name", None) == table.name
+            if (
+                same
+                and getattr(side, "name", None) == column.name
+                and isinstance(other, BindParameter)
+                and not other.expanding
+            ):
+                name = compiled.bind_names.get(other)
+                if name is not None:
+                    return name, python_type
+    return None, None
+
+
+def _cascades(target: Any) -> set[str]:
+    """Tables the database itself changes when ``target`` is written (ON DELETE/UPDATE actions).
+
+    Found from the foreign keys declared in ``target``'s SQLAlchemy ``MetaData``; actions
+    only the database knows of (undeclared keys, triggers) are the application's to state.
+    """
+    metadata = getattr(target, "metadata", None)
+    if metadata is None:
+        return set()
+    found: set[str] = set()
+    pending = [target]
+    while pending:
+        current = pending.pop()
+        for table in metadata.tables.values():
+            if table.name.lower() in found:
+                continue
+            for fk in table.foreign_keys:
+                if (fk.ondelete or fk.onupdate) and fk.references(current):
+                    found.add(table.name.lower())
+                    pending.append(table)
+                    break
+    return found
+
+
+def _write_point(
+    statement: Any, compiled: Any, writes: set[str], sql: str
+) -> tuple[str | None, type | None]:
+    """For a DML touching one row per parameter set: the parameter naming that row's key."""
+    table = getattr(statement, "table", None)
+    if len(writes) != 1 or not isinstance(statement, UpdateBase) or table is None:
+        return None, None
+    if isinstance(statement, Insert):
+        key = _primary_key(table)
+        upsert = getattr(statement, "_post_values_clause", None) is not None
+        if key is None or upsert or statement._prefixes or statement.select is not None:
+            return None, None  # ON CONFLICT, OR REPLACE, INSERT … SELECT: rows not known
+        return key[0].key, key[1]
+    key = _primary_key(table)
+    if key is None or _sets_column(sql, key[0].name):
+        return None, None  # a key that changes moves the row: its new key is not known here
+    return _key_equality(table, getattr(statement, "whereclause", None), compiled)
+
+
+def _sets_column(sql: str, column: str) -> bool:
+    """Whether an UPDATE's SET clause may assign ``column`` (conservative: unsure means yes)."""
+    match = re.search(r"\bset\b(.*?)(?:\bwhere\b|$)", sql, re.I | re.S)
+    if match is None:
+        return True
+    pattern = r'(?:^|,)\s*(?:[\w$"]+\.)?"?' + re.escape(column) + r'"?\s*='
+    return re.search(pattern, match.group(1), re.I) is not None
 
 
 __all__ = [

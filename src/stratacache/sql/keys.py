@@ -1,5 +1,12 @@
 """Cache keys and tags of SQL results: the database's identity, the SQL and its parameters.
 
+Tags: a result depends on ``sqltable:<db>:<table>`` for each table it reads,
+or, for a point read (one row by primary key), on ``sqlrows:<db>:<table>`` and
+``sqlrow:<db>:<table>:<key>``. A write of known rows invalidates the table tag
+and those rows' tags; any other write invalidates the table and rows tags, so a
+write to row 7 leaves the cached read of row 8 in place. Every result also
+carries ``sqldb:<db>``.
+
 A key is ``sql:<database id>:<digest>``, the digest covering the dialect, the
 SQL text sent to the database and its bound parameters encoded canonically
 (the same bytes in every process, whatever the hash seed). A parameter of a type
@@ -13,12 +20,13 @@ import datetime as dt
 import hashlib
 import os
 import uuid
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.engine import URL
 
-from .analysis import ALL
+from .analysis import ALL, Analysis
 
 
 class Unkeyable(Exception):
@@ -50,16 +58,51 @@ def table_tag(dbid: str, table: str) -> str:
     return f"sqltable:{dbid}:{table}"
 
 
+def rows_tag(dbid: str, table: str) -> str:
+    """The tag of every cached point read (one row by primary key) of ``table``."""
+    return f"sqlrows:{dbid}:{table}"
+
+
+def row_tag(dbid: str, table: str, key: object) -> str:
+    """The tag of cached point reads of the row of ``table`` whose primary key is ``key``."""
+    return f"sqlrow:{dbid}:{table}:{key!r}"
+
+
 def database_tag(dbid: str) -> str:
     """The tag carried by every cached result of database ``dbid``."""
     return f"sqldb:{dbid}"
 
 
 def tags_for(dbid: str, tables: frozenset[str]) -> list[str]:
-    """Invalidation tags of a write to ``tables`` (``ALL``: the whole database)."""
+    """Invalidation tags of a write to any rows of ``tables`` (``ALL``: the whole database)."""
     if ALL in tables:
         return [database_tag(dbid)]
-    return sorted(table_tag(dbid, t) for t in tables)
+    return sorted([table_tag(dbid, t) for t in tables] + [rows_tag(dbid, t) for t in tables])
+
+
+def read_tags(dbid: str, analysis: Analysis, params: Mapping[str, Any]) -> list[str]:
+    """The tags of a cached read: its row's tags if it is a point read, else its tables'."""
+    if analysis.point is not None:
+        key = params.get(analysis.point)
+        if type(key) is analysis.key_type:
+            (table,) = analysis.tables
+            return [database_tag(dbid), rows_tag(dbid, table), row_tag(dbid, table, key)]
+    return [database_tag(dbid), *sorted(table_tag(dbid, t) for t in analysis.tables)]
+
+
+def write_tags(
+    dbid: str, analysis: Analysis, param_sets: Sequence[Mapping[str, Any]] | None
+) -> set[str]:
+    """The tags a write invalidates: its rows' when every parameter set names one, else its tables'."""
+    if ALL in analysis.tables:
+        return {database_tag(dbid)}
+    tags = {table_tag(dbid, t) for t in analysis.tables}
+    if analysis.point is not None and param_sets:
+        keys = [params.get(analysis.point) for params in param_sets]
+        if all(type(key) is analysis.key_type for key in keys):
+            (table,) = analysis.tables
+            return tags | {row_tag(dbid, table, key) for key in keys}
+    return tags | {rows_tag(dbid, t) for t in analysis.tables}
 
 
 def query_key(dbid: str, dialect: str, sql: str, params: Any) -> str:
@@ -121,6 +164,10 @@ __all__ = [
     "database_identity",
     "database_tag",
     "query_key",
+    "read_tags",
+    "row_tag",
+    "rows_tag",
     "table_tag",
     "tags_for",
+    "write_tags",
 ]

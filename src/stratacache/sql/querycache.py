@@ -35,16 +35,17 @@ from .keys import (
     Unkeyable,
     database_id,
     database_identity,
-    database_tag,
     query_key,
-    table_tag,
+    read_tags,
     tags_for,
+    write_tags,
 )
 from .rows import Stored, StoredCursor, capture
 from .stats import QueryStats
 
 _WRITTEN = "stratacache.written"  # connection.info: tables written by the open transaction
-_COMMITTING = "stratacache.committing"  # connection.info: tables of the commit under way
+_TAGS = "stratacache.tags"  # connection.info: tags the open transaction's writes invalidate
+_COMMITTING = "stratacache.committing"  # connection.info: (tags, tables) of the commit under way
 _SAFE_LEVELS = frozenset({"READ COMMITTED", "READ UNCOMMITTED", "AUTOCOMMIT"})
 _OPTION_KEYS = frozenset({"ttl", "tags"})
 _MEMO_MAX = 4096
@@ -110,9 +111,9 @@ class QueryCache:
         self._attach()
 
     # -- public API ------------------------------------------------------------------------------
-    def table_tag(self, table: str) -> str:
-        """The tag of ``table``'s cached results (for ``cache.invalidate(tags=...)``, the CLI)."""
-        return table_tag(self.database_id, table.lower())
+    def table_tags(self, table: str) -> list[str]:
+        """The tags to invalidate for ``table`` (``cache.invalidate(tags=...)``, the CLI)."""
+        return tags_for(self.database_id, frozenset({table.lower()}))
 
     def invalidate_tables(self, tables: Iterable[str] | None = None) -> None:
         """Outdate cached results reading ``tables`` (None: every result of this database).
@@ -204,9 +205,8 @@ class QueryCache:
         except Unkeyable:
             self.counters.skipped("unkeyable parameter")
             return False
-        tags = [database_tag(self.database_id)]
-        tags += sorted(table_tag(self.database_id, t) for t in analysis.tables)
-        tags += extra_tags
+        params = context.compiled_parameters[0] if analysis.point is not None else {}
+        tags = read_tags(self.database_id, analysis, params) + extra_tags
         written = context.root_connection.info.get(_WRITTEN)
         if written and (ALL in written or written & analysis.tables):
             for name in analysis.tables:
@@ -331,34 +331,40 @@ class QueryCache:
     ) -> None:
         analysis = self._analyze(context, statement) if context is not None else WRITES
         if analysis.kind == "write":
-            conn.info.setdefault(_WRITTEN, set()).update(analysis.tables)
+            info = conn.info
+            info.setdefault(_WRITTEN, set()).update(analysis.tables)
+            params = context.compiled_parameters if analysis.point is not None else None
+            info.setdefault(_TAGS, set()).update(write_tags(self.database_id, analysis, params))
 
     def _on_after_cursor_execute(
         self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         if _WRITTEN in conn.info and _autocommit(conn, context):
-            self._invalidate(conn.info.pop(_WRITTEN), conn.dialect.is_async)
+            tables = conn.info.pop(_WRITTEN)
+            self._invalidate(sorted(conn.info.pop(_TAGS, ())), tables, conn.dialect.is_async)
 
     def _on_commit(self, conn: Any) -> None:
         written = conn.info.pop(_WRITTEN, None)
+        tags = conn.info.pop(_TAGS, None)
         if written:
-            conn.info[_COMMITTING] = written
+            conn.info[_COMMITTING] = (sorted(tags or ()), written)
 
     def _committed(self, pooled: Any) -> None:
         info = getattr(pooled, "info", None)  # the pool's proxy: its info is the connection's
-        written = info.pop(_COMMITTING, None) if isinstance(info, dict) else None
-        if written:
-            self._invalidate(written, self.engine.dialect.is_async)
+        committing = info.pop(_COMMITTING, None) if isinstance(info, dict) else None
+        if committing:
+            tags, tables = committing
+            self._invalidate(tags, tables, self.engine.dialect.is_async)
 
     def _on_rollback(self, conn: Any) -> None:
         conn.info.pop(_WRITTEN, None)
+        conn.info.pop(_TAGS, None)
 
     def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
-        record.info.pop(_WRITTEN, None)
-        record.info.pop(_COMMITTING, None)
+        for name in (_WRITTEN, _TAGS, _COMMITTING):
+            record.info.pop(name, None)
 
-    def _invalidate(self, tables: set[str], is_async: bool) -> None:
-        tags = tags_for(self.database_id, frozenset(tables))
+    def _invalidate(self, tags: list[str], tables: set[str], is_async: bool) -> None:
         if is_async:
             await_only(self.cache.invalidate(tags=tags, reason="sql write"))
         else:
