@@ -107,13 +107,29 @@ def write_tags(
 
 def query_key(dbid: str, dialect: str, sql: str, params: Any) -> str:
     """The cache key of one execution; raises ``Unkeyable`` for parameters with no canonical form."""
-    digest = hashlib.sha256()
-    digest.update(dialect.encode())
-    digest.update(b"\0")
-    digest.update(sql.encode())
-    digest.update(b"\0")
-    _encode(params, digest.update)
+    digest = hashlib.sha256(f"{dialect}\0{sql}\0".encode())
+    flat = _flat(params)
+    if flat is not None:
+        digest.update(b"R" + flat.encode("utf-8", "surrogatepass"))
+    else:
+        _encode(params, digest.update)
     return f"sql:{dbid}:{digest.hexdigest()[:40]}"
+
+
+# Types whose repr() is exact and names the type (1, '1', 1.0, True and Decimal('1') differ).
+_REPR_EXACT = frozenset(
+    {int, str, float, bool, type(None), bytes, Decimal, uuid.UUID, dt.date, dt.timedelta}
+)
+
+
+def _flat(params: Any) -> str | None:
+    """The common case fast: a dict or tuple of plain scalars as an exact repr (else None)."""
+    if type(params) is dict:
+        if all(type(v) in _REPR_EXACT for v in params.values()):
+            return "d" + repr(sorted(params.items()))
+    elif type(params) in (tuple, list) and all(type(v) in _REPR_EXACT for v in params):
+        return type(params).__name__[0] + repr(params)
+    return None
 
 
 def _encode(value: Any, out: Any) -> None:
