@@ -24,7 +24,7 @@ The rules:
 
 from __future__ import annotations
 
-from .querycache import QueryCache
+from .querycache import QueryCache, from_cache
 from .stats import QueryCacheCollector
 
-__all__ = ["QueryCache", "QueryCacheCollector"]
+__all__ = ["QueryCache", "QueryCacheCollector", "from_cache"]

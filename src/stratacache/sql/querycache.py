@@ -223,7 +223,7 @@ class QueryCache:
             if stored is None:
                 return True  # executed, and it returned no rows to keep: the cursor stands
         self.counters.served(analysis.tables, len(stored[1]), hit)
-        context.cursor = StoredCursor(stored)
+        context.cursor = StoredCursor(stored, hit)
         return True
 
     def _refusal(self, analysis: Analysis, options: Mapping[str, Any], context: Any) -> str | None:
@@ -386,6 +386,15 @@ class QueryCache:
                 self.counters.table(name).invalidations += 1
 
 
+def from_cache(context: Any) -> bool:
+    """Whether the statement of an execution context was answered by the cache, not the database.
+
+    SQLAlchemy still fires ``before_cursor_execute``/``after_cursor_execute`` for a cached
+    statement; a listener counting database round trips skips those for which this is True.
+    """
+    return bool(getattr(getattr(context, "cursor", None), "from_cache", False))
+
+
 class _NoRows(Exception):
     """The statement returned no result set: nothing to cache."""
 
@@ -425,4 +434,4 @@ def _autocommit(conn: Any, context: Any) -> bool:
     return level == "AUTOCOMMIT"
 
 
-__all__ = ["QueryCache"]
+__all__ = ["QueryCache", "from_cache"]

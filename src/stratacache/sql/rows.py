@@ -37,8 +37,10 @@ class StoredCursor:
     arraysize = 1
     lastrowid = None
 
-    def __init__(self, stored: Stored) -> None:
+    def __init__(self, stored: Stored, from_cache: bool = False) -> None:
         columns, rows = stored
+        #: True when the rows came from the cache (False: from the database, just now)
+        self.from_cache = from_cache
         self.description: Sequence[tuple[Any, ...]] = [
             (name, code, None, None, None, None, None) for name, code in columns
         ]
