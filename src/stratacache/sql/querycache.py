@@ -40,14 +40,13 @@ from .keys import (
     tags_for,
     write_tags,
 )
-from .rows import Stored, StoredCursor, capture
+from .policy import SAFE_LEVELS, autocommit, check_ttl, engine_isolation, parse_option
+from .rows import Stored, StoredCursor, capture, from_cache, well_formed
 from .stats import QueryStats
 
 _WRITTEN = "stratacache.written"  # connection.info: tables written by the open transaction
 _TAGS = "stratacache.tags"  # connection.info: tags the open transaction's writes invalidate
 _COMMITTING = "stratacache.committing"  # connection.info: (tags, tables) of the commit under way
-_SAFE_LEVELS = frozenset({"READ COMMITTED", "READ UNCOMMITTED", "AUTOCOMMIT"})
-_OPTION_KEYS = frozenset({"ttl", "tags"})
 _MEMO_MAX = 4096
 _ATTACHED: weakref.WeakKeyDictionary[Engine, QueryCache] = weakref.WeakKeyDictionary()
 
@@ -88,7 +87,7 @@ class QueryCache:
         exclude_tables: Iterable[str] = (),
         ttl: float | None = None,
         deterministic_functions: Iterable[str] = (),
-        isolation_levels: Iterable[str] = _SAFE_LEVELS,
+        isolation_levels: Iterable[str] = SAFE_LEVELS,
         database: str | None = None,
     ) -> None:
         sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
@@ -101,7 +100,7 @@ class QueryCache:
         self.async_engine = engine if isinstance(engine, AsyncEngine) else None
         self.cache_all = cache_all
         self.exclude_tables = frozenset(t.lower() for t in exclude_tables)
-        self.ttl = _check_ttl(ttl)
+        self.ttl = check_ttl(ttl)
         self.deterministic = frozenset(f.lower() for f in deterministic_functions)
         self.isolation_levels = frozenset(level.upper() for level in isolation_levels)
         #: short id of the database (in keys and tags: ``sqltable:<database_id>:<table>``)
@@ -199,7 +198,7 @@ class QueryCache:
         if reason is not None:
             self.counters.skipped(reason)
             return False
-        ttl, extra_tags = _parse_option(wanted)
+        ttl, extra_tags = parse_option(wanted)
         try:
             key = query_key(self.database_id, context.dialect.name, statement, parameters)
         except Unkeyable:
@@ -231,7 +230,7 @@ class QueryCache:
             return "excluded table"
         if context.dialect.name == "sqlite":
             return None
-        level = options.get("isolation_level") or _engine_isolation(context.dialect)
+        level = options.get("isolation_level") or engine_isolation(context.dialect)
         if level is not None and level.upper() not in self.isolation_levels:
             return "isolation level"
         return None
@@ -259,7 +258,7 @@ class QueryCache:
             value = await_only(self.cache.get(key, tags=tags))
         else:
             value = self.cache.sync.get(key, tags=tags)
-        return value if isinstance(value, list) else None
+        return value if well_formed(value) else None
 
     def _fetch(
         self,
@@ -276,13 +275,16 @@ class QueryCache:
         home = threading.get_ident()
         active = True
 
+        def run_here() -> Stored | None:
+            if parameters is None:
+                context.dialect.do_execute_no_params(cursor, statement, context)
+            else:
+                context.dialect.do_execute(cursor, statement, parameters, context)
+            return capture(cursor)
+
         def load() -> Stored | None:
             if active and (context.dialect.is_async or threading.get_ident() == home):
-                if parameters is None:
-                    context.dialect.do_execute_no_params(cursor, statement, context)
-                else:
-                    context.dialect.do_execute(cursor, statement, parameters, context)
-                rows = capture(cursor)
+                rows = run_here()
                 ran.append(rows)
             else:  # a background refresh after the caller has gone: its own connection
                 rows = self._load_alone(statement, parameters)
@@ -301,15 +303,19 @@ class QueryCache:
                 value = await_only(self.cache.get_or_set(key, loader, **kwargs))
             else:
                 value = self.cache.sync.get_or_set(key, loader, **kwargs)
-        except _NoRows:
-            return None, False
-        except StratacacheError:
-            if not ran:
-                raise
+        except Exception as exc:
+            if not ran:  # another caller's load failed: this one runs its own query
+                return run_here(), False
+            if isinstance(exc, _NoRows):
+                return None, False
+            if not isinstance(exc, StratacacheError):
+                raise  # the query itself failed: SQLAlchemy reports it as usual
             self.counters.skipped("unstorable result")
             return ran[0], False  # the rows could not be stored (e.g. an unserializable type)
         finally:
             active = False
+        if not well_formed(value):  # not a stored result (a foreign value): ask the database
+            return (ran[0] if ran else run_here()), False
         return value, not ran
 
     def _load_alone(self, statement: str, parameters: Any) -> Stored | None:
@@ -339,7 +345,7 @@ class QueryCache:
     def _on_after_cursor_execute(
         self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
-        if _WRITTEN in conn.info and _autocommit(conn, context):
+        if _WRITTEN in conn.info and autocommit(conn, context):
             tables = conn.info.pop(_WRITTEN)
             self._invalidate(sorted(conn.info.pop(_TAGS, ())), tables, conn.dialect.is_async)
 
@@ -386,52 +392,11 @@ class QueryCache:
                 self.counters.table(name).invalidations += 1
 
 
-def from_cache(context: Any) -> bool:
-    """Whether the statement of an execution context was answered by the cache, not the database.
-
-    SQLAlchemy still fires ``before_cursor_execute``/``after_cursor_execute`` for a cached
-    statement; a listener counting database round trips skips those for which this is True.
-    """
-    return bool(getattr(getattr(context, "cursor", None), "from_cache", False))
-
-
 class _NoRows(Exception):
     """The statement returned no result set: nothing to cache."""
 
 
 WRITES = Analysis("write", frozenset({ALL}))
-
-
-def _check_ttl(ttl: Any) -> float | None:
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-        raise ConfigError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
-    return None if ttl is None else float(ttl)
-
-
-def _parse_option(value: Any) -> tuple[float | None, list[str]]:
-    """The ``stratacache`` execution option as (ttl, extra tags); raises ConfigError if malformed."""
-    if value is True:
-        return None, []
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"execution option stratacache must be a bool or a dict, not {value!r}")
-    unknown = set(value) - _OPTION_KEYS
-    if unknown:
-        raise ConfigError(f"unknown stratacache option(s) {sorted(unknown)}; known: ttl, tags")
-    tags = value.get("tags", ())
-    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
-        raise ConfigError("stratacache tags must be a list of strings")
-    return _check_ttl(value.get("ttl")), list(tags)
-
-
-def _engine_isolation(dialect: Any) -> str | None:
-    level = getattr(dialect, "_on_connect_isolation_level", None)
-    return level or getattr(dialect, "default_isolation_level", None)
-
-
-def _autocommit(conn: Any, context: Any) -> bool:
-    options = context.execution_options if context is not None else conn.get_execution_options()
-    level = options.get("isolation_level") or _engine_isolation(conn.dialect)
-    return level == "AUTOCOMMIT"
 
 
 __all__ = ["QueryCache", "from_cache"]

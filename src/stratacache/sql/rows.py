@@ -79,4 +79,23 @@ class StoredCursor:
         return None
 
 
-__all__ = ["Stored", "StoredCursor", "capture"]
+def well_formed(value: Any) -> bool:
+    """Whether ``value`` has the shape of a stored result (else it is not one of ours)."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], list)
+        and isinstance(value[1], list)
+    )
+
+
+def from_cache(context: Any) -> bool:
+    """Whether the statement of an execution context was answered by the cache, not the database.
+
+    SQLAlchemy still fires ``before_cursor_execute``/``after_cursor_execute`` for a cached
+    statement; a listener counting database round trips skips those for which this is True.
+    """
+    return bool(getattr(getattr(context, "cursor", None), "from_cache", False))
+
+
+__all__ = ["Stored", "StoredCursor", "capture", "from_cache", "well_formed"]
