@@ -17,7 +17,9 @@ from stratacache.sql import QueryCache
 @pytest.fixture
 def dead_redis_cache() -> Iterator[sc.Cache]:
     """A cache whose Redis tier points at a port nothing listens on."""
-    tier = sc.RedisTier(url=f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2, socket_connect_timeout=0.2)
+    tier = sc.RedisTier(
+        url=f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2, socket_connect_timeout=0.2
+    )
     cache = sc.Cache([sc.MemoryTier(), tier], namespace="qcdead")
     yield cache
     cache.sync.close()
