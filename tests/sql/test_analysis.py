@@ -47,11 +47,30 @@ def test_text_writes_name_their_tables_or_the_whole_database(sql: str, tables: s
 
 @pytest.mark.parametrize(
     "sql",
-    ["BEGIN", "COMMIT", "SAVEPOINT s", "SET search_path TO x", "SHOW work_mem", "EXPLAIN SELECT 1"],
+    ["BEGIN", "COMMIT", "SAVEPOINT s", "SHOW work_mem", "EXPLAIN SELECT 1", "PRAGMA table_info(t)"],
 )
-def test_transaction_control_and_settings_are_neither_reads_nor_writes(sql: str) -> None:
-    """Statements that change no data are classified as other."""
+def test_transaction_control_and_reads_of_settings_are_neither_reads_nor_writes(sql: str) -> None:
+    """Statements that change no data and no session state are classified as other."""
     assert analyze_text(sql).kind == "other"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET search_path TO tenant_7",
+        "set role reporting",
+        "SET LOCAL statement_timeout = 5",
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        "RESET ALL",
+        "DISCARD ALL",
+        "PRAGMA case_sensitive_like = 1",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        "START TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    ],
+)
+def test_statements_changing_session_state_are_recognised(sql: str) -> None:
+    """SET, RESET, DISCARD, PRAGMA assignments and isolation changes mark the connection."""
+    assert analyze_text(sql).kind == "session"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -102,3 +103,30 @@ def test_table_tags_are_what_the_cli_and_admin_api_invalidate(
     cache.sync.invalidate(tags=qc.table_tags("Products"))
     with engine.connect() as conn:
         assert counter.delta(lambda: conn.execute(CACHED).all())[1] == 1
+
+
+def test_a_connection_that_changed_its_search_path_never_shares_results(
+    pg_engine: sa.Engine, cache: sc.Cache
+) -> None:
+    """After ``SET search_path`` on a connection, its reads bypass the cache and see its own schema."""
+    other = f"sc_other_{uuid.uuid4().hex[:10]}"
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{other}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{other}".products (id int PRIMARY KEY, name text)'))
+        conn.execute(sa.text(f"INSERT INTO \"{other}\".products VALUES (1, 'elsewhere')"))
+    qc = QueryCache(cache, pg_engine)
+    try:
+        with pg_engine.connect() as conn:
+            assert conn.execute(CACHED).scalars().all() == ["atlas", "novel", "kite"]
+        with pg_engine.connect() as conn:
+            conn.execute(sa.text(f'SET search_path TO "{other}"'))
+            conn.commit()
+            assert conn.execute(CACHED).scalars().all() == ["elsewhere"]
+            assert conn.execute(CACHED).scalars().all() == ["elsewhere"]
+            conn.execute(sa.text("RESET search_path"))
+        assert qc.stats()["uncached"]["session state"] == 2
+    finally:
+        qc.detach()
+        pg_engine.dispose()  # the marked connection goes with its pool
+        with pg_engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))

@@ -19,7 +19,9 @@ The rules:
   reads is stored.
 * **Never cached**: volatile or unknown functions, row locks, streaming
   results, transactions at REPEATABLE READ or SERIALIZABLE (a cached result
-  would break their snapshot; SQLite, whose reads open no snapshot, is exempt).
+  would break their snapshot; SQLite, whose reads open no snapshot, is exempt),
+  and reads on a connection whose session state was changed by a ``SET``,
+  ``RESET``, ``DISCARD`` or ``PRAGMA`` assignment.
 """
 
 from __future__ import annotations

@@ -30,12 +30,16 @@ from sqlalchemy.sql.selectable import Select, TableClause
 ALL = "*"
 """The table name standing for "every table of the database"."""
 
-Kind = Literal["read", "write", "other"]
+Kind = Literal["read", "write", "other", "session"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Analysis:
     """One statement's effect: ``tables`` read (``kind == "read"``) or written.
+
+    ``kind == "session"``: it changes the connection's state (``SET search_path``,
+    ``SET ROLE``, an isolation level, a ``PRAGMA``), which may change what the same SQL
+    returns on that connection.
 
     ``refusal`` says why a read must not be cached (None: it may be).
     """
@@ -54,6 +58,7 @@ def _names(text: str) -> frozenset[str]:
 
 
 OTHER = Analysis("other")
+SESSION = Analysis("session")
 WRITES_ALL = Analysis("write", frozenset({ALL}))
 
 VOLATILE_FUNCTIONS = _names(
@@ -116,9 +121,8 @@ _WRITE_TARGETS = [
     re.compile(r"^\s*merge\s+into\s+" + _NAME, re.I),
 ]
 _TRUNCATE = re.compile(r"^\s*truncate\s+(?:table\s+)?(?:only\s+)?(.*)$", re.I | re.S)
-_NOT_DATA = _names(
-    "begin start commit rollback savepoint release end set show reset discard pragma"
-)
+_NOT_DATA = _names("begin start commit rollback savepoint release end show")
+_SESSION_WORDS = _names("set reset discard pragma")
 
 
 def _bare(name: str) -> str:
@@ -162,6 +166,12 @@ def analyze_text(sql: str) -> Analysis:
         return Analysis("read", _identifiers(body))
     if word == "explain":
         return OTHER if not re.search(r"\banalyze\b", body, re.I) else WRITES_ALL
+    if word in _SESSION_WORDS:
+        if word == "pragma" and "=" not in body:
+            return OTHER  # reading a pragma changes nothing
+        return SESSION
+    if word in ("begin", "start") and re.search(r"\bisolation\b", body, re.I):
+        return SESSION
     if word in _NOT_DATA:
         return OTHER
     return _text_write(body)

@@ -46,6 +46,7 @@ from .stats import QueryStats
 
 _WRITTEN = "stratacache.written"  # connection.info: tables written by the open transaction
 _TAGS = "stratacache.tags"  # connection.info: tags the open transaction's writes invalidate
+_SESSION = "stratacache.session"  # connection.info: its session state was changed by SQL
 _COMMITTING = "stratacache.committing"  # connection.info: (tags, tables) of the commit under way
 _MEMO_MAX = 4096
 _ATTACHED: weakref.WeakKeyDictionary[Engine, QueryCache] = weakref.WeakKeyDictionary()
@@ -206,7 +207,11 @@ class QueryCache:
             return False
         params = context.compiled_parameters[0] if analysis.point is not None else {}
         tags = read_tags(self.database_id, analysis, params) + extra_tags
-        written = context.root_connection.info.get(_WRITTEN)
+        info = context.root_connection.info
+        if _SESSION in info:
+            self.counters.skipped("session state")
+            return False  # SET search_path, SET ROLE, …: the same SQL may mean other rows here
+        written = info.get(_WRITTEN)
         if written and (ALL in written or written & analysis.tables):
             for name in analysis.tables:
                 self.counters.table(name).bypassed += 1
@@ -336,7 +341,9 @@ class QueryCache:
         self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         analysis = self._analyze(context, statement) if context is not None else WRITES
-        if analysis.kind == "write":
+        if analysis.kind == "session":
+            conn.info[_SESSION] = True  # for the life of the database connection
+        elif analysis.kind == "write":
             info = conn.info
             info.setdefault(_WRITTEN, set()).update(analysis.tables)
             params = context.compiled_parameters if analysis.point is not None else None
