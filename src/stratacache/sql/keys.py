@@ -7,7 +7,7 @@ and those rows' tags; any other write invalidates the table and rows tags, so a
 write to row 7 leaves the cached read of row 8 in place. Every result also
 carries ``sqldb:<db>``.
 
-A key is ``sql:<database id>:<digest>``, the digest covering the dialect, the
+A key is ``sql:<database id>:<digest>``, the digest covering the dialect and driver, the
 SQL text sent to the database and its bound parameters encoded canonically
 (the same bytes in every process, whatever the hash seed). A parameter of a type
 with no canonical form makes the statement uncacheable rather than risk two

@@ -201,7 +201,10 @@ class QueryCache:
             return False
         ttl, extra_tags = parse_option(wanted)
         try:
-            key = query_key(self.database_id, context.dialect.name, statement, parameters)
+            dialect = (
+                f"{context.dialect.name}+{context.dialect.driver}"  # drivers return unlike rows
+            )
+            key = query_key(self.database_id, dialect, statement, parameters)
         except Unkeyable:
             self.counters.skipped("unkeyable parameter")
             return False
