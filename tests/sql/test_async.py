@@ -142,3 +142,48 @@ async def test_async_invalidate_tables(
     assert await read(aengine) == ["atlas", "novel", "kite"]  # unseen write: still cached
     await again.ainvalidate_tables(["products"])
     assert await read(aengine) == ["atlas", "novel", "yoyo"]
+
+
+async def test_sync_and_async_engines_make_the_same_decisions(postgres_url: str) -> None:
+    """One workload through a sync and an async engine gives equal results and equal counters."""
+    stmts = [
+        CACHED,
+        CACHED,
+        sa.select(Product.name).where(Product.id == 2).execution_options(stratacache=True),
+        sa.select(sa.func.now()).execution_options(stratacache=True),
+    ]
+    write = sa.update(Product).where(Product.id == 2).values(name="poem")
+    sync_engine = sa.create_engine(postgres_url)
+    with sync_engine.begin() as conn:
+        seed(conn)
+    sync_cache, async_cache = sc.Cache([sc.MemoryTier()]), sc.Cache([sc.MemoryTier()])
+    sync_qc = QueryCache(sync_cache, sync_engine, database="parity-sync")
+    sync_results: list[Any] = []
+    with sync_engine.connect() as conn:
+        for stmt in stmts:
+            sync_results.append(conn.execute(stmt).all()[:1] if stmt is not stmts[3] else None)
+        conn.execute(write)
+        conn.commit()
+        sync_results += [conn.execute(s).all() for s in stmts[:3]]
+    sync_qc.detach()
+    with sync_engine.begin() as conn:  # back to the seeded state for the async run
+        conn.execute(sa.update(Product).where(Product.id == 2).values(name="novel"))
+    sync_engine.dispose()
+    sync_cache.sync.close()
+
+    aengine = create_async_engine(postgres_url)
+    async_qc = QueryCache(async_cache, aengine, database="parity-async")
+    async_results: list[Any] = []
+    async with aengine.connect() as conn:
+        for stmt in stmts:
+            rows = (await conn.execute(stmt)).all()
+            async_results.append(rows[:1] if stmt is not stmts[3] else None)
+        await conn.execute(write)
+        await conn.commit()
+        async_results += [(await conn.execute(s)).all() for s in stmts[:3]]
+    await aengine.dispose()
+    await async_cache.close()
+    assert async_results == sync_results
+    sync_stats, async_stats = sync_qc.stats(), async_qc.stats()
+    assert sync_stats["tables"] == async_stats["tables"]
+    assert sync_stats["uncached"] == async_stats["uncached"]
