@@ -161,7 +161,8 @@ async def test_sync_and_async_engines_make_the_same_decisions(postgres_url: str)
     sync_results: list[Any] = []
     with sync_engine.connect() as conn:
         for stmt in stmts:
-            sync_results.append(conn.execute(stmt).all()[:1] if stmt is not stmts[3] else None)
+            rows = conn.execute(stmt).all()
+            sync_results.append(rows[:1] if stmt is not stmts[3] else None)
         conn.execute(write)
         conn.commit()
         sync_results += [conn.execute(s).all() for s in stmts[:3]]
