@@ -1,0 +1,32 @@
+"""The database query cache: SELECT results cached at the SQLAlchemy boundary.
+
+``QueryCache(cache, engine)`` hooks a SQLAlchemy ``Engine`` or ``AsyncEngine``.
+A SELECT asking for it (``.execution_options(stratacache=True)``, or every
+eligible SELECT with ``cache_all=True``) is answered from the cache; writes
+through the same engine invalidate, once their transaction commits, every
+cached result that read the tables they wrote, in every tier and every process.
+
+The rules:
+
+* **Keys**: database identity (URL without password), dialect, the SQL sent and
+  its bound parameters encoded canonically.
+* **Dependencies**: every table of the statement (joins, subqueries, CTEs,
+  unions, ORM eager joins); textual SELECTs depend on every identifier they
+  contain; a write whose tables are unknown (DDL, ``CALL``, unrecognised text)
+  invalidates the whole database.
+* **Transactions**: invalidation after commit, never on rollback; a
+  transaction that wrote a table reads it from the database, and nothing it
+  reads is stored.
+* **Never cached**: volatile or unknown functions, row locks, streaming
+  results, transactions at REPEATABLE READ or SERIALIZABLE (a cached result
+  would break their snapshot; SQLite, whose reads open no snapshot, is exempt),
+  and reads on a connection whose session state was changed by a ``SET``,
+  ``RESET``, ``DISCARD`` or ``PRAGMA`` assignment.
+"""
+
+from __future__ import annotations
+
+from .querycache import QueryCache, from_cache
+from .stats import QueryCacheCollector
+
+__all__ = ["QueryCache", "QueryCacheCollector", "from_cache"]

@@ -1,0 +1,361 @@
+"""What a SQL statement reads or writes, and whether its result may be cached (no I/O).
+
+A statement is a *read* (tables it reads), a *write* (tables it writes) or
+*other* (transaction control, session settings: neither). Tables are bare,
+lower-cased names (``public.Orders`` → ``orders``): two schemas holding a table
+of the same name share its invalidations, which costs a miss and never a
+stale row. ``ALL`` stands for "every table of the database": a write whose
+tables cannot be known (DDL, ``CALL``, an unrecognised ``text()``) invalidates
+every cached result of that database.
+
+Core statements are walked (joins, subqueries, CTEs, unions, ORM eager joins);
+textual SQL is read conservatively: every identifier of a textual SELECT counts
+as a table it may read. A read is refused (never cached) when its final SQL
+calls a volatile function (``now()``, ``random()``, sequences …), a function not
+known to be deterministic, or locks rows (``FOR UPDATE``/``FOR SHARE``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.dml import Insert, UpdateBase
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, TextClause
+from sqlalchemy.sql.selectable import Select, TableClause
+
+ALL = "*"
+"""The table name standing for "every table of the database"."""
+
+Kind = Literal["read", "write", "other", "session"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Analysis:
+    """One statement's effect: ``tables`` read (``kind == "read"``) or written.
+
+    ``kind == "session"``: it changes the connection's state (``SET search_path``,
+    ``SET ROLE``, an isolation level, a ``PRAGMA``), which may change what the same SQL
+    returns on that connection.
+
+    ``refusal`` says why a read must not be cached (None: it may be).
+    """
+
+    kind: Kind
+    tables: frozenset[str] = frozenset()
+    refusal: str | None = None
+    #: a point statement touches at most one row of its only table: the name of the bound
+    #: parameter holding that row's primary key (its Python type in ``key_type``)
+    point: str | None = None
+    key_type: type | None = None
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+OTHER = Analysis("other")
+SESSION = Analysis("session")
+WRITES_ALL = Analysis("write", frozenset({ALL}))
+
+VOLATILE_FUNCTIONS = _names(
+    """now random setseed nextval currval lastval setval clock_timestamp statement_timestamp
+    transaction_timestamp timeofday current_timestamp current_date current_time localtime
+    localtimestamp sysdate getdate utc_timestamp unix_timestamp uuid gen_random_uuid uuid_generate_v1
+    uuid_generate_v4 randomblob changes last_insert_rowid total_changes rand pg_sleep
+    txid_current pg_current_xact_id pg_advisory_lock pg_try_advisory_lock pg_notify set_config
+    pg_backend_pid inet_client_addr age"""
+)
+"""Functions whose result changes from call to call (or that act): never cached."""
+
+DETERMINISTIC_FUNCTIONS = _names(
+    """count sum avg min max lower upper coalesce nullif ifnull iif length char_length
+    character_length octet_length bit_length abs round floor ceil ceiling trunc mod power pow sqrt
+    exp ln log log10 sign trim ltrim rtrim btrim substr substring replace concat concat_ws left
+    right lpad rpad position strpos instr reverse split_part cast greatest least date_trunc
+    date_part extract to_char to_date to_number julianday date time json_extract json_object
+    json_array json_build_object jsonb_build_object json_agg jsonb_agg array_agg string_agg
+    group_concat array_length array_position array_to_string cardinality unnest row_number rank
+    dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value bool_and
+    bool_or every stddev stddev_pop stddev_samp variance var_pop var_samp typeof hex quote printf
+    format md5 encode decode to_json to_jsonb jsonb_extract_path jsonb_extract_path_text
+    json_extract_path json_extract_path_text ascii chr initcap regexp_replace regexp_matches
+    regexp_like translate coalesce total"""
+)
+"""Functions known to depend on their arguments alone."""
+
+# Words that may stand before "(" without being a function call.
+_KEYWORDS = _names(
+    """select from where and or not in exists any all some values as on using over filter
+    within join inner left right full outer cross natural lateral union intersect except by
+    group order having limit offset fetch with recursive case when then else end is null
+    between like ilike escape distinct returning into set row array partition window range rows
+    groups materialized insert update delete table only asc desc nulls first last true false
+    default interval collate any_value tuple"""
+)
+
+_STRIPPED = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.S)
+_CALL = re.compile(r'(?:"([^"]+)"|([A-Za-z_][\w$]*))\s*\(')
+_BARE_VOLATILE = re.compile(
+    r"\b(current_timestamp|current_date|current_time|localtimestamp|localtime|sysdate)\b"
+    r"(?!\s*\()|\bfor\s+(?:no\s+key\s+)?update\b|\bfor\s+(?:key\s+)?share\b"
+    r"|\block\s+in\s+share\s+mode\b|\btablesample\b",
+    re.I,
+)
+_NOW_LITERAL = re.compile(r"'\s*(now|localtime|utc)\s*'", re.I)
+_WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([A-Za-z_][\w$]*)(?!\s*\(|[\w$])')
+_FIRST = re.compile(r"\s*\(*\s*([A-Za-z]+)")
+_DML_WORD = re.compile(
+    r"\b(insert|update|delete|merge|truncate|into|create|drop|alter|grant|revoke|copy|call|lock)\b",
+    re.I,
+)
+_NAME = r'(?:(?:"[^"]+"|[\w$]+)\.)*(?:"([^"]+)"|([\w$]+))'
+_WRITE_TARGETS = [
+    re.compile(r"^\s*insert\s+(?:or\s+\w+\s+)?into\s+" + _NAME, re.I),
+    re.compile(r"^\s*replace\s+into\s+" + _NAME, re.I),
+    re.compile(r"^\s*update\s+(?:or\s+\w+\s+)?(?:only\s+)?" + _NAME, re.I),
+    re.compile(r"^\s*delete\s+from\s+(?:only\s+)?" + _NAME, re.I),
+    re.compile(r"^\s*merge\s+into\s+" + _NAME, re.I),
+]
+_TRUNCATE = re.compile(r"^\s*truncate\s+(?:table\s+)?(?:only\s+)?(.*)$", re.I | re.S)
+_NOT_DATA = _names("begin start commit rollback savepoint release end show")
+_SESSION_WORDS = _names("set reset discard pragma")
+
+
+def _bare(name: str) -> str:
+    return name.rsplit(".", 1)[-1].strip('"`[]').lower()
+
+
+def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
+    """Why the read ``sql`` must not be cached (a volatile or unknown function, a lock), or None.
+
+    Args:
+        sql: the SQL text sent to the database (bound parameters are placeholders).
+        deterministic: extra function names the application declares deterministic.
+    """
+    if _NOW_LITERAL.search(sql):
+        return "reads the clock ('now')"
+    body = _STRIPPED.sub("''", sql)
+    found = _BARE_VOLATILE.search(body)
+    if found:
+        return f"non-deterministic or locking SQL ({found.group(0).upper()})"
+    allowed = DETERMINISTIC_FUNCTIONS.union(deterministic)
+    for match in _CALL.finditer(body):
+        quoted, plain = match.groups()
+        name = (quoted or plain).lower()
+        if plain is not None and name in _KEYWORDS:
+            continue
+        if name in VOLATILE_FUNCTIONS:
+            return f"volatile function {name}()"
+        if name not in allowed:
+            return f"function {name}() is not known to be deterministic"
+    return None
+
+
+def analyze_text(sql: str) -> Analysis:
+    """Classify textual SQL conservatively (used for ``text()`` and driver-level SQL)."""
+    body = _STRIPPED.sub("''", sql)
+    first = _FIRST.match(body)
+    word = first.group(1).lower() if first else ""
+    if word in ("select", "with", "values", "table"):
+        if _DML_WORD.search(body):
+            return _text_write(body) if word == "with" else WRITES_ALL
+        return Analysis("read", _identifiers(body))
+    if word == "explain":
+        return OTHER if not re.search(r"\banalyze\b", body, re.I) else WRITES_ALL
+    if word in _SESSION_WORDS:
+        if word == "pragma" and "=" not in body:
+            return OTHER  # reading a pragma changes nothing
+        return SESSION
+    if word in ("begin", "start") and re.search(r"\bisolation\b", body, re.I):
+        return SESSION
+    if word in _NOT_DATA:
+        return OTHER
+    return _text_write(body)
+
+
+def _identifiers(body: str) -> frozenset[str]:
+    names = set()
+    for match in _WORD.finditer(body):
+        quoted = match.group(1) or match.group(2) or match.group(3)
+        if quoted is not None:
+            names.add(quoted.lower())
+        elif match.group(4).lower() not in _KEYWORDS:
+            names.add(match.group(4).lower())
+    return frozenset(names)
+
+
+def _text_write(body: str) -> Analysis:
+    if re.match(r"\s*with\b", body, re.I):
+        return WRITES_ALL  # a data-modifying CTE: its targets are not worth guessing
+    for pattern in _WRITE_TARGETS:
+        match = pattern.match(body)
+        if match:
+            return Analysis("write", frozenset({(match.group(1) or match.group(2)).lower()}))
+    truncate = _TRUNCATE.match(body)
+    if truncate:
+        names = re.split(
+            r"\s*,\s*",
+            re.split(r"\b(?:restart|continue|cascade|restrict)\b", truncate.group(1), flags=re.I)[
+                0
+            ].strip(),
+        )
+        if all(names):
+            return Analysis("write", frozenset(_bare(n) for n in names))
+    return WRITES_ALL
+
+
+def tables_of(element: Any) -> set[str]:
+    """Bare lower-cased names of every table an expression mentions (subqueries included)."""
+    return {
+        el.name.lower()
+        for el in visitors.iterate(element)
+        if isinstance(el, TableClause) and getattr(el, "name", None)
+    }
+
+
+def analyze_compiled(compiled: Any, sql: str) -> Analysis:
+    """Classify a compiled Core/ORM statement; falls back to text rules where SQL is textual."""
+    statement = compiled.statement
+    if getattr(compiled, "isddl", False) or statement is None:
+        return WRITES_ALL if getattr(compiled, "isddl", False) else analyze_text(sql)
+    if isinstance(statement, TextClause):
+        return analyze_text(sql)
+    elements = [statement]
+    state = getattr(compiled, "compile_state", None)
+    final = getattr(state, "statement", None)
+    if final is not None and final is not statement:
+        elements.append(final)  # the ORM's own statement carries eager joins
+    writes: set[str] = set()
+    reads: set[str] = set()
+    textual = False
+    for element in elements:
+        for el in visitors.iterate(element):
+            if isinstance(el, UpdateBase):
+                target = getattr(el, "table", None)
+                writes |= tables_of(target) | _cascades(target) if target is not None else {ALL}
+            elif isinstance(el, TableClause) and getattr(el, "name", None):
+                reads.add(el.name.lower())
+            elif isinstance(el, TextClause):
+                textual = True
+    if writes or compiled.isinsert or compiled.isupdate or compiled.isdelete:
+        point = _write_point(statement, compiled, writes, sql)
+        return Analysis("write", frozenset(writes or {ALL}), None, *point)
+    if textual:
+        text = analyze_text(sql)
+        if text.kind != "read":
+            return text
+        return Analysis("read", frozenset(reads | text.tables))
+    final = elements[-1]
+    point = (None, None)
+    if len(reads) == 1 and isinstance(final, Select):
+        froms = final.get_final_froms()
+        if len(froms) == 1 and isinstance(froms[0], TableClause):
+            point = _key_equality(froms[0], final.whereclause, compiled)
+    return Analysis("read", frozenset(reads), None, *point)
+
+
+def _primary_key(table: Any) -> tuple[Any, type] | None:
+    columns = list(getattr(table, "primary_key", None) or ())
+    if len(columns) != 1:
+        return None
+    try:
+        python_type = columns[0].type.python_type
+    except NotImplementedError:
+        return None
+    if python_type not in (int, str):
+        return None
+    return columns[0], python_type
+
+
+def _key_equality(table: Any, where: Any, compiled: Any) -> tuple[str | None, type | None]:
+    """The bound parameter of a ``pk = :p`` conjunct of ``where`` (narrows to one row), or Nones."""
+    key = _primary_key(table)
+    if key is None or where is None:
+        return None, None
+    column, python_type = key
+    terms = where.clauses if isinstance(where, BooleanClauseList) else [where]
+    if isinstance(where, BooleanClauseList) and where.operator is not operators.and_:
+        return None, None
+    for term in terms:
+        if not isinstance(term, BinaryExpression) or term.operator is not operators.eq:
+            continue
+        for side, other in ((term.left, term.right), (term.right, term.left)):
+            same = getattr(getattr(side, "table", None), "name", None) == table.name
+            if (
+                same
+                and getattr(side, "name", None) == column.name
+                and isinstance(other, BindParameter)
+                and not other.expanding
+            ):
+                name = compiled.bind_names.get(other)
+                if name is not None:
+                    return name, python_type
+    return None, None
+
+
+def _cascades(target: Any) -> set[str]:
+    """Tables the database itself changes when ``target`` is written (ON DELETE/UPDATE actions).
+
+    Found from the foreign keys declared in ``target``'s SQLAlchemy ``MetaData``; actions
+    only the database knows of (undeclared keys, triggers) are the application's to state.
+    """
+    metadata = getattr(target, "metadata", None)
+    if metadata is None:
+        return set()
+    found: set[str] = set()
+    pending = [target]
+    while pending:
+        current = pending.pop()
+        for table in metadata.tables.values():
+            if table.name.lower() in found:
+                continue
+            for fk in table.foreign_keys:
+                if (fk.ondelete or fk.onupdate) and fk.references(current):
+                    found.add(table.name.lower())
+                    pending.append(table)
+                    break
+    return found
+
+
+def _write_point(
+    statement: Any, compiled: Any, writes: set[str], sql: str
+) -> tuple[str | None, type | None]:
+    """For a DML touching one row per parameter set: the parameter naming that row's key."""
+    table = getattr(statement, "table", None)
+    if len(writes) != 1 or not isinstance(statement, UpdateBase) or table is None:
+        return None, None
+    if isinstance(statement, Insert):
+        key = _primary_key(table)
+        upsert = getattr(statement, "_post_values_clause", None) is not None
+        if key is None or upsert or statement._prefixes or statement.select is not None:
+            return None, None  # ON CONFLICT, OR REPLACE, INSERT … SELECT: rows not known
+        return key[0].key, key[1]
+    key = _primary_key(table)
+    if key is None or _sets_column(sql, key[0].name):
+        return None, None  # a key that changes moves the row: its new key is not known here
+    return _key_equality(table, getattr(statement, "whereclause", None), compiled)
+
+
+def _sets_column(sql: str, column: str) -> bool:
+    """Whether an UPDATE's SET clause may assign ``column`` (conservative: unsure means yes)."""
+    match = re.search(r"\bset\b(.*?)(?:\bwhere\b|$)", sql, re.I | re.S)
+    if match is None:
+        return True
+    pattern = r'(?:^|,)\s*(?:[\w$"]+\.)?"?' + re.escape(column) + r'"?\s*='
+    return re.search(pattern, match.group(1), re.I) is not None
+
+
+__all__ = [
+    "ALL",
+    "DETERMINISTIC_FUNCTIONS",
+    "VOLATILE_FUNCTIONS",
+    "Analysis",
+    "analyze_compiled",
+    "analyze_text",
+    "tables_of",
+    "volatility",
+]

@@ -1,0 +1,270 @@
+"""Statement analysis (tables read and written, volatility) and keys, without a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from tests.sql.models import Category, Product
+
+from stratacache.sql.analysis import ALL, analyze_compiled, analyze_text, volatility
+from stratacache.sql.keys import Unkeyable, database_id, database_identity, query_key
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        ("INSERT INTO products (id) VALUES (1)", {"products"}),
+        ("insert or replace into Products values (1)", {"products"}),
+        ('UPDATE public."Products" SET a = 1', {"products"}),
+        ("update only products set a = 1", {"products"}),
+        ("DELETE FROM shop.orders WHERE id = 1", {"orders"}),
+        ("REPLACE INTO carts VALUES (1)", {"carts"}),
+        ("MERGE INTO stock USING x ON true WHEN MATCHED THEN DELETE", {"stock"}),
+        ("TRUNCATE a, shop.b RESTART IDENTITY", {"a", "b"}),
+        ("truncate table only c", {"c"}),
+        ("WITH x AS (SELECT 1) DELETE FROM products", {ALL}),
+        ("SELECT * INTO backup FROM products", {ALL}),
+        ("CALL refresh_everything()", {ALL}),
+        ("CREATE TABLE t (a int)", {ALL}),
+        ("ALTER TABLE products ADD COLUMN x int", {ALL}),
+        ("DO $$ BEGIN END $$", {ALL}),
+        ("EXPLAIN ANALYZE DELETE FROM products", {ALL}),
+        ("VACUUM", {ALL}),
+    ],
+)
+def test_text_writes_name_their_tables_or_the_whole_database(sql: str, tables: set[str]) -> None:
+    """A textual write names the table it changes, or ALL when that cannot be known."""
+    analysis = analyze_text(sql)
+    assert analysis.kind == "write" and analysis.tables == tables
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["BEGIN", "COMMIT", "SAVEPOINT s", "SHOW work_mem", "EXPLAIN SELECT 1", "PRAGMA table_info(t)"],
+)
+def test_transaction_control_and_reads_of_settings_are_neither_reads_nor_writes(sql: str) -> None:
+    """Statements that change no data and no session state are classified as other."""
+    assert analyze_text(sql).kind == "other"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET search_path TO tenant_7",
+        "set role reporting",
+        "SET LOCAL statement_timeout = 5",
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        "RESET ALL",
+        "DISCARD ALL",
+        "PRAGMA case_sensitive_like = 1",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        "START TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    ],
+)
+def test_statements_changing_session_state_are_recognised(sql: str) -> None:
+    """SET, RESET, DISCARD, PRAGMA assignments and isolation changes mark the connection."""
+    assert analyze_text(sql).kind == "session"
+
+
+@pytest.mark.parametrize(
+    ("sql", "must_include"),
+    [
+        ("SELECT * FROM products", {"products"}),
+        ("select p.name from shop.products p, categories c", {"products", "categories"}),
+        ('SELECT 1 FROM "Orders" o JOIN items i ON i.o = o.id', {"orders", "items"}),
+        ("SELECT (SELECT max(x) FROM t1) FROM t2", {"t1", "t2"}),
+        ("WITH c AS (SELECT * FROM a) SELECT * FROM c UNION SELECT * FROM b", {"a", "b"}),
+    ],
+)
+def test_text_reads_depend_on_every_table_they_name(sql: str, must_include: set[str]) -> None:
+    """A textual SELECT depends (at least) on every table mentioned anywhere in it."""
+    analysis = analyze_text(sql)
+    assert analysis.kind == "read" and analysis.tables >= must_include
+
+
+CORE_READS = [
+    (sa.select(Product), {"products"}),
+    (sa.select(Product.name).join(Category), {"products", "categories"}),
+    (
+        sa.select(Category.name).where(Category.id.in_(sa.select(Product.category_id))),
+        {"products", "categories"},
+    ),
+    (sa.union(sa.select(Product.id), sa.select(Category.id)), {"products", "categories"}),
+    (sa.select(sa.select(Product.id).cte("c")), {"products"}),
+    (
+        sa.select(Category).where(sa.exists().where(Product.category_id == Category.id)),
+        {"products", "categories"},
+    ),
+    (sa.select(sa.literal_column("x")).select_from(sa.text("legacy_table")), {"legacy_table"}),
+]
+
+
+@pytest.mark.parametrize(("stmt", "tables"), CORE_READS)
+def test_core_reads_find_every_table(stmt: Any, tables: set[str]) -> None:
+    """Joins, subqueries, unions, CTEs, EXISTS and embedded text all contribute their tables."""
+    compiled = stmt.compile()
+    analysis = analyze_compiled(compiled, str(compiled))
+    assert analysis.kind == "read" and analysis.tables >= tables
+
+
+@pytest.mark.parametrize(
+    ("stmt", "tables"),
+    [
+        (sa.update(Product).values(name="x"), {"products"}),
+        (sa.delete(Category), {"categories"}),
+        (sa.insert(Product).from_select(["id"], sa.select(Category.id)), {"products"}),
+        (
+            sa.select(sa.update(Product).values(name="x").returning(Product.id).cte("u")),
+            {"products"},
+        ),
+    ],
+)
+def test_core_writes_name_their_target(stmt: Any, tables: set[str]) -> None:
+    """DML (and a SELECT over a data-modifying CTE) is a write of its target table."""
+    compiled = stmt.compile()
+    analysis = analyze_compiled(compiled, str(compiled))
+    assert analysis.kind == "write" and analysis.tables == tables
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT now()",
+        "SELECT NOW ()",
+        "select pg_catalog.now()",
+        "SELECT CURRENT_TIMESTAMP",
+        "select current_date",
+        "SELECT * FROM t ORDER BY random()",
+        "SELECT nextval('s')",
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT * FROM t FOR NO KEY UPDATE SKIP LOCKED",
+        "SELECT * FROM t FOR SHARE",
+        "SELECT * FROM t FOR KEY SHARE",
+        "SELECT datetime('now')",
+        "SELECT date('now', 'localtime')",
+        "SELECT gen_random_uuid()",
+        "SELECT * FROM t TABLESAMPLE SYSTEM (10)",
+        "SELECT my_function(id) FROM t",
+        'SELECT "MyFunc"(id) FROM t',
+        "SELECT age(born) FROM people",
+    ],
+)
+def test_volatile_or_unknown_sql_is_refused(sql: str) -> None:
+    """Clock, randomness, sequences, row locks and unknown functions make a read uncacheable."""
+    assert volatility(sql) is not None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*), max(price) FROM products WHERE name IN (%(a)s, %(b)s)",
+        "SELECT lower(name) AS n FROM t WHERE EXISTS (SELECT 1 FROM u) AND x = ANY (%(p)s)",
+        "SELECT CAST(a AS TEXT), coalesce(b, 'now') FROM t",
+        "SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t",
+        "SELECT 'for update' FROM t",
+    ],
+)
+def test_deterministic_sql_is_accepted(sql: str) -> None:
+    """Known-deterministic functions and keywords before parentheses do not refuse a read."""
+    if "'now'" in sql:
+        assert volatility(sql) is not None  # a 'now' literal is refused even inside coalesce
+    else:
+        assert volatility(sql) is None
+
+
+def test_deterministic_functions_can_be_declared() -> None:
+    """A function the application declares deterministic is accepted."""
+    assert volatility("SELECT slugify(name) FROM t") is not None
+    assert volatility("SELECT slugify(name) FROM t", ["slugify"]) is None
+
+
+PARAMS: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    2**70,
+    1.0,
+    0.1,
+    "",
+    "1",
+    "é",
+    b"1",
+    Decimal("1.0"),
+    Decimal("1"),
+    dt.datetime(2024, 1, 1),
+    dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    dt.date(2024, 1, 1),
+    dt.time(1, 2),
+    dt.timedelta(seconds=1),
+    uuid.UUID(int=1),
+    [1, 2],
+    (1, 2),
+    [[1], 2],
+    {"a": 1},
+    {"a": "1"},
+]
+
+
+def test_distinct_parameters_give_distinct_keys() -> None:
+    """Parameters that differ in value or type never share a key."""
+    keys = {query_key("db", "pg", "SELECT %(p)s", {"p": p}) for p in PARAMS}
+    assert len(keys) == len(PARAMS)
+
+
+def test_keys_are_the_same_in_another_process() -> None:
+    """A key does not depend on the hash seed or the process (dict order included)."""
+    code = (
+        "import datetime as dt, uuid; from decimal import Decimal;"
+        "from stratacache.sql.keys import query_key;"
+        "print(query_key('db','pg','S',{'b':[1,'x',b'y'],'a':{'z':1,'y':Decimal('2.5')},"
+        "'c':dt.datetime(2024,1,1),'d':uuid.UUID(int=5)}))"
+    )
+    here = query_key(
+        "db",
+        "pg",
+        "S",
+        {
+            "a": {"y": Decimal("2.5"), "z": 1},
+            "c": dt.datetime(2024, 1, 1),
+            "d": uuid.UUID(int=5),
+            "b": [1, "x", b"y"],
+        },
+    )
+    for seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": sys.path[0] if sys.path else ""},
+        )
+        assert out.stdout.strip() == here
+
+
+def test_parameters_without_a_canonical_form_are_unkeyable() -> None:
+    """An object of unknown type refuses to make a key rather than risk a collision."""
+    with pytest.raises(Unkeyable):
+        query_key("db", "pg", "S", {"p": object()})
+
+
+def test_the_database_identity_never_holds_the_password() -> None:
+    """Identity covers host, port, database, user and query, but not the password."""
+    one = sa.make_url("postgresql+psycopg://u:secret@h:5432/d?options=x")
+    two = sa.make_url("postgresql+asyncpg://u:other@h:5432/d?options=x")
+    assert "secret" not in database_identity(one)
+    assert database_identity(one) == database_identity(two)
+    assert database_identity(one) != database_identity(sa.make_url("postgresql://u@h:5432/e"))
+    assert database_identity(sa.make_url("sqlite://")) != database_identity(
+        sa.make_url("sqlite://")
+    )
+    assert len(database_id(database_identity(one))) == 12
