@@ -60,11 +60,11 @@ class TestRedisClusterTier(TierConformance):
     @pytest.fixture
     def tier(self, cluster_url: str, raw_client: redis.RedisCluster) -> RedisTier:
         raw_client.flushall()
-        return RedisTier(cluster_url, cluster=True, ttl=3600)
+        return RedisTier(cluster_url, cluster=True, ttl=3600, socket_timeout=5)  # behaviour, not speed
 
     @pytest.fixture
     def tier_twin(self, cluster_url: str) -> RedisTier:
-        return RedisTier(cluster_url, cluster=True)
+        return RedisTier(cluster_url, cluster=True, socket_timeout=5)
 
     @pytest.fixture
     def write_raw(self, raw_client: redis.RedisCluster) -> Callable[[str, bytes], Any]:
