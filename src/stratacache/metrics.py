@@ -34,7 +34,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client import start_http_server as _prometheus_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -227,6 +233,12 @@ def instrument(
     return metrics
 
 
+def exposition(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
+    """The Prometheus text of ``registry`` (default: the global one) and its content type."""
+    target = REGISTRY if registry is None else registry
+    return generate_latest(target), CONTENT_TYPE_LATEST
+
+
 def start_http_server(
     port: int = 9464,
     addr: str = "127.0.0.1",
@@ -250,6 +262,7 @@ def start_http_server(
 __all__ = [
     "CacheCollector",
     "CacheMetrics",
+    "exposition",
     "instrument",
     "start_http_server",
 ]

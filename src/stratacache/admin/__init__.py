@@ -1,5 +1,6 @@
-"""The admin HTTP API: stats, invalidation and clearing over HTTP, as a pure ASGI app."""
+"""The admin HTTP API: stats, metrics, keys, entries, invalidation, warming and a dashboard."""
 
 from .app import AdminAPI
+from .routes import AdminAction
 
-__all__ = ["AdminAPI"]
+__all__ = ["AdminAPI", "AdminAction"]

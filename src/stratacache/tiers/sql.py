@@ -296,6 +296,19 @@ class SQLTier:
     async def clear(self) -> None:
         await self._call("clear", self.clear_sync)
 
+    async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
+        """A page of live keys in key order after ``cursor`` (see ``core.tier.KeyScanner``)."""
+        return await self._call("scan", self._scan_keys_sync, prefix, cursor, count)
+
+    def _scan_keys_sync(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
+        e = self.entries
+        query = sa.select(e.c.key).where(e.c.key.startswith(prefix, autoescape=True))
+        live = sa.or_(e.c.expires_at.is_(None), e.c.expires_at > self._now())
+        query = query.where(e.c.key > cursor, e.c.value.is_not(None), live).order_by(e.c.key)
+        with self._connect("scan") as conn:
+            keys = [str(k) for k in conn.execute(query.limit(count + 1)).scalars()]
+        return keys[:count], keys[count - 1] if len(keys) > count else ""
+
     # -- internals ---------------------------------------------------------------------------
     async def _call(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:

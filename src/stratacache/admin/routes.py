@@ -1,0 +1,370 @@
+"""The admin API's endpoints. Each docstring's YAML part is its OpenAPI operation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from ..core.errors import StratacacheError
+from .auth import ADMIN, READ, Caller
+from .inspect import MAX_PAGE, describe, key_page
+from .models import FlushRequest, InvalidateRequest, WarmRequest
+from .problems import Problem, json_response
+
+if TYPE_CHECKING:
+    from .app import AdminAPI
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminAction:
+    """One audit record of a mutating admin call (handed to ``AdminAPI(audit=...)`` hooks).
+
+    Attributes:
+        time: epoch seconds when the call finished.
+        actor: who asked (``admin-token@10.0.0.7``, ``anonymous@127.0.0.1``).
+        action: ``invalidate``, ``delete``, ``warm`` or ``flush``.
+        target: what it was asked to act on (keys, tags, prefix, warmers ...).
+        reason: the reason the caller gave, if any.
+        result: ``ok`` or ``error``.
+        detail: the outcome (counts) or the error message.
+    """
+
+    time: float
+    actor: str
+    action: str
+    target: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    result: str = "ok"
+    detail: Any = None
+
+
+class Handlers:
+    """Endpoint methods bound to one ``AdminAPI``."""
+
+    def __init__(self, api: AdminAPI) -> None:
+        self.api = api
+        self.cache = api.cache
+
+    # -- open routes -------------------------------------------------------------------------
+    async def dashboard(self, request: Request) -> Response:
+        """The operator dashboard (HTML; its data come from /stats with the caller's token)."""
+        self.api.guard.check_open(request)
+        return HTMLResponse(self.api.dashboard_html)
+
+    async def health(self, request: Request) -> Response:
+        """Liveness.
+        ---
+        summary: Liveness check (no token needed)
+        tags: [status]
+        responses:
+          "200": {description: The API is up, content: {application/json: {schema: {type: object}}}}
+        """
+        self.api.guard.check_open(request)
+        return json_response({"status": "ok", "namespace": self.cache.namespace})
+
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document of this API (no token needed)."""
+        self.api.guard.check_open(request)
+        return json_response(self.api.openapi_document(request.scope.get("root_path", "")))
+
+    # -- read scope --------------------------------------------------------------------------
+    async def stats(self, request: Request) -> Response:
+        """Counters per tier, per decorated function and for the engine.
+        ---
+        summary: Cache statistics, circuit breakers, bus state and hot keys
+        tags: [status]
+        security: [{bearer: []}]
+        responses:
+          "200": {description: Counters and state, content: {application/json: {schema: {type: object}}}}
+          "401": {$ref: "#/components/responses/Problem"}
+        """
+        self.api.guard.require(request, READ)
+        return json_response(self.api.snapshot())
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text exposition of this cache.
+        ---
+        summary: Prometheus metrics (text exposition format)
+        tags: [status]
+        security: [{bearer: []}]
+        responses:
+          "200": {description: Metrics, content: {text/plain: {schema: {type: string}}}}
+          "401": {$ref: "#/components/responses/Problem"}
+        """
+        self.api.guard.require(request, READ)
+        body, content_type = self.api.exposition()
+        return Response(body, media_type=content_type)
+
+    async def keys(self, request: Request) -> Response:
+        """A page of keys.
+        ---
+        summary: List keys, one bounded page at a time (Redis SCAN where Redis is a tier)
+        tags: [entries]
+        security: [{bearer: []}]
+        parameters:
+          - {name: prefix, in: query, schema: {type: string, default: ""}}
+          - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 100}}
+          - {name: cursor, in: query, schema: {type: string}}
+          - {name: tier, in: query, schema: {type: string}}
+        responses:
+          "200": {description: "Keys and the cursor of the next page (null: done)", content: {application/json: {schema: {type: object}}}}
+          "400": {$ref: "#/components/responses/Problem"}
+          "401": {$ref: "#/components/responses/Problem"}
+        """
+        self.api.guard.require(request, READ)
+        query = request.query_params
+        limit = _int(query.get("limit", "100"), "limit", 1, MAX_PAGE)
+        page = await key_page(
+            self.cache,
+            query.get("prefix", ""),
+            limit,
+            query.get("cursor", ""),
+            query.get("tier"),
+        )
+        return json_response(page)
+
+    async def entry(self, request: Request) -> Response:
+        """One entry as each tier holds it.
+        ---
+        summary: Inspect an entry in every tier (the value only with value=1 and the admin token)
+        tags: [entries]
+        security: [{bearer: []}]
+        parameters:
+          - {name: key, in: path, required: true, schema: {type: string}}
+          - {name: value, in: query, schema: {type: integer, enum: [0, 1]}}
+        responses:
+          "200": {description: "Per-tier presence, TTL, tags, size and age", content: {application/json: {schema: {type: object}}}}
+          "400": {$ref: "#/components/responses/Problem"}
+          "401": {$ref: "#/components/responses/Problem"}
+          "403": {$ref: "#/components/responses/Problem"}
+          "404": {$ref: "#/components/responses/Problem"}
+        """
+        with_value = request.query_params.get("value", "0")
+        if with_value not in ("0", "1"):
+            raise Problem(400, "value must be 0 or 1")
+        self.api.guard.require(request, ADMIN if with_value == "1" else READ)
+        key = request.path_params["key"]
+        return json_response(await _engine(describe(self.cache, key, with_value == "1")))
+
+    # -- admin scope -------------------------------------------------------------------------
+    async def delete_entry(self, request: Request) -> Response:
+        """Remove one key everywhere.
+        ---
+        summary: Delete a key from every tier and every process
+        tags: [invalidation]
+        security: [{bearer: []}]
+        parameters:
+          - {name: key, in: path, required: true, schema: {type: string}}
+          - {name: reason, in: query, schema: {type: string, maxLength: 500}}
+        responses:
+          "200": {description: Deleted, content: {application/json: {schema: {type: object}}}}
+          "400": {$ref: "#/components/responses/Problem"}
+          "401": {$ref: "#/components/responses/Problem"}
+          "403": {$ref: "#/components/responses/Problem"}
+        """
+        caller = self.api.guard.require(request, ADMIN)
+        key = request.path_params["key"]
+        reason = request.query_params.get("reason")
+        if reason is not None and len(reason) > 500:
+            raise Problem(400, "reason is longer than 500 characters")
+        target = {"keys": [key]}
+
+        async def run() -> Any:
+            await self.cache.invalidate(keys=[key], reason=reason, actor=caller.actor)
+            return {"deleted": key}
+
+        return await self._mutate(caller, "delete", target, reason, run)
+
+    async def invalidate(self, request: Request) -> Response:
+        """Invalidate keys, tags and a prefix.
+        ---
+        summary: Invalidate keys, tags and/or a key prefix in every tier and process
+        tags: [invalidation]
+        security: [{bearer: []}]
+        requestBody:
+          required: true
+          content: {application/json: {schema: {$ref: "#/components/schemas/InvalidateRequest"}}}
+        responses:
+          "200": {description: Invalidated, content: {application/json: {schema: {type: object}}}}
+          "400": {$ref: "#/components/responses/Problem"}
+          "401": {$ref: "#/components/responses/Problem"}
+          "403": {$ref: "#/components/responses/Problem"}
+          "413": {$ref: "#/components/responses/Problem"}
+        """
+        caller = self.api.guard.require(request, ADMIN)
+        body = await self._body(request, InvalidateRequest)
+        target = {"keys": body.keys, "tags": body.tags, "prefix": body.prefix}
+
+        async def run() -> Any:
+            await self.cache.invalidate(
+                keys=body.keys,
+                tags=body.tags,
+                prefix=body.prefix,
+                reason=body.reason,
+                actor=caller.actor,
+            )
+            return {"invalidated": target}
+
+        return await self._mutate(caller, "invalidate", target, body.reason, run)
+
+    async def warmers(self, request: Request) -> Response:
+        """Names of the registered warmers.
+        ---
+        summary: List the registered warmers
+        tags: [warming]
+        security: [{bearer: []}]
+        responses:
+          "200": {description: Warmer names, content: {application/json: {schema: {type: object}}}}
+          "401": {$ref: "#/components/responses/Problem"}
+        """
+        self.api.guard.require(request, READ)
+        return json_response({"warmers": sorted(self.api.warmer_table())})
+
+    async def warm(self, request: Request) -> Response:
+        """Run warmers.
+        ---
+        summary: Run registered warmers by name (all when none is named)
+        tags: [warming]
+        security: [{bearer: []}]
+        requestBody:
+          required: true
+          content: {application/json: {schema: {$ref: "#/components/schemas/WarmRequest"}}}
+        responses:
+          "200": {description: Warm summary, content: {application/json: {schema: {type: object}}}}
+          "400": {$ref: "#/components/responses/Problem"}
+          "401": {$ref: "#/components/responses/Problem"}
+          "403": {$ref: "#/components/responses/Problem"}
+        """
+        caller = self.api.guard.require(request, ADMIN)
+        body = await self._body(request, WarmRequest)
+        table = self.api.warmer_table()
+        names = sorted(table) if body.warmers is None else list(dict.fromkeys(body.warmers))
+        unknown = [n for n in names if n not in table]
+        if unknown:
+            known = ", ".join(sorted(table)) or "none registered"
+            raise Problem(400, f"unknown warmer(s) {unknown}; known: {known}")
+        target = {"warmers": names, "from_hot": body.from_hot}
+
+        async def run() -> Any:
+            summary = await self.cache.warm(
+                warmers=[table[n] for n in names],
+                from_hot=body.from_hot,
+                concurrency=body.concurrency,
+            )
+            errors = [f"{where}: {exc!r}" for where, _, exc in summary.errors[:20]]
+            return {
+                "warmed": summary.warmed,
+                "failed": summary.failed,
+                "took": round(summary.took, 3),
+                "errors": errors,
+            }
+
+        return await self._mutate(caller, "warm", target, body.reason, run)
+
+    async def flush(self, request: Request) -> Response:
+        """Remove every entry.
+        ---
+        summary: 'Remove every entry of the namespace (needs {"confirm": true})'
+        tags: [invalidation]
+        security: [{bearer: []}]
+        requestBody:
+          required: true
+          content: {application/json: {schema: {$ref: "#/components/schemas/FlushRequest"}}}
+        responses:
+          "200": {description: Flushed, content: {application/json: {schema: {type: object}}}}
+          "400": {$ref: "#/components/responses/Problem"}
+          "401": {$ref: "#/components/responses/Problem"}
+          "403": {$ref: "#/components/responses/Problem"}
+        """
+        caller = self.api.guard.require(request, ADMIN)
+        body = await self._body(request, FlushRequest)
+        if not body.confirm:
+            raise Problem(400, 'flushing removes every entry: send {"confirm": true}')
+
+        async def run() -> Any:
+            await self.cache.clear(reason=body.reason, actor=caller.actor)
+            return {"flushed": self.cache.namespace}
+
+        return await self._mutate(
+            caller, "flush", {"namespace": self.cache.namespace}, body.reason, run
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+    async def _body(self, request: Request, model: type[M]) -> M:
+        content_type = request.headers.get("content-type", "application/json")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise Problem(415, "send the body as application/json")
+        raw = await _read_limited(request, self.api.max_body)
+        try:
+            return model.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            errors = [
+                {"loc": [str(p) for p in e["loc"]], "msg": e["msg"].removeprefix("Value error, ")}
+                for e in exc.errors(include_url=False, include_input=False)
+            ]
+            first = errors[0] if errors else {"loc": [], "msg": "invalid body"}
+            where = ".".join(first["loc"]) or "body"
+            raise Problem(400, f"{where}: {first['msg']}", errors=errors) from exc
+
+    async def _mutate(
+        self,
+        caller: Caller,
+        action: str,
+        target: dict[str, Any],
+        reason: str | None,
+        run: Callable[[], Awaitable[Any]],
+    ) -> Response:
+        """Run a mutation and send its outcome, success or failure, to the audit hooks."""
+        try:
+            outcome = await _engine(run())
+        except Problem as problem:
+            self.api.record(
+                AdminAction(
+                    time.time(), caller.actor, action, target, reason, "error", problem.detail
+                )
+            )
+            raise
+        self.api.record(
+            AdminAction(time.time(), caller.actor, action, target, reason, "ok", outcome)
+        )
+        return json_response(outcome)
+
+
+async def _engine(call: Awaitable[Any]) -> Any:
+    """Await an engine call; a stratacache error (a bad key, say) becomes a 400 problem."""
+    try:
+        return await call
+    except StratacacheError as exc:
+        raise Problem(400, str(exc)) from exc
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _int(text: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise Problem(400, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise Problem(400, f"{name} must be between {low} and {high}")
+    return value

@@ -1,0 +1,65 @@
+"""Key pages and entry descriptions over every tier kind that can list its keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+import stratacache as sc
+from stratacache.admin.inspect import describe, key_page
+from stratacache.admin.problems import Problem
+from stratacache.core.tier import KeyScanner
+
+
+def memory(redis_url: str, sqlite_url: str) -> sc.MemoryTier:
+    return sc.MemoryTier()
+
+
+def redis(redis_url: str, sqlite_url: str) -> sc.RedisTier:
+    return sc.RedisTier(url=redis_url)
+
+
+def sqlite(redis_url: str, sqlite_url: str) -> sc.SQLTier:
+    return sc.SQLTier(url=sqlite_url)
+
+
+@pytest.mark.parametrize("make", [memory, redis, sqlite])
+@pytest.mark.parametrize("limit", [1, 7, 50])
+async def test_pages_list_every_key_of_the_prefix_once(
+    make: Callable[[str, str], sc.MemoryTier], limit: int, redis_url: str, sqlite_url: str
+) -> None:
+    """Following cursors lists every key under the prefix (other keys and namespaces never)."""
+    tier = make(redis_url, sqlite_url)
+    assert isinstance(tier, KeyScanner)
+    async with sc.Cache([tier], namespace="insp") as cache:
+        for i in range(23):
+            await cache.set(f"user:{i}", i)
+        await cache.set("other", 0)
+        async with sc.Cache([make(redis_url, sqlite_url)], namespace="insp2") as neighbour:
+            await neighbour.set("user:x", 1)
+            seen: list[str] = []
+            cursor = ""
+            for _ in range(100):
+                page = await key_page(cache, "user:", limit, cursor, None)
+                assert len(page["keys"]) <= max(limit, 10)
+                seen.extend(page["keys"])
+                if page["cursor"] is None:
+                    break
+                cursor = page["cursor"]
+        assert sorted(set(seen)) == sorted(f"user:{i}" for i in range(23))
+
+
+async def test_describe_reports_each_tier(redis_url: str, sqlite_url: str) -> None:
+    """An entry held by two tiers shows in both; a missing key is a 404 problem."""
+    tiers = [sc.MemoryTier(), sc.SQLTier(url=sqlite_url, ttl=60)]
+    async with sc.Cache(tiers, namespace="insp") as cache:
+        await cache.set("k", [1, 2], ttl=300, tags=["t"])
+        data = await describe(cache, "k", with_value=True)
+        assert data["value"] == [1, 2]
+        assert data["tiers"]["memory"]["expires_in"] == pytest.approx(300, abs=5)
+        assert data["tiers"]["sql"]["kept_for"] == pytest.approx(60, abs=5)
+        assert data["tiers"]["sql"]["tags"] == ["t"]
+        with pytest.raises(Problem) as missing:
+            await describe(cache, "nothing", with_value=False)
+        assert missing.value.status == 404
