@@ -345,3 +345,17 @@ def _non_loopback_address() -> str | None:
     finally:
         probe.close()
     return None if address.startswith("127.") else address
+
+
+def test_documented_openapi_copy_is_current() -> None:
+    """docs/openapi.json is the document the API serves (regenerate it when routes change)."""
+    import json
+    from pathlib import Path
+
+    cache = sc.Cache([sc.MemoryTier()], namespace="shop")
+    served = AdminAPI(cache, token=TOKEN).openapi_document("/")
+    documented = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text()
+    )
+    assert documented["paths"] == served["paths"]
+    assert documented["components"] == served["components"]
