@@ -263,6 +263,7 @@ def test_flush_needs_confirmation(served: Served) -> None:
     assert client.post("/flush", json={"confirm": True, "reason": "reset"}).status_code == 200
     assert served.remaining(["a", "b"]) == {}
     assert served.invalidations[-1].clear and served.invalidations[-1].reason == "reset"
+    assert [(a.action, a.result) for a in served.actions] == [("flush", "ok")]
 
 
 def test_unknown_routes_and_methods_are_problems(served: Served) -> None:

@@ -63,3 +63,13 @@ async def test_describe_reports_each_tier(redis_url: str, sqlite_url: str) -> No
         with pytest.raises(Problem) as missing:
             await describe(cache, "nothing", with_value=False)
         assert missing.value.status == 404
+
+
+async def test_listing_prefers_redis_and_takes_a_tier_name(redis_url: str, sqlite_url: str) -> None:
+    """Over memory -> Redis -> SQL, keys come from Redis (SCAN) unless a tier is named."""
+    tiers = [sc.MemoryTier(), sc.RedisTier(url=redis_url), sc.SQLTier(url=sqlite_url)]
+    async with sc.Cache(tiers, namespace="pick") as cache:
+        await cache.set("k", 1)
+        assert (await key_page(cache, "", 10, "", None))["tier"] == "redis"
+        by_name = await key_page(cache, "", 10, "", "sql")
+        assert by_name == {"tier": "sql", "keys": ["k"], "cursor": None}

@@ -16,7 +16,8 @@ MAX_STEPS = 20
 
 
 def listing_tier(cache: Cache, name: str | None) -> Any:
-    """The tier to list keys from: ``name``, else the last (most complete) tier that can."""
+    """The tier to list keys from: ``name``, else the first shared tier that can (Redis in
+    memory -> Redis -> SQL, listed with SCAN), else the memory tier."""
     scanners = [s.tier for s in cache.tiers.slots if isinstance(s.tier, KeyScanner)]
     if name is not None:
         for tier in scanners:
@@ -27,7 +28,7 @@ def listing_tier(cache: Cache, name: str | None) -> Any:
     if not scanners:
         raise Problem(400, "no tier of this cache can list its keys")
     shared = [t for t in scanners if getattr(t, "shared", False)]
-    return (shared or scanners)[-1]
+    return (shared or scanners)[0]
 
 
 async def key_page(
