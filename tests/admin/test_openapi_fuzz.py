@@ -11,11 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 import stratacache as sc
-from stratacache.admin import AdminAPI
+from stratacache.admin import AdminAction, AdminAPI
 
 from .serving import serve
 
 TOKEN = "fuzz-admin-token-0123456789"
+
+
+ACTIONS: list[AdminAction] = []
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def base_url(redis_server: str) -> Iterator[str]:
     with cache.sync as sync:
         for i in range(30):
             sync.set(f"user:{i}", {"i": i}, tags=[f"org:{i % 3}"])
-    with serve(AdminAPI(cache, token=TOKEN, audit=[])) as port:
+    with serve(AdminAPI(cache, token=TOKEN, audit=[ACTIONS.append])) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -57,3 +60,4 @@ def test_no_input_makes_a_server_error(base_url: str) -> None:
             )
 
         run()
+    assert ACTIONS, "the generated requests never reached a mutating route"
