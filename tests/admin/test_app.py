@@ -360,3 +360,20 @@ def test_documented_openapi_copy_is_current() -> None:
     )
     assert documented["paths"] == served["paths"]
     assert documented["components"] == served["components"]
+
+
+def test_warm_streams_progress_as_ndjson(served: Served) -> None:
+    """With Accept: application/x-ndjson, /warm sends the total, progress, then the summary."""
+    import json
+
+    client = served.client()
+    response = client.post(
+        "/warm", json={"reason": "deploy"}, headers={"Accept": "application/x-ndjson"}
+    )
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    events = [json.loads(line) for line in response.text.splitlines() if line]
+    assert events[0] == {"total": 3}
+    assert events[-1]["summary"]["warmed"] == 3
+    assert all(0 < e["done"] <= 3 for e in events[1:-1])
+    assert [a.action for a in served.actions] == ["warm"]
+    assert served.remaining(["double:2"]) == {"double:2": 4}

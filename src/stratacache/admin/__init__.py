@@ -12,7 +12,7 @@ from .client import AdminClient, AdminError
 
 if TYPE_CHECKING:
     from .app import AdminAPI
-    from .routes import AdminAction
+    from .audit import AdminAction
 
 
 def __getattr__(name: str) -> Any:
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return AdminAPI
     if name == "AdminAction":
-        from .routes import AdminAction
+        from .audit import AdminAction
 
         return AdminAction
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,10 +39,11 @@ from starlette.types import Receive, Scope, Send
 
 from ..engine.cache import Cache
 from ..metrics import exposition, instrument
+from .audit import AdminAction, log_action
 from .auth import Guard
 from .models import component_schemas
 from .problems import Problem, problem_response
-from .routes import AdminAction, Handlers
+from .routes import Handlers
 
 log = logging.getLogger("stratacache.admin")
 #: default request body limit in bytes
@@ -88,7 +89,7 @@ class AdminAPI:
     ) -> None:
         self.cache = cache
         self.guard = Guard(token, read_token, allow_anonymous)
-        self.audit_hooks: list[AuditHook] = list(audit) if audit is not None else [_log_action]
+        self.audit_hooks: list[AuditHook] = list(audit) if audit is not None else [log_action]
         self.max_body = max_body
         self.title = title
         if registry is None:
@@ -226,17 +227,6 @@ def _version() -> str:
         return version("stratacache")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0"
-
-
-def _log_action(action: AdminAction) -> None:
-    log.info(
-        "admin %s by %s: %s (reason: %s) -> %s",
-        action.action,
-        action.actor,
-        action.target,
-        action.reason,
-        action.result,
-    )
 
 
 async def _on_problem(request: Request, exc: Exception) -> Response:

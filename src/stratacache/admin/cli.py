@@ -165,13 +165,19 @@ def add_commands(cli: click.Group) -> None:
         unknown = [n for n in chosen if n not in known]
         if unknown:
             raise click.ClickException(f"unknown warmer(s) {unknown}; known: {known}")
-        warmed = failed = 0
-        progress: Any = click.progressbar(chosen, label="warming", file=sys.stderr)
+        events = api.warm_progress(chosen, reason)
+        total = next(events).get("total")
+        summary: dict[str, Any] = {}
+        progress: Any = click.progressbar(length=total or 0, label="warming", file=sys.stderr)
         with progress as bar:
-            for name in bar:
-                result = api.warm([name], reason)
-                warmed += result["warmed"]
-                failed += result["failed"]
+            for event in events:
+                if "summary" in event:
+                    summary = event["summary"]
+                elif total:
+                    bar.update(event["done"] - bar.pos)
+                else:
+                    click.echo(f"\rwarming: {event['done']:,} done", nl=False, err=True)
+        warmed, failed = summary.get("warmed", 0), summary.get("failed", 0)
         click.echo(f"warmed {warmed} entries with {len(chosen)} warmer(s), {failed} failed")
         if failed:
             raise SystemExit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode, urlsplit
@@ -48,14 +49,8 @@ class AdminClient:
             AdminError: the server answered with an error (its problem ``detail`` is the
                 message), could not be reached, or sent something that is not JSON.
         """
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
-        data = None if body is None else json.dumps(body).encode()
-        request = Request(url, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+        request = self._build(method, path, params, body)
+        url = request.full_url
         try:
             with urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
@@ -71,6 +66,25 @@ class AdminClient:
             return json.loads(raw)
         except ValueError:
             raise AdminError(f"{url} did not answer with JSON") from None
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        accept: str = "application/json",
+    ) -> Request:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        request = Request(url, data=data, method=method)
+        request.add_header("Accept", accept)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        return request
 
     # -- the API's routes --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -99,6 +113,35 @@ class AdminClient:
 
     def warm(self, warmers: list[str] | None = None, reason: str | None = None) -> dict[str, Any]:
         return dict(self.request("POST", "/warm", body={"warmers": warmers, "reason": reason}))
+
+    def warm_progress(
+        self, warmers: list[str] | None = None, reason: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Warm with progress: yields ``{"total"}``, then ``{"done", "warmed", "failed"}``
+        lines as the server sends them, then ``{"summary": {...}}``.
+
+        Raises:
+            AdminError: as ``request``, or when the server reports a failure mid-way.
+        """
+        request = self._build(
+            "POST", "/warm", None, {"warmers": warmers, "reason": reason}, "application/x-ndjson"
+        )
+        try:
+            with urlopen(request, timeout=self.timeout) as response:
+                for raw in response:
+                    if not raw.strip():
+                        continue
+                    event = json.loads(raw)
+                    if "error" in event:
+                        raise AdminError(f"warming failed: {event['error']}")
+                    yield event
+        except HTTPError as exc:
+            raise AdminError(_problem(exc), exc.code) from None
+        except (URLError, OSError) as exc:
+            reason_text = getattr(exc, "reason", exc)
+            raise AdminError(f"cannot reach {self.base_url}: {reason_text}") from None
+        except ValueError:
+            raise AdminError(f"{self.base_url}/warm sent a line that is not JSON") from None
 
     def flush(self, reason: str | None = None) -> dict[str, Any]:
         return dict(self.request("POST", "/flush", body={"confirm": True, "reason": reason}))

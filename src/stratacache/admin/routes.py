@@ -2,48 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sized
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from ..core.errors import StratacacheError
+from .audit import AdminAction
 from .auth import ADMIN, READ, Caller
 from .inspect import MAX_PAGE, describe, key_page
 from .models import FlushRequest, InvalidateRequest, WarmRequest
-from .problems import Problem, json_response
+from .problems import Problem, dumps, json_response
 
 if TYPE_CHECKING:
     from .app import AdminAPI
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class AdminAction:
-    """One audit record of a mutating admin call (handed to ``AdminAPI(audit=...)`` hooks).
-
-    Attributes:
-        time: epoch seconds when the call finished.
-        actor: who asked (``admin-token@10.0.0.7``, ``anonymous@127.0.0.1``).
-        action: ``invalidate``, ``delete``, ``warm`` or ``flush``.
-        target: what it was asked to act on (keys, tags, prefix, warmers ...).
-        reason: the reason the caller gave, if any.
-        result: ``ok`` or ``error``.
-        detail: the outcome (counts) or the error message.
-    """
-
-    time: float
-    actor: str
-    action: str
-    target: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-    result: str = "ok"
-    detail: Any = None
+#: seconds between two progress lines of a streamed warm
+PROGRESS_EVERY = 0.2
 
 
 class Handlers:
@@ -238,7 +218,11 @@ class Handlers:
           required: true
           content: {application/json: {schema: {$ref: "#/components/schemas/WarmRequest"}}}
         responses:
-          "200": {description: Warm summary, content: {application/json: {schema: {type: object}}}}
+          "200":
+            description: "The summary; with Accept: application/x-ndjson, progress lines then the summary"
+            content:
+              application/json: {schema: {type: object}}
+              application/x-ndjson: {schema: {type: string}}
           "400": {$ref: "#/components/responses/Problem"}
           "401": {$ref: "#/components/responses/Problem"}
           "403": {$ref: "#/components/responses/Problem"}
@@ -252,12 +236,17 @@ class Handlers:
             known = ", ".join(sorted(table)) or "none registered"
             raise Problem(400, f"unknown warmer(s) {unknown}; known: {known}")
         target = {"warmers": names, "from_hot": body.from_hot}
+        latest: list[Any] = [None]
+
+        def track(state: Any) -> None:
+            latest[0] = state
 
         async def run() -> Any:
             summary = await self.cache.warm(
                 warmers=[table[n] for n in names],
                 from_hot=body.from_hot,
                 concurrency=body.concurrency,
+                progress=track,
             )
             errors = [f"{where}: {exc!r}" for where, _, exc in summary.errors[:20]]
             return {
@@ -267,7 +256,36 @@ class Handlers:
                 "errors": errors,
             }
 
+        if "application/x-ndjson" in request.headers.get("accept", ""):
+            total = _known_total([table[n] for n in names]) if not body.from_hot else None
+            stream = self._progress(caller, target, body.reason, run, latest, total)
+            return StreamingResponse(stream, media_type="application/x-ndjson")
         return await self._mutate(caller, "warm", target, body.reason, run)
+
+    async def _progress(
+        self,
+        caller: Caller,
+        target: dict[str, Any],
+        reason: str | None,
+        run: Callable[[], Awaitable[Any]],
+        latest: list[Any],
+        total: int | None,
+    ) -> AsyncIterator[bytes]:
+        """NDJSON lines while warming: ``{"total"}``, ``{"done", "warmed", "failed"}`` at most
+        every ``PROGRESS_EVERY`` seconds, then ``{"summary"}`` or ``{"error"}``."""
+        yield _line({"total": total})
+        task = asyncio.ensure_future(self._perform(caller, "warm", target, reason, run))
+        sent = None
+        while not task.done():
+            await asyncio.wait({task}, timeout=PROGRESS_EVERY)
+            state = latest[0]
+            if state is not None and state.done != sent:
+                sent = state.done
+                yield _line({"done": state.done, "warmed": state.warmed, "failed": state.failed})
+        try:
+            yield _line({"summary": task.result()})
+        except Problem as problem:
+            yield _line({"error": problem.detail})
 
     async def flush(self, request: Request) -> Response:
         """Remove every entry.
@@ -322,6 +340,17 @@ class Handlers:
         reason: str | None,
         run: Callable[[], Awaitable[Any]],
     ) -> Response:
+        """Run a mutation, audit it and answer with its outcome."""
+        return json_response(await self._perform(caller, action, target, reason, run))
+
+    async def _perform(
+        self,
+        caller: Caller,
+        action: str,
+        target: dict[str, Any],
+        reason: str | None,
+        run: Callable[[], Awaitable[Any]],
+    ) -> Any:
         """Run a mutation and send its outcome, success or failure, to the audit hooks."""
         try:
             outcome = await _engine(run())
@@ -335,7 +364,7 @@ class Handlers:
         self.api.record(
             AdminAction(time.time(), caller.actor, action, target, reason, "ok", outcome)
         )
-        return json_response(outcome)
+        return outcome
 
 
 async def _engine(call: Awaitable[Any]) -> Any:
@@ -358,6 +387,16 @@ async def _read_limited(request: Request, limit: int) -> bytes:
             raise Problem(413, f"the body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _known_total(warmers: list[tuple[Callable[..., Any], Any]]) -> int | None:
+    """How many items the warmers will run, when every argument list has a length."""
+    sizes = [len(args) for _, args in warmers if isinstance(args, Sized)]
+    return sum(sizes) if len(sizes) == len(warmers) else None
+
+
+def _line(data: Any) -> bytes:
+    return dumps(data) + b"\n"
 
 
 def _int(text: str, name: str, low: int, high: int) -> int:
