@@ -377,3 +377,40 @@ def test_warm_streams_progress_as_ndjson(served: Served) -> None:
     assert all(0 < e["done"] <= 3 for e in events[1:-1])
     assert [a.action for a in served.actions] == ["warm"]
     assert served.remaining(["double:2"]) == {"double:2": 4}
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync-hook", "async-hook"])
+def test_sql_table_invalidation_route_calls_the_hook(redis_url: str, asynchronous: bool) -> None:
+    """POST /sql/invalidate-tables exists with table_invalidator= and hands it the tables."""
+    called: list[list[str]] = []
+
+    def sync_hook(tables: list[str]) -> None:
+        called.append(tables)
+
+    async def async_hook(tables: list[str]) -> None:
+        called.append(tables)
+
+    state = Served("", None, redis_url)  # type: ignore[arg-type]
+    api = build(redis_url, state, table_invalidator=async_hook if asynchronous else sync_hook)
+    with serve(api) as port:
+        state.base = f"http://127.0.0.1:{port}"
+        client = state.client()
+        assert "/sql/invalidate-tables" in client.get("/openapi.json").json()["paths"]
+        body = {"tables": ["orders", "users"], "reason": "backfill"}
+        assert state.client(READ).post("/sql/invalidate-tables", json=body).status_code == 403
+        assert client.post("/sql/invalidate-tables", json={"tables": []}).status_code == 400
+        response = client.post("/sql/invalidate-tables", json=body)
+        assert response.status_code == 200, response.text
+    assert called == [["orders", "users"]]
+    [action] = state.actions
+    assert (action.action, action.target, action.reason) == (
+        "invalidate_tables",
+        {"tables": ["orders", "users"]},
+        "backfill",
+    )
+
+
+def test_sql_table_route_is_absent_without_a_hook(served: Served) -> None:
+    """Without table_invalidator= the route is a 404 and not in the document."""
+    assert served.client().post("/sql/invalidate-tables", json={"tables": ["t"]}).status_code == 404
+    assert "/sql/invalidate-tables" not in served.client().get("/openapi.json").json()["paths"]

@@ -14,6 +14,7 @@ Routes (see ``/openapi.json`` for the full document)::
     GET    /warmers             registered warmer names           read
     POST   /warm                {"warmers", "from_hot", "concurrency"}  admin
     POST   /flush               {"confirm": true, "reason"}       admin
+    POST   /sql/invalidate-tables {"tables", "reason"}            admin (with table_invalidator=)
 
 Serve it on its own (``uvicorn.run(AdminAPI(cache, token=...))``) or mount it
 under any path of a Starlette/FastAPI app (``app.mount("/admin/cache", api)``):
@@ -69,6 +70,9 @@ class AdminAPI:
         registry: Prometheus registry served on ``/metrics`` (default: a private one
             exporting ``cache``; in multi-process mode, every worker's metrics).
         title: title of the OpenAPI document and the dashboard.
+        table_invalidator: adds ``POST /sql/invalidate-tables`` (admin scope), which
+            calls it with the list of table names (sync or async), e.g. a SQL query
+            cache's ``invalidate_tables``.
 
     Raises:
         ConfigError: no token and not ``allow_anonymous``; a token shorter than 16
@@ -86,12 +90,14 @@ class AdminAPI:
         max_body: int = MAX_BODY,
         registry: CollectorRegistry | None = None,
         title: str = "stratacache admin",
+        table_invalidator: Callable[[list[str]], Any] | None = None,
     ) -> None:
         self.cache = cache
         self.guard = Guard(token, read_token, allow_anonymous)
         self.audit_hooks: list[AuditHook] = list(audit) if audit is not None else [log_action]
         self.max_body = max_body
         self.title = title
+        self.table_invalidator = table_invalidator
         if registry is None:
             registry = CollectorRegistry(auto_describe=True)
             instrument(cache, registry=registry)
@@ -117,6 +123,10 @@ class AdminAPI:
             Route("/warm", handlers.warm, methods=["POST"]),
             Route("/flush", handlers.flush, methods=["POST"]),
         ]
+        if table_invalidator is not None:
+            self.routes.append(
+                Route("/sql/invalidate-tables", handlers.invalidate_tables, methods=["POST"])
+            )
         self.app = Starlette(
             routes=self.routes,
             exception_handlers={

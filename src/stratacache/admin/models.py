@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: most keys, tags or warmers one request may name
 MAX_ITEMS = 10_000
-Name = Field(min_length=1, max_length=1024)
 
 
 class _Body(BaseModel):
@@ -46,10 +45,17 @@ class FlushRequest(_Body):
     reason: str | None = Field(default=None, max_length=500)
 
 
+class TablesRequest(_Body):
+    """Database tables whose cached query results must go (the SQL query cache)."""
+
+    tables: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
+    reason: str | None = Field(default=None, max_length=500)
+
+
 def component_schemas() -> dict[str, Any]:
     """JSON Schemas of the request bodies, as OpenAPI ``components.schemas``."""
     schemas: dict[str, Any] = {}
-    for model in (InvalidateRequest, WarmRequest, FlushRequest):
+    for model in (InvalidateRequest, WarmRequest, FlushRequest, TablesRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

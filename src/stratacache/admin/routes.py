@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sized
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
@@ -15,7 +16,8 @@ from ..core.errors import StratacacheError
 from .audit import AdminAction
 from .auth import ADMIN, READ, Caller
 from .inspect import MAX_PAGE, describe, key_page
-from .models import FlushRequest, InvalidateRequest, WarmRequest
+from .models import FlushRequest, InvalidateRequest, TablesRequest, WarmRequest
+from .parsing import int_param, parse_body
 from .problems import Problem, dumps, json_response
 
 if TYPE_CHECKING:
@@ -101,7 +103,7 @@ class Handlers:
         """
         self.api.guard.require(request, READ)
         query = request.query_params
-        limit = _int(query.get("limit", "100"), "limit", 1, MAX_PAGE)
+        limit = int_param(query.get("limit", "100"), "limit", 1, MAX_PAGE)
         page = await key_page(
             self.cache,
             query.get("prefix", ""),
@@ -180,7 +182,7 @@ class Handlers:
           "413": {$ref: "#/components/responses/Problem"}
         """
         caller = self.api.guard.require(request, ADMIN)
-        body = await self._body(request, InvalidateRequest)
+        body = await parse_body(request, self.api.max_body, InvalidateRequest)
         target = {"keys": body.keys, "tags": body.tags, "prefix": body.prefix}
 
         async def run() -> Any:
@@ -228,7 +230,7 @@ class Handlers:
           "403": {$ref: "#/components/responses/Problem"}
         """
         caller = self.api.guard.require(request, ADMIN)
-        body = await self._body(request, WarmRequest)
+        body = await parse_body(request, self.api.max_body, WarmRequest)
         table = self.api.warmer_table()
         names = sorted(table) if body.warmers is None else list(dict.fromkeys(body.warmers))
         unknown = [n for n in names if n not in table]
@@ -303,7 +305,7 @@ class Handlers:
           "403": {$ref: "#/components/responses/Problem"}
         """
         caller = self.api.guard.require(request, ADMIN)
-        body = await self._body(request, FlushRequest)
+        body = await parse_body(request, self.api.max_body, FlushRequest)
         if not body.confirm:
             raise Problem(400, 'flushing removes every entry: send {"confirm": true}')
 
@@ -315,23 +317,37 @@ class Handlers:
             caller, "flush", {"namespace": self.cache.namespace}, body.reason, run
         )
 
-    # -- helpers -----------------------------------------------------------------------------
-    async def _body(self, request: Request, model: type[M]) -> M:
-        content_type = request.headers.get("content-type", "application/json")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise Problem(415, "send the body as application/json")
-        raw = await _read_limited(request, self.api.max_body)
-        try:
-            return model.model_validate_json(raw or b"{}")
-        except ValidationError as exc:
-            errors = [
-                {"loc": [str(p) for p in e["loc"]], "msg": e["msg"].removeprefix("Value error, ")}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-            first = errors[0] if errors else {"loc": [], "msg": "invalid body"}
-            where = ".".join(first["loc"]) or "body"
-            raise Problem(400, f"{where}: {first['msg']}", errors=errors) from exc
+    async def invalidate_tables(self, request: Request) -> Response:
+        """Invalidate cached query results by table.
+        ---
+        summary: Drop every cached query result that read these tables (SQL query cache)
+        tags: [invalidation]
+        security: [{bearer: []}]
+        requestBody:
+          required: true
+          content: {application/json: {schema: {$ref: "#/components/schemas/TablesRequest"}}}
+        responses:
+          "200": {description: Invalidated, content: {application/json: {schema: {type: object}}}}
+          "400": {$ref: "#/components/responses/Problem"}
+          "401": {$ref: "#/components/responses/Problem"}
+          "403": {$ref: "#/components/responses/Problem"}
+        """
+        caller = self.api.guard.require(request, ADMIN)
+        body = await parse_body(request, self.api.max_body, TablesRequest)
+        hook = self.api.table_invalidator
+        if hook is None:  # the route is only mounted with one; this keeps the types honest
+            raise Problem(404, "this admin API has no SQL query cache")
 
+        async def run() -> Any:
+            outcome = hook(list(body.tables))
+            if inspect.isawaitable(outcome):
+                await outcome
+            return {"invalidated": {"tables": body.tables}}
+
+        target = {"tables": body.tables}
+        return await self._mutate(caller, "invalidate_tables", target, body.reason, run)
+
+    # -- helpers -----------------------------------------------------------------------------
     async def _mutate(
         self,
         caller: Caller,
@@ -375,20 +391,6 @@ async def _engine(call: Awaitable[Any]) -> Any:
         raise Problem(400, str(exc)) from exc
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _known_total(warmers: list[tuple[Callable[..., Any], Any]]) -> int | None:
     """How many items the warmers will run, when every argument list has a length."""
     sizes = [len(args) for _, args in warmers if isinstance(args, Sized)]
@@ -397,13 +399,3 @@ def _known_total(warmers: list[tuple[Callable[..., Any], Any]]) -> int | None:
 
 def _line(data: Any) -> bytes:
     return dumps(data) + b"\n"
-
-
-def _int(text: str, name: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise Problem(400, f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise Problem(400, f"{name} must be between {low} and {high}")
-    return value
