@@ -21,7 +21,7 @@ from tests.conftest import free_port
 from tests.waiting import wait_until
 
 import stratacache as sc
-from stratacache.cli import build_cli, parse_exposition
+from stratacache.cli import build_cli, format_stats, parse_exposition
 from stratacache.demo import LOADER, DemoConfig, DemoResult, render, run_demo
 from stratacache.metrics import start_http_server
 
@@ -421,3 +421,14 @@ def _health(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def test_format_stats_computes_missing_hit_rates() -> None:
+    """A multiprocess scrape has no ratio gauges: the table computes them from the counters."""
+    text = (
+        "# TYPE stratacache_tier_hits counter\n"
+        'stratacache_tier_hits_total{namespace="n",tier="memory"} 3\n'
+        "# TYPE stratacache_tier_misses counter\n"
+        'stratacache_tier_misses_total{namespace="n",tier="memory"} 1\n'
+    )
+    assert re.search(r"memory\s+3\s+1\s+75\.0%", format_stats(parse_exposition(text)))

@@ -392,10 +392,10 @@ def format_stats(data: dict[str, Any]) -> str:
             width = max(12, *(len(n) for n in rows))
             lines.append(f"  {kind[:-1]:<{width}} {'hits':>12} {'misses':>12} {'hit rate':>9}")
             for name, c in rows.items():
-                lines.append(
-                    f"  {name:<{width}} {c.get('hits', 0):>12,.0f} {c.get('misses', 0):>12,.0f} "
-                    f"{c.get('hit_rate', 0.0):>9.1%}"
-                )
+                hits, misses = c.get("hits", 0), c.get("misses", 0)
+                # multiprocess mode exports no ratio (it cannot be summed): compute it
+                rate = c.get("hit_rate", hits / (hits + misses) if hits + misses else 0.0)
+                lines.append(f"  {name:<{width}} {hits:>12,.0f} {misses:>12,.0f} {rate:>9.1%}")
     if not lines:
         lines.append("no stratacache metrics found")
     return "\n".join(lines) + "\n"
