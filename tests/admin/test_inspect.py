@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from tests.tiers import test_redis_cluster
 
 import stratacache as sc
 from stratacache.admin.inspect import describe, key_page
 from stratacache.admin.problems import Problem
 from stratacache.core.tier import KeyScanner
+
+cluster_url = test_redis_cluster.cluster_url  # the 3-primary cluster fixture
 
 
 def memory(redis_url: str, sqlite_url: str) -> sc.MemoryTier:
@@ -73,3 +76,22 @@ async def test_listing_prefers_redis_and_takes_a_tier_name(redis_url: str, sqlit
         assert (await key_page(cache, "", 10, "", None))["tier"] == "redis"
         by_name = await key_page(cache, "", 10, "", "sql")
         assert by_name == {"tier": "sql", "keys": ["k"], "cursor": None}
+
+
+@pytest.mark.slow
+async def test_cluster_listing_pages_by_offset(cluster_url: str) -> None:
+    """On a Redis Cluster, every key of every primary is listed once across pages."""
+    tier = sc.RedisTier(url=cluster_url, cluster=True)
+    async with sc.Cache([tier], namespace="cl") as cache:
+        for i in range(30):
+            await cache.set(f"user:{i}", i)
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            page = await key_page(cache, "user:", 7, cursor, None)
+            assert len(page["keys"]) <= 7
+            seen.extend(page["keys"])
+            if page["cursor"] is None:
+                break
+            cursor = page["cursor"]
+        assert sorted(seen) == sorted(f"user:{i}" for i in range(30))
