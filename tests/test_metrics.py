@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
+import time
 import urllib.request
+from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import free_port
+from tests.waiting import wait_until
 
 import stratacache as sc
+from stratacache.core.errors import ConfigError
 from stratacache.metrics import CacheCollector, instrument, start_http_server
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -132,3 +143,195 @@ def test_http_server_serves_metrics() -> None:
         server.server_close()
         thread.join()
         cache.sync.close()
+
+
+# -- fleet metrics -------------------------------------------------------------------------------
+def family_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition text, keyed by name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_function_and_tier_help_texts_differ() -> None:
+    """A per-function counter is not described as a tier's lookups."""
+    registry = CollectorRegistry()
+    instrument(sc.Cache([sc.MemoryTier()], namespace="help"), registry=registry)
+    text = generate_latest(registry).decode()
+    assert "# HELP stratacache_function_hits_total Calls of this decorated function" in text
+    assert "# HELP stratacache_tier_hits_total Lookups this tier answered" in text
+
+
+async def test_remote_operations_are_timed_and_memory_is_not(redis_url: str) -> None:
+    """Each Redis call lands in the latency histogram; L1 calls are never timed."""
+    cache = sc.Cache([sc.MemoryTier(), sc.RedisTier(url=redis_url)], namespace="lat")
+    registry = CollectorRegistry()
+    instrument(cache, registry=registry)
+    async with cache:
+        await cache.set("k", 1)
+        for _ in range(4):
+            await cache.get("k")  # memory hits: Redis is not asked
+        await cache.get("absent")  # one Redis get
+    got = samples(registry)
+    redis_get = (("namespace", "lat"), ("operation", "get"), ("tier", "redis"))
+    assert got[("stratacache_tier_operation_duration_seconds_count", redis_get)] == 1
+    assert (
+        got[
+            (
+                "stratacache_tier_operation_duration_seconds_bucket",
+                (("le", "+Inf"), *redis_get),
+            )
+        ]
+        == 1
+    )
+    assert not any(
+        name.startswith("stratacache_tier_operation") and ("tier", "memory") in labels
+        for name, labels in got
+    )
+    assert cache.tiers.slots[0].latency is None
+
+
+async def test_invalidations_are_counted_by_kind() -> None:
+    """Keys, tags, prefixes and clears each count under their kind."""
+    cache = sc.Cache([sc.MemoryTier()], namespace="inv")
+    registry = CollectorRegistry()
+    instrument(cache, registry=registry)
+    await cache.invalidate(keys=["a", "b"], tags=["t"])
+    await cache.invalidate(prefix="p:")
+    await cache.clear()
+    got = samples(registry)
+
+    def count(kind: str) -> float:
+        return got[
+            (
+                "stratacache_invalidations_total",
+                (("kind", kind), ("namespace", "inv"), ("origin", "local")),
+            )
+        ]
+
+    assert (count("keys"), count("tags"), count("prefixes"), count("clear")) == (1, 1, 1, 1)
+    await cache.close()
+
+
+async def test_l1_bytes_and_breaker_state_are_exported() -> None:
+    """A byte-bounded memory tier exports its bytes; every tier its breaker state."""
+    cache = sc.Cache([sc.MemoryTier(max_bytes=1 << 20)], namespace="bytes")
+    registry = CollectorRegistry()
+    instrument(cache, registry=registry)
+    await cache.set("k", "x" * 1000)
+    got = samples(registry)
+    assert got[("stratacache_tier_bytes", tier("bytes", "memory"))] >= 1000
+    assert got[("stratacache_tier_circuit_open", tier("bytes", "memory"))] == 0
+    await cache.close()
+
+
+def test_taken_port_without_multiprocess_mode_is_a_config_error() -> None:
+    """A second start_http_server on one port says how to run several workers."""
+    registry = CollectorRegistry()
+    server, thread = start_http_server(0, registry=registry)
+    try:
+        with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
+            start_http_server(server.server_port, registry=CollectorRegistry())
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.slow
+def test_two_uvicorn_workers_export_one_sum(redis_url: str, tmp_path: Path) -> None:
+    """With two workers in multiprocess mode, any scrape counts every worker's traffic."""
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "REDIS_URL": redis_url,
+        "METRICS_PORT": str(metrics_port),
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.metrics_app:app", "--workers", "2",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{base}/admin/health"), what="the workers to serve")
+        pids, requests = set(), 0
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 or requests < 200:  # new connections spread over both workers
+            assert time.monotonic() < deadline, "requests never reached both workers"
+            pids.add(httpx.get(f"{base}/work/{requests % 10}").json()["pid"])
+            requests += 1
+
+        def totals(url: str, **headers: str) -> tuple[float, float]:
+            text = httpx.get(url, headers=headers).text
+            got = family_samples(text)
+            function = [k for k in got if k[0] == "stratacache_function_hits_total"]
+            hits = sum(got[k] for k in function)
+            misses = sum(got[k] for k in got if k[0] == "stratacache_function_misses_total")
+            return hits, misses
+
+        admin = f"{base}/admin/metrics"
+        auth = {"Authorization": "Bearer fleet-admin-token-0123456789"}
+        for url, headers in ((admin, auth), (f"http://127.0.0.1:{metrics_port}/metrics", {})):
+            wait_until(
+                lambda url=url, headers=headers: sum(totals(url, **headers)) == requests,
+                what=f"{url} to count {requests} requests (last: {totals(url, **headers)}) {_nonzero(url, headers)}",
+            )
+        # sequential requests: each key is loaded once, then read from Redis by the other worker
+        assert totals(admin, **auth) == (requests - 10, 10)
+        text = httpx.get(admin, headers=auth).text
+        got = family_samples(text)
+        assert any(
+            name == "stratacache_tier_operation_duration_seconds_count"
+            and ("tier", "redis") in labels
+            for name, labels in got
+        )
+        assert proc.poll() is None, "a worker died"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _nonzero(url: str, headers: dict[str, str]) -> list[tuple[str, float]]:
+    got = family_samples(httpx.get(url, headers=headers).text)
+    return [(f"{k[0]}{dict(k[1])}", v) for k, v in got.items() if k[0].endswith("_total") and v]
+
+
+async def test_grafana_dashboard_uses_only_exported_metrics(redis_url: str) -> None:
+    """Every metric the Grafana dashboard queries is one this package exports."""
+    import json
+    import re
+
+    cache = sc.Cache([sc.MemoryTier(max_bytes=1 << 20), sc.RedisTier(url=redis_url)], namespace="g")
+    registry = CollectorRegistry()
+    instrument(cache, registry=registry)
+
+    @cache.cached(ttl=60)
+    async def one() -> int:
+        return 1
+
+    async with cache:
+        await one()
+        await cache.get("absent")
+        await cache.invalidate(keys=["k"])
+    exported = {name for name, _ in samples(registry)}
+    exported |= {"stratacache_bus_connected"}  # only with a bus
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"stratacache_\w+", target["expr"])
+    }
+    assert queried and queried <= exported, queried - exported

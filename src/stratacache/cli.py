@@ -1,19 +1,33 @@
-"""The ``stratacache`` command: the demo, manual invalidation, stats and clear.
+"""The ``stratacache`` command: the demo, and the operator's commands.
 
 ``click`` is the ``[cli]`` extra; ``main`` says how to install it when it is
 missing instead of failing with an ImportError traceback, which is why the
-commands are built inside ``build_cli`` rather than at import time.
+commands are built inside ``build_cli`` rather than at import time. Every
+error ends in one ``error: ...`` line and a non-zero exit code, never a
+traceback.
 
-Commands::
+Commands that talk to a running application through its admin API
+(``--admin-url`` or ``$STRATACACHE_ADMIN_URL``; the token in
+``$STRATACACHE_ADMIN_TOKEN``)::
+
+    stratacache stats [--json]
+    stratacache keys [--prefix P] [--limit N] [--all]
+    stratacache inspect KEY [--value]
+    stratacache invalidate (--key K | --tag T | --prefix P)... [--reason R]
+    stratacache warm [--warmer NAME]...
+    stratacache flush --yes
+    stratacache admin serve --namespace NS (--redis-url | --sqlite | --sql-url) [--port 8081]
+
+Commands that work on the shared tiers directly (no running application needed)::
 
     stratacache demo [--keys N --requests N --seconds S --zipf S --redis-url URL --sqlite PATH]
     stratacache invalidate --namespace NS (--key K | --tag T | --prefix P)... [--redis-url | --sqlite]
     stratacache clear --namespace NS [--redis-url | --sqlite] --yes
     stratacache stats --metrics-url http://127.0.0.1:9464/metrics [--json]
 
-``invalidate`` and ``clear`` act on the shared tiers (Redis, SQL) and, when a
-Redis URL is given, publish on the invalidation bus so every running process
-drops its in-process copies too.
+Direct ``invalidate`` and ``clear`` act on the shared tiers (Redis, SQL) and,
+when a Redis URL is given, publish on the invalidation bus so every running
+process drops its in-process copies too.
 """
 
 from __future__ import annotations
@@ -36,16 +50,39 @@ INSTALL_HINT = "the stratacache command needs click: pip install 'stratacache[cl
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point (``stratacache``)."""
     try:
-        import click  # noqa: F401
+        import click
     except ImportError:
         sys.stderr.write(f"error: {INSTALL_HINT}\n")
         raise SystemExit(2) from None
-    build_cli().main(args=list(argv) if argv is not None else None, prog_name="stratacache")
+    cli = build_cli()
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="stratacache",
+            standalone_mode=False,
+        )
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        raise SystemExit(1) from None
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
+    except Exception as exc:  # one line for the operator, whatever went wrong
+        sys.stderr.write(f"error: {_one_line(exc)}\n")
+        raise SystemExit(1) from None
 
 
 def build_cli() -> click.Group:
     """The click command group (built on demand so importing this module never needs click)."""
     import click
+
+    from .admin import cli as remote
+    from .admin.cli import admin_options
 
     redis_option = click.option(
         "--redis-url",
@@ -60,11 +97,21 @@ def build_cli() -> click.Group:
         default=None,
         help="SQLite file of the SQL tier.",
     )
+    existing_sqlite_option = click.option(
+        "--sqlite",
+        "sqlite_path",
+        type=click.Path(dir_okay=False, exists=True),
+        default=None,
+        help="SQLite file of the SQL tier (must exist).",
+    )
     sql_url_option = click.option(
         "--sql-url", default=None, help="SQLAlchemy URL of the SQL tier (e.g. PostgreSQL)."
     )
     namespace_option = click.option(
         "--namespace", "-n", required=True, help="The cache's namespace."
+    )
+    optional_namespace = click.option(
+        "--namespace", "-n", default=None, help="The cache's namespace (direct mode)."
     )
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -134,27 +181,42 @@ def build_cli() -> click.Group:
         click.echo(render(result), nl=False)
 
     @cli.command()
-    @namespace_option
+    @optional_namespace
     @click.option("--key", "-k", "keys", multiple=True, help="A key to remove (repeatable).")
     @click.option("--tag", "-t", "tags", multiple=True, help="A tag to invalidate (repeatable).")
     @click.option("--prefix", "-p", "prefixes", multiple=True, help="A key prefix (repeatable).")
     @click.option("--reason", default="cli", show_default=True, help="Reason sent with it.")
+    @admin_options(required=False)
     @redis_option
-    @sqlite_option
+    @existing_sqlite_option
     @sql_url_option
     def invalidate(
-        namespace: str,
+        namespace: str | None,
         keys: tuple[str, ...],
         tags: tuple[str, ...],
         prefixes: tuple[str, ...],
         reason: str,
+        admin_url: str | None,
+        token_env: str,
         redis_url: str | None,
         sqlite_path: str | None,
         sql_url: str | None,
     ) -> None:
-        """Invalidate keys, tags or key prefixes in every shared tier and every process."""
+        """Invalidate keys, tags or key prefixes in every tier and every process.
+
+        Through a running application's admin API with --admin-url, else directly
+        on the shared tiers named by --redis-url/--sqlite/--sql-url (needs --namespace).
+        """
         if not (keys or tags or prefixes):
             raise click.UsageError("give at least one --key, --tag or --prefix")
+        if admin_url:
+            api = remote.client(admin_url, token_env)
+            click.echo(
+                remote.remote_invalidate(api, list(keys), list(tags), list(prefixes), reason)
+            )
+            return
+        if namespace is None:
+            raise click.UsageError("give --admin-url (a running application) or --namespace")
 
         async def run(cache: Cache) -> None:
             await cache.invalidate(keys=keys, tags=tags, prefix=prefixes, reason=reason)
@@ -171,7 +233,7 @@ def build_cli() -> click.Group:
     @namespace_option
     @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
     @redis_option
-    @sqlite_option
+    @existing_sqlite_option
     @sql_url_option
     def clear(
         namespace: str,
@@ -194,26 +256,40 @@ def build_cli() -> click.Group:
     @click.option(
         "--metrics-url",
         envvar="STRATACACHE_METRICS_URL",
-        required=True,
+        default=None,
         help="The /metrics URL of a process that exports stratacache metrics.",
     )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    def stats(metrics_url: str, as_json: bool) -> None:
-        """Show hits, misses and hit rates of a running process, read from its /metrics.
+    @admin_options(required=False)
+    def stats(
+        metrics_url: str | None, as_json: bool, admin_url: str | None, token_env: str
+    ) -> None:
+        """Show hits, misses, hit rates, breakers and bus state of a running application.
 
-        Counters live in the process that serves the cache; expose them with
-        stratacache.metrics.start_http_server and point this command at it.
+        Read from its admin API (--admin-url), or from a Prometheus /metrics
+        endpoint (--metrics-url, e.g. stratacache.metrics.start_http_server).
         """
+        if admin_url:
+            click.echo(remote.show_stats(remote.client(admin_url, token_env), as_json), nl=False)
+            return
+        if not metrics_url:
+            raise click.UsageError("give --admin-url or --metrics-url")
         try:
             data = scrape_stats(metrics_url)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise click.ClickException(f"cannot read {metrics_url}: {exc}") from exc
         if as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=True))
         else:
             click.echo(format_stats(data), nl=False)
 
+    remote.add_commands(cli)
     return cli
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 # -- helpers (plain functions: testable without click) -------------------------------------------
@@ -316,10 +392,10 @@ def format_stats(data: dict[str, Any]) -> str:
             width = max(12, *(len(n) for n in rows))
             lines.append(f"  {kind[:-1]:<{width}} {'hits':>12} {'misses':>12} {'hit rate':>9}")
             for name, c in rows.items():
-                lines.append(
-                    f"  {name:<{width}} {c.get('hits', 0):>12,.0f} {c.get('misses', 0):>12,.0f} "
-                    f"{c.get('hit_rate', 0.0):>9.1%}"
-                )
+                hits, misses = c.get("hits", 0), c.get("misses", 0)
+                # multiprocess mode exports no ratio (it cannot be summed): compute it
+                rate = c.get("hit_rate", hits / (hits + misses) if hits + misses else 0.0)
+                lines.append(f"  {name:<{width}} {hits:>12,.0f} {misses:>12,.0f} {rate:>9.1%}")
     if not lines:
         lines.append("no stratacache metrics found")
     return "\n".join(lines) + "\n"

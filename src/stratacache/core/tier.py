@@ -107,3 +107,21 @@ class SyncTier(Protocol):
     def invalidate_tags_sync(self, tags: Sequence[str]) -> None: ...
 
     def clear_sync(self) -> None: ...
+
+
+@runtime_checkable
+class KeyScanner(Protocol):
+    """Optional tier ability: list stored keys page by page (for operators, never the hot path)."""
+
+    async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
+        """About ``count`` full keys starting with ``prefix`` after ``cursor``.
+
+        Args:
+            prefix: full-key prefix (namespace included).
+            cursor: ``""`` for the first page, then the cursor the previous page returned.
+            count: the page size asked for (a tier may return a few more or fewer).
+
+        Returns:
+            ``(keys, next_cursor)``; ``next_cursor`` is ``""`` once every key was listed.
+            A key may show up on two pages when the tier is written to meanwhile.
+        """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
+from time import perf_counter
 from typing import Any, TypeVar
 
 from ..core.entry import Entry
@@ -17,7 +18,7 @@ from . import signals
 from .bus import Invalidation
 from .policy import cap
 from .resilience import CircuitBreaker
-from .stats import TierStats
+from .stats import OperationTimes, TierStats
 
 T = TypeVar("T")
 ErrorHook = Callable[[str, str, BaseException], None]
@@ -26,7 +27,7 @@ ErrorHook = Callable[[str, str, BaseException], None]
 class TierSlot:
     """One tier with its counters and breaker."""
 
-    __slots__ = ("breaker", "local", "name", "stats", "sync", "tier")
+    __slots__ = ("breaker", "latency", "local", "name", "stats", "sync", "tier")
 
     def __init__(self, tier: Tier, threshold: int, reset_after: float) -> None:
         self.tier = tier
@@ -35,6 +36,8 @@ class TierSlot:
         self.sync = callable(getattr(tier, "get_sync", None))
         self.stats = TierStats()
         self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
+        #: per-operation latency of remote tiers (None for local ones: an L1 call is not timed)
+        self.latency = None if self.local else OperationTimes()
 
 
 class TierStack:
@@ -80,11 +83,16 @@ class TierStack:
 
     async def call(self, slot: TierSlot, operation: str, op: Awaitable[T], fallback: T) -> T:
         """Await ``op`` on ``slot``; on any error count it and return ``fallback``."""
+        timer = slot.latency
+        started = perf_counter() if timer is not None else 0.0
         try:
             result = await op
         except Exception as exc:
             self.failed(slot, operation, exc)
             return fallback
+        finally:
+            if timer is not None:
+                timer.observe(operation, perf_counter() - started)
         slot.breaker.success()
         return result
 
@@ -133,6 +141,8 @@ class TierStack:
                     above = self.slots[upper]
                     lease = above.tier.lease(fkey, tags or ())
                     leases[upper] = await self.call(above, "lease", lease, None)
+            timer = slot.latency
+            started = perf_counter() if timer is not None else 0.0
             try:  # inlined ``call``: this is every remote hit's path
                 entry = await slot.tier.get(fkey, tags)
             except Exception as exc:
@@ -140,6 +150,8 @@ class TierStack:
                 entry = None
             else:
                 slot.breaker.success()
+            if timer is not None:
+                timer.observe("get", perf_counter() - started)
             if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
                 slot.stats.misses += 1
                 visited.append(index)

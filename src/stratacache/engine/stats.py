@@ -2,8 +2,43 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, fields
 from typing import Any
+
+#: upper bounds (seconds) of the tier-operation latency buckets: a local round trip to a slow one
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+
+class LatencyHistogram:
+    """Counts of durations per ``LATENCY_BUCKETS`` bucket (last: above them all), and their sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+
+class OperationTimes:
+    """Latency histograms of one tier, per operation (``get``, ``set``, ``delete`` ...)."""
+
+    __slots__ = ("operations",)
+
+    def __init__(self) -> None:
+        self.operations: dict[str, LatencyHistogram] = {}
+
+    def observe(self, operation: str, seconds: float) -> None:
+        histogram = self.operations.get(operation)
+        if histogram is None:
+            histogram = self.operations[operation] = LatencyHistogram()
+        histogram.observe(seconds)
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ follow ``TierStack`` exactly (same order, same leases, same counters).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from time import perf_counter
 from typing import Any
 
 from ..core.entry import Entry
@@ -40,6 +41,8 @@ class SyncStack:
         """Call ``operation`` on a tier (its ``_sync`` method, else the async one via the portal);
         any error is counted and gives ``fallback``."""
         tier: Any = slot.tier
+        timer = slot.latency
+        started = perf_counter() if timer is not None else 0.0
         try:
             if slot.sync:
                 result = getattr(tier, _SYNC_NAMES[operation])(*args)
@@ -48,6 +51,9 @@ class SyncStack:
         except Exception as exc:
             self.stack.failed(slot, operation, exc)
             return fallback
+        finally:
+            if timer is not None:
+                timer.observe(operation, perf_counter() - started)
         slot.breaker.success()
         return result
 

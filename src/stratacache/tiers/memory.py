@@ -222,6 +222,13 @@ class MemoryTier:
     async def clear(self) -> None:
         self.clear_sync()
 
+    async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
+        """A page of keys in sorted order after ``cursor`` (see ``core.tier.KeyScanner``)."""
+        with self._lock:
+            keys = sorted(k for k in list(self._store) if k.startswith(prefix) and k > cursor)
+        page = keys[:count]
+        return page, page[-1] if len(keys) > count else ""
+
     # -- internals ---------------------------------------------------------------------------
     def _now(self) -> float:
         return float(self._clock.time()) if self._clock is not None else _wall()

@@ -424,6 +424,21 @@ class RedisTier:
     async def clear(self) -> None:
         await self.delete_prefix(self._context.namespace + ":")
 
+    async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
+        """One Redis SCAN step (see ``core.tier.KeyScanner``); cluster mode lists every match."""
+        pattern = rs.glob_escape(prefix) + "*"
+
+        def op() -> Op[tuple[list[str], str]]:
+            if self.cluster:  # no single cursor across nodes: one listing, paged by offset
+                keys = sorted(_text(k) for k in (yield lambda s: _scan(s, pattern)))
+                start = int(cursor or 0)
+                more = start + count < len(keys)
+                return keys[start : start + count], str(start + count) if more else ""
+            nxt, keys = yield lambda s: s.c.scan(int(cursor or 0), match=pattern, count=count)
+            return [_text(k) for k in keys], str(nxt) if int(nxt) else ""
+
+        return await self._run("scan", op)
+
     # -- public sync API ---------------------------------------------------------------------
     def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         side = self._sync
@@ -462,3 +477,7 @@ class RedisTier:
 
     def clear_sync(self) -> None:
         self.delete_prefix_sync(self._context.namespace + ":")
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key

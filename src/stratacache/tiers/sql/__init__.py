@@ -300,6 +300,11 @@ class SQLTier:
     async def clear(self) -> None:
         await self.delete_prefix(self._context.namespace + ":")
 
+    async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
+        """A page of live keys in key order after ``cursor`` (see ``core.tier.KeyScanner``)."""
+        keys = await self._offload("scan", self.store.scan, prefix, cursor, count + 1, self._now())
+        return keys[:count], keys[count - 1] if len(keys) > count else ""
+
     # -- internals ---------------------------------------------------------------------------
     def _guard(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` with driver errors turned into ``TierError``."""

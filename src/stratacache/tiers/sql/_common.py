@@ -111,6 +111,21 @@ def check_config(
         raise ConfigError(f"SQLTier pool_size must be a positive int, not {pool_size!r}")
 
 
+def scan_query(
+    table: str, prefix: str, cursor: str, limit: int, now: float, mark: str
+) -> tuple[str, tuple[Any, ...]]:
+    """SQL and arguments listing up to ``limit`` live keys under ``prefix`` after ``cursor``,
+    in key order (``mark``: the driver's placeholder, ``?`` or ``%s``)."""
+    upper = prefix_upper(prefix)
+    where = f"key >= {mark} AND key > {mark}" + ("" if upper is None else f" AND key < {mark}")
+    bounds: tuple[Any, ...] = (prefix, cursor) if upper is None else (prefix, cursor, upper)
+    sql = (
+        f"SELECT key FROM {table} WHERE {where} AND value IS NOT NULL"
+        f" AND (expires_at IS NULL OR expires_at > {mark}) ORDER BY key LIMIT {mark}"
+    )
+    return sql, (*bounds, now, limit)
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A parsed ``url``: which engine, and where (a SQLite path or a libpq URI)."""

@@ -16,7 +16,16 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from ...core.errors import ConfigError
-from ._common import COUNTER, LEASE_HORIZON, Row, over, prefix_upper, victims, voided
+from ._common import (
+    COUNTER,
+    LEASE_HORIZON,
+    Row,
+    over,
+    prefix_upper,
+    scan_query,
+    victims,
+    voided,
+)
 
 try:
     import psycopg
@@ -223,6 +232,10 @@ class PostgresStore:
 
     def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
         return self._query(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
+
+    def scan(self, prefix: str, cursor: str, limit: int, now: float) -> list[str]:
+        sql, args = scan_query(self.table, prefix, cursor, limit, now, "%s")
+        return [str(r[0]) for r in self._query(sql, args, True)]
 
     def counter(self, inline: bool = False) -> int:
         row = self._query(self._counter, (self.ns,), False)

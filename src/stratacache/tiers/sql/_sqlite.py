@@ -18,7 +18,16 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from ...core.errors import ConfigError
-from ._common import COUNTER, LEASE_HORIZON, Row, over, prefix_upper, victims, voided
+from ._common import (
+    COUNTER,
+    LEASE_HORIZON,
+    Row,
+    over,
+    prefix_upper,
+    scan_query,
+    victims,
+    voided,
+)
 
 log = logging.getLogger("stratacache.tiers.sql")
 
@@ -192,6 +201,10 @@ class SQLiteStore:
     def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
         params = (json.dumps(list(keys)), now, self.ns)
         return self.conn(inline).execute(self._get_many, params).fetchall()
+
+    def scan(self, prefix: str, cursor: str, limit: int, now: float) -> list[str]:
+        sql, args = scan_query(self.table, prefix, cursor, limit, now, "?")
+        return [str(r[0]) for r in self.conn().execute(sql, args).fetchall()]
 
     def counter(self, inline: bool = False) -> int:
         row = self.conn(inline).execute(self._counter, (self.ns,)).fetchone()
