@@ -89,7 +89,9 @@ class TracedTier:
         await self._tier.close()
 
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
-        entry = await self._tier.get(key, tags)
+        return self._note(await self._tier.get(key, tags))
+
+    def _note(self, entry: Entry | None) -> Entry | None:
         trace = _current.get()
         if trace is not None and trace.answered is None:
             if entry is None:
@@ -125,16 +127,30 @@ class TracedTier:
         await self._tier.clear()
 
 
-class _SizedTracedTier(TracedTier):
-    """A traced tier that also reports its size (the engine shows it as ``entries``)."""
+class _Sized(TracedTier):
+    """Reports the wrapped tier's size (the engine shows it as ``entries``)."""
 
     def __len__(self) -> int:
         return len(self._tier)  # type: ignore[arg-type]
 
 
+class _SyncGet(TracedTier):
+    """Traces the blocking ``get_sync`` too (the engine calls it on in-process tiers)."""
+
+    def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
+        return self._note(self._tier.get_sync(key, tags))  # type: ignore[attr-defined]
+
+
+class _SizedSyncGet(_Sized, _SyncGet):
+    """Both."""
+
+
 def trace(tier: Tier) -> TracedTier:
-    """Wrap ``tier`` for request tracing, keeping ``len()`` only where the tier has it."""
-    return _SizedTracedTier(tier) if hasattr(tier, "__len__") else TracedTier(tier)
+    """Wrap ``tier`` for request tracing, keeping ``len()`` and ``get_sync`` where it has them."""
+    sized = hasattr(tier, "__len__")
+    sync = callable(getattr(tier, "get_sync", None))
+    kind = {(False, False): TracedTier, (True, False): _Sized, (False, True): _SyncGet}
+    return kind.get((sized, sync), _SizedSyncGet)(tier)
 
 
 def classify(trace: _Trace, l1_name: str) -> str:

@@ -26,13 +26,16 @@ ErrorHook = Callable[[str, str, BaseException], None]
 class TierSlot:
     """One tier with its counters and breaker."""
 
-    __slots__ = ("breaker", "local", "name", "stats", "sync", "tier")
+    __slots__ = ("breaker", "inline", "local", "name", "stats", "sync", "tier")
 
     def __init__(self, tier: Tier, threshold: int, reset_after: float) -> None:
         self.tier = tier
         self.name = tier.name
         self.local = not getattr(tier, "shared", True)
         self.sync = callable(getattr(tier, "get_sync", None))
+        #: an in-process tier with the blocking API: called directly from async code too (it
+        #: never waits on I/O), which spares a coroutine per call on every read-through
+        self.inline = self.local and self.sync
         self.stats = TierStats()
         self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
 
@@ -88,6 +91,26 @@ class TierStack:
         slot.breaker.success()
         return result
 
+    def lease_now(self, slot: TierSlot, fkey: str, tags: Sequence[str]) -> object | None:
+        """An inline tier's lease (see ``TierSlot.inline``); None when it fails."""
+        try:
+            lease = slot.tier.lease_sync(fkey, tags)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "lease", exc)
+            return None
+        slot.breaker.success()
+        return lease  # type: ignore[no-any-return]
+
+    def set_now(self, slot: TierSlot, fkey: str, entry: Entry, lease: object | None) -> bool:
+        """An inline tier's set; True (as ``call``'s fallback) when it fails."""
+        try:
+            stored = slot.tier.set_sync(fkey, entry, lease)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "set", exc)
+            return True
+        slot.breaker.success()
+        return stored  # type: ignore[no-any-return]
+
     def call_sync(self, slot: TierSlot, operation: str, op: Callable[[], T], fallback: T) -> T:
         """The blocking twin of ``call``."""
         try:
@@ -131,10 +154,17 @@ class TierStack:
             for upper in visited:
                 if upper not in leases:
                     above = self.slots[upper]
-                    lease = above.tier.lease(fkey, tags or ())
-                    leases[upper] = await self.call(above, "lease", lease, None)
+                    if above.inline:
+                        leases[upper] = self.lease_now(above, fkey, tags or ())
+                    else:
+                        lease = above.tier.lease(fkey, tags or ())
+                        leases[upper] = await self.call(above, "lease", lease, None)
+            entry: Entry | None
             try:  # inlined ``call``: this is every remote hit's path
-                entry = await slot.tier.get(fkey, tags)
+                if slot.inline:
+                    entry = slot.tier.get_sync(fkey, tags)  # type: ignore[attr-defined]
+                else:
+                    entry = await slot.tier.get(fkey, tags)
             except Exception as exc:
                 self.failed(slot, "get", exc)
                 entry = None
@@ -150,7 +180,12 @@ class TierStack:
             for upper in visited:
                 above = self.slots[upper]
                 copy = self.copy_for(above, entry, now)
-                await self.call(above, "set", above.tier.set(fkey, copy, leases.get(upper)), False)
+                if above.inline:
+                    self.set_now(above, fkey, copy, leases.get(upper))
+                else:
+                    await self.call(
+                        above, "set", above.tier.set(fkey, copy, leases.get(upper)), False
+                    )
             return entry
         return None
 
@@ -204,10 +239,15 @@ class TierStack:
     # -- writes ----------------------------------------------------------------------------------
     async def leases(self, fkey: str, tags: Sequence[str]) -> list[object | None]:
         """Every tier's lease on ``fkey``, taken before a loader runs."""
-        return [
-            await self.call(s, "lease", s.tier.lease(fkey, tags), None) if self.usable(s) else None
-            for s in self.slots
-        ]
+        leases: list[object | None] = []
+        for slot in self.slots:
+            if not self.usable(slot):
+                leases.append(None)
+            elif slot.inline:
+                leases.append(self.lease_now(slot, fkey, tags))
+            else:
+                leases.append(await self.call(slot, "lease", slot.tier.lease(fkey, tags), None))
+        return leases
 
     def writable(self, slot: TierSlot, overwrite: bool) -> bool:
         """May a write go to ``slot``? An overwrite reaches shared tiers even with an open
@@ -230,12 +270,11 @@ class TierStack:
             if not self.writable(slot, overwrite):
                 continue
             lease = leases[index] if leases else None
-            stored = await self.call(
-                slot,
-                "set",
-                slot.tier.set(fkey, self.copy_for(slot, entry, now), lease),
-                True,
-            )
+            copy = self.copy_for(slot, entry, now)
+            if slot.inline:
+                stored = self.set_now(slot, fkey, copy, lease)
+            else:
+                stored = await self.call(slot, "set", slot.tier.set(fkey, copy, lease), True)
             if not stored:
                 return False
             slot.stats.sets += 1
