@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.entry import Entry
 from . import accounting, signals
 from .bus import Invalidation
+from .flight import Flight
 from .lock import FleetLock
 from .policy import EntryPolicy, Freshness, classify
 from .signals import send as _send
@@ -42,8 +43,7 @@ class ReadThrough:
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self._inflight: dict[str, asyncio.Task[Entry]] = {}
-        self._inflight_tags: dict[str, tuple[str, ...]] = {}
+        self._inflight: dict[str, Flight] = {}
         self._refreshing: set[str] = set()
         self._reading: dict[str, list[asyncio.Future[Entry | None]]] = {}
         self._loaded: dict[str, float] = {}  # when this process last loaded each key (bounded)
@@ -59,7 +59,8 @@ class ReadThrough:
 
     async def close(self) -> None:
         """Cancel background work, wait for it to end, and release the fleet lock's connections."""
-        pending = [*self._background, *self._inflight.values()]
+        flights = [f.task for f in self._inflight.values() if f.task is not None]
+        pending = [*self._background, *flights]
         for task in pending:
             task.cancel()
         if pending:
@@ -69,11 +70,6 @@ class ReadThrough:
         if self.hot is not None:
             await self.hot.close()
 
-    def _forget_load(self, fkey: str, task: asyncio.Task[Entry]) -> None:
-        if self._inflight.get(fkey) is task:
-            del self._inflight[fkey]
-            self._inflight_tags.pop(fkey, None)
-
     def detach(self, message: Invalidation) -> None:
         """Stop new callers from joining loads and reads that began before ``message``.
 
@@ -81,9 +77,8 @@ class ReadThrough:
         current waiters get their result, but anyone arriving after the invalidation
         starts afresh instead of receiving a value the invalidation outdated.
         """
-        for fkey in [k for k in self._inflight if matches(message, k, self._inflight_tags.get(k))]:
+        for fkey in [k for k, f in self._inflight.items() if matches(message, k, f.tags)]:
             del self._inflight[fkey]
-            self._inflight_tags.pop(fkey, None)
         for fkey in [k for k in self._reading if matches(message, k, None)]:
             del self._reading[fkey]
 
@@ -167,21 +162,21 @@ class ReadThrough:
         value the holder stores. ``previous`` is the entry being refreshed, if any: a
         value another process stored after it counts as the refresh.
         """
-        task = self._inflight.get(fkey)
-        if task is None:
+        flight = self._inflight.get(fkey)
+        if flight is None:
             if lock is not None:
                 base = previous if previous is not None else stale
                 run = self._run_locked(fkey, loader, policy, tags, fstats, lock, base)
             else:
                 run = self._run_loader(fkey, loader, policy, tags, fstats)
-            task = asyncio.ensure_future(run)
-            self._inflight[fkey] = task
-            self._inflight_tags[fkey] = tags
-            task.add_done_callback(lambda done: self._forget_load(fkey, done))
+            flight = Flight(self._inflight, fkey, tags)
+            waiter = flight.join()
+            flight.start(run)
         else:
             self.cache.counters.coalesced += 1
+            waiter = flight.join()
         try:
-            return await asyncio.shield(task)
+            return await waiter
         except Exception as exc:
             if stale is not None and not stale.is_gone(self.cache.clock.time()):
                 accounting.stale_if_error(self.cache, fkey, fstats, exc)
