@@ -106,7 +106,8 @@ class ReadThrough:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
         if self.hot is not None:
             self.hot.record(fkey, (loader, policy, tags, fstats, lock))
-        entry = await self._read(fkey, tags)
+        held: dict[int, object | None] = {}
+        entry = await self._read(fkey, tags, held)
         if entry is not None:
             state = classify(entry, self.cache.clock.time(), self.cache.beta, self.random())
             if state is Freshness.FRESH:
@@ -118,12 +119,17 @@ class ReadThrough:
                 return entry
         if fstats is not None:
             fstats.misses += 1
-        return await self.load(fkey, loader, policy, tags, stale=entry, fstats=fstats, lock=lock)
+        return await self.load(
+            fkey, loader, policy, tags, entry, fstats, lock, held=None if entry else held
+        )
 
-    async def _read(self, fkey: str, tags: tuple[str, ...] = ()) -> Entry | None:
+    async def _read(
+        self, fkey: str, tags: tuple[str, ...] = (), held: dict[int, object | None] | None = None
+    ) -> Entry | None:
         """``TierStack.read``, shared by concurrent readers of one key (one round trip, not N).
 
-        The first reader reads inline; only contended readers pay for a future.
+        The first reader reads inline; only contended readers pay for a future. Only the
+        first reader gets the leases the read took (in ``held``).
         """
         waiters = self._reading.get(fkey)
         if waiters is not None:
@@ -136,7 +142,7 @@ class ReadThrough:
         self._reading[fkey] = waiters = []
         entry = _RETRY
         try:
-            entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags)
+            entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags, held=held)
         finally:
             if self._reading.get(fkey) is waiters:  # not replaced after an invalidation
                 del self._reading[fkey]
@@ -155,12 +161,14 @@ class ReadThrough:
         fstats: FunctionStats | None = None,
         lock: FleetLock | None = None,
         previous: Entry | None = None,
+        held: dict[int, object | None] | None = None,
     ) -> Entry:
         """Run ``loader`` once per key in this process however many callers wait for it.
 
         With ``lock``, once per key across the fleet: the other processes wait for the
         value the holder stores. ``previous`` is the entry being refreshed, if any: a
-        value another process stored after it counts as the refresh.
+        value another process stored after it counts as the refresh. ``held``: leases
+        (by tier index) the caller's read took just before; a miss needs no new ones.
         """
         flight = self._inflight.get(fkey)
         if flight is None:
@@ -168,7 +176,7 @@ class ReadThrough:
                 base = previous if previous is not None else stale
                 run = self._run_locked(fkey, loader, policy, tags, fstats, lock, base)
             else:
-                run = self._run_loader(fkey, loader, policy, tags, fstats)
+                run = self._run_loader(fkey, loader, policy, tags, fstats, held)
             flight = Flight(self._inflight, fkey, tags)
             waiter = flight.join()
             flight.start(run)
@@ -273,8 +281,9 @@ class ReadThrough:
         policy: EntryPolicy,
         tags: tuple[str, ...],
         fstats: FunctionStats | None,
+        held: dict[int, object | None] | None = None,
     ) -> Entry:
-        leases = await self.cache.tiers.leases(fkey, tags)
+        leases = await self.cache.tiers.leases(fkey, tags, held)
         started = time.perf_counter()
         try:
             value = loader()

@@ -137,6 +137,7 @@ class TierStack:
         now: float,
         tags: Sequence[str] | None = None,
         newer_than: float | None = None,
+        held: dict[int, object | None] | None = None,
     ) -> Entry | None:
         """First live entry top-down, backfilled into the tiers above it.
 
@@ -144,9 +145,10 @@ class TierStack:
         checks. With ``newer_than``, only an unexpired entry created after that time counts
         (a waiter looking past its own older copy for a value another process stored).
         Every tier above is leased before a tier below it is read, so an invalidation that
-        lands between the read and the backfill voids the backfill.
+        lands between the read and the backfill voids the backfill. Those leases are left
+        in ``held`` (by tier index): after a miss they serve the load that follows.
         """
-        leases: dict[int, object | None] = {}
+        leases: dict[int, object | None] = held if held is not None else {}
         visited: list[int] = []
         for index, slot in enumerate(self.slots):
             if not self.usable(slot):
@@ -237,16 +239,35 @@ class TierStack:
                 await self.call(above, "set_many", above.tier.set_many(copies), None)
 
     # -- writes ----------------------------------------------------------------------------------
-    async def leases(self, fkey: str, tags: Sequence[str]) -> list[object | None]:
-        """Every tier's lease on ``fkey``, taken before a loader runs."""
+    async def leases(
+        self, fkey: str, tags: Sequence[str], held: Mapping[int, object | None] | None = None
+    ) -> list[object | None]:
+        """Every tier's lease on ``fkey``, taken before a loader runs.
+
+        ``held``: leases the miss's read already took (any lease taken before the loader
+        starts is valid for its write). The others are asked for at the same time.
+        """
         leases: list[object | None] = []
-        for slot in self.slots:
-            if not self.usable(slot):
+        remote: list[tuple[int, TierSlot]] = []
+        for index, slot in enumerate(self.slots):
+            if held and index in held:
+                leases.append(held[index])
+            elif not self.usable(slot):
                 leases.append(None)
             elif slot.inline:
                 leases.append(self.lease_now(slot, fkey, tags))
             else:
-                leases.append(await self.call(slot, "lease", slot.tier.lease(fkey, tags), None))
+                leases.append(None)
+                remote.append((index, slot))
+        if len(remote) == 1:
+            index, slot = remote[0]
+            leases[index] = await self.call(slot, "lease", slot.tier.lease(fkey, tags), None)
+        elif remote:
+            got = await asyncio.gather(
+                *(self.call(slot, "lease", slot.tier.lease(fkey, tags), None) for _, slot in remote)
+            )
+            for (index, _), lease in zip(remote, got, strict=True):
+                leases[index] = lease
         return leases
 
     def writable(self, slot: TierSlot, overwrite: bool) -> bool:
