@@ -33,6 +33,7 @@ import random
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ class Contender:
     source: SlowSource
     runs: list[Run] = field(default_factory=list)
     latencies: list[PathStats] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # process CPU seconds per request, per round
 
     def rate(self, warm: bool = True) -> float:
         """Median requests/s over the rounds after the first (all rounds when only one)."""
@@ -169,7 +171,9 @@ async def one_round(contender: Contender, seed: int, seconds: float) -> None:
     stats = PathStats()
     sample = zipf_sampler(KEYS, ZIPF, random.Random(seed))
     gc.collect()
+    cpu = time.process_time()
     run = await drive(timed(contender.get, stats), sample, concurrency=WORKERS, seconds=seconds)
+    contender.cpu.append((time.process_time() - cpu) / max(run.requests, 1))
     contender.runs.append(run)
     contender.latencies.append(stats)
 
@@ -200,6 +204,7 @@ async def profile(contender: Contender, args: argparse.Namespace) -> None:
     profiler.disable()
     contender.runs.pop()
     contender.latencies.pop()
+    contender.cpu.pop()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
@@ -209,19 +214,22 @@ def report(contenders: list[Contender], args: argparse.Namespace) -> int:
     print(
         f"\nbench_embedded: {WORKERS} workers, Zipf({ZIPF}) over {KEYS:,} ids, source "
         f"{DELAY * 1e3:g} ms + SQLite, L1 {L1_SIZE:,}; {args.rounds} rounds x {args.seconds:g} s "
-        "per contender, interleaved; medians of the warm rounds (2..n), round 1 = cold start"
+        "per contender, interleaved; medians of the warm rounds (2..n), round 1 = cold start;\n"
+        "  cpu us/req: this process's CPU time per request (steadier than req/s on a busy machine;\n"
+        "  the SQL tier's own threads count in it)"
     )
     print(
         f"  {'contender':<30} {'req/s warm':>11} {'req/s cold':>11} {'p50 us':>9} {'p99 us':>9}"
-        f" {'stratacache / this':>19}"
+        f" {'cpu us/req':>11} {'stratacache / this':>19}"
     )
     for c in contenders:
         warm = c.latencies[1:] if len(c.latencies) > 1 else c.latencies
         p50 = statistics.median(s.percentile(0.50) for s in warm)
         p99 = statistics.median(s.percentile(0.99) for s in warm)
+        cpu = statistics.median(c.cpu[1:] if len(c.cpu) > 1 else c.cpu) * 1e6
         print(
             f"  {c.name:<30} {c.rate():>11,.0f} {c.runs[0].rate:>11,.0f} {p50:>9,.0f} {p99:>9,.0f}"
-            f" {subject.rate() / c.rate():>18.2f}x"
+            f" {cpu:>11,.1f} {subject.rate() / c.rate():>18.2f}x"
         )
     vs_none = subject.rate() / by_name["no cache"].rate()
     vs_naive = subject.rate() / by_name["naive LRU+diskcache"].rate()
@@ -236,6 +244,11 @@ def report(contenders: list[Contender], args: argparse.Namespace) -> int:
         print(
             f"  share of stratacache's time per request spent in the SQL tier: {share:.0%} "
             "(1 - its rate / the in-process-L2 rate)"
+        )
+        naive = by_name["naive LRU+diskcache"].rate()
+        print(
+            f"  stratacache with a zero-cost L2 / naive LRU+diskcache: {diag.rate() / naive:.2f}x "
+            "(what the engine alone would reach)"
         )
     return 0
 
