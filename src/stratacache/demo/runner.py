@@ -145,7 +145,9 @@ async def check_redis(url: str) -> None:
         await client.ping()
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
-        raise ConfigError(f"cannot reach Redis at {_safe_url(url)}: {reason}") from None
+        raise ConfigError(
+            f"cannot reach Redis at {_safe_url(url)}: {reason} (--no-redis runs without it)"
+        ) from None
     finally:
         await client.aclose()
 
@@ -257,7 +259,10 @@ async def _cached(
             await cache.clear()
     finally:
         if config.redis_url:
-            await purge_redis(config.redis_url, namespace)
+            try:
+                await purge_redis(config.redis_url, namespace)
+            except Exception as exc:  # Redis went away meanwhile: say so, keep the report
+                out.write(f"could not remove the demo's keys ({namespace}) from Redis: {exc}\n")
     return DemoResult(
         config=config,
         tiers=[t.name for t in tiers],
