@@ -100,3 +100,17 @@ async def test_close_cancels_a_load_and_its_callers() -> None:
     await c.close()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_close_before_the_load_started_releases_its_callers() -> None:
+    """A load cancelled before its task ever ran still releases its callers (no hang)."""
+    c = cache()
+    await c.start()
+    loader = Gate()
+    task = asyncio.ensure_future(c.get_or_set("k", loader))
+    await asyncio.sleep(0)  # the caller registered the load; its task has not run yet
+    assert c.full_key("k") in c.readthrough._inflight and loader.calls == 0
+    await c.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5.0)
+    assert loader.calls == 0 and not c.readthrough._inflight

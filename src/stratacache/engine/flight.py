@@ -10,7 +10,8 @@ what a miss pays most for after the loader itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Coroutine
+from typing import Any
 
 from ..core.entry import Entry
 
@@ -18,7 +19,7 @@ from ..core.entry import Entry
 class Flight:
     """A load of ``fkey`` registered in ``registry`` (key → flight) while it runs."""
 
-    __slots__ = ("fkey", "registry", "tags", "task", "waiters")
+    __slots__ = ("fkey", "registry", "run", "tags", "task", "waiters")
 
     def __init__(self, registry: dict[str, Flight], fkey: str, tags: tuple[str, ...]) -> None:
         self.registry = registry
@@ -26,6 +27,7 @@ class Flight:
         self.tags = tags
         self.waiters: list[asyncio.Future[Entry]] = []
         self.task: asyncio.Task[None] | None = None
+        self.run: Coroutine[Any, Any, Entry] | None = None
         registry[fkey] = self
 
     def join(self) -> asyncio.Future[Entry]:
@@ -34,11 +36,21 @@ class Flight:
         self.waiters.append(waiter)
         return waiter
 
-    def start(self, run: Awaitable[Entry]) -> None:
+    def start(self, run: Coroutine[Any, Any, Entry]) -> None:
         """Run the load in a task (join first: an eager task may end before this returns)."""
+        self.run = run
         self.task = asyncio.ensure_future(self._fly(run))
+        self.task.add_done_callback(self._abandon)
 
-    async def _fly(self, run: Awaitable[Entry]) -> None:
+    def _abandon(self, task: asyncio.Task[None]) -> None:
+        """A task cancelled before it ever ran never reaches ``_fly``'s handlers: clean up here."""
+        self._land()
+        for waiter in self.waiters:
+            waiter.cancel()  # a no-op on the waiters the flight already resolved
+        if self.run is not None:
+            self.run.close()  # never started: close it quietly (a no-op once it ran)
+
+    async def _fly(self, run: Coroutine[Any, Any, Entry]) -> None:
         try:
             entry = await run
         except asyncio.CancelledError:  # the cache is closing: the callers are cancelled too
