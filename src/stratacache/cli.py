@@ -155,12 +155,9 @@ def build_cli() -> click.Group:
         Memory + SQLite by default; Redis sits between them when --redis-url or
         $REDIS_URL is set.
         """
+        from .core.errors import StratacacheError
         from .demo import DemoConfig, render, run_demo
 
-        if keys < 1 or concurrency < 1 or seconds <= 0 or memory_size < 1 or zipf <= 0:
-            raise click.BadParameter(
-                "keys, concurrency, memory-size, seconds and zipf must be positive"
-            )
         config = DemoConfig(
             keys=keys,
             requests=requests,
@@ -174,10 +171,10 @@ def build_cli() -> click.Group:
             seed=seed,
             progress=not quiet,
         )
-        tiers = "memory -> redis -> sqlite" if config.redis_url else "memory -> sqlite"
-        if not quiet:
-            click.echo(f"stratacache demo: {tiers}, {seconds:g} s at most", err=True)
-        result = asyncio.run(run_demo(config))
+        try:  # bad options, an unusable --sqlite, an unreachable Redis: one line, exit 1
+            result = asyncio.run(run_demo(config))
+        except StratacacheError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(render(result), nl=False)
 
     @cli.command()

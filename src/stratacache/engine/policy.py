@@ -117,7 +117,18 @@ def cap(entry: Entry, tier_ttl: float | None, now: float, local: bool = False) -
     end = entry.stale_until if entry.stale_until is not None else entry.expires
     limit = None if tier_ttl is None else now + tier_ttl
     if limit is None or (end is not None and end <= limit):
-        return dataclasses.replace(entry, payload=None) if local else dataclasses.replace(entry)
+        return Entry(  # not dataclasses.replace: this runs on every write and backfill
+            entry.value,
+            entry.created,
+            entry.expires,
+            entry.refresh_after,
+            entry.stale_until,
+            entry.cost,
+            entry.tags,
+            entry.tag_versions,
+            entry.size,
+            payload=None if local else entry.payload,
+        )
     return Entry(
         value=entry.value,
         created=entry.created,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.entry import Entry
 from . import accounting, signals
 from .bus import Invalidation
+from .flight import Flight
 from .lock import FleetLock
 from .policy import EntryPolicy, Freshness, classify
 from .signals import send as _send
@@ -42,8 +43,7 @@ class ReadThrough:
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self._inflight: dict[str, asyncio.Task[Entry]] = {}
-        self._inflight_tags: dict[str, tuple[str, ...]] = {}
+        self._inflight: dict[str, Flight] = {}
         self._refreshing: set[str] = set()
         self._reading: dict[str, list[asyncio.Future[Entry | None]]] = {}
         self._loaded: dict[str, float] = {}  # when this process last loaded each key (bounded)
@@ -59,7 +59,8 @@ class ReadThrough:
 
     async def close(self) -> None:
         """Cancel background work, wait for it to end, and release the fleet lock's connections."""
-        pending = [*self._background, *self._inflight.values()]
+        flights = [f.task for f in self._inflight.values() if f.task is not None]
+        pending = [*self._background, *flights]
         for task in pending:
             task.cancel()
         if pending:
@@ -69,11 +70,6 @@ class ReadThrough:
         if self.hot is not None:
             await self.hot.close()
 
-    def _forget_load(self, fkey: str, task: asyncio.Task[Entry]) -> None:
-        if self._inflight.get(fkey) is task:
-            del self._inflight[fkey]
-            self._inflight_tags.pop(fkey, None)
-
     def detach(self, message: Invalidation) -> None:
         """Stop new callers from joining loads and reads that began before ``message``.
 
@@ -81,9 +77,8 @@ class ReadThrough:
         current waiters get their result, but anyone arriving after the invalidation
         starts afresh instead of receiving a value the invalidation outdated.
         """
-        for fkey in [k for k in self._inflight if matches(message, k, self._inflight_tags.get(k))]:
+        for fkey in [k for k, f in self._inflight.items() if matches(message, k, f.tags)]:
             del self._inflight[fkey]
-            self._inflight_tags.pop(fkey, None)
         for fkey in [k for k in self._reading if matches(message, k, None)]:
             del self._reading[fkey]
 
@@ -111,7 +106,8 @@ class ReadThrough:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
         if self.hot is not None:
             self.hot.record(fkey, (loader, policy, tags, fstats, lock))
-        entry = await self._read(fkey, tags)
+        held: dict[int, object | None] = {}
+        entry = await self._read(fkey, tags, held)
         if entry is not None:
             state = classify(entry, self.cache.clock.time(), self.cache.beta, self.random())
             if state is Freshness.FRESH:
@@ -123,12 +119,17 @@ class ReadThrough:
                 return entry
         if fstats is not None:
             fstats.misses += 1
-        return await self.load(fkey, loader, policy, tags, stale=entry, fstats=fstats, lock=lock)
+        return await self.load(
+            fkey, loader, policy, tags, entry, fstats, lock, held=None if entry else held
+        )
 
-    async def _read(self, fkey: str, tags: tuple[str, ...] = ()) -> Entry | None:
+    async def _read(
+        self, fkey: str, tags: tuple[str, ...] = (), held: dict[int, object | None] | None = None
+    ) -> Entry | None:
         """``TierStack.read``, shared by concurrent readers of one key (one round trip, not N).
 
-        The first reader reads inline; only contended readers pay for a future.
+        The first reader reads inline; only contended readers pay for a future. Only the
+        first reader gets the leases the read took (in ``held``).
         """
         waiters = self._reading.get(fkey)
         if waiters is not None:
@@ -141,7 +142,7 @@ class ReadThrough:
         self._reading[fkey] = waiters = []
         entry = _RETRY
         try:
-            entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags)
+            entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags, held=held)
         finally:
             if self._reading.get(fkey) is waiters:  # not replaced after an invalidation
                 del self._reading[fkey]
@@ -160,28 +161,30 @@ class ReadThrough:
         fstats: FunctionStats | None = None,
         lock: FleetLock | None = None,
         previous: Entry | None = None,
+        held: dict[int, object | None] | None = None,
     ) -> Entry:
         """Run ``loader`` once per key in this process however many callers wait for it.
 
         With ``lock``, once per key across the fleet: the other processes wait for the
         value the holder stores. ``previous`` is the entry being refreshed, if any: a
-        value another process stored after it counts as the refresh.
+        value another process stored after it counts as the refresh. ``held``: leases
+        (by tier index) the caller's read took just before; a miss needs no new ones.
         """
-        task = self._inflight.get(fkey)
-        if task is None:
+        flight = self._inflight.get(fkey)
+        if flight is None:
             if lock is not None:
                 base = previous if previous is not None else stale
                 run = self._run_locked(fkey, loader, policy, tags, fstats, lock, base)
             else:
-                run = self._run_loader(fkey, loader, policy, tags, fstats)
-            task = asyncio.ensure_future(run)
-            self._inflight[fkey] = task
-            self._inflight_tags[fkey] = tags
-            task.add_done_callback(lambda done: self._forget_load(fkey, done))
+                run = self._run_loader(fkey, loader, policy, tags, fstats, held)
+            flight = Flight(self._inflight, fkey, tags)
+            waiter = flight.join()
+            flight.start(run)
         else:
             self.cache.counters.coalesced += 1
+            waiter = flight.join()
         try:
-            return await asyncio.shield(task)
+            return await waiter
         except Exception as exc:
             if stale is not None and not stale.is_gone(self.cache.clock.time()):
                 accounting.stale_if_error(self.cache, fkey, fstats, exc)
@@ -278,8 +281,9 @@ class ReadThrough:
         policy: EntryPolicy,
         tags: tuple[str, ...],
         fstats: FunctionStats | None,
+        held: dict[int, object | None] | None = None,
     ) -> Entry:
-        leases = await self.cache.tiers.leases(fkey, tags)
+        leases = await self.cache.tiers.leases(fkey, tags, held)
         started = time.perf_counter()
         try:
             value = loader()

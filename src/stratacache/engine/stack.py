@@ -27,13 +27,16 @@ ErrorHook = Callable[[str, str, BaseException], None]
 class TierSlot:
     """One tier with its counters and breaker."""
 
-    __slots__ = ("breaker", "latency", "local", "name", "stats", "sync", "tier")
+    __slots__ = ("breaker", "inline", "latency", "local", "name", "stats", "sync", "tier")
 
     def __init__(self, tier: Tier, threshold: int, reset_after: float) -> None:
         self.tier = tier
         self.name = tier.name
         self.local = not getattr(tier, "shared", True)
         self.sync = callable(getattr(tier, "get_sync", None))
+        #: an in-process tier with the blocking API: called directly from async code too (it
+        #: never waits on I/O), which spares a coroutine per call on every read-through
+        self.inline = self.local and self.sync
         self.stats = TierStats()
         self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
         #: per-operation latency of remote tiers (None for local ones: an L1 call is not timed)
@@ -96,6 +99,26 @@ class TierStack:
         slot.breaker.success()
         return result
 
+    def lease_now(self, slot: TierSlot, fkey: str, tags: Sequence[str]) -> object | None:
+        """An inline tier's lease (see ``TierSlot.inline``); None when it fails."""
+        try:
+            lease = slot.tier.lease_sync(fkey, tags)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "lease", exc)
+            return None
+        slot.breaker.success()
+        return lease  # type: ignore[no-any-return]
+
+    def set_now(self, slot: TierSlot, fkey: str, entry: Entry, lease: object | None) -> bool:
+        """An inline tier's set; True (as ``call``'s fallback) when it fails."""
+        try:
+            stored = slot.tier.set_sync(fkey, entry, lease)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "set", exc)
+            return True
+        slot.breaker.success()
+        return stored  # type: ignore[no-any-return]
+
     def call_sync(self, slot: TierSlot, operation: str, op: Callable[[], T], fallback: T) -> T:
         """The blocking twin of ``call``."""
         try:
@@ -122,6 +145,7 @@ class TierStack:
         now: float,
         tags: Sequence[str] | None = None,
         newer_than: float | None = None,
+        held: dict[int, object | None] | None = None,
     ) -> Entry | None:
         """First live entry top-down, backfilled into the tiers above it.
 
@@ -129,9 +153,10 @@ class TierStack:
         checks. With ``newer_than``, only an unexpired entry created after that time counts
         (a waiter looking past its own older copy for a value another process stored).
         Every tier above is leased before a tier below it is read, so an invalidation that
-        lands between the read and the backfill voids the backfill.
+        lands between the read and the backfill voids the backfill. Those leases are left
+        in ``held`` (by tier index): after a miss they serve the load that follows.
         """
-        leases: dict[int, object | None] = {}
+        leases: dict[int, object | None] = held if held is not None else {}
         visited: list[int] = []
         for index, slot in enumerate(self.slots):
             if not self.usable(slot):
@@ -139,12 +164,19 @@ class TierStack:
             for upper in visited:
                 if upper not in leases:
                     above = self.slots[upper]
-                    lease = above.tier.lease(fkey, tags or ())
-                    leases[upper] = await self.call(above, "lease", lease, None)
+                    if above.inline:
+                        leases[upper] = self.lease_now(above, fkey, tags or ())
+                    else:
+                        lease = above.tier.lease(fkey, tags or ())
+                        leases[upper] = await self.call(above, "lease", lease, None)
             timer = slot.latency
             started = perf_counter() if timer is not None else 0.0
+            entry: Entry | None
             try:  # inlined ``call``: this is every remote hit's path
-                entry = await slot.tier.get(fkey, tags)
+                if slot.inline:
+                    entry = slot.tier.get_sync(fkey, tags)  # type: ignore[attr-defined]
+                else:
+                    entry = await slot.tier.get(fkey, tags)
             except Exception as exc:
                 self.failed(slot, "get", exc)
                 entry = None
@@ -162,7 +194,12 @@ class TierStack:
             for upper in visited:
                 above = self.slots[upper]
                 copy = self.copy_for(above, entry, now)
-                await self.call(above, "set", above.tier.set(fkey, copy, leases.get(upper)), False)
+                if above.inline:
+                    self.set_now(above, fkey, copy, leases.get(upper))
+                else:
+                    await self.call(
+                        above, "set", above.tier.set(fkey, copy, leases.get(upper)), False
+                    )
             return entry
         return None
 
@@ -214,12 +251,36 @@ class TierStack:
                 await self.call(above, "set_many", above.tier.set_many(copies), None)
 
     # -- writes ----------------------------------------------------------------------------------
-    async def leases(self, fkey: str, tags: Sequence[str]) -> list[object | None]:
-        """Every tier's lease on ``fkey``, taken before a loader runs."""
-        return [
-            await self.call(s, "lease", s.tier.lease(fkey, tags), None) if self.usable(s) else None
-            for s in self.slots
-        ]
+    async def leases(
+        self, fkey: str, tags: Sequence[str], held: Mapping[int, object | None] | None = None
+    ) -> list[object | None]:
+        """Every tier's lease on ``fkey``, taken before a loader runs.
+
+        ``held``: leases the miss's read already took (any lease taken before the loader
+        starts is valid for its write). The others are asked for at the same time.
+        """
+        leases: list[object | None] = []
+        remote: list[tuple[int, TierSlot]] = []
+        for index, slot in enumerate(self.slots):
+            if held and index in held:
+                leases.append(held[index])
+            elif not self.usable(slot):
+                leases.append(None)
+            elif slot.inline:
+                leases.append(self.lease_now(slot, fkey, tags))
+            else:
+                leases.append(None)
+                remote.append((index, slot))
+        if len(remote) == 1:
+            index, slot = remote[0]
+            leases[index] = await self.call(slot, "lease", slot.tier.lease(fkey, tags), None)
+        elif remote:
+            got = await asyncio.gather(
+                *(self.call(slot, "lease", slot.tier.lease(fkey, tags), None) for _, slot in remote)
+            )
+            for (index, _), lease in zip(remote, got, strict=True):
+                leases[index] = lease
+        return leases
 
     def writable(self, slot: TierSlot, overwrite: bool) -> bool:
         """May a write go to ``slot``? An overwrite reaches shared tiers even with an open
@@ -242,12 +303,11 @@ class TierStack:
             if not self.writable(slot, overwrite):
                 continue
             lease = leases[index] if leases else None
-            stored = await self.call(
-                slot,
-                "set",
-                slot.tier.set(fkey, self.copy_for(slot, entry, now), lease),
-                True,
-            )
+            copy = self.copy_for(slot, entry, now)
+            if slot.inline:
+                stored = self.set_now(slot, fkey, copy, lease)
+            else:
+                stored = await self.call(slot, "set", slot.tier.set(fkey, copy, lease), True)
             if not stored:
                 return False
             slot.stats.sets += 1

@@ -1,0 +1,67 @@
+"""``TierStack`` round trips on a miss: remote leases are asked for at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+import stratacache as sc
+
+
+class Meeting:
+    """Releases its callers once ``size`` of them are waiting at once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.waiting = 0
+        self.everyone = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.waiting += 1
+        if self.waiting == self.size:
+            self.everyone.set()
+        await asyncio.wait_for(self.everyone.wait(), 5.0)
+
+
+class RemoteTier(sc.MemoryTier):
+    """An in-process store posing as a shared tier; counts its leases, may hold them up."""
+
+    shared = True  # type: ignore[assignment]
+
+    def __init__(self, name: str, meeting: Meeting | None = None) -> None:
+        super().__init__(maxsize=100, name=name)
+        self.meeting = meeting
+        self.leases = 0
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        self.leases += 1
+        if self.meeting is not None:
+            await self.meeting.wait()  # times out unless every remote lease is in flight at once
+        return await super().lease(key, tags)
+
+
+@pytest.mark.parametrize("remote", [1, 2, 3])
+async def test_a_miss_takes_one_lease_per_tier(remote: int) -> None:
+    """The leases a miss's read took before reading lower tiers serve its load: no second one."""
+    lower = [RemoteTier(f"r{i}") for i in range(remote)]
+    async with sc.Cache([sc.MemoryTier(maxsize=10), *lower], namespace="stack") as cache:
+        for n in range(5):
+            assert await cache.get_or_set(f"k{n}", lambda: 7) == 7
+        for tier in lower:
+            assert tier.leases == 5
+            assert all([await tier.get(cache.full_key(f"k{n}")) for n in range(5)])
+
+
+@pytest.mark.parametrize("remote", [2, 3, 4])
+async def test_remote_leases_are_taken_at_the_same_time(remote: int) -> None:
+    """Leases the read did not take are asked of the remote tiers concurrently, not in turn."""
+    meeting = Meeting(remote)
+    lower = [RemoteTier(f"r{i}", meeting) for i in range(remote)]
+    async with sc.Cache([sc.MemoryTier(maxsize=10), *lower], namespace="stack") as cache:
+        leases = await cache.tiers.leases(cache.full_key("k"), ())
+        errors = [cache.stats()["tiers"][tier.name]["errors"] for tier in lower]
+    assert errors == [0] * remote  # no lease timed out waiting for the others
+    assert len(leases) == remote + 1 and None not in leases
+    assert [tier.leases for tier in lower] == [1] * remote
