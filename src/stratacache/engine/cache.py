@@ -376,6 +376,31 @@ class Cache:
     #: set by ``stratacache.warming`` on import
     warm_factory: Callable[..., Any] | None = None
 
+    #: set by ``stratacache.config`` on import: the ``from_url``/``from_env``/``from_dict`` builders
+    config_factory: dict[str, Callable[..., Cache]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Cache:
+        """A cache over comma-separated tier URLs, top-down (see ``stratacache.config``)."""
+        return cls._configured("url", url, **options)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Cache:
+        """A cache from ``STRATACACHE_URL`` and ``STRATACACHE_*`` variables (``stratacache.config``)."""
+        return cls._configured("env", environ, **options)
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> Cache:
+        """A cache from a settings mapping with ``tiers`` (see ``stratacache.config``)."""
+        return cls._configured("dict", settings)
+
+    @classmethod
+    def _configured(cls, form: str, *args: Any, **options: Any) -> Cache:
+        factory = cls.config_factory.get(form)
+        if factory is None:
+            raise ConfigError("import stratacache (or stratacache.config) to use Cache.from_url")
+        return factory(*args, **options)
+
     async def warm(self, **options: Any) -> Any:
         """Run the registered warmers (see ``stratacache.warming.warm``); returns a summary."""
         factory = type(self).warm_factory
