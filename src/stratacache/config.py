@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .core.durations import check_duration
 from .core.errors import ConfigError
@@ -196,9 +196,20 @@ def build_tier(url: str) -> Tier:
     if scheme in _SQL_SCHEMES:
         from .tiers.sql import SQLTier
 
-        if scheme == "postgres" or scheme == "postgresql":
+        if scheme in ("postgres", "postgresql"):
             bare = "postgresql+psycopg" + bare[len(scheme) :]
-        return SQLTier(bare, **_options("sql tier", parts.query, _SQL_OPTIONS))
+        query, driver = parts.query, ""
+        if scheme != "sqlite":  # PostgreSQL's own parameters (sslmode, options …) go to the driver
+            ours = [
+                (k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k in _SQL_OPTIONS
+            ]
+            theirs = [
+                (k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _SQL_OPTIONS
+            ]
+            query, driver = urlencode(ours), urlencode(theirs)
+        if driver:
+            bare += "?" + driver
+        return SQLTier(bare, **_options("sql tier", query, _SQL_OPTIONS))
     raise ConfigError(
         f"unknown tier scheme {parts.scheme!r} in {url!r}; use memory://, redis://, rediss://, "
         "unix://, sqlite:// or postgresql://"

@@ -33,6 +33,7 @@ from .bus import Invalidation, InvalidationBus
 from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
 from .policy import UNSET, EntryPolicy
+from .primitives import AsyncPrimitives
 from .readthrough import ReadThrough
 from .signals import send as _send
 from .stack import TierStack
@@ -45,7 +46,7 @@ MAX_BETA = 1000.0
 Loader = Callable[[], Any]
 
 
-class Cache:
+class Cache(AsyncPrimitives):
     """A multi-level cache. See the module docstring for the read and write order.
 
     Args:

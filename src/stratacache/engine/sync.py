@@ -24,6 +24,7 @@ from .bus import Invalidation
 from .lock import SyncFleetLock
 from .policy import UNSET, EntryPolicy, Freshness, classify
 from .portal import Portal, _await
+from .primitives import SyncPrimitives
 from .readthrough import matches
 from .stack import TierSlot
 from .stats import FunctionStats
@@ -36,7 +37,7 @@ T = TypeVar("T")
 log = logging.getLogger("stratacache")
 
 
-class SyncCache:
+class SyncCache(SyncPrimitives):
     """Blocking twin of ``Cache``'s public API (reach it as ``cache.sync``)."""
 
     def __init__(self, cache: Cache) -> None:

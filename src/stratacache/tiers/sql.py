@@ -41,6 +41,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ConfigError("SQLTier needs SQLAlchemy: pip install 'stratacache[sql]'") from exc
 
+from . import _sql_atomic
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -266,6 +268,19 @@ class SQLTier:
 
     def clear_sync(self) -> None:
         self.delete_prefix_sync(self._context.namespace + ":")
+
+    # -- atomic read-modify-write (``_sql_atomic``; used by add/incr/touch) --------------------
+    def read_versioned_sync(self, key: str) -> tuple[Entry | None, object]:
+        return _sql_atomic.read_versioned(self, key)
+
+    def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool:
+        return _sql_atomic.compare_and_set(self, key, token, entry)
+
+    async def read_versioned(self, key: str) -> tuple[Entry | None, object]:
+        return await self._call("read_versioned", self.read_versioned_sync, key)
+
+    async def compare_and_set(self, key: str, token: object, entry: Entry) -> bool:
+        return await self._call("cas", self.compare_and_set_sync, key, token, entry)
 
     # -- async API: the sync code in the tier's threads ---------------------------------------
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
