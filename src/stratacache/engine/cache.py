@@ -32,7 +32,7 @@ from . import signals
 from .bus import Invalidation, InvalidationBus
 from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
-from .policy import UNSET, EntryPolicy
+from .policy import UNSET, EntryPolicy, store_predicate
 from .primitives import AsyncPrimitives
 from .readthrough import ReadThrough
 from .signals import send as _send
@@ -198,10 +198,17 @@ class Cache(AsyncPrimitives):
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
         cache_none: bool | None = None,
+        store_if: Callable[[Any], bool] | None = None,
     ) -> EntryPolicy:
         """The cache's default entry policy with any of its fields overridden."""
         base = self.policy
-        if ttl is UNSET and refresh_after is UNSET and stale_ttl is UNSET and cache_none is None:
+        if (
+            ttl is UNSET
+            and refresh_after is UNSET
+            and stale_ttl is UNSET
+            and cache_none is None
+            and store_if is None
+        ):
             return base
         return EntryPolicy(
             base.ttl if ttl is UNSET else ttl,
@@ -209,6 +216,7 @@ class Cache(AsyncPrimitives):
             base.stale_ttl if stale_ttl is UNSET else stale_ttl,
             base.jitter,
             base.cache_none if cache_none is None else cache_none,
+            store_if,
         )
 
     # -- reads -----------------------------------------------------------------------------------
@@ -250,13 +258,18 @@ class Cache(AsyncPrimitives):
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
         lock: Any = None,
+        condition: Callable[[Any], bool] | None = None,
+        unless: Callable[[Any], bool] | None = None,
     ) -> Any:
         """The cached value of ``key``, else ``loader()``'s result (stored; sync or async loader).
 
         ``lock=True`` (or a ``FleetLock``) runs the loader once across the fleet on a miss.
+        ``condition``/``unless``: predicates on the loaded value: store it only when
+        ``condition(value)`` is true and ``unless(value)`` is false (it is returned either way).
         """
         await self.start()
-        policy = self.entry_policy(ttl, refresh_after, stale_ttl)
+        store_if = store_predicate(condition, unless)
+        policy = self.entry_policy(ttl, refresh_after, stale_ttl, store_if=store_if)
         fleet = self.readthrough.resolve_lock(lock)
         entry = await self.fetch(self.full_key(key), loader, policy, tuple(tags), None, fleet)
         return entry.value

@@ -22,7 +22,7 @@ from ..core.entry import Entry
 from . import accounting, sync_lock
 from .bus import Invalidation
 from .lock import SyncFleetLock
-from .policy import UNSET, EntryPolicy, Freshness, classify
+from .policy import UNSET, EntryPolicy, Freshness, classify, store_predicate
 from .portal import Portal, _await
 from .primitives import SyncPrimitives
 from .readthrough import matches
@@ -128,13 +128,17 @@ class SyncCache(SyncPrimitives):
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
         lock: Any = None,
+        condition: Callable[[Any], bool] | None = None,
+        unless: Callable[[Any], bool] | None = None,
     ) -> Any:
         """The cached value of ``key``, else ``loader()``'s (a sync callable), stored.
 
-        ``lock=True`` (or a ``SyncFleetLock``) runs the loader once across the fleet on a miss.
+        ``lock=True`` (or a ``SyncFleetLock``) runs the loader once across the fleet on a miss;
+        ``condition``/``unless``: see ``Cache.get_or_set``.
         """
         self.start()
-        policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
+        store_if = store_predicate(condition, unless)
+        policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl, store_if=store_if)
         fleet = self.resolve_lock(lock)
         return self.fetch(self.cache.full_key(key), loader, policy, tuple(tags), None, fleet).value
 
@@ -242,7 +246,7 @@ class SyncCache(SyncPrimitives):
         accounting.loaded(cache, fkey, fstats, cost)
         payload = cache.codec.dumps_value(value)
         entry = policy.make(value, cache.clock.time(), tags, cost, payload)
-        if (value is not None or policy.cache_none) and not self._write(fkey, entry, leases):
+        if policy.stores(value) and not self._write(fkey, entry, leases):
             accounting.refused_set(cache, fkey)
         return entry
 
