@@ -196,3 +196,22 @@ async def test_incr_on_a_down_authority_raises_tier_error(redis_factory: Any) ->
         with pytest.raises(sc.TierError):
             await cache.incr("n")
         assert cache.stats()["tiers"]["redis"]["errors"] >= 1
+
+
+@pytest.mark.parametrize("tags", [[1], [None], [""], "user:1", [b"x"], 5])
+@pytest.mark.parametrize("call", ["set", "add", "get_or_set", "set_many"])
+def test_bad_tags_are_config_errors_not_tier_failures(redis_url: str, call: str, tags: Any) -> None:
+    """A tag that is not a non-empty string is a ConfigError at the call; no tier counts an error."""
+    cache = sc.Cache.from_url(f"memory://,{redis_url}", namespace="prim", bus=False)
+    s = cache.sync
+    calls: dict[str, Callable[[], Any]] = {
+        "set": lambda: s.set("k", 1, tags=tags),
+        "add": lambda: s.add("k", 1, tags=tags),
+        "get_or_set": lambda: s.get_or_set("k", lambda: 1, tags=tags),
+        "set_many": lambda: s.set_many({"k": 1}, tags=tags),
+    }
+    with pytest.raises(sc.ConfigError, match="tag"):
+        calls[call]()
+    assert not s.exists("k")
+    assert all(t["errors"] == 0 for t in cache.stats()["tiers"].values())
+    s.close()

@@ -33,7 +33,7 @@ from .bus import Invalidation, InvalidationBus
 from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
 from .policy import UNSET, EntryPolicy, store_predicate
-from .primitives import AsyncPrimitives
+from .primitives import AsyncPrimitives, check_tags
 from .readthrough import ReadThrough
 from .signals import send as _send
 from .stack import TierStack
@@ -271,7 +271,7 @@ class Cache(AsyncPrimitives):
         store_if = store_predicate(condition, unless)
         policy = self.entry_policy(ttl, refresh_after, stale_ttl, store_if=store_if)
         fleet = self.readthrough.resolve_lock(lock)
-        entry = await self.fetch(self.full_key(key), loader, policy, tuple(tags), None, fleet)
+        entry = await self.fetch(self.full_key(key), loader, policy, check_tags(tags), None, fleet)
         return entry.value
 
     # -- writes ----------------------------------------------------------------------------------
@@ -306,8 +306,7 @@ class Cache(AsyncPrimitives):
         )
 
     def _new_entry(self, value: Any, policy: EntryPolicy, tags: Sequence[str]) -> Entry:
-        if isinstance(tags, str):
-            raise ConfigError("tags must be a list of strings, not a single string")
+        tags = check_tags(tags)
         payload = self.codec.dumps_value(value)  # raises SerializationError before any write
         return policy.make(value, self.clock.time(), tuple(tags), payload=payload)
 

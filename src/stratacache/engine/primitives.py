@@ -61,6 +61,17 @@ class AtomicTier(Protocol):
     def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool: ...
 
 
+def check_tags(tags: object) -> tuple[str, ...]:
+    """``tags`` as a tuple of non-empty strings, or ``ConfigError`` at the call (never a tier's)."""
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise ConfigError(f"tags must be a list of strings, not {tags!r}")
+    checked = tuple(tags)
+    for tag in checked:
+        if not isinstance(tag, str) or not tag:
+            raise ConfigError(f"each tag must be a non-empty string, not {tag!r}")
+    return checked
+
+
 # -- the decisions (no I/O) ---------------------------------------------------------------------
 def _add(entry: Entry) -> Step:
     def step(current: Entry | None, now: float) -> tuple[Entry | None, bool]:

@@ -24,7 +24,7 @@ from .bus import Invalidation
 from .lock import SyncFleetLock
 from .policy import UNSET, EntryPolicy, Freshness, classify, store_predicate
 from .portal import Portal, _await
-from .primitives import SyncPrimitives
+from .primitives import SyncPrimitives, check_tags
 from .readthrough import matches
 from .stack import TierSlot
 from .stats import FunctionStats
@@ -140,7 +140,8 @@ class SyncCache(SyncPrimitives):
         store_if = store_predicate(condition, unless)
         policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl, store_if=store_if)
         fleet = self.resolve_lock(lock)
-        return self.fetch(self.cache.full_key(key), loader, policy, tuple(tags), None, fleet).value
+        fkey = self.cache.full_key(key)
+        return self.fetch(fkey, loader, policy, check_tags(tags), None, fleet).value
 
     def resolve_lock(self, lock: Any) -> SyncFleetLock | None:
         """``lock=`` as callers give it (True: the cache's lock) as a blocking lock, or None."""
