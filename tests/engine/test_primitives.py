@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.tiers.test_redis_cluster import cluster_url  # noqa: F401  (the cluster fixture)
 
 import stratacache as sc
 
@@ -214,4 +216,19 @@ def test_bad_tags_are_config_errors_not_tier_failures(redis_url: str, call: str,
         calls[call]()
     assert not s.exists("k")
     assert all(t["errors"] == 0 for t in cache.stats()["tiers"].values())
+    s.close()
+
+
+@pytest.mark.slow
+def test_primitives_on_a_redis_cluster(cluster_url: str) -> None:  # noqa: F811
+    """add/incr/touch work on a Redis Cluster, tagged entries included (key and version share a slot)."""
+    cache = sc.Cache(
+        [sc.RedisTier(cluster_url, cluster=True)], namespace=f"cl{uuid.uuid4().hex[:6]}"
+    )
+    s = cache.sync
+    assert s.add("a", 1, tags=["t1", "t2"]) is True and s.add("a", 2) is False
+    assert [s.incr(f"n{i}") for i in range(5)] == [1] * 5 and s.incr("n0", 4) == 5
+    assert s.touch("a", ttl=500) is True and 10 < s.ttl("a") <= 500
+    s.invalidate(tags=["t2"])
+    assert s.add("a", 3) is True and s.get("a") == 3
     s.close()
