@@ -136,3 +136,36 @@ def test_bad_dict_fails(settings: dict[str, Any]) -> None:
 def test_duration_text(text: str, seconds: float) -> None:
     """Durations in text accept seconds and ms/s/m/h/d suffixes."""
     assert parse_duration("ttl", text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "where"),
+    [
+        ("rediss://127.0.0.1:6380/0?ttl=5", "RedisTier", "rediss://127.0.0.1:6380/0"),
+        ("unix:///tmp/redis.sock?db=0", "", ""),
+        ("redis://127.0.0.1:1/0?cluster=true&ttl=1m", "RedisTier", "redis://127.0.0.1:1/0"),
+        ("postgres://u@127.0.0.1:1/db?sslmode=disable&ttl=5", "SQLTier", "postgresql+psycopg://"),
+        ("postgresql://u@127.0.0.1:1/db", "SQLTier", "postgresql+psycopg://"),
+        ("sqlite:///:memory:?table=t1", "SQLTier", "sqlite://"),
+    ],
+)
+def test_schemes_pick_their_tier(url: str, kind: str, where: str) -> None:
+    """Each documented scheme builds its tier (no connection); unknown redis options are refused."""
+    if not kind:  # redis-py URL parameters are not tier options: refused, not guessed
+        with pytest.raises(sc.ConfigError, match="db"):
+            sc.Cache.from_url(url)
+        return
+    tier = sc.Cache.from_url(url).tiers.slots[0].tier
+    assert type(tier).__name__ == kind
+    shown = tier.url if kind == "RedisTier" else str(tier.engine.url)  # type: ignore[attr-defined]
+    assert shown.startswith(where)
+
+
+def test_postgres_driver_options_pass_through(postgres_url: str) -> None:
+    """PostgreSQL's own query parameters reach the driver; ours become tier options."""
+    cache = sc.Cache.from_url(postgres_url + "&ttl=60&table=cfg_entries", namespace="cfg")
+    tier = cache.tiers.slots[0].tier
+    assert tier.ttl == 60.0 and tier.entries.name == "cfg_entries"  # type: ignore[attr-defined]
+    cache.sync.set("k", 1)
+    assert cache.sync.get("k") == 1
+    cache.sync.close()
