@@ -137,6 +137,30 @@ def test_basic_operations(backend: Any) -> None:
     assert backend.get("c") is None and backend.get("fresh") is None
 
 
+async def test_async_api(backend: Any) -> None:
+    """Django's async methods (aget/aset/aadd/aincr/adelete) work on the backend."""
+    await backend.aset("ak", {"v": 1})
+    assert await backend.aget("ak") == {"v": 1}
+    assert await backend.aadd("ak", 2) is False
+    await backend.aset("an", 1)
+    assert await backend.aincr("an", 2) == 3
+    assert await backend.adelete("ak") is True and await backend.aget("ak") is None
+
+
+def test_text_options(location: str) -> None:
+    """OPTIONS accept the text forms of the configuration page ("5m", "false")."""
+    setting = {
+        "BACKEND": BACKEND,
+        "LOCATION": location,
+        "KEY_PREFIX": "txt",
+        "OPTIONS": {"stale_ttl": "5m", "cache_none": "false"},
+    }
+    with override_settings(CACHES={"default": setting}):
+        policy = caches["default"].cache.policy
+        assert policy.stale_ttl == 300.0 and policy.cache_none is False
+    close_all()
+
+
 def test_incr_decr(backend: Any) -> None:
     """incr/decr change ints atomically; a missing key is a ValueError."""
     backend.set("n", 10)

@@ -38,7 +38,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_
 from django.http import HttpResponse
 from django.utils.safestring import SafeString, mark_safe
 
-from ..config import from_url
+from ..config import from_dict
 from ..core.durations import MAX_SECONDS, MIN_SECONDS
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
@@ -55,7 +55,8 @@ def shared_cache(location: str, namespace: str, options: Mapping[str, Any]) -> C
     with _shared_lock:
         cache = _shared.get(ident)
         if cache is None:
-            cache = _shared[ident] = from_url(location, namespace=namespace, **options)
+            settings = {**options, "tiers": location, "namespace": namespace}
+            cache = _shared[ident] = from_dict(settings)
         return cache
 
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, has_app_context
 
-from ..config import CACHE_OPTIONS, from_dict
+from ..config import CACHE_OPTIONS, from_dict, parse_bool
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 from ..middleware.wsgi import WSGICacheMiddleware
@@ -53,7 +53,10 @@ class Stratacache:
         app.extensions[EXTENSION] = cache
         if self._default is None:
             self._default = cache
-        if app.config.get("STRATACACHE_PAGE_CACHE", False):
+        page_cache = app.config.get("STRATACACHE_PAGE_CACHE", False)
+        if isinstance(page_cache, str):
+            page_cache = parse_bool("STRATACACHE_PAGE_CACHE", page_cache)
+        if page_cache:
             options = dict(app.config.get("STRATACACHE_PAGE_CACHE_OPTIONS") or {})
             app.wsgi_app = WSGICacheMiddleware(app.wsgi_app, cache=cache, **options)  # type: ignore[method-assign]
 
