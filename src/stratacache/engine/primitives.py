@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ..core.entry import Entry
-from ..core.errors import ConfigError, TierError
+from ..core.errors import CacheKeyError, ConfigError, TierError
 from .bus import Invalidation
 from .policy import UNSET, EntryPolicy
 
@@ -62,13 +62,18 @@ class AtomicTier(Protocol):
 
 
 def check_tags(tags: object) -> tuple[str, ...]:
-    """``tags`` as a tuple of non-empty strings, or ``ConfigError`` at the call (never a tier's)."""
+    """``tags`` as a tuple of non-empty strings, checked at the call (never a tier's failure).
+
+    Raises:
+        ConfigError: ``tags`` is a single string or not iterable.
+        CacheKeyError: a tag is not a non-empty string (as ``invalidate(tags=...)`` says).
+    """
     if isinstance(tags, str) or not isinstance(tags, Iterable):
         raise ConfigError(f"tags must be a list of strings, not {tags!r}")
     checked = tuple(tags)
     for tag in checked:
         if not isinstance(tag, str) or not tag:
-            raise ConfigError(f"each tag must be a non-empty string, not {tag!r}")
+            raise CacheKeyError(f"each tag must be a non-empty string, not {tag!r}")
     return checked
 
 
