@@ -232,3 +232,43 @@ def test_primitives_on_a_redis_cluster(cluster_url: str) -> None:  # noqa: F811
     s.invalidate(tags=["t2"])
     assert s.add("a", 3) is True and s.get("a") == 3
     s.close()
+
+
+def _counters(cache: sc.Cache) -> dict[str, Any]:
+    return {
+        name: {k: v for k, v in t.items() if k in ("hits", "misses", "sets", "deletes", "errors")}
+        for name, t in cache.stats()["tiers"].items()
+    }
+
+
+async def test_sync_and_async_primitives_count_alike(redis_url: str) -> None:
+    """The same primitive calls, async and sync, give the same results and tier counters."""
+    url = f"memory://,{redis_url}"
+    a = sc.Cache.from_url(url, namespace="pa", bus=False)
+    b = sc.Cache.from_url(url, namespace="pb", bus=False)
+    async with a:
+        got_async = [
+            await a.add("k", 1),
+            await a.add("k", 2),
+            await a.incr("n", 3),
+            await a.decr("n"),
+            await a.touch("k", ttl=100),
+            await a.exists("k"),
+            await a.get("n"),
+            await a.get_or_set_many(["k", "m"], lambda keys: {k: 0 for k in keys}),
+        ]
+        async_counters = _counters(a)
+    s = b.sync
+    got_sync = [
+        s.add("k", 1),
+        s.add("k", 2),
+        s.incr("n", 3),
+        s.decr("n"),
+        s.touch("k", ttl=100),
+        s.exists("k"),
+        s.get("n"),
+        s.get_or_set_many(["k", "m"], lambda keys: {k: 0 for k in keys}),
+    ]
+    assert got_async == got_sync
+    assert async_counters == _counters(b)
+    s.close()
