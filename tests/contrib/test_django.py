@@ -161,6 +161,51 @@ def test_text_options(location: str) -> None:
     close_all()
 
 
+def test_django_expectations(backend: Any) -> None:
+    """Cases from Django's own cache tests: data types, unicode, binary, float/long timeouts."""
+    import zlib
+
+    stuff = {
+        "string": "this is a string",
+        "int": 42,
+        "bool": True,
+        "list": [1, 2, 3, 4],
+        "tuple": (1, 2, 3, 4),
+        "dict": {"A": 1, "B": 2},
+    }
+    backend.set("stuff", stuff)
+    assert backend.get("stuff") == stuff
+    for key, value in {
+        "ascii": "ascii_value",
+        "Iñtërnâtiônàlizætiøn": "Iñtërnâtiônàlizætiøn2",
+        "ascii2": {"x": 1},
+    }.items():
+        backend.set(key, value)
+        assert backend.get(key) == value
+        assert backend.delete(key) is True
+        assert backend.add(key, value) is True and backend.get(key) == value
+    compressed = zlib.compress(b"value to be compressed")
+    backend.set("binary1", compressed)
+    assert zlib.decompress(backend.get("binary1")) == b"value to be compressed"
+    backend.set("float", "spam", 100.2)
+    backend.set("long", "ham", 60 * 60 * 24 * 365 * 10)
+    assert backend.get("float") == "spam" and backend.get("long") == "ham"
+    backend.set("null", None)
+    with pytest.raises(TypeError):
+        backend.incr("null")
+    assert backend.get_or_set("brian", 1979, version=2) == 1979
+    with pytest.raises(ValueError):
+        backend.incr_version("does_not_exist")
+
+
+def test_expiration(backend: Any, wait_until: Any) -> None:
+    """A short timeout expires (polled, no sleeps); add then succeeds on the expired key."""
+    backend.set("expire1", "very quickly", 0.05)
+    wait_until(lambda: backend.get("expire1") is None, what="expire1 to expire")
+    assert backend.has_key("expire1") is False
+    assert backend.add("expire1", "newvalue") is True and backend.get("expire1") == "newvalue"
+
+
 def test_incr_decr(backend: Any) -> None:
     """incr/decr change ints atomically; a missing key is a ValueError."""
     backend.set("n", 10)
