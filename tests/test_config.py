@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import stratacache as sc
 from stratacache.config import parse_duration
@@ -169,3 +173,39 @@ def test_postgres_driver_options_pass_through(postgres_url: str) -> None:
     cache.sync.set("k", 1)
     assert cache.sync.get("k") == 1
     cache.sync.close()
+
+
+OPTION_NAMES = [
+    "namespace",
+    "default_ttl",
+    "refresh_after",
+    "stale_ttl",
+    "jitter",
+    "early_refresh_beta",
+    "cache_none",
+    "max_key_length",
+    "breaker_threshold",
+    "breaker_reset",
+    "bus",
+    "lock",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(option=st.sampled_from(OPTION_NAMES), text=st.text(max_size=12))
+def test_any_environment_text_builds_or_is_a_config_error(option: str, text: str) -> None:
+    """Whatever text a STRATACACHE_* variable holds, the result is a cache or a ConfigError."""
+    environ = {"STRATACACHE_URL": "memory://", "STRATACACHE_" + option.upper(): text}
+    with contextlib.suppress(sc.ConfigError):
+        sc.Cache.from_env(environ)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    option=st.sampled_from(["maxsize", "ttl", "max_bytes", "name", "other"]),
+    text=st.text(max_size=12),
+)
+def test_any_memory_option_text_builds_or_is_a_config_error(option: str, text: str) -> None:
+    """Whatever a memory:// option holds, the result is a cache or a ConfigError."""
+    with contextlib.suppress(sc.ConfigError):
+        sc.Cache.from_url("memory://?" + urlencode({option: text}))
