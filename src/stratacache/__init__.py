@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import decorators as _decorators  # registers Cache.cached
 from . import (
+    config,  # registers Cache.from_url / from_env / from_dict
     events,  # registers Cache.invalidate_on
     warming,  # registers Cache.warm
 )
+from . import decorators as _decorators  # registers Cache.cached
 from .core import durations
 from .core.clock import Clock, ManualClock, SystemClock
 from .core.codec import EntryCodec
@@ -95,6 +96,7 @@ __all__ = [
     "TierError",
     "TypeRegistry",
     "cached",
+    "config",
     "durations",
     "events",
     "register_type",

@@ -34,7 +34,7 @@ from .core.keys import CallKeyBuilder
 from .engine import signals
 from .engine.cache import Cache
 from .engine.lock import FleetLock, SyncFleetLock
-from .engine.policy import UNSET, EntryPolicy
+from .engine.policy import UNSET, EntryPolicy, store_predicate
 from .engine.signals import send as _send
 from .engine.stats import FunctionStats
 
@@ -81,6 +81,8 @@ def cached(
     refresh_after: Any = UNSET,
     stale_ttl: Any = UNSET,
     cache_none: bool | None = None,
+    condition: Callable[[Any], bool] | None = None,
+    unless: Callable[[Any], bool] | None = None,
     lock: FleetLock | bool | None = None,
     refresh_every: float | None = None,
     warm: Any = None,
@@ -97,6 +99,9 @@ def cached(
         stale_ttl: seconds a result is kept past ``ttl`` to serve if the function raises
             (0 or None: off). Every duration is checked at decoration (``ConfigError``).
         cache_none: whether a ``None`` result is cached (default: the cache's setting).
+        condition / unless: predicates on the result: it is cached only when ``condition``
+            returns true and ``unless`` returns false (e.g. ``unless=lambda r: r is None``);
+            the caller gets the result either way.
         lock: on a miss, run the function once across the fleet: ``True`` for the cache's
             fleet lock (``cache.readthrough.lock``), or a ``FleetLock`` such as ``RedisLock``.
         refresh_every: seconds between background recomputations of the function's hot
@@ -113,7 +118,8 @@ def cached(
     refresh_every = check_optional("refresh_every", refresh_every)
     if lock is not None and not isinstance(lock, (bool, FleetLock)):
         raise ConfigError(f"lock must be True, False or a FleetLock, not {lock!r}")
-    policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none)
+    store_if = store_predicate(condition, unless)
+    policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none, store_if)
 
     def decorate(fn: F) -> F:
         if not callable(fn):

@@ -43,7 +43,7 @@ def _loader(calls: list[int]) -> Callable[[], int]:
     return load
 
 
-@pytest.mark.parametrize("tags", BAD_TAGS, ids=repr)
+@pytest.mark.parametrize("tags", BAD_TAGS, ids=lambda t: repr(t)[:20])
 async def test_async_calls_refuse_bad_tags(cache: sc.Cache, tags: Any) -> None:
     """Async set, set_many and get_or_set refuse a bad tag list; no loader runs, nothing is stored."""
     calls: list[int] = []
@@ -57,7 +57,7 @@ async def test_async_calls_refuse_bad_tags(cache: sc.Cache, tags: Any) -> None:
     _untouched(cache)
 
 
-@pytest.mark.parametrize("tags", BAD_TAGS, ids=repr)
+@pytest.mark.parametrize("tags", BAD_TAGS, ids=lambda t: repr(t)[:20])
 async def test_sync_calls_refuse_bad_tags(cache: sc.Cache, tags: Any) -> None:
     """cache.sync refuses the same tag lists the async client refuses, with the same effect."""
     calls: list[int] = []

@@ -32,7 +32,8 @@ from . import signals
 from .bus import Invalidation, InvalidationBus
 from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
-from .policy import UNSET, EntryPolicy
+from .policy import UNSET, EntryPolicy, store_predicate
+from .primitives import AsyncPrimitives, check_tags
 from .readthrough import ReadThrough
 from .signals import send as _send
 from .stack import TierStack
@@ -45,7 +46,7 @@ MAX_BETA = 1000.0
 Loader = Callable[[], Any]
 
 
-class Cache:
+class Cache(AsyncPrimitives):
     """A multi-level cache. See the module docstring for the read and write order.
 
     Args:
@@ -197,10 +198,17 @@ class Cache:
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
         cache_none: bool | None = None,
+        store_if: Callable[[Any], bool] | None = None,
     ) -> EntryPolicy:
         """The cache's default entry policy with any of its fields overridden."""
         base = self.policy
-        if ttl is UNSET and refresh_after is UNSET and stale_ttl is UNSET and cache_none is None:
+        if (
+            ttl is UNSET
+            and refresh_after is UNSET
+            and stale_ttl is UNSET
+            and cache_none is None
+            and store_if is None
+        ):
             return base
         return EntryPolicy(
             base.ttl if ttl is UNSET else ttl,
@@ -208,6 +216,7 @@ class Cache:
             base.stale_ttl if stale_ttl is UNSET else stale_ttl,
             base.jitter,
             base.cache_none if cache_none is None else cache_none,
+            store_if,
         )
 
     # -- reads -----------------------------------------------------------------------------------
@@ -249,16 +258,20 @@ class Cache:
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
         lock: Any = None,
+        condition: Callable[[Any], bool] | None = None,
+        unless: Callable[[Any], bool] | None = None,
     ) -> Any:
         """The cached value of ``key``, else ``loader()``'s result (stored; sync or async loader).
 
         ``lock=True`` (or a ``FleetLock``) runs the loader once across the fleet on a miss.
+        ``condition``/``unless``: predicates on the loaded value: store it only when
+        ``condition(value)`` is true and ``unless(value)`` is false (it is returned either way).
         """
         await self.start()
-        policy = self.entry_policy(ttl, refresh_after, stale_ttl)
+        store_if = store_predicate(condition, unless)
+        policy = self.entry_policy(ttl, refresh_after, stale_ttl, store_if=store_if)
         fleet = self.readthrough.resolve_lock(lock)
-        fkey, tag_tuple = self.full_key(key), self.check_tags(tags)
-        entry = await self.fetch(fkey, loader, policy, tag_tuple, None, fleet)
+        entry = await self.fetch(self.full_key(key), loader, policy, check_tags(tags), None, fleet)
         return entry.value
 
     # -- writes ----------------------------------------------------------------------------------
@@ -292,16 +305,10 @@ class Cache:
             Invalidation(keys=tuple(entries), reason="overwrite", origin=self.origin)
         )
 
-    def check_tags(self, tags: Iterable[str]) -> tuple[str, ...]:
-        """``tags`` as a tuple of valid tags, else ``CacheKeyError``/``ConfigError`` (a caller's error)."""
-        if isinstance(tags, str):
-            raise ConfigError("tags must be a list of strings, not a single string")
-        return tuple(validate_key(t, self.max_key_length) for t in tags)
-
     def _new_entry(self, value: Any, policy: EntryPolicy, tags: Sequence[str]) -> Entry:
-        tag_tuple = self.check_tags(tags)
+        tags = check_tags(tags)
         payload = self.codec.dumps_value(value)  # raises SerializationError before any write
-        return policy.make(value, self.clock.time(), tag_tuple, payload=payload)
+        return policy.make(value, self.clock.time(), tags, payload=payload)
 
     # -- invalidation (logic in engine.invalidation) ------------------------------------------
     async def delete(self, key: str) -> None:
@@ -381,6 +388,31 @@ class Cache:
 
     #: set by ``stratacache.warming`` on import
     warm_factory: Callable[..., Any] | None = None
+
+    #: set by ``stratacache.config`` on import: the ``from_url``/``from_env``/``from_dict`` builders
+    config_factory: dict[str, Callable[..., Cache]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Cache:
+        """A cache over comma-separated tier URLs, top-down (see ``stratacache.config``)."""
+        return cls._configured("url", url, **options)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Cache:
+        """A cache from ``STRATACACHE_URL`` and ``STRATACACHE_*`` variables (``stratacache.config``)."""
+        return cls._configured("env", environ, **options)
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> Cache:
+        """A cache from a settings mapping with ``tiers`` (see ``stratacache.config``)."""
+        return cls._configured("dict", settings)
+
+    @classmethod
+    def _configured(cls, form: str, *args: Any, **options: Any) -> Cache:
+        factory = cls.config_factory.get(form)
+        if factory is None:
+            raise ConfigError("import stratacache (or stratacache.config) to use Cache.from_url")
+        return factory(*args, **options)
 
     async def warm(self, **options: Any) -> Any:
         """Run the registered warmers (see ``stratacache.warming.warm``); returns a summary."""

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.durations import MAX_SECONDS, MIN_SECONDS, check_fraction, check_optional
@@ -58,6 +58,14 @@ class EntryPolicy:
     stale_ttl: float = 0.0
     jitter: float = 0.0
     cache_none: bool = True
+    #: a predicate on a loaded value: store it only when this returns True (None: always)
+    store_if: Callable[[Any], bool] | None = None
+
+    def stores(self, value: object) -> bool:
+        """Whether a loaded ``value`` is written to the tiers (``cache_none`` and ``store_if``)."""
+        if value is None and not self.cache_none:
+            return False
+        return self.store_if is None or bool(self.store_if(value))
 
     def __post_init__(self) -> None:
         ttl, soft, stale = self.ttl, self.refresh_after, self.stale_ttl
@@ -145,3 +153,18 @@ def cap(entry: Entry, tier_ttl: float | None, now: float, local: bool = False) -
 
 def _min(value: float | None, limit: float) -> float:
     return limit if value is None else min(value, limit)
+
+
+def store_predicate(
+    condition: Callable[[Any], bool] | None, unless: Callable[[Any], bool] | None
+) -> Callable[[Any], bool] | None:
+    """One "store this result?" predicate from ``condition=`` (store when true) and ``unless=``
+    (do not store when true); ``ConfigError`` if either is given but not callable."""
+    for name, given in (("condition", condition), ("unless", unless)):
+        if given is not None and not callable(given):
+            raise ConfigError(f"{name} must be a predicate on the result, not {given!r}")
+    if unless is None:
+        return condition
+    if condition is None:
+        return lambda value: not unless(value)
+    return lambda value: bool(condition(value)) and not unless(value)

@@ -299,7 +299,7 @@ class ReadThrough:
             del self._loaded[next(iter(self._loaded))]
         value_bytes = self.cache.codec.dumps_value(value)
         entry = policy.make(value, self.cache.clock.time(), tags, cost, value_bytes)
-        if value is None and not policy.cache_none:
+        if not policy.stores(value):
             return entry
         if not await self.cache.tiers.write(fkey, entry, leases, self.cache.clock.time()):
             accounting.refused_set(self.cache, fkey)

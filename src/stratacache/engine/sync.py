@@ -22,8 +22,9 @@ from ..core.entry import Entry
 from . import accounting, sync_lock
 from .bus import Invalidation
 from .lock import SyncFleetLock
-from .policy import UNSET, EntryPolicy, Freshness, classify
+from .policy import UNSET, EntryPolicy, Freshness, classify, store_predicate
 from .portal import Portal, _await
+from .primitives import SyncPrimitives, check_tags
 from .readthrough import matches
 from .stack import TierSlot
 from .stats import FunctionStats
@@ -36,7 +37,7 @@ T = TypeVar("T")
 log = logging.getLogger("stratacache")
 
 
-class SyncCache:
+class SyncCache(SyncPrimitives):
     """Blocking twin of ``Cache``'s public API (reach it as ``cache.sync``)."""
 
     def __init__(self, cache: Cache) -> None:
@@ -127,16 +128,20 @@ class SyncCache:
         refresh_after: Any = UNSET,
         stale_ttl: Any = UNSET,
         lock: Any = None,
+        condition: Callable[[Any], bool] | None = None,
+        unless: Callable[[Any], bool] | None = None,
     ) -> Any:
         """The cached value of ``key``, else ``loader()``'s (a sync callable), stored.
 
-        ``lock=True`` (or a ``SyncFleetLock``) runs the loader once across the fleet on a miss.
+        ``lock=True`` (or a ``SyncFleetLock``) runs the loader once across the fleet on a miss;
+        ``condition``/``unless``: see ``Cache.get_or_set``.
         """
         self.start()
-        policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
+        store_if = store_predicate(condition, unless)
+        policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl, store_if=store_if)
         fleet = self.resolve_lock(lock)
-        fkey, tag_tuple = self.cache.full_key(key), self.cache.check_tags(tags)
-        return self.fetch(fkey, loader, policy, tag_tuple, None, fleet).value
+        fkey = self.cache.full_key(key)
+        return self.fetch(fkey, loader, policy, check_tags(tags), None, fleet).value
 
     def resolve_lock(self, lock: Any) -> SyncFleetLock | None:
         """``lock=`` as callers give it (True: the cache's lock) as a blocking lock, or None."""
@@ -242,7 +247,7 @@ class SyncCache:
         accounting.loaded(cache, fkey, fstats, cost)
         payload = cache.codec.dumps_value(value)
         entry = policy.make(value, cache.clock.time(), tags, cost, payload)
-        if (value is not None or policy.cache_none) and not self._write(fkey, entry, leases):
+        if policy.stores(value) and not self._write(fkey, entry, leases):
             accounting.refused_set(cache, fkey)
         return entry
 

@@ -30,6 +30,7 @@ from ..core.durations import check_duration, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
 from ..core.tier import TierContext
+from . import _redis_atomic as ra
 from . import _redis_scripts as rs
 from ._redis_client import (
     _SCAN_BATCH,
@@ -477,6 +478,19 @@ class RedisTier:
 
     def clear_sync(self) -> None:
         self.delete_prefix_sync(self._context.namespace + ":")
+
+    # -- atomic read-modify-write (``_redis_atomic``; used by add/incr/touch) -------------------
+    async def read_versioned(self, key: str) -> tuple[Entry | None, object]:
+        return await self._run("read_versioned", lambda: ra.read_versioned_op(self, key))
+
+    async def compare_and_set(self, key: str, token: object, entry: Entry) -> bool:
+        return await self._run("cas", lambda: ra.compare_and_set_op(self, key, token, entry))
+
+    def read_versioned_sync(self, key: str) -> tuple[Entry | None, object]:
+        return self._run_sync("read_versioned", lambda: ra.read_versioned_op(self, key))
+
+    def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool:
+        return self._run_sync("cas", lambda: ra.compare_and_set_op(self, key, token, entry))
 
 
 def _text(key: bytes | str) -> str:

@@ -300,6 +300,42 @@ class SQLTier:
     async def clear(self) -> None:
         await self.delete_prefix(self._context.namespace + ":")
 
+    # -- atomic read-modify-write (used by add/incr/touch) ------------------------------------
+    def read_versioned_sync(self, key: str) -> tuple[Entry | None, object]:
+        """The live entry under ``key`` and a token naming the stored bytes (see ``compare_and_set``)."""
+        return self._guard("read_versioned", self._read_versioned, key)
+
+    def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool:
+        """Store ``entry`` iff ``key`` still holds the bytes ``token`` names; one statement."""
+        row, now = self._row(key, entry), self._now()
+        raw = token if isinstance(token, bytes) else None
+        return bool(self._guard("cas", self.store.compare_and_set, key, raw, row, now))
+
+    async def read_versioned(self, key: str) -> tuple[Entry | None, object]:
+        return await self._offload("read_versioned", self._read_versioned, key)
+
+    async def compare_and_set(self, key: str, token: object, entry: Entry) -> bool:
+        row, now = self._row(key, entry), self._now()
+        raw = token if isinstance(token, bytes) else None
+        return bool(await self._offload("cas", self.store.compare_and_set, key, raw, row, now))
+
+    def _read_versioned(self, key: str) -> tuple[Entry | None, bytes | None]:
+        """Two reads (raw row, then live row) that agree; retried while a writer moves the row."""
+        for _ in range(16):
+            raw = self.store.raw_value(key)
+            if raw is None:
+                return None, None
+            now = self._now()
+            live = self.store.read_one(key, now)
+            if live is None:
+                if self.store.raw_value(key) == raw:
+                    return None, raw  # expired or outdated by a tag: absent, but versioned
+                continue
+            if bytes(live) == raw:
+                return self._entry(key, live, now), raw
+        changing = RuntimeError(f"the row of {key!r} kept changing during a versioned read")
+        raise TierError(self.name, "read_versioned", changing)
+
     async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
         """A page of live keys in key order after ``cursor`` (see ``core.tier.KeyScanner``)."""
         keys = await self._offload("scan", self.store.scan, prefix, cursor, count + 1, self._now())

@@ -80,6 +80,7 @@ class PostgresStore:
             " value = excluded.value, expires_at = excluded.expires_at, tags = excluded.tags,"
             " seq = excluded.seq, size = excluded.size, atime = excluded.atime"
         )
+        self._put_if = self._put + " WHERE e.value IS NOT DISTINCT FROM %s::bytea RETURNING e.key"
         self._bump = (
             f"INSERT INTO {v} AS v VALUES (%s, '{COUNTER}', 1, %s) ON CONFLICT (namespace, name)"
             " DO UPDATE SET seq = v.seq + 1, updated = excluded.updated RETURNING seq"
@@ -209,15 +210,24 @@ class PostgresStore:
             if cols and "atime" not in cols:
                 conn.execute(f"DROP TABLE {t}")
                 conn.execute(f"DROP TABLE IF EXISTS {v}")
+                cols = set()
+            found = conn.execute("SELECT to_regclass(%s)", (v,)).fetchone()
+            # DDL locks the tables even when they exist: a process starting beside others
+            # that are writing would deadlock with them, so create only what is missing
+            ready = bool(cols) and found is not None and found[0] is not None
             for ddl in (
-                f'CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY, value bytea,'
-                " expires_at double precision, tags text[], seq bigint NOT NULL DEFAULT 0,"
-                " size bigint NOT NULL DEFAULT 0, atime double precision NOT NULL DEFAULT 0)",
-                f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)",
-                f"CREATE INDEX IF NOT EXISTS {t}_atime ON {t} (atime)",
-                f"CREATE TABLE IF NOT EXISTS {v} (namespace text, name text, seq bigint NOT NULL,"
-                " updated double precision NOT NULL, PRIMARY KEY (namespace, name))",
-                f"CREATE INDEX IF NOT EXISTS {v}_seq ON {v} (namespace, seq)",
+                ()
+                if ready
+                else (
+                    f'CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY, value bytea,'
+                    " expires_at double precision, tags text[], seq bigint NOT NULL DEFAULT 0,"
+                    " size bigint NOT NULL DEFAULT 0, atime double precision NOT NULL DEFAULT 0)",
+                    f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)",
+                    f"CREATE INDEX IF NOT EXISTS {t}_atime ON {t} (atime)",
+                    f"CREATE TABLE IF NOT EXISTS {v} (namespace text, name text, seq bigint NOT NULL,"
+                    " updated double precision NOT NULL, PRIMARY KEY (namespace, name))",
+                    f"CREATE INDEX IF NOT EXISTS {v}_seq ON {v} (namespace, seq)",
+                )
             ):
                 conn.execute(ddl)
             conn.execute(
@@ -338,6 +348,22 @@ class PostgresStore:
                 return False
             conn.execute(self._put, _params(row, lease, now))
         return True
+
+    def raw_value(self, key: str) -> bytes | None:
+        """The stored bytes of ``key`` whatever their freshness (None: no row or a tombstone)."""
+        found = self._query(f"SELECT value FROM {self.table} WHERE key = %s", (key,), False)
+        return None if found is None or found[0] is None else bytes(found[0])
+
+    def compare_and_set(self, key: str, token: bytes | None, row: Row | None, now: float) -> bool:
+        """Store ``row`` (None: a tombstone) iff ``key`` still holds ``token``; PostgreSQL
+        re-checks the condition on the newest row version, so this is atomic."""
+        with self.connection() as conn, conn.transaction():
+            seq = self._bumped(conn, now)
+            params = (
+                _params(row, seq, now) if row is not None else (key, None, now, None, seq, 0, now)
+            )
+            done = conn.execute(self._put_if, (*params, token)).fetchone()
+        return done is not None
 
     def _bumped(self, conn: psycopg.Connection[Any], now: float) -> int:
         row = conn.execute(self._bump, (self.ns, now)).fetchone()

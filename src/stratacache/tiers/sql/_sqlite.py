@@ -80,6 +80,12 @@ class SQLiteStore:
         )
         self._put = upsert % f"COALESCE(({self._counter}), 0)"
         self._put_leased = upsert % "?"
+        self._put_if = (
+            f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            " expires_at = excluded.expires_at, tags = excluded.tags, seq = excluded.seq,"
+            f" size = excluded.size, atime = excluded.atime WHERE {t}.value IS ? RETURNING key"
+        )
         self._since = f"SELECT name FROM {v} WHERE namespace = ? AND seq > ?"
         self._row_seq = f"SELECT seq FROM {t} WHERE key = ?"
         self._bump = (
@@ -240,6 +246,22 @@ class SQLiteStore:
                 return False
             conn.execute(self._put_leased, _params(row, lease, now))
         return True
+
+    def raw_value(self, key: str) -> bytes | None:
+        """The stored bytes of ``key`` whatever their freshness (None: no row or a tombstone)."""
+        row = self.conn().execute(f"SELECT value FROM {self.table} WHERE key = ?", (key,))
+        found = row.fetchone()
+        return None if found is None or found[0] is None else bytes(found[0])
+
+    def compare_and_set(self, key: str, token: bytes | None, row: Row | None, now: float) -> bool:
+        """Store ``row`` (None: a tombstone) iff ``key`` still holds ``token``; one statement."""
+        with self._write() as conn:
+            seq = conn.execute(self._bump, (self.ns, now)).fetchone()[0]
+            params = (
+                _params(row, seq, now) if row is not None else (key, None, now, None, seq, 0, now)
+            )
+            done = conn.execute(self._put_if, (*params, token)).fetchone()
+        return done is not None
 
     def checkpoint(self) -> None:
         """Copy the WAL back into the database and make the next writer start it over."""

@@ -1,0 +1,4 @@
+"""Framework integrations: ``contrib.django``, ``contrib.flask``, ``contrib.starlette`` (FastAPI).
+
+Each module imports its framework; ``import stratacache`` imports none of them.
+"""
