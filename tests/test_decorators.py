@@ -47,19 +47,19 @@ async def test_async_function_is_called_once() -> None:
 
 
 def test_methods_are_cached_per_arguments() -> None:
-    """A decorated method caches by its arguments (self excluded from automatic keys)."""
+    """A decorated method with ignore=("self",) caches by its other arguments only."""
     cache = _cache()
     calls = []
 
     class Repo:
-        @cache.cached(ttl=60)
+        @cache.cached(ttl=60, ignore=("self",))
         def find(self, item_id: int) -> str:
             calls.append(item_id)
             return f"item{item_id}"
 
     repo = Repo()
     assert repo.find(1) == repo.find(1) == "item1"
-    assert Repo().find(1) == "item1"  # same automatic key from another instance
+    assert Repo().find(1) == "item1"  # same automatic key from another instance (self ignored)
     assert calls == [1]
 
 

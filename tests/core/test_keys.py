@@ -88,15 +88,18 @@ def test_var_keyword_order_does_not_matter() -> None:
     assert k1 == k2
 
 
-def test_methods_skip_self_in_automatic_keys() -> None:
-    """Two instances calling a method with the same arguments share the key."""
+def test_methods_key_self_or_refuse_it() -> None:
+    """``self`` is part of the key: a plain instance is refused, ignore=("self",) leaves it out."""
 
     class Repo:
         def find(self, item_id: int) -> None: ...
 
     builder = CallKeyBuilder(Repo.find)
-    k1 = builder.key(builder.bind((Repo(), 3), {}), (Repo(), 3), {})
-    k2 = builder.key(builder.bind((Repo(), 3), {}), (Repo(), 3), {})
+    with pytest.raises(CacheKeyError, match=r"__cache_key__|ignore=\(\"self\",\)"):
+        builder.key(builder.bind((Repo(), 3), {}), (Repo(), 3), {})
+    loose = CallKeyBuilder(Repo.find, ignore=("self",))
+    k1 = loose.key(loose.bind((Repo(), 3), {}), (Repo(), 3), {})
+    k2 = loose.key(loose.bind((Repo(), 3), {}), (Repo(), 3), {})
     assert k1 == k2
 
 

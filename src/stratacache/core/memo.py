@@ -1,0 +1,253 @@
+"""A decorated function's memo: raw call arguments → the memory tier's entry for the call's key.
+
+The memo lets a hit skip key building: one dict lookup, one deadline compare.
+It must never be coarser than the key (two calls it takes for one must have
+one key) and must keep nothing alive:
+
+- A slot lives exactly as long as its entry: the memory tier kills an entry
+  whenever it drops it (eviction, expiry, invalidation, ``clear()``), and the
+  kill removes the slot, releasing the arguments it held.
+- Arguments that are plain values (str, numbers, ``None``, tuples of them, ...)
+  are held while the entry lives; any other object (an instance passed as
+  ``self``, say) is held by a weak reference and matched by identity, so the
+  memo never keeps it alive, and its slot goes when it is collected. Calls
+  with objects that can be neither are not memoized (they take the slow path).
+- The memo has at most the memory tier's ``maxsize`` slots and, when the tier
+  has ``max_bytes``, at most that many bytes of held arguments.
+
+With an automatic key (equality rule, see ``core.canonical``) a slot matches
+equal arguments, as a dict does. With a template or callable key, which may
+render equal arguments differently (``1`` and ``True``), a hit also needs the
+same argument types, and only arguments whose equal values of one type render
+alike are memoized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from .entry import Entry
+
+#: separates positional arguments from keyword names and values in a memo key
+KW = object()
+_EQUAL_ATOMS = frozenset(
+    {str, bytes, int, float, bool, type(None), complex, Decimal, Fraction}
+    | {dt.date, dt.datetime, dt.time, dt.timedelta, uuid.UUID}
+)
+_TYPED_ATOMS = frozenset({str, bytes, int, bool, type(None)})
+_BASES = (int, float, str, bytes, tuple, frozenset)
+_NOT_MEMOIZABLE = -1
+
+
+def call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The memo key of a call, as the decorators build it inline on the hot path."""
+    return args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
+
+
+def split_call_key(key: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` back from a memo key."""
+    for cut, part in enumerate(key):
+        if part is KW:
+            n = (len(key) - cut - 1) // 2
+            names, values = key[cut + 1 : cut + 1 + n], key[cut + 1 + n :]
+            return key[:cut], dict(zip(names, values, strict=True))
+    return key, {}
+
+
+class _WeakArgs:
+    """A stored memo key holding some arguments by weak reference, equal to the live call tuple."""
+
+    __slots__ = ("__weakref__", "hash", "parts", "weak")
+
+    def __init__(
+        self, key: tuple[Any, ...], weak: frozenset[int], on_dead: Callable[[Any], None]
+    ) -> None:
+        self.hash = hash(key)
+        self.weak = tuple(i in weak for i in range(len(key)))
+        self.parts = tuple(weakref.ref(v, on_dead) if i in weak else v for i, v in enumerate(key))
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        if type(other) is not tuple or len(other) != len(self.parts):
+            return False
+        for part, weak, value in zip(self.parts, self.weak, other, strict=True):
+            if weak:
+                if part() is not value:
+                    return False
+            elif not (part is value or part == value):
+                return False
+        return True
+
+    def resolve(self) -> tuple[Any, ...] | None:
+        """The arguments again, or None once a weakly held one was collected."""
+        values = []
+        for part, weak in zip(self.parts, self.weak, strict=True):
+            if weak:
+                part = part()
+                if part is None:
+                    return None
+            values.append(part)
+        return tuple(values)
+
+
+class CallMemo:
+    """Raw call arguments → ``(entry, full key, argument types or None, ...)``, bounded."""
+
+    __slots__ = ("__weakref__", "byte_limit", "bytes", "data", "limit", "top", "typed")
+
+    def __init__(self, top: Any, typed: bool) -> None:
+        usable = callable(getattr(top, "peek", None)) and hasattr(top, "touch")
+        self.top = top if usable else None
+        self.limit = max(1, int(getattr(top, "maxsize", 10_000)))
+        limit = getattr(top, "max_bytes", None)
+        self.byte_limit: int | None = int(limit) if limit is not None else None
+        self.bytes = 0
+        self.typed = typed
+        self.data: dict[Any, tuple[Any, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def remember(self, key: tuple[Any, ...] | None, fkey: str, trusted: bool) -> None:
+        """Memoize the memory tier's entry for ``fkey`` under the call ``key``."""
+        if key is None or self.top is None or not trusted:
+            return
+        entry: Entry | None = self.top.peek(fkey)
+        if entry is None or not entry.alive:
+            return
+        stored, size = self._stored(key)
+        if stored is None or (self.byte_limit is not None and size > self.byte_limit):
+            return
+        types = tuple(map(type, key)) if self.typed else None
+        self.drop_call(key)
+        me = weakref.ref(self)
+
+        def watcher() -> None:  # the entry died: drop the slot (the memo may be gone)
+            memo = me()
+            if memo is not None:
+                memo.drop(stored)
+
+        self.data[stored] = (entry, fkey, types, stored, size, watcher)
+        self.bytes += size
+        if entry.watchers is None:
+            entry.watchers = []
+        entry.watchers.append(watcher)
+        if not entry.alive:  # killed by another thread meanwhile
+            self.drop(stored)
+        self._trim()
+
+    def drop(self, stored: Any) -> None:
+        """Remove the slot stored under ``stored`` (if it is still that one)."""
+        slot = self.data.get(stored)
+        if slot is None or slot[3] is not stored:
+            return
+        self.data.pop(stored, None)
+        self._release(slot)
+
+    def drop_call(self, key: tuple[Any, ...]) -> None:
+        """Remove the slot an equal call uses, if any."""
+        try:
+            slot = self.data.pop(key, None)
+        except TypeError:
+            return
+        if slot is not None:
+            self._release(slot)
+
+    def clear(self) -> None:
+        """Drop every slot."""
+        for stored in list(self.data):
+            self.drop(stored)
+
+    def calls(self) -> Iterator[tuple[tuple[Any, ...], dict[str, Any], str, Entry]]:
+        """The memoized calls whose entry is alive: ``(args, kwargs, full key, entry)``."""
+        for stored, slot in list(self.data.items()):
+            entry = slot[0]
+            if not entry.alive:
+                continue
+            key = stored.resolve() if isinstance(stored, _WeakArgs) else stored
+            if key is not None:
+                args, kwargs = split_call_key(key)
+                yield args, kwargs, slot[1], entry
+
+    def _release(self, slot: tuple[Any, ...]) -> None:
+        self.bytes -= slot[4]
+        watchers = slot[0].watchers
+        if watchers is not None:
+            with contextlib.suppress(ValueError):  # already called and dropped
+                watchers.remove(slot[5])
+
+    def _trim(self) -> None:
+        data = self.data
+        while data and (
+            len(data) > self.limit or (self.byte_limit is not None and self.bytes > self.byte_limit)
+        ):
+            try:
+                oldest = next(iter(data))
+            except (StopIteration, RuntimeError):  # emptied or changed by another thread
+                return
+            self.drop(oldest)
+
+    def _stored(self, key: tuple[Any, ...]) -> tuple[Any, int]:
+        """The key to store (weak where needed) and the bytes of arguments it holds."""
+        size = 0
+        weak = set()
+        for i, value in enumerate(key):
+            held = self._plain(value)
+            if held != _NOT_MEMOIZABLE:
+                size += held
+                continue
+            try:
+                weakref.ref(value)
+            except TypeError:
+                return None, 0
+            weak.add(i)
+        if not weak:
+            return key, size
+
+        def on_dead(_ref: Any) -> None:
+            self_ = me()
+            if self_ is not None:
+                self_.drop(stored)
+
+        me = weakref.ref(self)
+        stored = _WeakArgs(key, frozenset(weak), on_dead)
+        return stored, size
+
+    def _plain(self, value: Any) -> int:
+        """Bytes held if ``value`` may be held strongly and matched by equality, else -1."""
+        kind = type(value)
+        if value is KW or isinstance(value, (type, enum.Enum)):
+            return 0
+        if self.typed:
+            if kind is float and value != 0 and value == value:  # -0.0 and 0.0 render apart
+                return 32
+            if kind not in _TYPED_ATOMS:
+                return _NOT_MEMOIZABLE
+            return 32 + len(value) if kind is str or kind is bytes else 32
+        if kind not in _EQUAL_ATOMS:
+            base: Any = next((b for b in _BASES if isinstance(value, b)), None)
+            if base is None or kind.__eq__ is not base.__eq__ or kind.__hash__ is not base.__hash__:
+                return _NOT_MEMOIZABLE  # a subclass whose equality we cannot vouch for
+        if isinstance(value, (tuple, frozenset)):
+            total = 56
+            for item in value:
+                held = self._plain(item)
+                if held == _NOT_MEMOIZABLE:
+                    return _NOT_MEMOIZABLE
+                total += 8 + held
+            return total
+        if isinstance(value, (str, bytes)):
+            return 50 + len(value)
+        return 32
