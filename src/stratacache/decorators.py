@@ -130,6 +130,7 @@ def cached(
         else:
             wrapper = _sync_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         wrapper.stats = fstats  # type: ignore[attr-defined]
+        wrapper._memo = memo  # type: ignore[attr-defined]  # introspection and tests
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
             cache.readthrough.warmers.append((wrapper, warm))
