@@ -241,7 +241,11 @@ def test_generators_are_refused_at_decoration() -> None:
     async def anumbers() -> AsyncIterator[int]:
         yield 1
 
-    for fn in (numbers, anumbers, functools.wraps(numbers)(lambda: numbers())):
+    class Source:
+        def rows(self) -> Iterator[int]:
+            yield 1
+
+    for fn in (numbers, anumbers, functools.partial(numbers), Source().rows):
         with pytest.raises(sc.ConfigError, match="generator"):
             cache.cached(ttl=60)(fn)
 

@@ -361,13 +361,11 @@ def _safe_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 def _refuse_generators(fn: Callable[..., Any]) -> None:
     """Generators cannot be cached by value: refuse them where they are decorated."""
-    target = inspect.unwrap(fn) if hasattr(fn, "__wrapped__") else fn
-    for candidate in (fn, target):
-        if inspect.isgeneratorfunction(candidate) or inspect.isasyncgenfunction(candidate):
-            raise ConfigError(
-                f"@cached cannot cache the generator function {candidate!r}: its result is an "
-                "iterator consumed once. Cache a function that returns a list instead."
-            )
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigError(
+            f"@cached cannot cache the generator function {fn!r}: its result is an iterator "
+            "consumed once. Cache a function that returns a list instead."
+        )
 
 
 _KEY_SPACES: weakref.WeakKeyDictionary[Cache, KeySpaces] = weakref.WeakKeyDictionary()
