@@ -217,12 +217,12 @@ def _async_wrapper(
         ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
         try:
             found = lookup(ck)
-        except TypeError:  # unhashable arguments: no memo, the slow path builds a digest key
+        except (TypeError, ReferenceError):  # unhashable: no memo; the slow path keys it
             found = None
             ck = None
         if found is not None:
             entry = found[0]
-            if entry.deadline > now() and (untyped or found[2] == tuple(map(type, ck))):
+            if entry.deadline > now() and (untyped or _same_types(found[2], ck)):
                 fstats.fast_hits += 1
                 try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]
@@ -303,12 +303,12 @@ def _sync_wrapper(
         ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
         try:
             found = lookup(ck)
-        except TypeError:
+        except (TypeError, ReferenceError):
             found = None
             ck = None
         if found is not None:
             entry = found[0]
-            if entry.deadline > now() and (untyped or found[2] == tuple(map(type, ck))):
+            if entry.deadline > now() and (untyped or _same_types(found[2], ck)):
                 fstats.fast_hits += 1
                 try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]
@@ -347,6 +347,14 @@ def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.
 
     threading.Thread(target=loop, name="stratacache-schedule", daemon=True).start()
     return stop
+
+
+def _same_types(types: Any, ck: tuple[Any, ...]) -> bool:
+    """Whether a call's arguments have the types a typed memo slot was stored with."""
+    if types is None:
+        return True
+    rest = types[1]
+    return types[0] is type(ck[0]) and (rest is None or rest == tuple(map(type, ck[1:])))
 
 
 def _safe_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

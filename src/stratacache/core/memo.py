@@ -62,44 +62,45 @@ def split_call_key(key: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any
     return key, {}
 
 
-class _WeakArgs:
-    """A stored memo key holding some arguments by weak reference, equal to the live call tuple."""
+class _WeakKey(tuple):  # type: ignore[type-arg]
+    """A stored memo key with ``weakref.proxy`` where the call had objects, equal to the call.
 
-    __slots__ = ("__weakref__", "hash", "parts", "weak")
+    A hit compares the stored key with the call's tuple in C: a proxy compares as its
+    referent, so nothing Python-level runs per hit, and nothing is kept alive. The hash
+    is the call tuple's, taken once at insertion (proxies themselves are unhashable).
+    """
 
-    def __init__(
-        self, key: tuple[Any, ...], weak: frozenset[int], on_dead: Callable[[Any], None]
-    ) -> None:
+    hash: int
+    refs: dict[int, weakref.ref[Any]]
+
+    def __new__(
+        cls, key: tuple[Any, ...], weak: frozenset[int], on_dead: Callable[[Any], None]
+    ) -> _WeakKey:
+        self = super().__new__(
+            cls, (weakref.proxy(v, on_dead) if i in weak else v for i, v in enumerate(key))
+        )
         self.hash = hash(key)
-        self.weak = tuple(i in weak for i in range(len(key)))
-        self.parts = tuple(weakref.ref(v, on_dead) if i in weak else v for i, v in enumerate(key))
+        self.refs = {i: weakref.ref(key[i]) for i in weak}
+        return self
 
     def __hash__(self) -> int:
         return self.hash
 
-    def __eq__(self, other: object) -> bool:
-        if other is self:
-            return True
-        if type(other) is not tuple or len(other) != len(self.parts):
-            return False
-        for part, weak, value in zip(self.parts, self.weak, other, strict=True):
-            if weak:
-                if part() is not value:
-                    return False
-            elif not (part is value or part == value):
-                return False
-        return True
-
     def resolve(self) -> tuple[Any, ...] | None:
         """The arguments again, or None once a weakly held one was collected."""
-        values = []
-        for part, weak in zip(self.parts, self.weak, strict=True):
-            if weak:
-                part = part()
-                if part is None:
-                    return None
-            values.append(part)
+        values = list(self)
+        for i, ref in self.refs.items():
+            values[i] = ref()
+            if values[i] is None:
+                return None
         return tuple(values)
+
+
+def _types(key: tuple[Any, ...]) -> tuple[type, tuple[type, ...] | None] | None:
+    """What a typed hit compares: the first argument's type and the rest's (None: nothing)."""
+    if not key:
+        return None
+    return type(key[0]), (tuple(map(type, key[1:])) if len(key) > 1 else None)
 
 
 class CallMemo:
@@ -130,16 +131,20 @@ class CallMemo:
         stored, size = self._stored(key)
         if stored is None or (self.byte_limit is not None and size > self.byte_limit):
             return
-        types = tuple(map(type, key)) if self.typed else None
+        types = _types(key) if self.typed else None
         self.drop_call(key)
         me = weakref.ref(self)
+        data = self.data
 
         def watcher() -> None:  # the entry died: drop the slot (the memo may be gone)
             memo = me()
             if memo is not None:
                 memo.drop(stored)
 
-        self.data[stored] = (entry, fkey, types, stored, size, watcher)
+        try:
+            data[stored] = (entry, fkey, types, stored, size, watcher)
+        except ReferenceError:  # compared with a colliding key whose object just died
+            return
         self.bytes += size
         if entry.watchers is None:
             entry.watchers = []
@@ -150,17 +155,20 @@ class CallMemo:
 
     def drop(self, stored: Any) -> None:
         """Remove the slot stored under ``stored`` (if it is still that one)."""
-        slot = self.data.get(stored)
-        if slot is None or slot[3] is not stored:
+        try:  # a dead proxy in a colliding key raises ReferenceError when compared
+            slot = self.data.get(stored)
+            if slot is None or slot[3] is not stored:
+                return
+            self.data.pop(stored, None)
+        except ReferenceError:
             return
-        self.data.pop(stored, None)
         self._release(slot)
 
     def drop_call(self, key: tuple[Any, ...]) -> None:
         """Remove the slot an equal call uses, if any."""
         try:
             slot = self.data.pop(key, None)
-        except TypeError:
+        except (TypeError, ReferenceError):
             return
         if slot is not None:
             self._release(slot)
@@ -176,7 +184,7 @@ class CallMemo:
             entry = slot[0]
             if not entry.alive:
                 continue
-            key = stored.resolve() if isinstance(stored, _WeakArgs) else stored
+            key = stored.resolve() if isinstance(stored, _WeakKey) else stored
             if key is not None:
                 args, kwargs = split_call_key(key)
                 yield args, kwargs, slot[1], entry
@@ -222,7 +230,7 @@ class CallMemo:
                 self_.drop(stored)
 
         me = weakref.ref(self)
-        stored = _WeakArgs(key, frozenset(weak), on_dead)
+        stored = _WeakKey(key, frozenset(weak), on_dead)
         return stored, size
 
     def _plain(self, value: Any) -> int:
