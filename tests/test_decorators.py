@@ -278,6 +278,8 @@ def test_methods_key_the_instance() -> None:
     assert Tariff("a", 2).charge_t(10) == 20 and Tariff("b", 3).charge_t(10) == 30
     with pytest.raises(sc.CacheKeyError, match="__cache_key__"):
         Bare().f(1)
+    with pytest.raises(sc.ConfigError, match="tuple of parameter names"):
+        cache.cached(ttl=60, ignore="self")(Bare.f)
 
 
 def test_classmethods_key_the_class_by_qualified_name() -> None:

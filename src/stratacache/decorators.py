@@ -101,6 +101,8 @@ def cached(
     """
     if isinstance(tags, str):
         raise ConfigError("tags must be a list of templates, not a single string")
+    if isinstance(ignore, str):
+        raise ConfigError(f"ignore must be a tuple of parameter names, e.g. ({ignore!r},)")
     if refresh_every is not None and refresh_every <= 0:
         raise ConfigError(
             f"refresh_every must be a positive number of seconds, not {refresh_every!r}"

@@ -232,6 +232,7 @@ EQUAL_PAIRS = [
     (0.0, -0.0),
     (1, Decimal("1.000")),
     (Decimal("3.10"), Decimal("3.1")),
+    (Decimal("1e999999999"), Decimal("10.00e999999998")),
     (0.5, Fraction(1, 2)),
     (Decimal("0.25"), 0.25),
     (2, complex(2, 0)),

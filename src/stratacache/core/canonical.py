@@ -39,6 +39,7 @@ from typing import Any
 #: The method a class defines to give its instances a stable cache identity.
 CACHE_KEY_METHOD = "__cache_key__"
 _MAX_DEPTH = 64
+_MAX_EXPONENT = 4000  # Decimals beyond 10**±4000 encode by their digits, not as a ratio
 _EPOCH = dt.datetime(1, 1, 1)
 _pack_len = struct.Struct(">I").pack
 
@@ -99,6 +100,10 @@ def _real(value: Any, out: list[bytes], path: str) -> None:
             out.append(b"fnan;")
         elif value.is_infinite():
             out.append(b"f-inf;" if value < 0 else b"finf;")
+        elif abs(value.adjusted()) > _MAX_EXPONENT:  # no float equals it; spare 10**huge
+            sign, digits, exponent = value.as_tuple()
+            text = "".join(map(str, digits)).rstrip("0")
+            _text(b"Q", f"{sign}:{text}e{int(exponent) + len(digits) - len(text)}", out)
         else:
             _number(*value.as_integer_ratio(), out)
     elif isinstance(value, Fraction):
