@@ -524,3 +524,21 @@ def test_equal_calls_share_entries_across_processes(
         check=True,
     )
     assert json.loads(result.stdout) == expected
+
+
+def test_factories_of_cached_functions_calling_each_other_can_run_twice() -> None:
+    """A closure over another cached function is identified by that function's key space."""
+    cache = _cache()
+
+    def build(rate: int) -> Callable[[int], int]:
+        @cache.cached(ttl=60)
+        def base(x: int) -> int:
+            return x * rate
+
+        @cache.cached(ttl=60)
+        def total(x: int) -> int:
+            return base(x) + 1
+
+        return total
+
+    assert [build(2)(5), build(3)(5), build(2)(5)] == [11, 16, 11]

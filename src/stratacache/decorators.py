@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from .core.entry import Entry
 from .core.errors import ConfigError
-from .core.keys import CallKeyBuilder
+from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
 from .core.memo import KW, CallMemo, call_key
 from .engine import signals
@@ -133,6 +133,7 @@ def cached(
             wrapper = _sync_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         wrapper.stats = fstats  # type: ignore[attr-defined]
         wrapper._memo = memo  # type: ignore[attr-defined]  # introspection and tests
+        setattr(wrapper, KEY_SPACE_ATTRIBUTE, builder.key_space)
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
             cache.readthrough.warmers.append((wrapper, warm))

@@ -24,6 +24,8 @@ from .canonical import CACHE_KEY_METHOD, UnkeyableError, canonical_bytes, qualif
 from .errors import CacheKeyError, ConfigError
 
 MAX_KEY_LENGTH = 1024
+#: set on decorated functions: the bytes that identify their key space (see ``key_space``)
+KEY_SPACE_ATTRIBUTE = "__stratacache_key_space__"
 _DIGEST_CHARS = 32
 _MAX_WRAPPED = 16
 
@@ -78,6 +80,10 @@ def function_identity(fn: Callable[..., Any]) -> tuple[bytes, tuple[object, ...]
 def _identity(fn: Any, out: list[bytes], unknown: list[object], depth: int) -> None:
     if depth > _MAX_WRAPPED:
         unknown.append(fn)
+        return
+    space = getattr(fn, KEY_SPACE_ATTRIBUTE, None)
+    if isinstance(space, bytes):  # a cached function: its key space is already unique
+        out.append(b"cached:" + space)
         return
     if isinstance(fn, functools.partial):
         _captured(("partial", fn.args, fn.keywords), out, unknown)
@@ -208,6 +214,17 @@ class CallKeyBuilder:
         self.tag_templates = tuple(KeyTemplate(t) for t in tags)
         for tag in self.tag_templates:
             tag.check_against(params)
+
+    @property
+    def key_space(self) -> bytes:
+        """What identifies the keys this builder makes, for functions that capture it."""
+        if self.template is not None:
+            return b"template:" + self.template.template.encode("utf-8", "surrogatepass")
+        if self.key_fn is not None:
+            inner, unknown = function_identity(self.key_fn)
+            if not unknown:
+                return b"key-callable:" + function_name(self.key_fn).encode() + inner
+        return b"auto:" + self.name.encode() + b"|" + self.identity
 
     @property
     def automatic(self) -> bool:
