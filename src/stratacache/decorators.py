@@ -36,7 +36,7 @@ from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
-from .core.memo import KW, CallMemo, call_key
+from .core.memo import KW, CallMemo, hashable_call_key, same_types
 from .engine import signals
 from .engine.cache import Cache
 from .engine.lock import FleetLock, SyncFleetLock
@@ -225,7 +225,7 @@ def _async_wrapper(
             ck = None
         if found is not None:
             entry = found[0]
-            if entry.deadline > now() and (untyped or _same_types(found[2], ck)):
+            if entry.deadline > now() and (untyped or same_types(found[2], ck)):
                 fstats.fast_hits += 1
                 try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]
@@ -241,7 +241,7 @@ def _async_wrapper(
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = await cache.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(_safe_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
@@ -311,7 +311,7 @@ def _sync_wrapper(
             ck = None
         if found is not None:
             entry = found[0]
-            if entry.deadline > now() and (untyped or _same_types(found[2], ck)):
+            if entry.deadline > now() and (untyped or same_types(found[2], ck)):
                 fstats.fast_hits += 1
                 try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]
@@ -328,7 +328,7 @@ def _sync_wrapper(
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = facade.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(_safe_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
@@ -350,24 +350,6 @@ def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.
 
     threading.Thread(target=loop, name="stratacache-schedule", daemon=True).start()
     return stop
-
-
-def _same_types(types: Any, ck: tuple[Any, ...]) -> bool:
-    """Whether a call's arguments have the types a typed memo slot was stored with."""
-    if types is None:
-        return True
-    rest = types[1]
-    return types[0] is type(ck[0]) and (rest is None or rest == tuple(map(type, ck[1:])))
-
-
-def _safe_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The memo key of a call (as the wrappers build it inline), or None when unhashable."""
-    key = call_key(args, kwargs)
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
 
 
 def _refuse_generators(fn: Callable[..., Any]) -> None:

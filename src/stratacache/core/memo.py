@@ -62,6 +62,24 @@ def split_call_key(key: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any
     return key, {}
 
 
+def same_types(types: Any, ck: tuple[Any, ...]) -> bool:
+    """Whether a call's arguments have the types a typed memo slot was stored with."""
+    if types is None:
+        return True
+    rest = types[1]
+    return types[0] is type(ck[0]) and (rest is None or rest == tuple(map(type, ck[1:])))
+
+
+def hashable_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The memo key of a call (as the wrappers build it inline), or None when unhashable."""
+    key = call_key(args, kwargs)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 class _WeakKey(tuple):  # type: ignore[type-arg]
     """A stored memo key with ``weakref.proxy`` where the call had objects, equal to the call.
 
