@@ -25,7 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stratacache.core.errors import CacheKeyError, ConfigError
-from stratacache.core.keys import CallKeyBuilder, KeyTemplate, shorten, validate_key
+from stratacache.core.keys import (
+    CallKeyBuilder,
+    KeyTemplate,
+    function_identity,
+    shorten,
+    validate_key,
+)
 
 
 def fetch_user(user_id: int, verbose: bool = False) -> None:
@@ -501,3 +507,22 @@ def test_equal_arguments_give_equal_keys_in_other_processes(
     assert here[: len(batch)] == here[len(batch) :]
     for worker in key_workers:
         assert worker.keys(texts) == here
+
+
+def test_callables_that_share_a_name_are_told_apart() -> None:
+    """Partials, bound methods and builtin methods differ by what they are bound to."""
+    import functools
+
+    def power(base: int, exp: int) -> int:
+        return int(base**exp)
+
+    def identity(fn: Callable[..., Any]) -> tuple[bytes, tuple[object, ...]]:
+        return function_identity(fn)
+
+    assert identity(functools.partial(power, 2)) != identity(functools.partial(power, 3))
+    assert identity(Account("a", 1).__cache_key__) != identity(Account("b", 1).__cache_key__)
+    first, second = {"k": 1}, {"k": 2}
+    assert identity(first.get)[0] != identity(second.get)[0]
+    lock = threading.Lock()
+    assert identity(lock.acquire)[1] == (lock,)  # no stable form: compared by identity
+    assert identity(Money(Decimal(1), "EUR"))[0] != identity(Money(Decimal(2), "EUR"))[0]

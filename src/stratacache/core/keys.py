@@ -93,8 +93,11 @@ def _identity(fn: Any, out: list[bytes], unknown: list[object], depth: int) -> N
         _captured(fn.__self__, out, unknown)
         fn = fn.__func__
     if not isinstance(fn, types.FunctionType):
-        if not hasattr(fn, "__qualname__"):  # a callable object: only its identity is known
-            unknown.append(fn)
+        bound = getattr(fn, "__self__", None)
+        if not hasattr(fn, "__qualname__"):  # a callable object: keyed like an argument
+            _captured(fn, out, unknown)
+        elif bound is not None and not isinstance(bound, types.ModuleType):
+            _captured(bound, out, unknown)  # a builtin method such as ``some_dict.get``
         return
     code = fn.__code__
     for name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
