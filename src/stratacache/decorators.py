@@ -36,7 +36,7 @@ from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
-from .core.memo import KW, CallMemo, hashable_call_key, same_types
+from .core.memo import KW, CallMemo, hashable_call_key
 from .engine import signals
 from .engine.cache import Cache
 from .engine.lock import FleetLock, SyncFleetLock
@@ -170,10 +170,9 @@ def _async_wrapper(
     memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.data.get
+    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
-    untyped = not memo.typed  # template/callable keys: a hit also needs the same arg types
 
     async def slow(ck: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         await cache.start()
@@ -225,7 +224,7 @@ def _async_wrapper(
             ck = None
         if found is not None:
             entry = found[0]
-            if entry.deadline > now() and (untyped or same_types(found[2], ck)):
+            if entry.deadline > now():
                 fstats.fast_hits += 1
                 try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]
@@ -259,10 +258,9 @@ def _sync_wrapper(
     memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.data.get
+    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
-    untyped = not memo.typed  # template/callable keys: a hit also needs the same arg types
     if isinstance(opts.lock, FleetLock) and not isinstance(opts.lock, SyncFleetLock):
         raise ConfigError(
             f"{opts.lock!r} has no blocking methods: sync functions need e.g. RedisLock"
@@ -311,7 +309,7 @@ def _sync_wrapper(
             ck = None
         if found is not None:
             entry = found[0]
-            if entry.deadline > now() and (untyped or same_types(found[2], ck)):
+            if entry.deadline > now():
                 fstats.fast_hits += 1
                 try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     touch(found[1])  # type: ignore[misc]

@@ -62,14 +62,6 @@ def split_call_key(key: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any
     return key, {}
 
 
-def same_types(types: Any, ck: tuple[Any, ...]) -> bool:
-    """Whether a call's arguments have the types a typed memo slot was stored with."""
-    if types is None:
-        return True
-    rest = types[1]
-    return types[0] is type(ck[0]) and (rest is None or rest == tuple(map(type, ck[1:])))
-
-
 def hashable_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The memo key of a call (as the wrappers build it inline), or None when unhashable."""
     key = call_key(args, kwargs)
@@ -124,7 +116,7 @@ def _types(key: tuple[Any, ...]) -> tuple[type, tuple[type, ...] | None] | None:
 class CallMemo:
     """Raw call arguments → ``(entry, full key, argument types or None, ...)``, bounded."""
 
-    __slots__ = ("__weakref__", "byte_limit", "bytes", "data", "limit", "top", "typed")
+    __slots__ = ("__weakref__", "byte_limit", "bytes", "data", "limit", "lookup", "top", "typed")
 
     def __init__(self, top: Any, typed: bool) -> None:
         usable = callable(getattr(top, "peek", None)) and hasattr(top, "touch")
@@ -135,6 +127,23 @@ class CallMemo:
         self.bytes = 0
         self.typed = typed
         self.data: dict[Any, tuple[Any, ...]] = {}
+        #: the hot path's lookup: ``dict.get`` itself, or for typed memos a check of types too
+        self.lookup: Callable[[Any], tuple[Any, ...] | None] = (
+            self._typed_lookup if typed else self.data.get
+        )
+
+    def _typed_lookup(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The slot for ``key`` if its arguments have the types it was stored with."""
+        slot = self.data.get(key)
+        if slot is None:
+            return None
+        types = slot[2]
+        if types is None:
+            return slot
+        rest = types[1]
+        if types[0] is type(key[0]) and (rest is None or rest == tuple(map(type, key[1:]))):
+            return slot
+        return None
 
     def __len__(self) -> int:
         return len(self.data)
