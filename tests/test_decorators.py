@@ -542,3 +542,19 @@ def test_factories_of_cached_functions_calling_each_other_can_run_twice() -> Non
         return total
 
     assert [build(2)(5), build(3)(5), build(2)(5)] == [11, 16, 11]
+
+
+def test_wrappers_of_different_lambdas_keep_their_own_results() -> None:
+    """Closures over two different lambdas (same name, other code) never share a key space."""
+    cache = _cache()
+
+    def logged(fn: Callable[[int], int]) -> Callable[[int], int]:
+        def inner(x: int) -> int:
+            return fn(x)
+
+        return inner
+
+    double = cache.cached(ttl=60)(logged(lambda x: x * 2))
+    triple = cache.cached(ttl=60)(logged(lambda x: x * 3))
+    again = cache.cached(ttl=60)(logged(lambda x: x * 2))
+    assert (double(5), triple(5), again(5)) == (10, 15, 10)

@@ -108,7 +108,9 @@ def _identity(fn: Any, out: list[bytes], unknown: list[object], depth: int) -> N
             out.append(b"<empty>")
             continue
         if isinstance(value, types.FunctionType) and "<" in value.__qualname__:
-            out.append(qualified_name(value).encode() + b"(")
+            # a lambda or nested function: its name is not unique, so its code is keyed too
+            out.append(qualified_name(value).encode() + b"(" + _code_bytes(value.__code__))
+            _captured((value.__defaults__, value.__kwdefaults__), out, unknown)
             _identity(value, out, unknown, depth + 1)
             out.append(b")")
         else:
@@ -117,6 +119,20 @@ def _identity(fn: Any, out: list[bytes], unknown: list[object], depth: int) -> N
     if wrapped is not None:
         out.append(b"wraps:" + function_name(wrapped).encode())
         _identity(wrapped, out, unknown, depth + 1)
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """What a function's code does, stable across processes of one Python version."""
+    parts = [code.co_code, repr((code.co_names, code.co_varnames, code.co_freevars)).encode()]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            parts.append(_code_bytes(const))
+        else:
+            try:
+                parts.append(canonical_bytes(const, "constant"))
+            except UnkeyableError:
+                parts.append(repr(const).encode())  # Ellipsis and other singletons
+    return digest(b"\x00".join(parts)).encode()
 
 
 def _captured(value: object, out: list[bytes], unknown: list[object]) -> None:
