@@ -18,6 +18,7 @@ space, as with every cache keyed by function name.
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -76,9 +77,10 @@ class KeySpaces:
             return  # a module-level function: its name is unique in its module
         code = getattr(fn, "__code__", None)
         claims = self._claims
-        existing = claims.get((name, identity))
+        space = (name, hashlib.blake2b(identity, digest_size=16).digest())
+        existing = claims.get(space)
         if existing is None:
-            claims[(name, identity)] = _Claim(code, captured_unknown)
+            claims[space] = _Claim(code, captured_unknown)
             return
         if existing.same(code, captured_unknown):
             return
