@@ -106,13 +106,6 @@ class _WeakKey(tuple):  # type: ignore[type-arg]
         return tuple(values)
 
 
-def _types(key: tuple[Any, ...]) -> tuple[type, tuple[type, ...] | None] | None:
-    """What a typed hit compares: the first argument's type and the rest's (None: nothing)."""
-    if not key:
-        return None
-    return type(key[0]), (tuple(map(type, key[1:])) if len(key) > 1 else None)
-
-
 class CallMemo:
     """Raw call arguments → ``(entry, full key, argument types or None, ...)``, bounded."""
 
@@ -137,13 +130,13 @@ class CallMemo:
         slot = self.data.get(key)
         if slot is None:
             return None
-        types = slot[2]
-        if types is None:
-            return slot
-        rest = types[1]
-        if types[0] is type(key[0]) and (rest is None or rest == tuple(map(type, key[1:]))):
-            return slot
-        return None
+        types = slot[2]  # unrolled for the usual one or two arguments: this is the hot path
+        size = len(types)
+        if size == 1:
+            return slot if types[0] is type(key[0]) else None
+        if size == 2:
+            return slot if types[0] is type(key[0]) and types[1] is type(key[1]) else None
+        return slot if types == tuple(map(type, key)) else None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -158,7 +151,7 @@ class CallMemo:
         stored, size = self._stored(key)
         if stored is None or (self.byte_limit is not None and size > self.byte_limit):
             return
-        types = _types(key) if self.typed else None
+        types = tuple(map(type, key)) if self.typed else None
         self.drop_call(key)
         me = weakref.ref(self)
         data = self.data
