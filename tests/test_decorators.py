@@ -558,3 +558,33 @@ def test_wrappers_of_different_lambdas_keep_their_own_results() -> None:
     triple = cache.cached(ttl=60)(logged(lambda x: x * 3))
     again = cache.cached(ttl=60)(logged(lambda x: x * 2))
     assert (double(5), triple(5), again(5)) == (10, 15, 10)
+
+
+@pytest.mark.parametrize(
+    ("template", "calls", "expected"),
+    [
+        ("const", [(), ()], ["()", "()"]),
+        ("a:{a}", [(1,), (True,), (1,)], ["(1,)", "(True,)", "(1,)"]),
+        ("ab:{a}:{b}", [(1, "x"), (1.0, "x"), (1, "x")], ["(1, 'x')", "(1.0, 'x')", "(1, 'x')"]),
+        (
+            "abc:{a}:{b}:{c}",
+            [(1, 2, 3), (1, 2, True), (1, 2, 3)],
+            ["(1, 2, 3)", "(1, 2, True)", "(1, 2, 3)"],
+        ),
+    ],
+)
+def test_template_memo_answers_only_same_typed_calls(
+    template: str, calls: list[tuple[Any, ...]], expected: list[str]
+) -> None:
+    """Whatever the arity, a memo hit for a template key needs the same argument types."""
+    cache = _cache()
+
+    bodies: list[Callable[..., str]] = [
+        lambda: repr(()),
+        lambda a: repr((a,)),
+        lambda a, b: repr((a, b)),
+        lambda a, b, c: repr((a, b, c)),
+    ]
+    show = cache.cached(ttl=60, key=template)(bodies[template.count("{")])
+    assert [show(*c) for c in calls] == expected
+    assert [show(*c) for c in calls] == expected

@@ -9,9 +9,10 @@ one key) and must keep nothing alive:
   kill removes the slot, releasing the arguments it held.
 - Arguments that are plain values (str, numbers, ``None``, tuples of them, ...)
   are held while the entry lives; any other object (an instance passed as
-  ``self``, say) is held by a weak reference and matched by identity, so the
-  memo never keeps it alive, and its slot goes when it is collected. Calls
-  with objects that can be neither are not memoized (they take the slow path).
+  ``self``, say) is held through a ``weakref.proxy``, which compares as the
+  object itself (``==``; identity for plain objects), so the memo never keeps
+  it alive, and its slot goes when it is collected. Calls with objects that
+  can be neither are not memoized (they take the slow path).
 - The memo has at most the memory tier's ``maxsize`` slots and, when the tier
   has ``max_bytes``, at most that many bytes of held arguments.
 
