@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import stratacache as sc
 from stratacache.core.clock import ManualClock
@@ -588,3 +590,57 @@ def test_template_memo_answers_only_same_typed_calls(
     show = cache.cached(ttl=60, key=template)(bodies[template.count("{")])
     assert [show(*c) for c in calls] == expected
     assert [show(*c) for c in calls] == expected
+
+
+_atoms = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.decimals(allow_nan=False),
+    st.fractions(),
+)
+_args = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=4), inner, max_size=3),
+        st.frozensets(st.one_of(st.integers(), st.text(max_size=4)), max_size=4),
+    ),
+    max_leaves=8,
+)
+
+
+def _reordered(value: Any) -> Any:
+    """An equal value built in another order (ints as floats where exact)."""
+    if isinstance(value, dict):
+        return {k: _reordered(v) for k, v in reversed(list(value.items()))}
+    if isinstance(value, frozenset):
+        return frozenset(reversed(list(value)))
+    if isinstance(value, tuple):
+        return tuple(_reordered(v) for v in value)
+    if type(value) is int and abs(value) < 2**53:
+        return float(value)
+    return value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_args, min_size=1, max_size=8))
+def test_memo_and_key_agree_on_equal_arguments(values: list[Any]) -> None:
+    """Calling with a value then an equal one loads once, from the memo or the shared key."""
+    cache = _cache(maxsize=1000)
+    loads: list[Any] = []
+
+    @cache.cached(ttl=60)
+    def load(value: Any) -> int:
+        loads.append(value)
+        return len(loads)
+
+    for value in values:
+        twin = _reordered(value)
+        before = len(loads)
+        first = load(value)
+        assert load(twin) == first and load(value) == first
+        assert load.key(value) == load.key(twin)  # type: ignore[attr-defined]
+        assert len(loads) - before <= 1
