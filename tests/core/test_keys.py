@@ -220,6 +220,9 @@ def probe(value: object) -> None:
     """A function to key single arguments with."""
 
 
+KEYED_TYPES = ("Point", "Color", "Shade", "Level", "Mode", "Money", "Customer", "Account", "UTC")
+
+
 def _key(value: object, **options: Any) -> str:
     builder = CallKeyBuilder(probe, **options)
     return builder.key(builder.bind((value,), {}), (value,), {})
@@ -407,6 +410,8 @@ def probe(value): ...
 builder = CallKeyBuilder(probe, name="probe")
 names = {"datetime": datetime, "zoneinfo": zoneinfo, "Decimal": Decimal, "Fraction": Fraction,
          "UUID": uuid.UUID, "nan": float("nan"), "inf": float("inf")}
+from tests.core import test_keys as types_module  # the keyed classes, importable by name
+names.update({n: getattr(types_module, n) for n in types_module.KEYED_TYPES})
 for line in sys.stdin:
     values = [eval(text, dict(names)) for text in json.loads(line)]
     print(json.dumps([builder.key({"value": v}, (v,), {}) for v in values]), flush=True)
@@ -458,7 +463,7 @@ class _Worker:
     """A Python process with its own hash seed that keys the values it is sent."""
 
     def __init__(self, seed: str) -> None:
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": _SRC}
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": f"{_SRC}{os.pathsep}{_ROOT}"}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER],
             stdin=subprocess.PIPE,
@@ -482,7 +487,8 @@ class _Worker:
         self.proc.wait(timeout=30)
 
 
-_SRC = str(Path(__file__).resolve().parents[2] / "src")
+_ROOT = str(Path(__file__).resolve().parents[2])
+_SRC = str(Path(_ROOT) / "src")
 
 
 @pytest.fixture(scope="module")
@@ -526,3 +532,35 @@ def test_callables_that_share_a_name_are_told_apart() -> None:
     lock = threading.Lock()
     assert identity(lock.acquire)[1] == (lock,)  # no stable form: compared by identity
     assert identity(Money(Decimal(1), "EUR"))[0] != identity(Money(Decimal(2), "EUR"))[0]
+
+
+_TYPED_EXPRESSIONS = [
+    "Color.RED",
+    "Shade.RED",
+    "Level.HIGH",
+    "Mode.FAST",
+    "Point(1, 2)",
+    "Money(Decimal('1.50'), 'EUR')",
+    "Customer(id=1, name='Ann')",
+    "Account('NO-1', 5)",
+    "frozenset({Mode.FAST, 'x', 'y', 'z'})",
+    "{'b': [Point(1, 2), Color.RED], 'a': {Level.HIGH, 9}}",
+    "Account",
+    "Point",
+    "datetime.datetime(2024, 5, 1, 12, tzinfo=UTC)",
+    "datetime.datetime(2024, 5, 1, 12, tzinfo=zoneinfo.ZoneInfo('Europe/Oslo'))",
+]
+
+
+def test_keyed_types_give_the_same_keys_in_other_processes(key_workers: list[_Worker]) -> None:
+    """Enums, namedtuples, dataclasses, pydantic models, __cache_key__ and classes key alike."""
+    import zoneinfo
+
+    names = {"datetime": dt, "zoneinfo": zoneinfo, "Decimal": Decimal}
+    names.update({n: globals()[n] for n in KEYED_TYPES})
+    values = [eval(text, dict(names)) for text in _TYPED_EXPRESSIONS]
+    builder = CallKeyBuilder(probe, name="probe")
+    here = [builder.key({"value": v}, (v,), {}) for v in values]
+    assert len(set(here)) == len(here)
+    for worker in key_workers:
+        assert worker.keys(_TYPED_EXPRESSIONS) == here
