@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import functools
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import stratacache as sc
 from stratacache.core.clock import ManualClock
@@ -47,19 +61,19 @@ async def test_async_function_is_called_once() -> None:
 
 
 def test_methods_are_cached_per_arguments() -> None:
-    """A decorated method caches by its arguments (self excluded from automatic keys)."""
+    """A decorated method with ignore=("self",) caches by its other arguments only."""
     cache = _cache()
     calls = []
 
     class Repo:
-        @cache.cached(ttl=60)
+        @cache.cached(ttl=60, ignore=("self",))
         def find(self, item_id: int) -> str:
             calls.append(item_id)
             return f"item{item_id}"
 
     repo = Repo()
     assert repo.find(1) == repo.find(1) == "item1"
-    assert Repo().find(1) == "item1"  # same automatic key from another instance
+    assert Repo().find(1) == "item1"  # same automatic key from another instance (self ignored)
     assert calls == [1]
 
 
@@ -214,3 +228,419 @@ def test_key_helper_returns_full_key() -> None:
         return x
 
     assert f.key(5) == "d:k:5"  # type: ignore[attr-defined]
+
+
+# -- the whole call is the key; "the same call" is one rule for the memo and every tier --
+
+
+def test_generators_are_refused_at_decoration() -> None:
+    """Generator and async generator functions raise ConfigError when decorated."""
+    cache = _cache()
+
+    def numbers() -> Iterator[int]:
+        yield 1
+
+    async def anumbers() -> AsyncIterator[int]:
+        yield 1
+
+    class Source:
+        def rows(self) -> Iterator[int]:
+            yield 1
+
+    for fn in (numbers, anumbers, functools.partial(numbers), Source().rows):
+        with pytest.raises(sc.ConfigError, match="generator"):
+            cache.cached(ttl=60)(fn)
+
+
+def test_methods_key_the_instance() -> None:
+    """self is part of the key: __cache_key__ or a template keys it; a plain one is refused."""
+    cache = _cache()
+
+    class Tariff:
+        def __init__(self, tariff_id: str, rate: int) -> None:
+            self.id, self.rate = tariff_id, rate
+
+        def __cache_key__(self) -> str:
+            return self.id
+
+        @cache.cached(ttl=60)
+        def charge(self, units: int) -> int:
+            return self.rate * units
+
+        @cache.cached(ttl=60, key="tariff:{self.id}:{units}")
+        def charge_t(self, units: int) -> int:
+            return self.rate * units
+
+    class Bare:
+        @cache.cached(ttl=60)
+        def f(self, x: int) -> int:
+            return x
+
+    assert Tariff("a", 2).charge(10) == 20 and Tariff("b", 3).charge(10) == 30
+    assert Tariff("a", 2).charge_t(10) == 20 and Tariff("b", 3).charge_t(10) == 30
+    with pytest.raises(sc.CacheKeyError, match="__cache_key__"):
+        Bare().f(1)
+    with pytest.raises(sc.ConfigError, match="tuple of parameter names"):
+        cache.cached(ttl=60, ignore="self")(Bare.f)
+
+
+def test_classmethods_key_the_class_by_qualified_name() -> None:
+    """Two classes sharing a classmethod get their own entries."""
+    cache = _cache()
+
+    class Base:
+        rate = 1
+
+        @classmethod
+        @cache.cached(ttl=60)
+        def price(cls, units: int) -> int:
+            return cls.rate * units
+
+    class Dear(Base):
+        rate = 5
+
+    assert Base.price(2) == 2 and Dear.price(2) == 10 and Base.price(2) == 2
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_equal_arguments_are_one_call_in_memo_and_key(flavor: str) -> None:
+    """f(1), f(True), f(1.0), f(Decimal(1)) are one call; the key agrees with the memo."""
+    cache = _cache()
+    calls: list[object] = []
+
+    def body(x: object) -> str:
+        calls.append(x)
+        return repr(x)
+
+    async def abody(x: object) -> str:
+        return body(x)
+
+    fn: Any = cache.cached(ttl=60)(body if flavor == "sync" else abody)
+
+    async def call(x: object) -> Any:
+        return fn(x) if flavor == "sync" else await fn(x)
+
+    async with cache:
+        results = [await call(x) for x in (1, True, 1.0, Decimal(1), 1, True)]
+        assert results == ["1"] * 6 and calls == [1]
+        assert len({fn.key(x) for x in (1, True, 1.0, Decimal(1))}) == 1
+        assert await cache.get(cache.relative_key(fn.key(True))) == "1"
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_template_keys_tell_equal_values_of_other_types_apart(flavor: str) -> None:
+    """With key="v:{x}", f(1) and f(True) render two keys, and the memo never mixes them."""
+    cache = _cache()
+
+    def body(x: object) -> str:
+        return repr(x)
+
+    async def abody(x: object) -> str:
+        return repr(x)
+
+    fn: Any = cache.cached(ttl=60, key="v:{x}")(body if flavor == "sync" else abody)
+
+    async def call(x: object) -> Any:
+        return fn(x) if flavor == "sync" else await fn(x)
+
+    async with cache:
+        for _ in range(2):
+            assert [await call(x) for x in (1, True, 1.0, -0.0, 0.0)] == [
+                "1",
+                "True",
+                "1.0",
+                "-0.0",
+                "0.0",
+            ]
+        assert await cache.get("v:True") == "True" and await cache.get("v:1") == "1"
+
+
+def test_closures_and_unwrapped_wrappers_keep_their_own_results() -> None:
+    """Closures of one factory and wrappers without functools.wraps never share results."""
+    cache = _cache()
+
+    def make_scaler(factor: int) -> Callable[[int], int]:
+        @cache.cached(ttl=60)
+        def scale(x: int) -> int:
+            return x * factor
+
+        return scale
+
+    def logged(fn: Callable[[float], float]) -> Callable[[float], float]:
+        def inner(*args: float) -> float:
+            return fn(*args)
+
+        return inner
+
+    def celsius(x: float) -> float:
+        return x
+
+    def fahrenheit(x: float) -> float:
+        return x * 9 / 5 + 32
+
+    assert [make_scaler(f)(7) for f in (2, 3, 2, 5)] == [14, 21, 14, 35]
+    c, f = cache.cached(ttl=60)(logged(celsius)), cache.cached(ttl=60)(logged(fahrenheit))
+    assert (c(100), f(100)) == (100, 212)
+
+
+def test_indistinguishable_functions_on_one_key_space_are_refused() -> None:
+    """Two lambdas, or closures over different unkeyable objects, need name= or key=."""
+    cache = _cache()
+    cache.cached(ttl=60)(lambda x: x * 2)
+    with pytest.raises(sc.ConfigError, match="name="):
+        cache.cached(ttl=60)(lambda x: x * 3)
+
+    def handler(db: object) -> Callable[[int], int]:
+        def query(x: int) -> int:
+            return hash((db, x))
+
+        return query
+
+    first, second = object(), object()
+    cache.cached(ttl=60)(handler(first))
+    cache.cached(ttl=60)(handler(first))  # the same function again is fine
+    with pytest.raises(sc.ConfigError, match="no stable representation"):
+        cache.cached(ttl=60)(handler(second))
+    named = cache.cached(ttl=60, name="query-second")(handler(second))
+    assert named(1) == named(1)
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_long_template_keys_are_shortened_not_refused(flavor: str) -> None:
+    """A template filled with a long argument works; fn.invalidate reaches the shortened key."""
+    cache = _cache()
+    calls: list[str] = []
+
+    def body(text: str) -> int:
+        calls.append(text)
+        return len(text)
+
+    async def abody(text: str) -> int:
+        return body(text)
+
+    fn: Any = cache.cached(ttl=60, key="doc:{text}")(body if flavor == "sync" else abody)
+
+    async def call(x: str) -> Any:
+        return fn(x) if flavor == "sync" else await fn(x)
+
+    async def invalidate(x: str) -> None:
+        if flavor == "sync":
+            fn.invalidate(x)
+        else:
+            await fn.invalidate(x)
+
+    long_a, long_b = "a" * 5000, "a" * 4999 + "b"
+    async with cache:
+        assert [await call(long_a), await call(long_b), await call(long_a)] == [5000] * 3
+        assert len(calls) == 2 and len(cache.relative_key(fn.key(long_a))) <= cache.max_key_length
+        await invalidate(long_a)
+        assert await call(long_a) == 5000 and len(calls) == 3
+
+
+# -- real processes, other hash seeds, every shared tier --
+
+_PROC = """
+import asyncio, collections, datetime, json, sys, uuid
+from decimal import Decimal
+from fractions import Fraction
+import stratacache as sc
+
+storage, url, flavor = sys.argv[1:4]
+texts = json.loads(sys.stdin.read())
+names = {"datetime": datetime, "Decimal": Decimal, "Fraction": Fraction, "UUID": uuid.UUID}
+values = [eval(t, dict(names)) for t in texts]
+tier = sc.RedisTier(url=url) if storage == "redis" else sc.SQLTier(url, sweep_interval=0)
+cache = sc.Cache(tiers=[sc.MemoryTier(), tier], namespace="xproc", default_ttl=60)
+
+if flavor == "sync":
+    @cache.cached(ttl=60, name="probe")
+    def probe(value):
+        return "worker"
+    got = [probe(v) for v in values]
+    cache.sync.close()
+else:
+    @cache.cached(ttl=60, name="probe")
+    async def probe(value):
+        return "worker"
+    async def main():
+        async with cache:
+            return [await probe(v) for v in values]
+    got = asyncio.run(main())
+print(json.dumps(got))
+"""
+
+_BATCH = [
+    ({"city": "Oslo", "kind": "flat"}, {"kind": "flat", "city": "Oslo"}),
+    (
+        frozenset({"alpha", "beta", "gamma", "delta"}),
+        frozenset({"delta", "gamma", "beta", "alpha"}),
+    ),
+    (frozenset({1, 9}), frozenset({9, 1})),
+    (7, 7.0),
+    (True, 1.0 + 0.0 * 3),
+    (Decimal("2.50"), 2.5),
+    (Fraction(1, 3), Fraction(2, 6)),
+    ((1, ("x", {"a": [1, 2]})), (1.0, ("x", {"a": [1, 2]}))),
+    ({"z": {1, 2}, "a": None}, {"a": None, "z": {2, 1}}),
+    (
+        dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc),
+        dt.datetime(2024, 5, 1, 13, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+    ),
+    (b"bytes", b"bytes"),
+    ("text", "text"),
+    (None, None),
+    (uuid.UUID(int=5), uuid.UUID(int=5)),
+]
+
+
+_SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+@pytest.mark.parametrize("storage", ["redis", "sqlite", "postgres"])
+def test_equal_calls_share_entries_across_processes(
+    storage: str, flavor: str, request: pytest.FixtureRequest
+) -> None:
+    """Another OS process with another hash seed reads this one's results for equal arguments."""
+    url = request.getfixturevalue(f"{storage}_url" if storage != "redis" else "redis_url")
+    tier: Any = sc.RedisTier(url=url) if storage == "redis" else sc.SQLTier(url, sweep_interval=0)
+    cache = sc.Cache(tiers=[sc.MemoryTier(), tier], namespace="xproc", default_ttl=60)
+
+    @cache.cached(ttl=60, name="probe")
+    async def probe(value: object) -> str:
+        return f"parent:{value!r}"
+
+    async def fill() -> list[str]:
+        async with cache:
+            return [await probe(left) for left, _ in _BATCH]
+
+    expected = asyncio.run(fill())
+    seed = "7" if os.environ.get("PYTHONHASHSEED") != "7" else "8"
+    result = subprocess.run(
+        [sys.executable, "-c", _PROC, storage, url, flavor],
+        input=json.dumps([repr(right) for _, right in _BATCH]),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": _SRC},
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(result.stdout) == expected
+
+
+def test_factories_of_cached_functions_calling_each_other_can_run_twice() -> None:
+    """A closure over another cached function is identified by that function's key space."""
+    cache = _cache()
+
+    def build(rate: int) -> Callable[[int], int]:
+        @cache.cached(ttl=60)
+        def base(x: int) -> int:
+            return x * rate
+
+        @cache.cached(ttl=60)
+        def total(x: int) -> int:
+            return base(x) + 1
+
+        return total
+
+    assert [build(2)(5), build(3)(5), build(2)(5)] == [11, 16, 11]
+
+
+def test_wrappers_of_different_lambdas_keep_their_own_results() -> None:
+    """Closures over two different lambdas (same name, other code) never share a key space."""
+    cache = _cache()
+
+    def logged(fn: Callable[[int], int]) -> Callable[[int], int]:
+        def inner(x: int) -> int:
+            return fn(x)
+
+        return inner
+
+    double = cache.cached(ttl=60)(logged(lambda x: x * 2))
+    triple = cache.cached(ttl=60)(logged(lambda x: x * 3))
+    again = cache.cached(ttl=60)(logged(lambda x: x * 2))
+    assert (double(5), triple(5), again(5)) == (10, 15, 10)
+
+
+@pytest.mark.parametrize(
+    ("template", "calls", "expected"),
+    [
+        ("const", [(), ()], ["()", "()"]),
+        ("a:{a}", [(1,), (True,), (1,)], ["(1,)", "(True,)", "(1,)"]),
+        ("ab:{a}:{b}", [(1, "x"), (1.0, "x"), (1, "x")], ["(1, 'x')", "(1.0, 'x')", "(1, 'x')"]),
+        (
+            "abc:{a}:{b}:{c}",
+            [(1, 2, 3), (1, 2, True), (1, 2, 3)],
+            ["(1, 2, 3)", "(1, 2, True)", "(1, 2, 3)"],
+        ),
+    ],
+)
+def test_template_memo_answers_only_same_typed_calls(
+    template: str, calls: list[tuple[Any, ...]], expected: list[str]
+) -> None:
+    """Whatever the arity, a memo hit for a template key needs the same argument types."""
+    cache = _cache()
+
+    bodies: list[Callable[..., str]] = [
+        lambda: repr(()),
+        lambda a: repr((a,)),
+        lambda a, b: repr((a, b)),
+        lambda a, b, c: repr((a, b, c)),
+    ]
+    show = cache.cached(ttl=60, key=template)(bodies[template.count("{")])
+    assert [show(*c) for c in calls] == expected
+    assert [show(*c) for c in calls] == expected
+
+
+_atoms = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.decimals(allow_nan=False),
+    st.fractions(),
+)
+_args = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=4), inner, max_size=3),
+        st.frozensets(st.one_of(st.integers(), st.text(max_size=4)), max_size=4),
+    ),
+    max_leaves=8,
+)
+
+
+def _reordered(value: Any) -> Any:
+    """An equal value built in another order (ints as floats where exact)."""
+    if isinstance(value, dict):
+        return {k: _reordered(v) for k, v in reversed(list(value.items()))}
+    if isinstance(value, frozenset):
+        return frozenset(reversed(list(value)))
+    if isinstance(value, tuple):
+        return tuple(_reordered(v) for v in value)
+    if type(value) is int and abs(value) < 2**53:
+        return float(value)
+    return value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_args, min_size=1, max_size=8))
+def test_memo_and_key_agree_on_equal_arguments(values: list[Any]) -> None:
+    """Calling with a value then an equal one loads once, from the memo or the shared key."""
+    cache = _cache(maxsize=1000)
+    loads: list[Any] = []
+
+    @cache.cached(ttl=60)
+    def load(value: Any) -> int:
+        loads.append(value)
+        return len(loads)
+
+    for value in values:
+        twin = _reordered(value)
+        before = len(loads)
+        first = load(value)
+        assert load(twin) == first and load(value) == first
+        assert load.key(value) == load.key(twin)  # type: ignore[attr-defined]
+        assert len(loads) - before <= 1

@@ -7,8 +7,13 @@ path. Invalidation still reaches the memo: the memory tier kills an entry
 (deadline = -inf) whenever it drops it, for any reason, so a memoized
 reference to it stops serving at once.
 
-Like ``functools.lru_cache(typed=False)``, arguments that are equal and hash
-alike share the memo (``f(1)`` and ``f(1.0)``).
+"The same call" is one rule for the memo and the shared key: with an
+automatic key, equal arguments (``f(1)``, ``f(1.0)``, ``f(True)``, as with
+``functools.lru_cache``) are one call in the memo and one key in every tier
+and process; with a template or callable key, the rendered key decides and
+the memo only answers calls with arguments of the same types. The memo holds
+no argument beyond its entry's life and never holds an instance strongly
+(see ``core.memo``).
 
 Freshness options live off the hot path: ``lock=`` is resolved on the slow
 path, ``refresh_every=`` runs a background loop over the memo (an entry still
@@ -19,18 +24,20 @@ means here), and ``warm=`` only registers argument sets for ``cache.warm()``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
-from .core.keys import CallKeyBuilder
+from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
+from .core.keyspace import KeySpaces
+from .core.memo import KW, CallMemo, hashable_call_key
 from .engine import signals
 from .engine.cache import Cache
 from .engine.lock import FleetLock, SyncFleetLock
@@ -39,37 +46,8 @@ from .engine.signals import send as _send
 from .engine.stats import FunctionStats
 
 F = TypeVar("F", bound=Callable[..., Any])
-_KW = object()  # separates positional from keyword arguments in a memo key
 _REFRESH_CONCURRENCY = 8
 log = logging.getLogger("stratacache")
-
-
-class _Memo:
-    """Raw call arguments → (memory-tier entry, full key), bounded and self-cleaning."""
-
-    __slots__ = ("data", "limit", "top")
-
-    def __init__(self, cache: Cache) -> None:
-        top: Any = cache.tiers.top
-        self.top = top if callable(getattr(top, "peek", None)) and hasattr(top, "touch") else None
-        self.limit = 2 * int(getattr(top, "maxsize", 10_000))
-        self.data: dict[Any, tuple[Entry, str]] = {}
-
-    def remember(self, call_key: Any, fkey: str, trusted: bool) -> None:
-        """Memoize the memory tier's entry for ``fkey`` (only while local tiers are trusted)."""
-        if call_key is None or self.top is None or not trusted:
-            return
-        entry = self.top.peek(fkey)
-        if entry is None or not entry.alive:
-            return
-        data = self.data
-        if len(data) >= self.limit:
-            for k in [k for k, (e, _) in list(data.items()) if not e.alive]:
-                del data[k]
-            if len(data) >= self.limit:
-                data.clear()
-        with contextlib.suppress(TypeError):
-            data[call_key] = (entry, fkey)
 
 
 def cached(
@@ -86,14 +64,19 @@ def cached(
     lock: FleetLock | bool | None = None,
     refresh_every: float | None = None,
     warm: Any = None,
+    name: str | None = None,
+    ignore: Sequence[str] = (),
 ) -> Callable[[F], F]:
     """Cache calls of the decorated function.
 
     Args:
         cache: the cache to store results in.
         ttl: seconds a result lives (default: the cache's ``default_ttl``).
-        key: a template such as ``"user:{user_id}"`` filled from the arguments, or a callable
-            taking the function's arguments; default: ``module.qualname:`` + argument digest.
+        key: a template such as ``"user:{user_id}"`` or ``"tariff:{self.id}:{units}"``
+            filled from the arguments, or a callable taking the function's arguments;
+            default: ``module.qualname:`` + a digest of the whole call (every argument,
+            ``self``/``cls`` included; see "What goes into a key" in the docs). A key
+            longer than the cache's ``max_key_length`` is shortened by a digest.
         tags: tag templates, e.g. ``["user:{user_id}"]``, for ``cache.invalidate(tags=...)``.
         refresh_after: soft TTL: past it the cached value is served while it is recomputed.
         stale_ttl: seconds a result is kept past ``ttl`` to serve if the function raises
@@ -109,12 +92,24 @@ def cached(
         warm: argument sets for ``cache.warm()``: an iterable (or a callable returning an
             iterable or async iterable) whose items are a tuple of positional arguments, a
             mapping of keyword arguments, or a single argument.
+        name: the key space of automatic keys instead of ``module.qualname``: needed when
+            two distinct functions share a qualified name and nothing stable tells them apart.
+        ignore: parameter names an automatic key leaves out, e.g. ``("self",)`` when the
+            result does not depend on the instance.
+
+    Raises:
+        ConfigError: at decoration: a generator or async generator function; ``ignore``
+            naming unknown parameters; a second function taking an existing key space.
+        CacheKeyError: at the call: an argument with no stable representation (the
+            message says how to key it).
 
     The wrapped function gains ``invalidate(*args, **kwargs)``, ``refresh(*args, **kwargs)``,
     ``key(*args, **kwargs)``, ``refresh_hot()`` and ``stats``.
     """
     if isinstance(tags, str):
         raise ConfigError("tags must be a list of templates, not a single string")
+    if isinstance(ignore, str):
+        raise ConfigError(f"ignore must be a tuple of parameter names, e.g. ({ignore!r},)")
     refresh_every = check_optional("refresh_every", refresh_every)
     if lock is not None and not isinstance(lock, (bool, FleetLock)):
         raise ConfigError(f"lock must be True, False or a FleetLock, not {lock!r}")
@@ -124,15 +119,26 @@ def cached(
     def decorate(fn: F) -> F:
         if not callable(fn):
             raise ConfigError(f"@cached needs a function, not {fn!r}")
-        builder = CallKeyBuilder(fn, key, tuple(tags))
+        _refuse_generators(fn)
+        builder = CallKeyBuilder(
+            fn,
+            key,
+            tuple(tags),
+            name=name,
+            ignore=tuple(ignore),
+            max_length=cache.max_key_length,
+        )
+        _claim_key_space(cache, builder, fn, explicit=name is not None)
         fstats = cache.register_function(builder.name)
-        memo = _Memo(cache)
+        memo = CallMemo(cache.tiers.top, typed=not builder.automatic)
         opts = _Options(lock, refresh_every)
         if inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         else:
             wrapper = _sync_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         wrapper.stats = fstats  # type: ignore[attr-defined]
+        wrapper._memo = memo  # type: ignore[attr-defined]  # introspection and tests
+        setattr(wrapper, KEY_SPACE_ATTRIBUTE, builder.key_space)
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
             cache.readthrough.warmers.append((wrapper, warm))
@@ -152,20 +158,6 @@ class _Options:
         self.scheduler: Any = None  # the running refresh loop (task or thread), once started
 
 
-def _calls(memo: _Memo) -> list[tuple[tuple[Any, ...], dict[str, Any], str, Entry]]:
-    """The memoized calls whose entry is still alive: (args, kwargs, full key, entry)."""
-    found = []
-    for call_key, (entry, fkey) in list(memo.data.items()):
-        if not entry.alive:
-            continue
-        if isinstance(call_key, tuple) and any(part is _KW for part in call_key):
-            cut = next(i for i, part in enumerate(call_key) if part is _KW)
-            found.append((call_key[:cut], dict(call_key[cut + 1 :]), fkey, entry))
-        else:
-            found.append((tuple(call_key), {}, fkey, entry))
-    return found
-
-
 def _resolve(
     cache: Cache, builder: CallKeyBuilder, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str, tuple[str, ...]]:
@@ -180,21 +172,21 @@ def _async_wrapper(
     builder: CallKeyBuilder,
     policy: EntryPolicy,
     fstats: FunctionStats,
-    memo: _Memo,
+    memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.data.get
+    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
 
-    async def slow(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def slow(ck: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         fleet = cache.readthrough.resolve_lock(opts.lock)
         entry = await cache.fetch(
             fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats, fleet
         )
-        memo.remember(call_key, fkey, cache.tiers.local_trusted)
+        memo.remember(ck, fkey, cache.tiers.local_trusted)
         if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.done()):
             opts.scheduler = cache.spawn(schedule(opts.refresh_every))
         return entry.value
@@ -219,7 +211,7 @@ def _async_wrapper(
                 _send(signals.refresh_ahead, cache, key=fkey, reason="scheduled")
                 return True
 
-        done = await asyncio.gather(*(one(*call) for call in _calls(memo)))
+        done = await asyncio.gather(*(one(*call) for call in memo.calls()))
         return sum(done)
 
     async def schedule(interval: float) -> None:
@@ -229,12 +221,12 @@ def _async_wrapper(
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call_key: Any = args if not kwargs else (*args, _KW, *kwargs.items())
+        ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
         try:
-            found = lookup(call_key)
-        except TypeError:  # unhashable arguments: no memo, the slow path builds a digest key
+            found = lookup(ck)
+        except (TypeError, ReferenceError):  # unhashable: no memo; the slow path keys it
             found = None
-            call_key = None
+            ck = None
         if found is not None:
             entry = found[0]
             if entry.deadline > now():
@@ -244,7 +236,7 @@ def _async_wrapper(
                 except KeyError:  # evicted by another thread since the deadline check
                     pass
                 return entry.value
-        return await slow(call_key, args, kwargs)
+        return await slow(ck, args, kwargs)
 
     async def invalidate(*args: Any, **kwargs: Any) -> None:
         await cache.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -253,7 +245,7 @@ def _async_wrapper(
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = await cache.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(_safe_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
@@ -268,10 +260,10 @@ def _sync_wrapper(
     builder: CallKeyBuilder,
     policy: EntryPolicy,
     fstats: FunctionStats,
-    memo: _Memo,
+    memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.data.get
+    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
     if isinstance(opts.lock, FleetLock) and not isinstance(opts.lock, SyncFleetLock):
@@ -279,14 +271,14 @@ def _sync_wrapper(
             f"{opts.lock!r} has no blocking methods: sync functions need e.g. RedisLock"
         )
 
-    def slow(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def slow(ck: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         facade = cache.sync
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         fleet = facade.resolve_lock(opts.lock)
         loader = functools.partial(fn, *args, **kwargs)
         entry = facade.fetch(fkey, loader, policy, tags, fstats, fleet)
-        memo.remember(call_key, fkey, cache.tiers.local_trusted)
+        memo.remember(ck, fkey, cache.tiers.local_trusted)
         if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.is_set()):
             opts.scheduler = _start_thread(refresh_hot, opts.refresh_every)
             cache.closers.append(opts.scheduler.set)  # stops with the cache
@@ -298,7 +290,7 @@ def _sync_wrapper(
         facade.start()
         fleet = facade.resolve_lock(opts.lock)
         refreshed = 0
-        for args, kwargs, fkey, old in _calls(memo):
+        for args, kwargs, fkey, old in list(memo.calls()):
             tags = builder.tags(builder.bind(args, kwargs))
             loader = functools.partial(fn, *args, **kwargs)
             try:
@@ -314,12 +306,12 @@ def _sync_wrapper(
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call_key: Any = args if not kwargs else (*args, _KW, *kwargs.items())
+        ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
         try:
-            found = lookup(call_key)
-        except TypeError:
+            found = lookup(ck)
+        except (TypeError, ReferenceError):
             found = None
-            call_key = None
+            ck = None
         if found is not None:
             entry = found[0]
             if entry.deadline > now():
@@ -329,7 +321,7 @@ def _sync_wrapper(
                 except KeyError:  # evicted by another thread since the deadline check
                     pass
                 return entry.value
-        return slow(call_key, args, kwargs)
+        return slow(ck, args, kwargs)
 
     def invalidate(*args: Any, **kwargs: Any) -> None:
         cache.sync.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -339,7 +331,7 @@ def _sync_wrapper(
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = facade.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(_safe_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
@@ -363,14 +355,28 @@ def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.
     return stop
 
 
-def _safe_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The memo key of a call (as the wrappers build it inline), or None when unhashable."""
-    key = args if not kwargs else (*args, _KW, *kwargs.items())
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
+def _refuse_generators(fn: Callable[..., Any]) -> None:
+    """Generators cannot be cached by value: refuse them where they are decorated."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigError(
+            f"@cached cannot cache the generator function {fn!r}: its result is an iterator "
+            "consumed once. Cache a function that returns a list instead."
+        )
+
+
+_KEY_SPACES: weakref.WeakKeyDictionary[Cache, KeySpaces] = weakref.WeakKeyDictionary()
+
+
+def _claim_key_space(
+    cache: Cache, builder: CallKeyBuilder, fn: Callable[..., Any], explicit: bool
+) -> None:
+    """``ConfigError`` if another function already uses this function's automatic key space."""
+    if not builder.automatic:
+        return  # an explicit key template or callable names its own key space
+    spaces = _KEY_SPACES.get(cache)
+    if spaces is None:
+        spaces = _KEY_SPACES.setdefault(cache, KeySpaces())
+    spaces.claim(builder.name, builder.identity, builder.captured_unknown, fn, explicit)
 
 
 Cache.decorator_factory = cached

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import datetime as dt
+import enum
+import json
+import os
 import subprocess
 import sys
 import textwrap
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from stratacache.core.errors import CacheKeyError
-from stratacache.core.keys import CallKeyBuilder, KeyTemplate, validate_key
+from stratacache.core.errors import CacheKeyError, ConfigError
+from stratacache.core.keys import (
+    CallKeyBuilder,
+    KeyTemplate,
+    function_identity,
+    shorten,
+    validate_key,
+)
 
 
 def fetch_user(user_id: int, verbose: bool = False) -> None:
@@ -88,15 +109,18 @@ def test_var_keyword_order_does_not_matter() -> None:
     assert k1 == k2
 
 
-def test_methods_skip_self_in_automatic_keys() -> None:
-    """Two instances calling a method with the same arguments share the key."""
+def test_methods_key_self_or_refuse_it() -> None:
+    """``self`` is part of the key: a plain instance is refused, ignore=("self",) leaves it out."""
 
     class Repo:
         def find(self, item_id: int) -> None: ...
 
     builder = CallKeyBuilder(Repo.find)
-    k1 = builder.key(builder.bind((Repo(), 3), {}), (Repo(), 3), {})
-    k2 = builder.key(builder.bind((Repo(), 3), {}), (Repo(), 3), {})
+    with pytest.raises(CacheKeyError, match=r"__cache_key__|ignore=\(\"self\",\)"):
+        builder.key(builder.bind((Repo(), 3), {}), (Repo(), 3), {})
+    loose = CallKeyBuilder(Repo.find, ignore=("self",))
+    k1 = loose.key(loose.bind((Repo(), 3), {}), (Repo(), 3), {})
+    k2 = loose.key(loose.bind((Repo(), 3), {}), (Repo(), 3), {})
     assert k1 == k2
 
 
@@ -125,3 +149,418 @@ def test_auto_keys_are_stable_across_processes(tmp_path: Path) -> None:
         )
         outputs.add(result.stdout.strip())
     assert len(outputs) == 1 and next(iter(outputs)).startswith("__main__.lookup:")
+
+
+# -- the whole kind: equal arguments give one key, different ones differ, the rest is refused --
+
+
+class Point(NamedTuple):
+    """A namedtuple: equal to the plain tuple of its fields."""
+
+    x: int
+    y: int
+
+
+class Color(enum.Enum):
+    """A plain enum: members equal only themselves."""
+
+    RED = 1
+
+
+class Shade(enum.Enum):
+    """Another enum with the same values as ``Color``."""
+
+    RED = 1
+
+
+class Level(enum.IntEnum):
+    """An IntEnum: members equal their int value."""
+
+    HIGH = 3
+
+
+class Mode(str, enum.Enum):
+    """A str-valued enum: members equal their text."""
+
+    FAST = "fast"
+
+
+@dataclasses.dataclass(frozen=True)
+class Money:
+    """A dataclass: keyed by its compared fields."""
+
+    amount: Decimal
+    currency: str
+    note: str = dataclasses.field(default="", compare=False)
+
+
+class Customer(pydantic.BaseModel):
+    """A pydantic model: keyed by its fields."""
+
+    id: int
+    name: str
+
+
+class Account:
+    """A class that gives its instances a cache identity."""
+
+    def __init__(self, number: str, balance: int) -> None:
+        self.number = number
+        self.balance = balance
+
+    def __cache_key__(self) -> str:
+        return self.number
+
+
+class Plain:
+    """No stable identity: only repr/id, which differ between processes."""
+
+
+def probe(value: object) -> None:
+    """A function to key single arguments with."""
+
+
+KEYED_TYPES = ("Point", "Color", "Shade", "Level", "Mode", "Money", "Customer", "Account", "UTC")
+
+
+def _key(value: object, **options: Any) -> str:
+    builder = CallKeyBuilder(probe, **options)
+    return builder.key(builder.bind((value,), {}), (value,), {})
+
+
+UTC = dt.timezone.utc
+EQUAL_PAIRS = [
+    ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+    ({"x": {"p": 1, "q": [1, {"r": 2, "s": 3}]}}, {"x": {"q": [1, {"s": 3, "r": 2}], "p": 1}}),
+    (frozenset([1, 9]), frozenset([9, 1])),
+    (frozenset(["alpha", "beta", "gamma"]), frozenset(["gamma", "beta", "alpha"])),
+    ({1, 2, 3}, frozenset([3, 2, 1])),
+    (1, True),
+    (1, 1.0),
+    (0, False),
+    (0.0, -0.0),
+    (1, Decimal("1.000")),
+    (Decimal("3.10"), Decimal("3.1")),
+    (Decimal("1e999999999"), Decimal("10.00e999999998")),
+    (0.5, Fraction(1, 2)),
+    (Decimal("0.25"), 0.25),
+    (2, complex(2, 0)),
+    ((1, 2), Point(1, 2)),
+    (3, Level.HIGH),
+    ("fast", Mode.FAST),
+    (b"abc", bytearray(b"abc")),
+    (collections.OrderedDict([("a", 1), ("b", 2)]), {"b": 2, "a": 1}),
+    (collections.defaultdict(int, {"a": 1}), {"a": 1}),
+    (
+        dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    ),
+    (Money(Decimal("1.50"), "EUR", note="a"), Money(Decimal("1.5"), "EUR", note="b")),
+    (Customer(id=1, name="Ann"), Customer(name="Ann", id=1)),
+    ({1: "a", "k": (1.0, True)}, {"k": (1, 1), 1.0: "a"}),
+]
+
+
+@pytest.mark.parametrize(("left", "right"), EQUAL_PAIRS, ids=lambda v: type(v).__name__)
+def test_equal_arguments_give_one_key(left: object, right: object) -> None:
+    """Arguments equal in Python's sense (dict order, set order, 1/1.0/True, ...) share a key."""
+    assert left == right
+    assert _key(left) == _key(right)
+
+
+DIFFERENT = [
+    1,
+    "1",
+    b"1",
+    [1],
+    (1,),
+    frozenset([1]),
+    {1: None},
+    None,
+    0.1,
+    Decimal("0.1"),
+    dt.date(2024, 1, 2),
+    dt.datetime(2024, 1, 2),
+    dt.datetime(2024, 1, 2, tzinfo=UTC),
+    dt.time(1, 2),
+    dt.timedelta(seconds=1),
+    uuid.UUID(int=1),
+    Color.RED,
+    Shade.RED,
+    Money(Decimal(1), "EUR"),
+    Account("1", 0),
+    Point,
+    Account,
+    probe,
+    (),
+    [],
+    {},
+    "",
+    float("nan"),
+    float("inf"),
+    complex(0, 1),
+]
+
+
+def test_different_arguments_give_different_keys() -> None:
+    """Values that are not equal never share a key (int 1 vs str '1', list vs tuple, enums...)."""
+    keys = [_key(v) for v in DIFFERENT]
+    assert len(set(keys)) == len(keys)
+
+
+def _local_fn() -> Callable[[], None]:
+    def inner() -> None: ...
+
+    return inner
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        object(),
+        Plain(),
+        [1, Plain()],
+        {"nested": {"deep": Plain()}},
+        lambda: None,
+        _local_fn(),
+        threading.Lock(),
+        (x for x in ()),
+        dataclasses.make_dataclass("Loose", ["a"], eq=False)(1),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_unkeyable_arguments_are_refused_with_how_to(value: object) -> None:
+    """An argument with no stable representation is a CacheKeyError saying how to key it."""
+    with pytest.raises(CacheKeyError) as info:
+        _key(value)
+    message = str(info.value)
+    assert "probe" in message and "__cache_key__" in message
+    assert 'ignore=("value",)' in message and "key=" in message
+
+
+def test_self_referencing_argument_is_refused() -> None:
+    """A list that contains itself is a CacheKeyError, not a RecursionError."""
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(CacheKeyError):
+        _key(loop)
+
+
+def test_instance_and_class_are_part_of_the_key() -> None:
+    """Methods key ``self`` (via __cache_key__) and classmethods key ``cls`` by qualified name."""
+
+    class Ledger:
+        def total(self, units: int) -> None: ...
+
+    builder = CallKeyBuilder(Ledger.total)
+
+    def key(*args: object) -> str:
+        return builder.key(builder.bind(args, {}), args, {})
+
+    assert key(Account("A", 1), 5) == key(Account("A", 2), 5) != key(Account("B", 1), 5)
+    assert key(Point, 5) != key(Account, 5)
+
+
+def test_ignore_leaves_named_arguments_out() -> None:
+    """ignore=("value",) keys without the argument; unknown names and key= are refused."""
+    assert _key(Plain(), ignore=("value",)) == _key(object(), ignore=("value",))
+    with pytest.raises(ConfigError):
+        CallKeyBuilder(probe, ignore=("nope",))
+    with pytest.raises(ConfigError):
+        CallKeyBuilder(probe, key="p:{value}", ignore=("value",))
+
+
+def test_closures_of_one_factory_get_their_own_keys() -> None:
+    """Two closures of one factory differ in what they captured, so their keys differ."""
+
+    def factory(factor: int) -> Callable[[int], int]:
+        def scale(x: int) -> int:
+            return x * factor
+
+        return scale
+
+    keys = {
+        CallKeyBuilder(fn).key({"x": 7}, (7,), {}) for fn in (factory(2), factory(3), factory(2))
+    }
+    assert len(keys) == 2
+
+
+@pytest.mark.parametrize("length", [1025, 5000, 100_000])
+def test_long_template_keys_are_shortened_stably(length: int) -> None:
+    """A template key over the limit is cut and suffixed with a digest of the whole key."""
+    builder = CallKeyBuilder(probe, "p:{value}", max_length=200)
+    long_a, long_b = "a" * length, "a" * (length - 1) + "b"
+    key_a = builder.key({"value": long_a}, (long_a,), {})
+    key_b = builder.key({"value": long_b}, (long_b,), {})
+    assert len(key_a) <= 200 and key_a.startswith("p:aaa") and key_a != key_b
+    assert key_a == builder.key({"value": long_a}, (long_a,), {})
+    assert shorten("short", 200) == "short"
+
+
+# -- the same keys in every process: a hypothesis property against two other interpreters --
+
+_WORKER = """
+import collections, datetime, json, sys, uuid, zoneinfo
+from decimal import Decimal
+from fractions import Fraction
+from stratacache.core.keys import CallKeyBuilder
+
+def probe(value): ...
+
+builder = CallKeyBuilder(probe, name="probe")
+names = {"datetime": datetime, "zoneinfo": zoneinfo, "Decimal": Decimal, "Fraction": Fraction,
+         "UUID": uuid.UUID, "nan": float("nan"), "inf": float("inf")}
+from tests.core import test_keys as types_module  # the keyed classes, importable by name
+names.update({n: getattr(types_module, n) for n in types_module.KEYED_TYPES})
+for line in sys.stdin:
+    values = [eval(text, dict(names)) for text in json.loads(line)]
+    print(json.dumps([builder.key({"value": v}, (v,), {}) for v in values]), flush=True)
+"""
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.decimals(),
+    st.fractions(),
+    st.uuids(),
+    st.datetimes(timezones=st.none() | st.timezones()),
+    st.dates(),
+    st.times(),
+    st.timedeltas(),
+)
+_hashables = st.one_of(st.integers(), st.text(max_size=8), st.booleans(), st.tuples(st.text()))
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(_hashables, inner, max_size=4),
+        st.frozensets(_hashables, max_size=6),
+        st.sets(_hashables, max_size=6),
+    ),
+    max_leaves=12,
+)
+
+
+def _twin(value: Any) -> Any:
+    """An equal copy built in another order (mappings and sets reversed, ints as floats)."""
+    if isinstance(value, dict):
+        return {_twin(k): _twin(v) for k, v in reversed(list(value.items()))}
+    if isinstance(value, (set, frozenset)):
+        return type(value)(reversed([_twin(v) for v in value]))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_twin(v) for v in value)
+    if type(value) is int and abs(value) < 2**53:
+        return float(value)
+    return value
+
+
+class _Worker:
+    """A Python process with its own hash seed that keys the values it is sent."""
+
+    def __init__(self, seed: str) -> None:
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": f"{_SRC}{os.pathsep}{_ROOT}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def keys(self, texts: list[str]) -> list[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(texts) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the key worker died"
+        keys: list[str] = json.loads(line)
+        return keys
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+_SRC = str(Path(_ROOT) / "src")
+
+
+@pytest.fixture(scope="module")
+def key_workers() -> Iterator[list[_Worker]]:
+    """Two interpreters with hash seeds different from each other (and from this one's)."""
+    workers = [_Worker("0"), _Worker("4242")]
+    yield workers
+    for worker in workers:
+        worker.close()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_values, min_size=1, max_size=20))
+def test_equal_arguments_give_equal_keys_in_other_processes(
+    key_workers: list[_Worker], batch: list[Any]
+) -> None:
+    """Each value and its reordered twin get one key, the same in processes of other seeds."""
+    twins = [_twin(v) for v in batch]
+    texts = [repr(v) for v in batch + twins]
+    builder = CallKeyBuilder(probe, name="probe")
+    here = [builder.key({"value": v}, (v,), {}) for v in batch + twins]
+    assert here[: len(batch)] == here[len(batch) :]
+    for worker in key_workers:
+        assert worker.keys(texts) == here
+
+
+def test_callables_that_share_a_name_are_told_apart() -> None:
+    """Partials, bound methods and builtin methods differ by what they are bound to."""
+    import functools
+
+    def power(base: int, exp: int) -> int:
+        return int(base**exp)
+
+    def identity(fn: Callable[..., Any]) -> tuple[bytes, tuple[object, ...]]:
+        return function_identity(fn)
+
+    assert identity(functools.partial(power, 2)) != identity(functools.partial(power, 3))
+    assert identity(Account("a", 1).__cache_key__) != identity(Account("b", 1).__cache_key__)
+    first, second = {"k": 1}, {"k": 2}
+    assert identity(first.get)[0] != identity(second.get)[0]
+    lock = threading.Lock()
+    assert identity(lock.acquire)[1] == (lock,)  # no stable form: compared by identity
+    assert identity(Money(Decimal(1), "EUR"))[0] != identity(Money(Decimal(2), "EUR"))[0]
+
+
+_TYPED_EXPRESSIONS = [
+    "Color.RED",
+    "Shade.RED",
+    "Level.HIGH",
+    "Mode.FAST",
+    "Point(1, 2)",
+    "Money(Decimal('1.50'), 'EUR')",
+    "Customer(id=1, name='Ann')",
+    "Account('NO-1', 5)",
+    "frozenset({Mode.FAST, 'x', 'y', 'z'})",
+    "{'b': [Point(1, 2), Color.RED], 'a': {Level.HIGH, 9}}",
+    "Account",
+    "Point",
+    "datetime.datetime(2024, 5, 1, 12, tzinfo=UTC)",
+    "datetime.datetime(2024, 5, 1, 12, tzinfo=zoneinfo.ZoneInfo('Europe/Oslo'))",
+]
+
+
+def test_keyed_types_give_the_same_keys_in_other_processes(key_workers: list[_Worker]) -> None:
+    """Enums, namedtuples, dataclasses, pydantic models, __cache_key__ and classes key alike."""
+    import zoneinfo
+
+    names = {"datetime": dt, "zoneinfo": zoneinfo, "Decimal": Decimal}
+    names.update({n: globals()[n] for n in KEYED_TYPES})
+    values = [eval(text, dict(names)) for text in _TYPED_EXPRESSIONS]
+    builder = CallKeyBuilder(probe, name="probe")
+    here = [builder.key({"value": v}, (v,), {}) for v in values]
+    assert len(set(here)) == len(here)
+    for worker in key_workers:
+        assert worker.keys(_TYPED_EXPRESSIONS) == here

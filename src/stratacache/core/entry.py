@@ -14,7 +14,7 @@ a reference to the object sees it dead without any lookup.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,8 @@ class Entry:
     #: the serialized value, carried from the write path to byte-storing tiers so a value is
     #: encoded once per write; local tiers drop it (they keep the object itself)
     payload: bytes | None = field(default=None, repr=False)
+    #: called once when the entry is killed (decorator memos drop their slots); not copied
+    watchers: list[Callable[[], object]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.deadline = self.compute_deadline()
@@ -56,6 +58,10 @@ class Entry:
     def kill(self) -> None:
         """Mark the entry dead for every holder of a reference (used on eviction/invalidation)."""
         self.deadline = _DEAD
+        watchers, self.watchers = self.watchers, None
+        if watchers:
+            for watcher in watchers:
+                watcher()
 
     @property
     def alive(self) -> bool:
