@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from .errors import ConfigError, DeserializationError
 
 _RAW, _ZLIB, _ZSTD = b"R", b"Z", b"S"
+_TAG_DIGEST = b"stratacache tag digest v1"
 
 
 @runtime_checkable
@@ -115,6 +116,14 @@ class FernetEncryption:
             self._fernet = MultiFernet([Fernet(k) for k in raw])
         except ValueError as exc:
             raise ConfigError(f"invalid Fernet key: {exc}") from exc
+        self._digest_keys = [
+            hmac.new(k.encode() if isinstance(k, str) else bytes(k), _TAG_DIGEST, "sha256").digest()
+            for k in raw
+        ]
+
+    def digest_keys(self) -> list[bytes]:
+        """Secrets derived from the keys (first = current) for keyed digests of stored metadata."""
+        return list(self._digest_keys)
 
     def seal(self, data: bytes) -> bytes:
         return self._fernet.encrypt(data)

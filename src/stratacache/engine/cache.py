@@ -420,7 +420,7 @@ class Cache:
             "namespace": self.namespace,
             "tiers": self.tiers.stats(fast_hits),
             "functions": {name: f.as_dict() for name, f in self.functions.items()},
-            "engine": self.counters.as_dict(),
+            "engine": {**self.counters.as_dict(), "moved_values": self.codec.moved_values},
         }
 
 

@@ -107,7 +107,7 @@ class AiocacheTier:
             if any(current.get(t) != v for t, v in zip(pairs[0::2], pairs[1::2], strict=False)):
                 continue
             try:
-                entry = self._context.codec.decode(data)
+                entry = self._context.codec.decode(data, key=key)
             except DeserializationError:
                 self.decode_errors += 1
                 continue
@@ -140,7 +140,7 @@ class AiocacheTier:
         else:
             versions = await self._versions(tags)
         await self._call(
-            "set", self.cache.set, key, self._payload(entry, tags, versions), ttl=ttl or None
+            "set", self.cache.set, key, self._payload(key, entry, tags, versions), ttl=ttl or None
         )
         return True
 
@@ -150,7 +150,9 @@ class AiocacheTier:
         for key, entry in entries.items():  # one TTL per multi_set call: group would not help
             ttl = self._ttl(entry)
             if ttl is not None:
-                payload = self._payload(entry, list(entry.tags), [current[t] for t in entry.tags])
+                payload = self._payload(
+                    key, entry, list(entry.tags), [current[t] for t in entry.tags]
+                )
                 await self._call("set_many", self.cache.set, key, payload, ttl=ttl or None)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
@@ -222,8 +224,8 @@ class AiocacheTier:
             remaining = min(remaining, self.max_expiry)
         return float(max(1, math.ceil(remaining)))
 
-    def _payload(self, entry: Entry, tags: list[str], versions: list[int]) -> bytes:
-        data = self._context.codec.encode(entry)
+    def _payload(self, key: str, entry: Entry, tags: list[str], versions: list[int]) -> bytes:
+        data = self._context.codec.encode(entry, key=key)
         if not tags:
             return b"\x00" + data
         header: bytes = msgpack.packb(

@@ -229,7 +229,7 @@ class SQLTier:
     def invalidate_tags_sync(self, tags: Sequence[str]) -> None:
         if tags:
             self._guard(
-                "invalidate_tags", self.store.invalidate, list(dict.fromkeys(tags)), self._now()
+                "invalidate_tags", self.store.invalidate, self._tag_tokens(tags), self._now()
             )
 
     def clear_sync(self) -> None:
@@ -294,7 +294,7 @@ class SQLTier:
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
         if tags:
-            unique = list(dict.fromkeys(tags))
+            unique = self._tag_tokens(tags)
             await self._offload("invalidate_tags", self.store.invalidate, unique, self._now())
 
     async def clear(self) -> None:
@@ -360,6 +360,11 @@ class SQLTier:
     def _now(self) -> float:
         return float(self._context.clock.time())
 
+    def _tag_tokens(self, tags: Sequence[str]) -> list[str]:
+        """The stored forms of ``tags`` (keyed digests under encryption), without repeats."""
+        codec = self._context.codec
+        return list(dict.fromkeys(x for t in tags for x in codec.tag_tokens(t)))
+
     def _row(self, key: str, entry: Entry) -> Row | None:
         """The row storing ``entry``, or None when it is already past its end."""
         now = self._now()
@@ -367,13 +372,15 @@ class SQLTier:
         if remaining is not None and remaining <= 0:
             return None
         expires_at = None if remaining is None else now + remaining
-        return Row(key, self._context.codec.encode(entry), expires_at, tuple(entry.tags))
+        codec = self._context.codec
+        tags = tuple(codec.tag_token(t) for t in entry.tags)  # keyed digests under encryption
+        return Row(key, codec.encode(entry, key=key), expires_at, tags)
 
     def _entry(self, key: str, data: bytes | None, now: float) -> Entry | None:
         if data is None:
             return None
         try:
-            entry = self._context.codec.decode(bytes(data))
+            entry = self._context.codec.decode(bytes(data), key=key)
         except DeserializationError:
             self.decode_errors += 1
             return None
