@@ -28,15 +28,37 @@ class Envelope(Protocol):
     def open(self, data: bytes) -> bytes: ...
 
 
-class Compression:
-    """Compress payloads of at least ``threshold`` bytes with zlib or zstd (a 1-byte tag says which)."""
+#: what ``Compression`` inflates at most by default: Redis's own limit on one value
+MAX_INFLATED = 512 << 20
 
-    def __init__(self, algorithm: str = "zlib", threshold: int = 1024, level: int | None = None):
+
+class Compression:
+    """Compress payloads of at least ``threshold`` bytes with zlib or zstd (a 1-byte tag says which).
+
+    Args:
+        algorithm: ``"zlib"`` (standard library) or ``"zstd"`` (``stratacache[zstd]``).
+        threshold: payloads shorter than this many bytes are stored as they are.
+        level: compression level (None: the algorithm's default).
+        max_size: stored bytes that would inflate past this many bytes are refused as a
+            miss (``DeserializationError``) instead of being inflated: a guard against
+            decompression bombs written by someone who can write to the storage.
+    """
+
+    def __init__(
+        self,
+        algorithm: str = "zlib",
+        threshold: int = 1024,
+        level: int | None = None,
+        max_size: int = MAX_INFLATED,
+    ):
         if algorithm not in ("zlib", "zstd"):
             raise ConfigError(f"compression must be 'zlib' or 'zstd', not {algorithm!r}")
-        if threshold < 0:
-            raise ConfigError("compression threshold must be >= 0")
+        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
+            raise ConfigError(f"compression threshold must be an int >= 0, not {threshold!r}")
+        if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
+            raise ConfigError(f"compression max_size must be an int >= 1, not {max_size!r}")
         self.threshold = threshold
+        self.max_size = max_size
         self._tag = _ZLIB if algorithm == "zlib" else _ZSTD
         self._zstd_c: Any = None
         self._zstd_d: Any = None
@@ -60,20 +82,32 @@ class Compression:
 
     def open(self, data: bytes) -> bytes:
         tag, body = data[:1], data[1:]
+        limit = self.max_size
         try:
             if tag == _RAW:
                 return body
             if tag == _ZLIB:
-                return zlib.decompress(body)
-            if tag == _ZSTD:
+                inflater = zlib.decompressobj()
+                out = inflater.decompress(body, limit + 1)
+                if len(out) <= limit and not inflater.eof:
+                    raise ValueError("truncated zlib stream")
+            elif tag == _ZSTD:
                 if self._zstd_d is None:
                     import zstandard
 
                     self._zstd_d = zstandard.ZstdDecompressor()
-                return bytes(self._zstd_d.decompress(body))
+                # stream_reader honours the read bound even when the frame announces a size
+                with self._zstd_d.stream_reader(body, read_across_frames=False) as reader:
+                    out = reader.read(limit + 1)
+            else:
+                raise DeserializationError("stored bytes carry an unknown compression tag")
+        except DeserializationError:
+            raise
         except Exception as exc:
             raise DeserializationError(f"cannot decompress stored bytes: {exc!r}") from exc
-        raise DeserializationError("stored bytes carry an unknown compression tag")
+        if len(out) > limit:
+            raise DeserializationError(f"stored bytes inflate to larger than {limit} bytes")
+        return bytes(out)
 
 
 class HMACSigner:
