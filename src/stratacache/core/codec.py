@@ -12,6 +12,11 @@ encrypted bytes, a signature or ciphertext copied from one key to another
 (in Redis, SQL or any byte store) no longer decodes: ``decode(data, key=...)``
 raises ``MovedValueError`` and counts it in ``moved_values``.
 
+Value size: ``limit_to(tiers)`` takes the smallest ``max_value_size`` of the
+byte-storing tiers and ``dumps_value`` refuses (``SerializationError``, at the
+call site, before any write) a value whose stored form could exceed it, the
+envelopes' worst-case growth and ``METADATA_RESERVE`` bytes of metadata counted.
+
 With an encryption envelope, ``tag_token`` turns a tag into a keyed digest so
 tiers that store tags beside the value (tag-version keys, headers, columns)
 never hold a tag in plaintext.
@@ -21,18 +26,42 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
 
 from .entry import Entry
 from .envelope import Envelope
-from .errors import DeserializationError, MovedValueError
+from .errors import ConfigError, DeserializationError, MovedValueError, SerializationError
 from .serializer import MsgpackSerializer, Serializer
 
 FORMAT = 2
 _UNBOUND = b""
+#: bytes of every stored entry's form kept for its metadata (times, binding, tags, header)
+METADATA_RESERVE = 4096
+#: what one Redis string may hold (``proto-max-bulk-len``)
+MAX_REDIS_VALUE = 512 << 20
+#: what one SQLite value may hold (``SQLITE_MAX_LENGTH``) / one PostgreSQL ``bytea``
+MAX_SQLITE_VALUE = 1_000_000_000
+MAX_POSTGRES_VALUE = (1 << 30) - 1
+#: memcached's default item size (``-I``); aiocache's memcached backend is held to it
+MAX_MEMCACHED_VALUE = 1 << 20
+
+
+def check_value_size(name: str, value: object) -> int:
+    """A tier's ``max_value_size`` as a positive int of bytes, else ``ConfigError``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= METADATA_RESERVE:
+        raise ConfigError(f"{name} must be an int of bytes > {METADATA_RESERVE}, not {value!r}")
+    return value
+
+
+def sealed_bound(envelopes: Sequence[Envelope], size: int) -> int:
+    """The most bytes ``size`` bytes can become through ``envelopes`` (worst case)."""
+    for envelope in envelopes:
+        bound = getattr(envelope, "bound", None)
+        size = int(bound(size)) if callable(bound) else 2 * size + 4096
+    return size
 
 
 def key_binding(key: str) -> bytes:
@@ -50,6 +79,9 @@ class EntryCodec:
         self.envelopes = tuple(envelopes)
         #: entries refused because they were sealed for another key (copied in storage)
         self.moved_values = 0
+        #: largest serialized value accepted (None: no byte-storing tier states a limit)
+        self.max_value_size: int | None = None
+        self._limited_by = ""
         self._tag_keys: list[bytes] = []
         for envelope in self.envelopes:
             digest_keys = getattr(envelope, "digest_keys", None)
@@ -74,9 +106,48 @@ class EntryCodec:
             return [tag]
         return list(dict.fromkeys(_token(k, tag) for k in self._tag_keys))
 
+    def limit_to(self, tiers: Iterable[object]) -> None:
+        """Fit ``max_value_size`` to the smallest ``max_value_size`` among ``tiers``.
+
+        Raises:
+            ConfigError: that tier's limit leaves no room for a value once the envelopes'
+                growth and the metadata reserve are counted.
+        """
+        limits = [
+            (limit, str(getattr(tier, "name", type(tier).__name__)))
+            for tier in tiers
+            if isinstance(limit := getattr(tier, "max_value_size", None), int)
+        ]
+        if not limits:
+            self.max_value_size, self._limited_by = None, ""
+            return
+        limit, name = min(limits)
+        low, high = -1, limit  # largest n with sealed_bound(n + reserve) <= limit
+        while low < high:
+            mid = (low + high + 1) // 2
+            if sealed_bound(self.envelopes, mid + METADATA_RESERVE) <= limit:
+                low = mid
+            else:
+                high = mid - 1
+        if low < 1:
+            raise ConfigError(f"tier {name!r} max_value_size={limit} leaves no room for a value")
+        self.max_value_size, self._limited_by = low, f"tier {name!r} keeps at most {limit} bytes"
+
     def dumps_value(self, value: Any) -> bytes:
-        """Serialize a bare value (raises ``SerializationError`` naming a bad type)."""
-        return self.serializer.dumps(value)
+        """Serialize a bare value.
+
+        Raises:
+            SerializationError: a type that cannot round-trip, or a value larger than
+                ``max_value_size`` once serialized.
+        """
+        data = self.serializer.dumps(value)
+        limit = self.max_value_size
+        if limit is not None and len(data) > limit:
+            raise SerializationError(
+                f"value is {len(data)} bytes serialized; the limit is {limit} "
+                f"({self._limited_by} per entry, envelopes and metadata included)"
+            )
+        return data
 
     def encode(
         self, entry: Entry, value_bytes: bytes | None = None, *, key: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -73,6 +74,10 @@ class Compression:
             self._zstd_c = zstandard.ZstdCompressor(level=level or 3)
             self._zstd_d = zstandard.ZstdDecompressor()
 
+    def bound(self, size: int) -> int:
+        """The most bytes a ``size``-byte payload becomes (zlib and zstd grow by far less)."""
+        return size + size // 256 + 129
+
     def seal(self, data: bytes) -> bytes:
         if len(data) < self.threshold:
             return _RAW + data
@@ -124,6 +129,10 @@ class HMACSigner:
             raise ConfigError("signing keys must be at least 16 bytes long")
         self._keys = [k.encode() if isinstance(k, str) else bytes(k) for k in raw]
 
+    def bound(self, size: int) -> int:
+        """The sealed size of a ``size``-byte payload."""
+        return size + self._SIZE
+
     def seal(self, data: bytes) -> bytes:
         return hmac.new(self._keys[0], data, hashlib.sha256).digest() + data
 
@@ -158,6 +167,10 @@ class FernetEncryption:
     def digest_keys(self) -> list[bytes]:
         """Secrets derived from the keys (first = current) for keyed digests of stored metadata."""
         return list(self._digest_keys)
+
+    def bound(self, size: int) -> int:
+        """The token size of a ``size``-byte payload (version, time, IV, padding, HMAC, base64)."""
+        return 4 * math.ceil((57 + 16 * (size // 16 + 1)) / 3)
 
     def seal(self, data: bytes) -> bytes:
         return self._fernet.encrypt(data)

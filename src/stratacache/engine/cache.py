@@ -102,6 +102,7 @@ class Cache:
         self.namespace = namespace
         self.clock: Clock = clock or SystemClock()
         self.codec = EntryCodec(serializer, envelopes)
+        self.codec.limit_to(tiers)  # too big for a tier: SerializationError at set, nothing written
         self.policy = EntryPolicy(
             check_optional("default_ttl", default_ttl), refresh_after, stale_ttl, jitter, cache_none
         )

@@ -25,6 +25,7 @@ import aiocache
 import msgpack
 from aiocache.serializers import NullSerializer
 
+from ..core.codec import MAX_MEMCACHED_VALUE
 from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, StratacacheError, TierError
@@ -70,6 +71,8 @@ class AiocacheTier:
         self.name = name or f"aiocache-{backend}"
         #: the longest relative expiry the backend understands (None: no limit)
         self.max_expiry = MEMCACHED_MAX_TTL if backend == "memcached" else None
+        #: bytes one stored entry may take (None: the backend states no limit)
+        self.max_value_size = MAX_MEMCACHED_VALUE if backend == "memcached" else None
         self.shared = not hasattr(cache, "_cache")  # the memory backend is per process
         self.decode_errors = 0
         self._context = TierContext(namespace="")

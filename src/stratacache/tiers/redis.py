@@ -26,6 +26,7 @@ import msgpack
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
+from ..core.codec import MAX_REDIS_VALUE, check_value_size
 from ..core.durations import check_duration, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
@@ -66,6 +67,8 @@ class RedisTier:
         cluster: connect with ``RedisCluster``.
         sentinels: ``[(host, port), ...]`` of Redis Sentinels; needs ``service_name``.
         service_name: the Sentinel master name.
+        max_value_size: bytes one stored entry may take (default: Redis's 512 MiB); a larger
+            value is refused at ``set`` with ``SerializationError``.
     """
 
     shared = True
@@ -86,8 +89,10 @@ class RedisTier:
         cluster: bool = False,
         sentinels: Sequence[tuple[str, int]] | None = None,
         service_name: str | None = None,
+        max_value_size: int = MAX_REDIS_VALUE,
     ) -> None:
         ttl = check_optional("RedisTier ttl", ttl)
+        self.max_value_size = check_value_size("RedisTier max_value_size", max_value_size)
         socket_timeout = check_duration("RedisTier socket_timeout", socket_timeout)
         socket_connect_timeout = check_duration(
             "RedisTier socket_connect_timeout", socket_connect_timeout

@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ...core.codec import MAX_POSTGRES_VALUE, MAX_SQLITE_VALUE, check_value_size
 from ...core.entry import Entry
 from ...core.errors import DeserializationError, TierError
 from ...core.tier import TierContext
@@ -72,6 +73,9 @@ class SQLTier:
         sweep_interval: seconds between background deletions of expired rows (0: none).
         name: name in stats and logs.
         pool_size: PostgreSQL connections kept per event loop and for sync callers.
+        max_value_size: bytes one stored entry may take (default: what the database keeps in
+            one value, 1e9 bytes on SQLite, 1 GiB on PostgreSQL); a larger value is refused
+            at ``set`` with ``SerializationError``.
 
     Raises:
         ConfigError: a bad URL, table name or bound, or psycopg missing for PostgreSQL.
@@ -91,9 +95,14 @@ class SQLTier:
         sweep_interval: float = 60.0,
         name: str = "sql",
         pool_size: int = 8,
+        max_value_size: int | None = None,
     ) -> None:
         check_config(ttl, sweep_interval, max_entries, max_bytes, table, pool_size)
         target = parse_url(engine_url(engine) if engine is not None else url)
+        if max_value_size is None:
+            sqlite = target.dialect == "sqlite"
+            max_value_size = MAX_SQLITE_VALUE if sqlite else MAX_POSTGRES_VALUE
+        self.max_value_size = check_value_size("SQLTier max_value_size", max_value_size)
         self.name = name
         self.ttl = ttl
         self.max_entries = max_entries
