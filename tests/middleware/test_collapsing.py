@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,11 +31,13 @@ class Calls:
     views: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
 
-    def enter(self) -> int:
+    def enter(self) -> None:
         with self.lock:
             self.entered += 1
-            return self.entered
+            if self.entered >= N:
+                self.arrived.set()
 
     def view(self, path: str) -> int:
         with self.lock:
@@ -46,9 +49,12 @@ def _cache_control(path: str) -> bytes:
     return b"no-store" if path.startswith("/private") else b"max-age=60"
 
 
-def _asgi(calls: Calls, **options: Any) -> Any:
+def _memory_cache() -> sc.Cache:
+    return sc.Cache(tiers=[sc.MemoryTier(maxsize=1000)], namespace="collapse")
+
+
+def _asgi(calls: Calls, cache: sc.Cache | None = None, **options: Any) -> Any:
     """A raw ASGI view behind ``CacheMiddleware``, wrapped in a counter of arriving requests."""
-    arrived = asyncio.Event()
 
     async def view(scope: Any, receive: Any, send: Any) -> None:
         path = scope["path"]
@@ -56,25 +62,22 @@ def _asgi(calls: Calls, **options: Any) -> Any:
         if path.startswith("/slow") and run == 1:
             await asyncio.get_running_loop().run_in_executor(None, calls.release.wait, HOLD)
         elif not path.startswith("/slow"):
-            await asyncio.wait_for(arrived.wait(), HOLD)
+            await asyncio.get_running_loop().run_in_executor(None, calls.arrived.wait, HOLD)
         headers = [(b"cache-control", _cache_control(path)), (b"content-type", b"text/plain")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": f"{path} run {run}".encode()})
 
-    cache = sc.Cache(tiers=[sc.MemoryTier(maxsize=1000)], namespace="collapse")
-    inner = CacheMiddleware(view, cache=cache, **options)
+    inner = CacheMiddleware(view, cache=cache or _memory_cache(), **options)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if calls.enter() >= N:
-            arrived.set()
+        calls.enter()
         await inner(scope, receive, send)
 
     return app
 
 
-def _wsgi(calls: Calls, **options: Any) -> tuple[Any, sc.Cache]:
+def _wsgi(calls: Calls, cache: sc.Cache | None = None, **options: Any) -> tuple[Any, sc.Cache]:
     """A WSGI view behind ``WSGICacheMiddleware``, wrapped in a counter of arriving requests."""
-    arrived = threading.Event()
 
     def view(environ: Any, start_response: Any) -> list[bytes]:
         path = environ["PATH_INFO"]
@@ -83,17 +86,16 @@ def _wsgi(calls: Calls, **options: Any) -> tuple[Any, sc.Cache]:
             if run == 1:
                 calls.release.wait(HOLD)
         else:
-            arrived.wait(HOLD)
+            calls.arrived.wait(HOLD)
         headers = [("Cache-Control", _cache_control(path).decode()), ("Content-Type", "text/plain")]
         start_response("200 OK", headers)
         return [f"{path} run {run}".encode()]
 
-    cache = sc.Cache(tiers=[sc.MemoryTier(maxsize=1000)], namespace="collapse")
+    cache = cache or _memory_cache()
     inner = WSGICacheMiddleware(view, cache=cache, **options)
 
     def app(environ: Any, start_response: Any) -> Any:
-        if calls.enter() >= N:
-            arrived.set()
+        calls.enter()
         return inner(environ, start_response)
 
     return app, cache
@@ -141,8 +143,8 @@ def serve(request: pytest.FixtureRequest) -> Iterator[Serve]:
     """Starts the test app under uvicorn (ASGI) or waitress (WSGI) with middleware options."""
     running: list[Iterator[str]] = []
 
-    def start(**options: Any) -> tuple[str, Calls]:
-        calls = Calls()
+    def start(calls: Calls | None = None, **options: Any) -> tuple[str, Calls]:
+        calls = calls or Calls()
         if request.param == "asgi":
             serving = _uvicorn(_asgi(calls, **options))
         else:
@@ -223,3 +225,36 @@ def test_bad_collapse_options_are_config_errors(options: dict[str, Any]) -> None
         CacheMiddleware(lambda *a: None, cache=cache, **options)  # type: ignore[arg-type]
     with pytest.raises(sc.ConfigError):
         WSGICacheMiddleware(lambda *a: [], cache=cache, **options)
+
+
+def test_fleet_collapsing_runs_the_view_once_across_processes(
+    serve: Serve, redis_server: str
+) -> None:
+    """collapse='fleet': 16 requests spread over two app instances run the view once."""
+    namespace = f"fleet{uuid.uuid4().hex[:8]}"
+
+    def cache() -> sc.Cache:
+        return sc.Cache(
+            tiers=[sc.MemoryTier(maxsize=1000), sc.RedisTier(url=redis_server)],
+            namespace=namespace,
+            lock=sc.RedisLock(url=redis_server),
+        )
+
+    calls = Calls()
+    first, _ = serve(calls, cache=cache(), collapse="fleet", collapse_timeout=20)
+    second, _ = serve(calls, cache=cache(), collapse="fleet", collapse_timeout=20)
+    urls = [(first if i % 2 else second) + "/page/fleet" for i in range(N)]
+    # behind one load balancer: the same Host, whichever instance answers
+    client = httpx.Client(timeout=30, headers={"host": "shop.example"})
+    with client, ThreadPoolExecutor(N) as pool:
+        responses = list(pool.map(client.get, urls))
+    assert calls.views == {"/page/fleet": 1}
+    assert {r.text for r in responses} == {"/page/fleet run 1"}
+
+
+def test_fleet_collapsing_needs_a_fleet_lock() -> None:
+    """collapse='fleet' on a cache without a fleet lock is a ConfigError at construction."""
+    with pytest.raises(sc.ConfigError):
+        CacheMiddleware(lambda *a: None, cache=_memory_cache(), collapse="fleet")  # type: ignore[arg-type]
+    with pytest.raises(sc.ConfigError):
+        WSGICacheMiddleware(lambda *a: [], cache=_memory_cache(), collapse="fleet")

@@ -16,6 +16,7 @@ nothing usable was stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from .rules import CacheRule, Directives, _reset_directives, _set_directives
 
 if TYPE_CHECKING:
     from ..engine.cache import Cache
+    from ..engine.lock import FleetLock
 
 __all__ = ["CacheMiddleware"]
 
@@ -68,7 +70,9 @@ class CacheMiddleware:
             §4.2.2), capped at ``heuristic_max`` seconds.
         tags_header: response header an app may set to tag its response (removed before sending).
         collapse: concurrent misses of one URL variant run the app once per process; the
-            others wait for its stored response (nginx ``proxy_cache_lock``).
+            others wait for its stored response (nginx ``proxy_cache_lock``). ``"fleet"``:
+            once across processes too, under the cache's fleet lock (``ConfigError`` here
+            when the cache has none).
         collapse_timeout: seconds a collapsed request waits before going to the app itself.
         ignore_query_params: query parameters left out of the key (e.g. ``utm_source``).
         key_prefix: prefix of the cache keys of stored responses.
@@ -89,6 +93,7 @@ class CacheMiddleware:
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._flights: dict[str, asyncio.Event] = {}
+        self._fleet = cache.readthrough.resolve_lock(True) if self.policy.collapse_fleet else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,6 +118,12 @@ class CacheMiddleware:
                 try:
                     # A leader that took over from one that just landed finds its response.
                     found, _ = await self._lookup(req)
+                    if found is None and self._fleet is not None:
+                        found = await self._fleet_lead(
+                            self._fleet, scope, receive, send, req, flight
+                        )
+                        if found is None:
+                            return
                     if found is None:
                         await self._origin(scope, receive, send, req, None, flight)
                         return
@@ -138,6 +149,51 @@ class CacheMiddleware:
             if found.revalidate:
                 self._refresh(scope, req)
             await self._answer(send, req, found)
+
+    async def _fleet_lead(
+        self,
+        fleet: FleetLock,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        req: Request,
+        flight: str,
+    ) -> Lookup | None:
+        """Run the app under the fleet lock, or wait (bounded) for the process that holds it.
+
+        Returns the stored response to answer with, or None once the request was answered.
+        """
+        lock_key = self.cache.full_key(flight)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.collapse_timeout
+        while True:
+            try:
+                attempt = await fleet.acquire(lock_key)
+            except Exception:  # the lock is an optimisation: never fail the request for it
+                logger.warning("fleet lock for %s unavailable", req.url, exc_info=True)
+                break
+            if attempt.owned:
+                try:
+                    found, _ = await self._lookup(req)
+                    if found is not None:
+                        return found
+                    async with fleet.hold(lock_key, attempt.token):
+                        await self._origin(scope, receive, send, req, None, flight)
+                    return None
+                finally:
+                    with contextlib.suppress(Exception):  # it expires after its lease
+                        await fleet.release(lock_key, attempt.token)
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                with contextlib.suppress(Exception):
+                    await fleet.wait(lock_key, attempt, remaining)
+            found, _ = await self._lookup(req)
+            if found is not None:
+                return found
+            if loop.time() >= deadline:
+                break
+        await self._origin(scope, receive, send, req, None, flight)
+        return None
 
     def _land(self, flight: str, event: asyncio.Event) -> None:
         """Wake the requests collapsed on ``flight`` (idempotent)."""

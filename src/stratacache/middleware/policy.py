@@ -144,11 +144,11 @@ class HttpCachePolicy:
         ignore_query_params: Iterable[str] = (),
         key_prefix: str = "http",
         clock: Clock | None = None,
-        collapse: bool = True,
+        collapse: bool | str = True,
         collapse_timeout: float = 5.0,
     ) -> None:
-        if not isinstance(collapse, bool):
-            raise ConfigError(f"collapse must be True or False, not {collapse!r}")
+        if not (isinstance(collapse, bool) or collapse == "fleet"):
+            raise ConfigError(f"collapse must be True, False or 'fleet', not {collapse!r}")
         collapse_timeout = check_duration("collapse_timeout", collapse_timeout, zero_ok=True)
         if not isinstance(max_body_size, int) or max_body_size < 0:
             raise ConfigError(f"max_body_size must be an int >= 0, not {max_body_size!r}")
@@ -166,7 +166,9 @@ class HttpCachePolicy:
         self.tags_header = tags_header.lower().encode("latin-1")
         self.ignore = frozenset(ignore_query_params)
         self.key_prefix = key_prefix
-        self.collapse = collapse
+        self.collapse = bool(collapse)
+        #: collapse across processes too, under the cache's fleet lock
+        self.collapse_fleet = collapse == "fleet"
         self.collapse_timeout = collapse_timeout
         self.now: Callable[[], float] = (clock or SystemClock()).time
         self.url = functools.lru_cache(maxsize=4096)(self._url)

@@ -12,8 +12,10 @@ threads wait (up to ``collapse_timeout``) for the stored response.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from .rules import CacheRule, Directives, _reset_directives, _set_directives
 
 if TYPE_CHECKING:
     from ..engine.cache import Cache
+    from ..engine.lock import SyncFleetLock
 
 __all__ = ["WSGICacheMiddleware"]
 
@@ -100,6 +103,7 @@ class WSGICacheMiddleware:
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
         self._flights: dict[str, threading.Event] = {}
+        self._fleet = cache.sync.resolve_lock(True) if self.policy.collapse_fleet else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -123,6 +127,9 @@ class WSGICacheMiddleware:
                 try:
                     # A leader that took over from one that just landed finds its response.
                     found, _ = self._lookup(req)
+                    if found is None and self._fleet is not None:
+                        lead = (flight, event)
+                        return self._fleet_lead(self._fleet, environ, start_response, req, lead)
                     if found is None:
                         return self._origin(environ, start_response, req, None, (flight, event))
                 except BaseException:
@@ -158,6 +165,50 @@ class WSGICacheMiddleware:
         query = environ.get("QUERY_STRING", "")
         url = self.policy.url(environ.get("wsgi.url_scheme", "http"), host, path, query)
         return self.policy.request(method, url, path, headers, directives)
+
+    def _fleet_lead(
+        self,
+        fleet: SyncFleetLock,
+        environ: Environ,
+        start_response: StartResponse,
+        req: Request,
+        flight: tuple[str, threading.Event],
+    ) -> Iterable[bytes]:
+        """Run the app under the fleet lock, or wait (bounded) for the process that holds it."""
+        lock_key = self.cache.full_key(flight[0])
+        deadline = time.monotonic() + self.policy.collapse_timeout
+        while True:
+            try:
+                attempt = fleet.acquire_sync(lock_key)
+            except Exception:  # the lock is an optimisation: never fail the request for it
+                logger.warning("fleet lock for %s unavailable", req.url, exc_info=True)
+                break
+            if attempt.owned:
+                try:
+                    found, _ = self._lookup(req)
+                    if found is not None:
+                        self.land(*flight)
+                        return self._serve(environ, start_response, req, found)
+                    # The lease is renewed while the app runs; the body is produced after we
+                    # return, and releasing once it is consumed wakes the other processes.
+                    with fleet.hold_sync(lock_key, attempt.token):
+                        body = self._origin(environ, start_response, req, None, flight)
+                        return _Released(body, fleet, lock_key, attempt.token)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        fleet.release_sync(lock_key, attempt.token)
+                    raise
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                with contextlib.suppress(Exception):
+                    fleet.wait_sync(lock_key, attempt, remaining)
+            found, _ = self._lookup(req)
+            if found is not None:
+                self.land(*flight)
+                return self._serve(environ, start_response, req, found)
+            if time.monotonic() >= deadline:
+                break
+        return self._origin(environ, start_response, req, None, flight)
 
     def land(self, flight: str, event: threading.Event) -> None:
         """Wake the requests collapsed on ``flight`` (idempotent)."""
@@ -312,6 +363,29 @@ def _close(result: object) -> None:
     close = getattr(result, "close", None)
     if close is not None:
         close()
+
+
+class _Released:
+    """A response body that releases the fleet lock once it is consumed or closed."""
+
+    def __init__(self, body: Iterable[bytes], fleet: SyncFleetLock, key: str, token: str) -> None:
+        self.body, self.fleet, self.key, self.token = body, fleet, key, token
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.body
+        self._release()
+
+    def _release(self) -> None:
+        if self.token:
+            token, self.token = self.token, ""
+            with contextlib.suppress(Exception):  # it expires after its lease
+                self.fleet.release_sync(self.key, token)
+
+    def close(self) -> None:
+        try:
+            _close(self.body)
+        finally:
+            self._release()
 
 
 class _Passthrough:
