@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiocache
 import pytest
 import redis
 import sqlalchemy
@@ -13,6 +14,7 @@ from cryptography.fernet import Fernet
 
 import stratacache as sc
 from stratacache.core.envelope import Envelope
+from stratacache.tiers.aiocache import AiocacheTier
 
 SIGNING_KEY = b"s" * 32
 FERNET_KEY = Fernet.generate_key()
@@ -37,10 +39,18 @@ class Storage:
     read: Callable[[str], bytes]
     write: Callable[[str, bytes], None]
     dump: Callable[[], bytes]
+    sync: bool = True  # the tier serves cache.sync (aiocache is async-only)
 
 
-def _redis_storage(url: str) -> Storage:
+def _redis_storage(url: str, through_aiocache: bool = False) -> Storage:
     client = redis.Redis.from_url(url)
+
+    def make_tier() -> Any:
+        if not through_aiocache:
+            return sc.RedisTier(url=url)
+        parts = redis.connection.parse_url(url)
+        backend = aiocache.RedisCache(endpoint=parts["host"], port=parts["port"], db=parts["db"])
+        return AiocacheTier(backend)
 
     def dump() -> bytes:
         parts = []
@@ -51,10 +61,11 @@ def _redis_storage(url: str) -> Storage:
         return b"\n".join(parts)
 
     return Storage(
-        make_tier=lambda: sc.RedisTier(url=url),
+        make_tier=make_tier,
         read=lambda key: client.get(key) or b"",
         write=lambda key, data: client.set(key, data) and None,
         dump=dump,
+        sync=not through_aiocache,
     )
 
 
@@ -79,11 +90,12 @@ def _sql_storage(url: str, engine_url: str) -> Storage:
     return Storage(lambda: sc.SQLTier(url=url), read, write, dump)
 
 
-@pytest.fixture(params=["redis", "sqlite", "postgres"])
+@pytest.fixture(params=["redis", "sqlite", "postgres", "aiocache-redis"])
 def storage(request: pytest.FixtureRequest) -> Storage:
     """Each byte-storing tier kind, with raw access to what it stores."""
-    if request.param == "redis":
-        return _redis_storage(request.getfixturevalue("redis_url"))
+    if request.param.endswith("redis"):
+        url = request.getfixturevalue("redis_url")
+        return _redis_storage(url, through_aiocache=request.param.startswith("aiocache"))
     if request.param == "sqlite":
         url = request.getfixturevalue("sqlite_url")
         return _sql_storage(url, url)
@@ -118,9 +130,10 @@ async def test_value_moved_to_another_key_or_namespace_is_a_counted_miss(
     assert await a.get("role:alice") == "admin"
     assert await a.get("role:bob") is None
     assert await b.get("role:alice") is None
-    assert a.sync.get("role:bob") is None
-    assert a.stats()["engine"]["moved_values"] == 2
+    assert a.stats()["engine"]["moved_values"] == 1
     assert b.stats()["engine"]["moved_values"] == 1
+    if storage.sync:
+        assert a.sync.get("role:bob") is None
     for cache in (a, b):
         tier = next(iter(cache.stats()["tiers"].values()))
         assert tier["errors"] == 0 and not tier["circuit_open"]

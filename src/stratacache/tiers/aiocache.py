@@ -120,6 +120,7 @@ class AiocacheTier:
 
     # -- writes ------------------------------------------------------------------------------
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        tags = [self._token(t) for t in tags]
         names = [self._kv(key), self._epoch(), *(self._tag(t) for t in tags)]
         values = await self._call("lease", self.cache.multi_get, names)
         kv, epoch, *versions = (_int(v) for v in values)
@@ -129,7 +130,7 @@ class AiocacheTier:
         ttl = self._ttl(entry)
         if ttl is None:
             return True  # already past its end: nothing worth storing
-        tags = list(entry.tags)
+        tags = [self._token(t) for t in entry.tags]
         if isinstance(lease, AiocacheLease):
             names = [self._kv(key), self._epoch(), *(self._tag(t) for t in tags)]
             kv, epoch, *versions = (
@@ -148,14 +149,13 @@ class AiocacheTier:
         return True
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
-        tags = sorted({t for e in entries.values() for t in e.tags})
+        tags = sorted({self._token(t) for e in entries.values() for t in e.tags})
         current = dict(zip(tags, await self._versions(tags), strict=True))
         for key, entry in entries.items():  # one TTL per multi_set call: group would not help
             ttl = self._ttl(entry)
             if ttl is not None:
-                payload = self._payload(
-                    key, entry, list(entry.tags), [current[t] for t in entry.tags]
-                )
+                toks = [self._token(t) for t in entry.tags]
+                payload = self._payload(key, entry, toks, [current[t] for t in toks])
                 await self._call("set_many", self.cache.set, key, payload, ttl=ttl or None)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
@@ -175,7 +175,8 @@ class AiocacheTier:
         return removed
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        for tag in dict.fromkeys(tags):
+        codec = self._context.codec
+        for tag in dict.fromkeys(x for t in tags for x in codec.tag_tokens(t)):
             await self._call("invalidate_tags", self.cache.increment, self._tag(tag))
 
     async def clear(self) -> None:
@@ -235,6 +236,10 @@ class AiocacheTier:
             [x for pair in zip(tags, versions, strict=True) for x in pair]
         )
         return b"\x01" + len(header).to_bytes(4, "big") + header + data
+
+    def _token(self, tag: str) -> str:
+        """How ``tag`` is stored (a keyed digest under encryption)."""
+        return self._context.codec.tag_token(tag)
 
     def _kv(self, key: str) -> str:
         return self._meta + "keyv:" + key
