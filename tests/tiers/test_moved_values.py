@@ -85,7 +85,9 @@ def _sql_storage(url: str, engine_url: str) -> Storage:
     def dump() -> bytes:
         with engine.connect() as conn:
             rows = conn.execute(sqlalchemy.text(f"SELECT key, value, tags FROM {TABLE}")).all()
-        return repr(rows).encode()
+            versions = conn.execute(sqlalchemy.text(f"SELECT * FROM {TABLE}_versions")).all()
+        assert versions, "the tag invalidations left version rows to inspect"
+        return repr(rows + versions).encode()
 
     return Storage(lambda: sc.SQLTier(url=url), read, write, dump)
 
