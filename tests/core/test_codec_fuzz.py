@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import zlib
 from typing import Any
 
@@ -116,3 +117,21 @@ def test_decompression_bomb_is_refused() -> None:
     assert len(bomb) < 100_000
     with pytest.raises(DeserializationError, match="larger than"):
         codec.decode(bomb)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(microseconds=1))),
+        datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone(-datetime.timedelta(seconds=1.5))),
+        datetime.time(1, 2, tzinfo=datetime.timezone(datetime.timedelta(microseconds=999))),
+        datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=5))),
+    ],
+)
+def test_sub_second_utc_offsets_round_trip_exactly(
+    value: datetime.datetime | datetime.time,
+) -> None:
+    """A UTC offset with microseconds comes back with them (isoformat alone loses them)."""
+    ser = MsgpackSerializer()
+    out = ser.loads(ser.dumps(value))
+    assert out == value and out.utcoffset() == value.utcoffset() and out.tzinfo == value.tzinfo
