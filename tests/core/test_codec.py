@@ -7,8 +7,8 @@ from cryptography.fernet import Fernet
 
 from stratacache.core.codec import EntryCodec
 from stratacache.core.entry import Entry
-from stratacache.core.envelope import Compression, FernetEncryption, HMACSigner
-from stratacache.core.errors import ConfigError, DeserializationError
+from stratacache.core.envelope import Compression, Envelope, FernetEncryption, HMACSigner
+from stratacache.core.errors import ConfigError, DeserializationError, MovedValueError
 
 
 def _entry(value: object) -> Entry:
@@ -98,3 +98,53 @@ def test_msgpack_valid_foreign_entry_is_a_deserialization_error() -> None:
     ):
         with pytest.raises(DeserializationError):
             codec.decode(msgpack.packb(fields, use_bin_type=True))
+
+
+@pytest.mark.parametrize(
+    "envelopes",
+    [[], [HMACSigner(b"k" * 16)], [FernetEncryption(Fernet.generate_key())]],
+    ids=["plain", "signed", "encrypted"],
+)
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("a:role:alice", "a:role:bob"),
+        ("a:role:alice", "b:role:alice"),
+        ("a:k", "a:~g1:k"),
+        ("a:k", "a:k "),
+        ("a:k", ""),
+    ],
+)
+def test_entry_read_under_another_key_is_refused_and_counted(
+    envelopes: list[Envelope], written: str, read: str
+) -> None:
+    """Bytes encoded for one full key raise MovedValueError under any other, counted."""
+    codec = EntryCodec(envelopes=envelopes)
+    data = codec.encode(_entry("admin"), key=written)
+    assert codec.decode(data, key=written).value == "admin"
+    with pytest.raises(MovedValueError):
+        codec.decode(data, key=read)
+    assert codec.moved_values == 1
+
+
+def test_unbound_entry_is_refused_under_a_key() -> None:
+    """An entry encoded without a key is accepted only by a keyless decode."""
+    codec = EntryCodec()
+    data = codec.encode(_entry(1))
+    assert codec.decode(data).value == 1
+    with pytest.raises(MovedValueError):
+        codec.decode(data, key="a:k")
+
+
+def test_tag_tokens_are_keyed_digests_only_under_encryption() -> None:
+    """Tags stay as they are without encryption and become stable keyed digests with it."""
+    assert EntryCodec().tag_token("user:1") == "user:1"
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    codec = EntryCodec(envelopes=[FernetEncryption([new, old])])
+    token = codec.tag_token("user:1")
+    assert "user" not in token and token == codec.tag_token("user:1")
+    assert token != codec.tag_token("user:2")
+    assert codec.tag_tokens("user:1") == [
+        token,
+        EntryCodec(envelopes=[FernetEncryption(old)]).tag_token("user:1"),
+    ]

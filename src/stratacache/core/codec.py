@@ -1,25 +1,72 @@
 """``EntryCodec``: an ``Entry`` to bytes and back, for tiers that store bytes.
 
-Layout: a msgpack array ``[FORMAT, created, expires, refresh_after,
-stale_until, cost, tags, tag_versions, value_bytes]`` where ``value_bytes`` is
-the serializer's output, then the envelopes (compression, signing,
-encryption) applied in order. Decoding anything else raises
-``DeserializationError``, which tiers turn into a miss.
+Layout: a msgpack array ``[FORMAT, binding, created, expires, refresh_after,
+stale_until, cost, tags, tag_versions, value_bytes]`` where ``binding`` is a
+16-byte digest of the full key the entry is stored under (namespace and
+generation included) and ``value_bytes`` is the serializer's output, then the
+envelopes (compression, signing, encryption) applied in order. Decoding
+anything else raises ``DeserializationError``, which tiers turn into a miss.
+
+Because the binding and the freshness metadata sit *inside* the signed or
+encrypted bytes, a signature or ciphertext copied from one key to another
+(in Redis, SQL or any byte store) no longer decodes: ``decode(data, key=...)``
+raises ``MovedValueError`` and counts it in ``moved_values``.
+
+Value size: ``limit_to(tiers)`` takes the smallest ``max_value_size`` of the
+byte-storing tiers and ``dumps_value`` refuses (``SerializationError``, at the
+call site, before any write) a value whose stored form could exceed it, the
+envelopes' worst-case growth and ``METADATA_RESERVE`` bytes of metadata counted.
+
+With an encryption envelope, ``tag_token`` turns a tag into a keyed digest so
+tiers that store tags beside the value (tag-version keys, headers, columns)
+never hold a tag in plaintext.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
 
 from .entry import Entry
 from .envelope import Envelope
-from .errors import DeserializationError
+from .errors import ConfigError, DeserializationError, MovedValueError, SerializationError
 from .serializer import MsgpackSerializer, Serializer
 
-FORMAT = 1
+FORMAT = 2
+_UNBOUND = b""
+#: bytes of every stored entry's form kept for its metadata (times, binding, tags, header)
+METADATA_RESERVE = 4096
+#: what one Redis string may hold (``proto-max-bulk-len``)
+MAX_REDIS_VALUE = 512 << 20
+#: what one SQLite value may hold (``SQLITE_MAX_LENGTH``) / one PostgreSQL ``bytea``
+MAX_SQLITE_VALUE = 1_000_000_000
+MAX_POSTGRES_VALUE = (1 << 30) - 1
+#: memcached's default item size (``-I``); aiocache's memcached backend is held to it
+MAX_MEMCACHED_VALUE = 1 << 20
+
+
+def check_value_size(name: str, value: object) -> int:
+    """A tier's ``max_value_size`` as a positive int of bytes, else ``ConfigError``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= METADATA_RESERVE:
+        raise ConfigError(f"{name} must be an int of bytes > {METADATA_RESERVE}, not {value!r}")
+    return value
+
+
+def sealed_bound(envelopes: Sequence[Envelope], size: int) -> int:
+    """The most bytes ``size`` bytes can become through ``envelopes`` (worst case)."""
+    for envelope in envelopes:
+        bound = getattr(envelope, "bound", None)
+        size = int(bound(size)) if callable(bound) else 2 * size + 4096
+    return size
+
+
+def key_binding(key: str) -> bytes:
+    """The 16-byte digest of a full key recorded inside every entry stored under it."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class EntryCodec:
@@ -30,13 +77,90 @@ class EntryCodec:
     ) -> None:
         self.serializer: Serializer = serializer or MsgpackSerializer()
         self.envelopes = tuple(envelopes)
+        #: entries refused because they were sealed for another key (copied in storage)
+        self.moved_values = 0
+        #: largest serialized value accepted (None: no byte-storing tier states a limit)
+        self.max_value_size: int | None = None
+        self._limited_by = ""
+        self._tag_keys: list[bytes] = []
+        for envelope in self.envelopes:
+            digest_keys = getattr(envelope, "digest_keys", None)
+            if callable(digest_keys):
+                self._tag_keys = list(digest_keys())
+                break
+
+    @property
+    def hides_tags(self) -> bool:
+        """True when tags are stored as keyed digests (an encryption envelope is on)."""
+        return bool(self._tag_keys)
+
+    def tag_token(self, tag: str) -> str:
+        """What a tier stores for ``tag``: the tag itself, or its keyed digest under encryption."""
+        if not self._tag_keys:
+            return tag
+        return _token(self._tag_keys[0], tag)
+
+    def tag_tokens(self, tag: str) -> list[str]:
+        """Every token ``tag`` may be stored as (one per encryption key kept for rotation)."""
+        if not self._tag_keys:
+            return [tag]
+        return list(dict.fromkeys(_token(k, tag) for k in self._tag_keys))
+
+    def limit_to(self, tiers: Iterable[object]) -> None:
+        """Fit ``max_value_size`` to the smallest ``max_value_size`` among ``tiers``.
+
+        Raises:
+            ConfigError: that tier's limit leaves no room for a value once the envelopes'
+                growth and the metadata reserve are counted.
+        """
+        limits = [
+            (limit, str(getattr(tier, "name", type(tier).__name__)))
+            for tier in tiers
+            if isinstance(limit := getattr(tier, "max_value_size", None), int)
+        ]
+        if not limits:
+            self.max_value_size, self._limited_by = None, ""
+            return
+        limit, name = min(limits)
+        low, high = -1, limit  # largest n with sealed_bound(n + reserve) <= limit
+        while low < high:
+            mid = (low + high + 1) // 2
+            if sealed_bound(self.envelopes, mid + METADATA_RESERVE) <= limit:
+                low = mid
+            else:
+                high = mid - 1
+        if low < 1:
+            raise ConfigError(f"tier {name!r} max_value_size={limit} leaves no room for a value")
+        self.max_value_size, self._limited_by = low, f"tier {name!r} keeps at most {limit} bytes"
 
     def dumps_value(self, value: Any) -> bytes:
-        """Serialize a bare value (raises ``SerializationError`` naming a bad type)."""
-        return self.serializer.dumps(value)
+        """Serialize a bare value.
 
-    def encode(self, entry: Entry, value_bytes: bytes | None = None) -> bytes:
-        """The stored form of ``entry``; pass ``value_bytes`` when already serialized."""
+        Raises:
+            SerializationError: a type that cannot round-trip, or a value larger than
+                ``max_value_size`` once serialized.
+        """
+        data = self.serializer.dumps(value)
+        limit = self.max_value_size
+        if limit is not None and len(data) > limit:
+            raise SerializationError(
+                f"value is {len(data)} bytes serialized; the limit is {limit} "
+                f"({self._limited_by} per entry, envelopes and metadata included)"
+            )
+        return data
+
+    def encode(
+        self, entry: Entry, value_bytes: bytes | None = None, *, key: str | None = None
+    ) -> bytes:
+        """The stored form of ``entry``, bound to the full ``key`` it is stored under.
+
+        Args:
+            entry: the entry to store.
+            value_bytes: the serialized value when already known (else ``entry.payload`` or
+                a fresh serialization).
+            key: the full key (``namespace:...``); ``decode`` with another key refuses the
+                bytes. ``None`` stores an unbound entry, which only a keyless ``decode`` accepts.
+        """
         if value_bytes is None:
             value_bytes = entry.payload
         if value_bytes is None:
@@ -44,6 +168,7 @@ class EntryCodec:
         data: bytes = msgpack.packb(
             [
                 FORMAT,
+                _UNBOUND if key is None else key_binding(key),
                 entry.created,
                 entry.expires,
                 entry.refresh_after,
@@ -59,17 +184,29 @@ class EntryCodec:
             data = envelope.seal(data)
         return data
 
-    def decode(self, data: bytes) -> Entry:
-        """The entry stored as ``data``; ``DeserializationError`` if it is not one of ours."""
+    def decode(self, data: bytes, *, key: str | None = None) -> Entry:
+        """The entry stored as ``data`` under the full ``key``.
+
+        Raises:
+            MovedValueError: the entry was sealed for another key (counted in ``moved_values``).
+            DeserializationError: the bytes are not an entry of ours (corrupt, foreign,
+                tampered, from another format or another signing/encryption key).
+        """
+        if not isinstance(data, bytes):
+            raise DeserializationError(f"stored data must be bytes, not {type(data).__name__}")
         for envelope in reversed(self.envelopes):
             data = envelope.open(data)
         try:
             fields = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
-            fmt, created, expires, refresh_after, stale_until, cost, tags, versions, value = fields
+            fmt, binding, created, expires, refresh_after, stale_until, *rest = fields
+            cost, tags, versions, value = rest
         except Exception as exc:
             raise DeserializationError(f"not a stratacache entry: {exc!r}") from exc
-        if fmt != FORMAT or not isinstance(value, bytes):
+        if fmt != FORMAT or not isinstance(value, bytes) or not isinstance(binding, bytes):
             raise DeserializationError(f"unsupported entry format {fmt!r}")
+        if key is not None and not hmac.compare_digest(binding, key_binding(key)):
+            self.moved_values += 1
+            raise MovedValueError(f"entry under {key!r} was sealed for another key")
         if not (
             _is_time(created, False)
             and all(_is_time(t, True) for t in (expires, refresh_after, stale_until))
@@ -77,6 +214,7 @@ class EntryCodec:
             and isinstance(tags, list)
             and all(isinstance(t, str) for t in tags)
             and isinstance(versions, dict)
+            and all(isinstance(t, str) and _is_int(v) for t, v in versions.items())
         ):
             raise DeserializationError("entry metadata has the wrong types")
         return Entry(
@@ -90,6 +228,15 @@ class EntryCodec:
             tag_versions=versions,
             size=len(data),
         )
+
+
+def _token(secret: bytes, tag: str) -> str:
+    """A keyed 128-bit digest of ``tag`` (hex), the form tags take in storage under encryption."""
+    return "~" + hmac.new(secret, tag.encode("utf-8", "surrogatepass"), "sha256").hexdigest()[:32]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_time(value: Any, optional: bool) -> bool:

@@ -8,6 +8,7 @@
     │                          arguments that cannot make a stable key
     ├── SerializationError     a value the serializer cannot encode
     │   └── DeserializationError   bytes that do not decode (a miss, never raised to callers)
+    │       └── MovedValueError    a valid entry stored under another key than its own (a miss)
     ├── TierError              a tier failed; wraps the driver's error (never raised
     │                          into a caller of the cache's read/write API)
     └── LockTimeout            a distributed recompute lock could not be had in time
@@ -34,6 +35,10 @@ class SerializationError(StratacacheError, TypeError):
 
 class DeserializationError(SerializationError):
     """Stored bytes do not decode: corrupt, foreign, tampered or from another version."""
+
+
+class MovedValueError(DeserializationError):
+    """An entry sealed for one key was found under another (copied or moved in storage)."""
 
 
 class TierError(StratacacheError):

@@ -174,7 +174,7 @@ class KeyTemplate:
         """Fill the template; ``CacheKeyError`` when a field cannot be formatted."""
         try:
             return self.template.format_map(arguments)
-        except (KeyError, AttributeError, IndexError, ValueError, TypeError) as exc:
+        except (KeyError, AttributeError, IndexError, ValueError, TypeError, OverflowError) as exc:
             raise CacheKeyError(f"cannot fill key template {self.template!r}: {exc!r}") from exc
 
 

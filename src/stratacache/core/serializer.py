@@ -197,8 +197,13 @@ def _plain_tz(value: dt.datetime | dt.time) -> bool:
         return False
     if tz is None:
         return True
-    return type(tz) is dt.timezone and tz.tzname(None) == dt.timezone(tz.utcoffset(None)).tzname(
-        None
+    offset = tz.utcoffset(None)
+    # fromisoformat drops an offset's microseconds on some Pythons: keep those zoned
+    return (
+        type(tz) is dt.timezone
+        and offset is not None
+        and not offset.microseconds
+        and tz.tzname(None) == dt.timezone(offset).tzname(None)
     )
 
 

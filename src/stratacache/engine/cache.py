@@ -103,6 +103,7 @@ class Cache(AsyncPrimitives):
         self.namespace = namespace
         self.clock: Clock = clock or SystemClock()
         self.codec = EntryCodec(serializer, envelopes)
+        self.codec.limit_to(tiers)  # too big for a tier: SerializationError at set, nothing written
         self.policy = EntryPolicy(
             check_optional("default_ttl", default_ttl), refresh_after, stale_ttl, jitter, cache_none
         )
@@ -452,7 +453,7 @@ class Cache(AsyncPrimitives):
             "namespace": self.namespace,
             "tiers": self.tiers.stats(fast_hits),
             "functions": {name: f.as_dict() for name, f in self.functions.items()},
-            "engine": self.counters.as_dict(),
+            "engine": {**self.counters.as_dict(), "moved_values": self.codec.moved_values},
         }
 
 

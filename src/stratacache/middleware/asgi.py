@@ -6,11 +6,17 @@ streamed to the client chunk by chunk while a copy is kept up to
 ``max_body_size`` and stored when the last chunk goes out (before it is
 sent, so a client that has the whole response finds it cached). Every
 decision is taken by ``HttpCachePolicy``; this module only moves messages.
+
+Request collapsing: concurrent misses of one URL variant run the app once
+per process; the others wait (up to ``collapse_timeout`` seconds) for the
+stored response, then answer from it, or go to the app themselves when
+nothing usable was stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +27,7 @@ from .rules import CacheRule, Directives, _reset_directives, _set_directives
 
 if TYPE_CHECKING:
     from ..engine.cache import Cache
+    from ..engine.lock import FleetLock
 
 __all__ = ["CacheMiddleware"]
 
@@ -62,6 +69,11 @@ class CacheMiddleware:
         heuristic: derive freshness from ``Last-Modified`` when nothing else says (RFC 9111
             §4.2.2), capped at ``heuristic_max`` seconds.
         tags_header: response header an app may set to tag its response (removed before sending).
+        collapse: concurrent misses of one URL variant run the app once per process; the
+            others wait for its stored response (nginx ``proxy_cache_lock``). ``"fleet"``:
+            once across processes too, under the cache's fleet lock (``ConfigError`` here
+            when the cache has none).
+        collapse_timeout: seconds a collapsed request waits before going to the app itself.
         ignore_query_params: query parameters left out of the key (e.g. ``utm_source``).
         key_prefix: prefix of the cache keys of stored responses.
         clock: time source for ages and freshness (tests inject a ``ManualClock``).
@@ -80,6 +92,8 @@ class CacheMiddleware:
         self.policy = HttpCachePolicy(rules=rules, **options)
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flights: dict[str, asyncio.Event] = {}
+        self._fleet = cache.readthrough.resolve_lock(True) if self.policy.collapse_fleet else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,7 +109,38 @@ class CacheMiddleware:
             await self.app(scope, receive, send)
             return
         req = self._request(scope, method, directives)
-        found = await self._lookup(req) if req.may_serve else None
+        found, variant_key = await self._lookup(req) if req.may_serve else (None, None)
+        flight = None if found is not None else policy.collapse_key(req, variant_key)
+        if flight is not None:
+            event = self._flights.get(flight)
+            if event is None:  # the leader: run the app, wake the others once stored
+                self._flights[flight] = event = asyncio.Event()
+                try:
+                    # A leader that took over from one that just landed finds its response.
+                    found, _ = await self._lookup(req)
+                    if found is None and self._fleet is not None:
+                        found = await self._fleet_lead(
+                            self._fleet, scope, receive, send, req, flight
+                        )
+                        if found is None:
+                            return
+                    if found is None:
+                        await self._origin(scope, receive, send, req, None, flight)
+                        return
+                finally:
+                    self._land(flight, event)
+                await self._serve(scope, receive, send, req, found)
+                return
+            try:
+                await asyncio.wait_for(event.wait(), policy.collapse_timeout)
+            except TimeoutError:
+                logger.info("collapsed request for %s waited too long; asking the app", req.url)
+            found, _ = await self._lookup(req)
+        await self._serve(scope, receive, send, req, found)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, req: Request, found: Lookup | None
+    ) -> None:
         if found is None:
             await self._origin(scope, receive, send, req, None)
         elif found.verdict is Verdict.STALE_IF_ERROR:
@@ -104,6 +149,57 @@ class CacheMiddleware:
             if found.revalidate:
                 self._refresh(scope, req)
             await self._answer(send, req, found)
+
+    async def _fleet_lead(
+        self,
+        fleet: FleetLock,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        req: Request,
+        flight: str,
+    ) -> Lookup | None:
+        """Run the app under the fleet lock, or wait (bounded) for the process that holds it.
+
+        Returns the stored response to answer with, or None once the request was answered.
+        """
+        lock_key = self.cache.full_key(flight)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.collapse_timeout
+        while True:
+            try:
+                attempt = await fleet.acquire(lock_key)
+            except Exception:  # the lock is an optimisation: never fail the request for it
+                logger.warning("fleet lock for %s unavailable", req.url, exc_info=True)
+                break
+            if attempt.owned:
+                try:
+                    found, _ = await self._lookup(req)
+                    if found is not None:
+                        return found
+                    async with fleet.hold(lock_key, attempt.token):
+                        await self._origin(scope, receive, send, req, None, flight)
+                    return None
+                finally:
+                    with contextlib.suppress(Exception):  # it expires after its lease
+                        await fleet.release(lock_key, attempt.token)
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                with contextlib.suppress(Exception):
+                    await fleet.wait(lock_key, attempt, remaining)
+            found, _ = await self._lookup(req)
+            if found is not None:
+                return found
+            if loop.time() >= deadline:
+                break
+        await self._origin(scope, receive, send, req, None, flight)
+        return None
+
+    def _land(self, flight: str, event: asyncio.Event) -> None:
+        """Wake the requests collapsed on ``flight`` (idempotent)."""
+        if self._flights.get(flight) is event:
+            del self._flights[flight]
+        event.set()
 
     def _request(self, scope: Scope, method: str, directives: Directives) -> Request:
         headers = _request_headers(scope)
@@ -115,14 +211,15 @@ class CacheMiddleware:
         url = self.policy.url(scope.get("scheme", "http"), host, scope["path"], query)
         return self.policy.request(method, url, scope["path"], headers, directives)
 
-    async def _lookup(self, req: Request) -> Lookup | None:
-        """Two-step Vary lookup; a usable stored response judged for this request, or None."""
+    async def _lookup(self, req: Request) -> tuple[Lookup | None, str | None]:
+        """Two-step Vary lookup: a usable stored response judged for this request (or None),
+        and the variant key when the URL's Vary is known."""
         primary = await self.cache.get(self.policy.primary_key(req.url))
         variant_key, value = self.policy.resolve_primary(req, primary)
         if variant_key is not None:
             variant = await self.cache.get(variant_key)
             value = variant.get("r") if isinstance(variant, dict) else None
-        return self.policy.lookup(req, value)
+        return self.policy.lookup(req, value), variant_key
 
     async def _answer(self, send: Send, req: Request, found: Lookup) -> None:
         """Send a stored response (or a 304 for a matching conditional request)."""
@@ -139,9 +236,19 @@ class CacheMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _origin(
-        self, scope: Scope, receive: Receive, send: Send, req: Request, fallback: Lookup | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        req: Request,
+        fallback: Lookup | None,
+        flight: str | None = None,
     ) -> None:
-        """Run the app, streaming its response through; store it if the policy allows."""
+        """Run the app, streaming its response through; store it if the policy allows.
+
+        ``flight``: the collapse key whose waiters are woken as soon as the response is stored
+        (or known not to be).
+        """
         plan: Plan | None = None
         chunks: list[bytes] = []
         size = 0
@@ -159,6 +266,8 @@ class CacheMiddleware:
                     req, message["status"], message.get("headers", []), self.policy.now()
                 )
                 started = True
+                if flight is not None and not plan.store:
+                    self._wake(flight)
                 await send({**message, "headers": plan.client_headers})
                 return
             if failed:
@@ -169,10 +278,14 @@ class CacheMiddleware:
                 if size > self.policy.max_body_size:
                     plan.store = False  # too big: keep streaming, stop copying
                     chunks.clear()
+                    if flight is not None:
+                        self._wake(flight)
                 else:
                     chunks.append(body)
                     if not message.get("more_body", False):
                         await self._store(req, plan, b"".join(chunks))
+                        if flight is not None:
+                            self._wake(flight)
             await send(message)
 
         token = _set_directives(req.directives)
@@ -190,6 +303,11 @@ class CacheMiddleware:
         if failed and fallback is not None:
             fallback.verdict = Verdict.STALE_OK
             await self._answer(send, req, fallback)
+
+    def _wake(self, flight: str) -> None:
+        event = self._flights.get(flight)
+        if event is not None:
+            self._land(flight, event)
 
     async def _store(self, req: Request, plan: Plan, body: bytes) -> None:
         """Write the response's entries; a cache failure never fails the response."""

@@ -144,7 +144,12 @@ class HttpCachePolicy:
         ignore_query_params: Iterable[str] = (),
         key_prefix: str = "http",
         clock: Clock | None = None,
+        collapse: bool | str = True,
+        collapse_timeout: float = 5.0,
     ) -> None:
+        if not (isinstance(collapse, bool) or collapse == "fleet"):
+            raise ConfigError(f"collapse must be True, False or 'fleet', not {collapse!r}")
+        collapse_timeout = check_duration("collapse_timeout", collapse_timeout, zero_ok=True)
         if not isinstance(max_body_size, int) or max_body_size < 0:
             raise ConfigError(f"max_body_size must be an int >= 0, not {max_body_size!r}")
         default_ttl = check_optional("default_ttl", default_ttl, zero_ok=True)
@@ -161,6 +166,10 @@ class HttpCachePolicy:
         self.tags_header = tags_header.lower().encode("latin-1")
         self.ignore = frozenset(ignore_query_params)
         self.key_prefix = key_prefix
+        self.collapse = bool(collapse)
+        #: collapse across processes too, under the cache's fleet lock
+        self.collapse_fleet = collapse == "fleet"
+        self.collapse_timeout = collapse_timeout
         self.now: Callable[[], float] = (clock or SystemClock()).time
         self.url = functools.lru_cache(maxsize=4096)(self._url)
 
@@ -181,6 +190,18 @@ class HttpCachePolicy:
         """The key of the variant selected by the request's values of the ``Vary`` headers."""
         values = "\n".join(f"{n}:{' '.join(headers.get(n, '').split())}" for n in names)
         return f"{self.primary_key(url)}#v:{digest(values.encode('latin-1', 'replace'))}"
+
+    def collapse_key(self, req: Request, variant_key: str | None) -> str | None:
+        """The key concurrent misses of ``req`` wait on while one of them runs the app, or None.
+
+        Only requests whose response could be stored and served to them collapse (a
+        ``no-cache``/``no-store`` request, a HEAD or a Range request goes straight to the app),
+        and they collapse per variant once the URL's ``Vary`` is known, per URL before that
+        (as nginx's ``proxy_cache_lock``).
+        """
+        if not (self.collapse and req.may_serve and req.may_store):
+            return None
+        return variant_key or self.primary_key(req.url)
 
     def resolve_primary(self, req: Request, primary: Any) -> tuple[str | None, Any]:
         """Step one of the Vary lookup: ``(variant key to fetch, None)`` when the primary entry

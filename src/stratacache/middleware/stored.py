@@ -53,27 +53,58 @@ class StoredResponse:
 
     @classmethod
     def from_value(cls, value: object) -> StoredResponse | None:
-        """Rebuild from ``to_value()`` output; None for anything of another shape."""
+        """Rebuild from ``to_value()`` output; None for anything of another shape.
+
+        Whoever can write to a shared tier can put any msgpack value under a page's key,
+        so every field is checked for its type and range before it is used.
+        """
         if not isinstance(value, dict):
             return None
         try:
-            headers = [(bytes(n), bytes(v)) for n, v in value["h"]]
-            body = value["b"]
-            if not isinstance(body, bytes):
+            raw_headers, body, status = value["h"], value["b"], value["s"]
+            if not (isinstance(body, bytes) and isinstance(raw_headers, list)):
+                return None
+            if not (isinstance(status, int) and 100 <= status <= 999):
+                return None
+            headers = []
+            for pair in raw_headers:
+                name, field = pair
+                if not (isinstance(name, bytes) and isinstance(field, bytes)):
+                    return None
+                headers.append((name, field))
+            etag, modified = value["g"], value["d"]
+            if not (etag is None or isinstance(etag, str)):
+                return None
+            if not (modified is None or _finite(modified)):
+                return None
+            times = [value[k] for k in ("t", "a", "l", "w", "e")]
+            if not all(_finite(t) for t in times):
                 return None
             return cls(
-                status=int(value["s"]),
+                status=status,
                 headers=headers,
                 body=body,
-                response_time=float(value["t"]),
-                initial_age=float(value["a"]),
-                lifetime=float(value["l"]),
-                swr=int(value["w"]),
-                sie=int(value["e"]),
+                response_time=float(times[0]),
+                initial_age=float(times[1]),
+                lifetime=float(times[2]),
+                swr=int(times[3]),
+                sie=int(times[4]),
                 must_revalidate=bool(value["m"]),
                 auth_ok=bool(value["z"]),
-                etag=value["g"],
-                last_modified=value["d"],
+                etag=etag,
+                last_modified=None if modified is None else float(modified),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
+
+
+#: bound on stored times and durations (seconds): far past any real date, and small
+#: enough that sums of them stay finite
+_MAX_SECONDS = 1e15
+
+
+def _finite(number: object) -> bool:
+    """A real number (not a bool) within ``±_MAX_SECONDS``: no NaN, infinity or huge int."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return False
+    return -_MAX_SECONDS <= number <= _MAX_SECONDS

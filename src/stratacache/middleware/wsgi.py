@@ -5,12 +5,17 @@ the ASGI middleware. The app's iterable is passed through lazily, a copy kept
 up to ``max_body_size``; the entry is written once the body is complete —
 before the last chunk is handed to the server when ``Content-Length`` tells
 which chunk is last, so a client holding the whole response finds it cached.
+
+Concurrent misses of one URL variant run the app once per process; the other
+threads wait (up to ``collapse_timeout``) for the stored response.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -21,6 +26,7 @@ from .rules import CacheRule, Directives, _reset_directives, _set_directives
 
 if TYPE_CHECKING:
     from ..engine.cache import Cache
+    from ..engine.lock import SyncFleetLock
 
 __all__ = ["WSGICacheMiddleware"]
 
@@ -96,6 +102,8 @@ class WSGICacheMiddleware:
         self._executor: ThreadPoolExecutor | None = None
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
+        self._flights: dict[str, threading.Event] = {}
+        self._fleet = cache.sync.resolve_lock(True) if self.policy.collapse_fleet else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -105,7 +113,38 @@ class WSGICacheMiddleware:
         if not directives.enabled:
             return self.app(environ, start_response)
         req = self._request(environ, method, directives)
-        found = self._lookup(req) if req.may_serve else None
+        found, variant_key = self._lookup(req) if req.may_serve else (None, None)
+        flight = None if found is not None else self.policy.collapse_key(req, variant_key)
+        if flight is not None:
+            with self._lock:
+                event = self._flights.get(flight)
+                if event is None:
+                    self._flights[flight] = event = threading.Event()
+                    leader = True
+                else:
+                    leader = False
+            if leader:
+                try:
+                    # A leader that took over from one that just landed finds its response.
+                    found, _ = self._lookup(req)
+                    if found is None and self._fleet is not None:
+                        lead = (flight, event)
+                        return self._fleet_lead(self._fleet, environ, start_response, req, lead)
+                    if found is None:
+                        return self._origin(environ, start_response, req, None, (flight, event))
+                except BaseException:
+                    self.land(flight, event)
+                    raise
+                self.land(flight, event)
+                return self._serve(environ, start_response, req, found)
+            if not event.wait(self.policy.collapse_timeout):
+                logger.info("collapsed request for %s waited too long; asking the app", req.url)
+            found, _ = self._lookup(req)
+        return self._serve(environ, start_response, req, found)
+
+    def _serve(
+        self, environ: Environ, start_response: StartResponse, req: Request, found: Lookup | None
+    ) -> Iterable[bytes]:
         if found is None:
             return self._origin(environ, start_response, req, None)
         if found.verdict is Verdict.STALE_IF_ERROR:
@@ -127,15 +166,67 @@ class WSGICacheMiddleware:
         url = self.policy.url(environ.get("wsgi.url_scheme", "http"), host, path, query)
         return self.policy.request(method, url, path, headers, directives)
 
-    def _lookup(self, req: Request) -> Lookup | None:
-        """Two-step Vary lookup; a usable stored response judged for this request, or None."""
+    def _fleet_lead(
+        self,
+        fleet: SyncFleetLock,
+        environ: Environ,
+        start_response: StartResponse,
+        req: Request,
+        flight: tuple[str, threading.Event],
+    ) -> Iterable[bytes]:
+        """Run the app under the fleet lock, or wait (bounded) for the process that holds it."""
+        lock_key = self.cache.full_key(flight[0])
+        deadline = time.monotonic() + self.policy.collapse_timeout
+        while True:
+            try:
+                attempt = fleet.acquire_sync(lock_key)
+            except Exception:  # the lock is an optimisation: never fail the request for it
+                logger.warning("fleet lock for %s unavailable", req.url, exc_info=True)
+                break
+            if attempt.owned:
+                try:
+                    found, _ = self._lookup(req)
+                    if found is not None:
+                        self.land(*flight)
+                        return self._serve(environ, start_response, req, found)
+                    # The lease is renewed while the app runs; the body is produced after we
+                    # return, and releasing once it is consumed wakes the other processes.
+                    with fleet.hold_sync(lock_key, attempt.token):
+                        body = self._origin(environ, start_response, req, None, flight)
+                        return _Released(body, fleet, lock_key, attempt.token)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        fleet.release_sync(lock_key, attempt.token)
+                    raise
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                with contextlib.suppress(Exception):
+                    fleet.wait_sync(lock_key, attempt, remaining)
+            found, _ = self._lookup(req)
+            if found is not None:
+                self.land(*flight)
+                return self._serve(environ, start_response, req, found)
+            if time.monotonic() >= deadline:
+                break
+        return self._origin(environ, start_response, req, None, flight)
+
+    def land(self, flight: str, event: threading.Event) -> None:
+        """Wake the requests collapsed on ``flight`` (idempotent)."""
+        with self._lock:
+            if self._flights.get(flight) is event:
+                del self._flights[flight]
+        event.set()
+
+    def _lookup(self, req: Request) -> tuple[Lookup | None, str | None]:
+        """Two-step Vary lookup: a usable stored response judged for this request (or None),
+        and the variant key when the URL's Vary is known."""
         sync = self.cache.sync
         primary = sync.get(self.policy.primary_key(req.url))
         variant_key, value = self.policy.resolve_primary(req, primary)
         if variant_key is not None:
             variant = sync.get(variant_key)
             value = variant.get("r") if isinstance(variant, dict) else None
-        return self.policy.lookup(req, value)
+        return self.policy.lookup(req, value), variant_key
 
     def _answer(self, start_response: StartResponse, req: Request, found: Lookup) -> list[bytes]:
         """Answer from a stored response (or a 304 for a matching conditional request)."""
@@ -155,8 +246,13 @@ class WSGICacheMiddleware:
         start_response: StartResponse,
         req: Request,
         fallback: Lookup | None,
+        flight: tuple[str, threading.Event] | None = None,
     ) -> Iterable[bytes]:
-        """Run the app; pass its body through and store it if the policy allows."""
+        """Run the app; pass its body through and store it if the policy allows.
+
+        ``flight``: the collapse key and event whose waiters are woken once the response is
+        stored, known not to be, or abandoned.
+        """
         response = _Response()
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -187,8 +283,10 @@ class WSGICacheMiddleware:
         start_response(status_line(response.status), _str_headers(plan.client_headers))
         body = [*response.written, *first]
         if not plan.store:
+            if flight is not None:
+                self.land(*flight)
             return _Passthrough(body, chunks, result)
-        return _Caching(self, req, plan, body, chunks, result)
+        return _Caching(self, req, plan, body, chunks, result, flight)
 
     def _stale(self, start_response: StartResponse, req: Request, found: Lookup) -> list[bytes]:
         found.verdict = Verdict.STALE_OK
@@ -267,6 +365,29 @@ def _close(result: object) -> None:
         close()
 
 
+class _Released:
+    """A response body that releases the fleet lock once it is consumed or closed."""
+
+    def __init__(self, body: Iterable[bytes], fleet: SyncFleetLock, key: str, token: str) -> None:
+        self.body, self.fleet, self.key, self.token = body, fleet, key, token
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.body
+        self._release()
+
+    def _release(self) -> None:
+        if self.token:
+            token, self.token = self.token, ""
+            with contextlib.suppress(Exception):  # it expires after its lease
+                self.fleet.release_sync(self.key, token)
+
+    def close(self) -> None:
+        try:
+            _close(self.body)
+        finally:
+            self._release()
+
+
 class _Passthrough:
     """The app's body, after what ``write`` or the first iteration already produced."""
 
@@ -292,9 +413,10 @@ class _Caching(_Passthrough):
         head: list[bytes],
         rest: Iterator[bytes],
         result: object,
+        flight: tuple[str, threading.Event] | None = None,
     ) -> None:
         super().__init__(head, rest, result)
-        self.owner, self.req, self.plan = owner, req, plan
+        self.owner, self.req, self.plan, self.flight = owner, req, plan, flight
         length = next((v for n, v in plan.client_headers if n.lower() == b"content-length"), None)
         self.length = int(length) if length is not None and length.isdigit() else None
         self.stored = False
@@ -309,6 +431,7 @@ class _Caching(_Passthrough):
                 if size > limit:
                     self.plan.store = False
                     copy.clear()
+                    self._wake()
                 else:
                     copy.append(chunk)
                     if size == self.length:
@@ -321,3 +444,12 @@ class _Caching(_Passthrough):
         if not self.stored:
             self.stored = True
             self.owner.store(self.req, self.plan, b"".join(copy))
+            self._wake()
+
+    def _wake(self) -> None:
+        if self.flight is not None:
+            self.owner.land(*self.flight)
+
+    def close(self) -> None:
+        self._wake()  # a response abandoned before it was stored must not hold the others
+        super().close()

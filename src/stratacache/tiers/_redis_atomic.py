@@ -52,7 +52,7 @@ def read_versioned_op(tier: RedisTier, key: str) -> Op[tuple[Entry | None, objec
     if raw is None:
         return None, None
     if raw[:1] == rs.UNTAGGED:
-        return tier._decode(raw[1:]), raw
+        return tier._decode(raw[1:], key), raw
     entry = yield from tier._get_op(key)  # the tag check (the bytes are the token either way)
     return entry, raw
 
@@ -60,12 +60,14 @@ def read_versioned_op(tier: RedisTier, key: str) -> Op[tuple[Entry | None, objec
 def compare_and_set_op(tier: RedisTier, key: str, token: object, entry: Entry) -> Op[bool]:
     """Store ``entry`` iff ``key`` still holds ``token`` (None: iff ``key`` is absent)."""
     px = tier._px(entry)
-    data = tier._context.codec.encode(entry)
+    codec = tier._context.codec
+    data = codec.encode(entry, key=key)  # bound to its key, as every write is
     if entry.tags:
-        names = [tier._names.tag(t) for t in entry.tags]
+        tokens = [codec.tag_token(t) for t in entry.tags]  # keyed digests under encryption
+        names = [tier._names.tag(t) for t in tokens]
         versions = yield lambda s: s.c.mget(names)
         pairs: list[object] = []
-        for tag, version in zip(entry.tags, versions, strict=True):
+        for tag, version in zip(tokens, versions, strict=True):
             pairs += [tag, int(version or 0)]
         header = msgpack.packb(pairs)
         stored = b"\x01" + struct.pack(">I", len(header)) + header + data

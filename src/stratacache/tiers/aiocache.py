@@ -25,6 +25,7 @@ import aiocache
 import msgpack
 from aiocache.serializers import NullSerializer
 
+from ..core.codec import MAX_MEMCACHED_VALUE
 from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, StratacacheError, TierError
@@ -70,6 +71,8 @@ class AiocacheTier:
         self.name = name or f"aiocache-{backend}"
         #: the longest relative expiry the backend understands (None: no limit)
         self.max_expiry = MEMCACHED_MAX_TTL if backend == "memcached" else None
+        #: bytes one stored entry may take (None: the backend states no limit)
+        self.max_value_size = MAX_MEMCACHED_VALUE if backend == "memcached" else None
         self.shared = not hasattr(cache, "_cache")  # the memory backend is per process
         self.decode_errors = 0
         self._context = TierContext(namespace="")
@@ -107,7 +110,7 @@ class AiocacheTier:
             if any(current.get(t) != v for t, v in zip(pairs[0::2], pairs[1::2], strict=False)):
                 continue
             try:
-                entry = self._context.codec.decode(data)
+                entry = self._context.codec.decode(data, key=key)
             except DeserializationError:
                 self.decode_errors += 1
                 continue
@@ -117,6 +120,7 @@ class AiocacheTier:
 
     # -- writes ------------------------------------------------------------------------------
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        tags = [self._token(t) for t in tags]
         names = [self._kv(key), self._epoch(), *(self._tag(t) for t in tags)]
         values = await self._call("lease", self.cache.multi_get, names)
         kv, epoch, *versions = (_int(v) for v in values)
@@ -126,7 +130,7 @@ class AiocacheTier:
         ttl = self._ttl(entry)
         if ttl is None:
             return True  # already past its end: nothing worth storing
-        tags = list(entry.tags)
+        tags = [self._token(t) for t in entry.tags]
         if isinstance(lease, AiocacheLease):
             names = [self._kv(key), self._epoch(), *(self._tag(t) for t in tags)]
             kv, epoch, *versions = (
@@ -140,17 +144,18 @@ class AiocacheTier:
         else:
             versions = await self._versions(tags)
         await self._call(
-            "set", self.cache.set, key, self._payload(entry, tags, versions), ttl=ttl or None
+            "set", self.cache.set, key, self._payload(key, entry, tags, versions), ttl=ttl or None
         )
         return True
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
-        tags = sorted({t for e in entries.values() for t in e.tags})
+        tags = sorted({self._token(t) for e in entries.values() for t in e.tags})
         current = dict(zip(tags, await self._versions(tags), strict=True))
         for key, entry in entries.items():  # one TTL per multi_set call: group would not help
             ttl = self._ttl(entry)
             if ttl is not None:
-                payload = self._payload(entry, list(entry.tags), [current[t] for t in entry.tags])
+                toks = [self._token(t) for t in entry.tags]
+                payload = self._payload(key, entry, toks, [current[t] for t in toks])
                 await self._call("set_many", self.cache.set, key, payload, ttl=ttl or None)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
@@ -170,7 +175,8 @@ class AiocacheTier:
         return removed
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        for tag in dict.fromkeys(tags):
+        codec = self._context.codec
+        for tag in dict.fromkeys(x for t in tags for x in codec.tag_tokens(t)):
             await self._call("invalidate_tags", self.cache.increment, self._tag(tag))
 
     async def clear(self) -> None:
@@ -222,14 +228,18 @@ class AiocacheTier:
             remaining = min(remaining, self.max_expiry)
         return float(max(1, math.ceil(remaining)))
 
-    def _payload(self, entry: Entry, tags: list[str], versions: list[int]) -> bytes:
-        data = self._context.codec.encode(entry)
+    def _payload(self, key: str, entry: Entry, tags: list[str], versions: list[int]) -> bytes:
+        data = self._context.codec.encode(entry, key=key)
         if not tags:
             return b"\x00" + data
         header: bytes = msgpack.packb(
             [x for pair in zip(tags, versions, strict=True) for x in pair]
         )
         return b"\x01" + len(header).to_bytes(4, "big") + header + data
+
+    def _token(self, tag: str) -> str:
+        """How ``tag`` is stored (a keyed digest under encryption)."""
+        return self._context.codec.tag_token(tag)
 
     def _kv(self, key: str) -> str:
         return self._meta + "keyv:" + key

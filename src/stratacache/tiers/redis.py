@@ -26,6 +26,7 @@ import msgpack
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
+from ..core.codec import MAX_REDIS_VALUE, check_value_size
 from ..core.durations import check_duration, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
@@ -67,6 +68,8 @@ class RedisTier:
         cluster: connect with ``RedisCluster``.
         sentinels: ``[(host, port), ...]`` of Redis Sentinels; needs ``service_name``.
         service_name: the Sentinel master name.
+        max_value_size: bytes one stored entry may take (default: Redis's 512 MiB); a larger
+            value is refused at ``set`` with ``SerializationError``.
     """
 
     shared = True
@@ -87,8 +90,10 @@ class RedisTier:
         cluster: bool = False,
         sentinels: Sequence[tuple[str, int]] | None = None,
         service_name: str | None = None,
+        max_value_size: int = MAX_REDIS_VALUE,
     ) -> None:
         ttl = check_optional("RedisTier ttl", ttl)
+        self.max_value_size = check_value_size("RedisTier max_value_size", max_value_size)
         socket_timeout = check_duration("RedisTier socket_timeout", socket_timeout)
         socket_connect_timeout = check_duration(
             "RedisTier socket_connect_timeout", socket_connect_timeout
@@ -201,7 +206,7 @@ class RedisTier:
             return found.get(key)
         prefix = self._names.tag_prefix
         raw = yield lambda s: s.c.evalsha(_SHA["get"], 1, key, prefix)
-        return None if raw is None else self._load(raw)
+        return None if raw is None else self._load(raw, key)
 
     def _get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
         if not keys:
@@ -212,7 +217,7 @@ class RedisTier:
         raws = yield lambda s: s.c.evalsha(_SHA["get_many"], len(keys), *keys, prefix)
         found = {}
         for key, raw in zip(keys, raws, strict=True):
-            if raw is not None and (entry := self._load(raw)) is not None:
+            if raw is not None and (entry := self._load(raw, key)) is not None:
                 found[key] = entry
         return found
 
@@ -241,13 +246,14 @@ class RedisTier:
         found = {}
         for key, (data, pairs) in parts.items():
             if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=False)):
-                entry = self._decode(data)
+                entry = self._decode(data, key)
                 if entry is not None:
                     found[key] = entry
         return found
 
     def _lease_op(self, key: str, tags: Sequence[str]) -> Op[object | None]:
         names = self._names
+        tags = [self._context.codec.tag_token(t) for t in tags]  # keyed digests under encryption
         tag_keys = [names.tag(t) for t in tags]
         if self.cluster:
             kv = yield lambda s: s.c.get(names.key_version(key))
@@ -262,7 +268,7 @@ class RedisTier:
         px = self._px(entry)
         if px is None:
             return True  # already past its end: nothing worth storing
-        data = self._context.codec.encode(entry)
+        data = self._context.codec.encode(entry, key=key)
         if not isinstance(lease, rs.RedisLease):
             lease = None
         if lease is None and not entry.tags:
@@ -291,7 +297,7 @@ class RedisTier:
     ) -> Op[list[Any] | None]:
         """EVALSHA arguments of the set script, or None when a cluster pre-check refuses."""
         names = self._names
-        tags = list(entry.tags)
+        tags = [self._context.codec.tag_token(t) for t in entry.tags]
         leased = dict(zip(lease.tags, lease.tag_versions, strict=True)) if lease else {}
         versions: list[Any] = [leased.get(t, b"") for t in tags]
         keys = [key, names.key_version(key)]
@@ -316,7 +322,7 @@ class RedisTier:
             px = self._px(entry)
             if px is None:
                 continue
-            data = self._context.codec.encode(entry)
+            data = self._context.codec.encode(entry, key=key)
             calls += self._void_calls(key)
             if not entry.tags:
                 calls.append(("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ())))
@@ -353,7 +359,8 @@ class RedisTier:
         return removed
 
     def _invalidate_tags_op(self, tags: Sequence[str]) -> Op[None]:
-        calls: list[Call] = [("INCR", self._names.tag(t)) for t in dict.fromkeys(tags)]
+        tokens = dict.fromkeys(x for t in tags for x in self._context.codec.tag_tokens(t))
+        calls: list[Call] = [("INCR", self._names.tag(t)) for t in tokens]
         if calls:
             yield lambda s: _pipeline(s, calls)
 
@@ -367,17 +374,17 @@ class RedisTier:
             return None
         return max(1, math.ceil(remaining * 1000))
 
-    def _load(self, raw: bytes) -> Entry | None:
+    def _load(self, raw: bytes, key: str) -> Entry | None:
         try:
             data, _ = rs.split_stored(raw)
         except DeserializationError:
             self.decode_errors += 1
             return None
-        return self._decode(data)
+        return self._decode(data, key)
 
-    def _decode(self, data: bytes) -> Entry | None:
+    def _decode(self, data: bytes, key: str) -> Entry | None:
         try:
-            entry = self._context.codec.decode(data)
+            entry = self._context.codec.decode(data, key=key)
         except DeserializationError:
             self.decode_errors += 1
             return None
@@ -399,7 +406,7 @@ class RedisTier:
             return None
         if raw[:1] != rs.UNTAGGED:
             return await self._run("get", lambda: self._get_op(key))
-        return self._decode(raw[1:])
+        return self._decode(raw[1:], key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
         return await self._run("get_many", lambda: self._get_many_op(keys))
@@ -453,7 +460,7 @@ class RedisTier:
             return None
         if raw[:1] != rs.UNTAGGED:
             return self._run_sync("get", lambda: self._get_op(key))
-        return self._decode(raw[1:])
+        return self._decode(raw[1:], key)
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
         return self._run_sync("get_many", lambda: self._get_many_op(keys))

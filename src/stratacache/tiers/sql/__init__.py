@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ...core.codec import MAX_POSTGRES_VALUE, MAX_SQLITE_VALUE, check_value_size
 from ...core.entry import Entry
 from ...core.errors import DeserializationError, TierError
 from ...core.tier import TierContext
@@ -72,6 +73,9 @@ class SQLTier:
         sweep_interval: seconds between background deletions of expired rows (0: none).
         name: name in stats and logs.
         pool_size: PostgreSQL connections kept per event loop and for sync callers.
+        max_value_size: bytes one stored entry may take (default: what the database keeps in
+            one value, 1e9 bytes on SQLite, 1 GiB on PostgreSQL); a larger value is refused
+            at ``set`` with ``SerializationError``.
 
     Raises:
         ConfigError: a bad URL, table name or bound, or psycopg missing for PostgreSQL.
@@ -91,9 +95,14 @@ class SQLTier:
         sweep_interval: float = 60.0,
         name: str = "sql",
         pool_size: int = 8,
+        max_value_size: int | None = None,
     ) -> None:
         check_config(ttl, sweep_interval, max_entries, max_bytes, table, pool_size)
         target = parse_url(engine_url(engine) if engine is not None else url)
+        if max_value_size is None:
+            sqlite = target.dialect == "sqlite"
+            max_value_size = MAX_SQLITE_VALUE if sqlite else MAX_POSTGRES_VALUE
+        self.max_value_size = check_value_size("SQLTier max_value_size", max_value_size)
         self.name = name
         self.ttl = ttl
         self.max_entries = max_entries
@@ -229,7 +238,7 @@ class SQLTier:
     def invalidate_tags_sync(self, tags: Sequence[str]) -> None:
         if tags:
             self._guard(
-                "invalidate_tags", self.store.invalidate, list(dict.fromkeys(tags)), self._now()
+                "invalidate_tags", self.store.invalidate, self._tag_tokens(tags), self._now()
             )
 
     def clear_sync(self) -> None:
@@ -294,7 +303,7 @@ class SQLTier:
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
         if tags:
-            unique = list(dict.fromkeys(tags))
+            unique = self._tag_tokens(tags)
             await self._offload("invalidate_tags", self.store.invalidate, unique, self._now())
 
     async def clear(self) -> None:
@@ -401,6 +410,11 @@ class SQLTier:
     def _now(self) -> float:
         return float(self._context.clock.time())
 
+    def _tag_tokens(self, tags: Sequence[str]) -> list[str]:
+        """The stored forms of ``tags`` (keyed digests under encryption), without repeats."""
+        codec = self._context.codec
+        return list(dict.fromkeys(x for t in tags for x in codec.tag_tokens(t)))
+
     def _row(self, key: str, entry: Entry) -> Row | None:
         """The row storing ``entry``, or None when it is already past its end."""
         now = self._now()
@@ -408,13 +422,15 @@ class SQLTier:
         if remaining is not None and remaining <= 0:
             return None
         expires_at = None if remaining is None else now + remaining
-        return Row(key, self._context.codec.encode(entry), expires_at, tuple(entry.tags))
+        codec = self._context.codec
+        tags = tuple(codec.tag_token(t) for t in entry.tags)  # keyed digests under encryption
+        return Row(key, codec.encode(entry, key=key), expires_at, tags)
 
     def _entry(self, key: str, data: bytes | None, now: float) -> Entry | None:
         if data is None:
             return None
         try:
-            entry = self._context.codec.decode(bytes(data))
+            entry = self._context.codec.decode(bytes(data), key=key)
         except DeserializationError:
             self.decode_errors += 1
             return None

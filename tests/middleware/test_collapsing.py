@@ -1,0 +1,260 @@
+"""Request collapsing: concurrent misses of one URL run the app once (uvicorn and waitress)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from tests.waiting import wait_until
+
+import stratacache as sc
+from stratacache.middleware import CacheMiddleware, WSGICacheMiddleware
+
+N = 16
+HOLD = 10.0  # seconds the view waits at most for the other requests to arrive
+
+
+@dataclass
+class Calls:
+    """What the test app saw: requests entering the middleware, and view runs per path."""
+
+    entered: int = 0
+    views: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.entered += 1
+            if self.entered >= N:
+                self.arrived.set()
+
+    def view(self, path: str) -> int:
+        with self.lock:
+            self.views[path] = self.views.get(path, 0) + 1
+            return self.views[path]
+
+
+def _cache_control(path: str) -> bytes:
+    return b"no-store" if path.startswith("/private") else b"max-age=60"
+
+
+def _memory_cache() -> sc.Cache:
+    return sc.Cache(tiers=[sc.MemoryTier(maxsize=1000)], namespace="collapse")
+
+
+def _asgi(calls: Calls, cache: sc.Cache | None = None, **options: Any) -> Any:
+    """A raw ASGI view behind ``CacheMiddleware``, wrapped in a counter of arriving requests."""
+
+    async def view(scope: Any, receive: Any, send: Any) -> None:
+        path = scope["path"]
+        run = calls.view(path)
+        if path.startswith("/slow") and run == 1:
+            await asyncio.get_running_loop().run_in_executor(None, calls.release.wait, HOLD)
+        elif not path.startswith("/slow"):
+            await asyncio.get_running_loop().run_in_executor(None, calls.arrived.wait, HOLD)
+        headers = [(b"cache-control", _cache_control(path)), (b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": f"{path} run {run}".encode()})
+
+    inner = CacheMiddleware(view, cache=cache or _memory_cache(), **options)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.enter()
+        await inner(scope, receive, send)
+
+    return app
+
+
+def _wsgi(calls: Calls, cache: sc.Cache | None = None, **options: Any) -> tuple[Any, sc.Cache]:
+    """A WSGI view behind ``WSGICacheMiddleware``, wrapped in a counter of arriving requests."""
+
+    def view(environ: Any, start_response: Any) -> list[bytes]:
+        path = environ["PATH_INFO"]
+        run = calls.view(path)
+        if path.startswith("/slow"):
+            if run == 1:
+                calls.release.wait(HOLD)
+        else:
+            calls.arrived.wait(HOLD)
+        headers = [("Cache-Control", _cache_control(path).decode()), ("Content-Type", "text/plain")]
+        start_response("200 OK", headers)
+        return [f"{path} run {run}".encode()]
+
+    cache = cache or _memory_cache()
+    inner = WSGICacheMiddleware(view, cache=cache, **options)
+
+    def app(environ: Any, start_response: Any) -> Any:
+        calls.enter()
+        return inner(environ, start_response)
+
+    return app, cache
+
+
+def _uvicorn(app: Any) -> Iterator[str]:
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _waitress(app: Any, cache: sc.Cache) -> Iterator[str]:
+    from waitress import wasyncore
+    from waitress.server import create_server
+
+    server: Any = create_server(app, host="127.0.0.1", port=0, threads=N + 4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown()
+        thread.join(timeout=10)
+        cache.sync.close()
+
+
+Serve = Callable[..., Iterator[tuple[str, Calls]]]
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def serve(request: pytest.FixtureRequest) -> Iterator[Serve]:
+    """Starts the test app under uvicorn (ASGI) or waitress (WSGI) with middleware options."""
+    running: list[Iterator[str]] = []
+
+    def start(calls: Calls | None = None, **options: Any) -> tuple[str, Calls]:
+        calls = calls or Calls()
+        if request.param == "asgi":
+            serving = _uvicorn(_asgi(calls, **options))
+        else:
+            serving = _waitress(*_wsgi(calls, **options))
+        running.append(serving)
+        return next(serving), calls
+
+    yield start  # type: ignore[misc]
+    for serving in running:
+        next(serving, None)
+
+
+def _burst(url: str, n: int = N) -> list[httpx.Response]:
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: client.get(url), range(n)))
+
+
+def test_concurrent_misses_of_one_page_run_the_view_once(serve: Serve) -> None:
+    """16 simultaneous requests of an uncached page: one view run, 16 identical answers."""
+    base, calls = serve()
+    responses = _burst(base + "/page/a")
+    assert calls.views == {"/page/a": 1}
+    assert [r.status_code for r in responses] == [200] * N
+    assert {r.text for r in responses} == {"/page/a run 1"}
+    assert sorted(r.headers["x-cache"] for r in responses) == ["HIT"] * (N - 1) + ["MISS"]
+
+
+def test_uncacheable_response_releases_the_waiters_at_once(serve: Serve) -> None:
+    """A no-store answer wakes the collapsed requests, which then each ask the app."""
+    base, calls = serve(collapse_timeout=60)
+    started = time.monotonic()
+    responses = _burst(base + "/private/a")
+    assert time.monotonic() - started < 30  # woken by the leader, not by the 60 s bound
+    assert calls.views == {"/private/a": N}
+    assert all(r.status_code == 200 for r in responses)
+
+
+def test_waiters_go_to_the_app_after_the_collapse_timeout(serve: Serve) -> None:
+    """While the leader hangs, the others give up after collapse_timeout and are answered."""
+    base, calls = serve(collapse_timeout=0.2)
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(1) as pool:
+        leader = pool.submit(client.get, base + "/slow/a")
+        wait_until(lambda: calls.views.get("/slow/a") == 1, what="the leader to reach the view")
+        follower = client.get(base + "/slow/a")
+        assert follower.status_code == 200 and follower.text == "/slow/a run 2"
+        calls.release.set()
+        assert leader.result().text == "/slow/a run 1"
+
+
+def test_collapsing_can_be_turned_off(serve: Serve) -> None:
+    """With collapse=False every concurrent miss runs the view."""
+    base, calls = serve(collapse=False)
+    _burst(base + "/page/b")
+    assert calls.views == {"/page/b": N}
+
+
+def test_requests_that_refuse_the_cache_do_not_wait(serve: Serve) -> None:
+    """A no-cache request is not collapsed: it reaches the app while a leader is running."""
+    base, calls = serve(collapse_timeout=60)
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(1) as pool:
+        leader = pool.submit(client.get, base + "/slow/c")
+        wait_until(lambda: calls.views.get("/slow/c") == 1, what="the leader to reach the view")
+        started = time.monotonic()
+        bypass = client.get(base + "/slow/c", headers={"cache-control": "no-cache"})
+        assert bypass.text == "/slow/c run 2" and time.monotonic() - started < 30
+        calls.release.set()
+        assert leader.result().status_code == 200
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"collapse": "yes"}, {"collapse": 1}, {"collapse_timeout": -1}, {"collapse_timeout": "x"}],
+)
+def test_bad_collapse_options_are_config_errors(options: dict[str, Any]) -> None:
+    """A collapse option of the wrong type or range is refused where the middleware is built."""
+    cache = sc.Cache(tiers=[sc.MemoryTier()], namespace="collapse")
+    with pytest.raises(sc.ConfigError):
+        CacheMiddleware(lambda *a: None, cache=cache, **options)  # type: ignore[arg-type]
+    with pytest.raises(sc.ConfigError):
+        WSGICacheMiddleware(lambda *a: [], cache=cache, **options)
+
+
+def test_fleet_collapsing_runs_the_view_once_across_processes(
+    serve: Serve, redis_server: str
+) -> None:
+    """collapse='fleet': 16 requests spread over two app instances run the view once."""
+    namespace = f"fleet{uuid.uuid4().hex[:8]}"
+
+    def cache() -> sc.Cache:
+        return sc.Cache(
+            tiers=[sc.MemoryTier(maxsize=1000), sc.RedisTier(url=redis_server)],
+            namespace=namespace,
+            lock=sc.RedisLock(url=redis_server),
+        )
+
+    calls = Calls()
+    first, _ = serve(calls, cache=cache(), collapse="fleet", collapse_timeout=20)
+    second, _ = serve(calls, cache=cache(), collapse="fleet", collapse_timeout=20)
+    urls = [(first if i % 2 else second) + "/page/fleet" for i in range(N)]
+    # behind one load balancer: the same Host, whichever instance answers
+    client = httpx.Client(timeout=30, headers={"host": "shop.example"})
+    with client, ThreadPoolExecutor(N) as pool:
+        responses = list(pool.map(client.get, urls))
+    assert calls.views == {"/page/fleet": 1}
+    assert {r.text for r in responses} == {"/page/fleet run 1"}
+
+
+def test_fleet_collapsing_needs_a_fleet_lock() -> None:
+    """collapse='fleet' on a cache without a fleet lock is a ConfigError at construction."""
+    with pytest.raises(sc.ConfigError):
+        CacheMiddleware(lambda *a: None, cache=_memory_cache(), collapse="fleet")  # type: ignore[arg-type]
+    with pytest.raises(sc.ConfigError):
+        WSGICacheMiddleware(lambda *a: [], cache=_memory_cache(), collapse="fleet")
