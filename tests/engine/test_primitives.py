@@ -272,3 +272,17 @@ async def test_sync_and_async_primitives_count_alike(redis_url: str) -> None:
     assert got_async == got_sync
     assert async_counters == _counters(b)
     s.close()
+
+
+async def test_primitives_on_signed_and_encrypted_entries(make: Callable[..., sc.Cache]) -> None:
+    """add/incr/touch write entries bound to their key, so a signed, encrypted cache reads them."""
+    from cryptography.fernet import Fernet
+
+    envelopes = [sc.HMACSigner(b"k" * 32), sc.FernetEncryption(Fernet.generate_key())]
+    cache = make(envelopes=envelopes)
+    async with cache:
+        assert await cache.add("n", 1, tags=["t"])
+        assert await cache.incr("n", 2) == 3
+        assert await cache.touch("n", ttl=60)
+        assert await cache.get("n", tags=["t"]) == 3
+        assert cache.stats()["engine"].get("moved_values", 0) == 0
