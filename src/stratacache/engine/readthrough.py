@@ -59,7 +59,8 @@ class ReadThrough:
 
     async def close(self) -> None:
         """Cancel background work, wait for it to end, and release the fleet lock's connections."""
-        pending = [*self._background, *self._inflight.values()]
+        loop = asyncio.get_running_loop()  # tasks of other (closed) loops cannot be awaited here
+        pending = [t for t in (*self._background, *self._inflight.values()) if t.get_loop() is loop]
         for task in pending:
             task.cancel()
         if pending:
@@ -71,7 +72,7 @@ class ReadThrough:
 
     def _forget_load(self, fkey: str, task: asyncio.Task[Entry]) -> None:
         if self._inflight.get(fkey) is task:
-            del self._inflight[fkey]
+            self._inflight.pop(fkey, None)
             self._inflight_tags.pop(fkey, None)
 
     def detach(self, message: Invalidation) -> None:
@@ -81,11 +82,14 @@ class ReadThrough:
         current waiters get their result, but anyone arriving after the invalidation
         starts afresh instead of receiving a value the invalidation outdated.
         """
-        for fkey in [k for k in self._inflight if matches(message, k, self._inflight_tags.get(k))]:
-            del self._inflight[fkey]
+        # list() copies in one step: the bus applies messages from its own thread
+        for fkey in [
+            k for k in list(self._inflight) if matches(message, k, self._inflight_tags.get(k))
+        ]:
+            self._inflight.pop(fkey, None)
             self._inflight_tags.pop(fkey, None)
-        for fkey in [k for k in self._reading if matches(message, k, None)]:
-            del self._reading[fkey]
+        for fkey in [k for k in list(self._reading) if matches(message, k, None)]:
+            self._reading.pop(fkey, None)
 
     def resolve_lock(self, lock: FleetLock | bool | None) -> FleetLock | None:
         """``lock=`` as callers give it (True: the cache's lock) as the lock to use, or None."""
@@ -144,7 +148,7 @@ class ReadThrough:
             entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags)
         finally:
             if self._reading.get(fkey) is waiters:  # not replaced after an invalidation
-                del self._reading[fkey]
+                self._reading.pop(fkey, None)
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(entry)  # _RETRY if we were cancelled: they read themselves
