@@ -108,7 +108,9 @@ def abandon(client: Any) -> None:
         sock = getattr(transport, "_sock", None)
         if sock is not None:
             sock.close()
-            transport._sock = None  # its finalizer then has nothing left to close
+            # what the transport's own close would do next, minus the dead loop's callbacks
+            transport._sock = None
+            transport._closing = True
         conn._reader = conn._writer = None
 
 
