@@ -114,6 +114,34 @@ def test_an_overwrite_made_between_loops_is_seen_in_the_next(
     asyncio.run(app.close())
 
 
+@pytest.mark.parametrize("loops", [2, 3])
+def test_fleet_lock_works_in_each_new_loop(loops: int, redis_url: str, namespace: str) -> None:
+    """``lock=True`` loads once per key in every loop; the lock's listener follows the loop."""
+    cache = sc.Cache(
+        tiers=[sc.MemoryTier(maxsize=10), sc.RedisTier(url=redis_url)],
+        namespace=namespace,
+        lock=sc.RedisLock(redis_url),
+    )
+    calls: list[int] = []
+
+    async def load(i: int) -> int:
+        calls.append(i)
+        await asyncio.sleep(0.01)
+        return i
+
+    async def round_(i: int) -> list[int]:
+        got = await asyncio.gather(
+            *(cache.get_or_set(f"k{i}", lambda: load(i), lock=True) for _ in range(5))
+        )
+        assert cache.readthrough.lock is not None and cache.readthrough.lock.subscribed
+        return list(got)
+
+    for i in range(loops):
+        assert asyncio.run(round_(i)) == [i] * 5
+    assert calls == list(range(loops))
+    asyncio.run(cache.close())
+
+
 def test_started_in_one_loop_used_and_closed_in_another(redis_url: str, namespace: str) -> None:
     """``start()`` in one loop, use in the next, ``close()`` from a third: no error, no leak."""
     cache = build("memory+redis+bus", redis_url, namespace)

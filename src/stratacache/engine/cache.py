@@ -237,7 +237,7 @@ class Cache:
 
     async def get_entry(self, key: str, *, tags: Sequence[str] | None = None) -> Entry | None:
         """The live ``Entry`` of ``key`` with its metadata, or None."""
-        if self._loop is not asyncio.get_running_loop() or not self._started:
+        if not self._started:  # the tiers keep their own per-loop clients: no loop check here
             await self.start()
         fkey = self.full_key(key)
         entry = await self.tiers.read(fkey, self.clock.time(), tags)
