@@ -108,8 +108,8 @@ class RedisBus:
 
     Args:
         url: Redis URL of the bus (may be the cache's Redis or a separate one).
-        client: an existing ``redis.asyncio.Redis`` used for publishing; the subscriber
-            gets its own connection built from the same settings.
+        client: an existing ``redis.asyncio.Redis`` used for publishing (from every event
+            loop, as is); the subscriber gets its own connection built from the same settings.
         channel_prefix: channels are ``{channel_prefix}:{namespace}``.
         health_interval: seconds of silence after which the subscriber PINGs; no answer
             within another ``health_interval`` means the bus is down.

@@ -52,7 +52,10 @@ class RedisTier:
 
     Args:
         url: ``redis://`` / ``rediss://`` URL (also the first startup node in cluster mode).
-        client: an existing ``redis.asyncio`` client to use instead of building one.
+        client: an existing ``redis.asyncio`` client to use instead of building one; it is
+            used as is from every event loop, so it must suit the loop it is used on. Without
+            it the tier builds one client per event loop (redis-py's asyncio clients are bound
+            to one) and releases those of closed loops; after ``fork`` the child builds its own.
         sync_client: an existing ``redis.Redis`` client for the sync API.
         ttl: upper bound in seconds on how long an entry is kept.
         max_connections: pool size per client. Past it a call fails fast and the engine answers
