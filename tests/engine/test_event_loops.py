@@ -14,6 +14,7 @@ from tests.waiting import wait_until
 
 import stratacache as sc
 from stratacache.engine import signals
+from stratacache.engine.hotkeys import HotKeys
 from stratacache.engine.redis_bus import RedisBus
 
 STACKS = ["redis", "memory+redis", "memory+redis+bus", "memory+redis+tracking-bus"]
@@ -139,6 +140,22 @@ def test_fleet_lock_works_in_each_new_loop(loops: int, redis_url: str, namespace
     for i in range(loops):
         assert asyncio.run(round_(i)) == [i] * 5
     assert calls == list(range(loops))
+    asyncio.run(cache.close())
+
+
+def test_hot_key_tracker_follows_the_loop(redis_url: str, namespace: str) -> None:
+    """The hot-key tracker publishes to Redis from each new loop and ticks in it again."""
+    cache = build("memory+redis", redis_url, namespace)
+    hot = HotKeys(k=8, url=redis_url, interval=3600).attach(cache)
+
+    async def round_(key: str) -> list[str]:
+        await cache.get_or_set(key, lambda: 1)
+        assert hot._task is not None and not hot._task.done()  # ticking in this loop
+        assert await hot.publish() >= 1
+        return await hot.fleet_hot(cache.namespace)
+
+    assert asyncio.run(round_("a")) == [cache.full_key("a")]
+    assert set(asyncio.run(round_("b"))) == {cache.full_key("a"), cache.full_key("b")}
     asyncio.run(cache.close())
 
 
