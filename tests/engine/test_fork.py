@@ -28,7 +28,8 @@ def build(stack: str, url: str, namespace: str) -> sc.Cache:
     if stack.startswith("memory"):
         tiers.insert(0, sc.MemoryTier(maxsize=100))
     bus = RedisBus(url, reconnect_max=0.05) if stack.endswith("bus") else None
-    return sc.Cache(tiers=tiers, namespace=namespace, default_ttl=60, bus=bus)
+    lock = sc.RedisLock(url)  # the fleet lock too: its listeners are threads and tasks
+    return sc.Cache(tiers=tiers, namespace=namespace, default_ttl=60, bus=bus, lock=lock)
 
 
 def l1_has(cache: sc.Cache, key: str) -> bool:
@@ -81,7 +82,7 @@ def child_work(cache: sc.Cache, path: str, stack: str, url: str) -> Callable[[],
         assert cache.sync.get("parent") == "p"
         cache.sync.set("child", "c")
         assert cache.sync.get("child") == "c"
-        assert cache.sync.get_or_set("loaded", lambda: "l") == "l"
+        assert cache.sync.get_or_set("loaded", lambda: "l", lock=True) == "l"
         cache.sync.invalidate(keys=["loaded"])
         assert cache.sync.get("loaded") is None
 
@@ -89,7 +90,7 @@ def child_work(cache: sc.Cache, path: str, stack: str, url: str) -> Callable[[],
         assert await cache.get("parent") == "p"
         await cache.set("child", "c")
         assert await cache.get("child") == "c"
-        assert await cache.get_or_set("loaded", lambda: "l") == "l"
+        assert await cache.get_or_set("loaded", lambda: "l", lock=True) == "l"
         await cache.invalidate(keys=["loaded"])
         assert await cache.get("loaded") is None
 
@@ -128,9 +129,11 @@ def test_child_after_fork_gets_and_sets_and_parent_keeps_working(
     async def parent_first() -> None:
         await cache.set("parent", "p")
         assert await cache.get("parent") == "p"
+        assert await cache.get_or_set("locked", lambda: 1, lock=True) == 1
 
-    asyncio.run(parent_first())  # async clients, the bus thread, all made before the fork
+    asyncio.run(parent_first())  # async clients, the bus and lock threads, made before the fork
     cache.sync.set("parent", "p")  # and the blocking clients
+    assert cache.sync.get_or_set("locked-sync", lambda: 1, lock=True) == 1
     pid = in_child(child_work(cache, path, stack, redis_url))
     assert exit_code(pid) == 0
     # the child closed its copies of the sockets: the parent's connections still work
