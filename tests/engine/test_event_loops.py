@@ -195,6 +195,34 @@ def test_two_loops_alive_at_once_each_get_their_own_client(redis_url: str, names
         two.close()
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_sync_and_async_calls_interleaved_across_loops(
+    stack: str, redis_url: str, namespace: str
+) -> None:
+    """Sync calls, then a loop, then sync calls, then another loop: every read is current."""
+    app = build(stack, redis_url, namespace)
+    other = build(stack, redis_url, namespace)
+
+    async def read() -> Any:
+        return await app.get("k")
+
+    async def write(value: int) -> None:
+        await app.set("k", value)
+
+    app.sync.set("k", 1)
+    assert asyncio.run(read()) == 1
+    asyncio.run(write(2))
+    assert app.sync.get("k") == 2
+    other.sync.set("k", 3)
+    if stack.endswith("bus"):
+        wait_until(lambda: not l1_has(app, "k"), what="eviction")
+    if not (stack.startswith("memory") and not stack.endswith("bus")):
+        # (without a bus a memory copy is served until its TTL: nothing to check there)
+        assert asyncio.run(read()) == 3 and app.sync.get("k") == 3
+    other.sync.close()
+    app.sync.close()
+
+
 def test_sync_only_cache_hears_the_bus(redis_url: str, namespace: str) -> None:
     """A cache driven only from sync code gets other processes' invalidations."""
     app = build("memory+redis+bus", redis_url, namespace)
