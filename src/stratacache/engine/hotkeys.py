@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aredis
 
 from ..core.errors import ConfigError
-from ..core.loops import PerLoop, abandon
+from ..core.loops import PerLoop, abandon, on_fork
 from . import signals
 from .signals import send as _send
 
@@ -161,6 +161,12 @@ class HotKeys:
         self._records = 0
         self._cache: Cache | None = None
         self._task: asyncio.Task[None] | None = None
+        on_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: never use the parent's connections; tick again on next use."""
+        self._clients.after_fork()
+        self._task = None
 
     def attach(self, cache: Cache) -> HotKeys:
         """Make this the tracker of ``cache`` (fed by its read-through)."""
