@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from tests.waiting import poll
 
 import stratacache as sc
 from stratacache.engine.redis_bus import RedisBus
@@ -109,6 +110,8 @@ async def test_invalidation_from_another_cache_refuses_stale_set(kind: str, redi
     async with loading, other:
         raced, loader = await race(loading, other, INVALIDATIONS[kind])
         assert raced == 1
+        # the bus lag: a flush reaches ``loading`` only as a message (its generation)
+        await poll(lambda: loading.bus.received >= 1, what="the message")  # type: ignore[union-attr]
         for cache in (loading, other):
             assert await cache.get("user:1") is None
         assert await loading.get_or_set("user:1", loader, tags=["org:7"]) == 2

@@ -60,7 +60,9 @@ class TestRedisClusterTier(TierConformance):
     @pytest.fixture
     def tier(self, cluster_url: str, raw_client: redis.RedisCluster) -> RedisTier:
         raw_client.flushall()
-        return RedisTier(cluster_url, cluster=True, ttl=3600, socket_timeout=5)  # behaviour, not speed
+        return RedisTier(
+            cluster_url, cluster=True, ttl=3600, socket_timeout=5
+        )  # behaviour, not speed
 
     @pytest.fixture
     def tier_twin(self, cluster_url: str) -> RedisTier:

@@ -25,6 +25,7 @@ from ..core.entry import Entry
 from ..core.envelope import Envelope
 from ..core.errors import ConfigError
 from ..core.keys import MAX_KEY_LENGTH, validate_key
+from ..core.loops import PerLoop, on_fork
 from ..core.sentinel import MISS
 from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
@@ -131,35 +132,50 @@ class Cache(AsyncPrimitives):
         self.spawn = self.readthrough.spawn
         self.readthrough.lock = lock
         self._started = False
+        self._ran = False  # started at least once (a restart must not trust old local copies)
+        #: the loop of the last operation; a change detaches in-flight loads of the old one
         self._loop: asyncio.AbstractEventLoop | None = None
         #: plain callbacks run by ``close`` (front doors stop their threads with these)
         self.closers: list[Callable[[], None]] = []
-        self._start_lock: asyncio.Lock | None = None
+        self._start_locks: PerLoop[asyncio.Lock] = PerLoop(asyncio.Lock, _drop)
         self._sync: Any = None
         self.invalidator = Invalidator(self)
+        on_fork(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start every tier (and the bus). Called automatically on first use."""
-        if self._started:
+        """Start every tier (and the bus). Called automatically on first use.
+
+        A started cache works from any event loop: per-loop clients are built on first use
+        in each loop, and the bus reads on a thread of its own. A restart (after ``close``
+        or in a child after ``fork``) drops the local tiers first when there is a bus: they
+        may hold values outdated by messages sent while nobody was listening.
+        """
+        loop = asyncio.get_running_loop()
+        if self._started and self._loop is loop:
             return
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
+        async with self._start_locks.get():
             if self._started:
+                if self._loop is not loop:
+                    # loads begun on another loop cannot be awaited from this one
+                    self.readthrough.detach(Invalidation(clear=True))
+                    self._loop = loop
                 return
-            self._loop = asyncio.get_running_loop()
             context = TierContext(self.namespace, self.codec, self.clock)
             await self.tiers.start(context)
+            if self.bus is not None and self._ran:
+                self.tiers.local_trusted = False
+                self.tiers.clear_local_now()
             self.tiers.local_trusted = True  # a bus that is down now says so in start()
             if self.bus is not None:
                 await self.bus.start(
                     self.namespace, self.origin, self._apply_remote, self._on_bus_state
                 )
-            self._started = True
+            self._loop = loop
+            self._started = self._ran = True
 
     async def close(self) -> None:
-        """Stop background work and release every connection."""
+        """Stop background work and release every connection (from any event loop)."""
         for closer in self.closers:
             closer()
         await self.readthrough.close()
@@ -167,6 +183,16 @@ class Cache(AsyncPrimitives):
             await self.bus.close()
         await self.tiers.close()
         self._started = False
+        self._loop = None
+
+    def after_fork(self) -> None:
+        """In a forked child: start again on next use; distrust local tiers until then."""
+        self._started = False
+        self._loop = None
+        self._start_locks.after_fork()
+        self.readthrough.detach(Invalidation(clear=True))  # the parent's loads, never finishing
+        if self.bus is not None:
+            self.tiers.local_trusted = False  # no bus runs in the child until it restarts
 
     async def __aenter__(self) -> Cache:
         await self.start()
@@ -232,7 +258,7 @@ class Cache(AsyncPrimitives):
 
     async def get_entry(self, key: str, *, tags: Sequence[str] | None = None) -> Entry | None:
         """The live ``Entry`` of ``key`` with its metadata, or None."""
-        if not self._started:
+        if not self._started:  # the tiers keep their own per-loop clients: no loop check here
             await self.start()
         fkey = self.full_key(key)
         entry = await self.tiers.read(fkey, self.clock.time(), tags)
@@ -374,6 +400,8 @@ class Cache(AsyncPrimitives):
         self.invalidator.apply_remote(message)
 
     def _on_bus_state(self, connected: bool) -> None:
+        if not connected:  # before dropping them: a concurrent reader must not refill them
+            self.tiers.local_trusted = False
         self.invalidator.on_bus_state(connected)
 
     def _on_evict(self, tier: str, key: str) -> None:
@@ -455,6 +483,10 @@ class Cache(AsyncPrimitives):
             "functions": {name: f.as_dict() for name, f in self.functions.items()},
             "engine": {**self.counters.as_dict(), "moved_values": self.codec.moved_values},
         }
+
+
+def _drop(_: object) -> None:
+    return None
 
 
 __all__ = ["MISS", "Cache"]

@@ -28,6 +28,7 @@ import redis.asyncio as aredis
 
 from ..core.durations import check_duration, check_optional
 from ..core.errors import ConfigError
+from ..core.loops import PerLoop, abandon, on_fork
 from . import signals
 from .signals import send as _send
 
@@ -164,10 +165,17 @@ class HotKeys:
         self.prefix = prefix
         self.url = url
         self._given = client
-        self._client: Any = client
+        #: one client per event loop when built from ``url`` (asyncio clients are loop-bound)
+        self._clients: PerLoop[Any] = PerLoop(lambda: aredis.Redis.from_url(url or ""), abandon)
         self._records = 0
         self._cache: Cache | None = None
         self._task: asyncio.Task[None] | None = None
+        on_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: never use the parent's connections; tick again on next use."""
+        self._clients.after_fork()
+        self._task = None
 
     def attach(self, cache: Cache) -> HotKeys:
         """Make this the tracker of ``cache`` (fed by its read-through)."""
@@ -188,8 +196,8 @@ class HotKeys:
         if self._records % self.decay_every == 0:
             self.sketch.decay()
             self.topk.decay()
-        if self._task is None and self._cache is not None:
-            self._task = self._cache.spawn(self._run())
+        if (self._task is None or self._task.done()) and self._cache is not None:
+            self._task = self._cache.spawn(self._run())  # again in a new loop: the old one died
 
     def top(self, n: int | None = None) -> list[tuple[str, int]]:
         """The hottest keys with their estimated access counts, hottest first."""
@@ -240,9 +248,9 @@ class HotKeys:
         return f"{self.prefix}:hot:{namespace}"
 
     def _redis(self) -> Any:
-        if self._client is None and self.url is not None:
-            self._client = aredis.Redis.from_url(self.url)
-        return self._client
+        if self._given is not None or self.url is None:
+            return self._given
+        return self._clients.get()
 
     async def publish(self) -> int:
         """Merge this process's hot set into the fleet's (one pipeline); returns keys sent."""
@@ -271,13 +279,14 @@ class HotKeys:
 
     async def close(self) -> None:
         """Stop the background tick and release the Redis connection."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        if self._client is not None and self._given is None:
-            await self._client.aclose()
-            self._client = None
+        task, self._task = self._task, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        current = self._clients.pop_current()
+        self._clients.clear()
+        if current is not None:
+            await current.aclose()
 
 
 __all__ = ["CountMinSketch", "HotKeys", "TopK"]

@@ -34,6 +34,7 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from ..core.durations import check_duration
+from ..core.loops import abandon, on_fork
 
 if TYPE_CHECKING:
     from .sync_lock import BlockingLock
@@ -167,6 +168,8 @@ class RedisLock:
         self._given_sync = sync_client
         self._blocking: BlockingLock | None = None
         self._blocking_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        on_fork(self)
 
     # -- names -----------------------------------------------------------------------------
     def lock_key(self, key: str) -> str:
@@ -179,9 +182,17 @@ class RedisLock:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect and subscribe (done on first use); waits until the subscription is live."""
-        if self._listener is not None:
+        """Connect and subscribe (done on first use); waits until the subscription is live.
+
+        Its asyncio client and listener belong to one event loop: first used from another
+        loop, the lock lets go of them (without that loop) and starts afresh there.
+        """
+        loop = asyncio.get_running_loop()
+        if self._listener is not None and self._loop is loop:
             return
+        if self._loop is not loop:
+            self._forget()  # nothing of the old loop can be used here
+            self._loop = loop
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
@@ -200,6 +211,8 @@ class RedisLock:
                 await asyncio.wait_for(self._ready.wait(), timeout=2.0)
 
     async def close(self) -> None:
+        if self._loop is not asyncio.get_running_loop():
+            self._forget()  # another loop's tasks and client cannot be awaited from this one
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -215,6 +228,20 @@ class RedisLock:
         self._start_lock = None
         if self._blocking is not None and self._blocking.started:
             await asyncio.to_thread(self._blocking.close)
+
+    def after_fork(self) -> None:
+        """In a forked child: never use the parent's sockets (a given client's included)."""
+        self._forget()
+        if self._given is not None:
+            abandon(self._given)
+
+    def _forget(self) -> None:
+        """Let go of the client, listener and waiters of another loop (or a parent process)."""
+        self._listener = self._ready = self._start_lock = self._loop = None
+        self._waiters.clear()
+        if self._given is None and self._client is not None:
+            abandon(self._client)
+            self._client = None
 
     async def _listen(self) -> None:
         """Dispatch release announcements to waiters; resubscribe after connection loss."""

@@ -59,8 +59,9 @@ class ReadThrough:
 
     async def close(self) -> None:
         """Cancel background work, wait for it to end, and release the fleet lock's connections."""
+        loop = asyncio.get_running_loop()  # tasks of other (closed) loops cannot be awaited here
         flights = [f.task for f in self._inflight.values() if f.task is not None]
-        pending = [*self._background, *flights]
+        pending = [t for t in (*self._background, *flights) if t.get_loop() is loop]
         for task in pending:
             task.cancel()
         if pending:
@@ -77,10 +78,11 @@ class ReadThrough:
         current waiters get their result, but anyone arriving after the invalidation
         starts afresh instead of receiving a value the invalidation outdated.
         """
-        for fkey in [k for k, f in self._inflight.items() if matches(message, k, f.tags)]:
-            del self._inflight[fkey]
-        for fkey in [k for k in self._reading if matches(message, k, None)]:
-            del self._reading[fkey]
+        # list() copies in one step: the bus applies messages from its own thread
+        for fkey in [k for k, f in list(self._inflight.items()) if matches(message, k, f.tags)]:
+            self._inflight.pop(fkey, None)
+        for fkey in [k for k in list(self._reading) if matches(message, k, None)]:
+            self._reading.pop(fkey, None)
 
     def resolve_lock(self, lock: FleetLock | bool | None) -> FleetLock | None:
         """``lock=`` as callers give it (True: the cache's lock) as the lock to use, or None."""
@@ -145,7 +147,7 @@ class ReadThrough:
             entry = await self.cache.tiers.read(fkey, self.cache.clock.time(), tags, held=held)
         finally:
             if self._reading.get(fkey) is waiters:  # not replaced after an invalidation
-                del self._reading[fkey]
+                self._reading.pop(fkey, None)
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(entry)  # _RETRY if we were cancelled: they read themselves

@@ -13,6 +13,16 @@ multi-level cache lie, so it is watched closely:
   its local tiers), then reconnects with exponential backoff and reports
   ``on_state(True)`` only once subscribed again.
 
+The reader runs on a thread of its own (its own event loop, a ``Portal``), so the
+subscription lives as long as the bus, whatever happens to the event loops that
+use the cache: a loop that closes (``asyncio.run`` ends) takes nothing with it.
+Callbacks (``on_message``, ``on_state``) therefore run on the bus thread. If that
+thread's loop stops without ``close()``, the bus reports ``on_state(False)`` and
+starts a new reader thread. Publishing uses one client per calling event loop
+(``publish``) or a blocking client (``publish_sync``, for sync callers). In a
+child after ``fork`` every connection and the thread are forgotten (never
+shared with the parent); the engine restarts the bus on its next use.
+
 The bus also keeps the namespace generation (``GenerationStore``) in Redis
 under ``{channel_prefix}:{namespace}:generation``; after every (re)subscribe it
 is re-read, so a flush missed while disconnected is still applied.
@@ -32,13 +42,17 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+import redis
 import redis.asyncio as aredis
+import redis.retry
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..core.durations import check_duration
 from ..core.errors import ConfigError
+from ..core.loops import PerLoop, abandon, on_fork
 from .bus import Invalidation
+from .portal import Portal
 from .redis_tracking import RedisTracker, StateJoin, listen_with_health
 
 log = logging.getLogger("stratacache")
@@ -95,8 +109,8 @@ class RedisBus:
 
     Args:
         url: Redis URL of the bus (may be the cache's Redis or a separate one).
-        client: an existing ``redis.asyncio.Redis`` used for publishing; the subscriber
-            gets its own connection built from the same settings.
+        client: an existing ``redis.asyncio.Redis`` used for publishing (from every event
+            loop, as is); the subscriber gets its own connection built from the same settings.
         channel_prefix: channels are ``{channel_prefix}:{namespace}``.
         health_interval: seconds of silence after which the subscriber PINGs; no answer
             within another ``health_interval`` means the bus is down.
@@ -144,14 +158,19 @@ class RedisBus:
         self.drops = 0
         self.channel = ""
         self._given = client
-        self._publisher: Any = client
+        self._publishers: PerLoop[Any] = self._publisher_clients()
+        self._blocking: Any = None
         self._subscriber: Any = None
         self._origin = ""
         self._gen_key = ""
         self._on_message: Callable[[Invalidation], None] = _ignore
         self._on_state: Callable[[bool], None] = _ignore
+        self._user_on_message: Callable[[Invalidation], None] = _ignore
+        self._user_on_state: Callable[[bool], None] = _ignore
         self._task: asyncio.Task[None] | None = None
         self._attempted: asyncio.Event | None = None
+        self._portal = Portal("stratacache-bus", on_exit=self._reader_gone)
+        on_fork(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(
@@ -162,20 +181,54 @@ class RedisBus:
         on_state: Callable[[bool], None],
     ) -> None:
         """Subscribe (waiting for the first attempt); report ``on_state(False)`` if it failed."""
-        if self._task is not None:
+        if self._task is not None and self._portal.running:
             return
         self.channel = f"{self.channel_prefix}:{namespace}"
         self._gen_key = f"{self.channel}:generation"
         self._origin = origin
-        self._on_message = on_message
-        self._on_state = on_state
-        if self._publisher is None:
-            self._publisher = aredis.Redis.from_url(
-                self.url,
-                socket_timeout=self.connect_timeout,
-                socket_connect_timeout=self.connect_timeout,
-                retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
-            )
+        self._user_on_message = on_message
+        self._user_on_state = on_state
+        await asyncio.wrap_future(self._portal.submit(self._start_reader(restart=False)))
+
+    @property
+    def running(self) -> bool:
+        """Whether the reader thread is alive (``connected`` says whether it is subscribed)."""
+        return self._task is not None and self._portal.running
+
+    async def close(self) -> None:
+        """Stop the reader and its thread, and release every connection."""
+        if self._portal.running and not self._portal.in_portal():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._portal.submit(self._stop_reader()))
+        self._portal.stop()
+        self._task = self.tracker = self._subscriber = None
+        publishers, self._publishers = self._publishers, self._publisher_clients()
+        current = publishers.pop_current()
+        publishers.clear()
+        if current is not None and self._given is None:
+            await current.aclose()
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            blocking.close()
+        self.connected = False
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's thread and connections (never share them)."""
+        self._task = self.tracker = self._subscriber = self._attempted = None
+        self.connected = False
+        self._publishers.after_fork()
+        if self._given is not None:
+            abandon(self._given)
+        self._blocking = None
+
+    # -- the reader thread -------------------------------------------------------------------
+    async def _start_reader(self, restart: bool) -> None:
+        """On the bus thread: subscribe and wait for the first attempt (and the tracker's)."""
+        if self._task is not None:
+            return  # started meanwhile by another caller
+        on_message, on_state = self._user_on_message, self._user_on_state
+        self._on_message, self._on_state = on_message, on_state
+        self.connected = False
         self._subscriber = self._subscriber_client()
         join = StateJoin(on_state) if self.tracking else None
         if join is not None:
@@ -186,7 +239,7 @@ class RedisBus:
         if join is not None:
             self.tracker = RedisTracker(
                 self._subscriber_client(),
-                f"{namespace}:",
+                f"{self.channel[len(self.channel_prefix) + 1 :]}:",
                 on_message,
                 join.tracker,
                 health_interval=self.health_interval,
@@ -196,11 +249,15 @@ class RedisBus:
             )
             await self.tracker.start()
             join.arm(self.connected, self.tracker.connected)
+            if restart and self.connected and self.tracker.connected:
+                on_state(True)
+        elif restart and self.connected:
+            on_state(True)  # the loss was reported when the old reader died
         elif not self.connected:
             on_state(False)
 
-    async def close(self) -> None:
-        """Stop the reader and release both connections."""
+    async def _stop_reader(self) -> None:
+        """On the bus thread: stop the reader and the tracker, close the subscriber."""
         task, self._task = self._task, None
         tracker, self.tracker = self.tracker, None
         if tracker is not None:
@@ -212,10 +269,15 @@ class RedisBus:
         if self._subscriber is not None:
             await self._subscriber.aclose()
             self._subscriber = None
-        if self._publisher is not None and self._given is None:
-            await self._publisher.aclose()
-            self._publisher = None
+
+    def _reader_gone(self) -> None:
+        """The bus thread's loop stopped without ``close()``: report the loss, start anew."""
+        self._task = self.tracker = None
+        self.drops += 1
+        log.warning("stratacache: invalidation bus thread stopped; distrusting L1, restarting")
         self.connected = False
+        self._user_on_state(False)  # a repeated False is harmless; a missed one is not
+        self._portal.submit(self._start_reader(restart=True))
 
     def _subscriber_client(self) -> Any:
         """A client for the subscription only: no silent reconnects, keepalive on."""
@@ -233,24 +295,59 @@ class RedisBus:
             pool = aredis.ConnectionPool(connection_class=base.connection_class, **kwargs)
         return aredis.Redis(connection_pool=pool)
 
+    def _publisher_clients(self) -> PerLoop[Any]:
+        """The publishing client of each event loop (the caller's own client, if given)."""
+        given = self._given
+        if given is not None:
+            return PerLoop(lambda: given, _ignore)
+        return PerLoop(
+            lambda: aredis.Redis.from_url(
+                self.url,
+                socket_timeout=self.connect_timeout,
+                socket_connect_timeout=self.connect_timeout,
+                retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
+            ),
+            abandon,
+        )
+
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
         """Send ``message`` to every subscriber of the namespace (raises on failure)."""
-        if self._publisher is None:
+        if not self.channel:
             raise RuntimeError("RedisBus.publish before start")
         if not message.at:
             message = _stamped(message)
-        await self._publisher.publish(self.channel, encode(message))
+        await self._publishers.get().publish(self.channel, encode(message))
+        self.published += 1
+
+    def publish_sync(self, message: Invalidation) -> None:
+        """``publish`` for sync callers: a blocking client, no event loop (raises on failure)."""
+        if not self.channel:
+            raise RuntimeError("RedisBus.publish before start")
+        if self._given is not None:  # only the caller's asyncio client knows where to go
+            self._portal.run(self.publish(message))
+            return
+        if not message.at:
+            message = _stamped(message)
+        blocking = self._blocking
+        if blocking is None:
+            blocking = self._blocking = redis.Redis.from_url(
+                self.url,
+                socket_timeout=self.connect_timeout,
+                socket_connect_timeout=self.connect_timeout,
+                retry=redis.retry.Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
+            )
+        blocking.publish(self.channel, encode(message))
         self.published += 1
 
     # -- generation store --------------------------------------------------------------------
     async def load_generation(self) -> int:
         """The namespace generation stored in Redis (0 when never flushed)."""
-        return int(await self._publisher.get(self._gen_key) or 0)
+        return int(await self._publishers.get().get(self._gen_key) or 0)
 
     async def bump_generation(self) -> int:
         """INCR the namespace generation (never expires: a reset would revive old keys)."""
-        return int(await self._publisher.incr(self._gen_key))
+        return int(await self._publishers.get().incr(self._gen_key))
 
     # -- reader ------------------------------------------------------------------------------
     async def _run(self) -> None:

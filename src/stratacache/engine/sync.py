@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
+from ..core.loops import on_fork
 from . import accounting, sync_lock
 from .bus import Invalidation
 from .lock import SyncFleetLock
@@ -50,6 +51,7 @@ class SyncCache(SyncPrimitives):
         self._inflight_lock = threading.Lock()
         self._refresher: concurrent.futures.ThreadPoolExecutor | None = None
         self._refreshing: set[str] = set()
+        on_fork(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -65,6 +67,14 @@ class SyncCache(SyncPrimitives):
         if self.cache._started:
             self._on_home_loop(self.cache.close())
         self.portal.stop()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's loads and refresh threads do not exist here."""
+        self._inflight_lock = threading.Lock()
+        self._inflight.clear()
+        self._inflight_tags.clear()
+        self._refreshing.clear()
+        self._refresher = None
 
     def __enter__(self) -> SyncCache:
         self.start()
@@ -368,8 +378,18 @@ class SyncCache(SyncPrimitives):
         return self.cache.stats()
 
     def _publish(self, message: Invalidation) -> None:
-        if self.cache.bus is not None:
+        bus = self.cache.bus
+        if bus is None:
+            return
+        publish_sync = getattr(bus, "publish_sync", None)
+        if publish_sync is None:
             self._on_home_loop(self.cache._publish(message))
+            return
+        try:  # a bus that can publish from this thread: no event-loop hop
+            publish_sync(message)
+        except Exception as exc:
+            self.cache.invalidator.publish_failures += 1
+            log.warning("stratacache: invalidation bus publish failed: %r", exc)
 
     def _on_home_loop(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the loop the cache was started on (its async clients live there).

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from ..core.entry import Entry
 from ..core.errors import ConfigError
+from ..core.loops import on_fork
 from . import accounting, signals
 from .lock import _POLL_MAX, _POLL_MIN, _RECENT, _SCRIPTS, LockAttempt, SyncFleetLock, _attempt
 from .lock import _text as text
@@ -165,6 +166,12 @@ class BlockingLock:
         self._scripts: dict[str, Any] = {}
         self._listener: ReleaseListener | None = None
         self._start = threading.Lock()
+        on_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child the listener thread is gone: start a new one on next use."""
+        self._start = threading.Lock()
+        self._listener = None  # redis-py's blocking pools reconnect in the child themselves
 
     @property
     def started(self) -> bool:

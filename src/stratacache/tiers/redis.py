@@ -30,6 +30,7 @@ from ..core.codec import MAX_REDIS_VALUE, check_value_size
 from ..core.durations import check_duration, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
+from ..core.loops import PerLoop, abandon, on_fork
 from ..core.tier import TierContext
 from . import _redis_atomic as ra
 from . import _redis_scripts as rs
@@ -54,7 +55,10 @@ class RedisTier:
 
     Args:
         url: ``redis://`` / ``rediss://`` URL (also the first startup node in cluster mode).
-        client: an existing ``redis.asyncio`` client to use instead of building one.
+        client: an existing ``redis.asyncio`` client to use instead of building one; it is
+            used as is from every event loop, so it must suit the loop it is used on. Without
+            it the tier builds one client per event loop (redis-py's asyncio clients are bound
+            to one) and releases those of closed loops; after ``fork`` the child builds its own.
         sync_client: an existing ``redis.Redis`` client for the sync API.
         ttl: upper bound in seconds on how long an entry is kept.
         max_connections: pool size per client. Past it a call fails fast and the engine answers
@@ -119,27 +123,46 @@ class RedisTier:
         self._sentinels = list(sentinels) if sentinels else None
         self._service_name = service_name
         self._given = (client, sync_client)
-        self._async: _Side | None = _Side(client) if client is not None else None
+        #: the async client of each event loop (redis-py asyncio clients are bound to one)
+        self._sides: PerLoop[_Side] | None = None
         self._sync: _Side | None = _Side(sync_client) if sync_client is not None else None
         self._context = TierContext(namespace="")
         self._names = rs.KeyNames("", cluster)
+        on_fork(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:
         self._context = context
         self._names = rs.KeyNames(context.namespace, self.cluster)
-        if self._async is None:
-            self._async = _Side(self._build(asynchronous=True))
+        if self._sides is None:
+            given = self._given[0]
+            if given is not None:
+                side = _Side(given)  # the caller's client, whatever loop it was made for
+                self._sides = PerLoop(lambda: side, _keep)
+            else:
+                self._sides = PerLoop(lambda: _Side(self._build(asynchronous=True)), _abandon)
         if self._sync is None:
             self._sync = _Side(self._build(asynchronous=False))
 
     async def close(self) -> None:
-        if self._async is not None and self._given[0] is None:
-            await self._async.c.aclose()
-            self._async = None
+        """Close this loop's async client; release those of other loops without their loops."""
+        sides, self._sides = self._sides, None
+        if sides is not None:
+            current = sides.pop_current()
+            sides.clear()
+            if current is not None and self._given[0] is None:
+                await current.c.aclose()
         if self._sync is not None and self._given[1] is None:
             self._sync.c.close()
             self._sync = None
+
+    def after_fork(self) -> None:
+        """In a forked child: never touch the parent's sockets; build new clients on first use."""
+        if self._sides is not None:
+            self._sides.after_fork()
+        if self._given[0] is not None:
+            abandon(self._given[0])
+        # redis-py's blocking pools notice the new pid themselves and reconnect
 
     def _build(self, asynchronous: bool) -> Any:
         """A client for ``url`` (or the cluster/sentinel it names) with our timeouts."""
@@ -156,9 +179,10 @@ class RedisTier:
 
     # -- drivers -----------------------------------------------------------------------------
     async def _run(self, op: str, factory: Callable[[], Op[T]]) -> T:
-        side = self._async
-        if side is None:
+        sides = self._sides
+        if sides is None:
             raise TierError(self.name, op, RuntimeError("tier not started"))
+        side = sides.get()
         for attempt in (0, 1):
             gen = factory()
             try:
@@ -392,11 +416,12 @@ class RedisTier:
 
     # -- public async API --------------------------------------------------------------------
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
-        side = self._async
-        if self.cluster or side is None or tags:
+        sides = self._sides
+        if self.cluster or sides is None or tags:
             return await self._run("get", lambda: self._get_op(key))
         # The hottest remote path, inlined: a plain GET. Only when the stored header says
         # the entry is tagged (and the caller did not say so) is the tag check a second trip.
+        side = sides.get()
         try:
             async with _timeout(self._op_timeout):
                 raw = await side.c.get(key)
@@ -502,3 +527,11 @@ class RedisTier:
 
 def _text(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else key
+
+
+def _keep(side: _Side) -> None:
+    """A caller's client is the caller's to close."""
+
+
+def _abandon(side: _Side) -> None:
+    abandon(side.c)
