@@ -1,0 +1,295 @@
+"""W-TinyLFU: the memory tier's default admission and eviction policy.
+
+A new key enters a small LRU *window*; what falls out of the window competes
+for a place in the *main* area (a segmented LRU: probation, then protected once
+read again) against main's least recently used key, and the one seen more
+often recently wins. "How often" comes from a count-min sketch of every read,
+hit or miss: 4 counters per key in a ``bytearray`` sized from ``maxsize`` (8
+bytes per entry), capped at 15 (4-bit semantics) and all halved every
+``10 * maxsize`` reads, so old popularity fades. A hill climber samples the hit
+ratio every ``10 * maxsize`` reads and moves the window/main split in the
+direction that last helped: a large window for recency-heavy traffic, a small
+one for frequency-heavy traffic.
+
+Sources: Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache
+Admission Policy" (ACM Transactions on Storage, 2017), and Caffeine's
+``BoundedLocalCache`` (window sizing, hill climber, step decay).
+
+Keys are hashed with CRC-32 of their UTF-8 bytes and fixed multipliers, never
+``hash()``: the same trace gives the same decisions in every process.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_WINDOW_SHARE = 0.01  # initial window: 1% of the entries, as in Caffeine
+_PROTECTED_SHARE = 0.8  # of the main area
+_COUNTER_MAX = 15
+_STEP_SHARE = 0.0625  # hill climber's first step, in entries per maxsize
+_STEP_DECAY = 0.98
+_RESTART = 0.05  # a hit-ratio change this large restarts the climb with a full step
+_READ_BUFFER = 4096  # unlocked touches kept for replay; older ones are dropped (lossy, like Caffeine)
+_HALVE = bytes(i >> 1 for i in range(256))
+_MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
+_MASK64 = (1 << 64) - 1
+
+
+class FrequencySketch:
+    """Approximate recent read counts of keys in ``8 * next_pow2(maxsize)`` bytes."""
+
+    def __init__(self, maxsize: int) -> None:
+        width = 8
+        while width < 8 * maxsize:
+            width <<= 1
+        self.table = bytearray(width)
+        self._mask = width - 1
+        self._sample = 10 * maxsize
+        self._additions = 0
+
+    def _slots(self, key: str) -> tuple[int, int, int, int]:
+        h = zlib.crc32(key.encode("utf-8", "surrogatepass")) + 1
+        m = self._mask
+        a, b, c, d = _MULTIPLIERS
+        return (
+            ((h * a) & _MASK64) >> 32 & m,
+            ((h * b) & _MASK64) >> 29 & m,
+            ((h * c) & _MASK64) >> 26 & m,
+            ((h * d) & _MASK64) >> 23 & m,
+        )
+
+    def frequency(self, key: str) -> int:
+        """The estimated number of recent reads of ``key`` (0..15)."""
+        t = self.table
+        return min(t[i] for i in self._slots(key))
+
+    def increment(self, key: str) -> None:
+        """Count one read of ``key``; every ``10 * maxsize`` reads all counters are halved."""
+        t = self.table
+        for i in self._slots(key):
+            if t[i] < _COUNTER_MAX:
+                t[i] += 1
+        self._additions += 1
+        if self._additions >= self._sample:
+            self.table = t.translate(_HALVE)
+            self._additions //= 2
+
+
+class TinyLFU:
+    """The key bookkeeping of W-TinyLFU for at most ``maxsize`` keys (no values)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.sketch = FrequencySketch(maxsize)
+        self.window: OrderedDict[str, None] = OrderedDict()
+        self.probation: OrderedDict[str, None] = OrderedDict()
+        self.protected: OrderedDict[str, None] = OrderedDict()
+        #: key -> the segment holding it; iterating gives every resident key
+        self.where: dict[str, OrderedDict[str, None]] = {}
+        self.window_max = max(1, round(maxsize * _WINDOW_SHARE)) if maxsize > 1 else 1
+        self._set_main()
+        self._step = -_STEP_SHARE * maxsize
+        self._sample = 10 * maxsize
+        self._hits = 0
+        self._misses = 0
+        self._previous = 0.0
+
+    def _set_main(self) -> None:
+        self.protected_max = int((self.maxsize - self.window_max) * _PROTECTED_SHARE)
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.where))
+
+    def record_miss(self, key: str) -> None:
+        """A read of ``key`` that found nothing."""
+        self.sketch.increment(key)
+        self._misses += 1
+        if self._hits + self._misses >= self._sample:
+            self._climb()
+
+    def record_hit(self, key: str) -> None:
+        """A read of resident ``key``: count it and refresh its place (probation → protected)."""
+        self.sketch.increment(key)
+        segment = self.where.get(key)
+        if segment is None:  # removed since the read (a replayed unlocked touch)
+            return
+        if segment is self.probation:
+            del self.probation[key]
+            self.protected[key] = None
+            self.where[key] = self.protected
+            self._demote()
+        else:
+            segment.move_to_end(key)
+        self._hits += 1
+        if self._hits + self._misses >= self._sample:
+            self._climb()
+
+    def add(self, key: str) -> list[str]:
+        """Insert new ``key``; returns the keys to drop to stay within ``maxsize`` (maybe ``key``)."""
+        self.window[key] = None
+        self.where[key] = self.window
+        return self._evict()
+
+    def discard(self, key: str) -> None:
+        """Forget ``key`` (deleted, expired or invalidated); its frequency stays in the sketch."""
+        segment = self.where.pop(key, None)
+        if segment is not None:
+            del segment[key]
+
+    def victim(self) -> str | None:
+        """The key to drop first when something else (a byte bound) needs room."""
+        for segment in (self.probation, self.window, self.protected):
+            if segment:
+                return next(iter(segment))
+        return None
+
+    # -- internals ---------------------------------------------------------------------------
+    def _demote(self) -> None:
+        while len(self.protected) > self.protected_max:
+            key, _ = self.protected.popitem(last=False)
+            self.probation[key] = None
+            self.where[key] = self.probation
+
+    def _evict(self) -> list[str]:
+        candidates = []
+        while len(self.window) > self.window_max:
+            key, _ = self.window.popitem(last=False)
+            self.probation[key] = None
+            self.where[key] = self.probation
+            candidates.append(key)
+        dropped: list[str] = []
+        frequency = self.sketch.frequency
+        while len(self.where) > self.maxsize:
+            victim = self.victim()
+            if victim is None:
+                break
+            candidate = candidates.pop(0) if candidates else None
+            if candidate is not None and candidate != victim:
+                if frequency(candidate) > frequency(victim):
+                    self.discard(victim)
+                    dropped.append(victim)
+                    continue
+                victim = candidate
+            self.discard(victim)
+            dropped.append(victim)
+        return dropped
+
+    def _climb(self) -> None:
+        """Move the window/main split by the step that last raised the hit ratio (Caffeine's)."""
+        ratio = self._hits / (self._hits + self._misses)
+        change = ratio - self._previous
+        amount = self._step if change >= 0 else -self._step
+        if abs(change) >= _RESTART:
+            self._step = _STEP_SHARE * self.maxsize * (1 if amount >= 0 else -1)
+        else:
+            self._step = _STEP_DECAY * amount
+        self._previous = ratio
+        self._hits = self._misses = 0
+        target = round(self.window_max + amount)
+        self.window_max = min(max(1, target), max(1, self.maxsize - 1))
+        self._set_main()
+        self._demote()
+
+
+class TinyLFUStore:
+    """``MemoryTier``'s entry map under W-TinyLFU, bounded by entries and optionally by size.
+
+    Args:
+        maxsize: the bound in its unit (entries, or bytes when ``getsizeof`` is given).
+        getsizeof: the size of a value in the bound's unit, or None to count entries.
+        max_entries: the bound on the number of entries (``maxsize`` when counting entries).
+        evicted: called with ``(key, value)`` for every entry dropped to stay within bounds.
+    """
+
+    def __init__(
+        self,
+        maxsize: float,
+        getsizeof: Callable[[Any], int] | None,
+        max_entries: int,
+        evicted: Callable[[str, Any], None],
+    ) -> None:
+        self.maxsize = maxsize
+        self._getsizeof = getsizeof
+        self._evicted = evicted
+        self.data: dict[str, Any] = {}
+        self._sizes: dict[str, int] = {}
+        self.currsize = 0
+        self.policy = TinyLFU(max_entries)
+        #: the resident keys (``MemoryTier`` lists and pops them here too)
+        self.order = self.policy.where
+        self._reads: deque[str] = deque(maxlen=_READ_BUFFER)
+        #: an unlocked read of a resident key (decorator fast path): queued, replayed under the lock
+        self.touch = self._reads.append
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def peek(self, key: str) -> Any:
+        """The value under ``key`` without counting a read, or None."""
+        return self.data.get(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value under ``key`` (counted as a read, hit or miss), or ``default``."""
+        if self._reads:
+            self._replay()
+        value = self.data.get(key)
+        if value is None:
+            self.policy.record_miss(key)
+            return default
+        self.policy.record_hit(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        size = self._getsizeof(value) if self._getsizeof is not None else 1
+        if size > self.maxsize:
+            raise ValueError("value too large")
+        if self._reads:
+            self._replay()
+        if key in self.data:
+            self.pop(key)
+        self.data[key] = value
+        self._sizes[key] = size
+        self.currsize += size
+        for dropped in self.policy.add(key):
+            self._drop(dropped)
+        while self.currsize > self.maxsize:
+            victim = self.policy.victim()
+            if victim is None:
+                break
+            self.policy.discard(victim)
+            self._drop(victim)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        """Remove ``key`` and return its value (or ``default``); not counted as an eviction."""
+        value = self.data.pop(key, None)
+        if value is None:
+            return default
+        self.currsize -= self._sizes.pop(key)
+        self.policy.discard(key)
+        return value
+
+    def _drop(self, key: str) -> None:
+        value = self.data.pop(key)
+        self.currsize -= self._sizes.pop(key)
+        self._evicted(key, value)
+
+    def _replay(self) -> None:
+        reads = self._reads
+        record = self.policy.record_hit
+        while reads:
+            try:
+                record(reads.popleft())
+            except IndexError:  # another thread's touch raced the drain
+                break
