@@ -34,6 +34,7 @@ _STEP_DECAY = 0.98
 _RESTART = 0.05  # a hit-ratio change this large restarts the climb with a full step
 _READ_BUFFER = 4096  # unlocked touches kept for replay; older ones are dropped (lossy, like Caffeine)
 _HALVE = bytes(i >> 1 for i in range(256))
+_INC = bytes(min(i + 1, _COUNTER_MAX) for i in range(256))
 _MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
 _MASK64 = (1 << 64) - 1
 
@@ -47,10 +48,9 @@ class FrequencySketch:
             width <<= 1
         self.table = bytearray(width)
         self._mask = width - 1
-        self._sample = 10 * maxsize
-        self._additions = 0
 
-    def _slots(self, key: str) -> tuple[int, int, int, int]:
+    def slots(self, key: str) -> tuple[int, int, int, int]:
+        """The 4 counter positions of ``key`` (stable across processes)."""
         h = zlib.crc32(key.encode("utf-8", "surrogatepass")) + 1
         m = self._mask
         a, b, c, d = _MULTIPLIERS
@@ -64,18 +64,21 @@ class FrequencySketch:
     def frequency(self, key: str) -> int:
         """The estimated number of recent reads of ``key`` (0..15)."""
         t = self.table
-        return min(t[i] for i in self._slots(key))
+        a, b, c, d = self.slots(key)
+        return min(t[a], t[b], t[c], t[d])
 
-    def increment(self, key: str) -> None:
-        """Count one read of ``key``; every ``10 * maxsize`` reads all counters are halved."""
+    def increment(self, slots: tuple[int, int, int, int]) -> None:
+        """Count one read of the key at ``slots`` (saturating at 15)."""
         t = self.table
-        for i in self._slots(key):
-            if t[i] < _COUNTER_MAX:
-                t[i] += 1
-        self._additions += 1
-        if self._additions >= self._sample:
-            self.table = t.translate(_HALVE)
-            self._additions //= 2
+        a, b, c, d = slots
+        t[a] = _INC[t[a]]
+        t[b] = _INC[t[b]]
+        t[c] = _INC[t[c]]
+        t[d] = _INC[t[d]]
+
+    def halve(self) -> None:
+        """Age every count (the "reset" of TinyLFU), in place."""
+        self.table[:] = self.table.translate(_HALVE)
 
 
 class TinyLFU:
@@ -89,12 +92,15 @@ class TinyLFU:
         self.protected: OrderedDict[str, None] = OrderedDict()
         #: key -> the segment holding it; iterating gives every resident key
         self.where: dict[str, OrderedDict[str, None]] = {}
+        #: counter positions of the resident keys, so a hit does not hash again
+        self._slots: dict[str, tuple[int, int, int, int]] = {}
         self.window_max = max(1, round(maxsize * _WINDOW_SHARE)) if maxsize > 1 else 1
         self._set_main()
         self._step = -_STEP_SHARE * maxsize
+        self._table = self.sketch.table
         self._sample = 10 * maxsize
+        self._countdown = self._sample  # reads left until the sketch ages and the climber moves
         self._hits = 0
-        self._misses = 0
         self._previous = 0.0
 
     def _set_main(self) -> None:
@@ -111,17 +117,24 @@ class TinyLFU:
 
     def record_miss(self, key: str) -> None:
         """A read of ``key`` that found nothing."""
-        self.sketch.increment(key)
-        self._misses += 1
-        if self._hits + self._misses >= self._sample:
-            self._climb()
+        self.sketch.increment(self.sketch.slots(key))
+        self._countdown -= 1
+        if not self._countdown:
+            self._period()
 
     def record_hit(self, key: str) -> None:
         """A read of resident ``key``: count it and refresh its place (probation → protected)."""
-        self.sketch.increment(key)
-        segment = self.where.get(key)
-        if segment is None:  # removed since the read (a replayed unlocked touch)
+        slots = self._slots.get(key)
+        if slots is None:  # removed since the read (a replayed unlocked touch): not a hit
+            self.record_miss(key)
             return
+        t = self._table
+        a, b, c, d = slots
+        t[a] = _INC[t[a]]  # the sketch's increment, inlined: this is the hot path
+        t[b] = _INC[t[b]]
+        t[c] = _INC[t[c]]
+        t[d] = _INC[t[d]]
+        segment = self.where[key]
         if segment is self.probation:
             del self.probation[key]
             self.protected[key] = None
@@ -130,13 +143,15 @@ class TinyLFU:
         else:
             segment.move_to_end(key)
         self._hits += 1
-        if self._hits + self._misses >= self._sample:
-            self._climb()
+        self._countdown -= 1
+        if not self._countdown:
+            self._period()
 
     def add(self, key: str) -> list[str]:
         """Insert new ``key``; returns the keys to drop to stay within ``maxsize`` (maybe ``key``)."""
         self.window[key] = None
         self.where[key] = self.window
+        self._slots[key] = self.sketch.slots(key)
         return self._evict()
 
     def discard(self, key: str) -> None:
@@ -144,6 +159,7 @@ class TinyLFU:
         segment = self.where.pop(key, None)
         if segment is not None:
             del segment[key]
+            del self._slots[key]
 
     def victim(self) -> str | None:
         """The key to drop first when something else (a byte bound) needs room."""
@@ -183,9 +199,15 @@ class TinyLFU:
             dropped.append(victim)
         return dropped
 
-    def _climb(self) -> None:
+    def _period(self) -> None:
+        """Every ``10 * maxsize`` reads: age the counts and let the hill climber move."""
+        self.sketch.halve()
+        self._climb(self._hits / self._sample)
+        self._hits = 0
+        self._countdown = self._sample
+
+    def _climb(self, ratio: float) -> None:
         """Move the window/main split by the step that last raised the hit ratio (Caffeine's)."""
-        ratio = self._hits / (self._hits + self._misses)
         change = ratio - self._previous
         amount = self._step if change >= 0 else -self._step
         if abs(change) >= _RESTART:
@@ -193,7 +215,6 @@ class TinyLFU:
         else:
             self._step = _STEP_DECAY * amount
         self._previous = ratio
-        self._hits = self._misses = 0
         target = round(self.window_max + amount)
         self.window_max = min(max(1, target), max(1, self.maxsize - 1))
         self._set_main()
