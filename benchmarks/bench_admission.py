@@ -105,9 +105,11 @@ def hit_ratios(reads: int) -> bool:
             after[candidate] = sum(hits[shift_at : shift_at + AFTER_SHIFT]) / AFTER_SHIFT
         ratios["Belady (offline optimum)"] = traces.belady(trace, CAPACITY) / len(trace)
         for candidate, ratio in ratios.items():
-            extra = f"   after the shift: {after[candidate]:6.1%}" if (
-                name == "popularity shift" and candidate in after
-            ) else ""
+            extra = (
+                f"   after the shift: {after[candidate]:6.1%}"
+                if (name == "popularity shift" and candidate in after)
+                else ""
+            )
             print(f"  {candidate:<26} {ratio:6.1%}{extra}")
         ours = ratios["stratacache tinylfu"]
         theine = ratios["theine (W-TinyLFU)"]
@@ -141,9 +143,8 @@ def hit_cost(repeats: int, rounds: int) -> bool:
                 tier.get_sync(key)
             assert all(tier.peek(k) is not None for k in keys)
             n = rounds * CAPACITY // len(reads)
-            candidates[f"MemoryTier({policy!r}) hit"] = (
-                lambda get=tier.get_sync, reads=reads, n=n: time_loop(get, reads, n)
-                - empty_loop(reads, n)
+            candidates[f"MemoryTier({policy!r}) hit"] = lambda get=tier.get_sync, reads=reads, n=n: (
+                time_loop(get, reads, n) - empty_loop(reads, n)
             )
         results = run_interleaved(candidates, repeats)
         ratios = print_table(

@@ -22,7 +22,9 @@ import itertools
 import random
 
 
-def zipf(n: int, keys: int = 100_000, s: float = 0.99, seed: int = 1, prefix: str = "k") -> list[str]:
+def zipf(
+    n: int, keys: int = 100_000, s: float = 0.99, seed: int = 1, prefix: str = "k"
+) -> list[str]:
     """``n`` reads drawn from Zipf(``s``) over ``keys`` keys, most popular first."""
     rng = random.Random(seed)
     cdf = list(itertools.accumulate(1.0 / (r**s) for r in range(1, keys + 1)))
@@ -34,17 +36,19 @@ def zipf(n: int, keys: int = 100_000, s: float = 0.99, seed: int = 1, prefix: st
 
 
 def zipf_scans(
-    n: int, keys: int = 100_000, s: float = 0.99, seed: int = 1, scan_every: int = 20_000,
+    n: int,
+    keys: int = 100_000,
+    s: float = 0.99,
+    seed: int = 1,
+    scan_every: int = 20_000,
     scan_length: int = 5_000,
 ) -> list[str]:
     """Zipf reads interrupted every ``scan_every`` reads by ``scan_length`` new, never-read keys."""
     base = zipf(n, keys, s, seed)
     out: list[str] = []
-    scan = 0
-    for i in range(0, n, scan_every):
+    for scan, i in enumerate(range(0, n, scan_every)):
         out.extend(base[i : i + scan_every])
         out.extend(f"scan{scan}-{j}" for j in range(scan_length))
-        scan += 1
     return out
 
 
