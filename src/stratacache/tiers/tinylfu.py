@@ -3,13 +3,18 @@
 A new key enters a small LRU *window*; what falls out of the window competes
 for a place in the *main* area (a segmented LRU: probation, then protected once
 read again) against main's least recently used key, and the one seen more
-often recently wins. "How often" comes from a count-min sketch of every read,
-hit or miss: 4 counters per key in a ``bytearray`` sized from ``maxsize`` (8
-bytes per entry), capped at 15 (4-bit semantics) and all halved every
-``10 * maxsize`` reads, so old popularity fades. A hill climber samples the hit
-ratio every ``10 * maxsize`` reads and moves the window/main split in the
-direction that last helped: a large window for recency-heavy traffic, a small
-one for frequency-heavy traffic.
+often recently wins (a tie keeps the resident key, which is what makes a
+one-off scan harmless). "How often" comes from a count-min sketch of every
+read, hit or miss: 4 counters per key in a ``bytearray`` sized from
+``maxsize`` (16 counters per entry, rounded up to a power of two), capped at 15
+(4-bit semantics) and all halved every ``25 * maxsize`` reads, so old
+popularity fades. A doorkeeper (a Bloom filter of the same width, cleared at
+each halving) absorbs every key's first read, so keys read once do not crowd
+the counters. Memory: at most 64 bytes per entry of ``maxsize``, fixed at
+construction. Every ``25 * maxsize`` reads a hill climber compares the hit
+ratio with the previous period's and moves the window/main split in the
+direction that last helped: a larger window for recency-heavy traffic, a
+smaller one for frequency-heavy traffic.
 
 Sources: Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache
 Admission Policy" (ACM Transactions on Storage, 2017), and Caffeine's
@@ -29,7 +34,10 @@ from typing import Any
 _WINDOW_SHARE = 0.01  # initial window: 1% of the entries, as in Caffeine
 _PROTECTED_SHARE = 0.8  # of the main area
 _COUNTER_MAX = 15
-_STEP_SHARE = 0.0625  # hill climber's first step, in entries per maxsize
+_COUNTERS_PER_ENTRY = 16  # sketch bytes per entry of maxsize (rounded up to a power of two)
+_SAMPLE_PER_ENTRY = 25  # reads per entry of maxsize between agings (and hill-climber moves)
+_DOORKEEPER = True
+_STEP_SHARE = 0.01  # hill climber's full step, in entries per maxsize (Caffeine: 0.0625)
 _STEP_DECAY = 0.98
 _RESTART = 0.05  # a hit-ratio change this large restarts the climb with a full step
 _READ_BUFFER = 4096  # unlocked touches kept for replay; older ones are dropped (as in Caffeine)
@@ -40,13 +48,15 @@ _MASK64 = (1 << 64) - 1
 
 
 class FrequencySketch:
-    """Approximate recent read counts of keys in ``8 * next_pow2(maxsize)`` bytes."""
+    """Approximate recent read counts: ``next_pow2(16 * maxsize)`` counters and doorkeeper bits."""
 
     def __init__(self, maxsize: int) -> None:
         width = 8
-        while width < 8 * maxsize:
+        while width < _COUNTERS_PER_ENTRY * maxsize:
             width <<= 1
         self.table = bytearray(width)
+        #: the doorkeeper: a Bloom filter (a byte per bit) that absorbs each key's first read
+        self.door = bytearray(width) if _DOORKEEPER else None
         self._mask = width - 1
 
     def slots(self, key: str) -> tuple[int, int, int, int]:
@@ -62,10 +72,22 @@ class FrequencySketch:
         )
 
     def frequency(self, key: str) -> int:
-        """The estimated number of recent reads of ``key`` (0..15)."""
+        """Estimated recent reads of ``key``: the counters' minimum plus the doorkeeper bit (0..16)."""
         t = self.table
         a, b, c, d = self.slots(key)
-        return min(t[a], t[b], t[c], t[d])
+        seen = self.door is None or (
+            self.door[a] and self.door[b] and self.door[c] and self.door[d]
+        )
+        return min(t[a], t[b], t[c], t[d]) + (1 if seen else 0)
+
+    def first_read(self, slots: tuple[int, int, int, int]) -> None:
+        """Count a read of a key that is not resident: its first read only enters the doorkeeper."""
+        door = self.door
+        a, b, c, d = slots
+        if door is None or (door[a] and door[b] and door[c] and door[d]):
+            self.increment(slots)
+        else:
+            door[a] = door[b] = door[c] = door[d] = 1
 
     def increment(self, slots: tuple[int, int, int, int]) -> None:
         """Count one read of the key at ``slots`` (saturating at 15)."""
@@ -79,6 +101,8 @@ class FrequencySketch:
     def halve(self) -> None:
         """Age every count (the "reset" of TinyLFU), in place."""
         self.table[:] = self.table.translate(_HALVE)
+        if self.door is not None:
+            self.door[:] = bytes(len(self.door))
 
 
 class TinyLFU:
@@ -98,7 +122,7 @@ class TinyLFU:
         self._set_main()
         self._step = -_STEP_SHARE * maxsize
         self._table = self.sketch.table
-        self._sample = 10 * maxsize
+        self._sample = _SAMPLE_PER_ENTRY * maxsize
         self._countdown = self._sample  # reads left until the sketch ages and the climber moves
         self._hits = 0
         self._previous = 0.0
@@ -117,7 +141,7 @@ class TinyLFU:
 
     def record_miss(self, key: str) -> None:
         """A read of ``key`` that found nothing."""
-        self.sketch.increment(self.sketch.slots(key))
+        self.sketch.first_read(self.sketch.slots(key))
         self._countdown -= 1
         if not self._countdown:
             self._period()
