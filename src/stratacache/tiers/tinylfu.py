@@ -40,7 +40,7 @@ _DOORKEEPER = True
 _STEP_SHARE = 0.01  # hill climber's full step, in entries per maxsize (Caffeine: 0.0625)
 _STEP_DECAY = 0.98
 _RESTART = 0.05  # a hit-ratio change this large restarts the climb with a full step
-_READ_BUFFER = 4096  # unlocked touches kept for replay; older ones are dropped (as in Caffeine)
+_READ_BUFFER = 512  # unlocked touches kept for replay; older ones are dropped (as in Caffeine)
 _HALVE = bytes(i >> 1 for i in range(256))
 _INC = bytes(min(i + 1, _COUNTER_MAX) for i in range(256))
 _MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
@@ -158,12 +158,17 @@ class TinyLFU:
         t[b] = _INC[t[b]]
         t[c] = _INC[t[c]]
         t[d] = _INC[t[d]]
-        segment = self.where[key]
-        if segment is self.probation:
-            del self.probation[key]
-            self.protected[key] = None
-            self.where[key] = self.protected
-            self._demote()
+        where = self.where
+        segment = where[key]
+        if segment is self.probation:  # read again: promote, demoting protected's oldest if full
+            del segment[key]
+            protected = self.protected
+            protected[key] = None
+            where[key] = protected
+            if len(protected) > self.protected_max:
+                old, _ = protected.popitem(last=False)
+                segment[old] = None
+                where[old] = segment
         else:
             segment.move_to_end(key)
         self._hits += 1
