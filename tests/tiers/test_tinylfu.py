@@ -141,6 +141,18 @@ def test_byte_bound_holds() -> None:
     assert 0 < len(tier) <= 10_000 // 500
 
 
+def test_a_large_new_entry_is_stored_over_smaller_ones() -> None:
+    """An entry that fits the byte budget alone is stored; older entries make room for it."""
+    tier = MemoryTier(maxsize=100, max_bytes=5_000)
+    for i in range(5):
+        tier.get_sync(f"small{i}")
+        tier.set_sync(f"small{i}", sc.Entry(i, 0.0, size=500))
+    big = sc.Entry("big", 0.0, size=4_500)
+    assert tier.set_sync("big", big, tier.lease_sync("big", ()))
+    assert tier.peek("big") is big
+    assert tier.currsize <= 5_000
+
+
 def test_evicted_entries_are_killed_and_reported() -> None:
     """Every entry dropped for room is killed (decorator memos see it) and reported to on_evict."""
     tier = MemoryTier(maxsize=5)

@@ -190,11 +190,12 @@ class TinyLFU:
             del segment[key]
             del self._slots[key]
 
-    def victim(self) -> str | None:
-        """The key to drop first when something else (a byte bound) needs room."""
+    def victim(self, spare: str | None = None) -> str | None:
+        """The key to drop first when something else (a byte bound) needs room, never ``spare``."""
         for segment in (self.probation, self.window, self.protected):
-            if segment:
-                return next(iter(segment))
+            for key in segment:
+                if key != spare:
+                    return key
         return None
 
     # -- internals ---------------------------------------------------------------------------
@@ -314,8 +315,8 @@ class TinyLFUStore:
         self.currsize += size
         for dropped in self.policy.add(key):
             self._drop(dropped)
-        while self.currsize > self.maxsize:
-            victim = self.policy.victim()
+        while self.currsize > self.maxsize:  # the new entry fits alone: drop others for it
+            victim = self.policy.victim(spare=key)
             if victim is None:
                 break
             self.policy.discard(victim)
