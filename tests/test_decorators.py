@@ -118,7 +118,7 @@ def test_invalidation_by_key_tag_and_prefix_reaches_fast_path() -> None:
 
 def test_eviction_reaches_fast_path() -> None:
     """An entry evicted from memory by LRU is not served from the memo."""
-    cache = _cache(maxsize=2)
+    cache = sc.Cache(tiers=[sc.MemoryTier(maxsize=2, policy="lru")], namespace="d")
     calls = []
 
     @cache.cached(ttl=60)

@@ -40,7 +40,7 @@ def tier(ns: str, name: str) -> tuple[tuple[str, str], ...]:
 
 async def test_scrape_matches_stats() -> None:
     """Tier, function and engine counters in the scrape equal ``cache.stats()``."""
-    cache = sc.Cache([sc.MemoryTier(maxsize=2)], namespace="m1")
+    cache = sc.Cache([sc.MemoryTier(maxsize=2, policy="lru")], namespace="m1")
     registry = CollectorRegistry()
     instrument(cache, registry=registry)
 

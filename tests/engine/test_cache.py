@@ -87,7 +87,7 @@ async def test_backfill_respects_upper_tier_ttl_cap(redis_url: str) -> None:
 
 async def test_lru_evicts_least_recently_used() -> None:
     """Over maxsize, the least recently used entry goes and evictions are counted."""
-    memory = sc.MemoryTier(maxsize=3)
+    memory = sc.MemoryTier(maxsize=3, policy="lru")
     async with sc.Cache(tiers=[memory], namespace="lru") as cache:
         for key in "abc":
             await cache.set(key, key)

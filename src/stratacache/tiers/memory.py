@@ -1,4 +1,4 @@
-"""``MemoryTier``: the in-process L1, an LRU on cachetools bounded by entries and bytes.
+"""``MemoryTier``: the in-process L1, bounded by entries and bytes, W-TinyLFU (default) or LRU.
 
 Entries are kept as Python objects (no decoding on a hit), so a cached
 mutable value is shared with callers, as with ``functools.lru_cache``. The
@@ -23,6 +23,7 @@ from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
 from ..core.tier import TierContext
+from .tinylfu import TinyLFUStore
 
 _ENTRY_OVERHEAD = 200  # rough bytes of an Entry object and its dict slot, for the byte bound
 _LOG_SIZE = 4096
@@ -36,6 +37,14 @@ class _LRUStore(cachetools.Cache):  # type: ignore[type-arg]
         self.order: OrderedDict[str, None] = OrderedDict()
         self._max_entries = max_entries
         self._tier = tier
+        self.touch = self.order.move_to_end
+
+    def peek(self, key: str) -> Entry | None:
+        try:
+            entry: Entry = cachetools.Cache.__getitem__(self, key)
+            return entry
+        except KeyError:
+            return None
 
     def __getitem__(self, key: str) -> Entry:
         value: Entry = super().__getitem__(key)
@@ -68,7 +77,12 @@ class _LRUStore(cachetools.Cache):  # type: ignore[type-arg]
 
 
 class MemoryTier:
-    """In-process LRU tier: ``maxsize`` entries, optionally ``max_bytes``, TTL cap ``ttl``."""
+    """In-process tier: ``maxsize`` entries, optionally ``max_bytes``, TTL cap ``ttl``.
+
+    ``policy`` picks what stays when the tier is full: ``"tinylfu"`` (default, W-TinyLFU:
+    admits a new key only if it is read more often than what it would displace, see
+    ``tiers/tinylfu.py``) or ``"lru"`` (drops the least recently used key).
+    """
 
     shared = False
 
@@ -79,13 +93,17 @@ class MemoryTier:
         *,
         max_bytes: int | None = None,
         name: str = "memory",
+        policy: str = "tinylfu",
     ) -> None:
         if not isinstance(maxsize, int) or maxsize < 1:
             raise ConfigError(f"MemoryTier maxsize must be a positive int, not {maxsize!r}")
         ttl = check_optional("MemoryTier ttl", ttl)
         if max_bytes is not None and max_bytes < 1:
             raise ConfigError(f"MemoryTier max_bytes must be positive, not {max_bytes!r}")
+        if policy not in ("tinylfu", "lru"):
+            raise ConfigError(f"MemoryTier policy must be 'tinylfu' or 'lru', not {policy!r}")
         self.name = name
+        self.policy = policy
         self.ttl = ttl
         self.maxsize = maxsize
         self.max_bytes = max_bytes
@@ -93,12 +111,14 @@ class MemoryTier:
         #: called with the key of every entry evicted to stay within the bounds (set by the engine)
         self.on_evict: Callable[[str], None] | None = None
         self._lock = threading.RLock()
-        if max_bytes is None:
-            self._store = _LRUStore(maxsize, None, maxsize, self)
+        bound, sizeof = (maxsize, None) if max_bytes is None else (max_bytes, _entry_bytes)
+        self._store: _LRUStore | TinyLFUStore
+        if policy == "lru":
+            self._store = _LRUStore(bound, sizeof, maxsize, self)
         else:
-            self._store = _LRUStore(max_bytes, _entry_bytes, maxsize, self)
-        #: decorators call this on a fast-path hit to keep LRU order (a C method, no lock)
-        self.touch = self._store.order.move_to_end
+            self._store = TinyLFUStore(bound, sizeof, maxsize, self._evicted)
+        #: decorators call this on a fast-path hit to count the read (a C method, no lock)
+        self.touch = self._store.touch
         self._tags: dict[str, set[str]] = {}
         self._seq = 0
         self._log: deque[tuple[int, str, tuple[str, ...]]] = deque(maxlen=_LOG_SIZE)
@@ -129,12 +149,9 @@ class MemoryTier:
             return entry
 
     def peek(self, key: str) -> Entry | None:
-        """The stored entry object itself, without touching LRU order or checking expiry."""
-        try:
-            entry: Entry = cachetools.Cache.__getitem__(self._store, key)
-            return entry
-        except KeyError:
-            return None
+        """The stored entry object itself, without counting a read or checking expiry."""
+        entry: Entry | None = self._store.peek(key)
+        return entry
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
         found = {}
@@ -240,6 +257,12 @@ class MemoryTier:
         self._store.order.pop(key, None)
         self._forget(key, entry)
         return True
+
+    def _evicted(self, key: str, entry: Entry) -> None:
+        self._forget(key, entry)
+        self.evictions += 1
+        if self.on_evict is not None:
+            self.on_evict(key)
 
     def _forget(self, key: str, entry: Entry) -> None:
         entry.kill()
