@@ -242,7 +242,7 @@ class MemoryTier:
     async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
         """A page of keys in sorted order after ``cursor`` (see ``core.tier.KeyScanner``)."""
         with self._lock:
-            keys = sorted(k for k in list(self._store) if k.startswith(prefix) and k > cursor)
+            keys = sorted(k for k in list(self._store.order) if k.startswith(prefix) and k > cursor)
         page = keys[:count]
         return page, page[-1] if len(keys) > count else ""
 
