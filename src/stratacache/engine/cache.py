@@ -30,6 +30,7 @@ from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
 from . import signals
 from .bus import Invalidation, InvalidationBus
+from .defaults import AUTO, AutoType, default_bus, default_lock
 from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
 from .policy import UNSET, EntryPolicy
@@ -60,8 +61,13 @@ class Cache:
         serializer: value serializer (msgpack with extension types by default).
         envelopes: byte transformations around stored entries (compression, signing, encryption).
         clock: time source for entry deadlines (inject ``ManualClock`` in tests).
-        bus: invalidation bus keeping other processes' local tiers coherent.
-        lock: fleet-wide recompute lock (e.g. ``RedisLock(url)``) used by ``lock=True`` calls.
+        bus: invalidation bus keeping other processes' local tiers coherent. By default a
+            local tier above a shared Redis tier gets a ``RedisBus`` on that Redis;
+            ``bus=False`` turns it off, and then other processes' invalidations reach this
+            process's local tier only when its copy expires (its TTL is the staleness bound).
+        lock: fleet-wide recompute lock used by ``lock=True`` calls. By default a
+            ``RedisLock`` on the cache's shared Redis tier; ``False``: none (``lock=True`` is
+            then a ``ConfigError`` where it is written).
         cache_none: whether a loader's ``None`` result is cached.
         breaker_threshold / breaker_reset: circuit breaker per tier: consecutive failures that
             open it, and seconds before one probe call goes through.
@@ -82,12 +88,12 @@ class Cache:
         serializer: Serializer | None = None,
         envelopes: Sequence[Envelope] = (),
         clock: Clock | None = None,
-        bus: InvalidationBus | None = None,
+        bus: InvalidationBus | bool | AutoType | None = AUTO,
         cache_none: bool = True,
         max_key_length: int = MAX_KEY_LENGTH,
         breaker_threshold: int = 5,
         breaker_reset: float = 5.0,
-        lock: FleetLock | None = None,
+        lock: FleetLock | bool | AutoType | None = AUTO,
     ) -> None:
         if not tiers:
             raise ConfigError("a Cache needs at least one tier, e.g. tiers=[MemoryTier()]")
@@ -108,7 +114,7 @@ class Cache:
         self.beta = early_refresh_beta
         self.max_key_length = max_key_length
         self.origin = uuid.uuid4().hex
-        self.bus = bus
+        self.bus = default_bus(tiers, bus)
         self.tiers = TierStack(tiers, breaker_threshold, breaker_reset, self._on_tier_error)
         self.tiers.sender = self
         self.tiers.beta = early_refresh_beta
@@ -127,7 +133,7 @@ class Cache:
         self.refresh_in_background = self.readthrough.refresh_in_background
         #: run a coroutine in the background until it ends or the cache closes
         self.spawn = self.readthrough.spawn
-        self.readthrough.lock = lock
+        self.readthrough.lock = default_lock(tiers, lock)
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         #: plain callbacks run by ``close`` (front doors stop their threads with these)

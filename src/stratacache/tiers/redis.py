@@ -118,6 +118,12 @@ class RedisTier:
         self._context = TierContext(namespace="")
         self._names = rs.KeyNames("", cluster)
 
+    def fleet_options(self) -> dict[str, Any] | None:
+        """Where the default bus and fleet lock connect (None for Cluster/Sentinel: pass them)."""
+        if self.cluster or self._sentinels:
+            return None
+        return {"url": self.url, "client": self._given[0]}
+
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:
         self._context = context
