@@ -31,6 +31,7 @@ from ..core.tier import Tier, TierContext
 from . import signals
 from .bus import Invalidation, InvalidationBus
 from .defaults import AUTO, AutoType, default_bus, default_lock
+from .degradation import STALENESS_BOUND
 from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
 from .policy import UNSET, EntryPolicy
@@ -70,7 +71,12 @@ class Cache:
             then a ``ConfigError`` where it is written).
         cache_none: whether a loader's ``None`` result is cached.
         breaker_threshold / breaker_reset: circuit breaker per tier: consecutive failures that
-            open it, and seconds before one probe call goes through.
+            open it; while open a background probe (every ~0.25 s, jittered) closes it as soon
+            as the tier answers. ``breaker_reset``: seconds before a caller's call goes through
+            instead, for tiers that cannot be probed in the background (async-only ones).
+        staleness_bound: seconds a local entry may still be served while the invalidation bus
+            is down (default 1 s): entries older than that are misses until the bus is back.
+            0: serve nothing from local tiers while the bus is down.
 
     Durations here and in every call are checked by ``core.durations`` (``ConfigError``).
     """
@@ -93,6 +99,7 @@ class Cache:
         max_key_length: int = MAX_KEY_LENGTH,
         breaker_threshold: int = 5,
         breaker_reset: float = 5.0,
+        staleness_bound: float = STALENESS_BOUND,
         lock: FleetLock | bool | AutoType | None = AUTO,
     ) -> None:
         if not tiers:
@@ -105,6 +112,8 @@ class Cache:
             "early_refresh_beta", early_refresh_beta, maximum=MAX_BETA
         )
         breaker_reset = check_duration("breaker_reset", breaker_reset)
+        #: seconds a local entry may be served while the bus is down (``engine.degradation``)
+        self.staleness_bound = check_duration("staleness_bound", staleness_bound, zero_ok=True)
         self.namespace = namespace
         self.clock: Clock = clock or SystemClock()
         self.codec = EntryCodec(serializer, envelopes)

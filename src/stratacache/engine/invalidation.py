@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import CacheKeyError, ConfigError
 from ..core.keys import validate_key
-from . import signals
+from . import degradation, signals
 from .bus import GenerationStore, Invalidation
 from .signals import send as _send
 
@@ -193,12 +193,23 @@ class Invalidator:
             self.announce(message, "remote")
 
     def on_bus_state(self, connected: bool) -> None:
-        """Distrust local tiers while the bus is down; they may have missed messages."""
-        tiers = self.cache.tiers
-        tiers.clear_local_now()
+        """Bus lost: serve local entries only within the staleness bound; back: empty them once.
+
+        See ``engine.degradation``; ``staleness_bound=0`` restores distrust-all.
+        """
+        cache = self.cache
+        tiers = cache.tiers
         self.detach(Invalidation(clear=True))  # loads may have read what a lost message outdated
-        tiers.local_trusted = connected
-        _send(signals.bus_state, self.cache, connected=connected)
+        if connected:
+            degradation.leave(tiers)
+            tiers.local_trusted = True
+        else:  # not trusted: decorators stop memoizing; reads obey the bound (or skip L1)
+            tiers.local_trusted = False
+            if cache.staleness_bound > 0:
+                degradation.enter(tiers, cache.staleness_bound, cache.clock.time())
+            else:
+                tiers.clear_local_now()
+        _send(signals.bus_state, cache, connected=connected)
 
     # -- signals and audit -----------------------------------------------------------------
     def announce(self, message: Invalidation, origin: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.entry import Entry
-from . import signals
+from . import degradation, signals
 from .portal import Portal
 from .stack import TierSlot, TierStack, _newer
 
@@ -70,7 +70,12 @@ class SyncStack:
                         self.stack.slots[upper], "lease", None, fkey, tags or ()
                     )
             entry: Entry | None = self.call(slot, "get", None, fkey, tags)
-            if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
+            if (
+                entry is None
+                or entry.is_gone(now)
+                or not _newer(entry, newer_than, now)
+                or degradation.too_old(self.stack, slot, entry, now)
+            ):
                 slot.stats.misses += 1
                 visited.append(index)
                 continue
@@ -116,7 +121,11 @@ class SyncStack:
             if slot.local:  # lease before reading below, as TierStack.read_many does
                 leases[index] = {k: self.call(slot, "lease", None, k, ()) for k in missing}
             got = self.call(slot, "get_many", {}, missing)
-            live = {k: e for k, e in got.items() if not e.is_gone(now)}
+            live = {
+                k: e
+                for k, e in got.items()
+                if not e.is_gone(now) and not degradation.too_old(self.stack, slot, e, now)
+            }
             slot.stats.hits += len(live)
             slot.stats.misses += len(missing) - len(live)
             for upper, above in enumerate(self.stack.slots[:index]):
