@@ -36,6 +36,7 @@ from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
 from .policy import UNSET, EntryPolicy
 from .readthrough import ReadThrough
+from .replay import Replay
 from .signals import send as _send
 from .stack import TierStack
 from .stats import CacheStats, FunctionStats
@@ -150,6 +151,9 @@ class Cache:
         self._start_lock: asyncio.Lock | None = None
         self._sync: Any = None
         self.invalidator = Invalidator(self)
+        #: invalidations waiting for Redis, replayed in order when it is back
+        self.replay = Replay(self)
+        self.tiers.replay = self.replay
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -435,7 +439,7 @@ class Cache:
             "namespace": self.namespace,
             "tiers": self.tiers.stats(fast_hits),
             "functions": {name: f.as_dict() for name, f in self.functions.items()},
-            "engine": self.counters.as_dict(),
+            "engine": {**self.counters.as_dict(), **self.replay.as_dict()},
         }
 
 

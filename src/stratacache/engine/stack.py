@@ -51,6 +51,8 @@ class TierStack:
         self.local_trusted = True
         #: while the bus is down: seconds a local entry may be served (None: normal)
         self.degraded_bound: float | None = None
+        #: invalidations waiting for Redis (``engine.replay.Replay``), set by the Cache
+        self.replay: Any = None
         #: sender of the ``hit``/``evicted`` signals (the Cache), set by it
         self.sender: Any = None
         #: the cache's XFetch weight: local copies get their fast-path deadline from it
@@ -76,6 +78,18 @@ class TierStack:
             slot.stats.skipped += 1
             return False
         return True
+
+    def hidden(self, slot: TierSlot, fkey: str, entry: Entry, now: float) -> bool:
+        """Must a read pass over ``entry``: past the degraded bound, or outdated by an
+        invalidation still waiting for Redis?"""
+        if self.degraded_bound is not None and degradation.too_old(self, slot, entry, now):
+            return True
+        replay = self.replay
+        return replay is not None and replay.active and bool(replay.hides(fkey, entry))
+
+    def shared_errors(self) -> int:
+        """Errors counted so far on shared tiers (a rise during an invalidation: keep it)."""
+        return sum(slot.stats.errors for slot in self.slots if not slot.local)
 
     def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
         slot.stats.errors += 1
@@ -159,7 +173,7 @@ class TierStack:
                 entry is None
                 or entry.is_gone(now)
                 or not _newer(entry, newer_than, now)
-                or degradation.too_old(self, slot, entry, now)
+                or self.hidden(slot, fkey, entry, now)
             ):
                 slot.stats.misses += 1
                 visited.append(index)
@@ -196,7 +210,7 @@ class TierStack:
             live = {
                 k: e
                 for k, e in got.items()
-                if not e.is_gone(now) and not degradation.too_old(self, slot, e, now)
+                if not e.is_gone(now) and not self.hidden(slot, k, e, now)
             }
             slot.stats.hits += len(live)
             slot.stats.misses += len(missing) - len(live)

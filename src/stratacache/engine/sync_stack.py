@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.entry import Entry
-from . import degradation, signals
+from . import signals
 from .portal import Portal
 from .stack import TierSlot, TierStack, _newer
 
@@ -74,7 +74,7 @@ class SyncStack:
                 entry is None
                 or entry.is_gone(now)
                 or not _newer(entry, newer_than, now)
-                or degradation.too_old(self.stack, slot, entry, now)
+                or self.stack.hidden(slot, fkey, entry, now)
             ):
                 slot.stats.misses += 1
                 visited.append(index)
@@ -124,7 +124,7 @@ class SyncStack:
             live = {
                 k: e
                 for k, e in got.items()
-                if not e.is_gone(now) and not degradation.too_old(self.stack, slot, e, now)
+                if not e.is_gone(now) and not self.stack.hidden(slot, k, e, now)
             }
             slot.stats.hits += len(live)
             slot.stats.misses += len(missing) - len(live)
