@@ -37,19 +37,20 @@ log = logging.getLogger("stratacache")
 
 #: default bound of the queue of invalidations waiting for Redis
 REPLAY_LIMIT = 10_000
-#: default seconds between replay attempts (jittered ±50%)
-REPLAY_INTERVAL = 0.25
+#: default seconds between replay attempts (jittered ±50%): short, since other processes
+#: may read the old value from Redis between its return and the replay
+REPLAY_INTERVAL = 0.1
 
 
 class Replay:
     """The queue of invalidations that did not reach Redis, and its background replayer."""
 
     def __init__(
-        self, cache: Cache, limit: int = REPLAY_LIMIT, interval: float = REPLAY_INTERVAL
+        self, cache: Cache, limit: int = REPLAY_LIMIT, interval: float | None = None
     ) -> None:
         self.cache = cache
         self.limit = limit
-        self.interval = interval
+        self.interval = REPLAY_INTERVAL if interval is None else interval
         self.pending: deque[Invalidation] = deque()
         #: set when the queue overflowed: wall time of the overflow (0: none)
         self.overflowed_at = 0.0
