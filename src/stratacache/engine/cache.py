@@ -169,6 +169,7 @@ class Cache:
             context = TierContext(self.namespace, self.codec, self.clock)
             await self.tiers.start(context)
             self.tiers.local_trusted = True  # a bus that is down now says so in start()
+            self.tiers.degraded_bound = None
             if self.bus is not None:
                 await self.bus.start(
                     self.namespace, self.origin, self._apply_remote, self._on_bus_state
