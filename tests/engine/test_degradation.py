@@ -125,3 +125,23 @@ def test_staleness_bound_is_checked() -> None:
     with pytest.raises(sc.ConfigError):
         sc.Cache(tiers=[sc.MemoryTier()], staleness_bound="1s")  # type: ignore[arg-type]
     assert sc.Cache(tiers=[sc.MemoryTier()], staleness_bound=0).staleness_bound == 0
+
+
+def test_sync_facade_obeys_the_same_bound(
+    redis_url: str, redis_factory: Callable[..., Any], wait_until: Any
+) -> None:
+    """cache.sync in degraded mode: a young local entry is served, an older one is not."""
+    bus_server = redis_factory()
+    namespace = "dg" + uuid.uuid4().hex[:6]
+    clock = sc.ManualClock()
+    cache = _cache(redis_url, bus_server.url, namespace, clock)
+    other = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace=namespace)
+    with cache.sync as sync, other.sync as osync:
+        sync.set("k", "v1")
+        bus_server.stop()
+        wait_until(lambda: cache.tiers.degraded_bound is not None, what="degraded mode")
+        osync.set("k", "v2")  # lost for ``cache``
+        clock.advance(0.5)
+        assert sync.get("k") == "v1"
+        clock.advance(0.6)
+        assert sync.get("k") == "v2"
