@@ -206,9 +206,13 @@ class RedisBus:
         if tracker is not None:
             await tracker.close()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Cancel until it ends: a cancel that races a redis-py read timeout can be
+            # swallowed (Python 3.11 asyncio.timeout), which would leave close() waiting.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
         if self._subscriber is not None:
             await self._subscriber.aclose()
             self._subscriber = None
