@@ -16,7 +16,8 @@ Typical use::
 
 Exported families (labels in brackets):
 
-- ``stratacache_tier_{hits,misses,sets,deletes,errors,skipped,evictions}_total``
+- ``stratacache_tier_{hits,misses,sets,deletes,errors,skipped,evictions}_total``,
+  ``stratacache_tier_{circuit_opened,probes,probe_failures}_total``
   [namespace, tier], ``stratacache_tier_hit_ratio``, ``stratacache_tier_entries``,
   ``stratacache_tier_circuit_open``
 - ``stratacache_function_{hits,misses,loads,load_errors,stale_served,early_refreshes}_total``
@@ -44,7 +45,8 @@ from .engine.cache import Cache
 PREFIX = "stratacache"
 
 #: per-tier counters exported as ``<prefix>_tier_<name>_total``
-TIER_COUNTERS = ("hits", "misses", "sets", "deletes", "errors", "skipped", "evictions")
+TIER_COUNTERS: tuple[str, ...] = ("hits", "misses", "sets", "deletes", "errors", "skipped")
+TIER_COUNTERS += ("evictions", "circuit_opened", "probes", "probe_failures")
 #: per-function counters exported as ``<prefix>_function_<name>_total``
 FUNCTION_COUNTERS = ("hits", "misses", "loads", "load_errors", "stale_served", "early_refreshes")
 #: loader-duration buckets in seconds: from a local query to a slow remote call
@@ -58,6 +60,9 @@ _HELP = {
     "errors": "Tier calls that failed (the caller was served from elsewhere)",
     "skipped": "Tier calls skipped because the tier's circuit breaker was open",
     "evictions": "Entries this tier evicted to stay within its bounds",
+    "circuit_opened": "Times the tier's circuit breaker opened",
+    "probes": "Background probes of the tier while its breaker was open",
+    "probe_failures": "Background probes the tier did not answer",
     "loads": "Loader calls",
     "load_errors": "Loader calls that raised",
     "stale_served": "Stale values served (stale-while-revalidate or stale-if-error)",
