@@ -53,7 +53,7 @@ async def work(
     from stratacache.engine import signals
 
     truth = aredis.Redis.from_url(url)
-    bus = sc.RedisBus(url) if use_bus else None
+    bus = sc.RedisBus(url) if use_bus else False
     cache = sc.Cache(
         tiers=[sc.MemoryTier(maxsize=100), sc.RedisTier(url=url)],
         namespace=namespace,

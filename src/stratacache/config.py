@@ -259,7 +259,7 @@ def _bare(url: str) -> str:
 
 def _bus(bus: Any, tiers: list[Tier], redis_url: str | None) -> Any:
     if bus is False:
-        return None
+        return False  # the cache's explicit opt-out (None would mean "derive one")
     if isinstance(bus, str):
         return RedisBus(bus)
     if bus is None or bus is True:

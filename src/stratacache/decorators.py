@@ -113,6 +113,8 @@ def cached(
     refresh_every = check_optional("refresh_every", refresh_every)
     if lock is not None and not isinstance(lock, (bool, FleetLock)):
         raise ConfigError(f"lock must be True, False or a FleetLock, not {lock!r}")
+    if lock is True:
+        cache.readthrough.resolve_lock(True)  # no fleet lock to use: say so here, not per call
     store_if = store_predicate(condition, unless)
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none, store_if)
 

@@ -128,12 +128,21 @@ def test_dashboard_is_served_as_html(served: Served) -> None:
 
 
 # -- read routes ------------------------------------------------------------------------------
-def test_stats_has_tiers_breakers_and_bus(served: Served) -> None:
-    """GET /stats returns the counters plus breaker and bus state, with the read token."""
+def test_stats_has_tiers_breakers_and_bus(served: Served, wait_until: Any) -> None:
+    """GET /stats returns the counters plus breaker and bus state (the default bus on the
+    cache's Redis, once subscribed), with the read token."""
     data = served.client(READ).get("/stats").json()
     assert data["namespace"] == "adm" and set(data["tiers"]) == {"memory", "redis"}
     assert data["breakers"] == {"memory": "closed", "redis": "closed"}
-    assert data["bus"] == {"configured": False, "connected": False}
+    assert data["bus"]["configured"] is True
+
+    def connected() -> bool:
+        return served.client(READ).get("/stats").json()["bus"] == {
+            "configured": True,
+            "connected": True,
+        }
+
+    wait_until(connected, timeout=10, what="the default bus subscribed")
 
 
 def test_metrics_parse_back(served: Served) -> None:

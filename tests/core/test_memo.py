@@ -57,7 +57,7 @@ def test_instances_are_collectable_while_entries_live(options: dict[str, Any]) -
 @pytest.mark.parametrize("how", ["clear", "invalidate", "delete", "evict"])
 def test_memo_releases_arguments_when_their_entry_dies(how: str) -> None:
     """clear(), invalidation, delete and eviction drop the memo slot and the arguments it held."""
-    cache = _cache(maxsize=2)
+    cache = _cache(maxsize=2, policy="lru")  # LRU: the two later calls surely evict ``big``
 
     @cache.cached(ttl=60)
     def size(text: str) -> int:

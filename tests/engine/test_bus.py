@@ -16,11 +16,14 @@ from stratacache.engine.bus import Invalidation
 from stratacache.engine.redis_bus import RedisBus, decode, encode
 
 
-def make_cache(data_url: str, bus_url: str, namespace: str, **bus_options: Any) -> sc.Cache:
+def make_cache(
+    data_url: str, bus_url: str, namespace: str, staleness_bound: float = 1.0, **bus_options: Any
+) -> sc.Cache:
     return sc.Cache(
         tiers=[sc.MemoryTier(maxsize=1000), sc.RedisTier(url=data_url)],
         namespace=namespace,
         bus=RedisBus(bus_url, **bus_options),
+        staleness_bound=staleness_bound,
     )
 
 
@@ -135,11 +138,11 @@ def test_message_round_trip() -> None:
 async def test_bus_server_down_means_l1_is_not_trusted(
     redis_url: str, redis_factory: Callable[..., Any]
 ) -> None:
-    """While the bus is unreachable a cache reads past its L1, so a missed message is harmless."""
+    """staleness_bound=0: while the bus is down a cache reads past its L1 (no stale read)."""
     bus_server = redis_factory()
     namespace = "down" + uuid.uuid4().hex[:8]
     one = make_cache(redis_url, bus_server.url, namespace)
-    two = make_cache(redis_url, bus_server.url, namespace, reconnect_max=0.05)
+    two = make_cache(redis_url, bus_server.url, namespace, 0, reconnect_max=0.05)
     async with one, two:
         calls: list[int] = []
 
@@ -202,7 +205,10 @@ async def test_start_without_bus_serves_from_shared_tier(redis_url: str) -> None
 
     bus = RedisBus(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.2, reconnect_max=0.2)
     cache = sc.Cache(
-        tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)], namespace="nobus", bus=bus
+        tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)],
+        namespace="nobus",
+        bus=bus,
+        staleness_bound=0,
     )
     async with cache:
         assert not cache.tiers.local_trusted

@@ -16,7 +16,7 @@ def stacked(redis_url: str, namespace: str, bus: bool = True) -> sc.Cache:
     return sc.Cache(
         tiers=[sc.MemoryTier(maxsize=1000), sc.RedisTier(url=redis_url)],
         namespace=namespace,
-        bus=RedisBus(redis_url) if bus else None,
+        bus=RedisBus(redis_url) if bus else False,
     )
 
 

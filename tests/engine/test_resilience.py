@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -75,3 +76,81 @@ async def _tick() -> None:
     import asyncio
 
     await asyncio.sleep(0.01)
+
+
+async def test_background_probe_brings_a_restarted_redis_back_within_a_second(
+    redis_factory: Callable[..., Any], caplog: Any
+) -> None:
+    """No caller traffic needed: a probe closes the breaker < 1 s after Redis is back."""
+    import logging
+    import time
+
+    from stratacache.engine import signals
+
+    from ..waiting import poll
+
+    server = redis_factory()
+    cache = sc.Cache(
+        tiers=[sc.RedisTier(url=server.url, socket_timeout=0.2)],
+        namespace="probe",
+        breaker_threshold=1,
+        breaker_reset=60,  # a caller-driven cool-down would take a minute
+    )
+    changes: list[bool] = []
+
+    def on_state(sender: Any, **payload: Any) -> None:
+        changes.append(payload["open"])
+
+    signals.breaker_state.connect(on_state, sender=cache)
+    caplog.set_level(logging.INFO, logger="stratacache")
+    async with cache:
+        server.stop()
+        for _ in range(20):  # many calls while open: still one log line and one signal
+            assert await cache.get_or_set("k", lambda: "loaded") == "loaded"
+        breaker = cache.tiers.slots[0].breaker
+        assert breaker.is_open
+        server.start()
+        back = time.monotonic()
+        await poll(lambda: not breaker.is_open, timeout=5, what="breaker closed by the probe")
+        assert time.monotonic() - back < 1.0
+        await cache.set("k2", "stored")
+        assert await cache.get("k2") == "stored"
+        stats = cache.stats()["tiers"]["redis"]
+    signals.breaker_state.disconnect(on_state, sender=cache)
+    assert changes == [True, False]
+    assert stats["circuit_opened"] == 1 and stats["circuit_closed"] == 1
+    assert stats["probes"] >= 1
+    opened = [r for r in caplog.records if "circuit open" in r.getMessage()]
+    closed = [r for r in caplog.records if "circuit closed" in r.getMessage()]
+    assert len(opened) == 1 and len(closed) == 1
+
+
+def test_probes_are_jittered_and_stop_when_the_tier_answers() -> None:
+    """The prober waits between 0.5x and 1.5x the interval and stops after one success."""
+    import threading
+
+    from stratacache.engine.resilience import CircuitBreaker
+
+    answered = threading.Event()
+    calls: list[float] = []
+
+    def probe() -> None:
+        import time
+
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise ConnectionError("down")
+        answered.set()
+
+    breaker = CircuitBreaker("t", threshold=1, probe_interval=0.05)
+    breaker.probe = probe
+    breaker.failure()
+    assert breaker.is_open and not breaker.allow()
+    assert answered.wait(5)
+    from ..waiting import wait_until
+
+    wait_until(lambda: not breaker.is_open, timeout=5)
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert all(0.02 <= g <= 0.5 for g in gaps), gaps
+    assert breaker.probes == 3 and breaker.probe_failures == 2
+    assert breaker.allow()

@@ -304,18 +304,17 @@ def test_sync_caller_loads_when_the_lock_is_unreachable() -> None:
 
 
 def test_sync_lock_true_without_a_lock_is_a_config_error() -> None:
-    """lock=True on a cache without a fleet lock raises ConfigError from sync code too."""
+    """lock=True on a cache without a shared tier is a ConfigError at decoration and call."""
     cache = sc.Cache(tiers=[sc.MemoryTier()], namespace="snolock")
 
-    @cache.cached(lock=True)
-    def f() -> int:
-        return 1
+    with pytest.raises(sc.ConfigError, match="no shared Redis tier"):
 
-    with cache.sync:
-        with pytest.raises(sc.ConfigError):
-            cache.sync.get_or_set("k", lambda: 1, lock=True)
-        with pytest.raises(sc.ConfigError):
-            f()
+        @cache.cached(lock=True)
+        def f() -> int:
+            return 1
+
+    with cache.sync, pytest.raises(sc.ConfigError):
+        cache.sync.get_or_set("k", lambda: 1, lock=True)
 
 
 def test_async_only_lock_on_a_sync_function_is_a_config_error() -> None:

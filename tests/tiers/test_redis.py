@@ -115,7 +115,7 @@ def test_untagged_hit_is_one_plain_get(
 def test_tag_invalidation_cost_is_flat(
     tier: RedisTier, raw: redis.Redis, clock: ManualClock
 ) -> None:
-    """Invalidating a tag takes the same number of commands for 10 or 10,000 entries."""
+    """Invalidating a tag takes the same few commands for 10 or 10,000 entries."""
     costs = []
     for n, tag in ((10, "small"), (10_000, "big")):
         tier.set_many_sync(
@@ -123,14 +123,14 @@ def test_tag_invalidation_cost_is_flat(
         )
         costs.append(count_commands(raw, lambda tag=tag: tier.invalidate_tags_sync([tag])))
         assert tier.get_many_sync([f"shop:{tag}:{i}" for i in range(0, n, 97)]) == {}
-    assert costs[0] == costs[1] == 1
+    assert costs[0] == costs[1] <= 4  # EVALSHA + INCR + PTTL (+ PEXPIRE)
 
 
-def test_tag_counters_never_expire(tier: RedisTier, raw: redis.Redis) -> None:
-    """Tag version counters carry no TTL, so they can never restart at 0."""
+def test_invalidated_tag_versions_expire(tier: RedisTier, raw: redis.Redis) -> None:
+    """An invalidated tag version is kept for the marker time, then goes (see test_redis_growth)."""
     tier.invalidate_tags_sync(["t"])
     names = [k for k in raw.scan_iter(match="*__tagv__*")]
-    assert names and all(int(raw.ttl(k)) == -1 for k in names)  # type: ignore[arg-type]
+    assert names and all(int(raw.ttl(k)) > 0 for k in names)  # type: ignore[arg-type]
 
 
 def test_clear_never_flushes_foreign_keys(

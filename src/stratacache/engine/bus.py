@@ -2,8 +2,9 @@
 
 The engine publishes an ``Invalidation`` after applying it locally; every
 other process applies it to its *local* (non-shared) tiers only. A bus must
-report connection loss, after which the engine stops trusting its local tiers
-until the bus is back (messages may have been missed meanwhile).
+report connection loss, after which the engine serves local entries only within
+its staleness bound until the bus is back (messages may have been missed
+meanwhile; see ``engine.degradation``).
 
 A bus may also hold the namespace *generation* (``GenerationStore``): the
 counter ``Cache.flush_namespace`` bumps to outdate a whole namespace in O(1).

@@ -31,11 +31,14 @@ from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
 from . import signals
 from .bus import Invalidation, InvalidationBus
+from .defaults import AUTO, AutoType, default_bus, default_lock
+from .degradation import STALENESS_BOUND
 from .invalidation import Invalidator, check_relative
 from .lock import FleetLock
 from .policy import UNSET, EntryPolicy, store_predicate
 from .primitives import AsyncPrimitives, check_tags
 from .readthrough import ReadThrough
+from .replay import Replay
 from .signals import send as _send
 from .stack import TierStack
 from .stats import CacheStats, FunctionStats
@@ -62,11 +65,21 @@ class Cache(AsyncPrimitives):
         serializer: value serializer (msgpack with extension types by default).
         envelopes: byte transformations around stored entries (compression, signing, encryption).
         clock: time source for entry deadlines (inject ``ManualClock`` in tests).
-        bus: invalidation bus keeping other processes' local tiers coherent.
-        lock: fleet-wide recompute lock (e.g. ``RedisLock(url)``) used by ``lock=True`` calls.
+        bus: invalidation bus keeping other processes' local tiers coherent. By default a
+            local tier above a shared Redis tier gets a ``RedisBus`` on that Redis;
+            ``bus=False`` turns it off, and then other processes' invalidations reach this
+            process's local tier only when its copy expires (its TTL is the staleness bound).
+        lock: fleet-wide recompute lock used by ``lock=True`` calls. By default a
+            ``RedisLock`` on the cache's shared Redis tier; ``False``: none (``lock=True`` is
+            then a ``ConfigError`` where it is written).
         cache_none: whether a loader's ``None`` result is cached.
         breaker_threshold / breaker_reset: circuit breaker per tier: consecutive failures that
-            open it, and seconds before one probe call goes through.
+            open it; while open a background probe (every ~0.25 s, jittered) closes it as soon
+            as the tier answers. ``breaker_reset``: seconds before a caller's call goes through
+            instead, for tiers that cannot be probed in the background (async-only ones).
+        staleness_bound: seconds a local entry may still be served while the invalidation bus
+            is down (default 1 s): entries older than that are misses until the bus is back.
+            0: serve nothing from local tiers while the bus is down.
 
     Durations here and in every call are checked by ``core.durations`` (``ConfigError``).
     """
@@ -84,12 +97,13 @@ class Cache(AsyncPrimitives):
         serializer: Serializer | None = None,
         envelopes: Sequence[Envelope] = (),
         clock: Clock | None = None,
-        bus: InvalidationBus | None = None,
+        bus: InvalidationBus | bool | AutoType | None = AUTO,
         cache_none: bool = True,
         max_key_length: int = MAX_KEY_LENGTH,
         breaker_threshold: int = 5,
         breaker_reset: float = 5.0,
-        lock: FleetLock | None = None,
+        staleness_bound: float = STALENESS_BOUND,
+        lock: FleetLock | bool | AutoType | None = AUTO,
     ) -> None:
         if not tiers:
             raise ConfigError("a Cache needs at least one tier, e.g. tiers=[MemoryTier()]")
@@ -101,6 +115,8 @@ class Cache(AsyncPrimitives):
             "early_refresh_beta", early_refresh_beta, maximum=MAX_BETA
         )
         breaker_reset = check_duration("breaker_reset", breaker_reset)
+        #: seconds a local entry may be served while the bus is down (``engine.degradation``)
+        self.staleness_bound = check_duration("staleness_bound", staleness_bound, zero_ok=True)
         self.namespace = namespace
         self.clock: Clock = clock or SystemClock()
         self.codec = EntryCodec(serializer, envelopes)
@@ -111,7 +127,7 @@ class Cache(AsyncPrimitives):
         self.beta = early_refresh_beta
         self.max_key_length = max_key_length
         self.origin = uuid.uuid4().hex
-        self.bus = bus
+        self.bus = default_bus(tiers, bus)
         self.tiers = TierStack(tiers, breaker_threshold, breaker_reset, self._on_tier_error)
         self.tiers.sender = self
         self.tiers.beta = early_refresh_beta
@@ -130,7 +146,7 @@ class Cache(AsyncPrimitives):
         self.refresh_in_background = self.readthrough.refresh_in_background
         #: run a coroutine in the background until it ends or the cache closes
         self.spawn = self.readthrough.spawn
-        self.readthrough.lock = lock
+        self.readthrough.lock = default_lock(tiers, lock)
         self._started = False
         self._ran = False  # started at least once (a restart must not trust old local copies)
         #: the loop of the last operation; a change detaches in-flight loads of the old one
@@ -141,6 +157,9 @@ class Cache(AsyncPrimitives):
         self._sync: Any = None
         self.invalidator = Invalidator(self)
         on_fork(self)
+        #: invalidations waiting for Redis, replayed in order when it is back
+        self.replay = Replay(self)
+        self.tiers.replay = self.replay
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -167,6 +186,7 @@ class Cache(AsyncPrimitives):
                 self.tiers.local_trusted = False
                 self.tiers.clear_local_now()
             self.tiers.local_trusted = True  # a bus that is down now says so in start()
+            self.tiers.degraded_bound = None
             if self.bus is not None:
                 await self.bus.start(
                     self.namespace, self.origin, self._apply_remote, self._on_bus_state
@@ -481,7 +501,11 @@ class Cache(AsyncPrimitives):
             "namespace": self.namespace,
             "tiers": self.tiers.stats(fast_hits),
             "functions": {name: f.as_dict() for name, f in self.functions.items()},
-            "engine": {**self.counters.as_dict(), "moved_values": self.codec.moved_values},
+            "engine": {
+                **self.counters.as_dict(),
+                "moved_values": self.codec.moved_values,
+                **self.replay.as_dict(),
+            },
         }
 
 

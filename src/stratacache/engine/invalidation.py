@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import CacheKeyError, ConfigError
 from ..core.keys import validate_key
-from . import signals
+from . import degradation, signals
 from .bus import GenerationStore, Invalidation
 from .signals import send as _send
 
@@ -100,8 +100,14 @@ class Invalidator:
 
     # -- local application -----------------------------------------------------------------
     async def invalidate(self, message: Invalidation) -> None:
-        """Outdate ``message`` in every tier here, then tell the other processes and the audit."""
-        await self.cache.tiers.invalidate(message, local_only=False)
+        """Outdate ``message`` in every tier here, then tell the other processes and the audit.
+
+        What a shared tier could not take is kept and replayed later (``engine.replay``).
+        """
+        tiers = self.cache.tiers
+        errors = tiers.shared_errors()
+        await tiers.invalidate(message, local_only=False)
+        self.settle(message, errors)
         self.detach(message)
         await self.publish(message)
         self.announce(message, "local")
@@ -109,8 +115,10 @@ class Invalidator:
     async def clear(self, reason: str | None, actor: str | None) -> None:
         """Remove every entry of the namespace from every tier, everywhere."""
         cache = self.cache
+        errors = cache.tiers.shared_errors()
         await cache.tiers.clear(local_only=False)
         message = self._clear_message(reason, actor, 0)
+        self.settle(message, errors)
         self.detach(message)
         await self.publish(message)
         self.announce(message, "local")
@@ -162,9 +170,14 @@ class Invalidator:
         if cache._sync is not None:
             cache._sync.detach(message)
 
+    def settle(self, message: Invalidation, errors_before: int) -> None:
+        """Keep ``message`` for replay if a shared tier failed while it was applied."""
+        if self.cache.tiers.shared_errors() > errors_before:
+            self.cache.replay.keep(message)
+
     # -- bus -------------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
-        """Send ``message`` on the bus; a failure is logged (others' L1 then ages out by TTL)."""
+        """Send ``message`` on the bus; a failure is logged and the message kept for replay."""
         bus = self.cache.bus
         if bus is not None:
             try:
@@ -172,6 +185,7 @@ class Invalidator:
             except Exception as exc:
                 self.publish_failures += 1
                 log.warning("stratacache: invalidation bus publish failed: %r", exc)
+                self.cache.replay.keep(message)
 
     def apply_remote(self, message: Invalidation) -> None:
         """Apply another process's message to this process's local tiers (sync, no awaits)."""
@@ -193,12 +207,23 @@ class Invalidator:
             self.announce(message, "remote")
 
     def on_bus_state(self, connected: bool) -> None:
-        """Distrust local tiers while the bus is down; they may have missed messages."""
-        tiers = self.cache.tiers
-        tiers.clear_local_now()
+        """Bus lost: serve local entries only within the staleness bound; back: empty them once.
+
+        See ``engine.degradation``; ``staleness_bound=0`` restores distrust-all.
+        """
+        cache = self.cache
+        tiers = cache.tiers
         self.detach(Invalidation(clear=True))  # loads may have read what a lost message outdated
-        tiers.local_trusted = connected
-        _send(signals.bus_state, self.cache, connected=connected)
+        if connected:
+            degradation.leave(tiers)
+            tiers.local_trusted = True
+        else:  # not trusted: decorators stop memoizing; reads obey the bound (or skip L1)
+            tiers.local_trusted = False
+            if cache.staleness_bound > 0:
+                degradation.enter(tiers, cache.staleness_bound, cache.clock.time())
+            else:
+                tiers.clear_local_now()
+        _send(signals.bus_state, cache, connected=connected)
 
     # -- signals and audit -----------------------------------------------------------------
     def announce(self, message: Invalidation, origin: str) -> None:

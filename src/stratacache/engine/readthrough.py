@@ -92,7 +92,10 @@ class ReadThrough:
             if self.lock is None:
                 from ..core.errors import ConfigError
 
-                raise ConfigError("lock=True needs a fleet lock on the cache, e.g. RedisLock(url)")
+                raise ConfigError(
+                    "lock=True needs a fleet lock: this cache has no shared Redis tier to put one "
+                    "on; add a RedisTier or pass Cache(lock=RedisLock(url))"
+                )
             return self.lock
         return lock
 

@@ -9,8 +9,8 @@ multi-level cache lie, so it is watched closely:
   off for it): an EOF or reset surfaces as an error in the reader at once;
 - a half-open connection is caught by our own PING whenever the channel has
   been quiet for ``health_interval`` seconds (no PONG in time → down);
-- on loss the bus reports ``on_state(False)`` (the engine drops and distrusts
-  its local tiers), then reconnects with exponential backoff and reports
+- on loss the bus reports ``on_state(False)`` (the engine serves its local
+  tiers only within its staleness bound), then reconnects with exponential backoff and reports
   ``on_state(True)`` only once subscribed again.
 
 The reader runs on a thread of its own (its own event loop, a ``Portal``), so the
@@ -149,7 +149,7 @@ class RedisBus:
         self.tracking = tracking
         #: the client-side tracking companion while started with ``tracking=True``
         self.tracker: RedisTracker | None = None
-        #: True while subscribed; the engine distrusts its local tiers when False
+        #: True while subscribed; when False the engine bounds the age of what local tiers serve
         self.connected = False
         #: counters: messages applied, own echoes skipped, published, publish failures, drops
         self.received = 0
@@ -263,9 +263,13 @@ class RedisBus:
         if tracker is not None:
             await tracker.close()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Cancel until it ends: a cancel that races a redis-py read timeout can be
+            # swallowed (Python 3.11 asyncio.timeout), which would leave close() waiting.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
         if self._subscriber is not None:
             await self._subscriber.aclose()
             self._subscriber = None
@@ -365,7 +369,7 @@ class RedisBus:
             except Exception as exc:
                 if self.connected:
                     self.drops += 1
-                    log.warning("stratacache: invalidation bus lost (%r); distrusting L1", exc)
+                    log.warning("stratacache: invalidation bus lost (%r)", exc)
                 self._set_state(False)
             finally:
                 self._first_attempt_done()

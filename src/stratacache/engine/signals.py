@@ -26,6 +26,7 @@ signal             payload
 ``warm_done``      warmed, failed, took (seconds): one ``warm()`` finished
 ``refresh_ahead``  key, reason ("scheduled" or "hot")
 ``evicted``        key, tier: a memory tier dropped an entry to stay within its bounds
+``breaker_state``  tier, open (bool): a tier's circuit opened or closed
 =================  ==========================================================
 """
 
@@ -55,6 +56,7 @@ lock_fallback = signals.signal("stratacache.lock_fallback")
 warmed = signals.signal("stratacache.warmed")
 warm_done = signals.signal("stratacache.warm_done")
 refresh_ahead = signals.signal("stratacache.refresh_ahead")
+breaker_state = signals.signal("stratacache.breaker_state")
 
 
 def send(signal: Any, sender: Any, **payload: Any) -> None:

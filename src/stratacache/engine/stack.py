@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.tier import Tier, TierContext
-from . import signals
+from . import degradation, signals
 from .bus import Invalidation
 from .policy import cap
 from .resilience import CircuitBreaker
@@ -55,6 +55,10 @@ class TierStack:
         self.slots = [TierSlot(t, threshold, reset_after) for t in tiers]
         self.top = tiers[0]
         self.local_trusted = True
+        #: while the bus is down: seconds a local entry may be served (None: normal)
+        self.degraded_bound: float | None = None
+        #: invalidations waiting for Redis (``engine.replay.Replay``), set by the Cache
+        self.replay: Any = None
         #: sender of the ``hit``/``evicted`` signals (the Cache), set by it
         self.sender: Any = None
         #: the cache's XFetch weight: local copies get their fast-path deadline from it
@@ -68,16 +72,30 @@ class TierStack:
         copy = cap(entry, slot.tier.ttl, now, slot.local)
         if slot.local and self.beta != 1.0:
             copy.deadline = copy.compute_deadline(self.beta)
+        if slot.local and self.degraded_bound is not None:
+            degradation.cap(copy, self.degraded_bound)
         return copy
 
     def usable(self, slot: TierSlot) -> bool:
-        """May ``slot`` be called now (breaker closed, and local tiers trusted)?"""
-        if slot.local and not self.local_trusted:
+        """May ``slot`` be called now (breaker closed; local tiers trusted or degraded)?"""
+        if slot.local and not self.local_trusted and self.degraded_bound is None:
             return False
         if not slot.breaker.allow():
             slot.stats.skipped += 1
             return False
         return True
+
+    def hidden(self, slot: TierSlot, fkey: str, entry: Entry, now: float) -> bool:
+        """Must a read pass over ``entry``: past the degraded bound, or outdated by an
+        invalidation still waiting for Redis?"""
+        if self.degraded_bound is not None and degradation.too_old(self, slot, entry, now):
+            return True
+        replay = self.replay
+        return replay is not None and replay.active and bool(replay.hides(fkey, entry))
+
+    def shared_errors(self) -> int:
+        """Errors counted so far on shared tiers (a rise during an invalidation: keep it)."""
+        return sum(slot.stats.errors for slot in self.slots if not slot.local)
 
     def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
         slot.stats.errors += 1
@@ -131,12 +149,23 @@ class TierStack:
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:
+        probe_key = f"{context.namespace}:~probe"  # never written: a probe is a cheap miss
         for slot in self.slots:
             await slot.tier.start(context)
+            tier: Any = slot.tier
+            if slot.sync:
+                slot.breaker.probe = partial(tier.get_sync, probe_key)
+            slot.breaker.on_change = self._breaker_changed
+            slot.breaker.restart()
 
     async def close(self) -> None:
         for slot in self.slots:
+            slot.breaker.stop()
             await self.call(slot, "close", slot.tier.close(), None)
+
+    def _breaker_changed(self, name: str, is_open: bool) -> None:
+        if signals.breaker_state.receivers:
+            signals.breaker_state.send(self.sender, tier=name, open=is_open)
 
     # -- reads -----------------------------------------------------------------------------------
     async def read(
@@ -184,7 +213,12 @@ class TierStack:
                 slot.breaker.success()
             if timer is not None:
                 timer.observe("get", perf_counter() - started)
-            if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
+            if (
+                entry is None
+                or entry.is_gone(now)
+                or not _newer(entry, newer_than, now)
+                or self.hidden(slot, fkey, entry, now)
+            ):
                 slot.stats.misses += 1
                 visited.append(index)
                 continue
@@ -222,7 +256,11 @@ class TierStack:
                     k: await self.call(slot, "lease", slot.tier.lease(k, ()), None) for k in missing
                 }
             got = await self.call(slot, "get_many", slot.tier.get_many(missing), {})
-            live = {k: e for k, e in got.items() if not e.is_gone(now)}
+            live = {
+                k: e
+                for k, e in got.items()
+                if not e.is_gone(now) and not self.hidden(slot, k, e, now)
+            }
             slot.stats.hits += len(live)
             slot.stats.misses += len(missing) - len(live)
             if live and index:
@@ -385,7 +423,7 @@ class TierStack:
         result = {}
         for index, slot in enumerate(self.slots):
             data = slot.stats.as_dict(fast_hits if index == 0 else 0)
-            data["circuit_open"] = slot.breaker.is_open
+            data.update(slot.breaker.as_dict())
             for extra in ("evictions", "decode_errors"):
                 if hasattr(slot.tier, extra):
                     data[extra] = getattr(slot.tier, extra)

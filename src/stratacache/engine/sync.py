@@ -346,6 +346,7 @@ class SyncCache(SyncPrimitives):
         """Outdate keys, tags and prefixes in every tier before returning."""
         self.start()
         message = self.cache.invalidation(keys, tags, prefix, reason, actor)
+        errors = self.stack.shared_errors()
         # Open breakers are not honoured: see TierStack.invalidate.
         for slot in reversed(self.stack.slots):
             if message.keys:
@@ -355,6 +356,7 @@ class SyncCache(SyncPrimitives):
                 self._call(slot, "invalidate_tags", None, list(message.tags))
             for fprefix in message.prefixes:
                 self._call(slot, "delete_prefix", 0, fprefix)
+        self.cache.invalidator.settle(message, errors)  # kept for replay if Redis failed
         self.cache.invalidator.detach(message)
         self._publish(message)
         self.cache._announce(message, "local")

@@ -76,7 +76,12 @@ class SyncStack:
                         self.stack.slots[upper], "lease", None, fkey, tags or ()
                     )
             entry: Entry | None = self.call(slot, "get", None, fkey, tags)
-            if entry is None or entry.is_gone(now) or not _newer(entry, newer_than, now):
+            if (
+                entry is None
+                or entry.is_gone(now)
+                or not _newer(entry, newer_than, now)
+                or self.stack.hidden(slot, fkey, entry, now)
+            ):
                 slot.stats.misses += 1
                 visited.append(index)
                 continue
@@ -122,7 +127,11 @@ class SyncStack:
             if slot.local:  # lease before reading below, as TierStack.read_many does
                 leases[index] = {k: self.call(slot, "lease", None, k, ()) for k in missing}
             got = self.call(slot, "get_many", {}, missing)
-            live = {k: e for k, e in got.items() if not e.is_gone(now)}
+            live = {
+                k: e
+                for k, e in got.items()
+                if not e.is_gone(now) and not self.stack.hidden(slot, k, e, now)
+            }
             slot.stats.hits += len(live)
             slot.stats.misses += len(missing) - len(live)
             for upper, above in enumerate(self.stack.slots[:index]):

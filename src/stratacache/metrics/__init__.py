@@ -23,7 +23,8 @@ second worker leaves the port to the first one instead of failing.
 
 Families (prefix ``stratacache_``; labels in brackets):
 
-- ``tier_{hits,misses,sets,deletes,errors,skipped,evictions,decode_errors}_total``
+- ``tier_{hits,misses,sets,deletes,errors,skipped,evictions,decode_errors}_total``,
+  ``tier_{circuit_opened,probes,probe_failures}_total``
   [namespace, tier]; ``tier_hit_ratio``, ``tier_entries``, ``tier_bytes``,
   ``tier_circuit_open`` gauges; ``tier_operation_duration_seconds`` histogram
   [namespace, tier, operation] (shared tiers only)

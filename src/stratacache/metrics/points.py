@@ -39,6 +39,9 @@ TIER_COUNTERS = {
     "skipped": "Tier calls skipped because the tier's circuit breaker was open",
     "evictions": "Entries this tier evicted to stay within its bounds",
     "decode_errors": "Stored values this tier could not decode (served as misses)",
+    "circuit_opened": "Times the tier's circuit breaker opened",
+    "probes": "Background probes of the tier while its breaker was open",
+    "probe_failures": "Background probes the tier did not answer",
 }
 #: per-function counters: stats field -> help
 FUNCTION_COUNTERS = {

@@ -20,7 +20,7 @@ import msgpack
 
 from ..core.entry import Entry
 from . import _redis_scripts as rs
-from ._redis_client import Op
+from ._redis_client import _SHA, Op
 
 if TYPE_CHECKING:
     from .redis import RedisTier
@@ -64,11 +64,14 @@ def compare_and_set_op(tier: RedisTier, key: str, token: object, entry: Entry) -
     data = codec.encode(entry, key=key)  # bound to its key, as every write is
     if entry.tags:
         tokens = [codec.tag_token(t) for t in entry.tags]  # keyed digests under encryption
-        names = [tier._names.tag(t) for t in tokens]
-        versions = yield lambda s: s.c.mget(names)
+        # create missing tag versions (at 1) and stretch their TTL past this entry's, as the
+        # set script does: an entry naming a version that is missing is never fresh
+        tag_keys = [tier._names.epoch, *[tier._names.tag(t) for t in tokens]]
+        ttl_ms = 1 if px is None else px  # None: already past its end
+        found = yield lambda s: s.c.evalsha(_SHA["ensure_tags"], len(tag_keys), *tag_keys, ttl_ms)
         pairs: list[object] = []
-        for tag, version in zip(tokens, versions, strict=True):
-            pairs += [tag, int(version or 0)]
+        for tag, version in zip(tokens, found[1:], strict=True):
+            pairs += [tag, int(version) or 1]  # '0': created just now, at 1
         header = msgpack.packb(pairs)
         stored = b"\x01" + struct.pack(">I", len(header)) + header + data
     else:

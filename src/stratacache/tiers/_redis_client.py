@@ -27,7 +27,13 @@ Op = Generator[Step, Any, T]
 Call = tuple[Any, ...]
 
 _SCAN_BATCH = 1000
-_SCRIPTS = {"get": rs.GET_SCRIPT, "get_many": rs.GET_MANY_SCRIPT, "set": rs.SET_SCRIPT}
+_SCRIPTS = {
+    "get": rs.GET_SCRIPT,
+    "get_many": rs.GET_MANY_SCRIPT,
+    "set": rs.SET_SCRIPT,
+    "invalidate_tags": rs.INVALIDATE_TAGS_SCRIPT,
+    "ensure_tags": rs.ENSURE_TAGS_SCRIPT,
+}
 _SHA = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in _SCRIPTS.items()}
 
 

@@ -9,11 +9,18 @@ which may be compressed, signed or encrypted)::
 
 Bookkeeping keys (none starts with ``namespace + ":"``, so ``clear`` never removes them):
 
-- ``{sc:NS}:__tagv__:TAG``  tag version, INCR on invalidation, **never expires**: a
-  counter that vanished and restarted at 0 would make outdated entries fresh again.
-  One small key per tag ever invalidated.
+- ``{sc:NS}:__tagv__:TAG``  tag version. A write that carries the tag creates it at 1
+  when missing and stretches its TTL to at least the entry's (so it outlives every
+  entry that recorded it; an entry with no TTL makes it persistent); an invalidation
+  increments it (a missing one becomes 2) and keeps it at least ``MARKER_TTL_MS``, so a
+  load still running sees the change. A *missing* version never matches a recorded
+  one: an entry whose tag version expired or vanished is a miss, never fresh again.
+  Creation uses 1 and invalidation never yields 1, so a lease that saw the version
+  missing still accepts one another writer created (1) but not an invalidation (>= 2).
+  Tags therefore cost keys only while entries carrying them live (plus the marker).
 - ``{sc:NS}:__epoch__``     namespace epoch, INCR by ``delete_prefix``/``clear``; voids
-  every lease taken before (refusing a set is always safe). Never expires.
+  every lease taken before (refusing a set is always safe). Expires ``MARKER_TTL_MS``
+  after the last INCR (a lease that saw it then finds it gone and is refused).
 - ``{…}:__keyv__:KEY``      key version, INCR by ``delete_many``; expires a day after the
   last delete, far longer than any loader runs.
 
@@ -34,6 +41,8 @@ from ..core.errors import DeserializationError
 UNTAGGED = b"\x00"
 TAGGED = 1
 KEY_VERSION_TTL_MS = 86_400_000
+#: how long an invalidated tag version / the epoch is kept at least: longer than any load
+MARKER_TTL_MS = 3_600_000
 
 #: KEYS[1] entry; ARGV[1] tag-key prefix. Returns the stored bytes, or false when a
 #: recorded tag version differs from the current one. A header Lua cannot parse is
@@ -46,8 +55,8 @@ local function fresh(v, prefix)
     local h = {cmsgpack.unpack(string.sub(v, 6, 5 + n))}
     h = h[1]
     for i = 1, #h, 2 do
-      local cur = tonumber(redis.call('GET', prefix .. h[i]) or '0')
-      if cur ~= h[i + 1] then return false end
+      local cur = redis.call('GET', prefix .. h[i])
+      if (not cur) or tonumber(cur) ~= h[i + 1] then return false end
     end
     return true
   end)
@@ -91,15 +100,38 @@ if kv ~= '' then
 end
 local payload = '\\0' .. data
 if n > 0 then
-  local header = {}
-  for i = 1, n do
+  local header, current = {}, {}
+  for i = 1, n do  -- check every tag before touching any
     local tag, given = ARGV[6 + i], ARGV[6 + n + i]
-    local cur
     if prefix == '' then
-      cur = tonumber(given)
+      current[i] = tonumber(given)
     else
-      cur = tonumber(redis.call('GET', prefix .. tag) or '0')
-      if kv ~= '' and given ~= '' and cur ~= tonumber(given) then return 0 end
+      local cur = redis.call('GET', prefix .. tag)
+      if kv ~= '' and given ~= '' then
+        if cur then
+          if tonumber(cur) ~= tonumber(given) and not (given == '0' and cur == '1') then
+            return 0
+          end
+        elseif given ~= '0' then
+          return 0  -- the version the load saw is gone
+        end
+      end
+      current[i] = cur and tonumber(cur) or false
+    end
+  end
+  for i = 1, n do
+    local tag, cur = ARGV[6 + i], current[i]
+    if prefix ~= '' then
+      local tk = prefix .. tag
+      if not cur then
+        cur = 1
+        if px > 0 then redis.call('SET', tk, 1, 'PX', px) else redis.call('SET', tk, 1) end
+      elseif px == 0 then
+        redis.call('PERSIST', tk)
+      else
+        local t = redis.call('PTTL', tk)
+        if t >= 0 and t < px then redis.call('PEXPIRE', tk, px) end
+      end
     end
     header[2 * i - 1] = tag
     header[2 * i] = cur
@@ -113,6 +145,42 @@ else
   redis.call('SET', KEYS[1], payload)
 end
 return 1
+"""
+
+
+#: KEYS: tag versions; ARGV[1] marker ms. Invalidates each tag (see the module docstring).
+INVALIDATE_TAGS_SCRIPT = """
+local marker = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  if redis.call('INCR', KEYS[i]) == 1 then
+    redis.call('SET', KEYS[i], 2, 'PX', marker)
+  else
+    local t = redis.call('PTTL', KEYS[i])
+    if t >= 0 and t < marker then redis.call('PEXPIRE', KEYS[i], marker) end
+  end
+end
+return #KEYS
+"""
+
+#: Cluster mode (all tag versions share one slot with the epoch): KEYS[1] epoch, KEYS[2..]
+#: tag versions; ARGV[1] px (0: none). Creates missing versions at 1 and stretches their
+#: TTL as the set script does; returns {epoch or '0', versions as found ('0': missing)}.
+ENSURE_TAGS_SCRIPT = """
+local px = tonumber(ARGV[1])
+local out = {redis.call('GET', KEYS[1]) or '0'}
+for i = 2, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  out[i] = cur or '0'
+  if not cur then
+    if px > 0 then redis.call('SET', KEYS[i], 1, 'PX', px) else redis.call('SET', KEYS[i], 1) end
+  elseif px == 0 then
+    redis.call('PERSIST', KEYS[i])
+  else
+    local t = redis.call('PTTL', KEYS[i])
+    if t >= 0 and t < px then redis.call('PEXPIRE', KEYS[i], px) end
+  end
+end
+return out
 """
 
 

@@ -204,6 +204,21 @@ class MemoryTier:
                 for key in list(self._tags.get(tag, ())):
                     self._remove(key)
 
+    def keep_recent_sync(self, since: float, bound: float) -> int:
+        """Remove entries created before ``since``; cap the others' fast-path deadline at
+        ``created + bound`` (the engine's degraded mode). Returns how many were removed."""
+        with self._lock:
+            removed = 0
+            for key in list(self._store.order):
+                entry = self.peek(key)
+                if entry is None:
+                    continue
+                if entry.created < since:
+                    removed += self._remove(key)
+                elif entry.deadline > entry.created + bound:
+                    entry.deadline = entry.created + bound
+            return removed
+
     def clear_sync(self) -> None:
         with self._lock:
             self._record("all", ())

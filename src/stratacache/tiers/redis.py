@@ -130,6 +130,12 @@ class RedisTier:
         self._names = rs.KeyNames("", cluster)
         on_fork(self)
 
+    def fleet_options(self) -> dict[str, Any] | None:
+        """Where the default bus and fleet lock connect (None for Cluster/Sentinel: pass them)."""
+        if self.cluster or self._sentinels:
+            return None
+        return {"url": self.url, "client": self._given[0]}
+
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:
         self._context = context
@@ -266,7 +272,8 @@ class RedisTier:
             ordered = sorted(tags)
             names = [self._names.tag(t) for t in ordered]
             values = yield lambda s: s.c.mget(names)
-            current = {t: int(v or 0) for t, v in zip(ordered, values, strict=True)}
+            # a missing version (-1) matches no recorded one: see _redis_scripts
+            current = {t: -1 if v is None else int(v) for t, v in zip(ordered, values, strict=True)}
         found = {}
         for key, (data, pairs) in parts.items():
             if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=False)):
@@ -327,14 +334,19 @@ class RedisTier:
         keys = [key, names.key_version(key)]
         prefix = names.tag_prefix
         if self.cluster:
-            current = yield lambda s: s.c.mget([names.epoch, *[names.tag(t) for t in tags]])
-            current = [v or b"0" for v in current]
+            tag_keys = [names.epoch, *[names.tag(t) for t in tags]]
+            found = yield lambda s: s.c.evalsha(_SHA["ensure_tags"], len(tag_keys), *tag_keys, px)
+            current = [v if isinstance(v, bytes) else str(v).encode() for v in found]
             if lease is not None and (
                 current[0] != lease.epoch
-                or any(v not in (b"", c) for v, c in zip(versions, current[1:], strict=True))
+                or any(
+                    v not in (b"", c) and not (v == b"0" and c == b"1")
+                    for v, c in zip(versions, current[1:], strict=True)
+                )
             ):
                 return None
-            versions, prefix = current[1:], ""
+            versions = [b"1" if c == b"0" else c for c in current[1:]]  # created at 1
+            prefix = ""
         else:
             keys.append(names.epoch)
         kv, epoch = (lease.key_version, lease.epoch) if lease else (b"", b"")
@@ -371,7 +383,8 @@ class RedisTier:
 
     def _delete_prefix_op(self, prefix: str) -> Op[int]:
         # Epoch first: a load that began before this call may not write afterwards.
-        yield lambda s: s.c.incr(self._names.epoch)
+        epoch = self._names.epoch
+        yield lambda s: _pipeline(s, [("INCR", epoch), ("PEXPIRE", epoch, rs.MARKER_TTL_MS)])
         pattern = rs.glob_escape(prefix) + "*"
         keys = yield lambda s: _scan(s, pattern)
         removed = 0
@@ -384,9 +397,10 @@ class RedisTier:
 
     def _invalidate_tags_op(self, tags: Sequence[str]) -> Op[None]:
         tokens = dict.fromkeys(x for t in tags for x in self._context.codec.tag_tokens(t))
-        calls: list[Call] = [("INCR", self._names.tag(t)) for t in tokens]
-        if calls:
-            yield lambda s: _pipeline(s, calls)
+        names = [self._names.tag(t) for t in tokens]
+        if names:
+            sha, marker = _SHA["invalidate_tags"], rs.MARKER_TTL_MS
+            yield lambda s: s.c.evalsha(sha, len(names), *names, marker)
 
     # -- helpers -----------------------------------------------------------------------------
     def _px(self, entry: Entry) -> int | None:
