@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -14,8 +15,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -284,22 +286,58 @@ def test_methods_key_the_instance() -> None:
         cache.cached(ttl=60, ignore="self")(Bare.f)
 
 
+_CLASS_CACHE = sc.Cache(tiers=[sc.MemoryTier()], namespace="classes", default_ttl=60)
+
+
+class _Base:
+    rate = 1
+
+    @classmethod
+    @_CLASS_CACHE.cached(ttl=60)
+    def price(cls, units: int) -> int:
+        return cls.rate * units
+
+
+class _Dear(_Base):
+    rate = 5
+
+
 def test_classmethods_key_the_class_by_qualified_name() -> None:
     """Two classes sharing a classmethod get their own entries."""
+    assert _Base.price(2) == 2 and _Dear.price(2) == 10 and _Base.price(2) == 2
+
+
+@pytest.mark.parametrize("flavor", ["classmethod", "dataclass self", "class argument"])
+def test_classes_made_inside_a_function_are_refused(flavor: str) -> None:
+    """A factory's classes share one name: keying by it would mix their results, so refuse."""
     cache = _cache()
 
-    class Base:
-        rate = 1
+    def make(rate: int) -> Any:
+        @dataclasses.dataclass
+        class Tariff:
+            units: int
+            RATE: ClassVar[int] = rate
 
-        @classmethod
-        @cache.cached(ttl=60)
-        def price(cls, units: int) -> int:
-            return cls.rate * units
+            def charge(self) -> int:
+                return self.units * self.RATE
 
-    class Dear(Base):
-        rate = 5
+            @classmethod
+            def r(cls) -> int:
+                return cls.RATE
 
-    assert Base.price(2) == 2 and Dear.price(2) == 10 and Base.price(2) == 2
+        return Tariff
+
+    charge = cache.cached(ttl=60)(lambda t: t.charge())
+    kind = cache.cached(ttl=60, name="kind")(lambda cls: cls.RATE)
+    rate = cache.cached(ttl=60, name="rate")(lambda cls: cls.r())
+    two, three = make(2), make(3)
+    with pytest.raises(sc.CacheKeyError, match="inside a function"):
+        if flavor == "dataclass self":
+            charge(two(5))
+        elif flavor == "class argument":
+            kind(two)
+        else:
+            rate(three)
 
 
 @pytest.mark.parametrize("flavor", ["sync", "async"])
@@ -644,3 +682,112 @@ def test_memo_and_key_agree_on_equal_arguments(values: list[Any]) -> None:
         assert load(twin) == first and load(value) == first
         assert load.key(value) == load.key(twin)  # type: ignore[attr-defined]
         assert len(loads) - before <= 1
+
+
+@dataclasses.dataclass
+class _Rate:
+    rate: int
+
+
+def test_template_key_sees_a_changed_attribute() -> None:
+    """A template over ``self.id``: after the attribute changes, the call is keyed anew."""
+    cache = _cache()
+
+    class Tariff:
+        def __init__(self) -> None:
+            self.id = "basic"
+
+        @cache.cached(ttl=60, key="tariff:{self.id}:{units}")
+        def charge(self, units: int) -> str:
+            return f"{self.id}:{units}"
+
+    t = Tariff()
+    assert t.charge(5) == t.charge(5) == "basic:5"
+    t.id = "premium"
+    assert t.charge(5) == "premium:5"
+
+
+def test_a_mutated_dataclass_argument_is_keyed_anew() -> None:
+    """A mutable dataclass is keyed by its fields at each call, never remembered by identity."""
+    cache = _cache()
+    rate = _Rate(2)
+    cost = cache.cached(ttl=60, name="cost")(lambda r: r.rate * 10)
+    assert cost(rate) == cost(rate) == 20
+    rate.rate = 3
+    assert cost(rate) == 30
+
+
+def test_equal_datetimes_across_a_dst_fold_are_two_calls() -> None:
+    """01:30 before and after the New York fall-back are equal in Python but two instants."""
+    from zoneinfo import ZoneInfo
+
+    cache = _cache()
+    first = dt.datetime(2024, 11, 3, 1, 30, tzinfo=ZoneInfo("America/New_York"))
+    second = first.replace(fold=1)
+    stamp = cache.cached(ttl=60, name="stamp")(lambda d: d.timestamp())
+    assert stamp(first) == first.timestamp()
+    assert stamp(second) == second.timestamp() != first.timestamp()
+    assert stamp(first) == first.timestamp()
+
+
+async def test_close_empties_the_memory_tier_the_memo_answers_from(redis_url: str) -> None:
+    """With a bus, close() empties L1: nobody hears invalidations until the restart."""
+    cache = sc.Cache(
+        tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)], namespace=uuid.uuid4().hex[:10]
+    )
+    source = {"v": "old"}
+
+    @cache.cached(ttl=300, key="k:{i}")
+    async def load(i: int) -> str:
+        return source["v"]
+
+    async with cache:
+        assert await load(1) == await load(1) == "old"
+        assert len(load._memo) == 1  # type: ignore[attr-defined]
+    assert len(load._memo) == 0  # type: ignore[attr-defined]
+    source["v"] = "new"
+    other = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace=cache.namespace, bus=False)
+    async with other:
+        await other.delete("k:1")  # the message nobody in ``cache`` heard
+    async with cache:
+        assert await load(1) == "new"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_answer_from_the_parents_memo(redis_url: str) -> None:
+    """After fork, the child's memo and memory tier are empty: it reads the shared tier."""
+    cache = sc.Cache(
+        tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)], namespace=uuid.uuid4().hex[:10]
+    )
+    source = {"v": "old"}
+
+    @cache.cached(ttl=300, key="k:{i}")
+    def load(i: int) -> str:
+        return source["v"]
+
+    assert load(1) == load(1) == "old"
+    cache.sync.set("k:1", "shared")  # what another process wrote meanwhile
+    load._memo.clear()  # type: ignore[attr-defined]
+    assert load(1) == "shared" and len(load._memo) == 1  # type: ignore[attr-defined]
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 when its memo and L1 start empty
+        empty = len(load._memo) == 0 and len(cache.tiers.top) == 0  # type: ignore[attr-defined]
+        os._exit(0 if empty and load(1) == "shared" else 1)
+    _, status = os.waitpid(pid, 0)
+    cache.sync.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+class _Query(pydantic.BaseModel):
+    text: str
+    _page: int = 0
+
+
+def test_pydantic_private_attributes_are_part_of_the_key() -> None:
+    """Models that differ only in a private attribute compare unequal, so they key apart."""
+    one, two = _Query(text="q"), _Query(text="q")
+    two._page = 5
+    assert one != two
+    cache = _cache()
+    page = cache.cached(ttl=60, name="page")(lambda q: q._page)
+    assert page(one) == 0 and page(two) == 5 and page(one) == 0

@@ -24,10 +24,12 @@ def build(stack: str, url: str, namespace: str) -> sc.Cache:
     tiers: list[Any] = [sc.RedisTier(url=url)]
     if stack.startswith("memory"):
         tiers.insert(0, sc.MemoryTier(maxsize=100))
-    bus = None
+    bus: Any = False  # no bus unless the stack names one (the default would add one)
     if stack.endswith("bus"):
         bus = RedisBus(url, tracking="tracking" in stack, reconnect_max=0.05)
-    return sc.Cache(tiers=tiers, namespace=namespace, default_ttl=60, bus=bus)
+    # staleness_bound=0: while the bus is down L1 is distrusted entirely, which these tests
+    # observe (the bounded mode is tested in test_degradation)
+    return sc.Cache(tiers=tiers, namespace=namespace, default_ttl=60, bus=bus, staleness_bound=0)
 
 
 def l1_has(cache: sc.Cache, key: str) -> bool:

@@ -61,6 +61,21 @@ def qualified_name(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
+def _stable_name(kind: type, value: object, path: str) -> str:
+    """``kind``'s qualified name, if it names one class in every process; else refuse.
+
+    Classes made inside a function (``<locals>`` in the name) share their name with every
+    other class the same code makes (a factory's classes), so the name cannot tell them
+    apart: keying by it could answer one class's call with another's result.
+    """
+    name = qualified_name(kind)
+    if "<" in name:
+        raise UnkeyableError(
+            value, path, " (a class defined inside a function: its name is not unique)"
+        )
+    return name
+
+
 def canonical_bytes(value: object, path: str = "argument") -> bytes:
     """The canonical encoding of ``value``; ``UnkeyableError`` if it has none."""
     out: list[bytes] = []
@@ -162,7 +177,7 @@ def _encode(value: object, out: list[bytes], path: str, depth: int) -> None:
         items = [canonical_item(v, path, depth) for v in value]
         _sorted_items(items, b"S", out)
     elif isinstance(value, type):
-        _text(b"c", qualified_name(value), out)
+        _text(b"c", _stable_name(value, value, path), out)
     elif isinstance(value, dt.datetime):
         offset = value.utcoffset()
         micros = _micros(value.replace(tzinfo=None) - _EPOCH)
@@ -218,7 +233,7 @@ def _object(value: object, out: list[bytes], path: str, depth: int) -> None:
     if params is not None and dataclasses.is_dataclass(value):
         if not params.eq:
             raise UnkeyableError(value, path, " (a dataclass with eq=False compares by identity)")
-        _text(b"o", qualified_name(kind), out)
+        _text(b"o", _stable_name(kind, value, path), out)
         fields = [f for f in dataclasses.fields(value) if f.compare]
         out.append(_pack_len(len(fields)))
         for f in fields:
@@ -228,7 +243,10 @@ def _object(value: object, out: list[bytes], path: str, depth: int) -> None:
     if hasattr(kind, "model_fields") and hasattr(kind, "model_dump"):  # pydantic v2
         fields_dict = dict(getattr(value, "__dict__", {}))
         fields_dict.update(getattr(value, "__pydantic_extra__", None) or {})
-        _text(b"p", qualified_name(kind), out)
+        private = getattr(value, "__pydantic_private__", None)  # pydantic's == compares it too
+        if private:
+            fields_dict["\x00private"] = dict(private)
+        _text(b"p", _stable_name(kind, value, path), out)
         _encode(fields_dict, out, path, depth + 1)
         return
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):

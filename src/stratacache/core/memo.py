@@ -73,6 +73,19 @@ def hashable_call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return key
 
 
+def _immutable(value: Any) -> bool:
+    """May ``value`` be matched later by identity? Frozen dataclasses and frozen pydantic
+    models (nothing can change the key they render), and objects whose class defines
+    ``__cache_key__`` (documented, like ``__hash__``, as fixed for the object's life)."""
+    if getattr(type(value), "__cache_key__", None) is not None:
+        return True
+    params = getattr(type(value), "__dataclass_params__", None)
+    if params is not None:
+        return bool(params.frozen)
+    config = getattr(type(value), "model_config", None)
+    return isinstance(config, dict) and bool(config.get("frozen"))
+
+
 class _WeakKey(tuple):  # type: ignore[type-arg]
     """A stored memo key with ``weakref.proxy`` where the call had objects, equal to the call.
 
@@ -237,6 +250,11 @@ class CallMemo:
             if held != _NOT_MEMOIZABLE:
                 size += held
                 continue
+            if not _immutable(value):
+                # a mutable object (``self`` of a plain class, a non-frozen dataclass) may
+                # change after this call while the memo still matched it by identity: the
+                # key it would render now can differ, so such calls take the slow path
+                return None, 0
             try:
                 weakref.ref(value)
             except TypeError:
@@ -259,6 +277,9 @@ class CallMemo:
         kind = type(value)
         if value is KW or isinstance(value, (type, enum.Enum)):
             return 0
+        if (kind is dt.datetime or kind is dt.time) and value.tzinfo is not None:
+            # equal aware values across a DST fold are different instants (and keys)
+            return _NOT_MEMOIZABLE
         if self.typed:
             if kind is float and value != 0 and value == value:  # -0.0 and 0.0 render apart
                 return 32

@@ -204,15 +204,24 @@ class Cache(AsyncPrimitives):
         await self.tiers.close()
         self._started = False
         self._loop = None
+        if self.bus is not None:
+            # nobody hears the bus until a restart: empty the local tiers now, so that
+            # nothing (the decorators' memo included) answers from them meanwhile
+            self.tiers.clear_local_now()
 
     def after_fork(self) -> None:
-        """In a forked child: start again on next use; distrust local tiers until then."""
+        """In a forked child: start again on next use; drop and distrust local tiers."""
         self._started = False
         self._loop = None
         self._start_locks.after_fork()
         self.readthrough.detach(Invalidation(clear=True))  # the parent's loads, never finishing
+        for slot in self.tiers.slots:  # a parent thread may have held a local tier's lock
+            reset = getattr(slot.tier, "after_fork", None) if slot.local else None
+            if reset is not None:
+                reset()
         if self.bus is not None:
             self.tiers.local_trusted = False  # no bus runs in the child until it restarts
+            self.tiers.clear_local_now()  # and the memo must not answer from them either
 
     async def __aenter__(self) -> Cache:
         await self.start()

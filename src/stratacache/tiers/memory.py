@@ -261,6 +261,10 @@ class MemoryTier:
         page = keys[:count]
         return page, page[-1] if len(keys) > count else ""
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (a parent thread may have held the old one)."""
+        self._lock = threading.RLock()
+
     # -- internals ---------------------------------------------------------------------------
     def _now(self) -> float:
         return float(self._clock.time()) if self._clock is not None else _wall()
