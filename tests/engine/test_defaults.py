@@ -196,3 +196,20 @@ if __name__ == "__main__":
     role, url, namespace, out = sys.argv[1:5]
     report = asyncio.run((_reader if role == "reader" else _locker)(url, namespace))
     Path(out).write_text(json.dumps(report))
+
+
+async def test_a_cache_without_a_local_tier_still_tells_the_others(redis_url: str) -> None:
+    """A Redis-only cache gets the default bus too: its invalidations evict other L1 copies."""
+    from tests.waiting import poll
+
+    namespace = "nolocal" + uuid.uuid4().hex[:8]
+    layered = sc.Cache(tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)], namespace=namespace)
+    remote_only = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace=namespace)
+    assert isinstance(remote_only.bus, RedisBus)
+    async with layered, remote_only:
+        await layered.set("k", "old")
+        top: Any = layered.tiers.top
+        assert top.peek(layered.full_key("k")) is not None
+        await remote_only.invalidate(keys=["k"])
+        await poll(lambda: top.peek(layered.full_key("k")) is None, what="L1 copy evicted")
+        assert await layered.get("k") is None

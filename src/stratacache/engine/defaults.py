@@ -40,7 +40,8 @@ AUTO: Final = AutoType()
 
 
 def _shared_source(tiers: Sequence[Tier]) -> tuple[Tier | None, dict[str, Any] | None]:
-    """The first Redis-like shared tier below a local one, and its connection (None: unknown).
+    """The first Redis-like shared tier (below a local one, or any with a known connection:
+    a cache without a local tier still tells other processes), and its connection.
 
     Shared tiers with no ``fleet_options`` (SQL, aiocache) get no default bus: a SQL tier
     has no channel to carry invalidations (pass ``bus=RedisBus(url)`` to add one).
@@ -51,8 +52,15 @@ def _shared_source(tiers: Sequence[Tier]) -> tuple[Tier | None, dict[str, Any] |
             seen_local = True
             continue
         options = getattr(tier, "fleet_options", None)
-        if seen_local and callable(options):
-            return tier, options()
+        if not callable(options):
+            continue
+        found = options()
+        if seen_local:
+            return tier, found
+        if found is not None:
+            # no local tier here, but other processes may keep local copies of this
+            # namespace: this cache's invalidations must reach them
+            return tier, found
     return None, None
 
 
