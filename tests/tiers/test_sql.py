@@ -202,6 +202,30 @@ async def test_max_entries_evicts_least_recently_used(db_url: str, clock: Manual
         await t.close()
 
 
+@pytest.mark.parametrize("gap", [4.0, 9.9])
+async def test_reads_of_a_key_are_recorded_once_per_ten_seconds(
+    db_url: str, clock: ManualClock, gap: float
+) -> None:
+    """Reads of a key within ten seconds of its recorded read are not written out again."""
+    t = SQLTier(db_url, max_entries=100, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    seen: list[list[str]] = []
+    real = t.store.touch
+    t.store.touch = lambda keys, now: (seen.append(sorted(keys)), real(keys, now))[1]
+    keys = [f"shop:{i}" for i in range(3)]
+    try:
+        for i, key in enumerate(keys):
+            await t.set(key, _entry(clock, i))
+        for advance in (gap, 10.0 - gap + 0.5, 0.0):
+            for key in keys:
+                assert await t.get(key) is not None
+            await t.sweep()  # writes the recorded reads out
+            clock.advance(advance)
+        assert seen == [keys, keys]  # at 0 and past 10 s; not at ``gap`` nor just after
+    finally:
+        await t.close()
+
+
 async def test_expired_entries_are_evicted_first(db_url: str, clock: ManualClock) -> None:
     """Over the bound, expired rows go before any live one."""
     t = SQLTier(db_url, max_entries=4, sweep_interval=0)

@@ -25,7 +25,8 @@ the key, one of its tags or a prefix covering it moved past the lease.
 
 Bounds: ``max_entries`` and ``max_bytes`` (codec bytes; default 1 GiB) are
 checked every few writes; when exceeded, expired rows go first, then the least
-recently used ones (reads are recorded in batches, so the order is approximate).
+recently used ones (reads are recorded in batches, and a process records at most one
+read of a key every ten seconds, so the order is approximate to that).
 Expired rows are also swept every ``sweep_interval`` seconds. Tombstones of
 deleted keys and prefix rows are kept for a day (``LEASE_HORIZON``) to void
 leases, and count in neither bound.
@@ -54,6 +55,10 @@ log = logging.getLogger("stratacache.tiers.sql")
 
 #: reads recorded for the eviction order before they are written out
 _TOUCH_BATCH = 256
+#: seconds within which further reads of a key are not recorded again by this process
+_TOUCH_EVERY = 10.0
+#: keys whose last recorded read this process remembers (forgotten all at once past it)
+_TOUCH_MEMORY = 16_384
 #: SQLite writes made on the event loop between two checkpoints on the worker thread
 _CHECKPOINT_EVERY = 250
 
@@ -122,6 +127,7 @@ class SQLTier:
         self._errors: tuple[type[BaseException], ...] = (*self.store.errors, OSError)
         self._bounded = max_entries is not None or max_bytes is not None
         self._touched: dict[str, None] = {}
+        self._touch_times: dict[str, float] = {}  # key -> when its read was last recorded
         self._written = 0
         self._inline_writes = 0
         self._last_len = 0
@@ -159,6 +165,7 @@ class SQLTier:
         self._executor_lock = threading.Lock()
         self._sweeper = None
         self._touched = {}
+        self._touch_times = {}
         return list(self.store.abandon())
 
     def _ensure_sweeper(self) -> None:
@@ -443,10 +450,21 @@ class SQLTier:
         if entry.is_gone(now):
             return None
         if self._bounded:
-            self._touched[key] = None
-            if len(self._touched) >= _TOUCH_BATCH:
-                self._background(self._flush_touches)
+            self._touch(key, now)
         return entry
+
+    def _touch(self, key: str, now: float) -> None:
+        """Record a read of ``key`` for the eviction order (once per ``_TOUCH_EVERY`` s)."""
+        times = self._touch_times
+        last = times.get(key)
+        if last is not None and 0 <= now - last < _TOUCH_EVERY:
+            return
+        if len(times) >= _TOUCH_MEMORY:
+            times.clear()
+        times[key] = now
+        self._touched[key] = None
+        if len(self._touched) >= _TOUCH_BATCH:
+            self._background(self._flush_touches)
 
     def _flush_touches(self) -> None:
         touched, self._touched = self._touched, {}
