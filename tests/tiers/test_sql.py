@@ -180,6 +180,69 @@ async def test_tag_check_uses_primary_key_on_postgres(
         await t.close()
 
 
+@pytest.mark.parametrize(
+    ("key", "prefix", "voids"),
+    [
+        ("shop:user:1", "shop:user:", True),
+        ("shop:user:1", "shop:user:1", True),
+        ("shop:user:1", "shop:", True),
+        ("shop:user:1", "shop:users", False),
+        ("shop:user:1", "shop:user:10", False),
+        ("shop:u", "shop:user:", False),  # the key is shorter than the prefix
+        ("shop:a%b", "shop:a%", True),  # LIKE wildcards are plain characters
+        ("shop:axb", "shop:a_", False),
+        ("shop:ünï:1", "shop:ünï", True),
+        ("shop:ünï:1", "shop:üni", False),
+    ],
+)
+async def test_prefix_invalidation_voids_exactly_the_leases_it_covers(
+    db_url: str, clock: ManualClock, key: str, prefix: str, voids: bool
+) -> None:
+    """A leased set is refused iff a prefix deleted after the lease covers its key."""
+    t = SQLTier(db_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        for tags in ((), ("a", "b")):
+            lease = await t.lease(key, tags)
+            await t.delete_prefix(prefix)
+            stored = await t.set(key, _entry(clock, tags=tags), lease)
+            assert stored is not voids
+            assert (await t.get(key) is not None) is not voids
+            await t.delete_many([key])
+    finally:
+        await t.close()
+
+
+@pytest.mark.parametrize(
+    ("entry_tags", "invalidated", "voids"),
+    [
+        (("a",), ["a"], True),
+        (("a", "b"), ["b"], True),
+        (("a",), ["ab"], False),
+        (("ab",), ["a"], False),
+        ((), ["a"], False),
+        (("a",), [], False),
+    ],
+)
+async def test_tag_invalidation_voids_exactly_the_leases_it_covers(
+    db_url: str,
+    clock: ManualClock,
+    entry_tags: tuple[str, ...],
+    invalidated: list[str],
+    voids: bool,
+) -> None:
+    """A leased set is refused iff one of its own tags was invalidated after the lease."""
+    t = SQLTier(db_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        lease = await t.lease("shop:k", entry_tags)
+        await t.invalidate_tags(invalidated)
+        await t.set("shop:other", _entry(clock))  # an unrelated write moves the counter on
+        assert await t.set("shop:k", _entry(clock, tags=entry_tags), lease) is not voids
+    finally:
+        await t.close()
+
+
 # -- bounds, eviction, sweeping ----------------------------------------------------------------
 async def test_max_entries_evicts_least_recently_used(db_url: str, clock: ManualClock) -> None:
     """Over max_entries, the least recently read or written entries go; a read one stays."""
