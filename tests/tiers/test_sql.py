@@ -337,6 +337,23 @@ async def test_bound_holds_between_sweeps(sqlite_url: str, clock: ManualClock) -
         await t.close()
 
 
+@pytest.mark.parametrize("bound", [{"max_entries": 10_000}, {"max_bytes": 1 << 30}])
+async def test_writes_within_bounds_hand_no_bound_check_to_the_worker(
+    sqlite_url: str, clock: ManualClock, bound: dict[str, int]
+) -> None:
+    """Inline writes that keep the table within its bounds check them on the loop: no thread hop."""
+    t = SQLTier(sqlite_url, sweep_interval=0, **bound)  # type: ignore[arg-type]
+    await t.start(TierContext("shop", clock=clock))
+    handed: list[object] = []
+    t._background = handed.append  # type: ignore[method-assign]
+    try:
+        for i in range(10 * t.store.check_every):
+            assert await t.set(f"shop:{i}", _entry(clock, i))
+        assert handed == []
+    finally:
+        await t.close()
+
+
 async def test_size_shows_in_cache_stats(sqlite_url: str) -> None:
     """Cache.stats() reports the SQL tier's entries and evictions."""
     import stratacache as sc

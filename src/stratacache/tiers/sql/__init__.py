@@ -45,7 +45,16 @@ from ...core.codec import MAX_POSTGRES_VALUE, MAX_SQLITE_VALUE, check_value_size
 from ...core.entry import Entry
 from ...core.errors import DeserializationError, TierError
 from ...core.tier import TierContext
-from ._common import LEASE_HORIZON, Row, SQLLease, check_config, engine_url, on_fork, parse_url
+from ._common import (
+    LEASE_HORIZON,
+    Row,
+    SQLLease,
+    check_config,
+    engine_url,
+    on_fork,
+    over,
+    parse_url,
+)
 from ._sqlite import SQLiteStore
 
 __all__ = ["LEASE_HORIZON", "SQLLease", "SQLTier"]
@@ -296,7 +305,8 @@ class SQLTier:
                 self._written += 1
                 if self._bounded and self._written >= self.store.check_every:
                     self._written = 0
-                    self._background(self._enforce)
+                    if self._over_bounds():  # a thread hop only when there is work for it
+                        self._background(self._enforce)
                 return bool(stored)
         return bool(await self._offload("set", self._put, [row], seq))
 
@@ -412,6 +422,15 @@ class SQLTier:
         if self._bounded and self._written >= self.store.check_every:
             self._enforce()
         return stored
+
+    def _over_bounds(self) -> bool:
+        """Whether the table exceeds a bound, read on the event loop (a one-row read); True
+        when that read fails, so that the worker thread, which waits for locks, looks."""
+        try:
+            count, size = self.store.usage(True)
+        except self._errors:
+            return True
+        return over(count, size, self.max_entries, self.max_bytes)
 
     def _enforce(self) -> None:
         self._written = 0

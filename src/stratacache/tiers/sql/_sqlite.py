@@ -226,9 +226,9 @@ class SQLiteStore:
         row = self.conn(inline).execute(self._counter, (self.ns,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def usage(self) -> tuple[int, int]:
+    def usage(self, inline: bool = False) -> tuple[int, int]:
         """Live entries and their bytes."""
-        row = self.conn().execute(self._usage).fetchone()
+        row = self.conn(inline).execute(self._usage).fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     known_usage = usage
