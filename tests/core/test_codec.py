@@ -148,3 +148,49 @@ def test_tag_tokens_are_keyed_digests_only_under_encryption() -> None:
         token,
         EntryCodec(envelopes=[FernetEncryption(old)]).tag_token("user:1"),
     ]
+
+
+_GOOD_FIELDS = [2, b"", 10.0, 70.0, None, 100.0, 0.25, ["t"], {"t": 3}]
+
+
+@pytest.mark.parametrize(
+    ("index", "bad"),
+    [
+        (2, None),  # created is required
+        (2, True),  # a bool is not a time
+        (2, "10"),
+        (3, False),
+        (3, [1]),
+        (4, "soon"),
+        (5, b"\x00"),
+        (6, None),  # cost is required
+        (6, True),
+        (7, "t"),  # tags must be a list
+        (7, [1]),
+        (7, ["t", None]),
+        (8, [["t", 3]]),  # versions must be a map
+        (8, {"t": 3.0}),
+        (8, {"t": True}),
+        (8, {1: 3}),
+        (8, {"t": "3"}),
+    ],
+)
+def test_metadata_of_the_wrong_type_is_refused(index: int, bad: object) -> None:
+    """Entry bytes whose metadata fields have the wrong types are a DeserializationError."""
+    import msgpack
+
+    fields: list[object] = [*_GOOD_FIELDS, EntryCodec().serializer.dumps("v")]
+    codec = EntryCodec()
+    assert codec.decode(msgpack.packb(fields, use_bin_type=True)).value == "v"
+    fields[index] = bad
+    with pytest.raises(DeserializationError, match="wrong types"):
+        codec.decode(msgpack.packb(fields, use_bin_type=True))
+
+
+@pytest.mark.parametrize("number", [0, 1, 10**15, 1.5, -3.0])
+def test_int_and_float_times_decode(number: float) -> None:
+    """Times stored as ints or floats (any msgpack number but a bool) decode as they were."""
+    codec = EntryCodec()
+    entry = Entry(value=1, created=number, expires=number, cost=number)
+    out = codec.decode(codec.encode(entry))
+    assert (out.created, out.expires, out.cost) == (number, number, number)

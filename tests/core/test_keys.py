@@ -564,3 +564,74 @@ def test_keyed_types_give_the_same_keys_in_other_processes(key_workers: list[_Wo
     assert len(set(here)) == len(here)
     for worker in key_workers:
         assert worker.keys(_TYPED_EXPRESSIONS) == here
+
+
+def _f_plain(a, b=2, c=None):  # type: ignore[no-untyped-def]
+    return a
+
+
+def _f_posonly(a, /, b, c=3):  # type: ignore[no-untyped-def]
+    return a
+
+
+def _f_star(a, *rest, b=1):  # type: ignore[no-untyped-def]
+    return a
+
+
+def _f_kwonly(a, *, b):  # type: ignore[no-untyped-def]
+    return a
+
+
+def _f_varkw(a, **extra):  # type: ignore[no-untyped-def]
+    return a
+
+
+def _f_none():  # type: ignore[no-untyped-def]
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "kwargs"),
+    [
+        (_f_plain, (1,), {}),
+        (_f_plain, (1, 5), {}),
+        (_f_plain, (1, 5, 6), {}),
+        (_f_plain, (1,), {"c": 4}),
+        (_f_posonly, (1, 2), {}),
+        (_f_posonly, (1, 2, 9), {}),
+        (_f_posonly, (1,), {"b": 2}),
+        (_f_star, (1, 2, 3), {}),
+        (_f_star, (1,), {"b": 5}),
+        (_f_kwonly, (1,), {"b": 2}),
+        (_f_varkw, (1,), {"z": 2}),
+        (_f_varkw, (1,), {}),
+        (_f_none, (), {}),
+    ],
+)
+def test_bind_gives_what_signature_bind_gives(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Binding a call (positional fast path or not) names arguments as ``Signature.bind`` does."""
+    import inspect
+
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    got = CallKeyBuilder(fn).bind(args, kwargs)
+    assert got == dict(bound.arguments)
+    assert list(got) == list(bound.arguments)
+
+
+@pytest.mark.parametrize(
+    ("fn", "args"),
+    [
+        (_f_plain, ()),
+        (_f_plain, (1, 2, 3, 4)),
+        (_f_posonly, (1,)),
+        (_f_none, (1,)),
+        (_f_kwonly, (1,)),
+    ],
+)
+def test_bind_refuses_calls_that_do_not_fit(fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Too few or too many positional arguments raise ``CacheKeyError``, fast path or not."""
+    with pytest.raises(CacheKeyError, match="arguments do not match"):
+        CallKeyBuilder(fn).bind(args, {})

@@ -180,6 +180,69 @@ async def test_tag_check_uses_primary_key_on_postgres(
         await t.close()
 
 
+@pytest.mark.parametrize(
+    ("key", "prefix", "voids"),
+    [
+        ("shop:user:1", "shop:user:", True),
+        ("shop:user:1", "shop:user:1", True),
+        ("shop:user:1", "shop:", True),
+        ("shop:user:1", "shop:users", False),
+        ("shop:user:1", "shop:user:10", False),
+        ("shop:u", "shop:user:", False),  # the key is shorter than the prefix
+        ("shop:a%b", "shop:a%", True),  # LIKE wildcards are plain characters
+        ("shop:axb", "shop:a_", False),
+        ("shop:ünï:1", "shop:ünï", True),
+        ("shop:ünï:1", "shop:üni", False),
+    ],
+)
+async def test_prefix_invalidation_voids_exactly_the_leases_it_covers(
+    db_url: str, clock: ManualClock, key: str, prefix: str, voids: bool
+) -> None:
+    """A leased set is refused iff a prefix deleted after the lease covers its key."""
+    t = SQLTier(db_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        for tags in ((), ("a", "b")):
+            lease = await t.lease(key, tags)
+            await t.delete_prefix(prefix)
+            stored = await t.set(key, _entry(clock, tags=tags), lease)
+            assert stored is not voids
+            assert (await t.get(key) is not None) is not voids
+            await t.delete_many([key])
+    finally:
+        await t.close()
+
+
+@pytest.mark.parametrize(
+    ("entry_tags", "invalidated", "voids"),
+    [
+        (("a",), ["a"], True),
+        (("a", "b"), ["b"], True),
+        (("a",), ["ab"], False),
+        (("ab",), ["a"], False),
+        ((), ["a"], False),
+        (("a",), [], False),
+    ],
+)
+async def test_tag_invalidation_voids_exactly_the_leases_it_covers(
+    db_url: str,
+    clock: ManualClock,
+    entry_tags: tuple[str, ...],
+    invalidated: list[str],
+    voids: bool,
+) -> None:
+    """A leased set is refused iff one of its own tags was invalidated after the lease."""
+    t = SQLTier(db_url, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        lease = await t.lease("shop:k", entry_tags)
+        await t.invalidate_tags(invalidated)
+        await t.set("shop:other", _entry(clock))  # an unrelated write moves the counter on
+        assert await t.set("shop:k", _entry(clock, tags=entry_tags), lease) is not voids
+    finally:
+        await t.close()
+
+
 # -- bounds, eviction, sweeping ----------------------------------------------------------------
 async def test_max_entries_evicts_least_recently_used(db_url: str, clock: ManualClock) -> None:
     """Over max_entries, the least recently read or written entries go; a read one stays."""
@@ -198,6 +261,30 @@ async def test_max_entries_evicts_least_recently_used(db_url: str, clock: Manual
         assert len(t) == 5 and t.evictions == 3
         found = await t.get_many([f"shop:{i}" for i in range(8)])
         assert set(found) == {"shop:0", "shop:5", "shop:6", "shop:7", "shop:4"}
+    finally:
+        await t.close()
+
+
+@pytest.mark.parametrize("gap", [4.0, 9.9])
+async def test_reads_of_a_key_are_recorded_once_per_ten_seconds(
+    db_url: str, clock: ManualClock, gap: float
+) -> None:
+    """Reads of a key within ten seconds of its recorded read are not written out again."""
+    t = SQLTier(db_url, max_entries=100, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    seen: list[list[str]] = []
+    real = t.store.touch
+    t.store.touch = lambda keys, now: (seen.append(sorted(keys)), real(keys, now))[1]
+    keys = [f"shop:{i}" for i in range(3)]
+    try:
+        for i, key in enumerate(keys):
+            await t.set(key, _entry(clock, i))
+        for advance in (gap, 10.0 - gap + 0.5, 0.0):
+            for key in keys:
+                assert await t.get(key) is not None
+            await t.sweep()  # writes the recorded reads out
+            clock.advance(advance)
+        assert seen == [keys, keys]  # at 0 and past 10 s; not at ``gap`` nor just after
     finally:
         await t.close()
 
@@ -246,6 +333,23 @@ async def test_bound_holds_between_sweeps(sqlite_url: str, clock: ManualClock) -
         for i in range(200, 400):
             await t.set(f"shop:{i}", _entry(clock, i))
         await poll(lambda: len(t) <= 50 + t.store.check_every, what="eviction by the writes")
+    finally:
+        await t.close()
+
+
+@pytest.mark.parametrize("bound", [{"max_entries": 10_000}, {"max_bytes": 1 << 30}])
+async def test_writes_within_bounds_hand_no_bound_check_to_the_worker(
+    sqlite_url: str, clock: ManualClock, bound: dict[str, int]
+) -> None:
+    """Inline writes that keep the table within its bounds check them on the loop: no thread hop."""
+    t = SQLTier(sqlite_url, sweep_interval=0, **bound)  # type: ignore[arg-type]
+    await t.start(TierContext("shop", clock=clock))
+    handed: list[object] = []
+    t._background = handed.append  # type: ignore[method-assign]
+    try:
+        for i in range(10 * t.store.check_every):
+            assert await t.set(f"shop:{i}", _entry(clock, i))
+        assert handed == []
     finally:
         await t.close()
 

@@ -207,26 +207,30 @@ class EntryCodec:
         if key is not None and not hmac.compare_digest(binding, key_binding(key)):
             self.moved_values += 1
             raise MovedValueError(f"entry under {key!r} was sealed for another key")
+        # msgpack yields exact ints, floats, strs, lists and dicts (never bool for a number):
+        # exact type checks say what ``isinstance`` would, at a fraction of the cost
         if not (
-            _is_time(created, False)
-            and all(_is_time(t, True) for t in (expires, refresh_after, stale_until))
-            and _is_time(cost, False)
-            and isinstance(tags, list)
-            and all(isinstance(t, str) for t in tags)
-            and isinstance(versions, dict)
-            and all(isinstance(t, str) and _is_int(v) for t, v in versions.items())
+            type(created) in _NUMBER
+            and type(expires) in _OPTIONAL_NUMBER
+            and type(refresh_after) in _OPTIONAL_NUMBER
+            and type(stale_until) in _OPTIONAL_NUMBER
+            and type(cost) in _NUMBER
+            and type(tags) is list
+            and (not tags or all(type(t) is str for t in tags))
+            and type(versions) is dict
+            and (not versions or _versions_ok(versions))
         ):
             raise DeserializationError("entry metadata has the wrong types")
-        return Entry(
-            value=self.serializer.loads(value),
-            created=created,
-            expires=expires,
-            refresh_after=refresh_after,
-            stale_until=stale_until,
-            cost=cost,
-            tags=tuple(tags),
-            tag_versions=versions,
-            size=len(data),
+        return Entry(  # positionally: this runs on every read of a byte-storing tier
+            self.serializer.loads(value),
+            created,
+            expires,
+            refresh_after,
+            stale_until,
+            cost,
+            tuple(tags),
+            versions,
+            len(data),
         )
 
 
@@ -235,12 +239,10 @@ def _token(secret: bytes, tag: str) -> str:
     return "~" + hmac.new(secret, tag.encode("utf-8", "surrogatepass"), "sha256").hexdigest()[:32]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+_NUMBER = frozenset((int, float))
+_OPTIONAL_NUMBER = frozenset((int, float, type(None)))
 
 
-def _is_time(value: Any, optional: bool) -> bool:
-    """A number (bools excluded), or None where ``optional``."""
-    if value is None:
-        return optional
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _versions_ok(versions: dict[Any, Any]) -> bool:
+    """Tag versions decoded from msgpack: ``str`` tags to ``int`` versions."""
+    return all(type(t) is str and type(v) is int for t, v in versions.items())

@@ -178,6 +178,28 @@ class KeyTemplate:
             raise CacheKeyError(f"cannot fill key template {self.template!r}: {exc!r}") from exc
 
 
+def _positional_layout(
+    signature: inspect.Signature,
+) -> tuple[tuple[str, ...], tuple[Any, ...], int] | None:
+    """``(names, defaults, required count)`` when every parameter can be passed by position
+    (no ``*args``, ``**kwargs`` or keyword-only ones): then a call without keywords binds
+    in order, no ``Signature.bind`` needed. None otherwise."""
+    names: list[str] = []
+    defaults: list[Any] = []
+    required = 0
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    for param in signature.parameters.values():
+        if param.kind not in positional:
+            return None
+        if param.default is inspect.Parameter.empty:
+            if required < len(names):  # after a default: not a valid order, leave it to ``bind``
+                return None
+            required += 1
+        names.append(param.name)
+        defaults.append(param.default)
+    return tuple(names), tuple(defaults), required
+
+
 class CallKeyBuilder:
     """Builds keys for calls of one function: from a template, a callable, or automatically.
 
@@ -233,6 +255,7 @@ class CallKeyBuilder:
         self.tag_templates = tuple(KeyTemplate(t) for t in tags)
         for tag in self.tag_templates:
             tag.check_against(params)
+        self._positional = _positional_layout(self.signature)
 
     @property
     def key_space(self) -> bytes:
@@ -252,6 +275,15 @@ class CallKeyBuilder:
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The call's arguments by name, defaults applied (``CacheKeyError`` if they don't fit)."""
+        layout = self._positional
+        if layout is not None and not kwargs:  # what ``Signature.bind`` gives, without it
+            names, defaults, required = layout
+            count = len(args)
+            if required <= count <= len(names):
+                arguments = dict(zip(names, args, strict=False))  # args may be fewer
+                for i in range(count, len(names)):
+                    arguments[names[i]] = defaults[i]
+                return arguments
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:

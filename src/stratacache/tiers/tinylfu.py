@@ -126,6 +126,7 @@ class TinyLFU:
         self._countdown = self._sample  # reads left until the sketch ages and the climber moves
         self._hits = 0
         self._previous = 0.0
+        self._missed: tuple[str, tuple[int, int, int, int]] = ("", self.sketch.slots(""))
 
     def _set_main(self) -> None:
         self.protected_max = int((self.maxsize - self.window_max) * _PROTECTED_SHARE)
@@ -141,7 +142,9 @@ class TinyLFU:
 
     def record_miss(self, key: str) -> None:
         """A read of ``key`` that found nothing."""
-        self.sketch.first_read(self.sketch.slots(key))
+        slots = self.sketch.slots(key)
+        self._missed = (key, slots)  # a backfill usually adds this key next: hash it once
+        self.sketch.first_read(slots)
         self._countdown -= 1
         if not self._countdown:
             self._period()
@@ -180,7 +183,8 @@ class TinyLFU:
         """Insert new ``key``; returns the keys to drop to stay within ``maxsize`` (maybe ``key``)."""
         self.window[key] = None
         self.where[key] = self.window
-        self._slots[key] = self.sketch.slots(key)
+        missed = self._missed
+        self._slots[key] = missed[1] if missed[0] == key else self.sketch.slots(key)
         return self._evict()
 
     def discard(self, key: str) -> None:
@@ -213,7 +217,7 @@ class TinyLFU:
             self.where[key] = self.probation
             candidates.append(key)
         dropped: list[str] = []
-        frequency = self.sketch.frequency
+        frequency = self._frequency
         while len(self.where) > self.maxsize:
             victim = self.victim()
             if victim is None:
@@ -228,6 +232,16 @@ class TinyLFU:
             self.discard(victim)
             dropped.append(victim)
         return dropped
+
+    def _frequency(self, key: str) -> int:
+        """``sketch.frequency`` of a resident key, from its kept counter positions."""
+        slots = self._slots.get(key)
+        if slots is None:
+            return self.sketch.frequency(key)
+        t, door = self._table, self.sketch.door
+        a, b, c, d = slots
+        seen = door is None or (door[a] and door[b] and door[c] and door[d])
+        return min(t[a], t[b], t[c], t[d]) + (1 if seen else 0)
 
     def _period(self) -> None:
         """Every ``10 * maxsize`` reads: age the counts and let the hill climber move."""

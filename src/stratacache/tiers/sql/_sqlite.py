@@ -26,7 +26,6 @@ from ._common import (
     prefix_upper,
     scan_query,
     victims,
-    voided,
 )
 
 log = logging.getLogger("stratacache.tiers.sql")
@@ -79,15 +78,26 @@ class SQLiteStore:
             " size = excluded.size, atime = excluded.atime"
         )
         self._put = upsert % f"COALESCE(({self._counter}), 0)"
-        self._put_leased = upsert % "?"
         self._put_if = (
             f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime) VALUES"
             " (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
             " expires_at = excluded.expires_at, tags = excluded.tags, seq = excluded.seq,"
             f" size = excluded.size, atime = excluded.atime WHERE {t}.value IS ? RETURNING key"
         )
-        self._since = f"SELECT name FROM {v} WHERE namespace = ? AND seq > ?"
-        self._row_seq = f"SELECT seq FROM {t} WHERE key = ?"
+        # a leased set in one statement: refused (no row returned) when a tag of the row
+        # (?4 holds them as version-row names) or a prefix of its key moved past the lease
+        # (?5), or when the row itself did (deleted or written since)
+        self._put_checked = (
+            f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime)"
+            " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM"
+            f" {v} WHERE {v}.namespace = ?8 AND {v}.seq > ?5 AND ({v}.name IN"
+            f" (SELECT value FROM json_each(?4)) OR (substr({v}.name, 1, 1) = 'p' AND"
+            f" substr(?1, 1, length({v}.name) - 1) = substr({v}.name, 2))))"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            " expires_at = excluded.expires_at, tags = excluded.tags, seq = excluded.seq,"
+            f" size = excluded.size, atime = excluded.atime WHERE {t}.seq <= excluded.seq"
+            " RETURNING key"
+        )
         self._bump = (
             f"INSERT INTO {v} VALUES (?, '{COUNTER}', 1, ?) ON CONFLICT (namespace, name)"
             " DO UPDATE SET seq = seq + 1, updated = excluded.updated RETURNING seq"
@@ -216,9 +226,9 @@ class SQLiteStore:
         row = self.conn(inline).execute(self._counter, (self.ns,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def usage(self) -> tuple[int, int]:
+    def usage(self, inline: bool = False) -> tuple[int, int]:
         """Live entries and their bytes."""
-        row = self.conn().execute(self._usage).fetchone()
+        row = self.conn(inline).execute(self._usage).fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     known_usage = usage
@@ -237,15 +247,8 @@ class SQLiteStore:
                     conn.executemany(self._put, params)
             return True
         (row,) = rows
-        with self._write(inline) as conn:
-            names = [n for (n,) in conn.execute(self._since, (self.ns, lease))]
-            if names and voided(row.key, row.tags, names):
-                return False
-            current = conn.execute(self._row_seq, (row.key,)).fetchone()
-            if current is not None and current[0] > lease:
-                return False
-            conn.execute(self._put_leased, _params(row, lease, now))
-        return True
+        checked = (*_params(row, lease, now), self.ns)
+        return self.conn(inline).execute(self._put_checked, checked).fetchone() is not None
 
     def raw_value(self, key: str) -> bytes | None:
         """The stored bytes of ``key`` whatever their freshness (None: no row or a tombstone)."""
