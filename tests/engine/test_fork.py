@@ -163,3 +163,37 @@ def test_fork_from_a_thread_using_the_sync_api_does_not_hang(redis_url: str) -> 
 
     assert exit_code(in_child(body)) == 0
     cache.sync.close()
+
+
+def test_a_forked_child_hears_the_parents_invalidations(redis_url: str) -> None:
+    """A child gets an origin of its own: its bus applies what its parent (or a sibling) sends."""
+    cache = sc.Cache(
+        tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)],
+        namespace="forko" + uuid.uuid4().hex[:8],
+        staleness_bound=0,
+    )
+    cache.sync.set("warm", 1)  # the parent has used the cache, and its bus runs
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            cache.sync.set("k", "v")
+            deadline = time.monotonic() + 10
+            while not (cache.tiers.local_trusted and l1_has(cache, "k")):
+                if time.monotonic() > deadline:
+                    os._exit(2)
+                time.sleep(0.01)
+                cache.sync.get("k")
+            os.write(ready_w, b"1")
+            deadline = time.monotonic() + 10
+            while l1_has(cache, "k") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            status = 0 if not l1_has(cache, "k") else 3
+        finally:
+            os._exit(status)
+    assert os.read(ready_r, 1) == b"1"
+    cache.sync.invalidate(keys=["k"])
+    _, status = os.waitpid(pid, 0)
+    cache.sync.close()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -211,6 +211,9 @@ class Cache(AsyncPrimitives):
 
     def after_fork(self) -> None:
         """In a forked child: start again on next use; drop and distrust local tiers."""
+        # a process of its own: with the parent's origin its bus would skip the messages of
+        # its siblings (forked workers) as its own
+        self.origin = uuid.uuid4().hex
         self._started = False
         self._loop = None
         self._start_locks.after_fork()
