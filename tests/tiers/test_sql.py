@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from tests.waiting import poll
 
+import stratacache as sc
 from stratacache.core.clock import ManualClock
 from stratacache.core.entry import Entry
 from stratacache.core.errors import ConfigError
@@ -619,3 +620,16 @@ async def test_postgres_read_survives_a_dropped_connection(
         assert got is not None and got.value == 3
     finally:
         await t.close()
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_incr_and_add_keep_the_size_bound(db: str, request: pytest.FixtureRequest) -> None:
+    """The primitives' compare-and-set writes count toward max_entries like any write."""
+    url = request.getfixturevalue("sqlite_url" if db == "sqlite" else "postgres_url")
+    tier = sc.SQLTier(url=url, max_entries=10, sweep_interval=0)
+    cache = sc.Cache(tiers=[tier], namespace="bound" + db)
+    for i in range(600):
+        cache.sync.incr(f"c{i}")
+        cache.sync.add(f"a{i}", i)
+    assert len(tier) <= 10 + 2 * tier.store.check_every
+    cache.sync.close()

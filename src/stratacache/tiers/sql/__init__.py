@@ -45,6 +45,7 @@ from ...core.codec import MAX_POSTGRES_VALUE, MAX_SQLITE_VALUE, check_value_size
 from ...core.entry import Entry
 from ...core.errors import DeserializationError, TierError
 from ...core.tier import TierContext
+from . import _atomic
 from ._common import (
     LEASE_HORIZON,
     Row,
@@ -332,41 +333,18 @@ class SQLTier:
     async def clear(self) -> None:
         await self.delete_prefix(self._context.namespace + ":")
 
-    # -- atomic read-modify-write (used by add/incr/touch) ------------------------------------
+    # -- atomic read-modify-write (``_atomic``; used by add/incr/touch) ------------------------
     def read_versioned_sync(self, key: str) -> tuple[Entry | None, object]:
-        """The live entry under ``key`` and a token naming the stored bytes (see ``compare_and_set``)."""
-        return self._guard("read_versioned", self._read_versioned, key)
+        return self._guard("read_versioned", _atomic.read_versioned, self, key)
 
     def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool:
-        """Store ``entry`` iff ``key`` still holds the bytes ``token`` names; one statement."""
-        row, now = self._row(key, entry), self._now()
-        raw = token if isinstance(token, bytes) else None
-        return bool(self._guard("cas", self.store.compare_and_set, key, raw, row, now))
+        return bool(self._guard("cas", _atomic.compare_and_set, self, key, token, entry))
 
     async def read_versioned(self, key: str) -> tuple[Entry | None, object]:
-        return await self._offload("read_versioned", self._read_versioned, key)
+        return await self._offload("read_versioned", _atomic.read_versioned, self, key)
 
     async def compare_and_set(self, key: str, token: object, entry: Entry) -> bool:
-        row, now = self._row(key, entry), self._now()
-        raw = token if isinstance(token, bytes) else None
-        return bool(await self._offload("cas", self.store.compare_and_set, key, raw, row, now))
-
-    def _read_versioned(self, key: str) -> tuple[Entry | None, bytes | None]:
-        """Two reads (raw row, then live row) that agree; retried while a writer moves the row."""
-        for _ in range(16):
-            raw = self.store.raw_value(key)
-            if raw is None:
-                return None, None
-            now = self._now()
-            live = self.store.read_one(key, now)
-            if live is None:
-                if self.store.raw_value(key) == raw:
-                    return None, raw  # expired or outdated by a tag: absent, but versioned
-                continue
-            if bytes(live) == raw:
-                return self._entry(key, live, now), raw
-        changing = RuntimeError(f"the row of {key!r} kept changing during a versioned read")
-        raise TierError(self.name, "read_versioned", changing)
+        return bool(await self._offload("cas", _atomic.compare_and_set, self, key, token, entry))
 
     async def scan_keys(self, prefix: str, cursor: str, count: int) -> tuple[list[str], str]:
         """A page of live keys in key order after ``cursor`` (see ``core.tier.KeyScanner``)."""
