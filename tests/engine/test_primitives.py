@@ -286,3 +286,47 @@ async def test_primitives_on_signed_and_encrypted_entries(make: Callable[..., sc
         assert await cache.touch("n", ttl=60)
         assert await cache.get("n", tags=["t"]) == 3
         assert cache.stats()["engine"].get("moved_values", 0) == 0
+
+
+async def test_get_or_set_many_does_not_store_over_an_invalidation(
+    make: Callable[..., sc.Cache],
+) -> None:
+    """A batch loaded from a source read before an invalidation is returned but not stored."""
+    cache = make()
+    source = {"a": "old", "b": "old"}
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_loader(keys: list[str]) -> dict[str, str]:
+        seen = {k: source[k] for k in keys}  # read before the invalidation
+        started.set()
+        await release.wait()
+        return seen
+
+    async with cache:
+        task = asyncio.create_task(cache.get_or_set_many(["a", "b"], slow_loader))
+        await started.wait()
+        source["a"] = "new"
+        await cache.invalidate(keys=["a"])
+        release.set()
+        assert await task == {"a": "old", "b": "old"}  # this caller gets what it loaded
+        assert await cache.get("a") is None  # but it is not stored over the invalidation
+        assert await cache.get("b") == "old"
+
+
+def test_sync_get_or_set_many_does_not_store_over_an_invalidation(
+    make: Callable[..., sc.Cache],
+) -> None:
+    """cache.sync.get_or_set_many leases the same way: an invalidation meanwhile wins."""
+    cache = make()
+
+    def loader(keys: list[str]) -> dict[str, str]:
+        seen = dict.fromkeys(keys, "old")
+        cache.sync.invalidate(keys=["a"])  # arrives while the batch is loading
+        return seen
+
+    assert cache.sync.get_or_set_many(["a", "b"], loader) == {"a": "old", "b": "old"}
+    assert cache.sync.get("a") is None and cache.sync.get("b") == "old"
+    with pytest.raises(sc.ConfigError):
+        cache.sync.get_or_set_many("ab", loader)
+    with pytest.raises(sc.ConfigError):
+        cache.sync.get_many("ab")

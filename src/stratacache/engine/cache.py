@@ -301,6 +301,8 @@ class Cache(AsyncPrimitives):
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """``{key: value}`` for the keys that are cached; one round trip per tier."""
+        if isinstance(keys, str):
+            raise ConfigError("keys must be a list of strings, not a single string")
         await self.start()
         wanted = {self.full_key(k): k for k in keys}
         found = await self.tiers.read_many(list(wanted), self.clock.time())

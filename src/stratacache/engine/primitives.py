@@ -23,6 +23,7 @@ mixin (``Cache``) and the blocking one (``SyncCache``), so both behave alike.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import math
@@ -273,22 +274,39 @@ class AsyncPrimitives:
         Keys it leaves out are absent from the result. Not single-flight per key.
         """
         cache = cast("Cache", self)
-        wanted = list(dict.fromkeys(keys))
+        wanted = _keys(keys)
+        tag_tuple = check_tags(tags)
+        policy = cache.entry_policy(ttl)
         found = await cache.get_many(wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
+            # leases first, as a read-through load takes them: an invalidation that comes
+            # while the loader runs voids them, and the (now stale) results are not stored
+            fkeys = {k: cache.full_key(k) for k in missing}
+            leases = await asyncio.gather(
+                *(cache.tiers.leases(fkeys[k], tag_tuple) for k in missing)
+            )
             loaded = loader(missing)
             if inspect.isawaitable(loaded):
                 loaded = await loaded
             fresh = _loaded(loaded, missing)
-            store = {k: v for k, v in fresh.items() if v is not None or cache.policy.cache_none}
-            if store:
-                await cache.set_many(store, ttl=ttl, tags=tags)
+            now = cache.clock.time()
+            for key, held in zip(missing, leases, strict=True):
+                if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
+                    entry = cache._new_entry(fresh[key], policy, tag_tuple)
+                    await cache.tiers.write(fkeys[key], entry, held, now)
             found.update(fresh)
         return {k: found[k] for k in wanted if k in found}
 
 
 MISSING: Any = object()
+
+
+def _keys(keys: Iterable[str]) -> list[str]:
+    """``keys`` without repeats; a bare string is refused (it would be its characters)."""
+    if isinstance(keys, str):
+        raise ConfigError("keys must be a list of strings, not a single string")
+    return list(dict.fromkeys(keys))
 
 
 def _loaded(loaded: object, missing: list[str]) -> dict[str, Any]:
@@ -394,17 +412,21 @@ class SyncPrimitives:
     ) -> dict[str, Any]:
         """See ``Cache.get_or_set_many`` (``loader`` is a sync callable)."""
         sync = cast("SyncCache", self)
-        wanted = list(dict.fromkeys(keys))
+        cache = sync.cache
+        wanted = _keys(keys)
+        tag_tuple = check_tags(tags)
+        policy = cache.entry_policy(ttl)
         found = sync.get_many(wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
+            fkeys = {k: cache.full_key(k) for k in missing}  # leased as Cache.get_or_set_many
+            leases = [sync.leases(fkeys[k], tag_tuple) for k in missing]
             loaded = loader(missing)
             if inspect.isawaitable(loaded):
                 raise TypeError("cache.sync.get_or_set_many needs a sync loader")
             fresh = _loaded(loaded, missing)
-            keep = sync.cache.policy.cache_none
-            store = {k: v for k, v in fresh.items() if v is not None or keep}
-            if store:
-                sync.set_many(store, ttl=ttl, tags=tags)
+            for key, held in zip(missing, leases, strict=True):
+                if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
+                    sync._write(fkeys[key], cache._new_entry(fresh[key], policy, tag_tuple), held)
             found.update(fresh)
         return {k: found[k] for k in wanted if k in found}

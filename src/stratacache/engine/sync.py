@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
+from ..core.errors import ConfigError
 from ..core.loops import on_fork
 from . import accounting, sync_lock
 from .bus import Invalidation
@@ -122,6 +123,8 @@ class SyncCache(SyncPrimitives):
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """``{key: value}`` for the cached keys; one ``get_many`` per tier."""
+        if isinstance(keys, str):
+            raise ConfigError("keys must be a list of strings, not a single string")
         self.start()
         wanted = {self.cache.full_key(k): k for k in keys}
         now = self.cache.clock.time()
@@ -232,6 +235,13 @@ class SyncCache(SyncPrimitives):
                 return stale
             raise
 
+    def leases(self, fkey: str, tags: tuple[str, ...]) -> list[Any]:
+        """Every usable tier's lease on ``fkey``, taken before a loader runs."""
+        return [
+            self._call(s, "lease", None, fkey, tags) if self.stack.usable(s) else None
+            for s in self.stack.slots
+        ]
+
     def _run_loader(
         self,
         fkey: str,
@@ -241,10 +251,7 @@ class SyncCache(SyncPrimitives):
         fstats: FunctionStats | None,
     ) -> Entry:
         cache = self.cache
-        leases = [
-            self._call(s, "lease", None, fkey, tags) if self.stack.usable(s) else None
-            for s in self.stack.slots
-        ]
+        leases = self.leases(fkey, tags)
         started = time.perf_counter()
         try:
             value = loader()
