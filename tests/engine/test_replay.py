@@ -127,3 +127,29 @@ async def test_overflow_flushes_the_namespace_generation(server: Any) -> None:
         await poll(lambda: not cache.replay.active, timeout=5, what="flush done")
         assert cache.invalidator.generation >= 1
         assert cache.stats()["engine"]["invalidation_overflows"] == 1
+
+
+@pytest.mark.parametrize("flavor", ["async", "sync"])
+async def test_an_overwrite_redis_refused_never_leaves_the_old_value_served(
+    server: Any, flavor: str
+) -> None:
+    """Redis full (noeviction) refuses set(new): the old value is deleted once it can be,
+    and neither process serves it meanwhile."""
+    namespace = "full" + uuid.uuid4().hex[:8]
+    writer, reader = _cache(server.url, namespace), _cache(server.url, namespace)
+    raw = redis.Redis.from_url(server.url)
+    async with writer, reader:
+        await writer.set("price", 10)
+        assert await reader.get("price") == 10
+        raw.config_set("maxmemory", "1")  # every write is refused from now on
+        try:
+            if flavor == "sync":
+                writer.sync.set("price", 12)
+            else:
+                await writer.set("price", 12)
+            assert await writer.get("price") != 10
+        finally:
+            raw.config_set("maxmemory", "0")
+        await poll(lambda: writer.replay.active is False, what="the deletion replayed")
+        assert await reader.get("price") != 10 and await writer.get("price") != 10
+    raw.close()

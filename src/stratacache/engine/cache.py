@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -350,7 +351,9 @@ class Cache(AsyncPrimitives):
         await self.start()
         fkey = self.full_key(key)
         entry = self._new_entry(value, self.entry_policy(ttl, refresh_after, stale_ttl), tags)
+        errors_before = self.tiers.shared_errors()
         await self.tiers.write(fkey, entry, None, self.clock.time(), overwrite=True)
+        self.settle_write((fkey,), errors_before)
         _send(signals.set_, self, key=key, tags=entry.tags)
         await self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.origin))
 
@@ -361,10 +364,22 @@ class Cache(AsyncPrimitives):
         await self.start()
         policy = self.entry_policy(ttl)
         entries = {self.full_key(k): self._new_entry(v, policy, tags) for k, v in items.items()}
+        errors_before = self.tiers.shared_errors()
         await self.tiers.write_many(entries, self.clock.time())
+        self.settle_write(tuple(entries), errors_before)
         await self._publish(
             Invalidation(keys=tuple(entries), reason="overwrite", origin=self.origin)
         )
+
+    def settle_write(self, fkeys: tuple[str, ...], errors_before: int) -> None:
+        """An overwrite a shared tier refused (full, unreachable) leaves the old value there
+        for other processes: keep a deletion of ``fkeys`` for replay (``engine.replay``);
+        until it lands, this process reads those keys as misses."""
+        if fkeys and self.tiers.shared_errors() > errors_before:
+            failed = Invalidation(
+                keys=fkeys, reason="write-failed", origin=self.origin, at=time.time()
+            )
+            self.replay.keep(failed)
 
     def _new_entry(self, value: Any, policy: EntryPolicy, tags: Sequence[str]) -> Entry:
         tags = check_tags(tags)

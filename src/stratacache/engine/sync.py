@@ -315,7 +315,10 @@ class SyncCache(SyncPrimitives):
         self.start()
         fkey = self.cache.full_key(key)
         policy = self.cache.entry_policy(ttl, refresh_after, stale_ttl)
-        self._write(fkey, self.cache._new_entry(value, policy, tags), None, overwrite=True)
+        entry = self.cache._new_entry(value, policy, tags)
+        errors_before = self.stack.shared_errors()
+        self._write(fkey, entry, None, overwrite=True)
+        self.cache.settle_write((fkey,), errors_before)
         self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.cache.origin))
 
     def set_many(
@@ -328,11 +331,13 @@ class SyncCache(SyncPrimitives):
             self.cache.full_key(k): self.cache._new_entry(v, policy, tags) for k, v in items.items()
         }
         now = self.cache.clock.time()
+        errors_before = self.stack.shared_errors()
         for slot in reversed(self.stack.slots):
             if self.stack.writable(slot, True):
                 capped = {k: self.stack.copy_for(slot, e, now) for k, e in entries.items()}
                 self._call(slot, "set_many", None, capped)
                 slot.stats.sets += len(entries)
+        self.cache.settle_write(tuple(entries), errors_before)
         self._publish(
             Invalidation(keys=tuple(entries), reason="overwrite", origin=self.cache.origin)
         )
