@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+import stratacache as sc
 from stratacache.core.clock import ManualClock
 from stratacache.core.entry import Entry
 from stratacache.core.errors import ConfigError, TierError
@@ -185,3 +186,12 @@ def _ok(t: RedisTier) -> bool:
     except TierError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:99999/0", "http://127.0.0.1:6379", "127.0.0.1:6379", "redis://h:-1"]
+)
+def test_a_bad_url_is_refused_at_construction(url: str) -> None:
+    """A URL redis-py would only refuse when connecting (inside a call) is a ConfigError here."""
+    with pytest.raises(sc.ConfigError, match="RedisTier url"):
+        sc.RedisTier(url=url)

@@ -248,7 +248,7 @@ def add_commands(cli: click.Group) -> None:
             raise click.UsageError(
                 "name a tier: --redis-url (or $REDIS_URL), --sqlite or --sql-url"
             )
-        bus = None
+        bus: Any = False  # without Redis no other process can be told (and none to hear)
         if redis_url:
             from ..engine.redis_bus import RedisBus
 

@@ -230,7 +230,8 @@ async def _cached(
 ) -> DemoResult:
     tiers = [trace(t) for t in build_tiers(config, cache_db)]
     namespace = "demo" + uuid.uuid4().hex[:12]  # a fresh namespace: every run starts cold
-    cache = Cache(tiers, namespace=namespace, default_ttl=ENTRY_TTL)
+    # one process: no other process's local copies to keep coherent, so no bus
+    cache = Cache(tiers, namespace=namespace, default_ttl=ENTRY_TTL, bus=False)
     get_product = cache.cached(key="product:{product_id}", ttl=ENTRY_TTL)(source.product)
     sample = zipf_sampler(config.keys, config.zipf, random.Random(seed))
     paths = {t.name: PathStats() for t in tiers}

@@ -48,6 +48,8 @@ log = logging.getLogger("stratacache")
 T = TypeVar("T")
 #: the largest XFetch weight accepted (beyond it every read would refresh early)
 MAX_BETA = 1000.0
+#: seconds ``close()`` gives invalidations still waiting for Redis to get through
+REPLAY_AT_CLOSE = 2.0
 Loader = Callable[[], Any]
 
 
@@ -199,6 +201,7 @@ class Cache(AsyncPrimitives):
         """Stop background work and release every connection (from any event loop)."""
         for closer in self.closers:
             closer()
+        await self.replay.flush(REPLAY_AT_CLOSE)
         await self.readthrough.close()
         if self.bus is not None:
             await self.bus.close()

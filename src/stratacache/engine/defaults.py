@@ -12,6 +12,7 @@ aiocache) have no channel of their own and get no default bus.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -34,6 +35,8 @@ class AutoType:
     def __repr__(self) -> str:
         return "AUTO"
 
+
+log = logging.getLogger("stratacache")
 
 #: the default of ``Cache(bus=..., lock=...)``: built from the cache's shared Redis tier
 AUTO: Final = AutoType()
@@ -64,6 +67,21 @@ def _shared_source(tiers: Sequence[Tier]) -> tuple[Tier | None, dict[str, Any] |
     return None, None
 
 
+def _warn_if_uncoordinated(tiers: Sequence[Tier]) -> None:
+    """A local tier above a shared one that no bus can reach (SQL): say what that means."""
+    local = [t for t in tiers if not getattr(t, "shared", True)]
+    shared = [t for t in tiers if getattr(t, "shared", True)]
+    if local and shared and tiers.index(local[0]) < tiers.index(shared[0]):
+        log.warning(
+            "stratacache: local tier %r sits above shared tier %r with no invalidation bus: "
+            "other processes' invalidations reach this process only when its local copies "
+            "expire (the local tier's ttl); pass bus=RedisBus(url) to keep them coherent, "
+            "or bus=False to silence this",
+            local[0].name,
+            shared[0].name,
+        )
+
+
 def default_bus(tiers: Sequence[Tier], bus: Any) -> InvalidationBus | None:
     """The bus a cache runs: ``bus`` as given, none for ``False``, else derived from ``tiers``.
 
@@ -79,7 +97,8 @@ def default_bus(tiers: Sequence[Tier], bus: Any) -> InvalidationBus | None:
         return bus
     tier, options = _shared_source(tiers)
     if tier is None:
-        return None  # nothing shared below a local tier: nothing to keep coherent
+        _warn_if_uncoordinated(tiers)
+        return None  # no Redis to carry messages: nothing to build
     if options is None:
         raise ConfigError(
             f"the local tier above shared tier {tier.name!r} needs an invalidation bus to stay "

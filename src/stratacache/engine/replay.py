@@ -143,6 +143,22 @@ class Replay:
             self.replayed += 1
         log.info("stratacache: pending invalidations replayed")
 
+    async def flush(self, timeout: float) -> bool:
+        """One last replay attempt within ``timeout`` seconds (at ``close``); True if done."""
+        if not self.active:
+            return True
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+        except Exception as exc:  # still unreachable (or too slow): say so, do not raise
+            log.debug("stratacache: last invalidation replay failed: %r", exc)
+        if self.active:
+            log.warning(
+                "stratacache: closing with %d invalidation(s) Redis never took: other "
+                "processes may serve the old values until they expire",
+                len(self.pending) or 1,
+            )
+        return not self.active
+
     async def _apply(self, message: Invalidation) -> None:
         """Apply ``message`` to every shared tier, then publish it; raise on any failure.
 

@@ -21,6 +21,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 from redis.exceptions import NoScriptError, RedisError
@@ -107,6 +108,7 @@ class RedisTier:
             raise ConfigError("RedisTier with sentinels needs service_name")
         if max_connections < 1:
             raise ConfigError(f"RedisTier max_connections must be >= 1, not {max_connections!r}")
+        _check_url(url)
         self.name = name
         self.ttl = ttl
         self.url = url
@@ -537,6 +539,19 @@ class RedisTier:
 
     def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool:
         return self._run_sync("cas", lambda: ra.compare_and_set_op(self, key, token, entry))
+
+
+def _check_url(url: object) -> None:
+    """A URL redis-py would refuse only when connecting (into a caller): refuse it here."""
+    if not isinstance(url, str):
+        raise ConfigError(f"RedisTier url must be a string, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"RedisTier url must start with redis://, rediss:// or unix://: {url!r}")
+    try:
+        parts.port  # noqa: B018  (raises ValueError when out of range)
+    except ValueError as exc:
+        raise ConfigError(f"RedisTier url has a bad port: {url!r} ({exc})") from exc
 
 
 def _text(key: bytes | str) -> str:
