@@ -215,3 +215,30 @@ def test_any_memory_option_text_builds_or_is_a_config_error(option: str, text: s
     """Whatever a memory:// option holds, the result is a cache or a ConfigError."""
     with contextlib.suppress(sc.ConfigError):
         sc.Cache.from_url("memory://?" + urlencode({option: text}))
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"envelopes": ["x"]}, "envelopes"),
+        ({"envelopes": "x"}, "envelopes"),
+        ({"serializer": "json"}, "serializer"),
+        ({"clock": "x"}, "clock"),
+        ({"bus": "sometimes"}, "bus"),
+    ],
+)
+def test_plugins_and_switches_are_checked_where_the_cache_is_built(
+    options: dict[str, Any], named: str
+) -> None:
+    """A plug-in that would only fail inside every call is a ConfigError naming the option."""
+    with pytest.raises(sc.ConfigError, match=named):
+        sc.Cache.from_url("memory://", **options)
+
+
+def test_sql_bounds_are_url_options(tmp_path: Any) -> None:
+    """max_entries/max_bytes/pool_size reach the SQL tier from the URL; unknown ones are refused."""
+    cache = sc.Cache.from_url(f"sqlite:///{tmp_path / 'b.db'}?max_entries=5&max_bytes=4096")
+    tier: Any = cache.tiers.slots[0].tier
+    assert (tier.max_entries, tier.max_bytes) == (5, 4096)
+    with pytest.raises(sc.ConfigError, match="workers"):
+        sc.Cache.from_url(f"sqlite:///{tmp_path / 'c.db'}?workers=2")

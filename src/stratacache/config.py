@@ -129,7 +129,9 @@ _SQL_OPTIONS: dict[str, Parser] = {
     "sweep_interval": parse_duration,
     "table": parse_str,
     "name": parse_str,
-    "workers": parse_int,
+    "max_entries": parse_int,
+    "max_bytes": parse_int,
+    "pool_size": parse_int,
 }
 #: Cache options as text (URL query, environment), with their parsers
 CACHE_OPTIONS: dict[str, Parser] = {
@@ -237,6 +239,10 @@ def from_url(url: str, **options: Any) -> Cache:
     _check_plain(options)
     bus = options.pop("bus", None)
     lock = options.pop("lock", None)
+    if isinstance(bus, str):  # keyword and dict forms take the text forms too
+        bus = parse_switch("bus", bus)
+    if isinstance(lock, str):
+        lock = parse_switch("lock", lock)
     options["bus"] = _bus(bus, tiers, redis_url)
     options["lock"] = _lock(lock, redis_url)
     return Cache(tiers, **options)

@@ -122,6 +122,7 @@ class Cache(AsyncPrimitives):
         self.staleness_bound = check_duration("staleness_bound", staleness_bound, zero_ok=True)
         self.namespace = namespace
         self.clock: Clock = clock or SystemClock()
+        _check_plugins(serializer, envelopes, clock)
         self.codec = EntryCodec(serializer, envelopes)
         self.codec.limit_to(tiers)  # too big for a tier: SerializationError at set, nothing written
         self.policy = EntryPolicy(
@@ -546,3 +547,21 @@ def _drop(_: object) -> None:
 
 
 __all__ = ["MISS", "Cache"]
+
+
+def _check_plugins(serializer: object, envelopes: object, clock: object) -> None:
+    """Refuse, where the cache is built, plug-ins that would only fail inside every call."""
+    if isinstance(envelopes, (str, bytes)) or not isinstance(envelopes, Sequence):
+        raise ConfigError(f"envelopes must be a list of Envelope objects, not {envelopes!r}")
+    for envelope in envelopes:
+        if not (
+            callable(getattr(envelope, "seal", None)) and callable(getattr(envelope, "open", None))
+        ):
+            raise ConfigError(f"envelopes must be Envelope objects (seal/open), not {envelope!r}")
+    for name, value, methods in (
+        ("serializer", serializer, ("dumps", "loads")),
+        ("clock", clock, ("time",)),
+    ):
+        if value is not None and not all(callable(getattr(value, m, None)) for m in methods):
+            wanted = ", ".join(f".{m}()" for m in methods)
+            raise ConfigError(f"{name} must be an object with {wanted}, not {value!r}")
