@@ -59,7 +59,8 @@ async def test_ttl_expiry_with_injected_clock() -> None:
 async def test_lower_tier_hit_backfills_upper_tier(redis_url: str) -> None:
     """A value found only in Redis is written back into memory, so the next read is an L1 hit."""
     memory = sc.MemoryTier(maxsize=100)
-    writer = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace="bf")
+    # no bus: the writer's overwrite message could evict the backfilled copy meanwhile
+    writer = sc.Cache(tiers=[sc.RedisTier(url=redis_url)], namespace="bf", bus=False)
     reader = sc.Cache(tiers=[memory, sc.RedisTier(url=redis_url)], namespace="bf")
     async with writer, reader:
         await writer.set("k", {"from": "redis"}, ttl=60)
