@@ -12,7 +12,7 @@ and column-object keys behave as on the ordinary path.
 
 Everything the fast path does not know for sure goes the ordinary way, which
 decides as before: a miss, a statement never served yet, execution-time
-parameters, ORM-enabled statements, ``before_execute``/``after_execute``
+parameters, a Session's ORM executions, ``before_execute``/``after_execute``
 listeners, a transaction that has written, a connection whose session state
 changed, an isolation level that refuses, streaming, ``schema_translate_map``.
 A hit served here fires no cursor events: nothing reaches the database.
@@ -36,7 +36,8 @@ from .rows import Stored, well_formed
 if TYPE_CHECKING:
     from .querycache import QueryCache
 
-_MAX = 4096
+_MAX_SHAPES = 4096  # statement shapes remembered
+_MAX_VALUES = 16384  # (shape, values) shortcuts remembered, all shapes together (about 10 MB)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,13 +58,13 @@ class CachedResult(IteratorResult[Any]):
     returns_rows = True
 
 
-def shape(elem: Any, distilled: Any) -> Hashable | None:
+def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
     """The statement's identity for the fast path: SQLAlchemy's cache key and its exact values.
 
-    None when the statement is not one the fast path serves (not a plain Core SELECT, has
+    None when the statement is not one the fast path serves (not a SELECT, has
     execution-time parameters, has a value whose equality is not exact).
     """
-    if distilled or type(elem) not in (Select, CompoundSelect) or elem._propagate_attrs:
+    if distilled or type(elem) not in (Select, CompoundSelect):
         return None
     cache_key = elem._generate_cache_key()
     if cache_key is None:
@@ -82,14 +83,25 @@ class FastPath:
 
     def __init__(self, owner: QueryCache) -> None:
         self.owner = owner
-        self.shortcuts: dict[Hashable, Shortcut] = {}
+        #: statement shape (SQLAlchemy's cache key) -> its values -> shortcut
+        self.shortcuts: dict[Hashable, dict[Hashable, Shortcut]] = {}
+        self.count = 0
         self.enabled = True
 
-    def remember(self, key: Hashable, shortcut: Shortcut) -> None:
-        """Keep ``shortcut`` for statements of identity ``key`` (bounded: cleared when full)."""
-        if len(self.shortcuts) >= _MAX:
+    def remember(self, identity: tuple[Hashable, Hashable], shortcut: Shortcut) -> None:
+        """Keep ``shortcut`` for statements of ``identity`` (bounded: forgotten when full)."""
+        if self.count >= _MAX_VALUES or len(self.shortcuts) >= _MAX_SHAPES:
             self.shortcuts.clear()
-        self.shortcuts[key] = shortcut
+            self.count = 0
+        by_values = self.shortcuts.setdefault(identity[0], {})
+        if identity[1] not in by_values:
+            self.count += 1
+        by_values[identity[1]] = shortcut
+
+    def lookup(self, identity: tuple[Hashable, Hashable]) -> Shortcut | None:
+        """The shortcut remembered for ``identity``, if any."""
+        by_values = self.shortcuts.get(identity[0])
+        return None if by_values is None else by_values.get(identity[1])
 
     def options(self, conn: Connection, elem: Any, execution_options: Any) -> Mapping[str, Any]:
         """The execution options in force, merged as SQLAlchemy merges them."""
@@ -113,6 +125,7 @@ class FastPath:
             or options.get("stream_results")
             or options.get("yield_per")
             or options.get("schema_translate_map")
+            or "_sa_orm_load_options" in options  # a Session's ORM execution loads objects
         ):
             return None
         return wanted
@@ -136,7 +149,7 @@ class FastPath:
             identity = None
         if identity is None:
             return ordinary()
-        shortcut = self.shortcuts.get(identity)
+        shortcut = self.lookup(identity)
         if shortcut is None or not self._may_read(conn, shortcut, options):
             result = ordinary()
             if shortcut is None:
@@ -162,7 +175,7 @@ class FastPath:
             return False  # the ordinary path decides: bypass, peek, or refuse
         return owner.refusal(shortcut.tables, options, conn.dialect) is None
 
-    def _learn(self, identity: Hashable, result: Any) -> None:
+    def _learn(self, identity: tuple[Hashable, Hashable], result: Any) -> None:
         context = getattr(result, "context", None)
         served = getattr(getattr(context, "cursor", None), "served", None)
         metadata = getattr(result, "_metadata", None)
