@@ -270,3 +270,58 @@ async def test_async_engines_take_the_fast_path(sqlite_url: str, cache: sc.Cache
         await qc.ainvalidate_tables()
         qc.detach()
         await engine.dispose()
+
+
+def test_execute_serves_a_known_select_without_a_connection(
+    engine: sa.Engine, qc: QueryCache, counter: Any
+) -> None:
+    """``qc.execute`` answers a repeated cached SELECT with no pool checkout and no driver call."""
+    checkouts: list[object] = []
+    sa.event.listen(engine.pool, "checkout", lambda *args: checkouts.append(args[0]))
+    first = qc.execute(BY_PRICE).all()  # a miss: runs on a fresh connection
+    qc.execute(BY_PRICE)  # answered by the cache on that connection: the fast path learns it
+    checkouts.clear()
+    hit, sent = counter.delta(lambda: qc.execute(BY_PRICE))
+    assert isinstance(hit, CachedResult)
+    assert (hit.all(), sent, checkouts) == (first, 0, [])
+    with engine.begin() as conn:
+        conn.execute(sa.update(products).where(products.c.id == 1).values(price=31))
+    fresh, sent = counter.delta(lambda: qc.execute(BY_PRICE).all())
+    assert (1, "atlas", 31) in fresh and sent == 1
+
+
+def test_execute_and_aexecute_refuse_the_wrong_engine_kind(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """``aexecute`` on a sync engine's QueryCache is a ConfigError, not a silent wrong call."""
+    import asyncio
+
+    with pytest.raises(sc.ConfigError):
+        asyncio.run(qc.aexecute(BY_PRICE))
+
+
+async def test_aexecute_serves_a_known_select_and_refreshes_after_a_write(
+    sqlite_url: str, cache: sc.Cache
+) -> None:
+    """``await qc.aexecute`` hits without a connection; a committed write makes it fresh."""
+    engine = create_async_engine(str(sqlite_url).replace("sqlite:", "sqlite+aiosqlite:", 1))
+    async with engine.begin() as conn:
+        await conn.run_sync(seed)
+    qc = QueryCache(cache, engine)
+    try:
+        with pytest.raises(sc.ConfigError):
+            qc.execute(BY_PRICE)
+        first = (await qc.aexecute(BY_PRICE)).all()
+        await qc.aexecute(BY_PRICE)
+        hit = await qc.aexecute(BY_PRICE)
+        assert isinstance(hit, CachedResult)
+        assert hit.all() == first
+        async with engine.begin() as conn:
+            await conn.execute(sa.update(products).where(products.c.id == 2).values(price=56))
+        fresh = await qc.aexecute(BY_PRICE)
+        assert not isinstance(fresh, CachedResult)
+        assert (2, "novel", 56) in fresh.all()
+    finally:
+        await qc.ainvalidate_tables()
+        qc.detach()
+        await engine.dispose()

@@ -112,9 +112,13 @@ class FastPath:
 
     def eligible(self, conn: Connection, options: Mapping[str, Any]) -> Any:
         """The ``stratacache`` option if this execution may use the fast path, else None."""
-        if not self.enabled or conn.closed or conn.invalidated:
+        if conn.closed or conn.invalidated:
             return None
-        dispatch: Any = conn.dispatch
+        return self._wanted(conn.dispatch, options)
+
+    def _wanted(self, dispatch: Any, options: Mapping[str, Any]) -> Any:
+        if not self.enabled:
+            return None
         if dispatch.before_execute or dispatch.after_execute:
             return None  # their listeners may rewrite the statement: the ordinary path runs them
         wanted = options.get("stratacache")
@@ -162,7 +166,7 @@ class FastPath:
             value = await_only(owner.cache.get(shortcut.key, tags=tags))
         else:
             value = owner.cache.sync.get(shortcut.key, tags=tags)
-        if not well_formed(value) or any(len(row) != shortcut.width for row in value[1]):
+        if not _fits(value, shortcut):
             return ordinary()  # a miss (or not one of ours): the ordinary path loads and stores
         if not conn.in_transaction():
             conn._autobegin()  # as executing would: later begin()/commit() behave alike
@@ -193,6 +197,58 @@ class FastPath:
         return result
 
 
+class Standalone:
+    """SELECTs executed without a caller's connection: a hit needs none at all."""
+
+    def __init__(self, fast: FastPath) -> None:
+        self.fast = fast
+
+    def _shortcut(self, elem: Any) -> tuple[Shortcut, list[str]] | None:
+        owner = self.fast.owner
+        engine = owner.engine
+        options: Mapping[str, Any] = elem._execution_options.merge_with(
+            engine.get_execution_options()
+        )
+        wanted = self.fast._wanted(engine.dispatch, options)
+        if wanted is None:
+            return None
+        try:
+            identity = shape(elem, ())
+        except TypeError:
+            return None
+        shortcut = None if identity is None else self.fast.lookup(identity)
+        if shortcut is None or owner.refusal(shortcut.tables, options, engine.dialect):
+            return None
+        _, extra = parse_option(wanted)
+        return shortcut, [*shortcut.tags, *extra]
+
+    def execute(self, elem: Any) -> Any:
+        """``elem``'s result: from the cache if the fast path knows it, else on a fresh connection."""
+        found = self._shortcut(elem)
+        if found is not None:
+            shortcut, tags = found
+            value = self.fast.owner.cache.sync.get(shortcut.key, tags=tags)
+            if _fits(value, shortcut):
+                return self.fast._result(shortcut, value)
+        with self.fast.owner.engine.connect() as conn:
+            return conn.execute(elem).freeze()()
+
+    async def aexecute(self, elem: Any, engine: Any) -> Any:
+        """``execute`` for an ``AsyncEngine`` (``engine``): a hit costs no greenlet switch."""
+        found = self._shortcut(elem)
+        if found is not None:
+            shortcut, tags = found
+            value = await self.fast.owner.cache.get(shortcut.key, tags=tags)
+            if _fits(value, shortcut):
+                return self.fast._result(shortcut, value)
+        async with engine.connect() as conn:
+            return (await conn.execute(elem)).freeze()()
+
+
+def _fits(value: Any, shortcut: Shortcut) -> bool:
+    return well_formed(value) and all(len(row) == shortcut.width for row in value[1])
+
+
 def connection_class(fast: FastPath) -> type[Connection]:
     """A ``Connection`` subclass whose Core executions try ``fast`` first."""
 
@@ -215,4 +271,4 @@ def connection_class(fast: FastPath) -> type[Connection]:
     return CachingConnection
 
 
-__all__ = ["CachedResult", "FastPath", "Shortcut", "connection_class", "shape"]
+__all__ = ["CachedResult", "FastPath", "Shortcut", "Standalone", "connection_class", "shape"]

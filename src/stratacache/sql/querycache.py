@@ -24,14 +24,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Result
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ..core.errors import ConfigError, StratacacheError
 from ..engine.cache import Cache
 from .analysis import ALL, Analysis, analyze_compiled, analyze_text, volatility
-from .fastpath import FastPath, connection_class
+from .fastpath import FastPath, Standalone, connection_class
 from .keys import (
     Unkeyable,
     database_id,
@@ -110,6 +111,7 @@ class QueryCache:
         self.counters = QueryStats()
         self._memo: dict[tuple[bool, str], Analysis] = {}
         self._fast = FastPath(self)
+        self._standalone = Standalone(self._fast)
         self._attach()
 
     # -- public API ------------------------------------------------------------------------------
@@ -131,6 +133,35 @@ class QueryCache:
         tags, names = self._tags_of(tables)
         await self.cache.invalidate(tags=tags, reason="sql write")
         self._count_invalidations(names)
+
+    def execute(self, statement: Executable) -> Result[Any]:
+        """Execute a Core SELECT on a connection of its own; a repeated cached one needs none.
+
+        ``engine.connect()`` + ``conn.execute(statement)`` costs a pool checkout even when
+        the cache answers. Here a statement the cache has answered before (same shape and
+        values, see the fast path in the docs) is served with no connection, no
+        transaction and no compilation; anything else runs on a fresh connection exactly
+        as ``conn.execute`` would, and its result is returned fully buffered. Outside a
+        transaction only: inside one, execute on its connection.
+
+        Raises:
+            ConfigError: the engine is an ``AsyncEngine`` (use ``aexecute``).
+        """
+        if self.async_engine is not None or self.engine.dialect.is_async:
+            raise ConfigError("this QueryCache is on an AsyncEngine: use await qc.aexecute(...)")
+        result: Result[Any] = self._standalone.execute(statement)
+        return result
+
+    async def aexecute(self, statement: Executable) -> Result[Any]:
+        """``execute`` for an ``AsyncEngine``: a repeated cached SELECT costs no greenlet switch.
+
+        Raises:
+            ConfigError: the QueryCache was not given an ``AsyncEngine``.
+        """
+        if self.async_engine is None:
+            raise ConfigError("aexecute needs a QueryCache on an AsyncEngine; use execute")
+        result: Result[Any] = await self._standalone.aexecute(statement, self.async_engine)
+        return result
 
     def stats(self) -> dict[str, Any]:
         """``{"database": id, "tables": {name: hits, misses, rows_served, …}, "uncached": {…}}``."""
