@@ -325,3 +325,29 @@ async def test_aexecute_serves_a_known_select_and_refreshes_after_a_write(
         await qc.ainvalidate_tables()
         qc.detach()
         await engine.dispose()
+
+
+def test_connection_shortcuts_scalar_and_scalars_behave_alike(
+    engine: sa.Engine, qc: QueryCache, counter: Any
+) -> None:
+    """``conn.scalar``/``conn.scalars`` on a fast hit equal their uncached results, with no driver call."""
+    plain = BY_PRICE.execution_options(stratacache=False)
+    with engine.connect() as conn:
+        expected = (conn.scalar(plain), conn.scalars(plain).all())
+        conn.execute(BY_PRICE)
+        conn.execute(BY_PRICE)
+        got, sent = counter.delta(lambda: (conn.scalar(BY_PRICE), conn.scalars(BY_PRICE).all()))
+    assert (got, sent) == (expected, 0)
+
+
+@pytest.mark.parametrize("option", [{"yield_per": 1}, {"stream_results": True}])
+def test_streaming_executions_take_the_ordinary_path(
+    engine: sa.Engine, qc: QueryCache, option: dict[str, Any]
+) -> None:
+    """Streaming options are never fast-served."""
+    run(engine)
+    run(engine)
+    with engine.connect() as conn:
+        result = conn.execute(BY_PRICE.execution_options(**option))
+        assert not isinstance(result, CachedResult)
+        result.close()
