@@ -7,7 +7,10 @@ a committed transaction. Candidates, interleaved over repeats on one database:
 
 - *uncached*: the same engine code with no query cache;
 - *query cache (memory)*: ``QueryCache`` over a memory tier;
-- *query cache (memory+redis)*: memory + Redis tiers with the Redis bus.
+- *query cache (memory+redis)*: memory + Redis tiers with the Redis bus;
+- *qc.aexecute (memory)*: the memory-tier query cache, reads through
+  ``await qc.aexecute(stmt)`` instead of ``engine.connect()`` + ``conn.execute``
+  (a known cached SELECT is served with no connection checkout).
 
 A read is *stale* when it returns a value older than one already committed
 before the read began (values only grow, and commits are recorded when
@@ -87,7 +90,9 @@ async def warm(engine: AsyncEngine, workers: int) -> None:
     await asyncio.gather(*(worker() for _ in range(workers)))
 
 
-async def run(engine: AsyncEngine, workers: int, seconds: float, seed: int) -> dict[str, float]:
+async def run(
+    engine: AsyncEngine, workers: int, seconds: float, seed: int, qc: QueryCache | None = None
+) -> dict[str, float]:
     """Run the mixed workload; ops/s, read p99 (ms) and the count of stale reads."""
     committed: dict[int, int] = {}
     latencies: list[float] = []
@@ -115,14 +120,16 @@ async def run(engine: AsyncEngine, workers: int, seconds: float, seed: int) -> d
             else:
                 floor = committed.get(row, 0)
                 started = time.perf_counter()
-                async with engine.connect() as conn:
-                    value = (
-                        await conn.execute(
-                            sa.select(items.c.value, items.c.payload)
-                            .where(items.c.id == row)
-                            .execution_options(stratacache=True)
-                        )
-                    ).one()[0]
+                stmt = (
+                    sa.select(items.c.value, items.c.payload)
+                    .where(items.c.id == row)
+                    .execution_options(stratacache=True)
+                )
+                if qc is not None:
+                    value = (await qc.aexecute(stmt)).one()[0]
+                else:
+                    async with engine.connect() as conn:
+                        value = (await conn.execute(stmt)).one()[0]
                 latencies.append(time.perf_counter() - started)
                 if value < floor:
                     stale += 1
@@ -153,7 +160,13 @@ async def main() -> None:
     query_caches: dict[str, QueryCache] = {}
     caches: list[sc.Cache] = []
     try:
-        for name in ("uncached", "query cache (memory)", "query cache (memory+redis)"):
+        names_all = (
+            "uncached",
+            "query cache (memory)",
+            "query cache (memory+redis)",
+            "qc.aexecute (memory)",
+        )
+        for name in names_all:
             engine = create_async_engine(url, pool_size=args.workers, max_overflow=0)
             if name.endswith("(memory)"):
                 caches.append(sc.Cache([sc.MemoryTier(maxsize=20_000)], namespace="benchqc"))
@@ -172,7 +185,10 @@ async def main() -> None:
         for repeat in range(args.repeats):
             order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for name in order:
-                results[name].append(await run(engines[name], args.workers, args.seconds, repeat))
+                direct = query_caches[name] if name.startswith("qc.") else None
+                results[name].append(
+                    await run(engines[name], args.workers, args.seconds, repeat, direct)
+                )
         base = statistics.median(r["ops"] for r in results["uncached"])
         print(
             f"{ROWS} rows, Zipf s=1.1, {1 - WRITE_SHARE:.0%} reads, {args.workers} async workers, "

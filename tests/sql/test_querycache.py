@@ -547,12 +547,14 @@ def test_a_cascading_delete_refreshes_the_child_table(tmp_path: Any, cache: sc.C
 def test_engine_event_listeners_can_tell_cached_statements_apart(
     engine: sa.Engine, qc: QueryCache
 ) -> None:
-    """``from_cache(context)`` is True in cursor events for exactly the statements the cache answered."""
+    """Cursor events fire for real executions only, or say ``from_cache(context)`` when the cache answered."""
     from stratacache.sql import from_cache
 
     seen: list[bool] = []
     sa.event.listen(engine, "after_cursor_execute", lambda *args: seen.append(from_cache(args[4])))
     names(engine)
-    names(engine)
+    names(engine)  # a Core hit on the fast path: no cursor, no cursor event
+    with Session(engine) as session:
+        session.execute(CACHED).all()  # a Session's hit: the cursor events see a cached cursor
     names(engine, sa.select(Product.id))
     assert seen == [False, True, False]

@@ -24,13 +24,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, Result
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ..core.errors import ConfigError, StratacacheError
 from ..engine.cache import Cache
 from .analysis import ALL, Analysis, analyze_compiled, analyze_text, volatility
+from .fastpath import FastPath, Standalone, connection_class
 from .keys import (
     Unkeyable,
     database_id,
@@ -108,6 +110,8 @@ class QueryCache:
         self.database_id = database_id(database or database_identity(sync_engine.url))
         self.counters = QueryStats()
         self._memo: dict[tuple[bool, str], Analysis] = {}
+        self._fast = FastPath(self)
+        self._standalone = Standalone(self._fast)
         self._attach()
 
     # -- public API ------------------------------------------------------------------------------
@@ -130,6 +134,35 @@ class QueryCache:
         await self.cache.invalidate(tags=tags, reason="sql write")
         self._count_invalidations(names)
 
+    def execute(self, statement: Executable) -> Result[Any]:
+        """Execute a Core SELECT on a connection of its own; a repeated cached one needs none.
+
+        ``engine.connect()`` + ``conn.execute(statement)`` costs a pool checkout even when
+        the cache answers. Here a statement the cache has answered before (same shape and
+        values, see the fast path in the docs) is served with no connection, no
+        transaction and no compilation; anything else runs on a fresh connection exactly
+        as ``conn.execute`` would, and its result is returned fully buffered. Outside a
+        transaction only: inside one, execute on its connection.
+
+        Raises:
+            ConfigError: the engine is an ``AsyncEngine`` (use ``aexecute``).
+        """
+        if self.async_engine is not None or self.engine.dialect.is_async:
+            raise ConfigError("this QueryCache is on an AsyncEngine: use await qc.aexecute(...)")
+        result: Result[Any] = self._standalone.execute(statement)
+        return result
+
+    async def aexecute(self, statement: Executable) -> Result[Any]:
+        """``execute`` for an ``AsyncEngine``: a repeated cached SELECT costs no greenlet switch.
+
+        Raises:
+            ConfigError: the QueryCache was not given an ``AsyncEngine``.
+        """
+        if self.async_engine is None:
+            raise ConfigError("aexecute needs a QueryCache on an AsyncEngine; use execute")
+        result: Result[Any] = await self._standalone.aexecute(statement, self.async_engine)
+        return result
+
     def stats(self) -> dict[str, Any]:
         """``{"database": id, "tables": {name: hits, misses, rows_served, …}, "uncached": {…}}``."""
         return {"database": self.database_id, **self.counters.as_dict()}
@@ -143,6 +176,12 @@ class QueryCache:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
         self.engine.dialect.__dict__.pop("do_commit", None)
+        self._fast.enabled = False
+        if (
+            getattr(self.engine.__dict__.get("_connection_cls"), "stratacache_fast", None)
+            is self._fast
+        ):
+            del self.engine.__dict__["_connection_cls"]
 
     # -- attaching -------------------------------------------------------------------------------
     def _listeners(self) -> list[tuple[Any, str, Callable[..., Any]]]:
@@ -175,6 +214,8 @@ class QueryCache:
                 self._committed(dbapi_connection)
 
         dialect.do_commit = do_commit  # type: ignore[method-assign]
+        if self.engine._connection_cls is Connection:  # hits skip SQLAlchemy's per-statement work
+            self.engine._connection_cls = connection_class(self._fast)
         _ATTACHED[self.engine] = self
 
     # -- reads -----------------------------------------------------------------------------------
@@ -195,7 +236,7 @@ class QueryCache:
         analysis = self._analyze(context, statement)
         if analysis.kind != "read":
             return False
-        reason = analysis.refusal or self._refusal(analysis, options, context)
+        reason = analysis.refusal or self.refusal(analysis.tables, options, context.dialect)
         if reason is not None:
             self.counters.skipped(reason)
             return False
@@ -209,7 +250,8 @@ class QueryCache:
             self.counters.skipped("unkeyable parameter")
             return False
         params = context.compiled_parameters[0] if analysis.point is not None else {}
-        tags = read_tags(self.database_id, analysis, params) + extra_tags
+        own_tags = read_tags(self.database_id, analysis, params)
+        tags = own_tags + extra_tags
         info = context.root_connection.info
         if _SESSION in info:
             self.counters.skipped("session state")
@@ -230,15 +272,18 @@ class QueryCache:
             if stored is None:
                 return True  # executed, and it returned no rows to keep: the cursor stands
         self.counters.served(analysis.tables, len(stored[1]), hit)
-        context.cursor = StoredCursor(stored, hit)
+        context.cursor = StoredCursor(stored, hit, (key, own_tags, analysis.tables))
         return True
 
-    def _refusal(self, analysis: Analysis, options: Mapping[str, Any], context: Any) -> str | None:
-        if analysis.tables & self.exclude_tables:
+    def refusal(
+        self, tables: frozenset[str], options: Mapping[str, Any], dialect: Any
+    ) -> str | None:
+        """Why a read of ``tables`` with these execution options may not use the cache (None: it may)."""
+        if tables & self.exclude_tables:
             return "excluded table"
-        if context.dialect.name == "sqlite":
+        if dialect.name == "sqlite":
             return None
-        level = options.get("isolation_level") or engine_isolation(context.dialect)
+        level = options.get("isolation_level") or engine_isolation(dialect)
         if level is not None and level.upper() not in self.isolation_levels:
             return "isolation level"
         return None
@@ -260,6 +305,16 @@ class QueryCache:
                 self._memo.clear()
             self._memo[memo_key] = analysis
         return analysis
+
+    @staticmethod
+    def session_changed(info: Mapping[str, Any]) -> bool:
+        """Whether a connection's session state was changed by SQL (its reads bypass the cache)."""
+        return _SESSION in info
+
+    @staticmethod
+    def written(info: Mapping[str, Any]) -> bool:
+        """Whether a connection's open transaction has written (its reads take the careful path)."""
+        return bool(info.get(_WRITTEN))
 
     def _peek(self, key: str, tags: list[str], is_async: bool) -> Stored | None:
         if is_async:

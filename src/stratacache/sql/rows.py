@@ -37,10 +37,12 @@ class StoredCursor:
     arraysize = 1
     lastrowid = None
 
-    def __init__(self, stored: Stored, from_cache: bool = False) -> None:
+    def __init__(self, stored: Stored, from_cache: bool = False, served: Any = None) -> None:
         columns, rows = stored
         #: True when the rows came from the cache (False: from the database, just now)
         self.from_cache = from_cache
+        #: (cache key, tags, tables) of the result, for the fast path to serve it next time
+        self.served = served
         self.description: Sequence[tuple[Any, ...]] = [
             (name, code, None, None, None, None, None) for name, code in columns
         ]

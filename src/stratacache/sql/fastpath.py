@@ -1,0 +1,274 @@
+"""Hits served before SQLAlchemy's per-statement work: the Core fast path.
+
+Most of a cached read's cost is SQLAlchemy's, not the cache's: looking up the
+compiled form, building the execution context, creating a DBAPI cursor and the
+result around it. So an engine with a ``QueryCache`` makes its connections
+remember, per statement shape and bound values (SQLAlchemy's own cache key of
+the statement), the cache key, tags and result metadata of its last execution
+the cache served. The next execution of an equal statement asks the cache at
+once and, on a hit, builds its ``Result`` from the stored rows with that
+metadata, so type processing, ``.scalars()``, ``.mappings()``, ``.one()``
+and column-object keys behave as on the ordinary path.
+
+Everything the fast path does not know for sure goes the ordinary way, which
+decides as before: a miss, a statement never served yet, execution-time
+parameters, a Session's ORM executions, ``before_execute``/``after_execute``
+listeners, a transaction that has written, a connection whose session state
+changed, an isolation level that refuses, streaming, ``schema_translate_map``.
+A hit served here fires no cursor events: nothing reaches the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.result import IteratorResult
+from sqlalchemy.sql.selectable import CompoundSelect, Select
+from sqlalchemy.util import await_only
+
+from .keys import _REPR_EXACT
+from .policy import parse_option
+from .rows import Stored, well_formed
+
+if TYPE_CHECKING:
+    from .querycache import QueryCache
+
+_MAX_SHAPES = 4096  # statement shapes remembered
+_MAX_VALUES = 16384  # (shape, values) shortcuts remembered, all shapes together (about 10 MB)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shortcut:
+    """What the ordinary path decided for one statement and its values: enough to serve a hit."""
+
+    key: str
+    tags: tuple[str, ...]
+    tables: frozenset[str]
+    width: int
+    metadata: Any  # the statement's CursorResultMetaData (SQLAlchemy shares it between results)
+
+
+class CachedResult(IteratorResult[Any]):
+    """A ``Result`` over rows the cache served (``rowcount``: the number of rows)."""
+
+    rowcount: int
+    returns_rows = True
+
+
+def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
+    """The statement's identity for the fast path: SQLAlchemy's cache key and its exact values.
+
+    None when the statement is not one the fast path serves (not a SELECT, has
+    execution-time parameters, has a value whose equality is not exact).
+    """
+    if distilled or type(elem) not in (Select, CompoundSelect):
+        return None
+    cache_key = elem._generate_cache_key()
+    if cache_key is None:
+        return None
+    values: list[tuple[type, str]] = []
+    for bind in cache_key.bindparams:
+        value = bind.effective_value
+        if type(value) not in _REPR_EXACT:  # 1 == 1.0 == True, -0.0 == 0.0: compare by repr
+            return None
+        values.append((type(value), repr(value)))
+    return (cache_key.key, tuple(values))
+
+
+class FastPath:
+    """The shortcuts of one ``QueryCache``: remembered on served executions, used on later ones."""
+
+    def __init__(self, owner: QueryCache) -> None:
+        self.owner = owner
+        #: statement shape (SQLAlchemy's cache key) -> its values -> shortcut
+        self.shortcuts: dict[Hashable, dict[Hashable, Shortcut]] = {}
+        self.count = 0
+        self.enabled = True
+
+    def remember(self, identity: tuple[Hashable, Hashable], shortcut: Shortcut) -> None:
+        """Keep ``shortcut`` for statements of ``identity`` (bounded: forgotten when full)."""
+        if self.count >= _MAX_VALUES or len(self.shortcuts) >= _MAX_SHAPES:
+            self.shortcuts.clear()
+            self.count = 0
+        by_values = self.shortcuts.setdefault(identity[0], {})
+        if identity[1] not in by_values:
+            self.count += 1
+        by_values[identity[1]] = shortcut
+
+    def lookup(self, identity: tuple[Hashable, Hashable]) -> Shortcut | None:
+        """The shortcut remembered for ``identity``, if any."""
+        by_values = self.shortcuts.get(identity[0])
+        return None if by_values is None else by_values.get(identity[1])
+
+    def options(self, conn: Connection, elem: Any, execution_options: Any) -> Mapping[str, Any]:
+        """The execution options in force, merged as SQLAlchemy merges them."""
+        merged: Mapping[str, Any] = elem._execution_options.merge_with(
+            conn.get_execution_options(), execution_options
+        )
+        return merged
+
+    def eligible(self, conn: Connection, options: Mapping[str, Any]) -> Any:
+        """The ``stratacache`` option if this execution may use the fast path, else None."""
+        if conn.closed or conn.invalidated:
+            return None
+        return self._wanted(conn.dispatch, options)
+
+    def _wanted(self, dispatch: Any, options: Mapping[str, Any]) -> Any:
+        if not self.enabled:
+            return None
+        if dispatch.before_execute or dispatch.after_execute:
+            return None  # their listeners may rewrite the statement: the ordinary path runs them
+        wanted = options.get("stratacache")
+        if wanted is None:
+            wanted = self.owner.cache_all
+        if (
+            not wanted
+            or options.get("stream_results")
+            or options.get("yield_per")
+            or options.get("schema_translate_map")
+            or "_sa_orm_load_options" in options  # a Session's ORM execution loads objects
+        ):
+            return None
+        return wanted
+
+    def serve(
+        self,
+        conn: Connection,
+        elem: Any,
+        distilled: Any,
+        execution_options: Any,
+        ordinary: Callable[[], Any],
+    ) -> Any:
+        """The result of executing ``elem`` on ``conn``: from the cache if possible, else ``ordinary()``."""
+        options = self.options(conn, elem, execution_options)
+        wanted = self.eligible(conn, options)
+        if wanted is None:
+            return ordinary()
+        try:
+            identity = shape(elem, distilled)
+        except TypeError:  # an unhashable value in the cache key
+            identity = None
+        if identity is None:
+            return ordinary()
+        shortcut = self.lookup(identity)
+        if shortcut is None or not self._may_read(conn, shortcut, options):
+            result = ordinary()
+            if shortcut is None:
+                self._learn(identity, result)
+            return result
+        _, extra = parse_option(wanted)
+        tags = [*shortcut.tags, *extra]
+        owner = self.owner
+        if conn.dialect.is_async:
+            value = await_only(owner.cache.get(shortcut.key, tags=tags))
+        else:
+            value = owner.cache.sync.get(shortcut.key, tags=tags)
+        if not _fits(value, shortcut):
+            return ordinary()  # a miss (or not one of ours): the ordinary path loads and stores
+        if not conn.in_transaction():
+            conn._autobegin()  # as executing would: later begin()/commit() behave alike
+        return self._result(shortcut, value)
+
+    def _may_read(self, conn: Connection, shortcut: Shortcut, options: Mapping[str, Any]) -> bool:
+        owner = self.owner
+        info = conn.info
+        if owner.session_changed(info) or owner.written(info):
+            return False  # the ordinary path decides: bypass, peek, or refuse
+        return owner.refusal(shortcut.tables, options, conn.dialect) is None
+
+    def _learn(self, identity: tuple[Hashable, Hashable], result: Any) -> None:
+        context = getattr(result, "context", None)
+        served = getattr(getattr(context, "cursor", None), "served", None)
+        metadata = getattr(result, "_metadata", None)
+        if served is None or metadata is None:
+            return
+        key, tags, tables = served
+        width = len(metadata.keys)
+        self.remember(identity, Shortcut(key, tuple(tags), tables, width, metadata))
+
+    def _result(self, shortcut: Shortcut, stored: Stored) -> CachedResult:
+        rows = [tuple(row) for row in stored[1]]
+        self.owner.counters.served(shortcut.tables, len(rows), True)
+        result = CachedResult(shortcut.metadata, iter(rows))
+        result.rowcount = len(rows)
+        return result
+
+
+class Standalone:
+    """SELECTs executed without a caller's connection: a hit needs none at all."""
+
+    def __init__(self, fast: FastPath) -> None:
+        self.fast = fast
+
+    def _shortcut(self, elem: Any) -> tuple[Shortcut, list[str]] | None:
+        owner = self.fast.owner
+        engine = owner.engine
+        options: Mapping[str, Any] = elem._execution_options.merge_with(
+            engine.get_execution_options()
+        )
+        wanted = self.fast._wanted(engine.dispatch, options)
+        if wanted is None:
+            return None
+        try:
+            identity = shape(elem, ())
+        except TypeError:
+            return None
+        shortcut = None if identity is None else self.fast.lookup(identity)
+        if shortcut is None or owner.refusal(shortcut.tables, options, engine.dialect):
+            return None
+        _, extra = parse_option(wanted)
+        return shortcut, [*shortcut.tags, *extra]
+
+    def execute(self, elem: Any) -> Any:
+        """``elem``'s result: from the cache if the fast path knows it, else on a fresh connection."""
+        found = self._shortcut(elem)
+        if found is not None:
+            shortcut, tags = found
+            value = self.fast.owner.cache.sync.get(shortcut.key, tags=tags)
+            if _fits(value, shortcut):
+                return self.fast._result(shortcut, value)
+        with self.fast.owner.engine.connect() as conn:
+            return conn.execute(elem).freeze()()
+
+    async def aexecute(self, elem: Any, engine: Any) -> Any:
+        """``execute`` for an ``AsyncEngine`` (``engine``): a hit costs no greenlet switch."""
+        found = self._shortcut(elem)
+        if found is not None:
+            shortcut, tags = found
+            value = await self.fast.owner.cache.get(shortcut.key, tags=tags)
+            if _fits(value, shortcut):
+                return self.fast._result(shortcut, value)
+        async with engine.connect() as conn:
+            return (await conn.execute(elem)).freeze()()
+
+
+def _fits(value: Any, shortcut: Shortcut) -> bool:
+    return well_formed(value) and all(len(row) == shortcut.width for row in value[1])
+
+
+def connection_class(fast: FastPath) -> type[Connection]:
+    """A ``Connection`` subclass whose Core executions try ``fast`` first."""
+
+    class CachingConnection(Connection):
+        """A ``Connection`` answering repeated cached SELECTs before compiling them."""
+
+        #: the fast path this class serves from (how ``QueryCache.detach`` recognises it)
+        stratacache_fast = fast
+
+        def _execute_clauseelement(
+            self, elem: Any, distilled_parameters: Any, execution_options: Any
+        ) -> Any:
+            def ordinary() -> Any:
+                return super(CachingConnection, self)._execute_clauseelement(
+                    elem, distilled_parameters, execution_options
+                )
+
+            return fast.serve(self, elem, distilled_parameters, execution_options, ordinary)
+
+    return CachingConnection
+
+
+__all__ = ["CachedResult", "FastPath", "Shortcut", "Standalone", "connection_class", "shape"]
