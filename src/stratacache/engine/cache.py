@@ -378,7 +378,8 @@ class Cache(AsyncPrimitives):
     def settle_write(self, fkeys: tuple[str, ...], errors_before: int) -> None:
         """An overwrite a shared tier refused (full, unreachable) leaves the old value there
         for other processes: keep a deletion of ``fkeys`` for replay (``engine.replay``);
-        until it lands, this process reads those keys as misses."""
+        until it lands, this process serves only its own new copy (local tiers), never the
+        shared tiers' older one."""
         if fkeys and self.tiers.shared_errors() > errors_before:
             failed = Invalidation(
                 keys=fkeys, reason="write-failed", origin=self.origin, at=time.time()

@@ -89,13 +89,15 @@ class Replay:
                 self.kept += 1
         self._wake()
 
-    def hides(self, fkey: str, entry: Entry) -> bool:
-        """Must a read treat ``entry`` of ``fkey`` as a miss (a pending message outdates it)?"""
+    def hides(self, fkey: str, entry: Entry, local: bool = False) -> bool:
+        """Must a read treat ``entry`` of ``fkey`` (from a ``local`` tier or not) as a miss?"""
         if self.overflowed_at:
             return entry.created <= self.overflowed_at
         for message in list(self.pending):
-            if message.reason == "overwrite":
-                continue  # this process wrote the newer value itself
+            if message.reason == "overwrite" or (local and message.reason == "write-failed"):
+                # this process wrote the newer value itself: its local copy is that value;
+                # a shared tier that refused the write still holds the older one
+                continue
             if entry.created <= message.at and matches(message, fkey, entry.tags):
                 return True
         return False

@@ -91,7 +91,7 @@ class TierStack:
         if self.degraded_bound is not None and degradation.too_old(self, slot, entry, now):
             return True
         replay = self.replay
-        return replay is not None and replay.active and bool(replay.hides(fkey, entry))
+        return replay is not None and replay.active and bool(replay.hides(fkey, entry, slot.local))
 
     def shared_errors(self) -> int:
         """Errors counted so far on shared tiers (a rise during an invalidation: keep it)."""
