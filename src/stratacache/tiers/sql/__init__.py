@@ -125,6 +125,7 @@ class SQLTier:
         self.sweep_interval = sweep_interval
         self.decode_errors = 0
         self.evictions = 0
+        self._count_lock = threading.Lock()
         self.dialect = target.dialect
         self.store: Any
         if target.dialect == "sqlite":
@@ -173,6 +174,7 @@ class SQLTier:
         """In a forked child: new connections, a new worker thread, no inherited sweeper."""
         self._executor = None
         self._executor_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._sweeper = None
         self._touched = {}
         self._touch_times = {}
@@ -415,7 +417,9 @@ class SQLTier:
         if not self._bounded:
             return
         self._flush_touches()
-        self.evictions += self.store.evict(self.max_entries, self.max_bytes, self._now())
+        evicted = self.store.evict(self.max_entries, self.max_bytes, self._now())
+        with self._count_lock:  # the worker thread and a caller's sweep may both evict
+            self.evictions += evicted
 
     def _now(self) -> float:
         return float(self._context.clock.time())

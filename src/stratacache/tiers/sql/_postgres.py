@@ -439,10 +439,12 @@ class PostgresStore:
                     f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
                 )
                 doomed = victims(cur, count, size, max_entries, max_bytes)
+            deleted = 0
             if doomed:
-                conn.execute(f"DELETE FROM {self.table} WHERE key = ANY(%s)", (doomed,))
+                done = conn.execute(f"DELETE FROM {self.table} WHERE key = ANY(%s)", (doomed,))
+                deleted = done.rowcount
         self.last_usage = None
-        return len(doomed)
+        return int(deleted)  # rows this call removed (a concurrent eviction may have raced it)
 
 
 def _params(row: Row, seq: int, now: float) -> tuple[Any, ...]:

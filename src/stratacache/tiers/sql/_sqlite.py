@@ -341,12 +341,13 @@ class SQLiteStore:
             )
             doomed = victims(cur, count, size, max_entries, max_bytes)
             cur.close()
+            deleted = 0
             if doomed:
-                conn.execute(
+                deleted = conn.execute(
                     f"DELETE FROM {self.table} WHERE key IN (SELECT value FROM json_each(?))",
                     (json.dumps(doomed),),
-                )
-        return len(doomed)
+                ).rowcount
+        return int(deleted)  # rows this call removed (another process may have raced it)
 
 
 def _params(row: Row, seq: Any, now: float) -> tuple[Any, ...]:
