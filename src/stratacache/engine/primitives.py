@@ -142,7 +142,7 @@ def _remaining(entry: Entry | None, now: float) -> float | None:
 
 def _authority(cache: Cache) -> TierSlot:
     slot = cache.tiers.slots[-1]
-    in_process = slot.local and slot.sync and hasattr(slot.tier, "_lock")
+    in_process = slot.local and slot.sync and callable(getattr(slot.tier, "locked", None))
     if not in_process and not isinstance(slot.tier, AtomicTier):
         raise ConfigError(
             f"add/incr/touch need a lowest tier that updates atomically (memory, Redis, SQL); "
@@ -172,11 +172,8 @@ class AsyncPrimitives:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
                 if slot.local:
-                    with tier._lock:  # in-process: the memory tier's own lock makes it atomic
-                        new, result = step(_live(tier.get_sync(fkey), now), now)
-                        if new is not None:
-                            tier.set_sync(fkey, cache.tiers.copy_for(slot, new, now))
-                        stored = True
+                    new, result = _local_step(cache, slot, fkey, step, now)
+                    stored = True
                 else:
                     current, token = await tier.read_versioned(fkey)
                     new, result = step(_live(current, now), now)
@@ -302,6 +299,16 @@ class AsyncPrimitives:
 MISSING: Any = object()
 
 
+def _local_step(cache: Any, slot: Any, fkey: str, step: Step, now: float) -> tuple[Any, Any]:
+    """``step`` on an in-process authority, atomic under the tier's own (reentrant) lock."""
+    tier = slot.tier
+    with tier.locked():
+        new, result = step(_live(tier.get_sync(fkey), now), now)
+        if new is not None:
+            tier.set_sync(fkey, cache.tiers.copy_for(slot, new, now))
+    return new, result
+
+
 def _keys(keys: Iterable[str]) -> list[str]:
     """``keys`` without repeats; a bare string is refused (it would be its characters)."""
     if isinstance(keys, str):
@@ -335,11 +342,8 @@ class SyncPrimitives:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
                 if slot.local:
-                    with tier._lock:
-                        new, result = step(_live(tier.get_sync(fkey), now), now)
-                        if new is not None:
-                            tier.set_sync(fkey, cache.tiers.copy_for(slot, new, now))
-                        stored = True
+                    new, result = _local_step(cache, slot, fkey, step, now)
+                    stored = True
                 else:
                     current, token = tier.read_versioned_sync(fkey)
                     new, result = step(_live(current, now), now)

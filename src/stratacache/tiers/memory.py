@@ -261,6 +261,10 @@ class MemoryTier:
         page = keys[:count]
         return page, page[-1] if len(keys) > count else ""
 
+    def locked(self) -> threading.RLock:
+        """The tier's reentrant lock: hold it to read-modify-write an entry atomically."""
+        return self._lock
+
     def after_fork(self) -> None:
         """In a forked child: a fresh lock (a parent thread may have held the old one)."""
         self._lock = threading.RLock()
