@@ -111,6 +111,15 @@ def check_config(
         raise ConfigError(f"SQLTier pool_size must be a positive int, not {pool_size!r}")
 
 
+def sweep_statements(table: str, mark: str) -> tuple[str, str]:
+    """The sweep's two deletes (rows past their end; prefix marks past the lease horizon),
+    with the driver's placeholder ``mark``."""
+    return (
+        f"DELETE FROM {table} WHERE expires_at <= {mark} RETURNING value IS NOT NULL",
+        f"DELETE FROM {table}_versions WHERE name >= 'p' AND name < 'q' AND updated < {mark}",
+    )
+
+
 def scan_query(
     table: str, prefix: str, cursor: str, limit: int, now: float, mark: str
 ) -> tuple[str, tuple[Any, ...]]:

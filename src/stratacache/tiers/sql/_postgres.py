@@ -23,6 +23,7 @@ from ._common import (
     over,
     prefix_upper,
     scan_query,
+    sweep_statements,
     victims,
     voided,
 )
@@ -415,15 +416,10 @@ class PostgresStore:
 
     def sweep(self, now: float) -> int:
         """Delete rows past their end and prefix rows past the lease horizon; returns live rows."""
-        t, v = self.table, self.table + "_versions"
+        expired, marks = sweep_statements(self.table, "%s")
         with self.connection() as conn, conn.transaction():
-            gone = conn.execute(
-                f"DELETE FROM {t} WHERE expires_at <= %s RETURNING value IS NOT NULL", (now,)
-            ).fetchall()
-            conn.execute(
-                f"DELETE FROM {v} WHERE name >= 'p' AND name < 'q' AND updated < %s",
-                (now - LEASE_HORIZON,),
-            )
+            gone = conn.execute(expired, (now,)).fetchall()
+            conn.execute(marks, (now - LEASE_HORIZON,))
         return sum(1 for (live,) in gone if live)
 
     def evict(self, max_entries: int | None, max_bytes: int | None, now: float) -> int:
