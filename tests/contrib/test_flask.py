@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask
-from tests.contrib.servers import waitress_server
+from tests.servers import waitress_server
 
 import stratacache as sc
 from stratacache.contrib.flask import Stratacache

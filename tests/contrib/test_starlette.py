@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from tests.contrib.servers import uvicorn_server
+from tests.servers import uvicorn_server
 
 import stratacache as sc
 from stratacache.contrib.starlette import get_cache, lifespan

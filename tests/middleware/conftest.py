@@ -8,17 +8,15 @@ the tests move through ``POST /_clock`` — ages and staleness without sleeping.
 
 from __future__ import annotations
 
-import socket
-import threading
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
-from tests.waiting import wait_until
+from tests.servers import uvicorn_server, waitress_server
 
 import stratacache as sc
 
@@ -59,43 +57,6 @@ def _headers(headers: dict[str, str]) -> dict[str, str]:
     return {name.replace("_", "-"): value for name, value in headers.items()}
 
 
-def _serve_uvicorn(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def _serve_waitress(app: Any, cache: sc.Cache) -> Iterator[str]:
-    from waitress import wasyncore
-    from waitress.server import create_server
-
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        # close() stops listening only; kept-alive channels would keep the loop running
-        server.close()
-        wasyncore.close_all(server._map)
-        server.task_dispatcher.shutdown()
-        thread.join(timeout=10)
-        cache.sync.close()
-
-
 @pytest.fixture(scope="module", params=["asgi", "wsgi"])
 def server(request: pytest.FixtureRequest, redis_server: str) -> Iterator[Server]:
     """The test app behind the ASGI (uvicorn) or WSGI (waitress) middleware."""
@@ -105,13 +66,10 @@ def server(request: pytest.FixtureRequest, redis_server: str) -> Iterator[Server
         namespace=namespace,
     )
     clock = sc.ManualClock(time.time())
-    if request.param == "asgi":
-        serving = _serve_uvicorn(build_asgi(cache, clock))
-    else:
-        serving = _serve_waitress(build_wsgi(cache, clock), cache)
-    with httpx.Client(timeout=10) as client:
-        base = next(serving)
-        try:
-            yield Server(request.param, base, client)
-        finally:
-            next(serving, None)
+    with contextlib.ExitStack() as stack, httpx.Client(timeout=10) as client:
+        if request.param == "asgi":
+            base, _ = stack.enter_context(uvicorn_server(build_asgi(cache, clock)))
+        else:
+            stack.callback(cache.sync.close)  # after the server has stopped
+            base = stack.enter_context(waitress_server(build_wsgi(cache, clock), threads=8))
+        yield Server(request.param, base, client)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
 import threading
 import time
 import uuid
@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.servers import uvicorn_server, waitress_server
 from tests.waiting import wait_until
 
 import stratacache as sc
@@ -101,60 +102,26 @@ def _wsgi(calls: Calls, cache: sc.Cache | None = None, **options: Any) -> tuple[
     return app, cache
 
 
-def _uvicorn(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def _waitress(app: Any, cache: sc.Cache) -> Iterator[str]:
-    from waitress import wasyncore
-    from waitress.server import create_server
-
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=N + 4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        wasyncore.close_all(server._map)
-        server.task_dispatcher.shutdown()
-        thread.join(timeout=10)
-        cache.sync.close()
-
-
 Serve = Callable[..., Iterator[tuple[str, Calls]]]
 
 
 @pytest.fixture(params=["asgi", "wsgi"])
 def serve(request: pytest.FixtureRequest) -> Iterator[Serve]:
     """Starts the test app under uvicorn (ASGI) or waitress (WSGI) with middleware options."""
-    running: list[Iterator[str]] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(calls: Calls | None = None, **options: Any) -> tuple[str, Calls]:
-        calls = calls or Calls()
-        if request.param == "asgi":
-            serving = _uvicorn(_asgi(calls, **options))
-        else:
-            serving = _waitress(*_wsgi(calls, **options))
-        running.append(serving)
-        return next(serving), calls
+        def start(calls: Calls | None = None, **options: Any) -> tuple[str, Calls]:
+            calls = calls or Calls()
+            if request.param == "asgi":
+                app = _asgi(calls, **options)
+                base, _ = stack.enter_context(uvicorn_server(app, lifespan="off"))
+            else:
+                app, cache = _wsgi(calls, **options)
+                stack.callback(cache.sync.close)  # after the server has stopped
+                base = stack.enter_context(waitress_server(app, threads=N + 4))
+            return base, calls
 
-    yield start  # type: ignore[misc]
-    for serving in running:
-        next(serving, None)
+        yield start  # type: ignore[misc]
 
 
 def _burst(url: str, n: int = N) -> list[httpx.Response]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from tests.waiting import wait_until
+
 from .apps import unique
-from .conftest import Server, wait_until
+from .conftest import Server
 
 
 def test_stale_while_revalidate_serves_the_stale_copy(server: Server) -> None:

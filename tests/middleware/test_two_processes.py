@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from .conftest import wait_until
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
