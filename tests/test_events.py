@@ -13,8 +13,8 @@ import pytest
 
 import stratacache as sc
 from stratacache import events
+from stratacache.core.fleet import Invalidation
 from stratacache.engine import signals
-from stratacache.engine.bus import Invalidation
 from stratacache.engine.redis_bus import RedisBus
 
 

@@ -29,15 +29,22 @@ from .core.errors import (
     StratacacheError,
     TierError,
 )
+from .core.fleet import (
+    FleetLock,
+    GenerationStore,
+    Invalidation,
+    InvalidationBus,
+    LockAttempt,
+    SyncFleetLock,
+)
 from .core.registry import TypeRegistry, register_type
 from .core.sentinel import MISS
 from .core.serializer import MsgpackSerializer, Serializer
 from .core.tier import SyncTier, Tier, TierContext
 from .engine import signals
-from .engine.bus import Invalidation, InvalidationBus
 from .engine.cache import Cache
 from .engine.hotkeys import HotKeys
-from .engine.lock import FleetLock, RedisLock
+from .engine.lock import RedisLock
 from .engine.redis_bus import RedisBus
 from .engine.sync import SyncCache
 from .tiers.memory import MemoryTier
@@ -72,11 +79,13 @@ __all__ = [
     "EntryCodec",
     "FernetEncryption",
     "FleetLock",
+    "GenerationStore",
     "HMACSigner",
     "HotKeys",
     "Invalidation",
     "InvalidationBus",
     "JSONLinesAuditLog",
+    "LockAttempt",
     "LockTimeout",
     "ManualClock",
     "MemoryTier",
@@ -90,6 +99,7 @@ __all__ = [
     "Serializer",
     "StratacacheError",
     "SyncCache",
+    "SyncFleetLock",
     "SyncTier",
     "SystemClock",
     "TagRules",

@@ -35,12 +35,12 @@ from typing import Any, TypeVar
 from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
+from .core.fleet import FleetLock, SyncFleetLock
 from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
 from .core.memo import KW, CallMemo, hashable_call_key
 from .engine import signals
 from .engine.cache import Cache
-from .engine.lock import FleetLock, SyncFleetLock
 from .engine.policy import UNSET, EntryPolicy, store_predicate
 from .engine.signals import send as _send
 from .engine.stats import FunctionStats

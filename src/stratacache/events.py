@@ -34,7 +34,7 @@ from typing import IO, Any
 from blinker import ANY
 
 from .core.errors import ConfigError
-from .engine.bus import Invalidation
+from .core.fleet import Invalidation
 from .engine.cache import Cache
 
 #: what ``invalidate_on`` accepts for keys/tags/prefix

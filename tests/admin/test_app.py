@@ -16,7 +16,7 @@ from starlette.routing import Mount
 import stratacache as sc
 from stratacache.admin import AdminAction, AdminAPI
 from stratacache.core.errors import ConfigError
-from stratacache.engine.bus import Invalidation
+from stratacache.core.fleet import Invalidation
 
 from .serving import serve
 

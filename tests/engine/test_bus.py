@@ -11,8 +11,8 @@ import redis
 from tests.waiting import poll
 
 import stratacache as sc
+from stratacache.core.fleet import Invalidation
 from stratacache.engine import signals
-from stratacache.engine.bus import Invalidation
 from stratacache.engine.redis_bus import RedisBus, decode, encode
 
 

@@ -25,17 +25,16 @@ from ..core.durations import check_duration, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.envelope import Envelope
 from ..core.errors import ConfigError
+from ..core.fleet import FleetLock, Invalidation, InvalidationBus
 from ..core.keys import MAX_KEY_LENGTH, validate_key
 from ..core.loops import PerLoop, on_fork
 from ..core.sentinel import MISS
 from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
 from . import signals
-from .bus import Invalidation, InvalidationBus
 from .defaults import AUTO, AutoType, default_bus, default_lock
 from .degradation import STALENESS_BOUND
 from .invalidation import Invalidator, check_relative
-from .lock import FleetLock
 from .policy import UNSET, EntryPolicy, store_predicate
 from .primitives import AsyncPrimitives, check_tags
 from .readthrough import ReadThrough

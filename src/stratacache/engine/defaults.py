@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..core.errors import ConfigError
+from ..core.fleet import FleetLock, InvalidationBus
 from ..core.tier import Tier
-from .bus import InvalidationBus
-from .lock import FleetLock
 
 
 class AutoType:

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..core.errors import CacheKeyError, ConfigError
+from ..core.fleet import GenerationStore, Invalidation
 from ..core.keys import validate_key
 from . import degradation, signals
-from .bus import GenerationStore, Invalidation
 from .signals import send as _send
 
 if TYPE_CHECKING:

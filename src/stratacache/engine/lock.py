@@ -27,13 +27,13 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from ..core.durations import check_duration
+from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
 
 if TYPE_CHECKING:
@@ -71,58 +71,6 @@ return 0
 _SCRIPTS = (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW))
 _RECENT = 4096  # releases remembered, for waiters whose wake-up raced their registration
 _POLL_MIN, _POLL_MAX = 0.01, 0.5  # backoff while the subscription is down
-
-
-@dataclass(frozen=True, slots=True)
-class LockAttempt:
-    """The outcome of one ``acquire``: ours (``owned``) or the current holder's token and lease."""
-
-    owned: bool
-    token: str
-    ttl: float  # seconds left on the holder's lease (ours when owned)
-
-
-@runtime_checkable
-class FleetLock(Protocol):
-    """What the read-through needs from a distributed recompute lock."""
-
-    lease: float
-    wait_timeout: float
-
-    async def acquire(self, key: str) -> LockAttempt:
-        """Try once to take the lock on ``key``; never blocks on the holder."""
-
-    async def release(self, key: str, token: str) -> bool:
-        """Release our lock on ``key`` and wake its waiters; False if it was no longer ours."""
-
-    def hold(self, key: str, token: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Keep our lock on ``key`` alive (renewing its lease) inside the block."""
-
-    async def wait(self, key: str, holder: LockAttempt, timeout: float) -> bool:
-        """Wait up to ``timeout`` for ``holder`` to release ``key``; True when it is gone."""
-
-    async def close(self) -> None:
-        """Stop listening and release connections."""
-
-
-@runtime_checkable
-class SyncFleetLock(Protocol):
-    """The blocking twin of ``FleetLock``, used by ``cache.sync`` and sync functions."""
-
-    lease: float
-    wait_timeout: float
-
-    def acquire_sync(self, key: str) -> LockAttempt:
-        """``acquire``, blocking."""
-
-    def release_sync(self, key: str, token: str) -> bool:
-        """``release``, blocking."""
-
-    def hold_sync(self, key: str, token: str) -> contextlib.AbstractContextManager[None]:
-        """``hold``: the lease is renewed on a daemon thread inside the block."""
-
-    def wait_sync(self, key: str, holder: LockAttempt, timeout: float) -> bool:
-        """``wait``, blocking the calling thread."""
 
 
 class RedisLock:
@@ -421,4 +369,4 @@ def _attempt(reply: Any) -> LockAttempt:
     return LockAttempt(bool(owned), _text(holder), max(int(pttl), 0) / 1000)
 
 
-__all__ = ["FleetLock", "LockAttempt", "RedisLock", "SyncFleetLock"]
+__all__ = ["RedisLock"]

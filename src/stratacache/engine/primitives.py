@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ..core.entry import Entry
 from ..core.errors import CacheKeyError, ConfigError, TierError
+from ..core.fleet import Invalidation
 from ..core.keys import MAX_KEY_LENGTH
-from .bus import Invalidation
 from .policy import UNSET, EntryPolicy
 
 if TYPE_CHECKING:

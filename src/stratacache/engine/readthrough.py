@@ -19,10 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.entry import Entry
+from ..core.fleet import FleetLock, Invalidation
 from . import accounting, signals
-from .bus import Invalidation
 from .flight import Flight
-from .lock import FleetLock
 from .policy import EntryPolicy, Freshness, classify
 from .signals import send as _send
 from .stats import FunctionStats

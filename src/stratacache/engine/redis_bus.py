@@ -50,8 +50,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..core.durations import check_duration
 from ..core.errors import ConfigError
+from ..core.fleet import Invalidation
 from ..core.loops import PerLoop, abandon, on_fork
-from .bus import Invalidation
 from .portal import Portal
 from .redis_tracking import RedisTracker, StateJoin, listen_with_health
 

@@ -28,7 +28,7 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
-from .bus import Invalidation
+from ..core.fleet import Invalidation
 
 log = logging.getLogger("stratacache")
 

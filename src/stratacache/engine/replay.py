@@ -27,7 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..core.entry import Entry
-from .bus import GenerationStore, Invalidation
+from ..core.fleet import GenerationStore, Invalidation
 from .readthrough import matches
 
 if TYPE_CHECKING:

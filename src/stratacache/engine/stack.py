@@ -13,9 +13,9 @@ from time import perf_counter
 from typing import Any, TypeVar
 
 from ..core.entry import Entry
+from ..core.fleet import Invalidation
 from ..core.tier import Tier, TierContext
 from . import degradation, signals
-from .bus import Invalidation
 from .policy import cap
 from .resilience import CircuitBreaker
 from .stats import OperationTimes, TierStats

@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.errors import ConfigError
+from ..core.fleet import Invalidation, SyncFleetLock
 from ..core.loops import on_fork
 from . import accounting, sync_lock
-from .bus import Invalidation
-from .lock import SyncFleetLock
 from .policy import UNSET, EntryPolicy, Freshness, classify, store_predicate
 from .portal import Portal, _await
 from .primitives import SyncPrimitives, check_tags

@@ -29,9 +29,10 @@ from redis.exceptions import RedisError
 
 from ..core.entry import Entry
 from ..core.errors import ConfigError
+from ..core.fleet import LockAttempt, SyncFleetLock
 from ..core.loops import on_fork
 from . import accounting, signals
-from .lock import _POLL_MAX, _POLL_MIN, _RECENT, _SCRIPTS, LockAttempt, SyncFleetLock, _attempt
+from .lock import _POLL_MAX, _POLL_MIN, _RECENT, _SCRIPTS, _attempt
 from .lock import _text as text
 from .policy import EntryPolicy
 from .signals import send

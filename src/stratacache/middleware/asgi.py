@@ -26,8 +26,8 @@ from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
 from .rules import CacheRule, Directives, _reset_directives, _set_directives
 
 if TYPE_CHECKING:
+    from ..core.fleet import FleetLock
     from ..engine.cache import Cache
-    from ..engine.lock import FleetLock
 
 __all__ = ["CacheMiddleware"]
 

@@ -25,8 +25,8 @@ from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
 from .rules import CacheRule, Directives, _reset_directives, _set_directives
 
 if TYPE_CHECKING:
+    from ..core.fleet import SyncFleetLock
     from ..engine.cache import Cache
-    from ..engine.lock import SyncFleetLock
 
 __all__ = ["WSGICacheMiddleware"]
 
