@@ -1,0 +1,88 @@
+"""Session reads answered before the Session checks out a connection (``do_orm_execute``).
+
+``Session.execute(stmt)`` runs its ``do_orm_execute`` listeners before it picks
+a connection; a listener returning a ``Result`` ends the execution there. So a
+repeated cached Core SELECT (table columns, no ORM entities) executed through a
+``Session`` or ``AsyncSession`` whose bind is the query cache's engine is
+served with no pool checkout, no compilation and no cursor, from what the fast
+path learned on an earlier ordinary execution (``fastpath.py``).
+
+It declines, leaving the ordinary path to decide, whenever it cannot be sure:
+an ORM statement (its objects are loaded into the session by SQLAlchemy from
+the stored rows, on the ordinary path), parameters given at execution, pending
+changes in the session (autoflush would write first), a connection of the
+session's transaction that has written or changed its session state, an
+isolation level that refuses, or anything ``FastPath`` refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.util import await_only
+
+from .fastpath import FastPath, fits, shape
+from .policy import parse_option
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+
+class SessionHook:
+    """The ``do_orm_execute`` listener of one ``QueryCache`` (registered on ``Session``)."""
+
+    def __init__(self, fast: FastPath) -> None:
+        self.fast = fast
+
+    def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
+        """A cached ``Result`` for ``state``'s statement, or None to let the Session execute it."""
+        fast = self.fast
+        if not fast.enabled or state.is_orm_statement or not state.is_select or state.parameters:
+            return None
+        session = state.session
+        engine = fast.owner.engine
+        if session.bind is not engine and not self._bound_to(state, engine):
+            return None
+        options: Mapping[str, Any] = engine.get_execution_options().union(state.execution_options)
+        wanted = fast._wanted(engine.dispatch, options)
+        if wanted is None or session.new or session.deleted or session.dirty:
+            return None
+        try:
+            identity = shape(state.statement, ())
+        except TypeError:  # an unhashable value in SQLAlchemy's cache key
+            return None
+        if identity is None:
+            return None
+        shortcut = fast.lookup(identity)
+        if shortcut is None:  # learn it from the ordinary execution, served now
+            result: Result[Any] = state.invoke_statement()
+            fast._learn(identity, result)
+            return result
+        if session.in_transaction():
+            conn: Connection = session.connection(bind_arguments=state.bind_arguments)
+            if not fast._may_read(conn, shortcut, conn.get_execution_options().union(options)):
+                return None
+        elif fast.owner.refusal(shortcut.tables, options, engine.dialect) is not None:
+            return None
+        _, extra = parse_option(wanted)
+        tags = [*shortcut.tags, *extra]
+        if engine.dialect.is_async:
+            value = await_only(fast.owner.cache.get(shortcut.key, tags=tags))
+        else:
+            value = fast.owner.cache.sync.get(shortcut.key, tags=tags)
+        if not fits(value, shortcut):
+            return None  # a miss: the ordinary path loads and stores
+        return fast._result(shortcut, value)
+
+    @staticmethod
+    def _bound_to(state: ORMExecuteState, engine: Any) -> bool:
+        try:
+            return state.session.get_bind(**state.bind_arguments) is engine
+        except Exception:  # no bind: the ordinary path reports it
+            return False
+
+
+__all__ = ["SessionHook"]
