@@ -115,9 +115,10 @@ class FastPath:
         """The ``stratacache`` option if this execution may use the fast path, else None."""
         if conn.closed or conn.invalidated:
             return None
-        return self._wanted(conn.dispatch, options)
+        return self.wanted(conn.dispatch, options)
 
-    def _wanted(self, dispatch: Any, options: Mapping[str, Any]) -> Any:
+    def wanted(self, dispatch: Any, options: Mapping[str, Any]) -> Any:
+        """The ``stratacache`` option if these options allow a shortcut (None: they do not)."""
         if not self.enabled:
             return None
         if dispatch.before_execute or dispatch.after_execute:
@@ -155,10 +156,10 @@ class FastPath:
         if identity is None:
             return ordinary()
         shortcut = self.lookup(identity)
-        if shortcut is None or not self._may_read(conn, shortcut, options):
+        if shortcut is None or not self.may_read(conn, shortcut, options):
             result = ordinary()
             if shortcut is None:
-                self._learn(identity, result)
+                self.learn(identity, result)
             return result
         _, extra = parse_option(wanted)
         tags = [*shortcut.tags, *extra]
@@ -170,16 +171,18 @@ class FastPath:
         if not fits(value, shortcut):
             return ordinary()  # a miss (or not one of ours): the ordinary path loads and stores
         sa_private.autobegin(conn)  # as executing would: later begin()/commit() behave alike
-        return self._result(shortcut, value)
+        return self.result_of(shortcut, value)
 
-    def _may_read(self, conn: Connection, shortcut: Shortcut, options: Mapping[str, Any]) -> bool:
+    def may_read(self, conn: Connection, shortcut: Shortcut, options: Mapping[str, Any]) -> bool:
+        """Whether ``conn``'s transaction and options let ``shortcut`` serve (else: ordinary path)."""
         owner = self.owner
         info = conn.info
         if owner.session_changed(info) or owner.written(info):
             return False  # the ordinary path decides: bypass, peek, or refuse
         return owner.refusal(shortcut.tables, options, conn.dialect) is None
 
-    def _learn(self, identity: tuple[Hashable, Hashable], result: Any) -> None:
+    def learn(self, identity: tuple[Hashable, Hashable], result: Any) -> None:
+        """Remember a result the ordinary path served from the cache as a shortcut."""
         context = getattr(result, "context", None)
         served = getattr(getattr(context, "cursor", None), "served", None)
         metadata = sa_private.result_metadata(result)
@@ -189,7 +192,8 @@ class FastPath:
         width = len(metadata.keys)
         self.remember(identity, Shortcut(key, tuple(tags), tables, width, metadata))
 
-    def _result(self, shortcut: Shortcut, stored: Stored) -> CachedResult:
+    def result_of(self, shortcut: Shortcut, stored: Stored) -> CachedResult:
+        """A ``Result`` over stored rows with the shortcut's metadata (counted as a hit)."""
         rows = [tuple(row) for row in stored[1]]
         self.owner.counters.served(shortcut.tables, len(rows), True)
         result = CachedResult(shortcut.metadata, iter(rows))
@@ -209,7 +213,7 @@ class Standalone:
         options: Mapping[str, Any] = elem.get_execution_options().merge_with(
             engine.get_execution_options()
         )
-        wanted = self.fast._wanted(engine.dispatch, options)
+        wanted = self.fast.wanted(engine.dispatch, options)
         if wanted is None:
             return None
         try:
@@ -229,7 +233,7 @@ class Standalone:
             shortcut, tags = found
             value = self.fast.owner.cache.sync.get(shortcut.key, tags=tags)
             if fits(value, shortcut):
-                return self.fast._result(shortcut, value)
+                return self.fast.result_of(shortcut, value)
         with self.fast.owner.engine.connect() as conn:
             return conn.execute(elem).freeze()()
 
@@ -240,7 +244,7 @@ class Standalone:
             shortcut, tags = found
             value = await self.fast.owner.cache.get(shortcut.key, tags=tags)
             if fits(value, shortcut):
-                return self.fast._result(shortcut, value)
+                return self.fast.result_of(shortcut, value)
         async with engine.connect() as conn:
             return (await conn.execute(elem)).freeze()()
 

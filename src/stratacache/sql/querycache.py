@@ -17,19 +17,17 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, Result
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
 
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
-from . import sa_private
+from . import sa_private, sessions
 from .analysis import Analysis, analyze_compiled, analyze_text, volatility
 from .fastpath import FastPath, Standalone
 from .keys import database_id, database_identity, tags_for
 from .policy import SAFE_LEVELS, check_ttl, engine_isolation
 from .reads import Reads
 from .rows import from_cache
-from .sessions import SessionHook
 from .stats import QueryStats
 from .writes import Writes, session_changed, written
 
@@ -97,7 +95,7 @@ class QueryCache:
         self._writes = Writes(self)
         self._fast = FastPath(self)
         self._standalone = Standalone(self._fast)
-        self._session_hook = SessionHook(self._fast)
+        self._session_hook = sessions.SessionHook(self._fast)
         self._attach()
 
     # -- public API ------------------------------------------------------------------------------
@@ -164,6 +162,7 @@ class QueryCache:
         self.engine.dialect.__dict__.pop("do_commit", None)
         self._fast.enabled = False
         sa_private.uninstall_connection_class(self.engine, self)
+        sessions.unregister(self.engine, self._session_hook)
 
     # -- attaching -------------------------------------------------------------------------------
     def _listeners(self) -> list[tuple[Any, str, Callable[..., Any]]]:
@@ -176,7 +175,6 @@ class QueryCache:
             (engine, "commit", writes.on_commit),
             (engine, "rollback", writes.on_rollback),
             (engine.pool, "checkin", writes.on_checkin),
-            (Session, "do_orm_execute", self._session_hook),
         ]
 
     def _attach(self) -> None:
@@ -200,6 +198,7 @@ class QueryCache:
         writes = self._writes
         dialect.do_commit = do_commit  # type: ignore[method-assign]
         sa_private.install_connection_class(self.engine, self, self._fast.serve)
+        sessions.register(self.engine, self._session_hook)
         _ATTACHED[self.engine] = self
 
     def refusal(

@@ -17,11 +17,13 @@ isolation level that refuses, or anything ``FastPath`` refuses.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Result
-from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, Result
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.util import await_only
 
 from .fastpath import FastPath, fits, shape
@@ -44,10 +46,8 @@ class SessionHook:
             return None
         session = state.session
         engine = fast.owner.engine
-        if session.bind is not engine and not self._bound_to(state, engine):
-            return None
         options: Mapping[str, Any] = engine.get_execution_options().union(state.execution_options)
-        wanted = fast._wanted(engine.dispatch, options)
+        wanted = fast.wanted(engine.dispatch, options)
         if wanted is None or session.new or session.deleted or session.dirty:
             return None
         try:
@@ -59,11 +59,11 @@ class SessionHook:
         shortcut = fast.lookup(identity)
         if shortcut is None:  # learn it from the ordinary execution, served now
             result: Result[Any] = state.invoke_statement()
-            fast._learn(identity, result)
+            fast.learn(identity, result)
             return result
         if session.in_transaction():
             conn: Connection = session.connection(bind_arguments=state.bind_arguments)
-            if not fast._may_read(conn, shortcut, conn.get_execution_options().union(options)):
+            if not fast.may_read(conn, shortcut, conn.get_execution_options().union(options)):
                 return None
         elif fast.owner.refusal(shortcut.tables, options, engine.dialect) is not None:
             return None
@@ -75,14 +75,39 @@ class SessionHook:
             value = fast.owner.cache.sync.get(shortcut.key, tags=tags)
         if not fits(value, shortcut):
             return None  # a miss: the ordinary path loads and stores
-        return fast._result(shortcut, value)
-
-    @staticmethod
-    def _bound_to(state: ORMExecuteState, engine: Any) -> bool:
-        try:
-            return state.session.get_bind(**state.bind_arguments) is engine
-        except Exception:  # no bind: the ordinary path reports it
-            return False
+        return fast.result_of(shortcut, value)
 
 
-__all__ = ["SessionHook"]
+# One listener on the Session class for the whole process, finding the hook by the
+# session's engine; hooks are held weakly (a QueryCache dropped without detach() leaves
+# nothing behind but an empty slot).
+_HOOKS: weakref.WeakKeyDictionary[Engine, weakref.ref[SessionHook]] = weakref.WeakKeyDictionary()
+
+
+def register(engine: Engine, hook: SessionHook) -> None:
+    """Serve ``engine``'s Session reads through ``hook`` (replacing any earlier hook)."""
+    if not event.contains(Session, "do_orm_execute", _dispatch):
+        event.listen(Session, "do_orm_execute", _dispatch)
+    _HOOKS[engine] = weakref.ref(hook)
+
+
+def unregister(engine: Engine, hook: SessionHook) -> None:
+    """Stop serving ``engine``'s Session reads through ``hook`` (no-op if another is registered)."""
+    ref = _HOOKS.get(engine)
+    if ref is not None and ref() is hook:
+        del _HOOKS[engine]
+
+
+def _dispatch(state: ORMExecuteState) -> Result[Any] | None:
+    if not _HOOKS:
+        return None
+    try:  # the engine this statement would run on (a session may bind tables apart)
+        bind = state.session.get_bind(**state.bind_arguments)
+    except Exception:  # no bind at all: the ordinary path reports it
+        return None
+    ref = _HOOKS.get(bind) if isinstance(bind, Engine) else None
+    hook = None if ref is None else ref()
+    return None if hook is None else hook(state)
+
+
+__all__ = ["SessionHook", "register", "unregister"]
