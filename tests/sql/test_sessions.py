@@ -205,3 +205,25 @@ async def test_async_sessions_are_served_alike(apg: AsyncEngine, aqc_pg: QueryCa
             await session.scalars(sa.select(Product).execution_options(stratacache=True))
         ).all()
         assert all(p in session for p in products_)
+
+
+def test_a_later_do_orm_execute_listener_still_sees_every_statement(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """A listener registered after the query cache's (here: one filtering rows) is never skipped."""
+    with Session(engine) as session:
+        session.execute(PRICES).all()
+        session.execute(PRICES).all()
+
+    def only_cheap(state: Any) -> None:
+        if state.is_select and not state.is_orm_statement:
+            state.statement = state.statement.where(products.c.price < 20)
+
+    sa.event.listen(Session, "do_orm_execute", only_cheap)
+    try:
+        with Session(engine) as session:
+            assert [row.id for row in session.execute(PRICES)] == [2, 3]
+    finally:
+        sa.event.remove(Session, "do_orm_execute", only_cheap)
+    with Session(engine) as session:
+        assert isinstance(session.execute(PRICES), CachedResult)

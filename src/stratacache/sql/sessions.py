@@ -12,7 +12,8 @@ an ORM statement (its objects are loaded into the session by SQLAlchemy from
 the stored rows, on the ordinary path), parameters given at execution, pending
 changes in the session (autoflush would write first), a connection of the
 session's transaction that has written or changed its session state, an
-isolation level that refuses, or anything ``FastPath`` refuses.
+isolation level that refuses, another ``do_orm_execute`` listener registered
+after it (it may rewrite the statement), or anything ``FastPath`` refuses.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ def unregister(engine: Engine, hook: SessionHook) -> None:
 def _dispatch(state: ORMExecuteState) -> Result[Any] | None:
     if not _HOOKS:
         return None
+    *_, last = state.session.dispatch.do_orm_execute
+    if last is not _dispatch:  # a later listener may rewrite the statement or return its own
+        return None  # result: let it run; the ordinary path still serves from the cache
     try:  # the engine this statement would run on (a session may bind tables apart)
         bind = state.session.get_bind(**state.bind_arguments)
     except Exception:  # no bind at all: the ordinary path reports it
