@@ -227,3 +227,16 @@ def test_a_later_do_orm_execute_listener_still_sees_every_statement(
         sa.event.remove(Session, "do_orm_execute", only_cheap)
     with Session(engine) as session:
         assert isinstance(session.execute(PRICES), CachedResult)
+
+
+def test_a_session_connection_translating_schemas_is_not_served(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """Options set on the session's connection (a schema_translate_map) are honoured."""
+    with Session(engine) as session:
+        session.execute(PRICES).all()
+        session.execute(PRICES).all()
+    with Session(engine) as session:
+        session.connection(execution_options={"schema_translate_map": {None: "nowhere"}})
+        with pytest.raises(sa.exc.DBAPIError):
+            session.execute(PRICES).all()

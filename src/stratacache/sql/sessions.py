@@ -64,7 +64,10 @@ class SessionHook:
             return result
         if session.in_transaction():
             conn: Connection = session.connection(bind_arguments=state.bind_arguments)
-            if not fast.may_read(conn, shortcut, conn.get_execution_options().union(options)):
+            conn_options = conn.get_execution_options().union(options)
+            if fast.eligible(conn, conn_options) is None:  # e.g. a schema_translate_map
+                return None
+            if not fast.may_read(conn, shortcut, conn_options):
                 return None
         elif fast.owner.refusal(shortcut.tables, options, engine.dialect) is not None:
             return None
