@@ -186,21 +186,21 @@ class QueryCache:
             previous.detach()
         for target, name, fn in self._listeners():
             event.listen(target, name, fn)
-        dialect = self.engine.dialect
+        dialect, writes = self.engine.dialect, self._writes
         original = type(dialect).do_commit
 
-        def do_commit(dbapi_connection: Any) -> None:
+        def do_commit(dbapi_connection: Any) -> None:  # invalidate once the database committed
             try:
                 original(dialect, dbapi_connection)
             finally:
                 writes.committed(dbapi_connection)
 
-        writes = self._writes
         dialect.do_commit = do_commit  # type: ignore[method-assign]
         sa_private.install_connection_class(self.engine, self, self._fast.serve)
         sessions.register(self.engine, self._session_hook)
         _ATTACHED[self.engine] = self
 
+    # -- decisions shared by the read paths ------------------------------------------------------
     def refusal(
         self, tables: frozenset[str], options: Mapping[str, Any], dialect: Any
     ) -> str | None:
