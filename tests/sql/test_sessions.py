@@ -68,7 +68,10 @@ def test_a_session_reads_its_own_flushed_and_pending_writes(
         session.execute(PRICES).all()
         session.execute(PRICES).all()
     with Session(engine) as session:
-        session.get_one(Product, 1).price = 99  # pending: autoflush writes it before the read
+        session.get_one(Product, 1).price = 99  # pending (SQLAlchemy 2.1 autoflushes it first)
+        cached = session.execute(PRICES).all()
+        assert cached == session.execute(PRICES.execution_options(stratacache=False)).all()
+        session.flush()
         assert session.execute(PRICES).all()[0].price == 99
         session.execute(sa.update(Product).where(Product.id == 2).values(price=77))
         assert [row.price for row in session.execute(PRICES)][:2] == [99, 77]
