@@ -41,9 +41,9 @@ class SessionHook:
         self.fast = fast
 
     def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
-        """A cached ``Result`` for ``state``'s statement, or None to let the Session execute it."""
+        """A cached ``Result`` for a Core SELECT without execution-time parameters, or None."""
         fast = self.fast
-        if not fast.enabled or state.is_orm_statement or not state.is_select or state.parameters:
+        if not fast.enabled:
             return None
         session = state.session
         engine = fast.owner.engine
@@ -103,8 +103,8 @@ def unregister(engine: Engine, hook: SessionHook) -> None:
 
 
 def _dispatch(state: ORMExecuteState) -> Result[Any] | None:
-    if not _HOOKS:
-        return None
+    if not _HOOKS or state.is_orm_statement or not state.is_select or state.parameters:
+        return None  # the cheap refusals first: this runs for every Session execution
     *_, last = state.session.dispatch.do_orm_execute
     if last is not _dispatch:  # a later listener may rewrite the statement or return its own
         return None  # result: let it run; the ordinary path still serves from the cache
