@@ -90,6 +90,18 @@ def sync_part(url: str) -> None:
     assert fresh == [("atlas", 30), ("novel", 10), ("poems", 9)], fresh
     print("after the write:", fresh)
 
+    table = Product.__table__  # a Core SELECT of table columns, repeated in a Session: once
+    cheap = (  # the cache has answered it, later ones need no connection from the pool at all
+        sa.select(table.c.name, table.c.price)
+        .where(table.c.price < 20)
+        .order_by(table.c.id)
+        .execution_options(stratacache=True)
+    )
+    for _ in range(3):
+        with Session(engine) as session:
+            cheap_rows = session.execute(cheap).all()
+    print("cheap:", [tuple(row) for row in cheap_rows])
+
     totals = sa.select(Product.category, sa.func.count()).group_by(Product.category)
     with engine.connect() as conn:
         rows = conn.execute(totals.execution_options(stratacache={"ttl": 60})).all()

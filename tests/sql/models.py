@@ -74,4 +74,25 @@ class ExecutionCounter:
         return result, self.count - before
 
 
+def names(engine: sa.Engine, stmt: Any = None) -> list[Any]:
+    """Run ``stmt`` (default ``CACHED``) on a fresh connection and return its first column."""
+    with engine.connect() as conn:
+        return list(conn.execute(CACHED if stmt is None else stmt).scalars().all())
+
+
+def update_core(engine: sa.Engine) -> None:
+    """Rename product 3 through a Core UPDATE, committed."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(Product).where(Product.id == 3).values(name="yoyo"))
+
+
+def update_orm_flush(engine: sa.Engine) -> None:
+    """Rename product 3 through an ORM flush, committed."""
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        session.get_one(Product, 3).name = "yoyo"
+        session.commit()
+
+
 CACHED = sa.select(Product.name).order_by(Product.id).execution_options(stratacache=True)

@@ -8,16 +8,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload, selectinload
-from tests.sql.models import CACHED, Category, ExecutionCounter, Product
+from tests.sql.models import (
+    CACHED,
+    Category,
+    ExecutionCounter,
+    Product,
+    names,
+    update_core,
+    update_orm_flush,
+)
 
 import stratacache as sc
 from stratacache.sql import QueryCache
-
-
-def names(engine: sa.Engine, stmt: Any = CACHED) -> list[Any]:
-    """Run ``stmt`` on a fresh connection and return its first column."""
-    with engine.connect() as conn:
-        return list(conn.execute(stmt).scalars().all())
 
 
 def test_second_identical_select_does_not_reach_the_database(
@@ -103,17 +105,6 @@ def test_orm_eager_loads_are_cached_and_invalidated_by_either_table(
         session.commit()
     fresh, sent = counter.delta(load)
     assert sent == 1 and ("kite", "games") in fresh
-
-
-def update_core(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        conn.execute(sa.update(Product).where(Product.id == 3).values(name="yoyo"))
-
-
-def update_orm_flush(engine: sa.Engine) -> None:
-    with Session(engine) as session:
-        session.get_one(Product, 3).name = "yoyo"
-        session.commit()
 
 
 def update_bulk(engine: sa.Engine) -> None:
@@ -232,68 +223,6 @@ def test_a_query_is_invalidated_by_a_write_to_any_table_it_reads(
     with engine.connect() as conn:
         truth = sorted(map(tuple, conn.execute(stmt.execution_options(stratacache=False))))
     assert sent == 1 and after == truth
-
-
-def test_read_your_writes_inside_a_transaction(
-    engine: sa.Engine, qc: QueryCache, counter: ExecutionCounter
-) -> None:
-    """A transaction that wrote a table reads it from the database; others keep the cache until commit."""
-    names(engine)
-    with Session(engine) as session:
-        session.get_one(Product, 1).name = "globe"
-        session.flush()
-        mine, sent = counter.delta(lambda: session.scalars(CACHED).all())
-        assert (mine, sent) == (["globe", "novel", "kite"], 1)
-        assert names(engine) == ["atlas", "novel", "kite"]  # uncommitted: others see the old
-        session.commit()
-    assert names(engine) == ["globe", "novel", "kite"]
-
-
-def test_results_read_in_a_writing_transaction_are_not_stored(
-    engine: sa.Engine, qc: QueryCache, counter: ExecutionCounter
-) -> None:
-    """A read of another table inside a writing transaction goes to the database and is not kept."""
-    stmt = sa.select(Category.name).order_by(Category.id).execution_options(stratacache=True)
-    with engine.begin() as conn:
-        conn.execute(sa.update(Product).where(Product.id == 1).values(price=1))
-        conn.execute(stmt).all()
-    assert counter.delta(lambda: names(engine, stmt)) == (["books", "toys"], 1)
-
-
-@pytest.mark.parametrize("outcome", ["release", "rollback-savepoint", "rollback-all"])
-def test_savepoints_invalidate_only_when_the_outer_transaction_commits(
-    engine: sa.Engine, qc: QueryCache, counter: ExecutionCounter, outcome: str
-) -> None:
-    """Writes inside a savepoint invalidate on the outer commit, never on the outer rollback."""
-    names(engine)
-    conn = engine.connect()
-    conn.begin()
-    nested = conn.begin_nested()
-    conn.execute(sa.update(Product).where(Product.id == 1).values(name="globe"))
-    assert list(conn.execute(CACHED).scalars()) == ["globe", "novel", "kite"]
-    if outcome == "release":
-        nested.commit()
-    else:
-        nested.rollback()
-    if outcome == "rollback-all":
-        conn.rollback()
-    else:
-        conn.commit()
-    conn.close()
-    expected = "globe" if outcome == "release" else "atlas"
-    result, sent = counter.delta(lambda: names(engine))
-    assert result[0] == expected
-    assert sent == (0 if outcome == "rollback-all" else 1)
-
-
-def test_a_sqlite_connection_in_autocommit_invalidates_each_write(
-    engine: sa.Engine, qc: QueryCache
-) -> None:
-    """With AUTOCOMMIT each write is committed at once, and so invalidated at once."""
-    names(engine)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.update(Product).where(Product.id == 2).values(name="poem"))
-        assert names(engine) == ["atlas", "poem", "kite"]
 
 
 VOLATILE = {
@@ -427,95 +356,6 @@ def test_selectinload_secondary_queries_still_load(engine: sa.Engine, qc: QueryC
         with Session(engine) as session:
             loaded = {c.name: sorted(p.name for p in c.products) for c in session.scalars(stmt)}
         assert loaded == {"books": ["atlas", "novel"], "toys": ["kite"]}
-
-
-def point(key: Any) -> Any:
-    """A cached point read: one product by primary key."""
-    return sa.select(Product.name).where(Product.id == key).execution_options(stratacache=True)
-
-
-def test_a_write_to_one_row_keeps_point_reads_of_other_rows(
-    engine: sa.Engine, qc: QueryCache, counter: ExecutionCounter
-) -> None:
-    """Updating row 3 by key refreshes reads of row 3 and of the whole table, not of row 1."""
-    table_read = CACHED
-    for stmt in (point(1), point(3), table_read):
-        names(engine, stmt)
-    update_core(engine)
-    assert counter.delta(lambda: names(engine, point(1))) == (["atlas"], 0)
-    assert counter.delta(lambda: names(engine, point(3))) == (["yoyo"], 1)
-    assert counter.delta(lambda: names(engine, table_read))[1] == 1
-
-
-SPREAD_WRITES = {
-    "by-name": "UPDATE products SET name = 'yoyo' WHERE name = 'kite'",
-    "by-price": "UPDATE products SET name = 'yoyo' WHERE price < 10",
-}
-
-
-@pytest.mark.parametrize("how", ["core-by-name", "text-by-key", "key-change", "or-condition"])
-def test_writes_not_naming_their_rows_refresh_every_point_read(
-    engine: sa.Engine, qc: QueryCache, how: str
-) -> None:
-    """A write whose rows are not known by key refreshes all point reads of the table."""
-    for key in (3, 10):
-        names(engine, point(key))
-    with engine.begin() as conn:
-        if how == "core-by-name":
-            conn.execute(sa.update(Product).where(Product.name == "kite").values(name="yoyo"))
-        elif how == "text-by-key":
-            conn.execute(sa.text("UPDATE products SET name = 'yoyo' WHERE id = 3"))
-        elif how == "or-condition":
-            conn.execute(
-                sa.update(Product)
-                .where(sa.or_(Product.id == 3, Product.id == 99))
-                .values(name="yoyo")
-            )
-        else:  # the row moves from key 3 to key 10: the empty read of 10 must go too
-            conn.execute(sa.update(Product).where(Product.id == 3).values(id=10, name="yoyo"))
-    expected = {
-        3: [] if how == "key-change" else ["yoyo"],
-        10: ["yoyo"] if how == "key-change" else [],
-    }
-    assert {key: names(engine, point(key)) for key in (3, 10)} == expected
-
-
-@pytest.mark.parametrize("with_key", [True, False], ids=["explicit-key", "generated-key"])
-def test_an_insert_refreshes_the_empty_point_read_of_its_row(
-    engine: sa.Engine, qc: QueryCache, with_key: bool
-) -> None:
-    """A point read that found nothing is refreshed once a row with that key is inserted."""
-    assert names(engine, point(4)) == []
-    with Session(engine) as session:
-        session.add(Product(id=4 if with_key else None, name="drum", price=5, category_id=2))
-        session.commit()
-    assert names(engine, point(4)) == ["drum"]
-
-
-def test_a_key_of_another_type_is_not_a_point_read(engine: sa.Engine, qc: QueryCache) -> None:
-    """Comparing an integer key with a string falls back to table dependencies (never misses a write)."""
-    stmt = sa.select(Product.name).where(Product.id == sa.literal("3", sa.Integer()))
-    stmt = stmt.execution_options(stratacache=True)
-    names(engine, stmt)
-    update_core(engine)
-    assert names(engine, stmt) == ["yoyo"]
-
-
-def test_session_get_is_a_point_read_refreshed_by_a_flush_of_that_row(
-    engine: sa.Engine, cache: sc.Cache, counter: ExecutionCounter
-) -> None:
-    """With cache_all, ``Session.get`` is cached per row and refreshed by a flush of that row only."""
-    qc = QueryCache(cache, engine, cache_all=True)
-
-    def get(key: int) -> str:
-        with Session(engine) as session:
-            return session.get_one(Product, key).name
-
-    get(1), get(3)
-    update_orm_flush(engine)
-    assert counter.delta(lambda: get(1)) == ("atlas", 0)
-    assert get(3) == "yoyo"
-    qc.detach()
 
 
 def test_a_cascading_delete_refreshes_the_child_table(tmp_path: Any, cache: sc.Cache) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.engine.result import IteratorResult
 from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.util import await_only
 
+from . import sa_private
 from .keys import _REPR_EXACT
 from .policy import parse_option
 from .rows import Stored, well_formed
@@ -66,16 +67,16 @@ def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
     """
     if distilled or type(elem) not in (Select, CompoundSelect):
         return None
-    cache_key = elem._generate_cache_key()
+    cache_key = sa_private.cache_key(elem)
     if cache_key is None:
         return None
     values: list[tuple[type, str]] = []
-    for bind in cache_key.bindparams:
+    for bind in cache_key[1]:
         value = bind.effective_value
         if type(value) not in _REPR_EXACT:  # 1 == 1.0 == True, -0.0 == 0.0: compare by repr
             return None
         values.append((type(value), repr(value)))
-    return (cache_key.key, tuple(values))
+    return (cache_key[0], tuple(values))
 
 
 class FastPath:
@@ -105,7 +106,7 @@ class FastPath:
 
     def options(self, conn: Connection, elem: Any, execution_options: Any) -> Mapping[str, Any]:
         """The execution options in force, merged as SQLAlchemy merges them."""
-        merged: Mapping[str, Any] = elem._execution_options.merge_with(
+        merged: Mapping[str, Any] = elem.get_execution_options().merge_with(
             conn.get_execution_options(), execution_options
         )
         return merged
@@ -114,9 +115,10 @@ class FastPath:
         """The ``stratacache`` option if this execution may use the fast path, else None."""
         if conn.closed or conn.invalidated:
             return None
-        return self._wanted(conn.dispatch, options)
+        return self.wanted(conn.dispatch, options)
 
-    def _wanted(self, dispatch: Any, options: Mapping[str, Any]) -> Any:
+    def wanted(self, dispatch: Any, options: Mapping[str, Any]) -> Any:
+        """The ``stratacache`` option if these options allow a shortcut (None: they do not)."""
         if not self.enabled:
             return None
         if dispatch.before_execute or dispatch.after_execute:
@@ -154,10 +156,10 @@ class FastPath:
         if identity is None:
             return ordinary()
         shortcut = self.lookup(identity)
-        if shortcut is None or not self._may_read(conn, shortcut, options):
+        if shortcut is None or not self.may_read(conn, shortcut, options):
             result = ordinary()
             if shortcut is None:
-                self._learn(identity, result)
+                self.learn(identity, result)
             return result
         _, extra = parse_option(wanted)
         tags = [*shortcut.tags, *extra]
@@ -166,30 +168,32 @@ class FastPath:
             value = await_only(owner.cache.get(shortcut.key, tags=tags))
         else:
             value = owner.cache.sync.get(shortcut.key, tags=tags)
-        if not _fits(value, shortcut):
+        if not fits(value, shortcut):
             return ordinary()  # a miss (or not one of ours): the ordinary path loads and stores
-        if not conn.in_transaction():
-            conn._autobegin()  # as executing would: later begin()/commit() behave alike
-        return self._result(shortcut, value)
+        sa_private.autobegin(conn)  # as executing would: later begin()/commit() behave alike
+        return self.result_of(shortcut, value)
 
-    def _may_read(self, conn: Connection, shortcut: Shortcut, options: Mapping[str, Any]) -> bool:
+    def may_read(self, conn: Connection, shortcut: Shortcut, options: Mapping[str, Any]) -> bool:
+        """Whether ``conn``'s transaction and options let ``shortcut`` serve (else: ordinary path)."""
         owner = self.owner
         info = conn.info
         if owner.session_changed(info) or owner.written(info):
             return False  # the ordinary path decides: bypass, peek, or refuse
         return owner.refusal(shortcut.tables, options, conn.dialect) is None
 
-    def _learn(self, identity: tuple[Hashable, Hashable], result: Any) -> None:
+    def learn(self, identity: tuple[Hashable, Hashable], result: Any) -> None:
+        """Remember a result the ordinary path served from the cache as a shortcut."""
         context = getattr(result, "context", None)
         served = getattr(getattr(context, "cursor", None), "served", None)
-        metadata = getattr(result, "_metadata", None)
+        metadata = sa_private.result_metadata(result)
         if served is None or metadata is None:
             return
         key, tags, tables = served
         width = len(metadata.keys)
         self.remember(identity, Shortcut(key, tuple(tags), tables, width, metadata))
 
-    def _result(self, shortcut: Shortcut, stored: Stored) -> CachedResult:
+    def result_of(self, shortcut: Shortcut, stored: Stored) -> CachedResult:
+        """A ``Result`` over stored rows with the shortcut's metadata (counted as a hit)."""
         rows = [tuple(row) for row in stored[1]]
         self.owner.counters.served(shortcut.tables, len(rows), True)
         result = CachedResult(shortcut.metadata, iter(rows))
@@ -206,10 +210,10 @@ class Standalone:
     def _shortcut(self, elem: Any) -> tuple[Shortcut, list[str]] | None:
         owner = self.fast.owner
         engine = owner.engine
-        options: Mapping[str, Any] = elem._execution_options.merge_with(
+        options: Mapping[str, Any] = elem.get_execution_options().merge_with(
             engine.get_execution_options()
         )
-        wanted = self.fast._wanted(engine.dispatch, options)
+        wanted = self.fast.wanted(engine.dispatch, options)
         if wanted is None:
             return None
         try:
@@ -228,8 +232,8 @@ class Standalone:
         if found is not None:
             shortcut, tags = found
             value = self.fast.owner.cache.sync.get(shortcut.key, tags=tags)
-            if _fits(value, shortcut):
-                return self.fast._result(shortcut, value)
+            if fits(value, shortcut):
+                return self.fast.result_of(shortcut, value)
         with self.fast.owner.engine.connect() as conn:
             return conn.execute(elem).freeze()()
 
@@ -239,36 +243,15 @@ class Standalone:
         if found is not None:
             shortcut, tags = found
             value = await self.fast.owner.cache.get(shortcut.key, tags=tags)
-            if _fits(value, shortcut):
-                return self.fast._result(shortcut, value)
+            if fits(value, shortcut):
+                return self.fast.result_of(shortcut, value)
         async with engine.connect() as conn:
             return (await conn.execute(elem)).freeze()()
 
 
-def _fits(value: Any, shortcut: Shortcut) -> bool:
+def fits(value: Any, shortcut: Shortcut) -> bool:
+    """Whether a cached ``value`` is a stored result of the shortcut's width."""
     return well_formed(value) and all(len(row) == shortcut.width for row in value[1])
 
 
-def connection_class(fast: FastPath) -> type[Connection]:
-    """A ``Connection`` subclass whose Core executions try ``fast`` first."""
-
-    class CachingConnection(Connection):
-        """A ``Connection`` answering repeated cached SELECTs before compiling them."""
-
-        #: the fast path this class serves from (how ``QueryCache.detach`` recognises it)
-        stratacache_fast = fast
-
-        def _execute_clauseelement(
-            self, elem: Any, distilled_parameters: Any, execution_options: Any
-        ) -> Any:
-            def ordinary() -> Any:
-                return super(CachingConnection, self)._execute_clauseelement(
-                    elem, distilled_parameters, execution_options
-                )
-
-            return fast.serve(self, elem, distilled_parameters, execution_options, ordinary)
-
-    return CachingConnection
-
-
-__all__ = ["CachedResult", "FastPath", "Shortcut", "Standalone", "connection_class", "shape"]
+__all__ = ["CachedResult", "FastPath", "Shortcut", "Standalone", "fits", "shape"]

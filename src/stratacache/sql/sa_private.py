@@ -1,0 +1,138 @@
+"""Every use of SQLAlchemy internals by the query cache, in one place, checked at attach time.
+
+SQLAlchemy has no public hook that answers a Core ``Connection.execute`` before
+it compiles the statement, builds an execution context and opens a DBAPI
+cursor; most of a cached read's cost is there. Sessions have one
+(``do_orm_execute``, used by ``sessions.py``); plain connections do not. So the
+Core fast path relies on these internals, each used only here:
+
+* ``Engine._connection_cls``: the class ``Engine.connect()`` instantiates (the
+  same attribute SQLAlchemy's own ``engine.execution_options()`` copies); the
+  query cache installs a subclass overriding ``_execute_clauseelement``, the
+  method ``Connection.execute`` calls for a ``ClauseElement``.
+* ``Connection._autobegin()``: a hit begins the connection's transaction as the
+  execution it replaces would have.
+* ``ClauseElement._generate_cache_key()``: SQLAlchemy's own cache key of a
+  statement's shape and bound values (what keys its compiled cache).
+* ``CursorResult._metadata``: a result's column metadata, shared by results of
+  one compiled statement, reused to build a ``Result`` over cached rows.
+
+``check()`` fails with a clear ``ConfigError`` when one of them is missing or
+changed shape (a SQLAlchemy version this code was not written for); the test
+suite runs it, and the query cache calls it before installing anything. The
+``Dialect.do_commit`` wrapper (invalidation after the database committed) uses
+the public dialect interface and lives in ``querycache.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.sql.elements import ClauseElement
+
+from ..core.errors import ConfigError
+
+TESTED = ((2, 0), (2, 1))
+"""SQLAlchemy major.minor versions whose internals this module was checked against."""
+
+
+def check() -> None:
+    """Raise ``ConfigError`` unless the internals used here exist with the expected shape."""
+    problems = []
+    if getattr(Engine, "_connection_cls", None) is not Connection:
+        problems.append("Engine._connection_cls")
+    method = getattr(Connection, "_execute_clauseelement", None)
+    if method is None or list(inspect.signature(method).parameters) != [
+        "self",
+        "elem",
+        "distilled_parameters",
+        "execution_options",
+    ]:
+        problems.append("Connection._execute_clauseelement(elem, distilled_parameters, options)")
+    if not callable(getattr(Connection, "_autobegin", None)):
+        problems.append("Connection._autobegin()")
+    if not callable(getattr(ClauseElement, "_generate_cache_key", None)):
+        problems.append("ClauseElement._generate_cache_key()")
+    if "_metadata" not in getattr(CursorResult, "__slots__", ()) and not hasattr(
+        CursorResult, "_metadata"
+    ):
+        problems.append("CursorResult._metadata")
+    if problems:
+        import sqlalchemy
+
+        raise ConfigError(
+            f"stratacache.sql does not support SQLAlchemy {sqlalchemy.__version__}: "
+            f"missing or changed internals {', '.join(problems)}"
+        )
+
+
+def install_connection_class(engine: Engine, owner: object, serve: Callable[..., Any]) -> None:
+    """Make ``engine.connect()`` return connections whose Core executions try ``serve`` first.
+
+    ``serve(conn, elem, distilled_parameters, execution_options, ordinary)`` returns the
+    result, calling ``ordinary()`` for SQLAlchemy's own execution. An engine whose class
+    was already replaced by someone else is left alone (its connections take the
+    ordinary path, which is as correct and only slower).
+    """
+    if engine._connection_cls is not Connection and not _ours(engine):
+        return
+
+    class CachingConnection(Connection):
+        """A ``Connection`` answering repeated cached SELECTs before compiling them."""
+
+        stratacache_owner = owner
+
+        def _execute_clauseelement(
+            self, elem: Any, distilled_parameters: Any, execution_options: Any
+        ) -> Any:
+            def ordinary() -> Any:
+                return super(CachingConnection, self)._execute_clauseelement(
+                    elem, distilled_parameters, execution_options
+                )
+
+            return serve(self, elem, distilled_parameters, execution_options, ordinary)
+
+    engine._connection_cls = CachingConnection
+
+
+def uninstall_connection_class(engine: Engine, owner: object) -> None:
+    """Undo ``install_connection_class`` for ``owner`` (a no-op if another owner's is installed)."""
+    if getattr(engine.__dict__.get("_connection_cls"), "stratacache_owner", None) is owner:
+        del engine.__dict__["_connection_cls"]
+
+
+def _ours(engine: Engine) -> bool:
+    return hasattr(engine.__dict__.get("_connection_cls"), "stratacache_owner")
+
+
+def autobegin(conn: Connection) -> None:
+    """Begin ``conn``'s transaction if none is open, as executing a statement would."""
+    if not conn.in_transaction():
+        conn._autobegin()
+
+
+def cache_key(elem: Any) -> tuple[Hashable, list[Any]] | None:
+    """SQLAlchemy's cache key of ``elem``: (its shape, its bind parameters); None if uncacheable."""
+    key = elem._generate_cache_key()
+    if key is None:
+        return None
+    return key.key, key.bindparams
+
+
+def result_metadata(result: Any) -> Any:
+    """The column metadata of a ``CursorResult`` (None for any other result)."""
+    return getattr(result, "_metadata", None) if isinstance(result, CursorResult) else None
+
+
+__all__ = [
+    "TESTED",
+    "autobegin",
+    "cache_key",
+    "check",
+    "install_connection_class",
+    "result_metadata",
+    "uninstall_connection_class",
+]

@@ -1,0 +1,122 @@
+"""Writes tracked per connection; their tables invalidated once the transaction commits.
+
+A write records, in the connection's ``info`` (which lives as long as the
+database connection), the tables it touched and the tags to invalidate; reads
+of those tables bypass the cache until the transaction ends (read-your-writes).
+The tags are invalidated after the database has committed (the dialect's
+``do_commit``), or at once in autocommit; a rollback, or a connection returned
+to the pool unfinished, drops them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.util import await_only
+
+from ..core.errors import ConfigError
+from .analysis import ALL, Analysis
+from .keys import tags_for, write_tags
+from .policy import autocommit
+
+if TYPE_CHECKING:
+    from .querycache import QueryCache
+
+WRITTEN = "stratacache.written"  # connection.info: tables written by the open transaction
+TAGS = "stratacache.tags"  # connection.info: tags the open transaction's writes invalidate
+SESSION_CHANGED = "stratacache.session"  # connection.info: its session state was changed by SQL
+COMMITTING = "stratacache.committing"  # connection.info: (tags, tables) of the commit under way
+WRITES = Analysis("write", frozenset({ALL}))
+
+
+def session_changed(info: Mapping[str, Any]) -> bool:
+    """Whether a connection's session state was changed by SQL (its reads bypass the cache)."""
+    return SESSION_CHANGED in info
+
+
+def written(info: Mapping[str, Any]) -> bool:
+    """Whether a connection's open transaction has written (its reads take the careful path)."""
+    return bool(info.get(WRITTEN))
+
+
+class Writes:
+    """The write-tracking listeners of one ``QueryCache``."""
+
+    def __init__(self, owner: QueryCache) -> None:
+        self.owner = owner
+
+    def before_cursor_execute(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        """Record what a write (or a session-state change) does to the open transaction."""
+        analysis = self.owner.analyze(context, statement) if context is not None else WRITES
+        if analysis.kind == "session":
+            conn.info[SESSION_CHANGED] = True  # for the life of the database connection
+        elif analysis.kind == "write":
+            info = conn.info
+            info.setdefault(WRITTEN, set()).update(analysis.tables)
+            params = context.compiled_parameters if analysis.point is not None else None
+            info.setdefault(TAGS, set()).update(
+                write_tags(self.owner.database_id, analysis, params)
+            )
+
+    def after_cursor_execute(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        """In autocommit a write is committed as it runs: invalidate at once."""
+        if WRITTEN in conn.info and autocommit(conn, context):
+            tables = conn.info.pop(WRITTEN)
+            self.invalidate(sorted(conn.info.pop(TAGS, ())), tables, conn.dialect.is_async)
+
+    def on_commit(self, conn: Any) -> None:
+        """Hand the transaction's writes to the commit under way (invalidated once it succeeds)."""
+        written = conn.info.pop(WRITTEN, None)
+        tags = conn.info.pop(TAGS, None)
+        if written:
+            conn.info[COMMITTING] = (sorted(tags or ()), written)
+
+    def committed(self, pooled: Any) -> None:
+        """After the database committed: invalidate what the transaction wrote."""
+        info = getattr(pooled, "info", None)  # the pool's proxy: its info is the connection's
+        committing = info.pop(COMMITTING, None) if isinstance(info, dict) else None
+        if committing:
+            tags, tables = committing
+            self.invalidate(tags, tables, self.owner.engine.dialect.is_async)
+
+    def on_rollback(self, conn: Any) -> None:
+        """A rollback invalidates nothing."""
+        conn.info.pop(WRITTEN, None)
+        conn.info.pop(TAGS, None)
+
+    def on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        """A connection back in the pool carries no transaction state."""
+        for name in (WRITTEN, TAGS, COMMITTING):
+            record.info.pop(name, None)
+
+    def invalidate(self, tags: list[str], tables: set[str], is_async: bool) -> None:
+        """Invalidate ``tags`` in every tier and process; count it for ``tables``."""
+        if is_async:
+            await_only(self.owner.cache.invalidate(tags=tags, reason="sql write"))
+        else:
+            self.owner.cache.sync.invalidate(tags=tags, reason="sql write")
+        self.count_invalidations(tables)
+
+    def tags_of(self, tables: Iterable[str] | None) -> tuple[list[str], set[str]]:
+        """The tags and table names of ``invalidate_tables(tables)``; raises ConfigError on a string."""
+        if isinstance(tables, str):
+            raise ConfigError("invalidate_tables takes a list of table names, not a string")
+        names = {ALL} if tables is None else {t.lower() for t in tables}
+        return tags_for(self.owner.database_id, frozenset(names)), names
+
+    def count_invalidations(self, tables: Iterable[str]) -> None:
+        """Count one invalidation for each of ``tables`` (``ALL``: every table seen)."""
+        for name in tables:
+            if name == ALL:
+                for counters in self.owner.counters.tables.values():
+                    counters.invalidations += 1
+            else:
+                self.owner.counters.table(name).invalidations += 1
+
+
+__all__ = ["SESSION_CHANGED", "WRITTEN", "Writes", "session_changed", "written"]
