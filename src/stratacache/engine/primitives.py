@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ..core.entry import Entry
-from ..core.errors import CacheKeyError, ConfigError, TierError
+from ..core.errors import CacheKeyError, ConfigError, DeserializationError, TierError
 from ..core.fleet import Invalidation
 from ..core.keys import MAX_KEY_LENGTH
 from .policy import UNSET, EntryPolicy
@@ -158,16 +158,30 @@ def _live(entry: Entry | None, now: float) -> Entry | None:
     return None if entry is None or entry.is_expired(now) else entry
 
 
+#: ``_modify``'s ``unreadable`` default: raise when the authority holds what cannot be read
+RAISE: Any = object()
+
+
+def _unreadable(slot: TierSlot, exc: DeserializationError, result: Any) -> Any:
+    """The answer when the authority holds a value this process cannot open (mid-way through
+    a key rotation): ``result`` if the operation has a safe one, else a clear ``TierError``.
+    Never "absent": that would overwrite a value other processes read. Not a tier failure."""
+    if result is not RAISE:
+        return result
+    raise TierError(slot.name, "atomic update", exc) from exc
+
+
 # -- async driver ---------------------------------------------------------------------------------
 class AsyncPrimitives:
     """The primitives of ``Cache`` (mixed into it)."""
 
-    async def _modify(self, key: str, step: Step) -> Any:
+    async def _modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
         cache = cast("Cache", self)
         await cache.start()
         fkey = cache.full_key(key)
         slot = _authority(cache)
         tier: Any = slot.tier
+        blocked: DeserializationError | None = None
         try:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
@@ -175,7 +189,11 @@ class AsyncPrimitives:
                     new, result = _local_step(cache, slot, fkey, step, now)
                     stored = True
                 else:
-                    current, token = await tier.read_versioned(fkey)
+                    try:
+                        current, token = await tier.read_versioned(fkey)
+                    except DeserializationError as exc:
+                        blocked = exc  # answered below, outside the tier-failure handler
+                        break
                     new, result = step(_live(current, now), now)
                     stored = new is None or await tier.compare_and_set(
                         fkey, token, cache.tiers.copy_for(slot, new, now)
@@ -187,6 +205,8 @@ class AsyncPrimitives:
         except TierError as exc:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
+        if blocked is not None:
+            return _unreadable(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
             slot.stats.sets += 1
@@ -203,10 +223,12 @@ class AsyncPrimitives:
         """Store ``value`` only if ``key`` holds no live entry; True if it was stored.
 
         Atomic across processes on a Redis or SQL lowest tier (see ``engine.primitives``).
+        A live value this process cannot read (signed with a key it does not hold) counts as
+        an entry: False. ``incr``/``decr``/``touch`` raise ``TierError`` on such a value.
         """
         cache = cast("Cache", self)
         entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
-        return bool(await self._modify(key, _add(entry)))
+        return bool(await self._modify(key, _add(entry), unreadable=False))
 
     async def incr(
         self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET
@@ -329,7 +351,7 @@ def _loaded(loaded: object, missing: list[str]) -> dict[str, Any]:
 class SyncPrimitives:
     """The same primitives for ``cache.sync`` (mixed into ``SyncCache``)."""
 
-    def _modify(self, key: str, step: Step) -> Any:
+    def _modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
         sync = cast("SyncCache", self)
         cache = sync.cache
         sync.start()
@@ -337,7 +359,8 @@ class SyncPrimitives:
         slot = _authority(cache)
         tier: Any = slot.tier
         if not slot.local and not slot.sync:
-            return sync.portal.run(cache._modify(key, step))
+            return sync.portal.run(cache._modify(key, step, unreadable))
+        blocked: DeserializationError | None = None
         try:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
@@ -345,7 +368,11 @@ class SyncPrimitives:
                     new, result = _local_step(cache, slot, fkey, step, now)
                     stored = True
                 else:
-                    current, token = tier.read_versioned_sync(fkey)
+                    try:
+                        current, token = tier.read_versioned_sync(fkey)
+                    except DeserializationError as exc:
+                        blocked = exc  # answered below, outside the tier-failure handler
+                        break
                     new, result = step(_live(current, now), now)
                     stored = new is None or tier.compare_and_set_sync(
                         fkey, token, cache.tiers.copy_for(slot, new, now)
@@ -357,6 +384,8 @@ class SyncPrimitives:
         except TierError as exc:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
+        if blocked is not None:
+            return _unreadable(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
             slot.stats.sets += 1
@@ -369,7 +398,7 @@ class SyncPrimitives:
         """See ``Cache.add``."""
         cache = cast("SyncCache", self).cache
         entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
-        return bool(self._modify(key, _add(entry)))
+        return bool(self._modify(key, _add(entry), unreadable=False))
 
     def incr(self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET) -> int:
         """See ``Cache.incr``."""
