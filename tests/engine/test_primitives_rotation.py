@@ -44,6 +44,7 @@ async def test_old_key_process_does_not_overwrite_a_new_key_value(shared_url: st
             await behind.touch("n", ttl=60)
         assert await rotated.get("lock") == "mine"
         assert await rotated.incr("n") == 6  # nothing was lost or reset
+        assert await behind.ttl("n") is None  # a read: what cannot be opened is a miss
         assert behind.tiers.slots[0].stats.errors == 0  # not a failure of the tier
 
 
@@ -58,6 +59,8 @@ def test_old_key_process_does_not_overwrite_a_new_key_value_sync(shared_url: str
             b.incr("n")
         assert r.get("lock") == "mine"
         assert r.incr("n") == 6
+        assert b.ttl("n") is None
+        assert behind.tiers.slots[0].stats.errors == 0
 
 
 async def test_rotation_in_both_directions_keeps_counting(shared_url: str) -> None:

@@ -269,7 +269,8 @@ class AsyncPrimitives:
         fkey = cache.full_key(key)
         slot = cache.tiers.slots[-1]
         if isinstance(slot.tier, AtomicTier) and cache.tiers.usable(slot):
-            found = await cache.tiers.call(slot, "get", slot.tier.read_versioned(fkey), MISSING)
+            read = _readable_versioned(slot.tier, fkey)
+            found = await cache.tiers.call(slot, "get", read, MISSING)
             if found is not MISSING:
                 return _remaining(found[0], cache.clock.time())
         return _remaining(await cache.get_entry(key), cache.clock.time())
@@ -319,6 +320,21 @@ class AsyncPrimitives:
 
 
 MISSING: Any = object()
+
+
+async def _readable_versioned(tier: Any, fkey: str) -> Any:
+    """``read_versioned``, with a value this process cannot open as MISSING (a read: a miss)."""
+    try:
+        return await tier.read_versioned(fkey)
+    except DeserializationError:
+        return MISSING
+
+
+def _readable_versioned_sync(tier: Any, fkey: str) -> Any:
+    try:
+        return tier.read_versioned_sync(fkey)
+    except DeserializationError:
+        return MISSING
 
 
 def _local_step(cache: Any, slot: Any, fkey: str, step: Step, now: float) -> tuple[Any, Any]:
@@ -425,7 +441,7 @@ class SyncPrimitives:
             fkey = cache.full_key(key)
             tier: Any = slot.tier
             found = cache.tiers.call_sync(
-                slot, "get", lambda: tier.read_versioned_sync(fkey), MISSING
+                slot, "get", lambda: _readable_versioned_sync(tier, fkey), MISSING
             )
             if found is not MISSING:
                 return _remaining(found[0], cache.clock.time())
