@@ -33,6 +33,8 @@ log = logging.getLogger("stratacache.tiers.sql")
 
 #: how long a writer waits for another process's write lock before giving up
 BUSY_TIMEOUT = 10.0
+#: WAL pages past which a checkpoint that could not copy everything blocks writers to finish
+WAL_RESTART_FRAMES = 2048
 
 
 class SQLiteStore:
@@ -277,8 +279,19 @@ class SQLiteStore:
         return done is not None
 
     def checkpoint(self) -> None:
-        """Copy the WAL back into the database and make the next writer start it over."""
-        self.conn().execute("PRAGMA wal_checkpoint(RESTART)")
+        """Copy the WAL back into the database; once all of it is copied, the next writer
+        starts it over.
+
+        PASSIVE first: it never blocks writers (RESTART holds them off for the whole copy
+        and its fsync, and an inline write that finds the file locked waits on the worker
+        thread, behind the checkpoint). A PASSIVE copy does not make writers start the WAL
+        over, though: once it is longer than ``WAL_RESTART_FRAMES``, a RESTART follows, which
+        blocks writers only briefly, as the PASSIVE one has copied nearly everything.
+        """
+        conn = self.conn()
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames > WAL_RESTART_FRAMES:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
     def delete_keys(self, keys: Sequence[str], now: float) -> int:
         """Replace ``keys`` by tombstones (voiding their leases); returns how many were live."""
