@@ -335,6 +335,22 @@ async def test_reads_of_a_key_are_recorded_once_per_ten_seconds(
         await t.close()
 
 
+@pytest.mark.parametrize(("max_entries", "recorded"), [(1000, False), (20, True)])
+async def test_reads_are_recorded_once_the_table_is_half_full(
+    sqlite_url: str, clock: ManualClock, max_entries: int, recorded: bool
+) -> None:
+    """Reads are recorded for the eviction order only once eviction is in sight (half full)."""
+    t = SQLTier(sqlite_url, max_entries=max_entries, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        for i in range(2 * t.store.check_every):  # the event-loop writes look at the size
+            await t.set(f"shop:{i}", _entry(clock))
+        assert await t.get("shop:0") is not None
+        assert bool(t._touched) is recorded
+    finally:
+        await t.close()
+
+
 async def test_expired_entries_are_evicted_first(db_url: str, clock: ManualClock) -> None:
     """Over the bound, expired rows go before any live one."""
     t = SQLTier(db_url, max_entries=4, sweep_interval=0)

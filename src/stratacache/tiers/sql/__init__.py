@@ -26,7 +26,10 @@ the key, one of its tags or a prefix covering it moved past the lease.
 Bounds: ``max_entries`` and ``max_bytes`` (codec bytes; default 1 GiB) are
 checked every few writes; when exceeded, expired rows go first, then the least
 recently used ones (reads are recorded in batches, and a process records at most one
-read of a key every ten seconds, so the order is approximate to that).
+read of a key every ten seconds, so the order is approximate to that). While the
+table is less than half full (as last seen by an event-loop write), reads are not
+recorded at all: nothing will be evicted soon, and the order that matters is made by the
+reads recorded from then on.
 Expired rows are also swept every ``sweep_interval`` seconds. Tombstones of
 deleted keys and prefix rows are kept for a day (``LEASE_HORIZON``) to void
 leases, and count in neither bound.
@@ -141,6 +144,7 @@ class SQLTier:
         self._touched: dict[str, None] = {}
         self._touch_times: dict[str, float] = {}  # key -> when its read was last recorded
         self._misses = MissLeases()
+        self._recording = True  # reads recorded for the eviction order (see _over_bounds)
         self._written = 0
         self._inline_writes = 0
         self._last_len = 0
@@ -438,6 +442,8 @@ class SQLTier:
             count, size = self.store.usage(True)
         except self._errors:
             return True
+        # record reads for the eviction order only once eviction is in sight
+        self._recording = over(2 * count, 2 * size, self.max_entries, self.max_bytes)
         return over(count, size, self.max_entries, self.max_bytes)
 
     def _enforce(self) -> None:
@@ -484,6 +490,8 @@ class SQLTier:
 
     def _touch(self, key: str, now: float) -> None:
         """Record a read of ``key`` for the eviction order (once per ``_TOUCH_EVERY`` s)."""
+        if not self._recording:
+            return
         times = self._touch_times
         last = times.get(key)
         if last is not None and 0 <= now - last < _TOUCH_EVERY:
