@@ -34,16 +34,21 @@ class Calls:
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
+    #: views wait for N views of their path (not N requests entering): nothing is stored
+    #: before every request has missed
+    in_view: bool = False
 
     def enter(self) -> None:
         with self.lock:
             self.entered += 1
-            if self.entered >= N:
+            if self.entered >= N and not self.in_view:
                 self.arrived.set()
 
     def view(self, path: str) -> int:
         with self.lock:
             self.views[path] = self.views.get(path, 0) + 1
+            if self.views[path] >= N and self.in_view:
+                self.arrived.set()
             return self.views[path]
 
 
@@ -191,7 +196,7 @@ def test_waiters_go_to_the_app_after_the_collapse_timeout(serve: Serve) -> None:
 
 def test_collapsing_can_be_turned_off(serve: Serve) -> None:
     """With collapse=False every concurrent miss runs the view."""
-    base, calls = serve(collapse=False)
+    base, calls = serve(Calls(in_view=True), collapse=False)
     _burst(base + "/page/b")
     assert calls.views == {"/page/b": N}
 
