@@ -685,6 +685,22 @@ async def test_postgres_read_survives_a_dropped_connection(
         await t.close()
 
 
+async def test_postgres_async_reads_keep_within_pool_size(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    """Many concurrent async reads on one event loop open at most ``pool_size`` connections."""
+    t = SQLTier(postgres_url, sweep_interval=0, pool_size=2)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        await t.set("shop:k", _entry(clock, 3))
+        got = await asyncio.gather(*(t.get("shop:k") for _ in range(20)))
+        assert all(e is not None and e.value == 3 for e in got)
+        (idle, _), *_ = t.store._apools.values()
+        assert 1 <= len(idle) <= 2
+    finally:
+        await t.close()
+
+
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_incr_and_add_keep_the_size_bound(db: str, request: pytest.FixtureRequest) -> None:
     """The primitives' compare-and-set writes count toward max_entries like any write."""
