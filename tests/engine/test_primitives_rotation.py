@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 import stratacache as sc
+from stratacache.core.envelope import Envelope
 from stratacache.core.errors import TierError
 
 OLD = b"o" * 32
@@ -23,17 +24,31 @@ def shared_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(fixture[request.param]))
 
 
-def _pair(url: str) -> tuple[sc.Cache, sc.Cache]:
-    def make(keys: list[bytes]) -> sc.Cache:
+def _pair(url: str, encrypted: bool = False) -> tuple[sc.Cache, sc.Cache]:
+    """(a cache holding the new and the old key, one holding only the old key)."""
+    from cryptography.fernet import Fernet
+
+    old_fernet, new_fernet = Fernet.generate_key(), Fernet.generate_key()
+
+    def make(new: bool) -> sc.Cache:
         tier = sc.RedisTier(url=url) if url.startswith("redis") else sc.SQLTier(url)
-        return sc.Cache([tier], namespace="rot", envelopes=[sc.HMACSigner(keys)], bus=False)
+        if encrypted:
+            keys = [new_fernet, old_fernet] if new else [old_fernet]
+            envelopes: list[Envelope] = [sc.FernetEncryption(keys)]
+        else:
+            envelopes = [sc.HMACSigner([NEW, OLD] if new else [OLD])]
+        return sc.Cache([tier], namespace="rot", envelopes=envelopes, bus=False)
 
-    return make([NEW, OLD]), make([OLD])
+    return make(True), make(False)
 
 
-async def test_old_key_process_does_not_overwrite_a_new_key_value(shared_url: str) -> None:
-    """add refuses and incr/touch raise where the value was signed with a key not held."""
-    rotated, behind = _pair(shared_url)
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_old_key_process_does_not_overwrite_a_new_key_value(
+    shared_url: str, encrypted: bool
+) -> None:
+    """add refuses and incr/touch raise where the value was sealed with a key not held
+    (signing and encryption keys alike)."""
+    rotated, behind = _pair(shared_url, encrypted)
     async with rotated, behind:
         assert await rotated.add("lock", "mine")
         assert await rotated.incr("n", 5) == 5
