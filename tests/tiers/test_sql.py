@@ -346,7 +346,7 @@ async def test_reads_are_recorded_once_the_table_is_half_full(
         for i in range(2 * t.store.check_every):  # the event-loop writes look at the size
             await t.set(f"shop:{i}", _entry(clock))
         assert await t.get("shop:0") is not None
-        assert bool(t._touched) is recorded
+        assert bool(t._reads.pending) is recorded
     finally:
         await t.close()
 

@@ -60,6 +60,7 @@ from ._common import (
     over,
     parse_url,
 )
+from ._readlog import ReadLog
 from ._sqlite import SQLiteStore
 
 __all__ = ["LEASE_HORIZON", "SQLLease", "SQLTier"]
@@ -67,12 +68,6 @@ __all__ = ["LEASE_HORIZON", "SQLLease", "SQLTier"]
 T = TypeVar("T")
 log = logging.getLogger("stratacache.tiers.sql")
 
-#: reads recorded for the eviction order before they are written out
-_TOUCH_BATCH = 256
-#: seconds within which further reads of a key are not recorded again by this process
-_TOUCH_EVERY = 10.0
-#: keys whose last recorded read this process remembers (forgotten all at once past it)
-_TOUCH_MEMORY = 16_384
 #: SQLite writes made on the event loop between two checkpoints on the worker thread
 _CHECKPOINT_EVERY = 250
 
@@ -141,10 +136,8 @@ class SQLTier:
         self._inline = target.dialect == "sqlite"
         self._errors: tuple[type[BaseException], ...] = (*self.store.errors, OSError)
         self._bounded = max_entries is not None or max_bytes is not None
-        self._touched: dict[str, None] = {}
-        self._touch_times: dict[str, float] = {}  # key -> when its read was last recorded
+        self._reads = ReadLog()  # for the eviction order
         self._misses = MissLeases()
-        self._recording = True  # reads recorded for the eviction order (see _over_bounds)
         self._written = 0
         self._inline_writes = 0
         self._last_len = 0
@@ -182,8 +175,7 @@ class SQLTier:
         self._executor_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._sweeper = None
-        self._touched = {}
-        self._touch_times = {}
+        self._reads = ReadLog()
         self._misses = MissLeases()
         return list(self.store.abandon())
 
@@ -443,7 +435,7 @@ class SQLTier:
         except self._errors:
             return True
         # record reads for the eviction order only once eviction is in sight
-        self._recording = over(2 * count, 2 * size, self.max_entries, self.max_bytes)
+        self._reads.recording = over(2 * count, 2 * size, self.max_entries, self.max_bytes)
         return over(count, size, self.max_entries, self.max_bytes)
 
     def _enforce(self) -> None:
@@ -484,29 +476,14 @@ class SQLTier:
             return None
         if entry.is_gone(now):
             return None
-        if self._bounded:
-            self._touch(key, now)
+        if self._bounded and self._reads.record(key, now):
+            self._background(self._flush_touches)
         return entry
 
-    def _touch(self, key: str, now: float) -> None:
-        """Record a read of ``key`` for the eviction order (once per ``_TOUCH_EVERY`` s)."""
-        if not self._recording:
-            return
-        times = self._touch_times
-        last = times.get(key)
-        if last is not None and 0 <= now - last < _TOUCH_EVERY:
-            return
-        if len(times) >= _TOUCH_MEMORY:
-            times.clear()
-        times[key] = now
-        self._touched[key] = None
-        if len(self._touched) >= _TOUCH_BATCH:
-            self._background(self._flush_touches)
-
     def _flush_touches(self) -> None:
-        touched, self._touched = self._touched, {}
-        if touched:
-            self.store.touch(list(touched), self._now())
+        keys = self._reads.take()
+        if keys:
+            self.store.touch(keys, self._now())
 
     def _background(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` on the worker thread without waiting; a failure is logged."""
