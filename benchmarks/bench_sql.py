@@ -13,8 +13,9 @@ SQLite (one database file per contender, in a temporary folder, same ~1 KB dict 
 - tag check: a tagged ``get_sync`` with 10 vs 100,000 tags ever invalidated. Target <= 1.2x.
 
 PostgreSQL (skipped when unreachable): ``SQLTier.get_sync`` vs a raw psycopg
-primary-key SELECT of the same row on an autocommit connection, and ``await
-SQLTier.get`` vs the same SELECT on a psycopg ``AsyncConnection``. Target <= 1.5x.
+primary-key SELECT of the same row, and ``await SQLTier.get`` vs the same SELECT on a
+psycopg ``AsyncConnection``. Target <= 1.5x. Both sides use the same connection (the
+tier's), called alternately key by key; each repeat reports the per-call p50.
 
     python benchmarks/bench_sql.py [--repeats 9] [--pg postgresql://postgres@127.0.0.1:5432/test]
 """
@@ -34,7 +35,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import diskcache
-from _common import arun_interleaved, print_table, run_interleaved, verdict
+from _common import Result, arun_interleaved, print_table, run_interleaved, verdict
 
 from stratacache.core.entry import Entry
 from stratacache.core.tier import TierContext
@@ -210,6 +211,47 @@ async def sqlite_part(folder: str, repeats: int) -> list[str]:
     return lines
 
 
+def paired(
+    a: Callable[[str], Any], b: Callable[[str], Any], names: tuple[str, str], repeats: int
+) -> dict[str, Result]:
+    """``a`` and ``b`` called alternately key by key (the first of the pair alternating too);
+    each repeat's number is the median per-call latency, so a burst of load on a busy machine
+    moves a few calls of both, not one contender's whole sample."""
+    results = {n: Result(n) for n in names}
+    for r in range(repeats):
+        lat: tuple[list[float], list[float]] = ([], [])
+        for i, k in enumerate(KEYS * ROUNDS):
+            for side in (0, 1) if (i + r) % 2 else (1, 0):
+                fn = a if side == 0 else b
+                t0 = time.perf_counter_ns()
+                fn(k)
+                lat[side].append(time.perf_counter_ns() - t0)
+        for side in (0, 1):
+            results[names[side]].samples.append(p50(lat[side]))
+    return results
+
+
+async def apaired(
+    a: Callable[[str], Awaitable[Any]],
+    b: Callable[[str], Awaitable[Any]],
+    names: tuple[str, str],
+    repeats: int,
+) -> dict[str, Result]:
+    """``paired`` for coroutines."""
+    results = {n: Result(n) for n in names}
+    for r in range(repeats):
+        lat: tuple[list[float], list[float]] = ([], [])
+        for i, k in enumerate(KEYS * ROUNDS):
+            for side in (0, 1) if (i + r) % 2 else (1, 0):
+                fn = a if side == 0 else b
+                t0 = time.perf_counter_ns()
+                await fn(k)
+                lat[side].append(time.perf_counter_ns() - t0)
+        for side in (0, 1):
+            results[names[side]].samples.append(p50(lat[side]))
+    return results
+
+
 async def postgres_part(url: str, repeats: int) -> list[str]:
     import psycopg
 
@@ -218,73 +260,33 @@ async def postgres_part(url: str, repeats: int) -> list[str]:
     admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
         scoped = f"{url}?options=-csearch_path%3D{schema}"
-        tier = await started(scoped)
+        # Identical connections differ by up to 2x on a busy 2-core machine (where the server
+        # process runs against the client), so the tier keeps one connection (pool_size=1)
+        # and raw psycopg runs its SELECT on that very connection, call for call.
+        tier = await started(scoped, pool_size=1)
         for k in KEYS:
             tier.set_sync(k, entry())
         query = "SELECT value FROM stratacache_entries WHERE key = %s"
-
-        # Identical connections differ by up to 2x here (where the server process runs
-        # against the client on a busy 2-core machine), so every sample opens fresh
-        # connections, for the tier and for raw psycopg alike, and warms them first.
-        def fresh(fn: Callable[[str], Any], reset: Callable[[], None]) -> Callable[[], float]:
-            def sample() -> float:
-                reset()
-                for k in KEYS[:10]:
-                    fn(k)
-                return per_call(fn)()
-
-            return sample
-
-        def afresh(
-            fn: Callable[[str], Awaitable[Any]], reset: Callable[[], Awaitable[None]]
-        ) -> Callable[[], Awaitable[float]]:
-            async def sample() -> float:
-                await reset()
-                for k in KEYS[:10]:
-                    await fn(k)
-                return await aper_call(fn)()
-
-            return sample
-
-        raw: list[Any] = [psycopg.connect(scoped, autocommit=True)]
-        araw: list[Any] = [await psycopg.AsyncConnection.connect(scoped, autocommit=True)]
-
-        def raw_reset() -> None:
-            raw[0].close()
-            raw[0] = psycopg.connect(scoped, autocommit=True)
-
-        async def araw_reset() -> None:
-            await araw[0].close()
-            araw[0] = await psycopg.AsyncConnection.connect(scoped, autocommit=True)
-
-        async def tier_areset() -> None:
-            await tier.store.aclose()
+        with tier.store.connection() as conn:
+            pass  # the tier's one sync connection, back in its pool
+        await tier.get(KEYS[0])
+        aconn = tier.store._apools[asyncio.get_running_loop()][0][0]  # and its async one
 
         def raw_get(k: str) -> Any:
-            return raw[0].execute(query, (k,)).fetchone()
+            return conn.execute(query, (k,)).fetchone()
 
         async def araw_get(k: str) -> Any:
-            cur = await araw[0].execute(query, (k,))
+            cur = await aconn.execute(query, (k,))
             return await cur.fetchone()
 
-        sync = run_interleaved(
-            {
-                "SQLTier.get_sync": fresh(tier.get_sync, tier.store.close),
-                "psycopg PK SELECT": fresh(raw_get, raw_reset),
-            },
-            repeats,
+        for k in KEYS[:20]:  # prepared on the server by both sides before measuring
+            tier.get_sync(k), raw_get(k), await tier.get(k), await araw_get(k)
+        sync = paired(tier.get_sync, raw_get, ("SQLTier.get_sync", "psycopg PK SELECT"), repeats)
+        asy = await apaired(
+            tier.get, araw_get, ("await SQLTier.get", "await psycopg async PK SELECT"), repeats
         )
-        asy = await arun_interleaved(
-            {
-                "await SQLTier.get": afresh(tier.get, tier_areset),
-                "await psycopg async PK SELECT": afresh(araw_get, araw_reset),
-            },
-            repeats,
-        )
-        r1 = print_table("PostgreSQL get, sync", sync, subject="SQLTier.get_sync")
-        r2 = print_table("PostgreSQL get, async", asy, subject="await SQLTier.get")
-        raw[0].close()
-        await araw[0].close()
+        r1 = print_table("PostgreSQL get, sync", sync, subject="SQLTier.get_sync", unit="p50")
+        r2 = print_table("PostgreSQL get, async", asy, subject="await SQLTier.get", unit="p50")
         await tier.close()
         return [
             verdict("PostgreSQL get sync / psycopg", r1["psycopg PK SELECT"], 1.5),

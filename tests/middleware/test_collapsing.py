@@ -18,6 +18,7 @@ from tests.servers import uvicorn_server, waitress_server
 from tests.waiting import wait_until
 
 import stratacache as sc
+from stratacache.core.clock import ManualClock
 from stratacache.middleware import CacheMiddleware, WSGICacheMiddleware
 
 N = 16
@@ -33,21 +34,33 @@ class Calls:
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
+    #: views wait for N views of their path (not N requests entering): nothing is stored
+    #: before every request has missed
+    in_view: bool = False
 
     def enter(self) -> None:
         with self.lock:
             self.entered += 1
-            if self.entered >= N:
+            if self.entered >= N and not self.in_view:
                 self.arrived.set()
 
     def view(self, path: str) -> int:
         with self.lock:
             self.views[path] = self.views.get(path, 0) + 1
+            if self.views[path] >= N and self.in_view:
+                self.arrived.set()
             return self.views[path]
 
 
 def _cache_control(path: str) -> bytes:
+    if path.startswith("/flaky"):
+        return b"max-age=10, stale-if-error=300"
     return b"no-store" if path.startswith("/private") else b"max-age=60"
+
+
+def _status(path: str, run: int) -> int:
+    """``/flaky`` pages work once, then fail (500) for every later run."""
+    return 500 if path.startswith("/flaky") and run > 1 else 200
 
 
 def _memory_cache() -> sc.Cache:
@@ -62,10 +75,11 @@ def _asgi(calls: Calls, cache: sc.Cache | None = None, **options: Any) -> Any:
         run = calls.view(path)
         if path.startswith("/slow") and run == 1:
             await asyncio.get_running_loop().run_in_executor(None, calls.release.wait, HOLD)
-        elif not path.startswith("/slow"):
+        elif not path.startswith("/slow") and not (path.startswith("/flaky") and run == 1):
             await asyncio.get_running_loop().run_in_executor(None, calls.arrived.wait, HOLD)
         headers = [(b"cache-control", _cache_control(path)), (b"content-type", b"text/plain")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        status = _status(path, run)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": f"{path} run {run}".encode()})
 
     inner = CacheMiddleware(view, cache=cache or _memory_cache(), **options)
@@ -86,10 +100,11 @@ def _wsgi(calls: Calls, cache: sc.Cache | None = None, **options: Any) -> tuple[
         if path.startswith("/slow"):
             if run == 1:
                 calls.release.wait(HOLD)
-        else:
+        elif not (path.startswith("/flaky") and run == 1):
             calls.arrived.wait(HOLD)
         headers = [("Cache-Control", _cache_control(path).decode()), ("Content-Type", "text/plain")]
-        start_response("200 OK", headers)
+        status = _status(path, run)
+        start_response(f"{status} {'OK' if status == 200 else 'Internal Server Error'}", headers)
         return [f"{path} run {run}".encode()]
 
     cache = cache or _memory_cache()
@@ -139,6 +154,24 @@ def test_concurrent_misses_of_one_page_run_the_view_once(serve: Serve) -> None:
     assert sorted(r.headers["x-cache"] for r in responses) == ["HIT"] * (N - 1) + ["MISS"]
 
 
+def test_failing_page_with_a_stale_copy_runs_the_view_once(serve: Serve) -> None:
+    """16 simultaneous requests of a stale page whose view now fails: one view run, and
+    every request gets the stale-if-error copy (as nginx's proxy_cache_lock with
+    proxy_cache_use_stale does)."""
+    clock = ManualClock(start=time.time())
+    base, calls = serve(clock=clock)
+    with httpx.Client(timeout=30) as client:
+        assert client.get(base + "/flaky/a").status_code == 200
+    with calls.lock:
+        calls.entered = 0  # the burst below is what the view waits for
+    clock.advance(20)  # past max-age, within stale-if-error
+    responses = _burst(base + "/flaky/a")
+    assert calls.views == {"/flaky/a": 2}
+    assert [r.status_code for r in responses] == [200] * N
+    assert {r.text for r in responses} == {"/flaky/a run 1"}
+    assert {r.headers["x-cache"] for r in responses} == {"STALE"}
+
+
 def test_uncacheable_response_releases_the_waiters_at_once(serve: Serve) -> None:
     """A no-store answer wakes the collapsed requests, which then each ask the app."""
     base, calls = serve(collapse_timeout=60)
@@ -163,7 +196,7 @@ def test_waiters_go_to_the_app_after_the_collapse_timeout(serve: Serve) -> None:
 
 def test_collapsing_can_be_turned_off(serve: Serve) -> None:
     """With collapse=False every concurrent miss runs the view."""
-    base, calls = serve(collapse=False)
+    base, calls = serve(Calls(in_view=True), collapse=False)
     _burst(base + "/page/b")
     assert calls.views == {"/page/b": N}
 

@@ -102,6 +102,51 @@ async def test_hit_is_one_statement(tier: SQLTier, clock: ManualClock) -> None:
     assert len(statements) == 2 and all(s.lstrip().startswith("SELECT") for s in statements)
 
 
+async def test_miss_and_its_load_are_two_statements(sqlite_url: str) -> None:
+    """A read-through miss on SQLite is one read (the lease comes with it) and one write."""
+    cache = sc.Cache([SQLTier(sqlite_url, sweep_interval=0)], namespace="shop")
+    async with cache:
+        tier = cache.tiers.slots[0].tier
+        assert isinstance(tier, SQLTier)
+        statements: list[str] = []
+        conn = tier.store.conn(True)
+        conn.set_trace_callback(statements.append)
+        try:
+            assert await cache.get_or_set("k", lambda: 1, ttl=60) == 1
+        finally:
+            conn.set_trace_callback(None)
+        # the size triggers' programs are traced again under their statement's text
+        ran = [s for i, s in enumerate(statements) if i == 0 or s != statements[i - 1]]
+        assert [s.split()[0] for s in ran] == ["SELECT", "INSERT"]
+
+
+@pytest.mark.parametrize("sync", [False, True])
+async def test_lease_remembered_by_a_miss_is_voided_like_a_fresh_one(
+    tier: SQLTier, clock: ManualClock, sync: bool
+) -> None:
+    """The lease a miss hands to its load is refused by an invalidation that came between."""
+    other = SQLTier(f"sqlite:///{tier.store.path}", sweep_interval=0)
+    await other.start(TierContext("shop", clock=clock))
+    try:
+        assert (tier.get_sync("shop:k") if sync else await tier.get("shop:k")) is None
+        await other.invalidate_tags(["t"])  # another process: this one cannot forget the lease
+        lease = tier.lease_sync("shop:k", ("t",)) if sync else await tier.lease("shop:k", ("t",))
+        assert not await tier.set("shop:k", _entry(clock, tags=("t",)), lease)
+        assert await tier.get("shop:k") is None
+    finally:
+        await other.close()
+
+
+async def test_own_invalidation_forgets_remembered_leases(
+    tier: SQLTier, clock: ManualClock
+) -> None:
+    """After this tier invalidates, a later load asks for a fresh lease (no false refusal)."""
+    assert await tier.get("shop:k") is None
+    await tier.invalidate_tags(["t"])
+    lease = await tier.lease("shop:k", ("t",))
+    assert await tier.set("shop:k", _entry(clock, tags=("t",)), lease)
+
+
 async def test_old_layout_is_replaced(sqlite_url: str, clock: ManualClock) -> None:
     """A table left by the previous layout of the tier is recreated, and the tier works."""
     path = sqlite_url.removeprefix("sqlite:///")
@@ -286,6 +331,22 @@ async def test_reads_of_a_key_are_recorded_once_per_ten_seconds(
             await t.sweep()  # writes the recorded reads out
             clock.advance(advance)
         assert seen == [keys, keys]  # at 0 and past 10 s; not at ``gap`` nor just after
+    finally:
+        await t.close()
+
+
+@pytest.mark.parametrize(("max_entries", "recorded"), [(1000, False), (20, True)])
+async def test_reads_are_recorded_once_the_table_is_half_full(
+    sqlite_url: str, clock: ManualClock, max_entries: int, recorded: bool
+) -> None:
+    """Reads are recorded for the eviction order only once eviction is in sight (half full)."""
+    t = SQLTier(sqlite_url, max_entries=max_entries, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        for i in range(2 * t.store.check_every):  # the event-loop writes look at the size
+            await t.set(f"shop:{i}", _entry(clock))
+        assert await t.get("shop:0") is not None
+        assert bool(t._reads.pending) is recorded
     finally:
         await t.close()
 
@@ -620,6 +681,22 @@ async def test_postgres_read_survives_a_dropped_connection(
         assert got is not None and got.value == 3
         got = await t.get("shop:k")
         assert got is not None and got.value == 3
+    finally:
+        await t.close()
+
+
+async def test_postgres_async_reads_keep_within_pool_size(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    """Many concurrent async reads on one event loop open at most ``pool_size`` connections."""
+    t = SQLTier(postgres_url, sweep_interval=0, pool_size=2)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        await t.set("shop:k", _entry(clock, 3))
+        got = await asyncio.gather(*(t.get("shop:k") for _ in range(20)))
+        assert all(e is not None and e.value == 3 for e in got)
+        (idle, _), *_ = t.store._apools.values()
+        assert 1 <= len(idle) <= 2
     finally:
         await t.close()
 

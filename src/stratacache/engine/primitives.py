@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ..core.entry import Entry
-from ..core.errors import CacheKeyError, ConfigError, TierError
+from ..core.errors import CacheKeyError, ConfigError, DeserializationError, TierError
 from ..core.fleet import Invalidation
 from ..core.keys import MAX_KEY_LENGTH
 from .policy import UNSET, EntryPolicy
@@ -158,16 +158,30 @@ def _live(entry: Entry | None, now: float) -> Entry | None:
     return None if entry is None or entry.is_expired(now) else entry
 
 
+#: ``_modify``'s ``unreadable`` default: raise when the authority holds what cannot be read
+RAISE: Any = object()
+
+
+def _unreadable(slot: TierSlot, exc: DeserializationError, result: Any) -> Any:
+    """The answer when the authority holds a value this process cannot open (mid-way through
+    a key rotation): ``result`` if the operation has a safe one, else a clear ``TierError``.
+    Never "absent": that would overwrite a value other processes read. Not a tier failure."""
+    if result is not RAISE:
+        return result
+    raise TierError(slot.name, "atomic update", exc) from exc
+
+
 # -- async driver ---------------------------------------------------------------------------------
 class AsyncPrimitives:
     """The primitives of ``Cache`` (mixed into it)."""
 
-    async def _modify(self, key: str, step: Step) -> Any:
+    async def _modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
         cache = cast("Cache", self)
         await cache.start()
         fkey = cache.full_key(key)
         slot = _authority(cache)
         tier: Any = slot.tier
+        blocked: DeserializationError | None = None
         try:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
@@ -175,7 +189,11 @@ class AsyncPrimitives:
                     new, result = _local_step(cache, slot, fkey, step, now)
                     stored = True
                 else:
-                    current, token = await tier.read_versioned(fkey)
+                    try:
+                        current, token = await tier.read_versioned(fkey)
+                    except DeserializationError as exc:
+                        blocked = exc  # answered below, outside the tier-failure handler
+                        break
                     new, result = step(_live(current, now), now)
                     stored = new is None or await tier.compare_and_set(
                         fkey, token, cache.tiers.copy_for(slot, new, now)
@@ -187,6 +205,8 @@ class AsyncPrimitives:
         except TierError as exc:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
+        if blocked is not None:
+            return _unreadable(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
             slot.stats.sets += 1
@@ -203,10 +223,12 @@ class AsyncPrimitives:
         """Store ``value`` only if ``key`` holds no live entry; True if it was stored.
 
         Atomic across processes on a Redis or SQL lowest tier (see ``engine.primitives``).
+        A live value this process cannot read (signed with a key it does not hold) counts as
+        an entry: False. ``incr``/``decr``/``touch`` raise ``TierError`` on such a value.
         """
         cache = cast("Cache", self)
         entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
-        return bool(await self._modify(key, _add(entry)))
+        return bool(await self._modify(key, _add(entry), unreadable=False))
 
     async def incr(
         self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET
@@ -247,7 +269,8 @@ class AsyncPrimitives:
         fkey = cache.full_key(key)
         slot = cache.tiers.slots[-1]
         if isinstance(slot.tier, AtomicTier) and cache.tiers.usable(slot):
-            found = await cache.tiers.call(slot, "get", slot.tier.read_versioned(fkey), MISSING)
+            read = _readable_versioned(slot.tier, fkey)
+            found = await cache.tiers.call(slot, "get", read, MISSING)
             if found is not MISSING:
                 return _remaining(found[0], cache.clock.time())
         return _remaining(await cache.get_entry(key), cache.clock.time())
@@ -299,6 +322,21 @@ class AsyncPrimitives:
 MISSING: Any = object()
 
 
+async def _readable_versioned(tier: Any, fkey: str) -> Any:
+    """``read_versioned``, with a value this process cannot open as MISSING (a read: a miss)."""
+    try:
+        return await tier.read_versioned(fkey)
+    except DeserializationError:
+        return MISSING
+
+
+def _readable_versioned_sync(tier: Any, fkey: str) -> Any:
+    try:
+        return tier.read_versioned_sync(fkey)
+    except DeserializationError:
+        return MISSING
+
+
 def _local_step(cache: Any, slot: Any, fkey: str, step: Step, now: float) -> tuple[Any, Any]:
     """``step`` on an in-process authority, atomic under the tier's own (reentrant) lock."""
     tier = slot.tier
@@ -329,7 +367,7 @@ def _loaded(loaded: object, missing: list[str]) -> dict[str, Any]:
 class SyncPrimitives:
     """The same primitives for ``cache.sync`` (mixed into ``SyncCache``)."""
 
-    def _modify(self, key: str, step: Step) -> Any:
+    def _modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
         sync = cast("SyncCache", self)
         cache = sync.cache
         sync.start()
@@ -337,7 +375,8 @@ class SyncPrimitives:
         slot = _authority(cache)
         tier: Any = slot.tier
         if not slot.local and not slot.sync:
-            return sync.portal.run(cache._modify(key, step))
+            return sync.portal.run(cache._modify(key, step, unreadable))
+        blocked: DeserializationError | None = None
         try:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
@@ -345,7 +384,11 @@ class SyncPrimitives:
                     new, result = _local_step(cache, slot, fkey, step, now)
                     stored = True
                 else:
-                    current, token = tier.read_versioned_sync(fkey)
+                    try:
+                        current, token = tier.read_versioned_sync(fkey)
+                    except DeserializationError as exc:
+                        blocked = exc  # answered below, outside the tier-failure handler
+                        break
                     new, result = step(_live(current, now), now)
                     stored = new is None or tier.compare_and_set_sync(
                         fkey, token, cache.tiers.copy_for(slot, new, now)
@@ -357,6 +400,8 @@ class SyncPrimitives:
         except TierError as exc:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
+        if blocked is not None:
+            return _unreadable(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
             slot.stats.sets += 1
@@ -369,7 +414,7 @@ class SyncPrimitives:
         """See ``Cache.add``."""
         cache = cast("SyncCache", self).cache
         entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
-        return bool(self._modify(key, _add(entry)))
+        return bool(self._modify(key, _add(entry), unreadable=False))
 
     def incr(self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET) -> int:
         """See ``Cache.incr``."""
@@ -396,7 +441,7 @@ class SyncPrimitives:
             fkey = cache.full_key(key)
             tier: Any = slot.tier
             found = cache.tiers.call_sync(
-                slot, "get", lambda: tier.read_versioned_sync(fkey), MISSING
+                slot, "get", lambda: _readable_versioned_sync(tier, fkey), MISSING
             )
             if found is not MISSING:
                 return _remaining(found[0], cache.clock.time())

@@ -10,7 +10,9 @@ decision is taken by ``HttpCachePolicy``; this module only moves messages.
 Request collapsing: concurrent misses of one URL variant run the app once
 per process; the others wait (up to ``collapse_timeout`` seconds) for the
 stored response, then answer from it, or go to the app themselves when
-nothing usable was stored.
+nothing usable was stored. Requests holding a stale-if-error copy collapse
+the same way: when the one that ran the app got an error, the others answer
+with their stale copy without running the app again.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ logger = logging.getLogger("stratacache.middleware")
 _STRIPPED_ON_REFRESH = frozenset(
     {b"if-none-match", b"if-modified-since", b"cache-control", b"pragma"}
 )
+
+
+class _Flight(asyncio.Event):
+    """Set when the request running the app is done; ``failed``: the app erred and a
+    stale-if-error copy answered, so the waiting requests answer with theirs."""
+
+    failed = False
 
 
 def _request_headers(scope: Scope) -> dict[str, str]:
@@ -92,7 +101,7 @@ class CacheMiddleware:
         self.policy = HttpCachePolicy(rules=rules, **options)
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._flights: dict[str, asyncio.Event] = {}
+        self._flights: dict[str, _Flight] = {}
         self._fleet = cache.readthrough.resolve_lock(True) if self.policy.collapse_fleet else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,11 +119,13 @@ class CacheMiddleware:
             return
         req = self._request(scope, method, directives)
         found, variant_key = await self._lookup(req) if req.may_serve else (None, None)
-        flight = None if found is not None else policy.collapse_key(req, variant_key)
+        flight = (
+            None if (found is not None and found.answers) else policy.collapse_key(req, variant_key)
+        )
         if flight is not None:
             event = self._flights.get(flight)
             if event is None:  # the leader: run the app, wake the others once stored
-                self._flights[flight] = event = asyncio.Event()
+                self._flights[flight] = event = _Flight()
                 try:
                     # A leader that took over from one that just landed finds its response.
                     found, _ = await self._lookup(req)
@@ -124,8 +135,10 @@ class CacheMiddleware:
                         )
                         if found is None:
                             return
-                    if found is None:
-                        await self._origin(scope, receive, send, req, None, flight)
+                    if not (
+                        found is not None and found.answers
+                    ):  # nothing stored, or only a stale-if-error copy
+                        await self._origin(scope, receive, send, req, found, flight)
                         return
                 finally:
                     self._land(flight, event)
@@ -135,6 +148,9 @@ class CacheMiddleware:
                 await asyncio.wait_for(event.wait(), policy.collapse_timeout)
             except TimeoutError:
                 logger.info("collapsed request for %s waited too long; asking the app", req.url)
+            if event.failed and found is not None:  # the app just failed: do not ask it again
+                await self._answer(send, req, found.in_place_of_error())
+                return
             found, _ = await self._lookup(req)
         await self._serve(scope, receive, send, req, found)
 
@@ -195,7 +211,7 @@ class CacheMiddleware:
         await self._origin(scope, receive, send, req, None, flight)
         return None
 
-    def _land(self, flight: str, event: asyncio.Event) -> None:
+    def _land(self, flight: str, event: _Flight) -> None:
         """Wake the requests collapsed on ``flight`` (idempotent)."""
         if self._flights.get(flight) is event:
             del self._flights[flight]
@@ -301,8 +317,10 @@ class CacheMiddleware:
         finally:
             _reset_directives(token)
         if failed and fallback is not None:
-            fallback.verdict = Verdict.STALE_OK
-            await self._answer(send, req, fallback)
+            event = self._flights.get(flight) if flight is not None else None
+            if event is not None:
+                event.failed = True  # the collapsed requests answer with their stale copies
+            await self._answer(send, req, fallback.in_place_of_error())
 
     def _wake(self, flight: str) -> None:
         event = self._flights.get(flight)

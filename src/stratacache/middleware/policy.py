@@ -93,6 +93,17 @@ class Lookup:
     age: int
     revalidate: bool  # serve it, and refresh in the background
 
+    @property
+    def answers(self) -> bool:
+        """Whether this answers the request without the app (a stale-if-error copy does not:
+        the app is asked first, and the copy only replaces an error)."""
+        return self.verdict is not Verdict.STALE_IF_ERROR
+
+    def in_place_of_error(self) -> Lookup:
+        """This stale-if-error copy, marked as answering in place of the app's error."""
+        self.verdict = Verdict.STALE_OK
+        return self
+
 
 @dataclass(slots=True)
 class Request:

@@ -7,7 +7,9 @@ before the last chunk is handed to the server when ``Content-Length`` tells
 which chunk is last, so a client holding the whole response finds it cached.
 
 Concurrent misses of one URL variant run the app once per process; the other
-threads wait (up to ``collapse_timeout``) for the stored response.
+threads wait (up to ``collapse_timeout``) for the stored response. Requests holding
+a stale-if-error copy collapse too: when the app fails for the one that ran it, the
+others answer with their stale copy without running it again.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ class _Response:
         self.written: list[bytes] = []
 
 
+class _Flight(threading.Event):
+    """Set when the request running the app is done; ``failed``: the app erred and a
+    stale-if-error copy answered, so the waiting requests answer with theirs."""
+
+    failed = False
+
+
 class WSGICacheMiddleware:
     """RFC 9111 shared cache for WSGI apps: ``app.wsgi_app = WSGICacheMiddleware(app.wsgi_app,
     cache=cache)``. Takes the same options as ``CacheMiddleware``."""
@@ -102,7 +111,7 @@ class WSGICacheMiddleware:
         self._executor: ThreadPoolExecutor | None = None
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
-        self._flights: dict[str, threading.Event] = {}
+        self._flights: dict[str, _Flight] = {}
         self._fleet = cache.sync.resolve_lock(True) if self.policy.collapse_fleet else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -114,12 +123,13 @@ class WSGICacheMiddleware:
             return self.app(environ, start_response)
         req = self._request(environ, method, directives)
         found, variant_key = self._lookup(req) if req.may_serve else (None, None)
-        flight = None if found is not None else self.policy.collapse_key(req, variant_key)
+        served = found is not None and found.answers
+        flight = None if served else self.policy.collapse_key(req, variant_key)
         if flight is not None:
             with self._lock:
                 event = self._flights.get(flight)
                 if event is None:
-                    self._flights[flight] = event = threading.Event()
+                    self._flights[flight] = event = _Flight()
                     leader = True
                 else:
                     leader = False
@@ -130,8 +140,8 @@ class WSGICacheMiddleware:
                     if found is None and self._fleet is not None:
                         lead = (flight, event)
                         return self._fleet_lead(self._fleet, environ, start_response, req, lead)
-                    if found is None:
-                        return self._origin(environ, start_response, req, None, (flight, event))
+                    if found is None or not found.answers:  # nothing, or a stale-if-error copy
+                        return self._origin(environ, start_response, req, found, (flight, event))
                 except BaseException:
                     self.land(flight, event)
                     raise
@@ -139,6 +149,8 @@ class WSGICacheMiddleware:
                 return self._serve(environ, start_response, req, found)
             if not event.wait(self.policy.collapse_timeout):
                 logger.info("collapsed request for %s waited too long; asking the app", req.url)
+            if event.failed and found is not None:  # the app just failed: do not ask it again
+                return self._answer(start_response, req, found.in_place_of_error())
             found, _ = self._lookup(req)
         return self._serve(environ, start_response, req, found)
 
@@ -172,7 +184,7 @@ class WSGICacheMiddleware:
         environ: Environ,
         start_response: StartResponse,
         req: Request,
-        flight: tuple[str, threading.Event],
+        flight: tuple[str, _Flight],
     ) -> Iterable[bytes]:
         """Run the app under the fleet lock, or wait (bounded) for the process that holds it."""
         lock_key = self.cache.full_key(flight[0])
@@ -210,7 +222,7 @@ class WSGICacheMiddleware:
                 break
         return self._origin(environ, start_response, req, None, flight)
 
-    def land(self, flight: str, event: threading.Event) -> None:
+    def land(self, flight: str, event: _Flight) -> None:
         """Wake the requests collapsed on ``flight`` (idempotent)."""
         with self._lock:
             if self._flights.get(flight) is event:
@@ -246,7 +258,7 @@ class WSGICacheMiddleware:
         start_response: StartResponse,
         req: Request,
         fallback: Lookup | None,
-        flight: tuple[str, threading.Event] | None = None,
+        flight: tuple[str, _Flight] | None = None,
     ) -> Iterable[bytes]:
         """Run the app; pass its body through and store it if the policy allows.
 
@@ -273,12 +285,12 @@ class WSGICacheMiddleware:
             logger.warning(
                 "origin failed for %s; serving stale-if-error copy", req.url, exc_info=True
             )
-            return self._stale(start_response, req, fallback)
+            return self._stale(start_response, req, fallback, flight)
         finally:
             _reset_directives(token)
         if fallback is not None and is_error_status(response.status):
             _close(result)
-            return self._stale(start_response, req, fallback)
+            return self._stale(start_response, req, fallback, flight)
         plan = self.policy.plan(req, response.status, response.headers, self.policy.now())
         start_response(status_line(response.status), _str_headers(plan.client_headers))
         body = [*response.written, *first]
@@ -288,9 +300,18 @@ class WSGICacheMiddleware:
             return _Passthrough(body, chunks, result)
         return _Caching(self, req, plan, body, chunks, result, flight)
 
-    def _stale(self, start_response: StartResponse, req: Request, found: Lookup) -> list[bytes]:
-        found.verdict = Verdict.STALE_OK
-        return self._answer(start_response, req, found)
+    def _stale(
+        self,
+        start_response: StartResponse,
+        req: Request,
+        found: Lookup,
+        flight: tuple[str, _Flight] | None = None,
+    ) -> list[bytes]:
+        """Answer with ``found`` in place of the app's error; the collapsed requests too."""
+        if flight is not None:
+            flight[1].failed = True
+            self.land(*flight)
+        return self._answer(start_response, req, found.in_place_of_error())
 
     def store(self, req: Request, plan: Plan, body: bytes) -> None:
         """Write the response's entries; a cache failure never fails the response."""
@@ -413,7 +434,7 @@ class _Caching(_Passthrough):
         head: list[bytes],
         rest: Iterator[bytes],
         result: object,
-        flight: tuple[str, threading.Event] | None = None,
+        flight: tuple[str, _Flight] | None = None,
     ) -> None:
         super().__init__(head, rest, result)
         self.owner, self.req, self.plan, self.flight = owner, req, plan, flight

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 import msgpack
 
 from ..core.entry import Entry
+from ..core.errors import DeserializationError
 from . import _redis_scripts as rs
 from ._redis_client import _SHA, Op
+from ._versioned import open_versioned
 
 if TYPE_CHECKING:
     from .redis import RedisTier
@@ -47,12 +49,23 @@ return 1
 
 
 def read_versioned_op(tier: RedisTier, key: str) -> Op[tuple[Entry | None, object]]:
-    """The live entry under ``key`` (tags checked) and the stored bytes as the token."""
+    """The live entry under ``key`` (tags checked) and the stored bytes as the token.
+
+    Raises ``DeserializationError`` for a value this process cannot open (``_versioned``).
+    """
     raw = yield lambda s: s.c.get(key)
     if raw is None:
         return None, None
+    try:
+        data, _ = rs.split_stored(raw)
+    except DeserializationError:
+        data = raw  # not even our framing: reported as unreadable just below
+    entry = open_versioned(tier._context.codec, data, key)
+    if entry is None:  # sealed for another key: never this key's value
+        tier.decode_errors += 1
+        return None, raw
     if raw[:1] == rs.UNTAGGED:
-        return tier._decode(raw[1:], key), raw
+        return (None if entry.is_gone(tier._context.clock.time()) else entry), raw
     entry = yield from tier._get_op(key)  # the tag check (the bytes are the token either way)
     return entry, raw
 

@@ -26,7 +26,10 @@ the key, one of its tags or a prefix covering it moved past the lease.
 Bounds: ``max_entries`` and ``max_bytes`` (codec bytes; default 1 GiB) are
 checked every few writes; when exceeded, expired rows go first, then the least
 recently used ones (reads are recorded in batches, and a process records at most one
-read of a key every ten seconds, so the order is approximate to that).
+read of a key every ten seconds, so the order is approximate to that). While the
+table is less than half full (as last seen by an event-loop write), reads are not
+recorded at all: nothing will be evicted soon, and the order that matters is made by the
+reads recorded from then on.
 Expired rows are also swept every ``sweep_interval`` seconds. Tombstones of
 deleted keys and prefix rows are kept for a day (``LEASE_HORIZON``) to void
 leases, and count in neither bound.
@@ -48,6 +51,7 @@ from ...core.tier import TierContext
 from . import _atomic
 from ._common import (
     LEASE_HORIZON,
+    MissLeases,
     Row,
     SQLLease,
     check_config,
@@ -56,6 +60,7 @@ from ._common import (
     over,
     parse_url,
 )
+from ._readlog import ReadLog
 from ._sqlite import SQLiteStore
 
 __all__ = ["LEASE_HORIZON", "SQLLease", "SQLTier"]
@@ -63,12 +68,6 @@ __all__ = ["LEASE_HORIZON", "SQLLease", "SQLTier"]
 T = TypeVar("T")
 log = logging.getLogger("stratacache.tiers.sql")
 
-#: reads recorded for the eviction order before they are written out
-_TOUCH_BATCH = 256
-#: seconds within which further reads of a key are not recorded again by this process
-_TOUCH_EVERY = 10.0
-#: keys whose last recorded read this process remembers (forgotten all at once past it)
-_TOUCH_MEMORY = 16_384
 #: SQLite writes made on the event loop between two checkpoints on the worker thread
 _CHECKPOINT_EVERY = 250
 
@@ -137,8 +136,8 @@ class SQLTier:
         self._inline = target.dialect == "sqlite"
         self._errors: tuple[type[BaseException], ...] = (*self.store.errors, OSError)
         self._bounded = max_entries is not None or max_bytes is not None
-        self._touched: dict[str, None] = {}
-        self._touch_times: dict[str, float] = {}  # key -> when its read was last recorded
+        self._reads = ReadLog()  # for the eviction order
+        self._misses = MissLeases()
         self._written = 0
         self._inline_writes = 0
         self._last_len = 0
@@ -176,8 +175,8 @@ class SQLTier:
         self._executor_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._sweeper = None
-        self._touched = {}
-        self._touch_times = {}
+        self._reads = ReadLog()
+        self._misses = MissLeases()
         return list(self.store.abandon())
 
     def _ensure_sweeper(self) -> None:
@@ -223,7 +222,13 @@ class SQLTier:
     # -- sync API ----------------------------------------------------------------------------
     def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         now = self._now()
-        return self._entry(key, self._guard("get", self.store.read_one, key, now), now)
+        if not self._inline:
+            return self._entry(key, self._guard("get", self.store.read_one, key, now), now)
+        data, seq = self._guard("get", self.store.read_one_leased, key, now)
+        entry = self._entry(key, data, now)
+        if entry is None:
+            self._misses.remember(key, seq)
+        return entry
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
         if not keys:
@@ -232,30 +237,37 @@ class SQLTier:
         return self._entries(self._guard("get_many", self.store.read, keys, now), now)
 
     def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
-        return SQLLease(self._guard("lease", self.store.counter))
+        known = self._misses.take(key)
+        return known if known is not None else SQLLease(self._guard("lease", self.store.counter))
 
     def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         row = self._row(key, entry)
         if row is None:
             return True  # already past its end: nothing worth storing
         seq = lease.seq if isinstance(lease, SQLLease) else None
+        if seq is None:
+            self._misses.forget(key)  # a lease from before this write would be refused
         return bool(self._guard("set", self._put, [row], seq))
 
     def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
         rows = [r for k, e in entries.items() if (r := self._row(k, e)) is not None]
         if rows:
+            self._misses.forget()
             self._guard("set_many", self._put, rows, None)
 
     def delete_many_sync(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
+        self._misses.forget()
         return int(self._guard("delete_many", self.store.delete_keys, keys, self._now()))
 
     def delete_prefix_sync(self, prefix: str) -> int:
+        self._misses.forget()
         return int(self._guard("delete_prefix", self.store.delete_prefix, prefix, self._now()))
 
     def invalidate_tags_sync(self, tags: Sequence[str]) -> None:
         if tags:
+            self._misses.forget()
             self._guard(
                 "invalidate_tags", self.store.invalidate, self._tag_tokens(tags), self._now()
             )
@@ -269,12 +281,15 @@ class SQLTier:
         if not self._inline:
             return self._entry(key, await self._aguard("get", self.store.aread_one(key, now)), now)
         try:  # ``_here`` inlined: one coroutine less on every L1 miss
-            data = self.store.read_one(key, now, True)
+            data, seq = self.store.read_one_leased(key, now, True)
         except self._errors as exc:
             if not self.store.busy(exc):
                 raise TierError(self.name, "get", exc) from exc
-            data = await self._offload("get", self.store.read_one, key, now)
-        return self._entry(key, data, now)
+            data, seq = await self._offload("get", self.store.read_one_leased, key, now)
+        entry = self._entry(key, data, now)
+        if entry is None:
+            self._misses.remember(key, seq)  # the load that follows leases with it
+        return entry
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
         if not keys:
@@ -285,6 +300,9 @@ class SQLTier:
         return self._entries(await self._here("get_many", self.store.read, keys, now), now)
 
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        known = self._misses.take(key)
+        if known is not None:
+            return known
         if not self._inline:
             return SQLLease(await self._aguard("lease", self.store.acounter()))
         return SQLLease(await self._here("lease", self.store.counter))
@@ -294,6 +312,8 @@ class SQLTier:
         if row is None:
             return True
         seq = lease.seq if isinstance(lease, SQLLease) else None
+        if seq is None:
+            self._misses.forget(key)
         self._ensure_sweeper()
         if self._inline:  # one small SQLite write: cheaper here than a thread hop, unless locked
             try:
@@ -316,19 +336,23 @@ class SQLTier:
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
         rows = [r for k, e in entries.items() if (r := self._row(k, e)) is not None]
         if rows:
+            self._misses.forget()
             await self._offload("set_many", self._put, rows, None)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
+        self._misses.forget()
         return int(await self._offload("delete_many", self.store.delete_keys, keys, self._now()))
 
     async def delete_prefix(self, prefix: str) -> int:
+        self._misses.forget()
         now = self._now()
         return int(await self._offload("delete_prefix", self.store.delete_prefix, prefix, now))
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
         if tags:
+            self._misses.forget()
             unique = self._tag_tokens(tags)
             await self._offload("invalidate_tags", self.store.invalidate, unique, self._now())
 
@@ -410,6 +434,8 @@ class SQLTier:
             count, size = self.store.usage(True)
         except self._errors:
             return True
+        # record reads for the eviction order only once eviction is in sight
+        self._reads.recording = over(2 * count, 2 * size, self.max_entries, self.max_bytes)
         return over(count, size, self.max_entries, self.max_bytes)
 
     def _enforce(self) -> None:
@@ -450,27 +476,14 @@ class SQLTier:
             return None
         if entry.is_gone(now):
             return None
-        if self._bounded:
-            self._touch(key, now)
+        if self._bounded and self._reads.record(key, now):
+            self._background(self._flush_touches)
         return entry
 
-    def _touch(self, key: str, now: float) -> None:
-        """Record a read of ``key`` for the eviction order (once per ``_TOUCH_EVERY`` s)."""
-        times = self._touch_times
-        last = times.get(key)
-        if last is not None and 0 <= now - last < _TOUCH_EVERY:
-            return
-        if len(times) >= _TOUCH_MEMORY:
-            times.clear()
-        times[key] = now
-        self._touched[key] = None
-        if len(self._touched) >= _TOUCH_BATCH:
-            self._background(self._flush_touches)
-
     def _flush_touches(self) -> None:
-        touched, self._touched = self._touched, {}
-        if touched:
-            self.store.touch(list(touched), self._now())
+        keys = self._reads.take()
+        if keys:
+            self.store.touch(keys, self._now())
 
     def _background(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` on the worker thread without waiting; a failure is logged."""

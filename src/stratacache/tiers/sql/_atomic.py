@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.entry import Entry
 from ...core.errors import TierError
+from .._versioned import open_versioned
 
 if TYPE_CHECKING:
     from . import SQLTier
@@ -32,7 +33,11 @@ def compare_and_set(tier: SQLTier, key: str, token: object, entry: Entry) -> boo
 
 
 def read_versioned(tier: SQLTier, key: str) -> tuple[Entry | None, bytes | None]:
-    """Two reads (raw row, then live row) that agree; retried while a writer moves the row."""
+    """Two reads (raw row, then live row) that agree; retried while a writer moves the row.
+
+    Raises:
+        DeserializationError: a live value this process cannot open (see ``_versioned``).
+    """
     store: Any = tier.store
     for _ in range(_VERSIONED_READ_TRIES):
         raw = store.raw_value(key)
@@ -45,6 +50,9 @@ def read_versioned(tier: SQLTier, key: str) -> tuple[Entry | None, bytes | None]
                 return None, raw  # expired or outdated by a tag: absent, but versioned
             continue
         if bytes(live) == raw:
-            return tier._entry(key, live, now), raw
+            entry = open_versioned(tier._context.codec, raw, key)  # unreadable: raises
+            if entry is None:
+                tier.decode_errors += 1
+            return (None if entry is None or entry.is_gone(now) else entry), raw
     changing = RuntimeError(f"the row of {key!r} kept changing during a versioned read")
     raise TierError(tier.name, "read_versioned", changing)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,43 @@ class Row:
     value: bytes
     expires_at: float | None
     tags: tuple[str, ...]
+
+
+class MissLeases:
+    """Leases read by gets that missed, handed to the load that follows: a miss and its load's
+    lease cost one statement, not two.
+
+    An older lease only refuses more (a write is refused when anything moved past it), so a
+    remembered one is as safe as a fresh one; to keep false refusals rare, one is used once,
+    within ``max_age`` seconds, and all are forgotten when this tier invalidates anything.
+    """
+
+    __slots__ = ("_memo", "limit", "max_age")
+
+    def __init__(self, limit: int = 4096, max_age: float = 2.0) -> None:
+        self._memo: dict[str, tuple[int, float]] = {}
+        self.limit = limit
+        self.max_age = max_age
+
+    def remember(self, key: str, seq: int) -> None:
+        memo = self._memo
+        if len(memo) >= self.limit:
+            memo.clear()  # loads follow their miss at once: old ones are worth nothing
+        memo[key] = (seq, time.monotonic())
+
+    def take(self, key: str) -> SQLLease | None:
+        """The lease remembered for ``key`` (forgotten now), or None: ask the database."""
+        found = self._memo.pop(key, None)
+        if found is None or time.monotonic() - found[1] > self.max_age:
+            return None
+        return SQLLease(found[0])
+
+    def forget(self, key: str | None = None) -> None:
+        """Forget ``key``'s lease (None: every lease)."""
+        if key is None:
+            self._memo = {}
+        else:
+            self._memo.pop(key, None)
 
 
 def voided(key: str, tags: Sequence[str], names: Sequence[str]) -> bool:

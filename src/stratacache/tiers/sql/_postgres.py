@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ...core.errors import ConfigError
@@ -35,6 +35,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "SQLTier on PostgreSQL needs psycopg: pip install 'stratacache[sql]'"
     ) from exc
 
+
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 #: one event loop's idle async connections and its limit on connections in use
 _APool = tuple[list["psycopg.AsyncConnection[Any]"], asyncio.Semaphore]
@@ -114,7 +116,7 @@ class PostgresStore:
     def checkin(self, conn: psycopg.Connection[Any] | None) -> None:
         """Give ``conn`` back (None: it failed and was dropped); a broken one is closed."""
         if conn is not None and (
-            conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            conn.closed or conn.pgconn.transaction_status != _IDLE  # pgconn: no info object
         ):
             conn.close()
             conn = None
@@ -136,31 +138,15 @@ class PostgresStore:
         finally:
             self.checkin(conn)
 
-    @asynccontextmanager
-    async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """An async connection from the pool of the running loop (each loop has its own)."""
+    def _apool(self) -> tuple[asyncio.AbstractEventLoop, _APool]:
+        """The running loop and its pool (made on first use; closed loops' pools are ended)."""
         loop = asyncio.get_running_loop()
         pool = self._apools.get(loop)
         if pool is None:
             for other in [x for x in self._apools if x.is_closed()]:
                 _finish(self._apools.pop(other)[0])
             pool = self._apools[loop] = ([], asyncio.Semaphore(self.pool_size))
-        idle, slots = pool
-        async with slots:
-            conn = idle.pop() if idle else None
-            if conn is None:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
-                )
-            try:
-                yield conn
-            except BaseException:
-                await conn.close()
-                raise
-            if self._apools.get(loop) is pool and not conn.closed:
-                idle.append(conn)
-            else:
-                await conn.close()
+        return loop, pool
 
     def close(self) -> None:
         with self._cond:
@@ -288,26 +274,43 @@ class PostgresStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _aquery(self, sql: str, params: tuple[Any, ...], many: bool) -> Any:
-        """``_query`` on the running loop's async connections."""
+        """``_query`` on the running loop's async connections (each loop has its own pool of
+        at most ``pool_size``); written out, not as a context manager: this is every read."""
         for attempt in (1, 2):
-            broken = False
+            loop, pool = self._apool()
+            idle, slots = pool
+            await slots.acquire()
+            conn: psycopg.AsyncConnection[Any] | None = None
             try:
-                async with self.aconnection() as conn:
-                    try:
-                        cur = await conn.execute(sql, params, binary=True)
-                        return await (cur.fetchall() if many else cur.fetchone())
-                    except psycopg.OperationalError:
-                        broken = conn.broken
-                        raise
+                conn = idle.pop() if idle else await self._aconnect()
+                cur = await conn.execute(sql, params, binary=True)
+                found = await (cur.fetchall() if many else cur.fetchone())
+                if self._apools.get(loop) is pool and not conn.closed:
+                    idle.append(conn)  # before the slot is freed: the pool stays bounded
+                else:
+                    await conn.close()
+                return found
             except psycopg.OperationalError:
+                broken = conn is not None and conn.broken
+                if conn is not None:
+                    await conn.close()
                 if attempt == 2 or not broken:
                     raise
-                pool = self._apools.get(asyncio.get_running_loop())
-                if pool is not None:
-                    stale, pool[0][:] = list(pool[0]), []
-                    for other in stale:
-                        await other.close()
+                stale, idle[:] = list(idle), []  # the server dropped them all (restart)
+                for other in stale:
+                    await other.close()
+            except BaseException:
+                if conn is not None:
+                    await conn.close()
+                raise
+            finally:
+                slots.release()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _aconnect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
+        )
 
     def usage(self) -> tuple[int, int]:
         """Live entries and their bytes (a count over the table)."""

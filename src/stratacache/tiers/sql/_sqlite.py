@@ -33,6 +33,8 @@ log = logging.getLogger("stratacache.tiers.sql")
 
 #: how long a writer waits for another process's write lock before giving up
 BUSY_TIMEOUT = 10.0
+#: WAL pages past which a checkpoint that could not copy everything blocks writers to finish
+WAL_RESTART_FRAMES = 2048
 
 
 class SQLiteStore:
@@ -72,6 +74,8 @@ class SQLiteStore:
             f" AND {live} AND {check}"
         )
         self._counter = f"SELECT seq FROM {v} WHERE namespace = ? AND name = '{COUNTER}'"
+        #: a read and the namespace counter in one statement: a miss's lease comes with it
+        self._get_leased = f"SELECT ({self._get}), ({self._counter})"
         upsert = (
             f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime) SELECT ?, ?, ?, ?, %s,"
             " ?, ? WHERE true ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
@@ -215,6 +219,13 @@ class SQLiteStore:
         row = self.conn(inline).execute(self._get, (key, now, self.ns)).fetchone()
         return None if row is None else row[0]
 
+    def read_one_leased(
+        self, key: str, now: float, inline: bool = False
+    ) -> tuple[bytes | None, int]:
+        """``read_one`` and the namespace counter (what ``counter`` returns), one statement."""
+        row = self.conn(inline).execute(self._get_leased, (key, now, self.ns, self.ns)).fetchone()
+        return row[0], 0 if row[1] is None else int(row[1])
+
     def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
         params = (json.dumps(list(keys)), now, self.ns)
         return self.conn(inline).execute(self._get_many, params).fetchall()
@@ -268,8 +279,19 @@ class SQLiteStore:
         return done is not None
 
     def checkpoint(self) -> None:
-        """Copy the WAL back into the database and make the next writer start it over."""
-        self.conn().execute("PRAGMA wal_checkpoint(RESTART)")
+        """Copy the WAL back into the database; once all of it is copied, the next writer
+        starts it over.
+
+        PASSIVE first: it never blocks writers (RESTART holds them off for the whole copy
+        and its fsync, and an inline write that finds the file locked waits on the worker
+        thread, behind the checkpoint). A PASSIVE copy does not make writers start the WAL
+        over, though: once it is longer than ``WAL_RESTART_FRAMES``, a RESTART follows, which
+        blocks writers only briefly, as the PASSIVE one has copied nearly everything.
+        """
+        conn = self.conn()
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames > WAL_RESTART_FRAMES:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
     def delete_keys(self, keys: Sequence[str], now: float) -> int:
         """Replace ``keys`` by tombstones (voiding their leases); returns how many were live."""
