@@ -85,7 +85,7 @@ def test_contract_example_shapes() -> None:
     def report(day: str) -> list[str]:
         return [day]
 
-    assert callable(get_user.invalidate) and callable(report.invalidate)  # type: ignore[attr-defined]
+    assert callable(get_user.invalidate) and callable(report.invalidate)
     assert isinstance(cache.stats(), dict)
 
 

@@ -30,7 +30,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from .core.durations import check_optional
 from .core.entry import Entry
@@ -39,13 +39,14 @@ from .core.fleet import FleetLock, SyncFleetLock
 from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
 from .core.memo import KW, CallMemo, hashable_call_key
+from .core.sentinel import UNSET, Unset
 from .engine import signals
 from .engine.cache import Cache
-from .engine.policy import UNSET, EntryPolicy, store_predicate
+from .engine.decorated import CacheDecorator
+from .engine.policy import EntryPolicy, store_predicate
 from .engine.signals import send as _send
 from .engine.stats import FunctionStats
 
-F = TypeVar("F", bound=Callable[..., Any])
 _REFRESH_CONCURRENCY = 8
 log = logging.getLogger("stratacache")
 
@@ -53,11 +54,11 @@ log = logging.getLogger("stratacache")
 def cached(
     cache: Cache,
     *,
-    ttl: Any = UNSET,
+    ttl: float | Unset | None = UNSET,
     key: str | Callable[..., str] | None = None,
     tags: Sequence[str] = (),
-    refresh_after: Any = UNSET,
-    stale_ttl: Any = UNSET,
+    refresh_after: float | Unset | None = UNSET,
+    stale_ttl: float | Unset | None = UNSET,
     cache_none: bool | None = None,
     condition: Callable[[Any], bool] | None = None,
     unless: Callable[[Any], bool] | None = None,
@@ -66,7 +67,7 @@ def cached(
     warm: Any = None,
     name: str | None = None,
     ignore: Sequence[str] = (),
-) -> Callable[[F], F]:
+) -> CacheDecorator:
     """Cache calls of the decorated function.
 
     Args:
@@ -103,8 +104,12 @@ def cached(
         CacheKeyError: at the call: an argument with no stable representation (the
             message says how to key it).
 
-    The wrapped function gains ``invalidate(*args, **kwargs)``, ``refresh(*args, **kwargs)``,
-    ``key(*args, **kwargs)``, ``refresh_hot()`` and ``stats``.
+    Returns:
+        A decorator. The decorated function keeps its parameters and return type and gains
+        ``invalidate(*args, **kwargs)``, ``refresh(*args, **kwargs)``, ``key(*args, **kwargs)``,
+        ``refresh_hot()`` and ``stats`` (typed as ``CachedFunction`` / ``AsyncCachedFunction``
+        in ``stratacache.engine.decorated``; for ``async def`` functions the methods but ``key``
+        are coroutines).
     """
     if isinstance(tags, str):
         raise ConfigError("tags must be a list of templates, not a single string")
@@ -118,7 +123,7 @@ def cached(
     store_if = store_predicate(condition, unless)
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none, store_if)
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[..., Any]) -> Any:
         if not callable(fn):
             raise ConfigError(f"@cached needs a function, not {fn!r}")
         _refuse_generators(fn)
@@ -144,9 +149,9 @@ def cached(
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
             cache.readthrough.warmers.append((wrapper, warm))
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
-    return decorate
+    return cast(CacheDecorator, decorate)
 
 
 class _Options:
