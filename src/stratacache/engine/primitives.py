@@ -31,7 +31,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ..core.entry import Entry
-from ..core.errors import CacheKeyError, ConfigError, TierError
+from ..core.errors import (
+    CacheKeyError,
+    ConfigError,
+    MissingKeyError,
+    TierError,
+    WrongTypeError,
+)
 from ..core.fleet import Invalidation
 from ..core.keys import MAX_KEY_LENGTH
 from .policy import UNSET, EntryPolicy
@@ -101,13 +107,13 @@ def _incr(cache: Cache, key: str, delta: int, initial: int | None, policy: Entry
     def step(current: Entry | None, now: float) -> tuple[Entry | None, int]:
         if current is None:
             if initial is None:
-                raise KeyError(key)
+                raise MissingKeyError(key)
             value = initial + delta
             payload = cache.codec.dumps_value(value)
             return policy.make(value, now, (), payload=payload), value
         old = current.value
         if type(old) is not int:
-            raise TypeError(
+            raise WrongTypeError(
                 f"incr/decr need an int under {key!r}, but it holds a {type(old).__name__}"
             )
         value = old + delta
@@ -318,7 +324,7 @@ def _keys(keys: Iterable[str]) -> list[str]:
 
 def _loaded(loaded: object, missing: list[str]) -> dict[str, Any]:
     if not isinstance(loaded, Mapping):
-        raise TypeError(
+        raise WrongTypeError(
             f"get_or_set_many's loader must return a mapping, not {type(loaded).__name__}"
         )
     asked = set(missing)
@@ -427,7 +433,7 @@ class SyncPrimitives:
             leases = [sync.leases(fkeys[k], tag_tuple) for k in missing]
             loaded = loader(missing)
             if inspect.isawaitable(loaded):
-                raise TypeError("cache.sync.get_or_set_many needs a sync loader")
+                raise WrongTypeError("cache.sync.get_or_set_many needs a sync loader")
             fresh = _loaded(loaded, missing)
             for key, held in zip(missing, leases, strict=True):
                 if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
