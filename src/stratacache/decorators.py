@@ -36,9 +36,10 @@ from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.fleet import FleetLock, SyncFleetLock
+from .core.hitpath import compile_hit_path
 from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
-from .core.memo import KW, CallMemo, hashable_call_key
+from .core.memo import CallMemo, hashable_call_key
 from .core.sentinel import UNSET, Unset
 from .engine import signals
 from .engine.cache import Cache
@@ -182,7 +183,6 @@ def _async_wrapper(
     memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
 
@@ -226,24 +226,8 @@ def _async_wrapper(
             await asyncio.sleep(interval)
             await refresh_hot()
 
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
-        try:
-            found = lookup(ck)
-        except (TypeError, ReferenceError):  # unhashable: no memo; the slow path keys it
-            found = None
-            ck = None
-        if found is not None:
-            entry = found[0]
-            if entry.deadline > now():
-                fstats.fast_hits += 1
-                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
-                    touch(found[1])  # type: ignore[misc]
-                except KeyError:  # evicted by another thread since the deadline check
-                    pass
-                return entry.value
-        return await slow(ck, args, kwargs)
+    call, positional = _hit_path(fn, memo, now, fstats, touch, slow)
+    memo_key = _bound_key(builder) if positional else hashable_call_key
 
     async def invalidate(*args: Any, **kwargs: Any) -> None:
         await cache.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -252,13 +236,13 @@ def _async_wrapper(
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = await cache.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
-    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-    wrapper.refresh = refresh  # type: ignore[attr-defined]
-    wrapper.refresh_hot = refresh_hot  # type: ignore[attr-defined]
-    return wrapper
+    call.invalidate = invalidate  # type: ignore[attr-defined]
+    call.refresh = refresh  # type: ignore[attr-defined]
+    call.refresh_hot = refresh_hot  # type: ignore[attr-defined]
+    return call
 
 
 def _sync_wrapper(
@@ -270,7 +254,6 @@ def _sync_wrapper(
     memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
     if isinstance(opts.lock, FleetLock) and not isinstance(opts.lock, SyncFleetLock):
@@ -311,24 +294,8 @@ def _sync_wrapper(
             _send(signals.refresh_ahead, cache, key=fkey, reason="scheduled")
         return refreshed
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
-        try:
-            found = lookup(ck)
-        except (TypeError, ReferenceError):
-            found = None
-            ck = None
-        if found is not None:
-            entry = found[0]
-            if entry.deadline > now():
-                fstats.fast_hits += 1
-                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
-                    touch(found[1])  # type: ignore[misc]
-                except KeyError:  # evicted by another thread since the deadline check
-                    pass
-                return entry.value
-        return slow(ck, args, kwargs)
+    call, positional = _hit_path(fn, memo, now, fstats, touch, slow)
+    memo_key = _bound_key(builder) if positional else hashable_call_key
 
     def invalidate(*args: Any, **kwargs: Any) -> None:
         cache.sync.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -338,13 +305,38 @@ def _sync_wrapper(
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = facade.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
-    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-    wrapper.refresh = refresh  # type: ignore[attr-defined]
-    wrapper.refresh_hot = refresh_hot  # type: ignore[attr-defined]
-    return wrapper
+    call.invalidate = invalidate  # type: ignore[attr-defined]
+    call.refresh = refresh  # type: ignore[attr-defined]
+    call.refresh_hot = refresh_hot  # type: ignore[attr-defined]
+    return call
+
+
+def _hit_path(
+    fn: Callable[..., Any],
+    memo: CallMemo,
+    now: Callable[[], float],
+    fstats: FunctionStats,
+    touch: Any,
+    slow: Callable[..., Any],
+) -> tuple[Callable[..., Any], bool]:
+    """The wrapper (``core.hitpath``) and whether its memo keys are bound argument values."""
+    hit, positional = compile_hit_path(
+        fn, lookup=memo.lookup, now=now, fstats=fstats, touch=touch, slow=slow,
+        is_async=inspect.iscoroutinefunction(fn),
+    )  # fmt: skip
+    return functools.wraps(fn)(hit), positional
+
+
+def _bound_key(builder: CallKeyBuilder) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """The memo key of a call as a compiled hit path builds it: the bound values in order."""
+
+    def bound(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return hashable_call_key(tuple(builder.bind(args, kwargs).values()), {})
+
+    return bound
 
 
 def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.Event:

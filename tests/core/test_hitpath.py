@@ -1,0 +1,164 @@
+"""The compiled hit path: the decorated function's own parameters, one memo slot per call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import stratacache as sc
+from stratacache.core.hitpath import compile_hit_path, positional_parameters
+from stratacache.core.memo import call_key
+
+
+def _memory_cache() -> sc.Cache:
+    return sc.Cache(tiers=[sc.MemoryTier(maxsize=100)], bus=False, namespace="hit")
+
+
+def _compile(fn: Any) -> Any:
+    wrapper, positional = compile_hit_path(
+        fn, lookup={}.get, now=lambda: 0.0, fstats=None, touch=None,
+        slow=lambda ck, args, kwargs: (ck, args, kwargs), is_async=False,
+    )  # fmt: skip
+    assert positional
+    return wrapper
+
+
+def test_only_all_positional_functions_are_compiled() -> None:
+    """``*args``, ``**kwargs`` and keyword-only parameters keep the generic wrapper."""
+
+    def plain(a: int, b: int = 2) -> int:
+        return a + b
+
+    def star(*a: int) -> int:
+        return 0
+
+    def kw(**k: int) -> int:
+        return 0
+
+    def kwonly(a: int, *, b: int) -> int:
+        return a + b
+
+    def clash(_sc_ck: int) -> int:
+        return _sc_ck
+
+    assert positional_parameters(plain) is not None
+    assert [positional_parameters(f) for f in (star, kw, kwonly, clash)] == [None] * 4
+
+
+def test_the_miss_gets_bound_arguments_with_defaults() -> None:
+    """Keywords and defaults are bound before the body runs: one key tuple per call."""
+
+    def f(a: int, b: int = 2) -> int:
+        return a + b
+
+    wrapper = _compile(f)
+    assert wrapper(1) == ((1, 2), (1, 2), {})
+    assert wrapper(b=2, a=1) == ((1, 2), (1, 2), {})
+
+
+def test_a_bad_call_names_the_function() -> None:
+    """A wrong call raises the TypeError the function itself would, with its name."""
+
+    def report(day: str, /, limit: int = 3) -> list[str]:
+        return [day] * limit
+
+    wrapper = _compile(report)
+    with pytest.raises(TypeError, match="report"):
+        wrapper()
+    with pytest.raises(TypeError, match="positional-only"):
+        wrapper(day="mon")
+
+
+def test_default_objects_are_the_functions_own() -> None:
+    """A default is passed as the very object the function declares, never re-created."""
+    marker: list[int] = []
+
+    def f(a: list[int] = marker) -> int:
+        return 0
+
+    assert _compile(f)()[1][0] is marker
+
+
+def test_equal_calls_share_one_memo_slot_and_count_as_hits() -> None:
+    """``f(1)``, ``f(a=1)`` and ``f(1, 2)`` (default ``b=2``) are one memoized call."""
+    cache = _memory_cache()
+    calls: list[tuple[int, int]] = []
+
+    @cache.cached(ttl=60)
+    def f(a: int, b: int = 2) -> int:
+        calls.append((a, b))
+        return a + b
+
+    assert [f(1), f(a=1), f(1, 2), f(1, b=2)] == [3, 3, 3, 3]
+    assert calls == [(1, 2)]
+    assert f.stats.fast_hits == 3
+    assert len(f._memo) == 1  # type: ignore[attr-defined]
+
+
+def test_invalidate_and_refresh_reach_the_compiled_memo() -> None:
+    """Invalidating or refreshing a call given in another form still reaches its slot."""
+    cache = _memory_cache()
+    value = [1]
+
+    @cache.cached(ttl=60)
+    def f(a: int, b: int = 2) -> int:
+        return value[0]
+
+    assert f(1) == 1
+    value[0] = 2
+    f.invalidate(a=1, b=2)
+    assert f(1) == 2
+    value[0] = 3
+    assert f.refresh(1, 2) == 3
+    assert f(a=1) == 3
+
+
+def test_methods_bind_self() -> None:
+    """A compiled method takes ``self`` as the function does; instances are told apart."""
+    cache = _memory_cache()
+
+    class Meter:
+        def __init__(self, rate: int) -> None:
+            self.rate = rate
+
+        def __cache_key__(self) -> int:
+            return self.rate
+
+        @cache.cached(ttl=60)
+        def cost(self, units: int) -> int:
+            return self.rate * units
+
+    assert (Meter(2).cost(3), Meter(5).cost(3), Meter(2).cost(units=3)) == (6, 15, 6)
+
+
+def test_other_functions_get_the_generic_shape() -> None:
+    """``*args``/``**kwargs`` functions are keyed as ``core.memo.call_key`` keys the call."""
+
+    def f(a: int, *rest: int, **named: int) -> int:
+        return a
+
+    wrapper, positional = compile_hit_path(
+        f, lookup={}.get, now=lambda: 0.0, fstats=None, touch=None,
+        slow=lambda ck, args, kwargs: (ck, args, kwargs), is_async=False,
+    )  # fmt: skip
+    assert not positional
+    assert wrapper(1, 2) == ((1, 2), (1, 2), {})
+    assert wrapper(1, b=3) == (call_key((1,), {"b": 3}), (1,), {"b": 3})
+    assert wrapper([1]) == (None, ([1],), {})  # unhashable: no memo key
+
+
+async def test_async_functions_are_compiled_too() -> None:
+    """An ``async def`` gets an async compiled wrapper with the same behaviour."""
+    cache = _memory_cache()
+    calls: list[int] = []
+
+    @cache.cached(ttl=60)
+    async def f(a: int, b: int = 2) -> int:
+        calls.append(a)
+        return a + b
+
+    async with cache:
+        assert [await f(1), await f(a=1), await f(1, 2)] == [3, 3, 3]
+    assert calls == [1]
+    assert f.__code__.co_name == "f"
