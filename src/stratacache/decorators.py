@@ -36,7 +36,7 @@ from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.fleet import FleetLock, SyncFleetLock
-from .core.hitpath import compile_hit_path
+from .core.hitpath import compile_hit_path, single_parameter
 from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
 from .core.memo import CallMemo, hashable_call_key
@@ -138,7 +138,7 @@ def cached(
         )
         _claim_key_space(cache, builder, fn, explicit=name is not None)
         fstats = cache.register_function(builder.name)
-        memo = CallMemo(cache.tiers.top, typed=not builder.automatic)
+        memo = CallMemo(cache.tiers.top, typed=not builder.automatic, single=single_parameter(fn))
         opts = _Options(lock, refresh_every)
         if inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)
@@ -227,7 +227,7 @@ def _async_wrapper(
             await refresh_hot()
 
     call, positional = _hit_path(fn, memo, now, fstats, touch, slow)
-    memo_key = _bound_key(builder) if positional else hashable_call_key
+    memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
 
     async def invalidate(*args: Any, **kwargs: Any) -> None:
         await cache.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -295,7 +295,7 @@ def _sync_wrapper(
         return refreshed
 
     call, positional = _hit_path(fn, memo, now, fstats, touch, slow)
-    memo_key = _bound_key(builder) if positional else hashable_call_key
+    memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
 
     def invalidate(*args: Any, **kwargs: Any) -> None:
         cache.sync.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -330,11 +330,15 @@ def _hit_path(
     return functools.wraps(fn)(hit), positional
 
 
-def _bound_key(builder: CallKeyBuilder) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-    """The memo key of a call as a compiled hit path builds it: the bound values in order."""
+def _bound_key(
+    builder: CallKeyBuilder, single: bool
+) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """The memo key of a call as a compiled hit path builds it: the bound values in order
+    (the bare value for a one-parameter function), or None when unhashable."""
 
     def bound(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return hashable_call_key(tuple(builder.bind(args, kwargs).values()), {})
+        key = hashable_call_key(tuple(builder.bind(args, kwargs).values()), {})
+        return key[0] if single and key is not None else key
 
     return bound
 

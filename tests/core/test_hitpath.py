@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 from typing import Any
 
 import pytest
@@ -9,6 +11,13 @@ import pytest
 import stratacache as sc
 from stratacache.core.hitpath import compile_hit_path, positional_parameters
 from stratacache.core.memo import call_key
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """A frozen value: memoized by equality, held weakly."""
+
+    x: int
 
 
 def _memory_cache() -> sc.Cache:
@@ -162,3 +171,80 @@ async def test_async_functions_are_compiled_too() -> None:
         assert [await f(1), await f(a=1), await f(1, 2)] == [3, 3, 3]
     assert calls == [1]
     assert f.__code__.co_name == "f"
+
+
+def test_one_parameter_memos_are_keyed_by_the_bare_argument() -> None:
+    """A one-parameter function's memo key is the argument itself, not a 1-tuple."""
+    cache = _memory_cache()
+
+    @cache.cached(ttl=60)
+    def f(x: object) -> str:
+        return repr(x)
+
+    assert (f(1), f(x=1), f((1, 2)), f((1, 2))) == ("1", "1", "(1, 2)", "(1, 2)")
+    assert set(f._memo.data) == {1, (1, 2)}  # type: ignore[attr-defined]
+    assert f.stats.fast_hits == 2
+    assert f([1]) == f([1]) == "[1]"  # unhashable: the slow path, every time
+
+
+def test_one_parameter_template_keys_tell_equal_values_of_other_types_apart() -> None:
+    """With a template key, ``f(1)`` and ``f(True)`` render two keys: the memo keeps them apart."""
+    cache = _memory_cache()
+
+    @cache.cached(ttl=60, key="v:{x}")
+    def f(x: object) -> str:
+        return type(x).__name__
+
+    assert [f(1), f(True), f(1), f(True)] == ["int", "bool", "int", "bool"]
+
+
+def test_a_weakly_held_single_argument_hits_and_is_released() -> None:
+    """A frozen dataclass as the only argument is memoized weakly: it hits, then it goes."""
+    cache = _memory_cache()
+
+    @cache.cached(ttl=60)
+    def norm(p: Point) -> int:
+        return abs(p.x)
+
+    point = Point(-3)
+    assert norm(point) == norm(point) == norm(Point(-3)) == 3
+    assert norm.stats.fast_hits == 2
+    assert len(norm._memo) == 1  # type: ignore[attr-defined]
+    del point
+    gc.collect()
+    assert len(norm._memo) == 0  # type: ignore[attr-defined]
+
+
+def test_a_single_self_method_is_memoized_per_instance() -> None:
+    """``def total(self)`` with ``__cache_key__``: each instance hits its own slot."""
+    cache = _memory_cache()
+
+    class Cart:
+        def __init__(self, items: int) -> None:
+            self.items = items
+
+        def __cache_key__(self) -> int:
+            return self.items
+
+        @cache.cached(ttl=60)
+        def total(self) -> int:
+            return self.items * 10
+
+    small, large = Cart(1), Cart(2)
+    assert [small.total(), large.total(), small.total(), large.total()] == [10, 20, 10, 20]
+    assert Cart.total.stats.fast_hits == 2
+
+
+def test_refresh_hot_recomputes_single_argument_calls() -> None:
+    """``refresh_hot`` finds the memoized one-argument calls and recomputes them."""
+    cache = _memory_cache()
+    version = [1]
+
+    @cache.cached(ttl=60)
+    def f(x: int) -> int:
+        return x * version[0]
+
+    assert f(2) == 2
+    version[0] = 5
+    assert f.refresh_hot() == 1
+    assert f(2) == 10

@@ -7,7 +7,9 @@ wrapper is generated with the same parameter list instead, so Python binds the
 call (keywords and defaults included) before the wrapper's body runs, and the
 memo key is the tuple of bound values: ``f(1)``, ``f(x=1)`` and ``f(1, 2)``
 with ``y=2`` by default are one call, as they are one cache key
-(``CallKeyBuilder.bind`` applies defaults). Any other function gets the generic
+(``CallKeyBuilder.bind`` applies defaults). With exactly one parameter the
+memo key is the bare argument (``CallMemo(single=True)``): no tuple per hit.
+Any other function gets the generic
 ``(*args, **kwargs)`` shape, whose memo key is ``core.memo.call_key``'s.
 
 The hit path is the text below, for both shapes, sync and async; only the
@@ -76,6 +78,12 @@ def positional_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | N
     return parameters
 
 
+def single_parameter(fn: Callable[..., Any]) -> bool:
+    """Is ``fn`` compiled with one positional parameter (its memo keyed by the bare argument)?"""
+    parameters = positional_parameters(fn)
+    return parameters is not None and len(parameters) == 1
+
+
 def compile_hit_path(
     fn: Callable[..., Any],
     *,
@@ -97,6 +105,8 @@ def compile_hit_path(
     """
     parameters = positional_parameters(fn)
     shape = _GENERIC if parameters is None else _positional_shape(parameters)
+    if len(parameters or ()) == 1:  # keyed by the bare argument, as single_parameter() says
+        shape["key"] = parameters[0].name  # type: ignore[index]
     source = _SOURCE.format(
         async_="async " if is_async else "", await_="await " if is_async else "", **shape
     )
