@@ -32,4 +32,5 @@ async def misuse() -> None:
     await cache.set("k", 1, ttl="5")  # E: arg-type
     cache.stats()["tiers"]["memory"]["hit_ratio"]  # E: typeddict-item
     sc.MemoryTeir()  # E: attr-defined
+    await cache.incr("n", ttl="5")  # E: arg-type
     print(total, user)

@@ -40,6 +40,7 @@ from ..core.errors import (
 )
 from ..core.fleet import Invalidation
 from ..core.keys import MAX_KEY_LENGTH
+from ..core.sentinel import Unset
 from .policy import UNSET, EntryPolicy
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ class AsyncPrimitives:
         return result
 
     async def add(
-        self, key: str, value: Any, *, ttl: Any = UNSET, tags: Sequence[str] = ()
+        self, key: str, value: Any, *, ttl: float | Unset | None = UNSET, tags: Sequence[str] = ()
     ) -> bool:
         """Store ``value`` only if ``key`` holds no live entry; True if it was stored.
 
@@ -215,7 +216,12 @@ class AsyncPrimitives:
         return bool(await self._modify(key, _add(entry)))
 
     async def incr(
-        self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
     ) -> int:
         """Add ``delta`` to the int under ``key`` atomically; returns the new value.
 
@@ -233,12 +239,17 @@ class AsyncPrimitives:
         return int(await self._modify(key, step))
 
     async def decr(
-        self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
     ) -> int:
         """``incr(key, -delta)``."""
         return await self.incr(key, -_check_delta(delta), initial=initial, ttl=ttl)
 
-    async def touch(self, key: str, ttl: Any = UNSET) -> bool:
+    async def touch(self, key: str, ttl: float | Unset | None = UNSET) -> bool:
         """Give ``key`` a new lifetime of ``ttl`` from now (value and tags kept); False if absent."""
         cache = cast("Cache", self)
         return bool(await self._modify(key, _touch(cache, cache.entry_policy(ttl))))
@@ -267,7 +278,7 @@ class AsyncPrimitives:
         keys: Iterable[str],
         loader: ManyLoader,
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
     ) -> dict[str, Any]:
         """``{key: value}`` for ``keys``: the cached ones, plus ``loader(missing_keys)``'s.
@@ -371,23 +382,39 @@ class SyncPrimitives:
             sync._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=cache.origin))
         return result
 
-    def add(self, key: str, value: Any, *, ttl: Any = UNSET, tags: Sequence[str] = ()) -> bool:
+    def add(
+        self, key: str, value: Any, *, ttl: float | Unset | None = UNSET, tags: Sequence[str] = ()
+    ) -> bool:
         """See ``Cache.add``."""
         cache = cast("SyncCache", self).cache
         entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
         return bool(self._modify(key, _add(entry)))
 
-    def incr(self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET) -> int:
+    def incr(
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
+    ) -> int:
         """See ``Cache.incr``."""
         cache = cast("SyncCache", self).cache
         step = _incr(cache, key, _check_delta(delta), _initial(initial), cache.entry_policy(ttl))
         return int(self._modify(key, step))
 
-    def decr(self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET) -> int:
+    def decr(
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
+    ) -> int:
         """See ``Cache.decr``."""
         return self.incr(key, -_check_delta(delta), initial=initial, ttl=ttl)
 
-    def touch(self, key: str, ttl: Any = UNSET) -> bool:
+    def touch(self, key: str, ttl: float | Unset | None = UNSET) -> bool:
         """See ``Cache.touch``."""
         cache = cast("SyncCache", self).cache
         return bool(self._modify(key, _touch(cache, cache.entry_policy(ttl))))
@@ -417,7 +444,7 @@ class SyncPrimitives:
         keys: Iterable[str],
         loader: ManyLoader,
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
     ) -> dict[str, Any]:
         """See ``Cache.get_or_set_many`` (``loader`` is a sync callable)."""
