@@ -26,6 +26,8 @@ def _defined_exceptions() -> list[type[BaseException]]:
     """Every exception class defined in a stratacache module that imports without extras."""
     found: list[type[BaseException]] = []
     for info in pkgutil.walk_packages(stratacache.__path__, "stratacache."):
+        if info.name.endswith(".__main__"):  # importing it would run it
+            continue
         try:
             module = importlib.import_module(info.name)
         except ImportError:  # an optional extra that is not installed
