@@ -51,8 +51,29 @@ def test_only_all_positional_functions_are_compiled() -> None:
     def clash(_sc_ck: int) -> int:
         return _sc_ck
 
+    def shadow(TypeError: int) -> int:
+        return TypeError
+
+    def mutable_default(a: int, seen: list[int] = []) -> int:  # noqa: B006
+        return a
+
     assert positional_parameters(plain) is not None
-    assert [positional_parameters(f) for f in (star, kw, kwonly, clash)] == [None] * 4
+    odd = (star, kw, kwonly, clash, shadow, mutable_default)
+    assert [positional_parameters(f) for f in odd] == [None] * len(odd)
+
+
+def test_a_callable_object_gets_the_generic_shape() -> None:
+    """An instance with ``__call__`` (no ``__name__``) is wrapped generically."""
+
+    class Double:
+        def __call__(self, x: int) -> int:
+            return 2 * x
+
+    wrapper, positional = compile_hit_path(
+        Double(), lookup={}.get, now=lambda: 0.0, fstats=None, touch=None,
+        slow=lambda ck, args, kwargs: args, is_async=False,
+    )  # fmt: skip
+    assert not positional and wrapper(3) == (3,)
 
 
 def test_the_miss_gets_bound_arguments_with_defaults() -> None:
@@ -81,9 +102,9 @@ def test_a_bad_call_names_the_function() -> None:
 
 def test_default_objects_are_the_functions_own() -> None:
     """A default is passed as the very object the function declares, never re-created."""
-    marker: list[int] = []
+    marker = object()
 
-    def f(a: list[int] = marker) -> int:
+    def f(a: object = marker) -> int:
         return 0
 
     assert _compile(f)()[1][0] is marker

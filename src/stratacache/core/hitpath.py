@@ -29,6 +29,8 @@ from .memo import KW
 
 #: every name the generated code uses starts with this; a parameter may not
 _PREFIX = "_sc_"
+#: the builtins the generated code names; a parameter must not shadow them
+_BUILTINS = frozenset({"KeyError", "ReferenceError", "TypeError"})
 
 _SOURCE = """
 def _sc_make(_sc_lookup, _sc_now, _sc_fstats, _sc_touch, _sc_slow, _sc_defaults, _sc_KW):
@@ -64,7 +66,10 @@ _GENERIC = {
 
 
 def positional_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
-    """``fn``'s parameters if all are positional (a wrapper can copy them), else None."""
+    """``fn``'s parameters if a wrapper can copy them, else None: all positional, plain
+    names, hashable defaults (an unhashable default would make every call unmemoizable)."""
+    if not isinstance(getattr(fn, "__name__", None), str):
+        return None
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -73,8 +78,16 @@ def positional_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | N
     for p in parameters:
         if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             return None
-        if not p.name.isidentifier() or keyword.iskeyword(p.name) or p.name.startswith(_PREFIX):
+        name = p.name
+        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith(_PREFIX):
             return None
+        if name in _BUILTINS:
+            return None
+        if p.default is not p.empty:
+            try:
+                hash(p.default)
+            except TypeError:
+                return None
     return parameters
 
 
@@ -111,17 +124,20 @@ def compile_hit_path(
         async_="async " if is_async else "", await_="await " if is_async else "", **shape
     )
     namespace: dict[str, Any] = {}
-    exec(compile(source, f"<stratacache hit path of {fn.__qualname__}>", "exec"), namespace)
+    label = getattr(fn, "__qualname__", type(fn).__qualname__)
+    exec(compile(source, f"<stratacache hit path of {label}>", "exec"), namespace)
     defaults = tuple(p.default for p in parameters or () if p.default is not p.empty)
     wrapper: Callable[..., Any] = namespace["_sc_make"](
         lookup, now, fstats, touch if touch is not None else _ignore, slow, defaults, KW
     )
-    # a bad call's TypeError names the function, not the wrapper
-    names: dict[str, str] = {"co_name": fn.__name__}
-    if hasattr(wrapper.__code__, "co_qualname"):  # Python 3.11+
-        names["co_qualname"] = fn.__qualname__
-    wrapper.__code__ = wrapper.__code__.replace(**names)  # type: ignore[arg-type]
-    wrapper.__name__, wrapper.__qualname__ = fn.__name__, fn.__qualname__
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str):  # a bad call's TypeError names the function, not the wrapper
+        qualname = getattr(fn, "__qualname__", name)
+        names: dict[str, str] = {"co_name": name}
+        if hasattr(wrapper.__code__, "co_qualname"):  # Python 3.11+
+            names["co_qualname"] = qualname
+        wrapper.__code__ = wrapper.__code__.replace(**names)  # type: ignore[arg-type]
+        wrapper.__name__, wrapper.__qualname__ = name, qualname
     return wrapper, parameters is not None
 
 
