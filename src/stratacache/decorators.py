@@ -2,8 +2,8 @@
 
 The hot path is a memo from the call's raw arguments to the memory tier's own
 ``Entry`` object: one dict lookup, one deadline compare, one counter, one LRU
-touch. The stable string key (template or digest) is built only on the slow
-path. Invalidation still reaches the memo: the memory tier kills an entry
+touch, compiled in the function's own shape (``core.hitpath``). The stable
+string key (template or digest) is built only on the slow path. Invalidation still reaches the memo: the memory tier kills an entry
 (deadline = -inf) whenever it drops it, for any reason, so a memoized
 reference to it stops serving at once.
 
@@ -226,7 +226,7 @@ def _async_wrapper(
             await asyncio.sleep(interval)
             await refresh_hot()
 
-    call, positional = _hit_path(fn, memo, now, fstats, touch, slow)
+    hit, positional = _hit_path(fn, memo, now, fstats, touch, slow)
     memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
 
     async def invalidate(*args: Any, **kwargs: Any) -> None:
@@ -239,10 +239,10 @@ def _async_wrapper(
         memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
-    call.invalidate = invalidate  # type: ignore[attr-defined]
-    call.refresh = refresh  # type: ignore[attr-defined]
-    call.refresh_hot = refresh_hot  # type: ignore[attr-defined]
-    return call
+    hit.invalidate = invalidate  # type: ignore[attr-defined]
+    hit.refresh = refresh  # type: ignore[attr-defined]
+    hit.refresh_hot = refresh_hot  # type: ignore[attr-defined]
+    return hit
 
 
 def _sync_wrapper(
@@ -294,7 +294,7 @@ def _sync_wrapper(
             _send(signals.refresh_ahead, cache, key=fkey, reason="scheduled")
         return refreshed
 
-    call, positional = _hit_path(fn, memo, now, fstats, touch, slow)
+    hit, positional = _hit_path(fn, memo, now, fstats, touch, slow)
     memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
 
     def invalidate(*args: Any, **kwargs: Any) -> None:
@@ -308,10 +308,10 @@ def _sync_wrapper(
         memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
-    call.invalidate = invalidate  # type: ignore[attr-defined]
-    call.refresh = refresh  # type: ignore[attr-defined]
-    call.refresh_hot = refresh_hot  # type: ignore[attr-defined]
-    return call
+    hit.invalidate = invalidate  # type: ignore[attr-defined]
+    hit.refresh = refresh  # type: ignore[attr-defined]
+    hit.refresh_hot = refresh_hot  # type: ignore[attr-defined]
+    return hit
 
 
 def _hit_path(
