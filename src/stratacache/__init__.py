@@ -23,11 +23,13 @@ from .core.errors import (
     CacheKeyError,
     ConfigError,
     DeserializationError,
-    LockTimeout,
+    MissingKeyError,
     MovedValueError,
+    NotStartedError,
     SerializationError,
     StratacacheError,
     TierError,
+    WrongTypeError,
 )
 from .core.fleet import (
     FleetLock,
@@ -38,14 +40,22 @@ from .core.fleet import (
     SyncFleetLock,
 )
 from .core.registry import TypeRegistry, register_type
-from .core.sentinel import MISS
+from .core.sentinel import MISS, UNSET, Miss, Unset
 from .core.serializer import MsgpackSerializer, Serializer
 from .core.tier import SyncTier, Tier, TierContext
 from .engine import signals
 from .engine.cache import Cache
+from .engine.decorated import AsyncCachedFunction, CacheDecorator, CachedFunction
 from .engine.hotkeys import HotKeys
 from .engine.lock import RedisLock
 from .engine.redis_bus import RedisBus
+from .engine.stats import (
+    EngineStatsReport,
+    FunctionStats,
+    FunctionStatsReport,
+    StatsReport,
+    TierStatsReport,
+)
 from .engine.sync import SyncCache
 from .tiers.memory import MemoryTier
 
@@ -68,17 +78,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MISS",
+    "UNSET",
     "AiocacheTier",
+    "AsyncCachedFunction",
     "Cache",
+    "CacheDecorator",
     "CacheKeyError",
+    "CachedFunction",
     "Clock",
     "Compression",
     "ConfigError",
     "DeserializationError",
+    "EngineStatsReport",
     "Entry",
     "EntryCodec",
     "FernetEncryption",
     "FleetLock",
+    "FunctionStats",
+    "FunctionStatsReport",
     "GenerationStore",
     "HMACSigner",
     "HotKeys",
@@ -86,17 +103,20 @@ __all__ = [
     "InvalidationBus",
     "JSONLinesAuditLog",
     "LockAttempt",
-    "LockTimeout",
     "ManualClock",
     "MemoryTier",
+    "Miss",
+    "MissingKeyError",
     "MovedValueError",
     "MsgpackSerializer",
+    "NotStartedError",
     "RedisBus",
     "RedisLock",
     "RedisTier",
     "SQLTier",
     "SerializationError",
     "Serializer",
+    "StatsReport",
     "StratacacheError",
     "SyncCache",
     "SyncFleetLock",
@@ -106,7 +126,10 @@ __all__ = [
     "Tier",
     "TierContext",
     "TierError",
+    "TierStatsReport",
     "TypeRegistry",
+    "Unset",
+    "WrongTypeError",
     "cached",
     "config",
     "durations",
@@ -117,12 +140,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stratacache' has no attribute {name!r}")
-    import importlib
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all attribute
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'stratacache' has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value

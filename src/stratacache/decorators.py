@@ -2,8 +2,8 @@
 
 The hot path is a memo from the call's raw arguments to the memory tier's own
 ``Entry`` object: one dict lookup, one deadline compare, one counter, one LRU
-touch. The stable string key (template or digest) is built only on the slow
-path. Invalidation still reaches the memo: the memory tier kills an entry
+touch, compiled in the function's own shape (``core.hitpath``). The stable
+string key (template or digest) is built only on the slow path. Invalidation still reaches the memo: the memory tier kills an entry
 (deadline = -inf) whenever it drops it, for any reason, so a memoized
 reference to it stops serving at once.
 
@@ -30,22 +30,24 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
 from .core.fleet import FleetLock, SyncFleetLock
+from .core.hitpath import compile_hit_path, single_parameter
 from .core.keys import KEY_SPACE_ATTRIBUTE, CallKeyBuilder
 from .core.keyspace import KeySpaces
-from .core.memo import KW, CallMemo, hashable_call_key
+from .core.memo import CallMemo, hashable_call_key
+from .core.sentinel import UNSET, Unset
 from .engine import signals
 from .engine.cache import Cache
-from .engine.policy import UNSET, EntryPolicy, store_predicate
+from .engine.decorated import CacheDecorator
+from .engine.policy import EntryPolicy, store_predicate
 from .engine.signals import send as _send
 from .engine.stats import FunctionStats
 
-F = TypeVar("F", bound=Callable[..., Any])
 _REFRESH_CONCURRENCY = 8
 log = logging.getLogger("stratacache")
 
@@ -53,11 +55,11 @@ log = logging.getLogger("stratacache")
 def cached(
     cache: Cache,
     *,
-    ttl: Any = UNSET,
+    ttl: float | Unset | None = UNSET,
     key: str | Callable[..., str] | None = None,
     tags: Sequence[str] = (),
-    refresh_after: Any = UNSET,
-    stale_ttl: Any = UNSET,
+    refresh_after: float | Unset | None = UNSET,
+    stale_ttl: float | Unset | None = UNSET,
     cache_none: bool | None = None,
     condition: Callable[[Any], bool] | None = None,
     unless: Callable[[Any], bool] | None = None,
@@ -66,7 +68,7 @@ def cached(
     warm: Any = None,
     name: str | None = None,
     ignore: Sequence[str] = (),
-) -> Callable[[F], F]:
+) -> CacheDecorator:
     """Cache calls of the decorated function.
 
     Args:
@@ -103,8 +105,12 @@ def cached(
         CacheKeyError: at the call: an argument with no stable representation (the
             message says how to key it).
 
-    The wrapped function gains ``invalidate(*args, **kwargs)``, ``refresh(*args, **kwargs)``,
-    ``key(*args, **kwargs)``, ``refresh_hot()`` and ``stats``.
+    Returns:
+        A decorator. The decorated function keeps its parameters and return type and gains
+        ``invalidate(*args, **kwargs)``, ``refresh(*args, **kwargs)``, ``key(*args, **kwargs)``,
+        ``refresh_hot()`` and ``stats`` (typed as ``CachedFunction`` / ``AsyncCachedFunction``
+        in ``stratacache.engine.decorated``; for ``async def`` functions the methods but ``key``
+        are coroutines).
     """
     if isinstance(tags, str):
         raise ConfigError("tags must be a list of templates, not a single string")
@@ -118,7 +124,7 @@ def cached(
     store_if = store_predicate(condition, unless)
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none, store_if)
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[..., Any]) -> Any:
         if not callable(fn):
             raise ConfigError(f"@cached needs a function, not {fn!r}")
         _refuse_generators(fn)
@@ -132,7 +138,7 @@ def cached(
         )
         _claim_key_space(cache, builder, fn, explicit=name is not None)
         fstats = cache.register_function(builder.name)
-        memo = CallMemo(cache.tiers.top, typed=not builder.automatic)
+        memo = CallMemo(cache.tiers.top, typed=not builder.automatic, single=single_parameter(fn))
         opts = _Options(lock, refresh_every)
         if inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)
@@ -144,9 +150,9 @@ def cached(
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
             cache.readthrough.warmers.append((wrapper, warm))
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
-    return decorate
+    return cast(CacheDecorator, decorate)
 
 
 class _Options:
@@ -177,7 +183,6 @@ def _async_wrapper(
     memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
 
@@ -221,24 +226,8 @@ def _async_wrapper(
             await asyncio.sleep(interval)
             await refresh_hot()
 
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
-        try:
-            found = lookup(ck)
-        except (TypeError, ReferenceError):  # unhashable: no memo; the slow path keys it
-            found = None
-            ck = None
-        if found is not None:
-            entry = found[0]
-            if entry.deadline > now():
-                fstats.fast_hits += 1
-                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
-                    touch(found[1])  # type: ignore[misc]
-                except KeyError:  # evicted by another thread since the deadline check
-                    pass
-                return entry.value
-        return await slow(ck, args, kwargs)
+    hit, positional = _hit_path(fn, memo, now, fstats, touch, slow)
+    memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
 
     async def invalidate(*args: Any, **kwargs: Any) -> None:
         await cache.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -247,13 +236,13 @@ def _async_wrapper(
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = await cache.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
-    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-    wrapper.refresh = refresh  # type: ignore[attr-defined]
-    wrapper.refresh_hot = refresh_hot  # type: ignore[attr-defined]
-    return wrapper
+    hit.invalidate = invalidate  # type: ignore[attr-defined]
+    hit.refresh = refresh  # type: ignore[attr-defined]
+    hit.refresh_hot = refresh_hot  # type: ignore[attr-defined]
+    return hit
 
 
 def _sync_wrapper(
@@ -265,7 +254,6 @@ def _sync_wrapper(
     memo: CallMemo,
     opts: _Options,
 ) -> Callable[..., Any]:
-    lookup = memo.lookup  # dict.get itself for automatic keys
     now = cache.clock.time
     touch = memo.top.touch if memo.top is not None else None
     if isinstance(opts.lock, FleetLock) and not isinstance(opts.lock, SyncFleetLock):
@@ -306,24 +294,8 @@ def _sync_wrapper(
             _send(signals.refresh_ahead, cache, key=fkey, reason="scheduled")
         return refreshed
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ck: Any = args if not kwargs else (*args, KW, *kwargs, *kwargs.values())
-        try:
-            found = lookup(ck)
-        except (TypeError, ReferenceError):
-            found = None
-            ck = None
-        if found is not None:
-            entry = found[0]
-            if entry.deadline > now():
-                fstats.fast_hits += 1
-                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
-                    touch(found[1])  # type: ignore[misc]
-                except KeyError:  # evicted by another thread since the deadline check
-                    pass
-                return entry.value
-        return slow(ck, args, kwargs)
+    hit, positional = _hit_path(fn, memo, now, fstats, touch, slow)
+    memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
 
     def invalidate(*args: Any, **kwargs: Any) -> None:
         cache.sync.invalidate(keys=[cache.relative_key(_resolve(cache, builder, args, kwargs)[0])])
@@ -333,13 +305,42 @@ def _sync_wrapper(
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = facade.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(hashable_call_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
         return entry.value
 
-    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-    wrapper.refresh = refresh  # type: ignore[attr-defined]
-    wrapper.refresh_hot = refresh_hot  # type: ignore[attr-defined]
-    return wrapper
+    hit.invalidate = invalidate  # type: ignore[attr-defined]
+    hit.refresh = refresh  # type: ignore[attr-defined]
+    hit.refresh_hot = refresh_hot  # type: ignore[attr-defined]
+    return hit
+
+
+def _hit_path(
+    fn: Callable[..., Any],
+    memo: CallMemo,
+    now: Callable[[], float],
+    fstats: FunctionStats,
+    touch: Any,
+    slow: Callable[..., Any],
+) -> tuple[Callable[..., Any], bool]:
+    """The wrapper (``core.hitpath``) and whether its memo keys are bound argument values."""
+    hit, positional = compile_hit_path(
+        fn, lookup=memo.lookup, now=now, fstats=fstats, touch=touch, slow=slow,
+        is_async=inspect.iscoroutinefunction(fn),
+    )  # fmt: skip
+    return functools.wraps(fn)(hit), positional
+
+
+def _bound_key(
+    builder: CallKeyBuilder, single: bool
+) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """The memo key of a call as a compiled hit path builds it: the bound values in order
+    (the bare value for a one-parameter function), or None when unhashable."""
+
+    def bound(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        key = hashable_call_key(tuple(builder.bind(args, kwargs).values()), {})
+        return key[0] if single and key is not None else key
+
+    return bound
 
 
 def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.Event:

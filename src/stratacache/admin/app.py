@@ -160,7 +160,7 @@ class AdminAPI:
 
     def snapshot(self) -> dict[str, Any]:
         """``cache.stats()`` plus breaker, bus and hot-key state (the ``/stats`` body)."""
-        stats = self.cache.stats()
+        stats: dict[str, Any] = dict(self.cache.stats())
         stats["breakers"] = {
             slot.name: "open" if slot.breaker.is_open else "closed"
             for slot in self.cache.tiers.slots

@@ -11,7 +11,19 @@
     │       └── MovedValueError    a valid entry stored under another key than its own (a miss)
     ├── TierError              a tier failed; wraps the driver's error (never raised
     │                          into a caller of the cache's read/write API)
-    └── LockTimeout            a distributed recompute lock could not be had in time
+    ├── MissingKeyError        (also a KeyError) ``incr``/``decr`` with ``initial=None``
+    │                          on a key that holds nothing
+    ├── WrongTypeError         (also a TypeError) a stored value or a loader's result of
+    │                          the wrong type for the operation (``incr`` on a string …)
+    └── NotStartedError        (also a RuntimeError) a component used before ``start()``
+
+Each error also derives from the built-in exception callers would expect
+(``ValueError``, ``TypeError``, ``KeyError`` …), so ``except ValueError`` keeps working.
+
+There is no lock-timeout error: a bounded wait for another process's recompute
+(``RedisLock(wait_timeout=...)``) never raises; when it runs out the caller loads the
+value itself (counted as ``lock_fallbacks``), because a late value beats no value and
+the no-stale-set guarantee holds either way.
 """
 
 from __future__ import annotations
@@ -51,5 +63,13 @@ class TierError(StratacacheError):
         super().__init__(f"tier {tier!r} failed during {operation}{detail}")
 
 
-class LockTimeout(StratacacheError, TimeoutError):
-    """Waiting for another process's recompute of a key took longer than allowed."""
+class MissingKeyError(StratacacheError, KeyError):
+    """An operation that needs an existing entry (``incr(..., initial=None)``) found none."""
+
+
+class WrongTypeError(StratacacheError, TypeError):
+    """A stored value or a loader's result has the wrong type for the operation."""
+
+
+class NotStartedError(StratacacheError, RuntimeError):
+    """A component (a bus, a lock) was used before its ``start()``."""

@@ -16,6 +16,12 @@ one key) and must keep nothing alive:
 - The memo has at most the memory tier's ``maxsize`` slots and, when the tier
   has ``max_bytes``, at most that many bytes of held arguments.
 
+A memo of a one-parameter function compiled in its own shape (``single=True``,
+see ``core.hitpath``) is keyed by the bare argument instead of a 1-tuple: no tuple
+is built or hashed per hit. An argument held weakly is then keyed by a
+``_WeakOne``, which compares as its referent in Python rather than in C (a slower
+hit, still no slow path).
+
 With an automatic key (equality rule, see ``core.canonical``) a slot matches
 equal arguments, as a dict does. With a template or callable key, which may
 render equal arguments differently (``1`` and ``True``), a hit also needs the
@@ -120,12 +126,42 @@ class _WeakKey(tuple):  # type: ignore[type-arg]
         return tuple(values)
 
 
+class _WeakOne:
+    """A single-argument memo key holding its object weakly, equal to that object."""
+
+    __slots__ = ("hash", "ref")
+
+    def __init__(self, value: Any, on_dead: Callable[[Any], None]) -> None:
+        self.hash = hash(value)
+        self.ref = weakref.ref(value, on_dead)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        if isinstance(other, _WeakOne):
+            other = other.ref()
+        value = self.ref()
+        if value is None:
+            raise ReferenceError("the memoized argument was collected")
+        return bool(value is other or value == other)
+
+    def resolve(self) -> tuple[Any, ...] | None:
+        """The arguments again, or None once the argument was collected."""
+        value = self.ref()
+        return None if value is None else (value,)
+
+
 class CallMemo:
     """Raw call arguments → ``(entry, full key, argument types or None, ...)``, bounded."""
 
-    __slots__ = ("__weakref__", "byte_limit", "bytes", "data", "limit", "lookup", "top", "typed")
+    __slots__ = (
+        "__weakref__", "byte_limit", "bytes", "data", "limit", "lookup", "single", "top", "typed",
+    )  # fmt: skip
 
-    def __init__(self, top: Any, typed: bool) -> None:
+    def __init__(self, top: Any, typed: bool, single: bool = False) -> None:
         usable = callable(getattr(top, "peek", None)) and hasattr(top, "touch")
         self.top = top if usable else None
         self.limit = max(1, int(getattr(top, "maxsize", 10_000)))
@@ -133,11 +169,13 @@ class CallMemo:
         self.byte_limit: int | None = int(limit) if limit is not None else None
         self.bytes = 0
         self.typed = typed
+        #: keys are the bare argument of a one-parameter function (not a 1-tuple)
+        self.single = single
         self.data: dict[Any, tuple[Any, ...]] = {}
         #: the hot path's lookup: ``dict.get`` itself, or for typed memos a check of types too
-        self.lookup: Callable[[Any], tuple[Any, ...] | None] = (
-            self._typed_lookup if typed else self.data.get
-        )
+        self.lookup: Callable[[Any], tuple[Any, ...] | None] = self.data.get
+        if typed:
+            self.lookup = self._typed_single_lookup if single else self._typed_lookup
 
     def _typed_lookup(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The slot for ``key`` if its arguments have the types it was stored with."""
@@ -152,20 +190,27 @@ class CallMemo:
             return slot if types[0] is type(key[0]) and types[1] is type(key[1]) else None
         return slot if types == tuple(map(type, key)) else None
 
+    def _typed_single_lookup(self, key: Any) -> tuple[Any, ...] | None:
+        """``_typed_lookup`` for a bare single argument."""
+        slot = self.data.get(key)
+        return slot if slot is not None and slot[2][0] is type(key) else None
+
     def __len__(self) -> int:
         return len(self.data)
 
-    def remember(self, key: tuple[Any, ...] | None, fkey: str, trusted: bool) -> None:
-        """Memoize the memory tier's entry for ``fkey`` under the call ``key``."""
+    def remember(self, key: Any, fkey: str, trusted: bool) -> None:
+        """Memoize the memory tier's entry for ``fkey`` under the call ``key`` (a tuple, or
+        the bare argument in a ``single`` memo; None: not memoizable)."""
         if key is None or self.top is None or not trusted:
             return
         entry: Entry | None = self.top.peek(fkey)
         if entry is None or not entry.alive:
             return
-        stored, size = self._stored(key)
+        call = (key,) if self.single else key
+        stored, size = self._stored(call)
         if stored is None or (self.byte_limit is not None and size > self.byte_limit):
             return
-        types = tuple(map(type, key)) if self.typed else None
+        types = tuple(map(type, call)) if self.typed else None
         self.drop_call(key)
         me = weakref.ref(self)
         data = self.data
@@ -198,7 +243,7 @@ class CallMemo:
             return
         self._release(slot)
 
-    def drop_call(self, key: tuple[Any, ...]) -> None:
+    def drop_call(self, key: Any) -> None:
         """Remove the slot an equal call uses, if any."""
         try:
             slot = self.data.pop(key, None)
@@ -218,7 +263,10 @@ class CallMemo:
             entry = slot[0]
             if not entry.alive:
                 continue
-            key = stored.resolve() if isinstance(stored, _WeakKey) else stored
+            if isinstance(stored, (_WeakKey, _WeakOne)):
+                key = stored.resolve()
+            else:
+                key = (stored,) if self.single else stored
             if key is not None:
                 args, kwargs = split_call_key(key)
                 yield args, kwargs, slot[1], entry
@@ -261,7 +309,7 @@ class CallMemo:
                 return None, 0
             weak.add(i)
         if not weak:
-            return key, size
+            return (key[0] if self.single else key), size
 
         def on_dead(_ref: Any) -> None:
             self_ = me()
@@ -269,7 +317,9 @@ class CallMemo:
                 self_.drop(stored)
 
         me = weakref.ref(self)
-        stored = _WeakKey(key, frozenset(weak), on_dead)
+        stored: Any = (
+            _WeakOne(key[0], on_dead) if self.single else _WeakKey(key, frozenset(weak), on_dead)
+        )
         return stored, size
 
     def _plain(self, value: Any) -> int:

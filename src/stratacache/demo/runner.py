@@ -255,7 +255,7 @@ async def _cached(
                     requests=config.requests,
                     done=done,
                 )
-            stats, loader_calls = cache.stats(), source.calls
+            stats, loader_calls = dict(cache.stats()), source.calls
             await _alone(get_product, tiers, alone, config.keys)
             await cache.clear()
     finally:

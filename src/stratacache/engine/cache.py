@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..core.clock import Clock, SystemClock
 from ..core.codec import EntryCodec
@@ -28,7 +28,7 @@ from ..core.errors import ConfigError
 from ..core.fleet import FleetLock, Invalidation, InvalidationBus
 from ..core.keys import MAX_KEY_LENGTH, validate_key
 from ..core.loops import PerLoop, on_fork
-from ..core.sentinel import MISS
+from ..core.sentinel import MISS, Unset
 from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
 from . import signals
@@ -41,7 +41,13 @@ from .readthrough import ReadThrough
 from .replay import Replay
 from .signals import send as _send
 from .stack import TierStack
-from .stats import CacheStats, FunctionStats
+from .stats import CacheStats, FunctionStats, StatsReport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .decorated import CacheDecorator, CachedOptions
+    from .sync import SyncCache
 
 log = logging.getLogger("stratacache")
 T = TypeVar("T")
@@ -157,7 +163,7 @@ class Cache(AsyncPrimitives):
         #: plain callbacks run by ``close`` (front doors stop their threads with these)
         self.closers: list[Callable[[], None]] = []
         self._start_locks: PerLoop[asyncio.Lock] = PerLoop(asyncio.Lock, _drop)
-        self._sync: Any = None
+        self._sync: SyncCache | None = None
         self.invalidator = Invalidator(self)
         on_fork(self)
         #: invalidations waiting for Redis, replayed in order when it is back
@@ -238,7 +244,7 @@ class Cache(AsyncPrimitives):
         await self.close()
 
     @property
-    def sync(self) -> Any:
+    def sync(self) -> SyncCache:
         """The same cache for synchronous code (``cache.sync.get("k")``)."""
         if self._sync is None:
             from .sync import SyncCache
@@ -318,11 +324,11 @@ class Cache(AsyncPrimitives):
         key: str,
         loader: Loader,
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
-        refresh_after: Any = UNSET,
-        stale_ttl: Any = UNSET,
-        lock: Any = None,
+        refresh_after: float | Unset | None = UNSET,
+        stale_ttl: float | Unset | None = UNSET,
+        lock: FleetLock | bool | None = None,
         condition: Callable[[Any], bool] | None = None,
         unless: Callable[[Any], bool] | None = None,
     ) -> Any:
@@ -345,10 +351,10 @@ class Cache(AsyncPrimitives):
         key: str,
         value: Any,
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
-        refresh_after: Any = UNSET,
-        stale_ttl: Any = UNSET,
+        refresh_after: float | Unset | None = UNSET,
+        stale_ttl: float | Unset | None = UNSET,
     ) -> None:
         """Store ``value`` under ``key`` in every tier (nothing is written if it cannot encode)."""
         await self.start()
@@ -361,7 +367,11 @@ class Cache(AsyncPrimitives):
         await self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.origin))
 
     async def set_many(
-        self, items: Mapping[str, Any], *, ttl: Any = UNSET, tags: Sequence[str] = ()
+        self,
+        items: Mapping[str, Any],
+        *,
+        ttl: float | Unset | None = UNSET,
+        tags: Sequence[str] = (),
     ) -> None:
         """Store several values; one round trip per tier. All are checked before any is written."""
         await self.start()
@@ -466,7 +476,7 @@ class Cache(AsyncPrimitives):
 
     # -- front doors -------------------------------------------------------------------------------
     #: set by ``stratacache.decorators`` on import, so the engine never imports a front door
-    decorator_factory: Callable[..., Any] | None = None
+    decorator_factory: Callable[..., CacheDecorator] | None = None
 
     #: set by ``stratacache.warming`` on import
     warm_factory: Callable[..., Any] | None = None
@@ -503,7 +513,7 @@ class Cache(AsyncPrimitives):
             raise ConfigError("import stratacache (or stratacache.warming) to use cache.warm")
         return await factory(self, **options)
 
-    def cached(self, **options: Any) -> Any:
+    def cached(self, **options: Unpack[CachedOptions]) -> CacheDecorator:
         """Decorate a sync or async function to cache its results (see ``stratacache.decorators``)."""
         factory = type(self).decorator_factory
         if factory is None:
@@ -527,19 +537,22 @@ class Cache(AsyncPrimitives):
         """Counters for one decorated function (shared by functions of the same name)."""
         return self.functions.setdefault(name, FunctionStats())
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> StatsReport:
         """Counters per tier, per decorated function and for the engine, with hit rates."""
         fast_hits = sum(f.fast_hits for f in self.functions.values())
-        return {
-            "namespace": self.namespace,
-            "tiers": self.tiers.stats(fast_hits),
-            "functions": {name: f.as_dict() for name, f in self.functions.items()},
-            "engine": {
-                **self.counters.as_dict(),
-                "moved_values": self.codec.moved_values,
-                **self.replay.as_dict(),
+        return cast(
+            StatsReport,
+            {
+                "namespace": self.namespace,
+                "tiers": self.tiers.stats(fast_hits),
+                "functions": {name: f.as_dict() for name, f in self.functions.items()},
+                "engine": {
+                    **self.counters.as_dict(),
+                    "moved_values": self.codec.moved_values,
+                    **self.replay.as_dict(),
+                },
             },
-        }
+        )
 
 
 def _drop(_: object) -> None:

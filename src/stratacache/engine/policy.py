@@ -12,11 +12,9 @@ from typing import Any
 from ..core.durations import MAX_SECONDS, MIN_SECONDS, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
+from ..core.sentinel import UNSET as UNSET  # re-exported: the typed default sentinel
 
 _PLAIN = (float, int)  # exact types: bool, a subclass of int, is never a duration
-
-UNSET: Any = object()
-"""Marks an argument the caller did not give, so the cache's default applies."""
 
 
 class Freshness(enum.Enum):

@@ -31,9 +31,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ..core.entry import Entry
-from ..core.errors import CacheKeyError, ConfigError, DeserializationError, TierError
+from ..core.errors import (
+    CacheKeyError,
+    ConfigError,
+    DeserializationError,
+    MissingKeyError,
+    TierError,
+    WrongTypeError,
+)
 from ..core.fleet import Invalidation
 from ..core.keys import MAX_KEY_LENGTH
+from ..core.sentinel import Unset
 from .policy import UNSET, EntryPolicy
 
 if TYPE_CHECKING:
@@ -101,13 +109,13 @@ def _incr(cache: Cache, key: str, delta: int, initial: int | None, policy: Entry
     def step(current: Entry | None, now: float) -> tuple[Entry | None, int]:
         if current is None:
             if initial is None:
-                raise KeyError(key)
+                raise MissingKeyError(key)
             value = initial + delta
             payload = cache.codec.dumps_value(value)
             return policy.make(value, now, (), payload=payload), value
         old = current.value
         if type(old) is not int:
-            raise TypeError(
+            raise WrongTypeError(
                 f"incr/decr need an int under {key!r}, but it holds a {type(old).__name__}"
             )
         value = old + delta
@@ -218,7 +226,7 @@ class AsyncPrimitives:
         return result
 
     async def add(
-        self, key: str, value: Any, *, ttl: Any = UNSET, tags: Sequence[str] = ()
+        self, key: str, value: Any, *, ttl: float | Unset | None = UNSET, tags: Sequence[str] = ()
     ) -> bool:
         """Store ``value`` only if ``key`` holds no live entry; True if it was stored.
 
@@ -231,7 +239,12 @@ class AsyncPrimitives:
         return bool(await self._modify(key, _add(entry), unreadable=False))
 
     async def incr(
-        self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
     ) -> int:
         """Add ``delta`` to the int under ``key`` atomically; returns the new value.
 
@@ -249,12 +262,17 @@ class AsyncPrimitives:
         return int(await self._modify(key, step))
 
     async def decr(
-        self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
     ) -> int:
         """``incr(key, -delta)``."""
         return await self.incr(key, -_check_delta(delta), initial=initial, ttl=ttl)
 
-    async def touch(self, key: str, ttl: Any = UNSET) -> bool:
+    async def touch(self, key: str, ttl: float | Unset | None = UNSET) -> bool:
         """Give ``key`` a new lifetime of ``ttl`` from now (value and tags kept); False if absent."""
         cache = cast("Cache", self)
         return bool(await self._modify(key, _touch(cache, cache.entry_policy(ttl))))
@@ -284,7 +302,7 @@ class AsyncPrimitives:
         keys: Iterable[str],
         loader: ManyLoader,
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
     ) -> dict[str, Any]:
         """``{key: value}`` for ``keys``: the cached ones, plus ``loader(missing_keys)``'s.
@@ -356,7 +374,7 @@ def _keys(keys: Iterable[str]) -> list[str]:
 
 def _loaded(loaded: object, missing: list[str]) -> dict[str, Any]:
     if not isinstance(loaded, Mapping):
-        raise TypeError(
+        raise WrongTypeError(
             f"get_or_set_many's loader must return a mapping, not {type(loaded).__name__}"
         )
     asked = set(missing)
@@ -410,23 +428,39 @@ class SyncPrimitives:
             sync._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=cache.origin))
         return result
 
-    def add(self, key: str, value: Any, *, ttl: Any = UNSET, tags: Sequence[str] = ()) -> bool:
+    def add(
+        self, key: str, value: Any, *, ttl: float | Unset | None = UNSET, tags: Sequence[str] = ()
+    ) -> bool:
         """See ``Cache.add``."""
         cache = cast("SyncCache", self).cache
         entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
         return bool(self._modify(key, _add(entry), unreadable=False))
 
-    def incr(self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET) -> int:
+    def incr(
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
+    ) -> int:
         """See ``Cache.incr``."""
         cache = cast("SyncCache", self).cache
         step = _incr(cache, key, _check_delta(delta), _initial(initial), cache.entry_policy(ttl))
         return int(self._modify(key, step))
 
-    def decr(self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET) -> int:
+    def decr(
+        self,
+        key: str,
+        delta: int = 1,
+        *,
+        initial: int | None = 0,
+        ttl: float | Unset | None = UNSET,
+    ) -> int:
         """See ``Cache.decr``."""
         return self.incr(key, -_check_delta(delta), initial=initial, ttl=ttl)
 
-    def touch(self, key: str, ttl: Any = UNSET) -> bool:
+    def touch(self, key: str, ttl: float | Unset | None = UNSET) -> bool:
         """See ``Cache.touch``."""
         cache = cast("SyncCache", self).cache
         return bool(self._modify(key, _touch(cache, cache.entry_policy(ttl))))
@@ -456,7 +490,7 @@ class SyncPrimitives:
         keys: Iterable[str],
         loader: ManyLoader,
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
     ) -> dict[str, Any]:
         """See ``Cache.get_or_set_many`` (``loader`` is a sync callable)."""
@@ -472,7 +506,7 @@ class SyncPrimitives:
             leases = [sync.leases(fkeys[k], tag_tuple) for k in missing]
             loaded = loader(missing)
             if inspect.isawaitable(loaded):
-                raise TypeError("cache.sync.get_or_set_many needs a sync loader")
+                raise WrongTypeError("cache.sync.get_or_set_many needs a sync loader")
             fresh = _loaded(loaded, missing)
             for key, held in zip(missing, leases, strict=True):
                 if key in fresh and (fresh[key] is not None or cache.policy.cache_none):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import NotRequired
 
 #: upper bounds (seconds) of the tier-operation latency buckets: a local round trip to a slow one
 LATENCY_BUCKETS = (
@@ -109,3 +112,79 @@ class CacheStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class TierStatsReport(TypedDict):
+    """One tier's entry in ``Cache.stats()["tiers"]`` (counts since start; ``hit_rate`` in 0..1)."""
+
+    hits: int
+    misses: int
+    sets: int
+    deletes: int
+    errors: int
+    skipped: int
+    hit_rate: float
+    circuit_open: bool
+    circuit_opened: int
+    circuit_closed: int
+    probes: int
+    probe_failures: int
+    evictions: NotRequired[int]
+    decode_errors: NotRequired[int]
+    entries: NotRequired[int]
+
+
+class FunctionStatsReport(TypedDict):
+    """One decorated function's entry in ``Cache.stats()["functions"]`` (fast hits folded in)."""
+
+    hits: int
+    misses: int
+    loads: int
+    load_errors: int
+    stale_served: int
+    early_refreshes: int
+    lock_waits: int
+    lock_fallbacks: int
+    scheduled_refreshes: int
+    hit_rate: float
+
+
+class EngineStatsReport(TypedDict):
+    """``Cache.stats()["engine"]``: ``CacheStats`` counters, moved values, invalidation replay."""
+
+    loads: int
+    load_errors: int
+    coalesced: int
+    stale_served: int
+    stale_if_error: int
+    early_refreshes: int
+    background_refreshes: int
+    refused_sets: int
+    invalidations: int
+    lock_acquired: int
+    lock_waits: int
+    lock_fallbacks: int
+    lock_takeovers: int
+    lock_errors: int
+    warmed: int
+    warm_failed: int
+    scheduled_refreshes: int
+    hot_refreshes: int
+    moved_values: int
+    invalidations_pending: int
+    invalidations_kept: int
+    invalidations_replayed: int
+    invalidation_overflows: int
+
+
+class StatsReport(TypedDict):
+    """What ``Cache.stats()`` and ``cache.sync.stats()`` return.
+
+    Keys: ``namespace``; ``tiers`` by tier name, top first; ``functions`` by decorated
+    function name; ``engine``: the freshness machinery's counters.
+    """
+
+    namespace: str
+    tiers: dict[str, TierStatsReport]
+    functions: dict[str, FunctionStatsReport]
+    engine: EngineStatsReport

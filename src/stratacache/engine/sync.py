@@ -22,13 +22,14 @@ from ..core.entry import Entry
 from ..core.errors import ConfigError
 from ..core.fleet import Invalidation, SyncFleetLock
 from ..core.loops import on_fork
+from ..core.sentinel import Unset
 from . import accounting, sync_lock
 from .policy import UNSET, EntryPolicy, Freshness, classify, store_predicate
 from .portal import Portal, _await
 from .primitives import SyncPrimitives, check_tags
 from .readthrough import matches
 from .stack import TierSlot
-from .stats import FunctionStats
+from .stats import FunctionStats, StatsReport
 from .sync_stack import SyncStack
 
 if TYPE_CHECKING:
@@ -135,11 +136,11 @@ class SyncCache(SyncPrimitives):
         key: str,
         loader: Callable[[], Any],
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
-        refresh_after: Any = UNSET,
-        stale_ttl: Any = UNSET,
-        lock: Any = None,
+        refresh_after: float | Unset | None = UNSET,
+        stale_ttl: float | Unset | None = UNSET,
+        lock: SyncFleetLock | bool | None = None,
         condition: Callable[[Any], bool] | None = None,
         unless: Callable[[Any], bool] | None = None,
     ) -> Any:
@@ -305,10 +306,10 @@ class SyncCache(SyncPrimitives):
         key: str,
         value: Any,
         *,
-        ttl: Any = UNSET,
+        ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
-        refresh_after: Any = UNSET,
-        stale_ttl: Any = UNSET,
+        refresh_after: float | Unset | None = UNSET,
+        stale_ttl: float | Unset | None = UNSET,
     ) -> None:
         """Store ``value`` in every tier (nothing is written if it cannot encode)."""
         self.start()
@@ -321,7 +322,11 @@ class SyncCache(SyncPrimitives):
         self._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=self.cache.origin))
 
     def set_many(
-        self, items: Mapping[str, Any], *, ttl: Any = UNSET, tags: Sequence[str] = ()
+        self,
+        items: Mapping[str, Any],
+        *,
+        ttl: float | Unset | None = UNSET,
+        tags: Sequence[str] = (),
     ) -> None:
         """Store several values; all are checked before any is written."""
         self.start()
@@ -386,7 +391,7 @@ class SyncCache(SyncPrimitives):
         self.start()
         return self.portal.run(self.cache.flush_namespace(reason=reason, actor=actor))
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> StatsReport:
         """The same counters as ``Cache.stats()``."""
         return self.cache.stats()
 

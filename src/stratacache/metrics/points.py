@@ -137,7 +137,7 @@ class InvalidationCounts:
 
 def points(cache: Cache) -> Iterator[Point]:
     """Every point of ``cache`` (reads its plain counters; cheap, no lock on the hot path)."""
-    stats = cache.stats()
+    stats: dict[str, Any] = dict(cache.stats())
     ns = str(stats["namespace"])
     for tier, data in stats["tiers"].items():
         labels = (ns, tier)

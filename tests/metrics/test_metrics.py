@@ -21,7 +21,7 @@ import stratacache as sc
 from stratacache.core.errors import ConfigError
 from stratacache.metrics import CacheCollector, instrument, start_http_server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
