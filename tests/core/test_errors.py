@@ -17,7 +17,7 @@ INTERNAL = {
     "stratacache.admin.problems.Problem": "becomes an RFC 9457 HTTP response",
     "stratacache.core.canonical.UnkeyableError": "becomes CacheKeyError in core.keys",
     "stratacache.sql.keys.Unkeyable": "the query cache then runs the statement uncached",
-    "stratacache.sql.querycache._NoRows": "private control flow",
+    "stratacache.sql.reads._NoRows": "private control flow: caught where it is raised",
     "stratacache.engine.redis_tracking.TrackingUnsupported": "re-rooted where the fleet package moves it",
 }
 
