@@ -28,24 +28,69 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
+from ..core.clock import Clock
+from ..core.codec import EntryCodec
 from ..core.entry import Entry
-from ..core.errors import CacheKeyError, ConfigError, TierError
+from ..core.errors import ConfigError, TierError
 from ..core.fleet import Invalidation
-from ..core.keys import MAX_KEY_LENGTH
+from .entries import check_tags
+from .invalidation import Invalidator
 from .policy import UNSET, EntryPolicy
-
-if TYPE_CHECKING:
-    from .cache import Cache
-    from .stack import TierSlot
-    from .sync import SyncCache
+from .portal import Portal
+from .stack import TierSlot, TierStack
+from .sync_stack import SyncStack
 
 #: compare-and-set attempts before giving up (each failure means another writer succeeded)
 MAX_ATTEMPTS = 10_000
 #: a decision: (entry to store or None for no write, result for the caller)
 Step = Callable[[Entry | None, float], tuple[Entry | None, Any]]
 ManyLoader = Callable[[list[str]], Any]
+
+
+class Host(Protocol):
+    """What the async primitives use of the ``Cache`` they are mixed into."""
+
+    tiers: TierStack
+    clock: Clock
+    codec: EntryCodec
+    invalidator: Invalidator
+
+    @property
+    def policy(self) -> EntryPolicy: ...
+
+    async def start(self) -> None: ...
+
+    def full_key(self, key: str) -> str: ...
+
+    def entry_policy(self, ttl: Any = UNSET) -> EntryPolicy: ...
+
+    def new_entry(self, value: Any, policy: EntryPolicy, tags: Sequence[str]) -> Entry: ...
+
+    async def get_entry(self, key: str) -> Entry | None: ...
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
+
+    async def _modify(self, key: str, step: Step) -> Any: ...
+
+
+class SyncHost(Protocol):
+    """What the blocking primitives use of the ``SyncCache`` they are mixed into."""
+
+    io: SyncStack
+    portal: Portal
+
+    @property
+    def cache(self) -> Host: ...
+
+    def start(self) -> None: ...
+
+    def get_entry(self, key: str) -> Entry | None: ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
+
+    def publish(self, message: Invalidation) -> None: ...
 
 
 @runtime_checkable
@@ -63,26 +108,6 @@ class AtomicTier(Protocol):
     def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool: ...
 
 
-def check_tags(tags: object) -> tuple[str, ...]:
-    """``tags`` as a tuple of non-empty strings, checked at the call (never a tier's failure).
-
-    Raises:
-        ConfigError: ``tags`` is a single string or not iterable.
-        CacheKeyError: a tag is not a non-empty string (as ``invalidate(tags=...)`` says).
-    """
-    if isinstance(tags, str) or not isinstance(tags, Iterable):
-        raise ConfigError(f"tags must be a list of strings, not {tags!r}")
-    checked = tuple(tags)
-    for tag in checked:
-        if not isinstance(tag, str) or not tag:
-            raise CacheKeyError(f"each tag must be a non-empty string, not {tag!r}")
-        if len(tag) > MAX_KEY_LENGTH:
-            raise CacheKeyError(
-                f"a tag is {len(tag)} characters long; the limit is {MAX_KEY_LENGTH}"
-            )
-    return checked
-
-
 # -- the decisions (no I/O) ---------------------------------------------------------------------
 def _add(entry: Entry) -> Step:
     def step(current: Entry | None, now: float) -> tuple[Entry | None, bool]:
@@ -97,7 +122,7 @@ def _check_delta(delta: object) -> int:
     return delta
 
 
-def _incr(cache: Cache, key: str, delta: int, initial: int | None, policy: EntryPolicy) -> Step:
+def _incr(cache: Host, key: str, delta: int, initial: int | None, policy: EntryPolicy) -> Step:
     def step(current: Entry | None, now: float) -> tuple[Entry | None, int]:
         if current is None:
             if initial is None:
@@ -118,7 +143,7 @@ def _incr(cache: Cache, key: str, delta: int, initial: int | None, policy: Entry
     return step
 
 
-def _touch(cache: Cache, policy: EntryPolicy) -> Step:
+def _touch(cache: Host, policy: EntryPolicy) -> Step:
     def step(current: Entry | None, now: float) -> tuple[Entry | None, bool]:
         if current is None:
             return None, False
@@ -140,7 +165,7 @@ def _remaining(entry: Entry | None, now: float) -> float | None:
     return math.inf if entry.expires is None else entry.expires - now
 
 
-def _authority(cache: Cache) -> TierSlot:
+def _authority(cache: Host) -> TierSlot:
     slot = cache.tiers.slots[-1]
     in_process = slot.local and slot.sync and callable(getattr(slot.tier, "locked", None))
     if not in_process and not isinstance(slot.tier, AtomicTier):
@@ -163,7 +188,7 @@ class AsyncPrimitives:
     """The primitives of ``Cache`` (mixed into it)."""
 
     async def _modify(self, key: str, step: Step) -> Any:
-        cache = cast("Cache", self)
+        cache = cast(Host, self)
         await cache.start()
         fkey = cache.full_key(key)
         slot = _authority(cache)
@@ -192,9 +217,7 @@ class AsyncPrimitives:
             slot.stats.sets += 1
             for upper in reversed(cache.tiers.slots[:-1]):
                 await cache.tiers.call(upper, "delete", upper.tier.delete_many([fkey]), 0)
-            await cache._publish(
-                Invalidation(keys=(fkey,), reason="overwrite", origin=cache.origin)
-            )
+            await cache.invalidator.publish(cache.invalidator.overwrite((fkey,)))
         return result
 
     async def add(
@@ -204,8 +227,8 @@ class AsyncPrimitives:
 
         Atomic across processes on a Redis or SQL lowest tier (see ``engine.primitives``).
         """
-        cache = cast("Cache", self)
-        entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
+        cache = cast(Host, self)
+        entry = cache.new_entry(value, cache.entry_policy(ttl), tags)
         return bool(await self._modify(key, _add(entry)))
 
     async def incr(
@@ -222,7 +245,7 @@ class AsyncPrimitives:
             ConfigError: ``delta``/``initial`` are not ints, or no tier can do it atomically.
             TierError: the lowest tier is unavailable.
         """
-        cache = cast("Cache", self)
+        cache = cast(Host, self)
         step = _incr(cache, key, _check_delta(delta), _initial(initial), cache.entry_policy(ttl))
         return int(await self._modify(key, step))
 
@@ -234,7 +257,7 @@ class AsyncPrimitives:
 
     async def touch(self, key: str, ttl: Any = UNSET) -> bool:
         """Give ``key`` a new lifetime of ``ttl`` from now (value and tags kept); False if absent."""
-        cache = cast("Cache", self)
+        cache = cast(Host, self)
         return bool(await self._modify(key, _touch(cache, cache.entry_policy(ttl))))
 
     async def ttl(self, key: str) -> float | None:
@@ -242,7 +265,7 @@ class AsyncPrimitives:
 
         Read from the lowest tier (upper copies may be capped by their tier's TTL).
         """
-        cache = cast("Cache", self)
+        cache = cast(Host, self)
         await cache.start()
         fkey = cache.full_key(key)
         slot = cache.tiers.slots[-1]
@@ -254,7 +277,7 @@ class AsyncPrimitives:
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` holds a live (unexpired) entry."""
-        return await cast("Cache", self).get_entry(key) is not None
+        return await cast(Host, self).get_entry(key) is not None
 
     async def get_or_set_many(
         self,
@@ -270,7 +293,7 @@ class AsyncPrimitives:
         its results are stored in one batch (``None`` only if the cache keeps ``None``).
         Keys it leaves out are absent from the result. Not single-flight per key.
         """
-        cache = cast("Cache", self)
+        cache = cast(Host, self)
         wanted = _keys(keys)
         tag_tuple = check_tags(tags)
         policy = cache.entry_policy(ttl)
@@ -290,7 +313,7 @@ class AsyncPrimitives:
             now = cache.clock.time()
             for key, held in zip(missing, leases, strict=True):
                 if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
-                    entry = cache._new_entry(fresh[key], policy, tag_tuple)
+                    entry = cache.new_entry(fresh[key], policy, tag_tuple)
                     await cache.tiers.write(fkeys[key], entry, held, now)
             found.update(fresh)
         return {k: found[k] for k in wanted if k in found}
@@ -299,7 +322,7 @@ class AsyncPrimitives:
 MISSING: Any = object()
 
 
-def _local_step(cache: Any, slot: Any, fkey: str, step: Step, now: float) -> tuple[Any, Any]:
+def _local_step(cache: Host, slot: Any, fkey: str, step: Step, now: float) -> tuple[Any, Any]:
     """``step`` on an in-process authority, atomic under the tier's own (reentrant) lock."""
     tier = slot.tier
     with tier.locked():
@@ -330,7 +353,7 @@ class SyncPrimitives:
     """The same primitives for ``cache.sync`` (mixed into ``SyncCache``)."""
 
     def _modify(self, key: str, step: Step) -> Any:
-        sync = cast("SyncCache", self)
+        sync = cast(SyncHost, self)
         cache = sync.cache
         sync.start()
         fkey = cache.full_key(key)
@@ -362,18 +385,18 @@ class SyncPrimitives:
             slot.stats.sets += 1
             for upper in reversed(cache.tiers.slots[:-1]):
                 sync.io.call(upper, "delete_many", 0, [fkey])
-            sync._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=cache.origin))
+            sync.publish(cache.invalidator.overwrite((fkey,)))
         return result
 
     def add(self, key: str, value: Any, *, ttl: Any = UNSET, tags: Sequence[str] = ()) -> bool:
         """See ``Cache.add``."""
-        cache = cast("SyncCache", self).cache
-        entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
+        cache = cast(SyncHost, self).cache
+        entry = cache.new_entry(value, cache.entry_policy(ttl), tags)
         return bool(self._modify(key, _add(entry)))
 
     def incr(self, key: str, delta: int = 1, *, initial: int | None = 0, ttl: Any = UNSET) -> int:
         """See ``Cache.incr``."""
-        cache = cast("SyncCache", self).cache
+        cache = cast(SyncHost, self).cache
         step = _incr(cache, key, _check_delta(delta), _initial(initial), cache.entry_policy(ttl))
         return int(self._modify(key, step))
 
@@ -383,12 +406,12 @@ class SyncPrimitives:
 
     def touch(self, key: str, ttl: Any = UNSET) -> bool:
         """See ``Cache.touch``."""
-        cache = cast("SyncCache", self).cache
+        cache = cast(SyncHost, self).cache
         return bool(self._modify(key, _touch(cache, cache.entry_policy(ttl))))
 
     def ttl(self, key: str) -> float | None:
         """See ``Cache.ttl``."""
-        sync = cast("SyncCache", self)
+        sync = cast(SyncHost, self)
         cache = sync.cache
         sync.start()
         slot = cache.tiers.slots[-1]
@@ -404,7 +427,7 @@ class SyncPrimitives:
 
     def exists(self, key: str) -> bool:
         """See ``Cache.exists``."""
-        return cast("SyncCache", self).get_entry(key) is not None
+        return cast(SyncHost, self).get_entry(key) is not None
 
     def get_or_set_many(
         self,
@@ -415,7 +438,7 @@ class SyncPrimitives:
         tags: Sequence[str] = (),
     ) -> dict[str, Any]:
         """See ``Cache.get_or_set_many`` (``loader`` is a sync callable)."""
-        sync = cast("SyncCache", self)
+        sync = cast(SyncHost, self)
         cache = sync.cache
         wanted = _keys(keys)
         tag_tuple = check_tags(tags)
@@ -424,13 +447,18 @@ class SyncPrimitives:
         missing = [k for k in wanted if k not in found]
         if missing:
             fkeys = {k: cache.full_key(k) for k in missing}  # leased as Cache.get_or_set_many
-            leases = [sync.leases(fkeys[k], tag_tuple) for k in missing]
+            leases = [sync.io.leases(fkeys[k], tag_tuple) for k in missing]
             loaded = loader(missing)
             if inspect.isawaitable(loaded):
                 raise TypeError("cache.sync.get_or_set_many needs a sync loader")
             fresh = _loaded(loaded, missing)
             for key, held in zip(missing, leases, strict=True):
                 if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
-                    sync._write(fkeys[key], cache._new_entry(fresh[key], policy, tag_tuple), held)
+                    sync.io.write(
+                        fkeys[key],
+                        cache.new_entry(fresh[key], policy, tag_tuple),
+                        held,
+                        cache.clock.time(),
+                    )
             found.update(fresh)
         return {k: found[k] for k in wanted if k in found}
