@@ -124,12 +124,30 @@ class ReadThrough:
         fstats: FunctionStats | None = None,
         lock: FleetLock | None = None,
     ) -> Entry:
-        """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
+        """Read-through on a full key: serve, serve-and-refresh, or load (single-flight).
+
+        Concurrent readers of one key share the first one's read (one round trip, not N):
+        the first reads inline (only contended readers pay for a future) and keeps the
+        leases its read took for the load after a miss.
+        """
         loads = self.loads
         if loads.hot is not None:
             loads.hot.record(fkey, (loader, policy, tags, fstats, lock))
         held: Leases = {}
-        entry = await self._read(fkey, tags, held)
+        if fkey in self._reading:
+            entry = await self._join_read(fkey, tags)  # the leases stay with the first reader
+        else:  # inlined: a coroutine layer less on every L1 miss
+            waiters: list[asyncio.Future[Entry | None]] = []
+            self._reading[fkey] = waiters
+            entry = _RETRY
+            try:
+                entry = await self.tiers.read(fkey, self.clock.time(), tags, held=held)
+            finally:
+                if self._reading.get(fkey) is waiters:  # not replaced after an invalidation
+                    del self._reading[fkey]
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(entry)  # _RETRY if we were cancelled: they read themselves
         if entry is None:
             if fstats is not None:
                 fstats.misses += 1
@@ -143,31 +161,14 @@ class ReadThrough:
         loads.hold(fkey, entry)
         return entry
 
-    async def _read(self, fkey: str, tags: tuple[str, ...], held: Leases) -> Entry | None:
-        """``TierStack.read``, shared by concurrent readers of one key (one round trip, not N).
-
-        The first reader reads inline; only contended readers pay for a future. Only the
-        first reader gets the leases the read took (in ``held``).
-        """
-        waiters = self._reading.get(fkey)
-        if waiters is not None:
-            fut: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
-            waiters.append(fut)
-            entry = await fut
-            if entry is not _RETRY:
-                return entry
-            return await self.tiers.read(fkey, self.clock.time(), tags)
-        self._reading[fkey] = waiters = []
-        entry = _RETRY
-        try:
-            entry = await self.tiers.read(fkey, self.clock.time(), tags, held=held)
-        finally:
-            if self._reading.get(fkey) is waiters:  # not replaced after an invalidation
-                self._reading.pop(fkey, None)
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(entry)  # _RETRY if we were cancelled: they read themselves
-        return entry
+    async def _join_read(self, fkey: str, tags: tuple[str, ...]) -> Entry | None:
+        """Wait for the read of ``fkey`` in progress; read again if it was cancelled."""
+        fut: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        self._reading[fkey].append(fut)
+        entry = await fut
+        if entry is not _RETRY:
+            return entry
+        return await self.tiers.read(fkey, self.clock.time(), tags)
 
     async def load(
         self,

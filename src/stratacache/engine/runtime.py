@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, cast
 
 from ..core.clock import Clock
 from ..core.codec import EntryCodec
 from ..core.entry import Entry
 from ..core.fleet import FleetLock, Invalidation, InvalidationBus
+from ..core.keys import validate_key
 from ..core.loops import PerLoop
 from ..core.tier import Tier, TierContext
 from . import signals
 from .accounting import Recorder
 from .entries import Entries
 from .invalidation import Invalidator
-from .keyspace import KeySpace
+from .keyspace import KeySpace, check_relative
 from .loading import Loads
 from .policy import UNSET, EntryPolicy
 from .readthrough import ReadThrough
@@ -163,7 +164,8 @@ class CacheRuntime:
     # -- keys and entries --------------------------------------------------------------------------
     def full_key(self, key: str) -> str:
         """``namespace:key`` (with the namespace generation once flushed), after checking ``key``."""
-        return self.keys.full_key(key)
+        keys = self.keys  # KeySpace.full_key inlined: this runs on every decorated call
+        return keys.prefix + check_relative(validate_key(key, keys.max_key_length))
 
     @property
     def max_key_length(self) -> int:
@@ -202,7 +204,7 @@ class CacheRuntime:
         self.rec.signal(signals.tier_error, tier=tier, operation=operation, error=exc)
 
     # -- extension surface for front doors (see docs/extending.md) ----------------------------
-    async def fetch(
+    def fetch(
         self,
         fkey: str,
         loader: Loader,
@@ -210,11 +212,14 @@ class CacheRuntime:
         tags: tuple[str, ...],
         fstats: FunctionStats | None = None,
         lock: FleetLock | None = None,
-    ) -> Entry:
-        """Read-through on a full key (``full_key``): serve, serve-and-refresh, or load once."""
-        return await self.readthrough.fetch(fkey, loader, policy, tags, fstats, lock)
+    ) -> Coroutine[Any, Any, Entry]:
+        """Read-through on a full key (``full_key``): serve, serve-and-refresh, or load once.
 
-    async def load(
+        Await the result (a coroutine: no wrapper frame on the slow path).
+        """
+        return self.readthrough.fetch(fkey, loader, policy, tags, fstats, lock)
+
+    def load(
         self,
         fkey: str,
         loader: Loader,
@@ -224,10 +229,11 @@ class CacheRuntime:
         fstats: FunctionStats | None = None,
         lock: FleetLock | None = None,
         previous: Entry | None = None,
-    ) -> Entry:
+    ) -> Coroutine[Any, Any, Entry]:
         """Run ``loader`` once per key in this process (and across the fleet with ``lock``)
-        and store its result; ``stale`` is served if it fails, ``previous`` is being refreshed."""
-        return await self.readthrough.load(
+        and store its result; ``stale`` is served if it fails, ``previous`` is being refreshed.
+        Await the result."""
+        return self.readthrough.load(
             fkey, loader, policy, tags, stale, fstats, lock, previous
         )
 
@@ -246,9 +252,10 @@ class CacheRuntime:
             fkey, loader, policy, tags, fstats, lock, previous
         )
 
-    async def backfill(self, fkey: str) -> Entry | None:
-        """Copy a full key's entry from the first tier holding it into the tiers above."""
-        return await self.readthrough.backfill(fkey)
+    def backfill(self, fkey: str) -> Coroutine[Any, Any, Entry | None]:
+        """Copy a full key's entry from the first tier holding it into the tiers above
+        (await the result: the entry, or None)."""
+        return self.readthrough.backfill(fkey)
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the cache closes."""
@@ -259,7 +266,9 @@ class CacheRuntime:
 
         Raises ``ConfigError`` for ``lock=True`` on a cache without a fleet lock.
         """
-        return self.readthrough.resolve_lock(lock)
+        if lock is None or lock is False:  # every decorated call without a lock
+            return None
+        return self.loads.resolve_lock(lock)  # type: ignore[no-any-return]
 
     @property
     def lock(self) -> FleetLock | None:

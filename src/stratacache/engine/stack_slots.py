@@ -164,11 +164,23 @@ class SlotView:
 
     def lease_now(self, slot: TierSlot, fkey: str, tags: Sequence[str]) -> object | None:
         """An inline tier's lease (see ``TierSlot.inline``); None when it fails."""
-        return self.run_now(slot, "lease", (fkey, tags), None)  # type: ignore[no-any-return]
+        try:  # ``run_now`` inlined: every L1 miss leases the memory tier
+            lease = slot.tier.lease_sync(fkey, tags)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "lease", exc)
+            return None
+        slot.breaker.success()
+        return lease  # type: ignore[no-any-return]
 
     def set_now(self, slot: TierSlot, fkey: str, entry: Entry, lease: object | None) -> bool:
         """An inline tier's set; True (as ``call``'s fallback) when it fails."""
-        return self.run_now(slot, "set", (fkey, entry, lease), True)  # type: ignore[no-any-return]
+        try:  # ``run_now`` inlined: every backfill sets the memory tier
+            stored = slot.tier.set_sync(fkey, entry, lease)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "set", exc)
+            return True
+        slot.breaker.success()
+        return stored  # type: ignore[no-any-return]
 
     def breaker_changed(self, name: str, is_open: bool) -> None:
         """Send ``breaker_state`` when a tier's circuit opens or closes."""
