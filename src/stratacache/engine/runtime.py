@@ -233,9 +233,7 @@ class CacheRuntime:
         """Run ``loader`` once per key in this process (and across the fleet with ``lock``)
         and store its result; ``stale`` is served if it fails, ``previous`` is being refreshed.
         Await the result."""
-        return self.readthrough.load(
-            fkey, loader, policy, tags, stale, fstats, lock, previous
-        )
+        return self.readthrough.load(fkey, loader, policy, tags, stale, fstats, lock, previous)
 
     def refresh_in_background(
         self,
