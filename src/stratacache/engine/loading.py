@@ -149,7 +149,10 @@ class Loads:
         loaded = self._loaded
         loaded[fkey] = now = self.clock.time()
         if len(loaded) > _LOADED_MAX:
-            del loaded[next(iter(loaded))]
+            try:  # both drivers' threads trim it: another may have just done so
+                del loaded[next(iter(loaded))]
+            except (KeyError, RuntimeError, StopIteration):
+                pass
         return policy.make(value, now, tags, cost, self.codec.dumps_value(value))
 
     def base_of(self, stale: Entry | None, previous: Entry | None) -> Entry | None:

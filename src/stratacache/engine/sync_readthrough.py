@@ -91,8 +91,8 @@ class SyncReadThrough:
     ) -> Entry:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
         loads = self.loads
-        if loads.hot is not None:
-            loads.hot.record(fkey, (loader, policy, tags, fstats, lock))
+        if loads.hot is not None:  # counted, but not refreshed by the tracker: its refreshes
+            loads.hot.record(fkey)  # run on the event loop, where a blocking loader must not
         held: Leases = {}
         entry = self.io.read(fkey, self.clock.time(), tags, held=held)
         if entry is None:
