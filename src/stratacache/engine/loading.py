@@ -13,6 +13,7 @@ one command generator from both clients.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import random
@@ -149,10 +150,9 @@ class Loads:
         loaded = self._loaded
         loaded[fkey] = now = self.clock.time()
         if len(loaded) > _LOADED_MAX:
-            try:  # both drivers' threads trim it: another may have just done so
+            # both drivers' threads trim it: another may have just done so
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
                 del loaded[next(iter(loaded))]
-            except (KeyError, RuntimeError, StopIteration):
-                pass
         return policy.make(value, now, tags, cost, self.codec.dumps_value(value))
 
     def base_of(self, stale: Entry | None, previous: Entry | None) -> Entry | None:
