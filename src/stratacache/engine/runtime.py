@@ -123,6 +123,7 @@ class CacheRuntime:
         self._loop = None
         self._start_locks.after_fork()
         self.readthrough.detach(Invalidation(clear=True))  # the parent's loads, never finishing
+        self.loads.refreshing.clear()  # and its refreshes: they do not run in the child
         for slot in self.tiers.slots:  # a parent thread may have held a local tier's lock
             reset = getattr(slot.tier, "after_fork", None) if slot.local else None
             if reset is not None:
