@@ -73,3 +73,15 @@ async def test_clear_counts_and_signals_on_both_clients() -> None:
         sync.sync.close()
     assert cleared == ["async", "sync"]
     assert cache.counters.invalidations == sync.counters.invalidations == 1
+
+
+async def test_tag_rules_given_to_the_constructor_cascade() -> None:
+    """``Cache(tag_rules=TagRules()...)``: invalidating a tag drops entries of the tags it implies."""
+    from stratacache.events import TagRules, tag_rules
+
+    rules = TagRules().implies("org:{org_id}", ["org-users:{org_id}"])
+    async with sc.Cache([sc.MemoryTier()], namespace="cascade", tag_rules=rules) as cache:
+        await cache.set("u1", 1, tags=["org-users:7"])
+        await cache.invalidate(tags=["org:7"])
+        assert await cache.get("u1") is None
+        assert tag_rules(cache) is rules
