@@ -46,12 +46,12 @@ async def build(
 
     if lib == "stratacache":
         import stratacache as sc
-        from stratacache.engine.lock import RedisLock
 
-        cache = sc.Cache(tiers=[sc.MemoryTier(), sc.RedisTier(url)], namespace=namespace)
-        cache.readthrough.lock = RedisLock(url, lease=5)
+        lock = sc.RedisLock(url, lease=5)
+        tiers = [sc.MemoryTier(), sc.RedisTier(url)]
+        cache = sc.Cache(tiers=tiers, namespace=namespace, lock=lock)
         await cache.start()
-        await cache.readthrough.lock.start()
+        await lock.start()
         return cache.cached(ttl=60, lock=True)(load), cache.close
     if lib == "aiocache":
         from aiocache import RedisCache, cached_stampede

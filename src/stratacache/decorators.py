@@ -88,7 +88,7 @@ def cached(
             returns true and ``unless`` returns false (e.g. ``unless=lambda r: r is None``);
             the caller gets the result either way.
         lock: on a miss, run the function once across the fleet: ``True`` for the cache's
-            fleet lock (``cache.readthrough.lock``), or a ``FleetLock`` such as ``RedisLock``.
+            fleet lock (``Cache(lock=...)``), or a ``FleetLock`` such as ``RedisLock``.
         refresh_every: seconds between background recomputations of the function's hot
             entries (those read since they were last loaded), so they never expire in use.
         warm: argument sets for ``cache.warm()``: an iterable (or a callable returning an
@@ -120,7 +120,7 @@ def cached(
     if lock is not None and not isinstance(lock, (bool, FleetLock)):
         raise ConfigError(f"lock must be True, False or a FleetLock, not {lock!r}")
     if lock is True:
-        cache.readthrough.resolve_lock(True)  # no fleet lock to use: say so here, not per call
+        cache.resolve_lock(True)  # no fleet lock to use: say so here, not per call
     store_if = store_predicate(condition, unless)
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none, store_if)
 
@@ -138,7 +138,7 @@ def cached(
         )
         _claim_key_space(cache, builder, fn, explicit=name is not None)
         fstats = cache.register_function(builder.name)
-        memo = CallMemo(cache.tiers.top, typed=not builder.automatic, single=single_parameter(fn))
+        memo = CallMemo(cache.top_tier, typed=not builder.automatic, single=single_parameter(fn))
         opts = _Options(lock, refresh_every)
         if inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)
@@ -149,7 +149,7 @@ def cached(
         setattr(wrapper, KEY_SPACE_ATTRIBUTE, builder.key_space)
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
-            cache.readthrough.warmers.append((wrapper, warm))
+            cache.warmers.append((wrapper, warm))
         return wrapper
 
     return cast(CacheDecorator, decorate)
@@ -189,11 +189,11 @@ def _async_wrapper(
     async def slow(ck: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
-        fleet = cache.readthrough.resolve_lock(opts.lock)
+        fleet = cache.resolve_lock(opts.lock)
         entry = await cache.fetch(
             fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats, fleet
         )
-        memo.remember(ck, fkey, cache.tiers.local_trusted)
+        memo.remember(ck, fkey, cache.local_trusted)
         if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.done()):
             opts.scheduler = cache.spawn(schedule(opts.refresh_every))
         return entry.value
@@ -201,7 +201,7 @@ def _async_wrapper(
     async def refresh_hot() -> int:
         """Recompute every hot entry of this function now; returns how many were refreshed."""
         await cache.start()
-        fleet = cache.readthrough.resolve_lock(opts.lock)
+        fleet = cache.resolve_lock(opts.lock)
         gate = asyncio.Semaphore(_REFRESH_CONCURRENCY)
 
         async def one(args: tuple[Any, ...], kwargs: dict[str, Any], fkey: str, old: Entry) -> bool:
@@ -236,7 +236,7 @@ def _async_wrapper(
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = await cache.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(memo_key(args, kwargs), fkey, cache.local_trusted)
         return entry.value
 
     hit.invalidate = invalidate  # type: ignore[attr-defined]
@@ -268,7 +268,7 @@ def _sync_wrapper(
         fleet = facade.resolve_lock(opts.lock)
         loader = functools.partial(fn, *args, **kwargs)
         entry = facade.fetch(fkey, loader, policy, tags, fstats, fleet)
-        memo.remember(ck, fkey, cache.tiers.local_trusted)
+        memo.remember(ck, fkey, cache.local_trusted)
         if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.is_set()):
             opts.scheduler = _start_thread(refresh_hot, opts.refresh_every)
             cache.closers.append(opts.scheduler.set)  # stops with the cache
@@ -305,7 +305,7 @@ def _sync_wrapper(
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
         entry = facade.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
-        memo.remember(memo_key(args, kwargs), fkey, cache.tiers.local_trusted)
+        memo.remember(memo_key(args, kwargs), fkey, cache.local_trusted)
         return entry.value
 
     hit.invalidate = invalidate  # type: ignore[attr-defined]

@@ -232,13 +232,13 @@ class TagRules:
 
 def tag_rules(cache: Cache) -> TagRules:
     """The cascade rules of ``cache`` (installed on first use)."""
-    current = cache.invalidator.tag_expander
+    current = cache.tag_rules
     if isinstance(current, TagRules):
         return current
     if current is not None:
         raise ConfigError("this cache already has a tag expander that is not TagRules")
     rules = TagRules()
-    cache.invalidator.tag_expander = rules
+    cache.tag_rules = rules
     return rules
 
 

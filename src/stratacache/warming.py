@@ -62,7 +62,7 @@ def register(cache: Cache, fn: Callable[..., Any], args: Any) -> None:
     """
     if not callable(fn):
         raise ConfigError(f"a warmer needs a callable, not {fn!r}")
-    cache.readthrough.warmers.append((fn, args))
+    cache.warmers.append((fn, args))
 
 
 async def warm(
@@ -128,14 +128,14 @@ async def warm(
         pending.add(task)
         task.add_done_callback(pending.discard)
 
-    for fn, source in list(cache.readthrough.warmers if warmers is None else warmers):
+    for fn, source in list(cache.warmers if warmers is None else warmers):
         name = getattr(fn, "__qualname__", repr(fn))
         async for item in _items(source):
             args, kwargs = _split(item)
             await submit(name, item, _caller(fn, args, kwargs))
 
-    if from_hot and cache.readthrough.hot is not None:
-        for fkey in await cache.readthrough.hot.fleet_hot(cache.namespace, hot_limit):
+    if from_hot and cache.hot is not None:
+        for fkey in await cache.hot.fleet_hot(cache.namespace, hot_limit):
             await submit("hot", fkey, _backfiller(cache, fkey))
 
     if pending:
@@ -166,7 +166,7 @@ def _caller(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
 
 def _backfiller(cache: Cache, fkey: str) -> Any:
     async def call() -> None:
-        if await cache.readthrough.backfill(fkey) is None:
+        if await cache.backfill(fkey) is None:
             raise LookupError(f"{fkey!r} is no longer in any shared tier")
 
     return call

@@ -63,7 +63,7 @@ def l1(cache: sc.Cache, key: str) -> sc.Entry | None:
 def loaded_event(cache: sc.Cache, count: int) -> Callable[[], bool]:
     """A predicate true once ``count`` loads have completed and their results are stored."""
     rt = cache.readthrough
-    return lambda: cache.counters.loads >= count and not rt._inflight and not rt._refreshing
+    return lambda: cache.counters.loads >= count and rt.idle()
 
 
 # -- TTLs ---------------------------------------------------------------------------------------

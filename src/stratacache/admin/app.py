@@ -167,9 +167,9 @@ class AdminAPI:
         }
         stats["bus"] = {
             "configured": self.cache.bus is not None,
-            "connected": self.cache.bus is not None and self.cache.tiers.local_trusted,
+            "connected": self.cache.bus is not None and self.cache.local_trusted,
         }
-        hot = self.cache.readthrough.hot
+        hot = self.cache.hot
         stats["top_keys"] = (
             [{"key": self.cache.relative_key(k), "count": c} for k, c in hot.top(20)]
             if hot is not None
@@ -184,7 +184,7 @@ class AdminAPI:
     def warmer_table(self) -> dict[str, tuple[Callable[..., Any], Any]]:
         """Registered warmers by name (the function's qualified name)."""
         table: dict[str, tuple[Callable[..., Any], Any]] = {}
-        for fn, args in self.cache.readthrough.warmers:
+        for fn, args in self.cache.warmers:
             name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
             table[f"{getattr(fn, '__module__', '')}.{name}".lstrip(".")] = (fn, args)
         return table

@@ -8,77 +8,91 @@ counters, the decorated function's counters (when there is one), the blinker sig
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 from . import signals
 from .signals import send
-from .stats import FunctionStats
-
-if TYPE_CHECKING:
-    from .cache import Cache
+from .stats import CacheStats, FunctionStats
 
 log = logging.getLogger("stratacache")
 
 
-def refresh_served(cache: Cache, fkey: str, fstats: FunctionStats | None, early: bool) -> None:
+class Recorder:
+    """Where the engine's parts record what happened: counters, signals (sent with the
+    cache as sender) and log lines. Parts get this instead of the whole cache."""
+
+    __slots__ = ("counters", "sender")
+
+    def __init__(self, counters: CacheStats, sender: Any) -> None:
+        self.counters = counters
+        #: the object signals are sent from (the ``Cache``; opaque to the parts)
+        self.sender = sender
+
+    def signal(self, signal: Any, **payload: Any) -> None:
+        """Send ``signal`` with the cache as sender, only when someone listens."""
+        if signal.receivers:
+            signal.send(self.sender, **payload)
+
+
+def refresh_served(rec: Recorder, fkey: str, fstats: FunctionStats | None, early: bool) -> None:
     """A reader got the current value while a refresh starts (XFetch draw, or past the soft TTL)."""
     if early:
-        cache.counters.early_refreshes += 1
+        rec.counters.early_refreshes += 1
         if fstats is not None:
             fstats.early_refreshes += 1
-        send(signals.early_refresh, cache, key=fkey)
+        send(signals.early_refresh, rec.sender, key=fkey)
     else:
-        cache.counters.stale_served += 1
+        rec.counters.stale_served += 1
         if fstats is not None:
             fstats.stale_served += 1
-        send(signals.stale_served, cache, key=fkey, reason="revalidate")
+        send(signals.stale_served, rec.sender, key=fkey, reason="revalidate")
 
 
 def stale_if_error(
-    cache: Cache, fkey: str, fstats: FunctionStats | None, error: BaseException
+    rec: Recorder, fkey: str, fstats: FunctionStats | None, error: BaseException
 ) -> None:
     """The loader failed and a stale value within its grace window is served instead."""
-    cache.counters.stale_served += 1
-    cache.counters.stale_if_error += 1
+    rec.counters.stale_served += 1
+    rec.counters.stale_if_error += 1
     if fstats is not None:
         fstats.stale_served += 1
-    send(signals.stale_served, cache, key=fkey, reason="error")
+    send(signals.stale_served, rec.sender, key=fkey, reason="error")
     log.warning("stratacache: serving stale %r, the loader failed: %r", fkey, error)
 
 
-def load_failed(cache: Cache, fkey: str, fstats: FunctionStats | None, error: Exception) -> None:
+def load_failed(rec: Recorder, fkey: str, fstats: FunctionStats | None, error: Exception) -> None:
     """The loader raised (its exception goes on to the caller unless stale is served)."""
-    cache.counters.load_errors += 1
+    rec.counters.load_errors += 1
     if fstats is not None:
         fstats.load_errors += 1
-    send(signals.load_failed, cache, key=fkey, error=error)
+    send(signals.load_failed, rec.sender, key=fkey, error=error)
 
 
-def loaded(cache: Cache, fkey: str, fstats: FunctionStats | None, duration: float) -> None:
+def loaded(rec: Recorder, fkey: str, fstats: FunctionStats | None, duration: float) -> None:
     """The loader returned after ``duration`` seconds."""
-    cache.counters.loads += 1
+    rec.counters.loads += 1
     if fstats is not None:
         fstats.loads += 1
-    send(signals.loaded, cache, key=fkey, duration=duration)
+    send(signals.loaded, rec.sender, key=fkey, duration=duration)
 
 
-def refused_set(cache: Cache, fkey: str) -> None:
+def refused_set(rec: Recorder, fkey: str) -> None:
     """A loaded value was not stored: an invalidation voided its lease meanwhile."""
-    cache.counters.refused_sets += 1
-    send(signals.refused_set, cache, key=fkey)
+    rec.counters.refused_sets += 1
+    send(signals.refused_set, rec.sender, key=fkey)
 
 
 def lock_fallback(
-    cache: Cache,
+    rec: Recorder,
     fkey: str,
     fstats: FunctionStats | None,
     reason: str,
     error: BaseException | None,
 ) -> None:
     """Loading without the fleet lock: it is unreachable or the holder took too long."""
-    cache.counters.lock_fallbacks += 1
+    rec.counters.lock_fallbacks += 1
     if fstats is not None:
         fstats.lock_fallbacks += 1
-    send(signals.lock_fallback, cache, key=fkey, reason=reason)
+    send(signals.lock_fallback, rec.sender, key=fkey, reason=reason)
     if error is not None:
         log.warning("stratacache: fleet lock failed for %r, loading anyway: %r", fkey, error)

@@ -18,14 +18,31 @@ same cap, and the tier stack treats an older local entry as a miss.
 
 from __future__ import annotations
 
-import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..core.entry import Entry
 
-if TYPE_CHECKING:
-    from .stack import TierSlot, TierStack
+
+class _Slot(Protocol):
+    local: bool
+    tier: Any
+
+
+class _Stack(Protocol):
+    """What this module needs of a tier stack (``TierStack``)."""
+
+    degraded_bound: float | None
+
+    @property
+    def slots(self) -> Any: ...
+
+    def clear_slot_now(self, slot: Any) -> None: ...
+
+    def keep_recent_now(self, slot: Any, since: float, bound: float) -> bool: ...
+
+    def clear_local_now(self) -> None: ...
+
 
 log = logging.getLogger("stratacache")
 
@@ -33,7 +50,7 @@ log = logging.getLogger("stratacache")
 STALENESS_BOUND = 1.0
 
 
-def too_old(stack: TierStack, slot: TierSlot, entry: Entry, now: float) -> bool:
+def too_old(stack: _Stack, slot: _Slot, entry: Entry, now: float) -> bool:
     """Is ``entry`` from local ``slot`` past the staleness bound (only while degraded)?"""
     bound = stack.degraded_bound
     return bound is not None and slot.local and entry.created < now - bound
@@ -46,28 +63,20 @@ def cap(entry: Entry, bound: float) -> None:
         entry.deadline = limit
 
 
-def enter(stack: TierStack, bound: float, now: float) -> None:
+def enter(stack: _Stack, bound: float, now: float) -> None:
     """The bus is lost: keep only local entries younger than ``bound``, capped to it."""
     stack.degraded_bound = bound
     for slot in stack.slots:
         if not slot.local:
             continue
-        tier: Any = slot.tier
-        keep = getattr(tier, "keep_recent_sync", None)
-        if callable(keep):
-            stack.call_sync(slot, "keep_recent", functools.partial(keep, now - bound, bound), 0)
-        elif slot.sync:
-            stack.call_sync(slot, "clear", tier.clear_sync, None)
-        else:
-            from .stack import _schedule
-
-            _schedule(stack.call(slot, "clear", tier.clear(), None))
+        if not stack.keep_recent_now(slot, now - bound, bound):
+            stack.clear_slot_now(slot)
     log.warning(
         "stratacache: invalidation bus lost; serving local entries younger than %.3gs", bound
     )
 
 
-def leave(stack: TierStack) -> None:
+def leave(stack: _Stack) -> None:
     """The bus is back: drop what was cached meanwhile (messages may be lost), trust again."""
     stack.clear_local_now()
     stack.degraded_bound = None

@@ -4,64 +4,78 @@ Order matters for the coherence promise ("after ``invalidate`` returns, nobody
 serves the old value"): tiers are outdated bottom-up (so no reader refills an
 upper tier from a lower one that still has the old value), then the message
 goes on the bus (other processes evict their local copies), then signals and
-audit hooks run. Shared tiers are always attempted, even with an open circuit
-breaker: a skipped invalidation would be served later as a fresh hit.
+audit hooks run. That order is ``Invalidator.flow``, written once and driven by
+the async client (``Cache``) and the blocking one (``cache.sync``). Shared
+tiers are always attempted, even with an open circuit breaker: a skipped
+invalidation would be served later as a fresh hit.
 
-Namespace flush is O(1): the namespace *generation* is folded into every full
-key (``ns:key`` at generation 0, ``ns:~gN:key`` after), so bumping it makes
-every old entry unreachable at once; old entries then age out by TTL. The
-generation is shared through the bus when it is a ``GenerationStore``.
+Namespace flush is O(1) (``engine.keyspace``): a new generation makes every
+old entry unreachable at once; the generation is shared through the bus when
+it is a ``GenerationStore``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator, Iterable
 
-from ..core.errors import CacheKeyError, ConfigError
-from ..core.fleet import GenerationStore, Invalidation
+from ..core.clock import Clock
+from ..core.errors import ConfigError
+from ..core.fleet import Invalidation, InvalidationBus
 from ..core.keys import validate_key
 from . import degradation, signals
-from .signals import send as _send
-
-if TYPE_CHECKING:
-    from .cache import Cache
+from .accounting import Recorder
+from .keyspace import KeySpace
+from .replay import Replay
+from .stack import TierStack
 
 log = logging.getLogger("stratacache")
 
-#: relative keys starting with this are generation-qualified (``~g3:user:1``); users' keys may not
-GEN_MARK = "~g"
 TagExpander = Callable[[tuple[str, ...]], tuple[str, ...]]
 AuditHook = Callable[[Invalidation], None]
-
-
-def generation_prefix(namespace: str, generation: int) -> str:
-    """The start of every full key of ``namespace`` at ``generation``."""
-    return f"{namespace}:" if generation == 0 else f"{namespace}:{GEN_MARK}{generation}:"
-
-
-def check_relative(key: str) -> str:
-    """Reject user keys that could collide with a later generation's keys."""
-    if key[:2] == GEN_MARK:
-        raise CacheKeyError(f"cache keys may not start with {GEN_MARK!r} (reserved): {key!r}")
-    return key
+Detacher = Callable[[Invalidation], None]
+#: what ``Invalidator.flow`` asks its driver: apply the message to the tiers, or publish it
+APPLY, PUBLISH = "apply", "publish"
+Flow = Generator[tuple[str, Invalidation], None, None]
 
 
 class Invalidator:
     """Builds ``Invalidation`` messages and applies them locally, remotely and to the audit trail."""
 
-    def __init__(self, cache: Cache) -> None:
-        self.cache = cache
-        #: current namespace generation (folded into ``Cache.full_key``)
-        self.generation = 0
-        #: expands tags through cascade rules (set by ``stratacache.events.tag_rules``)
-        self.tag_expander: TagExpander | None = None
+    def __init__(
+        self,
+        keys: KeySpace,
+        tiers: TierStack,
+        rec: Recorder,
+        clock: Clock,
+        bus: InvalidationBus | None,
+        replay: Replay,
+        staleness_bound: float,
+        tag_expander: TagExpander | None = None,
+    ) -> None:
+        self.keys = keys
+        self.tiers = tiers
+        self.rec = rec
+        self.clock = clock
+        self.bus = bus
+        self.replay = replay
+        self.staleness_bound = staleness_bound
+        #: this process's identity on the bus (new after ``fork``)
+        self.origin = ""
+        #: expands tags through cascade rules (``Cache(tag_rules=...)``, ``events.tag_rules``)
+        self.tag_expander = tag_expander
         #: called with every invalidation, local and remote (``events.audit`` filters)
         self.audit_hooks: list[AuditHook] = []
         #: bus publishes that failed (other processes' L1 then keeps the value until its TTL)
         self.publish_failures = 0
+        #: in-flight tables to detach from on every invalidation (each driver adds its own)
+        self.detachers: list[Detacher] = []
+
+    @property
+    def generation(self) -> int:
+        """The current namespace generation."""
+        return self.keys.generation
 
     # -- building --------------------------------------------------------------------------
     def message(
@@ -75,133 +89,116 @@ class Invalidator:
         """Check ``invalidate``'s arguments and build the message (full keys, expanded tags)."""
         if isinstance(keys, str) or isinstance(tags, str):
             raise ConfigError("keys and tags take lists of strings, not a single string")
-        cache = self.cache
-        limit = cache.max_key_length
+        space = self.keys
         prefixes = [prefix] if isinstance(prefix, str) else list(prefix or ())
-        tag_tuple = tuple(validate_key(t, limit) for t in tags)
+        tag_tuple = tuple(validate_key(t, space.max_key_length) for t in tags)
         if tag_tuple and self.tag_expander is not None:
             tag_tuple = self.tag_expander(tag_tuple)
-        cache.counters.invalidations += 1
-        return Invalidation(
-            keys=tuple(self._full(k) for k in keys),
+        message = Invalidation(
+            keys=tuple(space.invalidation_key(k) for k in keys),
             tags=tag_tuple,
-            prefixes=tuple(cache._prefix + validate_key(p, limit) for p in prefixes),
+            prefixes=tuple(space.full_prefix(p) for p in prefixes),
             reason=reason,
-            origin=cache.origin,
+            origin=self.origin,
             actor=actor,
             at=time.time(),
         )
+        self.rec.counters.invalidations += 1
+        return message
 
-    def _full(self, key: str) -> str:
-        """Full key of a relative key; generation-qualified keys (``~g3:k``) are taken as they are."""
-        if isinstance(key, str) and key[:2] == GEN_MARK:
-            return f"{self.cache.namespace}:{validate_key(key, self.cache.max_key_length)}"
-        return self.cache.full_key(key)
-
-    # -- local application -----------------------------------------------------------------
-    async def invalidate(self, message: Invalidation) -> None:
-        """Outdate ``message`` in every tier here, then tell the other processes and the audit.
-
-        What a shared tier could not take is kept and replayed later (``engine.replay``).
-        """
-        tiers = self.cache.tiers
-        errors = tiers.shared_errors()
-        await tiers.invalidate(message, local_only=False)
-        self.settle(message, errors)
-        self.detach(message)
-        await self.publish(message)
-        self.announce(message, "local")
-
-    async def clear(self, reason: str | None, actor: str | None) -> None:
-        """Remove every entry of the namespace from every tier, everywhere."""
-        cache = self.cache
-        errors = cache.tiers.shared_errors()
-        await cache.tiers.clear(local_only=False)
-        message = self._clear_message(reason, actor, 0)
-        self.settle(message, errors)
-        self.detach(message)
-        await self.publish(message)
-        self.announce(message, "local")
-
-    async def flush_namespace(self, reason: str | None, actor: str | None) -> int:
-        """Move to a new generation: every entry written before becomes unreachable, in O(1)."""
-        cache = self.cache
-        store = cache.bus if isinstance(cache.bus, GenerationStore) else None
-        if store is None and any(not slot.local for slot in cache.tiers.slots):
-            # Other processes could not learn a private generation: remove the entries instead.
-            log.info("stratacache: flush_namespace without a generation-keeping bus clears tiers")
-            await self.clear(reason, actor)
-            return self.generation
-        generation = await store.bump_generation() if store else self.generation + 1
-        self.set_generation(generation)
-        message = self._clear_message(reason, actor, generation)
-        self.detach(message)
-        await self.publish(message)
-        self.announce(message, "local")
-        return generation
-
-    def _clear_message(
-        self, reason: str | None, actor: str | None, generation: int
+    def clear_message(
+        self, reason: str | None, actor: str | None, generation: int = 0
     ) -> Invalidation:
-        self.cache.counters.invalidations += 1
+        """The message of a ``clear()`` (or, with ``generation``, a namespace flush); counted."""
+        self.rec.counters.invalidations += 1
         return Invalidation(
             clear=True,
             reason=reason,
-            origin=self.cache.origin,
+            origin=self.origin,
             actor=actor,
             at=time.time(),
             generation=generation,
         )
 
+    def overwrite(self, fkeys: tuple[str, ...]) -> Invalidation:
+        """The bus message of an explicit write: other processes drop their local copies."""
+        return Invalidation(keys=fkeys, reason="overwrite", origin=self.origin)
+
+    # -- local application (one flow, two drivers) -----------------------------------------
+    def flow(self, message: Invalidation) -> Flow:
+        """Outdate ``message`` in every tier here, then tell the other processes and the audit.
+
+        What a shared tier could not take is kept and replayed later (``engine.replay``).
+        """
+        errors = self.tiers.shared_errors()
+        yield APPLY, message
+        if self.tiers.shared_errors() > errors:
+            self.replay.keep(message)
+        self.detach(message)
+        yield PUBLISH, message
+        self.announce(message, "local")
+
+    def flushed(self, generation: int, reason: str | None, actor: str | None) -> Flow:
+        """After a new ``generation`` was chosen: adopt it, then publish and announce it."""
+        self.set_generation(generation)
+        message = self.clear_message(reason, actor, generation)
+        self.detach(message)
+        yield PUBLISH, message
+        self.announce(message, "local")
+
     def set_generation(self, generation: int) -> bool:
         """Adopt ``generation`` if newer; local tiers are dropped (old-generation entries die)."""
-        if generation <= self.generation:
+        if not self.keys.advance(generation):
             return False
-        self.generation = generation
-        cache = self.cache
-        cache._prefix = generation_prefix(cache.namespace, generation)
-        cache.tiers.clear_local_now()
+        self.tiers.clear_local_now()
         return True
 
     def detach(self, message: Invalidation) -> None:
         """Keep callers arriving from now on out of loads/reads that began before ``message``."""
-        cache = self.cache
-        cache.readthrough.detach(message)
-        if cache._sync is not None:
-            cache._sync.detach(message)
+        for detach in self.detachers:
+            detach(message)
 
-    def settle(self, message: Invalidation, errors_before: int) -> None:
-        """Keep ``message`` for replay if a shared tier failed while it was applied."""
-        if self.cache.tiers.shared_errors() > errors_before:
-            self.cache.replay.keep(message)
+    def settle_write(self, fkeys: tuple[str, ...], errors_before: int) -> None:
+        """An overwrite a shared tier refused (full, unreachable) leaves the old value there
+        for other processes: keep a deletion of ``fkeys`` for replay (``engine.replay``);
+        until it lands, this process serves only its own new copy (local tiers), never the
+        shared tiers' older one."""
+        if fkeys and self.tiers.shared_errors() > errors_before:
+            failed = Invalidation(
+                keys=fkeys, reason="write-failed", origin=self.origin, at=time.time()
+            )
+            self.replay.keep(failed)
 
     # -- bus -------------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
         """Send ``message`` on the bus; a failure is logged and the message kept for replay."""
-        bus = self.cache.bus
+        bus = self.bus
         if bus is not None:
             try:
                 await bus.publish(message)
             except Exception as exc:
-                self.publish_failures += 1
-                log.warning("stratacache: invalidation bus publish failed: %r", exc)
-                self.cache.replay.keep(message)
+                self.publish_failed(message, exc)
+
+    def publish_failed(self, message: Invalidation, exc: BaseException) -> None:
+        """Count and log a failed publish; the message is replayed when the bus is back."""
+        self.publish_failures += 1
+        log.warning("stratacache: invalidation bus publish failed: %r", exc)
+        self.replay.keep(message)
 
     def apply_remote(self, message: Invalidation) -> None:
         """Apply another process's message to this process's local tiers (sync, no awaits)."""
-        cache = self.cache
-        if message.origin == cache.origin:
+        if message.origin == self.origin:
             return
         if message.generation:
             self.set_generation(message.generation)
         if message.clear:
             self.detach(message)
             if not message.generation:
-                cache.tiers.clear_local_now()
+                self.tiers.clear_local_now()
             if message.origin:  # origin "" marks the bus's own catch-up, not an invalidation
                 self.announce(message, "remote")
             return
-        cache.tiers.invalidate_local_now(message)
+        self.tiers.invalidate_local_now(message)
         self.detach(message)
         if message.reason not in ("overwrite", "tracking"):  # cache mechanics, not user intent
             self.announce(message, "remote")
@@ -211,37 +208,34 @@ class Invalidator:
 
         See ``engine.degradation``; ``staleness_bound=0`` restores distrust-all.
         """
-        cache = self.cache
-        tiers = cache.tiers
+        tiers = self.tiers
+        if not connected:  # before dropping them: a concurrent reader must not refill them
+            tiers.local_trusted = False
         self.detach(Invalidation(clear=True))  # loads may have read what a lost message outdated
         if connected:
             degradation.leave(tiers)
             tiers.local_trusted = True
         else:  # not trusted: decorators stop memoizing; reads obey the bound (or skip L1)
-            tiers.local_trusted = False
-            if cache.staleness_bound > 0:
-                degradation.enter(tiers, cache.staleness_bound, cache.clock.time())
+            if self.staleness_bound > 0:
+                degradation.enter(tiers, self.staleness_bound, self.clock.time())
             else:
                 tiers.clear_local_now()
-        _send(signals.bus_state, cache, connected=connected)
+        self.rec.signal(signals.bus_state, connected=connected)
 
     # -- signals and audit -----------------------------------------------------------------
     def announce(self, message: Invalidation, origin: str) -> None:
         """Send ``invalidated`` (or ``cleared``) and run the audit hooks."""
-        cache = self.cache
         if message.clear:
-            _send(
+            self.rec.signal(
                 signals.cleared,
-                cache,
                 origin=origin,
                 generation=message.generation,
                 reason=message.reason,
                 actor=message.actor,
             )
         else:
-            _send(
+            self.rec.signal(
                 signals.invalidated,
-                cache,
                 keys=message.keys,
                 tags=message.tags,
                 prefixes=message.prefixes,
@@ -254,3 +248,6 @@ class Invalidator:
                 hook(message)
             except Exception as exc:
                 log.warning("stratacache: audit hook failed: %r", exc)
+
+
+__all__ = ["APPLY", "PUBLISH", "Flow", "Invalidator"]

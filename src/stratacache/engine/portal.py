@@ -76,6 +76,10 @@ class Portal:
         thread = self._thread
         return self._loop is not None and thread is not None and thread.is_alive()
 
+    def owns(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether ``loop`` is this portal's loop."""
+        return loop is self._loop
+
     def in_portal(self) -> bool:
         """Whether the caller runs on the portal thread."""
         return self._thread is not None and threading.current_thread() is self._thread
@@ -121,5 +125,5 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
-async def _await(awaitable: Any) -> Any:
+async def await_any(awaitable: Any) -> Any:
     return await awaitable

@@ -17,184 +17,65 @@ and the bus tells other processes to drop theirs, so the next read refills from 
 authority. Without its authority an update has no right answer: when that tier fails
 or its breaker is open, these calls raise ``TierError`` (the only calls that do).
 
-Each decision is a pure function (``_add``, ``_incr``, ``_touch``) driven by the async
+Each decision is a pure function of ``engine.atomic`` driven by the async
 mixin (``Cache``) and the blocking one (``SyncCache``), so both behave alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
-from ..core.entry import Entry
-from ..core.errors import (
-    CacheKeyError,
-    ConfigError,
-    DeserializationError,
-    MissingKeyError,
-    TierError,
-    WrongTypeError,
-)
-from ..core.fleet import Invalidation
-from ..core.keys import MAX_KEY_LENGTH
+from ..core.errors import DeserializationError, TierError, WrongTypeError
 from ..core.sentinel import Unset
-from .policy import UNSET, EntryPolicy
-
-if TYPE_CHECKING:
-    from .cache import Cache
-    from .stack import TierSlot
-    from .sync import SyncCache
-
-#: compare-and-set attempts before giving up (each failure means another writer succeeded)
-MAX_ATTEMPTS = 10_000
-#: a decision: (entry to store or None for no write, result for the caller)
-Step = Callable[[Entry | None, float], tuple[Entry | None, Any]]
-ManyLoader = Callable[[list[str]], Any]
-
-
-@runtime_checkable
-class AtomicTier(Protocol):
-    """A tier that can update one key atomically (Redis, SQL)."""
-
-    async def read_versioned(self, key: str) -> tuple[Entry | None, object]:
-        """The live entry (or None) and a token naming what is stored (None: nothing)."""
-
-    async def compare_and_set(self, key: str, token: object, entry: Entry) -> bool:
-        """Store ``entry`` iff the key still holds what ``token`` names."""
-
-    def read_versioned_sync(self, key: str) -> tuple[Entry | None, object]: ...
-
-    def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool: ...
-
-
-def check_tags(tags: object) -> tuple[str, ...]:
-    """``tags`` as a tuple of non-empty strings, checked at the call (never a tier's failure).
-
-    Raises:
-        ConfigError: ``tags`` is a single string or not iterable.
-        CacheKeyError: a tag is not a non-empty string (as ``invalidate(tags=...)`` says).
-    """
-    if isinstance(tags, str) or not isinstance(tags, Iterable):
-        raise ConfigError(f"tags must be a list of strings, not {tags!r}")
-    checked = tuple(tags)
-    for tag in checked:
-        if not isinstance(tag, str) or not tag:
-            raise CacheKeyError(f"each tag must be a non-empty string, not {tag!r}")
-        if len(tag) > MAX_KEY_LENGTH:
-            raise CacheKeyError(
-                f"a tag is {len(tag)} characters long; the limit is {MAX_KEY_LENGTH}"
-            )
-    return checked
-
-
-# -- the decisions (no I/O) ---------------------------------------------------------------------
-def _add(entry: Entry) -> Step:
-    def step(current: Entry | None, now: float) -> tuple[Entry | None, bool]:
-        return (None, False) if current is not None else (entry, True)
-
-    return step
-
-
-def _check_delta(delta: object) -> int:
-    if type(delta) is not int:
-        raise ConfigError(f"delta must be an int, not {delta!r} ({type(delta).__name__})")
-    return delta
-
-
-def _incr(cache: Cache, key: str, delta: int, initial: int | None, policy: EntryPolicy) -> Step:
-    def step(current: Entry | None, now: float) -> tuple[Entry | None, int]:
-        if current is None:
-            if initial is None:
-                raise MissingKeyError(key)
-            value = initial + delta
-            payload = cache.codec.dumps_value(value)
-            return policy.make(value, now, (), payload=payload), value
-        old = current.value
-        if type(old) is not int:
-            raise WrongTypeError(
-                f"incr/decr need an int under {key!r}, but it holds a {type(old).__name__}"
-            )
-        value = old + delta
-        payload = cache.codec.dumps_value(value)
-        new = dataclasses.replace(current, value=value, payload=payload, tag_versions={})
-        return new, value
-
-    return step
-
-
-def _touch(cache: Cache, policy: EntryPolicy) -> Step:
-    def step(current: Entry | None, now: float) -> tuple[Entry | None, bool]:
-        if current is None:
-            return None, False
-        payload = cache.codec.dumps_value(current.value)
-        return policy.make(current.value, now, current.tags, current.cost, payload), True
-
-    return step
-
-
-def _initial(initial: object) -> int | None:
-    if initial is not None and type(initial) is not int:
-        raise ConfigError(f"initial must be an int or None, not {initial!r}")
-    return initial
-
-
-def _remaining(entry: Entry | None, now: float) -> float | None:
-    if entry is None or entry.is_expired(now):
-        return None
-    return math.inf if entry.expires is None else entry.expires - now
-
-
-def _authority(cache: Cache) -> TierSlot:
-    slot = cache.tiers.slots[-1]
-    in_process = slot.local and slot.sync and callable(getattr(slot.tier, "locked", None))
-    if not in_process and not isinstance(slot.tier, AtomicTier):
-        raise ConfigError(
-            f"add/incr/touch need a lowest tier that updates atomically (memory, Redis, SQL); "
-            f"{slot.name!r} cannot"
-        )
-    if not slot.breaker.allow():
-        slot.stats.skipped += 1
-        raise TierError(slot.name, "atomic update", None)
-    return slot
-
-
-def _live(entry: Entry | None, now: float) -> Entry | None:
-    return None if entry is None or entry.is_expired(now) else entry
-
-
-#: ``_modify``'s ``unreadable`` default: raise when the authority holds what cannot be read
-RAISE: Any = object()
-
-
-def _unreadable(slot: TierSlot, exc: DeserializationError, result: Any) -> Any:
-    """The answer when the authority holds a value this process cannot open (mid-way through
-    a key rotation): ``result`` if the operation has a safe one, else a clear ``TierError``.
-    Never "absent": that would overwrite a value other processes read. Not a tier failure."""
-    if result is not RAISE:
-        return result
-    raise TierError(slot.name, "atomic update", exc) from exc
+from .atomic import (
+    MAX_ATTEMPTS,
+    MISSING,
+    RAISE,
+    AtomicTier,
+    Host,
+    ManyLoader,
+    Step,
+    SyncHost,
+    add_step,
+    authority,
+    check_delta,
+    incr_step,
+    initial_value,
+    live,
+    loaded_subset,
+    local_step,
+    readable_versioned,
+    readable_versioned_sync,
+    remaining,
+    touch_step,
+    unique_keys,
+    unreadable_answer,
+)
+from .entries import check_tags
+from .policy import UNSET
 
 
 # -- async driver ---------------------------------------------------------------------------------
 class AsyncPrimitives:
     """The primitives of ``Cache`` (mixed into it)."""
 
-    async def _modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
-        cache = cast("Cache", self)
+    async def modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
+        """Apply ``step`` (an ``engine.atomic`` decision) to ``key`` on the authority tier;
+        ``unreadable`` answers when the stored value cannot be opened (default: raise)."""
+        cache = cast(Host, self)
         await cache.start()
         fkey = cache.full_key(key)
-        slot = _authority(cache)
+        slot = authority(cache)
         tier: Any = slot.tier
         blocked: DeserializationError | None = None
         try:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
                 if slot.local:
-                    new, result = _local_step(cache, slot, fkey, step, now)
+                    new, result = local_step(cache, slot, fkey, step, now)
                     stored = True
                 else:
                     try:
@@ -202,7 +83,7 @@ class AsyncPrimitives:
                     except DeserializationError as exc:
                         blocked = exc  # answered below, outside the tier-failure handler
                         break
-                    new, result = step(_live(current, now), now)
+                    new, result = step(live(current, now), now)
                     stored = new is None or await tier.compare_and_set(
                         fkey, token, cache.tiers.copy_for(slot, new, now)
                     )
@@ -214,15 +95,13 @@ class AsyncPrimitives:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
         if blocked is not None:
-            return _unreadable(slot, blocked, unreadable)
+            return unreadable_answer(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
             slot.stats.sets += 1
             for upper in reversed(cache.tiers.slots[:-1]):
                 await cache.tiers.call(upper, "delete", upper.tier.delete_many([fkey]), 0)
-            await cache._publish(
-                Invalidation(keys=(fkey,), reason="overwrite", origin=cache.origin)
-            )
+            await cache.invalidator.publish(cache.invalidator.overwrite((fkey,)))
         return result
 
     async def add(
@@ -234,9 +113,9 @@ class AsyncPrimitives:
         A live value this process cannot read (signed with a key it does not hold) counts as
         an entry: False. ``incr``/``decr``/``touch`` raise ``TierError`` on such a value.
         """
-        cache = cast("Cache", self)
-        entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
-        return bool(await self._modify(key, _add(entry), unreadable=False))
+        cache = cast(Host, self)
+        entry = cache.new_entry(value, cache.entry_policy(ttl), tags)
+        return bool(await self.modify(key, add_step(entry), unreadable=False))
 
     async def incr(
         self,
@@ -252,14 +131,16 @@ class AsyncPrimitives:
         ``ttl`` (default: the cache's); an existing one keeps its expiry and tags.
 
         Raises:
-            KeyError: the key is missing and ``initial`` is None.
-            TypeError: the key holds something other than an int.
+            MissingKeyError: the key is missing and ``initial`` is None.
+            WrongTypeError: the key holds something other than an int.
             ConfigError: ``delta``/``initial`` are not ints, or no tier can do it atomically.
             TierError: the lowest tier is unavailable.
         """
-        cache = cast("Cache", self)
-        step = _incr(cache, key, _check_delta(delta), _initial(initial), cache.entry_policy(ttl))
-        return int(await self._modify(key, step))
+        cache = cast(Host, self)
+        step = incr_step(
+            cache, key, check_delta(delta), initial_value(initial), cache.entry_policy(ttl)
+        )
+        return int(await self.modify(key, step))
 
     async def decr(
         self,
@@ -270,32 +151,33 @@ class AsyncPrimitives:
         ttl: float | Unset | None = UNSET,
     ) -> int:
         """``incr(key, -delta)``."""
-        return await self.incr(key, -_check_delta(delta), initial=initial, ttl=ttl)
+        return await self.incr(key, -check_delta(delta), initial=initial, ttl=ttl)
 
     async def touch(self, key: str, ttl: float | Unset | None = UNSET) -> bool:
         """Give ``key`` a new lifetime of ``ttl`` from now (value and tags kept); False if absent."""
-        cache = cast("Cache", self)
-        return bool(await self._modify(key, _touch(cache, cache.entry_policy(ttl))))
+        cache = cast(Host, self)
+        return bool(await self.modify(key, touch_step(cache, cache.entry_policy(ttl))))
 
     async def ttl(self, key: str) -> float | None:
         """Seconds until ``key`` expires, ``math.inf`` if it never does, None if it is absent.
 
         Read from the lowest tier (upper copies may be capped by their tier's TTL).
         """
-        cache = cast("Cache", self)
+        cache = cast(Host, self)
         await cache.start()
         fkey = cache.full_key(key)
         slot = cache.tiers.slots[-1]
         if isinstance(slot.tier, AtomicTier) and cache.tiers.usable(slot):
-            read = _readable_versioned(slot.tier, fkey)
-            found = await cache.tiers.call(slot, "get", read, MISSING)
+            found = await cache.tiers.call(
+                slot, "get", readable_versioned(slot.tier, fkey), MISSING
+            )
             if found is not MISSING:
-                return _remaining(found[0], cache.clock.time())
-        return _remaining(await cache.get_entry(key), cache.clock.time())
+                return remaining(found[0], cache.clock.time())
+        return remaining(await cache.get_entry(key), cache.clock.time())
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` holds a live (unexpired) entry."""
-        return await cast("Cache", self).get_entry(key) is not None
+        return await cast(Host, self).get_entry(key) is not None
 
     async def get_or_set_many(
         self,
@@ -311,8 +193,8 @@ class AsyncPrimitives:
         its results are stored in one batch (``None`` only if the cache keeps ``None``).
         Keys it leaves out are absent from the result. Not single-flight per key.
         """
-        cache = cast("Cache", self)
-        wanted = _keys(keys)
+        cache = cast(Host, self)
+        wanted = unique_keys(keys)
         tag_tuple = check_tags(tags)
         policy = cache.entry_policy(ttl)
         found = await cache.get_many(wanted)
@@ -327,79 +209,36 @@ class AsyncPrimitives:
             loaded = loader(missing)
             if inspect.isawaitable(loaded):
                 loaded = await loaded
-            fresh = _loaded(loaded, missing)
+            fresh = loaded_subset(loaded, missing)
             now = cache.clock.time()
             for key, held in zip(missing, leases, strict=True):
                 if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
-                    entry = cache._new_entry(fresh[key], policy, tag_tuple)
+                    entry = cache.new_entry(fresh[key], policy, tag_tuple)
                     await cache.tiers.write(fkeys[key], entry, held, now)
             found.update(fresh)
         return {k: found[k] for k in wanted if k in found}
-
-
-MISSING: Any = object()
-
-
-async def _readable_versioned(tier: Any, fkey: str) -> Any:
-    """``read_versioned``, with a value this process cannot open as MISSING (a read: a miss)."""
-    try:
-        return await tier.read_versioned(fkey)
-    except DeserializationError:
-        return MISSING
-
-
-def _readable_versioned_sync(tier: Any, fkey: str) -> Any:
-    try:
-        return tier.read_versioned_sync(fkey)
-    except DeserializationError:
-        return MISSING
-
-
-def _local_step(cache: Any, slot: Any, fkey: str, step: Step, now: float) -> tuple[Any, Any]:
-    """``step`` on an in-process authority, atomic under the tier's own (reentrant) lock."""
-    tier = slot.tier
-    with tier.locked():
-        new, result = step(_live(tier.get_sync(fkey), now), now)
-        if new is not None:
-            tier.set_sync(fkey, cache.tiers.copy_for(slot, new, now))
-    return new, result
-
-
-def _keys(keys: Iterable[str]) -> list[str]:
-    """``keys`` without repeats; a bare string is refused (it would be its characters)."""
-    if isinstance(keys, str):
-        raise ConfigError("keys must be a list of strings, not a single string")
-    return list(dict.fromkeys(keys))
-
-
-def _loaded(loaded: object, missing: list[str]) -> dict[str, Any]:
-    if not isinstance(loaded, Mapping):
-        raise WrongTypeError(
-            f"get_or_set_many's loader must return a mapping, not {type(loaded).__name__}"
-        )
-    asked = set(missing)
-    return {k: v for k, v in loaded.items() if k in asked}
 
 
 # -- blocking driver ------------------------------------------------------------------------------
 class SyncPrimitives:
     """The same primitives for ``cache.sync`` (mixed into ``SyncCache``)."""
 
-    def _modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
-        sync = cast("SyncCache", self)
+    def modify(self, key: str, step: Step, unreadable: Any = RAISE) -> Any:
+        """Apply ``step`` to ``key`` on the authority tier (blocking); see ``Cache.modify``."""
+        sync = cast(SyncHost, self)
         cache = sync.cache
         sync.start()
         fkey = cache.full_key(key)
-        slot = _authority(cache)
+        slot = authority(cache)
         tier: Any = slot.tier
         if not slot.local and not slot.sync:
-            return sync.portal.run(cache._modify(key, step, unreadable))
+            return sync.portal.run(cache.modify(key, step, unreadable))
         blocked: DeserializationError | None = None
         try:
             for _ in range(MAX_ATTEMPTS):
                 now = cache.clock.time()
                 if slot.local:
-                    new, result = _local_step(cache, slot, fkey, step, now)
+                    new, result = local_step(cache, slot, fkey, step, now)
                     stored = True
                 else:
                     try:
@@ -407,7 +246,7 @@ class SyncPrimitives:
                     except DeserializationError as exc:
                         blocked = exc  # answered below, outside the tier-failure handler
                         break
-                    new, result = step(_live(current, now), now)
+                    new, result = step(live(current, now), now)
                     stored = new is None or tier.compare_and_set_sync(
                         fkey, token, cache.tiers.copy_for(slot, new, now)
                     )
@@ -419,22 +258,22 @@ class SyncPrimitives:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
         if blocked is not None:
-            return _unreadable(slot, blocked, unreadable)
+            return unreadable_answer(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
             slot.stats.sets += 1
             for upper in reversed(cache.tiers.slots[:-1]):
                 sync.io.call(upper, "delete_many", 0, [fkey])
-            sync._publish(Invalidation(keys=(fkey,), reason="overwrite", origin=cache.origin))
+            sync.publish(cache.invalidator.overwrite((fkey,)))
         return result
 
     def add(
         self, key: str, value: Any, *, ttl: float | Unset | None = UNSET, tags: Sequence[str] = ()
     ) -> bool:
         """See ``Cache.add``."""
-        cache = cast("SyncCache", self).cache
-        entry = cache._new_entry(value, cache.entry_policy(ttl), tags)
-        return bool(self._modify(key, _add(entry), unreadable=False))
+        cache = cast(SyncHost, self).cache
+        entry = cache.new_entry(value, cache.entry_policy(ttl), tags)
+        return bool(self.modify(key, add_step(entry), unreadable=False))
 
     def incr(
         self,
@@ -445,9 +284,11 @@ class SyncPrimitives:
         ttl: float | Unset | None = UNSET,
     ) -> int:
         """See ``Cache.incr``."""
-        cache = cast("SyncCache", self).cache
-        step = _incr(cache, key, _check_delta(delta), _initial(initial), cache.entry_policy(ttl))
-        return int(self._modify(key, step))
+        cache = cast(SyncHost, self).cache
+        step = incr_step(
+            cache, key, check_delta(delta), initial_value(initial), cache.entry_policy(ttl)
+        )
+        return int(self.modify(key, step))
 
     def decr(
         self,
@@ -458,16 +299,16 @@ class SyncPrimitives:
         ttl: float | Unset | None = UNSET,
     ) -> int:
         """See ``Cache.decr``."""
-        return self.incr(key, -_check_delta(delta), initial=initial, ttl=ttl)
+        return self.incr(key, -check_delta(delta), initial=initial, ttl=ttl)
 
     def touch(self, key: str, ttl: float | Unset | None = UNSET) -> bool:
         """See ``Cache.touch``."""
-        cache = cast("SyncCache", self).cache
-        return bool(self._modify(key, _touch(cache, cache.entry_policy(ttl))))
+        cache = cast(SyncHost, self).cache
+        return bool(self.modify(key, touch_step(cache, cache.entry_policy(ttl))))
 
     def ttl(self, key: str) -> float | None:
         """See ``Cache.ttl``."""
-        sync = cast("SyncCache", self)
+        sync = cast(SyncHost, self)
         cache = sync.cache
         sync.start()
         slot = cache.tiers.slots[-1]
@@ -475,15 +316,15 @@ class SyncPrimitives:
             fkey = cache.full_key(key)
             tier: Any = slot.tier
             found = cache.tiers.call_sync(
-                slot, "get", lambda: _readable_versioned_sync(tier, fkey), MISSING
+                slot, "get", lambda: readable_versioned_sync(tier, fkey), MISSING
             )
             if found is not MISSING:
-                return _remaining(found[0], cache.clock.time())
-        return _remaining(sync.get_entry(key), cache.clock.time())
+                return remaining(found[0], cache.clock.time())
+        return remaining(sync.get_entry(key), cache.clock.time())
 
     def exists(self, key: str) -> bool:
         """See ``Cache.exists``."""
-        return cast("SyncCache", self).get_entry(key) is not None
+        return cast(SyncHost, self).get_entry(key) is not None
 
     def get_or_set_many(
         self,
@@ -494,22 +335,27 @@ class SyncPrimitives:
         tags: Sequence[str] = (),
     ) -> dict[str, Any]:
         """See ``Cache.get_or_set_many`` (``loader`` is a sync callable)."""
-        sync = cast("SyncCache", self)
+        sync = cast(SyncHost, self)
         cache = sync.cache
-        wanted = _keys(keys)
+        wanted = unique_keys(keys)
         tag_tuple = check_tags(tags)
         policy = cache.entry_policy(ttl)
         found = sync.get_many(wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
             fkeys = {k: cache.full_key(k) for k in missing}  # leased as Cache.get_or_set_many
-            leases = [sync.leases(fkeys[k], tag_tuple) for k in missing]
+            leases = [sync.io.leases(fkeys[k], tag_tuple) for k in missing]
             loaded = loader(missing)
             if inspect.isawaitable(loaded):
                 raise WrongTypeError("cache.sync.get_or_set_many needs a sync loader")
-            fresh = _loaded(loaded, missing)
+            fresh = loaded_subset(loaded, missing)
             for key, held in zip(missing, leases, strict=True):
                 if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
-                    sync._write(fkeys[key], cache._new_entry(fresh[key], policy, tag_tuple), held)
+                    sync.io.write(
+                        fkeys[key],
+                        cache.new_entry(fresh[key], policy, tag_tuple),
+                        held,
+                        cache.clock.time(),
+                    )
             found.update(fresh)
         return {k: found[k] for k in wanted if k in found}

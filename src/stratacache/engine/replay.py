@@ -24,14 +24,13 @@ import random
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..core.entry import Entry
-from ..core.fleet import GenerationStore, Invalidation
-from .readthrough import matches
-
-if TYPE_CHECKING:
-    from .cache import Cache
+from ..core.fleet import GenerationStore, Invalidation, InvalidationBus
+from .loading import matches
+from .stack_slots import SlotView
 
 log = logging.getLogger("stratacache")
 
@@ -46,9 +45,22 @@ class Replay:
     """The queue of invalidations that did not reach Redis, and its background replayer."""
 
     def __init__(
-        self, cache: Cache, limit: int = REPLAY_LIMIT, interval: float | None = None
+        self,
+        tiers: SlotView,
+        bus: InvalidationBus | None,
+        spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
+        home_loop: Callable[[], asyncio.AbstractEventLoop | None],
+        limit: int = REPLAY_LIMIT,
+        interval: float | None = None,
     ) -> None:
-        self.cache = cache
+        self.tiers = tiers
+        self.bus = bus
+        self.spawn = spawn
+        self.home_loop = home_loop
+        #: adopts a new namespace generation after an overflow (set by the cache)
+        self.on_generation: Callable[[int], object] = lambda generation: None
+        #: this process's identity on the bus (set by the cache)
+        self.origin: Callable[[], str] = lambda: ""
         self.limit = limit
         self.interval = REPLAY_INTERVAL if interval is None else interval
         self.pending: deque[Invalidation] = deque()
@@ -104,7 +116,7 @@ class Replay:
 
     # -- replaying -------------------------------------------------------------------------------
     def _wake(self) -> None:
-        loop = self.cache._loop
+        loop = self.home_loop()
         if loop is None or loop.is_closed():
             return
         try:
@@ -118,7 +130,7 @@ class Replay:
 
     def _start(self) -> None:
         if self._task is None or self._task.done():
-            self._task = self.cache.spawn(self._run())
+            self._task = self.spawn(self._run())
 
     async def _run(self) -> None:
         while self.active:
@@ -169,7 +181,7 @@ class Replay:
         """
         overwrite = message.reason == "overwrite"
         tiers: list[Any] = [
-            s.tier for s in reversed(self.cache.tiers.slots) if not s.local and not overwrite
+            s.tier for s in reversed(self.tiers.slots) if not s.local and not overwrite
         ]
         for tier in tiers:
             if message.clear:
@@ -181,26 +193,25 @@ class Replay:
                 await tier.invalidate_tags(list(message.tags))
             for prefix in message.prefixes:
                 await tier.delete_prefix(prefix)
-        bus = self.cache.bus
+        bus = self.bus
         if bus is not None:
             await bus.publish(message)
 
     async def _flush(self) -> None:
         """After an overflow: move the namespace to a new generation (or clear shared tiers)."""
-        cache = self.cache
-        store = cache.bus if isinstance(cache.bus, GenerationStore) else None
+        store = self.bus if isinstance(self.bus, GenerationStore) else None
         if store is None:
-            for slot in cache.tiers.slots:
+            for slot in self.tiers.slots:
                 if not slot.local:
                     await slot.tier.clear()
             return
         generation = await store.bump_generation()
-        cache.invalidator.set_generation(generation)
+        self.on_generation(generation)
         await store.publish(
             Invalidation(
                 clear=True,
                 reason="replay-overflow",
-                origin=cache.origin,
+                origin=self.origin(),
                 at=time.time(),
                 generation=generation,
             )

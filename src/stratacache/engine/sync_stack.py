@@ -1,40 +1,30 @@
-"""``SyncStack``: the tier stack driven with blocking calls, for ``SyncCache``.
+"""``SyncStack``: the tier stack driven with blocking calls, for ``cache.sync``.
 
 Tiers with the ``SyncTier`` methods are called directly in the caller's thread; an
-async-only tier runs on the portal's loop. Reads, leases, backfills and writes
-follow ``TierStack`` exactly (same order, same leases, same counters).
+async-only tier runs on the portal's loop. The multi-tier paths are the same
+``engine.plans`` the async ``TierStack`` drives (same order, same leases, same
+counters); the single-key read is hand-written here as it is there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
 from ..core.entry import Entry
-from . import signals
+from ..core.fleet import Invalidation
+from . import plans, signals
+from .plans import Plan
 from .portal import Portal
-from .stack import TierSlot, TierStack, _newer
-
-_OPERATIONS = (
-    "get",
-    "get_many",
-    "lease",
-    "set",
-    "set_many",
-    "delete_many",
-    "delete_prefix",
-    "invalidate_tags",
-    "clear",
-)
-_SYNC_NAMES = {name: name + "_sync" for name in _OPERATIONS}
+from .stack_slots import SYNC_NAMES, Leases, SlotView, TierSlot
 
 
 class SyncStack:
-    """Blocking access to a ``TierStack``'s tiers."""
+    """Blocking access to the tiers of a ``SlotView`` (the cache's ``TierStack``)."""
 
-    def __init__(self, stack: TierStack, portal: Portal) -> None:
-        self.stack = stack
+    def __init__(self, view: SlotView, portal: Portal) -> None:
+        self.view = view
         self.portal = portal
 
     def call(self, slot: TierSlot, operation: str, fallback: Any, *args: Any) -> Any:
@@ -45,11 +35,11 @@ class SyncStack:
         started = perf_counter() if timer is not None else 0.0
         try:
             if slot.sync:
-                result = getattr(tier, _SYNC_NAMES[operation])(*args)
+                result = getattr(tier, SYNC_NAMES[operation])(*args)
             else:
                 result = self.portal.run(getattr(tier, operation)(*args))
         except Exception as exc:
-            self.stack.failed(slot, operation, exc)
+            self.view.failed(slot, operation, exc)
             return fallback
         finally:
             if timer is not None:
@@ -57,95 +47,81 @@ class SyncStack:
         slot.breaker.success()
         return result
 
+    def drive(self, plan: Plan) -> Any:
+        """Run an ``engine.plans`` generator with blocking calls."""
+        try:
+            slot, operation, args, fallback = next(plan)
+            while True:
+                result = self.call(slot, operation, fallback, *args)
+                slot, operation, args, fallback = plan.send(result)
+        except StopIteration as stop:
+            return stop.value
+
     def read(
         self,
         fkey: str,
         now: float,
         tags: Sequence[str] | None = None,
         newer_than: float | None = None,
+        held: Leases | None = None,
     ) -> Entry | None:
-        """``TierStack.read`` with blocking calls: every tier above is leased before a lower read."""
-        leases: dict[int, Any] = {}
+        """``TierStack.read`` with blocking calls: every tier above is leased before a lower
+        read, and those leases are left in ``held`` for the load after a miss."""
+        view = self.view
+        leases: Leases = held if held is not None else {}
         visited: list[int] = []
-        for index, slot in enumerate(self.stack.slots):
-            if not self.stack.usable(slot):
+        for index, slot in enumerate(view.slots):
+            if not view.usable(slot):
                 continue
             for upper in visited:
                 if upper not in leases:
-                    leases[upper] = self.call(
-                        self.stack.slots[upper], "lease", None, fkey, tags or ()
-                    )
+                    leases[upper] = self.call(view.slots[upper], "lease", None, fkey, tags or ())
             entry: Entry | None = self.call(slot, "get", None, fkey, tags)
-            if (
-                entry is None
-                or entry.is_gone(now)
-                or not _newer(entry, newer_than, now)
-                or self.stack.hidden(slot, fkey, entry, now)
-            ):
+            if view.passes_over(slot, fkey, entry, now, newer_than):
                 slot.stats.misses += 1
                 visited.append(index)
                 continue
             slot.stats.hits += 1
             if signals.hit.receivers:
-                signals.hit.send(self.stack.sender, key=fkey, tier=slot.name)
+                signals.hit.send(view.sender, key=fkey, tier=slot.name)
             for upper in visited:
-                above = self.stack.slots[upper]
-                copy = self.stack.copy_for(above, entry, now)
+                above = view.slots[upper]
+                copy = view.copy_for(above, entry, now)  # type: ignore[arg-type]
                 self.call(above, "set", False, fkey, copy, leases.get(upper))
             return entry
         return None
+
+    def read_many(self, fkeys: list[str], now: float) -> dict[str, Entry]:
+        """Live entries among ``fkeys`` (``plans.read_many``)."""
+        return self.drive(plans.read_many(self.view, fkeys, now))  # type: ignore[no-any-return]
+
+    def leases(
+        self, fkey: str, tags: Sequence[str], held: Leases | None = None
+    ) -> list[object | None]:
+        """Every tier's lease on ``fkey`` before a loader runs (``plans.lease_plan``)."""
+        leases, wanted = plans.lease_plan(self.view, fkey, list(tags), held)
+        for index in wanted:
+            leases[index] = self.call(self.view.slots[index], "lease", None, fkey, tags)
+        return leases
 
     def write(
         self,
         fkey: str,
         entry: Entry,
-        leases: list[Any] | None,
+        leases: list[object | None] | None,
         now: float,
         overwrite: bool = False,
     ) -> bool:
         """``TierStack.write`` with blocking calls."""
-        for index in range(len(self.stack.slots) - 1, -1, -1):
-            slot = self.stack.slots[index]
-            if not self.stack.writable(slot, overwrite):
-                continue
-            lease = leases[index] if leases else None
-            if not self.call(slot, "set", True, fkey, self.stack.copy_for(slot, entry, now), lease):
-                return False
-            slot.stats.sets += 1
-        return True
+        return self.drive(plans.write(self.view, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
 
-    def read_many(self, fkeys: list[str], now: float) -> dict[str, Entry]:
-        """``TierStack.read_many`` with blocking calls (local tiers leased before lower reads)."""
-        found: dict[str, Entry] = {}
-        missing = list(fkeys)
-        leases: dict[int, dict[str, Any]] = {}
-        for index, slot in enumerate(self.stack.slots):
-            if not missing:
-                break
-            if not self.stack.usable(slot):
-                continue
-            if slot.local:  # lease before reading below, as TierStack.read_many does
-                leases[index] = {k: self.call(slot, "lease", None, k, ()) for k in missing}
-            got = self.call(slot, "get_many", {}, missing)
-            live = {
-                k: e
-                for k, e in got.items()
-                if not e.is_gone(now) and not self.stack.hidden(slot, k, e, now)
-            }
-            slot.stats.hits += len(live)
-            slot.stats.misses += len(missing) - len(live)
-            for upper, above in enumerate(self.stack.slots[:index]):
-                if not live or not self.stack.usable(above):
-                    continue
-                if above.local:
-                    held = leases.get(upper, {})
-                    for k, e in live.items():
-                        self.call(
-                            above, "set", False, k, self.stack.copy_for(above, e, now), held.get(k)
-                        )
-                else:
-                    copies = {k: self.stack.copy_for(above, e, now) for k, e in live.items()}
-                    self.call(above, "set_many", None, copies)
-            found.update(live)
-            missing = [k for k in missing if k not in live]
-        return found
+    def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
+        """``TierStack.write_many`` with blocking calls."""
+        self.drive(plans.write_many(self.view, entries, now))
+
+    def invalidate(self, message: Invalidation, local_only: bool = False) -> None:
+        """``TierStack.invalidate`` with blocking calls."""
+        self.drive(plans.invalidate(self.view, message, local_only))
+
+
+__all__ = ["SyncStack"]

@@ -169,7 +169,7 @@ def points(cache: Cache) -> Iterator[Point]:
     for name, value in stats["engine"].items():
         yield Point(engine_family(name), (ns,), float(value))
     if cache.bus is not None:
-        yield Point(FAMILIES["bus_connected"], (ns,), 1.0 if cache.tiers.local_trusted else 0.0)
+        yield Point(FAMILIES["bus_connected"], (ns,), 1.0 if cache.local_trusted else 0.0)
 
 
 def invalidation_points(counts: InvalidationCounts) -> Iterator[Point]:

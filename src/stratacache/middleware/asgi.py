@@ -102,7 +102,7 @@ class CacheMiddleware:
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._flights: dict[str, _Flight] = {}
-        self._fleet = cache.readthrough.resolve_lock(True) if self.policy.collapse_fleet else None
+        self._fleet = cache.resolve_lock(True) if self.policy.collapse_fleet else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

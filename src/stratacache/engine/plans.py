@@ -1,0 +1,147 @@
+"""The multi-tier paths, written once as generators of tier calls (no I/O here).
+
+Each plan yields ``TierCall`` tuples ``(slot, operation, args, fallback)`` and
+gets each call's result sent back; ``TierStack`` drives a plan with awaits
+and ``SyncStack`` with blocking calls (``tiers/redis.py`` shares its Redis
+commands the same way). A failing call is counted by the driver and answers
+``fallback``, so a plan never sees a tier's exception. What stays per driver
+is the single-key read (``TierStack.read``/``SyncStack.read``): it is every
+remote hit's path, and a generator there costs more than it saves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from typing import Any
+
+from ..core.entry import Entry
+from ..core.fleet import Invalidation
+from .stack_slots import Leases, SlotView, TierSlot
+
+TierCall = tuple[TierSlot, str, tuple[Any, ...], Any]
+Plan = Generator[TierCall, Any, Any]
+
+
+def lease_plan(
+    view: SlotView, fkey: str, tags: tuple[str, ...] | list[str], held: Leases | None
+) -> tuple[list[object | None], list[int]]:
+    """Leases already held (or None) by tier index, and the indexes still to lease.
+
+    ``held``: leases the miss's read took just before (any lease taken before the loader
+    starts is valid for its write); each tier is leased once per miss.
+    """
+    leases: list[object | None] = []
+    wanted: list[int] = []
+    for index, slot in enumerate(view.slots):
+        if held and index in held:
+            leases.append(held[index])
+        else:
+            leases.append(None)
+            if view.usable(slot):
+                wanted.append(index)
+    return leases, wanted
+
+
+def write(
+    view: SlotView,
+    fkey: str,
+    entry: Entry,
+    leases: list[object | None] | None,
+    now: float,
+    overwrite: bool,
+) -> Generator[TierCall, Any, bool]:
+    """Write bottom-up; stop (False) at the first tier that refuses a voided lease."""
+    slots = view.slots
+    for index in range(len(slots) - 1, -1, -1):
+        slot = slots[index]
+        if not view.writable(slot, overwrite):
+            continue
+        lease = leases[index] if leases else None
+        stored = yield slot, "set", (fkey, view.copy_for(slot, entry, now), lease), True
+        if not stored:
+            return False
+        slot.stats.sets += 1
+    return True
+
+
+def write_many(view: SlotView, entries: Mapping[str, Entry], now: float) -> Plan:
+    """Explicit writes of several entries, bottom-up (overwrites: see ``writable``)."""
+    for slot in reversed(view.slots):
+        if view.writable(slot, True):
+            capped = {k: view.copy_for(slot, e, now) for k, e in entries.items()}
+            yield slot, "set_many", (capped,), None
+            slot.stats.sets += len(entries)
+
+
+def invalidate(view: SlotView, message: Invalidation, local_only: bool) -> Plan:
+    """Apply ``message`` bottom-up (lower tiers first, so nothing refills from them).
+
+    Open circuit breakers are not honoured here: an invalidation skipped because a
+    tier failed a while ago would leave an old value to be served once it recovers.
+    """
+    for slot in reversed(view.slots):
+        if local_only and not slot.local:
+            continue
+        if message.clear:
+            yield slot, "clear", (), None
+            continue
+        if message.keys:
+            yield slot, "delete_many", (list(message.keys),), 0
+            slot.stats.deletes += len(message.keys)
+        if message.tags:
+            yield slot, "invalidate_tags", (list(message.tags),), None
+        for prefix in message.prefixes:
+            yield slot, "delete_prefix", (prefix,), 0
+
+
+def read_many(view: SlotView, fkeys: list[str], now: float) -> Generator[TierCall, Any, dict]:  # type: ignore[type-arg]
+    """Live entries among ``fkeys``: one ``get_many`` per tier for the keys still missing.
+
+    Local tiers are leased before anything below them is read, so an invalidation that
+    lands between the lower read and the backfill voids the backfill (as in ``read``).
+    """
+    found: dict[str, Entry] = {}
+    missing = list(fkeys)
+    leases: dict[int, dict[str, object | None]] = {}
+    for index, slot in enumerate(view.slots):
+        if not missing:
+            break
+        if not view.usable(slot):
+            continue
+        if slot.local:
+            held = leases[index] = {}
+            for k in missing:
+                held[k] = yield slot, "lease", (k, ()), None
+        got = yield slot, "get_many", (missing,), {}
+        live = {
+            k: e for k, e in got.items() if not e.is_gone(now) and not view.hidden(slot, k, e, now)
+        }
+        slot.stats.hits += len(live)
+        slot.stats.misses += len(missing) - len(live)
+        if live and index:
+            yield from _backfill_many(view, live, index, leases, now)
+        found.update(live)
+        missing = [k for k in missing if k not in live]
+    return found
+
+
+def _backfill_many(
+    view: SlotView,
+    live: dict[str, Entry],
+    index: int,
+    leases: dict[int, dict[str, object | None]],
+    now: float,
+) -> Plan:
+    for upper, above in enumerate(view.slots[:index]):
+        if not view.usable(above):
+            continue
+        if above.local:  # leased, key by key (no round trips: the tier is in-process)
+            held = leases.get(upper, {})
+            for k, e in live.items():
+                yield above, "set", (k, view.copy_for(above, e, now), held.get(k)), False
+        else:
+            copies = {k: view.copy_for(above, e, now) for k, e in live.items()}
+            yield above, "set_many", (copies,), None
+
+
+__all__ = ["Plan", "TierCall", "invalidate", "lease_plan", "read_many", "write", "write_many"]

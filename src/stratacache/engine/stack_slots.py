@@ -1,0 +1,213 @@
+"""``SlotView``: the ordered tiers with their counters and breakers, and the decisions
+about them that every driver shares (which tier may be called, what copy it keeps, which
+entry a read must pass over). No I/O here: ``TierStack`` (async) and ``SyncStack``
+(blocking) make the calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..core.entry import Entry
+from ..core.errors import ConfigError
+from ..core.tier import Tier
+from . import degradation, signals
+from .policy import cap
+from .resilience import CircuitBreaker
+from .stats import OperationTimes, TierStats
+
+T = TypeVar("T")
+ErrorHook = Callable[[str, str, BaseException], None]
+#: leases a read took, by tier index (a miss's load reuses them)
+Leases = dict[int, object | None]
+#: the blocking method of each tier operation (``SyncTier``)
+SYNC_NAMES = {
+    name: name + "_sync"
+    for name in (
+        "get",
+        "get_many",
+        "lease",
+        "set",
+        "set_many",
+        "delete_many",
+        "delete_prefix",
+        "invalidate_tags",
+        "clear",
+    )
+}
+
+
+class TierSlot:
+    """One tier with its counters and breaker."""
+
+    __slots__ = ("breaker", "inline", "latency", "local", "name", "stats", "sync", "tier")
+
+    def __init__(self, tier: Tier, threshold: int, reset_after: float) -> None:
+        self.tier = tier
+        self.name = tier.name
+        self.local = not getattr(tier, "shared", True)
+        self.sync = callable(getattr(tier, "get_sync", None))
+        #: an in-process tier with the blocking API: called directly from async code too (it
+        #: never waits on I/O), which spares a coroutine per call on every read-through
+        self.inline = self.local and self.sync
+        self.stats = TierStats()
+        self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
+        #: per-operation latency of remote tiers (None for local ones: an L1 call is not timed)
+        self.latency = None if self.local else OperationTimes()
+
+
+class SlotView:
+    """The tiers of one cache, fastest first, with the state both drivers read."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        threshold: int,
+        reset_after: float,
+        on_error: ErrorHook,
+        sender: Any = None,
+        beta: float = 1.0,
+    ) -> None:
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"tier names must be unique, got {names}; pass name=... to a tier")
+        self.slots = [TierSlot(t, threshold, reset_after) for t in tiers]
+        self.top = tiers[0]
+        self.local_trusted = True
+        #: while the bus is down: seconds a local entry may be served (None: normal)
+        self.degraded_bound: float | None = None
+        #: invalidations waiting for Redis (``engine.replay.Replay``), set by the Cache
+        self.replay: Any = None
+        #: sender of the ``hit``/``breaker_state`` signals (the Cache; opaque here)
+        self.sender: Any = sender
+        #: the cache's XFetch weight: local copies get their fast-path deadline from it
+        self.beta = beta
+        self._on_error = on_error
+
+    # -- decisions -------------------------------------------------------------------------------
+    def copy_for(self, slot: TierSlot, entry: Entry, now: float) -> Entry:
+        """``entry`` as ``slot`` keeps it: capped by its TTL; local copies drop the payload and
+        get their fast-path deadline from the cache's XFetch weight."""
+        copy = cap(entry, slot.tier.ttl, now, slot.local)
+        if slot.local and self.beta != 1.0:
+            copy.deadline = copy.compute_deadline(self.beta)
+        if slot.local and self.degraded_bound is not None:
+            degradation.cap(copy, self.degraded_bound)
+        return copy
+
+    def usable(self, slot: TierSlot) -> bool:
+        """May ``slot`` be called now (breaker closed; local tiers trusted or degraded)?"""
+        if slot.local and not self.local_trusted and self.degraded_bound is None:
+            return False
+        if not slot.breaker.allow():
+            slot.stats.skipped += 1
+            return False
+        return True
+
+    def writable(self, slot: TierSlot, overwrite: bool) -> bool:
+        """May a write go to ``slot``? An overwrite reaches shared tiers even with an open
+        breaker: skipping one would let its older value come back when it recovers."""
+        if overwrite and not slot.local:
+            return True
+        return self.usable(slot)
+
+    def hidden(self, slot: TierSlot, fkey: str, entry: Entry, now: float) -> bool:
+        """Must a read pass over ``entry``: past the degraded bound, or outdated by an
+        invalidation still waiting for Redis?"""
+        if self.degraded_bound is not None and degradation.too_old(self, slot, entry, now):  # type: ignore[arg-type]
+            return True
+        replay = self.replay
+        return replay is not None and replay.active and bool(replay.hides(fkey, entry, slot.local))
+
+    def passes_over(
+        self, slot: TierSlot, fkey: str, entry: Entry | None, now: float, newer_than: float | None
+    ) -> bool:
+        """Is ``entry`` (read from ``slot``) a miss for this read?"""
+        return (
+            entry is None
+            or entry.is_gone(now)
+            or not newer(entry, newer_than, now)
+            or self.hidden(slot, fkey, entry, now)
+        )
+
+    def shared_errors(self) -> int:
+        """Errors counted so far on shared tiers (a rise during an invalidation: keep it)."""
+        return sum(slot.stats.errors for slot in self.slots if not slot.local)
+
+    def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
+        """Count a tier's failure, feed its breaker and report it (never raised to callers)."""
+        slot.stats.errors += 1
+        slot.breaker.failure()
+        self._on_error(slot.name, operation, exc)
+
+    # -- in-process calls (local tiers with the blocking API) -------------------------------------
+    def call_sync(self, slot: TierSlot, operation: str, op: Callable[[], T], fallback: T) -> T:
+        """Run blocking ``op`` on ``slot``; on any error count it and return ``fallback``."""
+        try:
+            result = op()
+        except Exception as exc:
+            self.failed(slot, operation, exc)
+            return fallback
+        slot.breaker.success()
+        return result
+
+    def run_now(self, slot: TierSlot, operation: str, args: tuple[Any, ...], fallback: Any) -> Any:
+        """A tier operation through the tier's blocking method, in this thread."""
+        try:
+            result = getattr(slot.tier, SYNC_NAMES[operation])(*args)
+        except Exception as exc:
+            self.failed(slot, operation, exc)
+            return fallback
+        slot.breaker.success()
+        return result
+
+    def lease_now(self, slot: TierSlot, fkey: str, tags: Sequence[str]) -> object | None:
+        """An inline tier's lease (see ``TierSlot.inline``); None when it fails."""
+        try:  # ``run_now`` inlined: every L1 miss leases the memory tier
+            lease = slot.tier.lease_sync(fkey, tags)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "lease", exc)
+            return None
+        slot.breaker.success()
+        return lease  # type: ignore[no-any-return]
+
+    def set_now(self, slot: TierSlot, fkey: str, entry: Entry, lease: object | None) -> bool:
+        """An inline tier's set; True (as ``call``'s fallback) when it fails."""
+        try:  # ``run_now`` inlined: every backfill sets the memory tier
+            stored = slot.tier.set_sync(fkey, entry, lease)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed(slot, "set", exc)
+            return True
+        slot.breaker.success()
+        return stored  # type: ignore[no-any-return]
+
+    def breaker_changed(self, name: str, is_open: bool) -> None:
+        """Send ``breaker_state`` when a tier's circuit opens or closes."""
+        if signals.breaker_state.receivers:
+            signals.breaker_state.send(self.sender, tier=name, open=is_open)
+
+    # -- stats -----------------------------------------------------------------------------------
+    def stats(self, fast_hits: int) -> dict[str, dict[str, Any]]:
+        """Per-tier counters; decorator fast-path hits are L1 hits."""
+        result = {}
+        for index, slot in enumerate(self.slots):
+            data = slot.stats.as_dict(fast_hits if index == 0 else 0)
+            data.update(slot.breaker.as_dict())
+            for extra in ("evictions", "decode_errors"):
+                if hasattr(slot.tier, extra):
+                    data[extra] = getattr(slot.tier, extra)
+            if hasattr(slot.tier, "__len__"):
+                data["entries"] = len(slot.tier)  # type: ignore[arg-type]
+            result[slot.name] = data
+        return result
+
+
+def newer(entry: Entry, newer_than: float | None, now: float) -> bool:
+    """With ``newer_than``: unexpired and created after it; otherwise always True."""
+    if newer_than is None:
+        return True
+    return not entry.is_expired(now) and entry.created > newer_than
+
+
+__all__ = ["SYNC_NAMES", "Leases", "SlotView", "TierSlot", "newer"]

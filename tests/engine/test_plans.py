@@ -1,0 +1,70 @@
+"""Tier plans: the multi-tier paths as generators of tier calls, checked without I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stratacache as sc
+from stratacache.core.fleet import Invalidation
+from stratacache.engine import plans
+from stratacache.engine.stack_slots import SlotView
+
+
+class Shared(sc.MemoryTier):
+    """An in-process tier the stack treats as shared (no network needed for the test)."""
+
+    shared = True  # type: ignore[assignment]
+
+
+def _view() -> SlotView:
+    tiers = [sc.MemoryTier(name="l1"), Shared(name="l2"), Shared(name="l3")]
+    return SlotView(tiers, 5, 5.0, lambda *_: None)
+
+
+def run(plan: Any, answer: Any = None) -> tuple[Any, list[tuple[str, str]]]:
+    """Every call of ``plan`` as (tier, operation), each answered with ``answer``."""
+    calls: list[tuple[str, str]] = []
+    try:
+        slot, operation, _args, _fallback = next(plan)
+        while True:
+            calls.append((slot.name, operation))
+            slot, operation, _args, _fallback = plan.send(answer)
+    except StopIteration as stop:
+        return stop.value, calls
+
+
+def test_write_goes_bottom_up() -> None:
+    """A write reaches the lowest tier first, so a refused shared write never reaches L1."""
+    entry = sc.Entry(1, created=0.0)
+    stored, calls = run(plans.write(_view(), "ns:k", entry, None, 0.0, False), True)
+    assert stored is True and calls == [("l3", "set"), ("l2", "set"), ("l1", "set")]
+
+
+def test_write_stops_at_the_first_refusal() -> None:
+    """A tier refusing a voided lease ends the write: nothing above it is written."""
+    entry = sc.Entry(1, created=0.0)
+    stored, calls = run(plans.write(_view(), "ns:k", entry, [None, None, None], 0.0, False), False)
+    assert stored is False and calls == [("l3", "set")]
+
+
+def test_invalidation_goes_bottom_up_and_a_clear_clears() -> None:
+    """Keys, tags and prefixes are applied lowest tier first; a clear message clears."""
+    message = Invalidation(keys=("ns:k",), tags=("t",), prefixes=("ns:p",))
+    _, calls = run(plans.invalidate(_view(), message, local_only=False))
+    assert [c[0] for c in calls] == ["l3"] * 3 + ["l2"] * 3 + ["l1"] * 3
+    assert [c[1] for c in calls[:3]] == ["delete_many", "invalidate_tags", "delete_prefix"]
+    _, calls = run(plans.invalidate(_view(), Invalidation(clear=True), local_only=True))
+    assert calls == [("l1", "clear")]
+
+
+def test_lease_plan_reuses_the_leases_a_read_took() -> None:
+    """Tiers leased by the read before the miss are not leased again."""
+    leases, wanted = plans.lease_plan(_view(), "ns:k", [], {0: 7, 1: 8})
+    assert leases == [7, 8, None] and wanted == [2]
+
+
+def test_read_many_leases_local_tiers_before_reading_below() -> None:
+    """Batch reads lease L1 before reading L2, so a racing invalidation voids the backfill."""
+    _, calls = run(plans.read_many(_view(), ["ns:a", "ns:b"], 0.0), {})
+    assert calls[:3] == [("l1", "lease"), ("l1", "lease"), ("l1", "get_many")]
+    assert ("l2", "get_many") in calls and ("l3", "get_many") in calls
