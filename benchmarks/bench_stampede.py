@@ -46,7 +46,7 @@ async def build(
 
     if lib == "stratacache":
         import stratacache as sc
-        from stratacache.engine.lock import RedisLock
+        from stratacache.fleet.lock import RedisLock
 
         cache = sc.Cache(tiers=[sc.MemoryTier(), sc.RedisTier(url)], namespace=namespace)
         cache.readthrough.lock = RedisLock(url, lease=5)

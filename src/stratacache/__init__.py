@@ -31,7 +31,10 @@ from .core.errors import (
 )
 from .core.fleet import (
     FleetLock,
+    FleetSource,
     GenerationStore,
+    HotKeyHost,
+    HotSet,
     Invalidation,
     InvalidationBus,
     LockAttempt,
@@ -43,10 +46,10 @@ from .core.serializer import MsgpackSerializer, Serializer
 from .core.tier import SyncTier, Tier, TierContext
 from .engine import signals
 from .engine.cache import Cache
-from .engine.hotkeys import HotKeys
-from .engine.lock import RedisLock
-from .engine.redis_bus import RedisBus
 from .engine.sync import SyncCache
+from .fleet.bus import RedisBus
+from .fleet.hotkeys import HotKeys
+from .fleet.lock import RedisLock
 from .tiers.memory import MemoryTier
 
 if TYPE_CHECKING:
@@ -79,9 +82,12 @@ __all__ = [
     "EntryCodec",
     "FernetEncryption",
     "FleetLock",
+    "FleetSource",
     "GenerationStore",
     "HMACSigner",
+    "HotKeyHost",
     "HotKeys",
+    "HotSet",
     "Invalidation",
     "InvalidationBus",
     "JSONLinesAuditLog",

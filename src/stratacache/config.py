@@ -33,8 +33,8 @@ from .core.durations import check_duration
 from .core.errors import ConfigError
 from .core.tier import Tier
 from .engine.cache import Cache
-from .engine.lock import RedisLock
-from .engine.redis_bus import RedisBus
+from .fleet.bus import RedisBus
+from .fleet.lock import RedisLock
 from .tiers.memory import MemoryTier
 
 Parser = Callable[[str, str], Any]

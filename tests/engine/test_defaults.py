@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import stratacache as sc
-from stratacache.engine.lock import RedisLock
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
+from stratacache.fleet.lock import RedisLock
 
 WORKER = Path(__file__)
 BUS_LAG = 0.05  # seconds allowed for the bus message to reach the reader

@@ -25,13 +25,13 @@ from ..core.durations import check_duration, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.envelope import Envelope
 from ..core.errors import ConfigError
-from ..core.fleet import FleetLock, Invalidation, InvalidationBus
+from ..core.fleet import FleetLock, HotSet, Invalidation, InvalidationBus
 from ..core.keys import MAX_KEY_LENGTH, validate_key
 from ..core.loops import PerLoop, on_fork
 from ..core.sentinel import MISS
 from ..core.serializer import Serializer
 from ..core.tier import Tier, TierContext
-from . import signals
+from . import hotkeys, signals
 from .defaults import AUTO, AutoType, default_bus, default_lock
 from .degradation import STALENESS_BOUND
 from .invalidation import Invalidator, check_relative
@@ -523,6 +523,14 @@ class Cache(AsyncPrimitives):
         return factory(self, signal, **options)
 
     # -- stats -----------------------------------------------------------------------------------
+    def attach_hot(self, hot: HotSet) -> None:
+        """Feed ``hot`` from the read-through (``HotKeys.attach`` calls this)."""
+        self.readthrough.hot = hot
+
+    def refresh_hot(self, fkey: str, recipe: Any, horizon: float) -> bool:
+        """Reload hot ``fkey`` in the background if its soft TTL is within ``horizon`` seconds."""
+        return hotkeys.refresh_hot(self, fkey, recipe, horizon)
+
     def register_function(self, name: str) -> FunctionStats:
         """Counters for one decorated function (shared by functions of the same name)."""
         return self.functions.setdefault(name, FunctionStats())

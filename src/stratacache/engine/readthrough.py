@@ -27,8 +27,8 @@ from .signals import send as _send
 from .stats import FunctionStats
 
 if TYPE_CHECKING:
+    from ..core.fleet import HotSet
     from .cache import Cache
-    from .hotkeys import HotKeys
 
 log = logging.getLogger("stratacache")
 Loader = Callable[[], Any]
@@ -49,8 +49,8 @@ class ReadThrough:
         self._background: set[asyncio.Task[Any]] = set()
         #: the fleet lock used by ``lock=True`` (None: only in-process single-flight)
         self.lock: FleetLock | None = None
-        #: access-frequency tracker fed from the slow path (see ``engine.hotkeys``)
-        self.hot: HotKeys | None = None
+        #: access-frequency tracker fed from the slow path (e.g. ``stratacache.HotKeys``)
+        self.hot: HotSet | None = None
         #: warmers registered by front doors (``stratacache.warming`` runs them)
         self.warmers: list[Any] = []
         #: the XFetch draw; tests inject a fixed value

@@ -33,6 +33,8 @@ from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
 from ..core.loops import PerLoop, abandon, on_fork
 from ..core.tier import TierContext
+from ..fleet.bus import RedisBus
+from ..fleet.lock import RedisLock
 from . import _redis_atomic as ra
 from . import _redis_scripts as rs
 from ._redis_client import (
@@ -132,11 +134,17 @@ class RedisTier:
         self._names = rs.KeyNames("", cluster)
         on_fork(self)
 
-    def fleet_options(self) -> dict[str, Any] | None:
-        """Where the default bus and fleet lock connect (None for Cluster/Sentinel: pass them)."""
+    def fleet_bus(self) -> RedisBus | None:
+        """A new invalidation bus on this tier's Redis (None on Cluster/Sentinel: pass one)."""
         if self.cluster or self._sentinels:
             return None
-        return {"url": self.url, "client": self._given[0]}
+        return RedisBus(self.url, client=self._given[0])
+
+    def fleet_lock(self) -> RedisLock | None:
+        """A new fleet lock on this tier's Redis (None on Cluster/Sentinel: pass one)."""
+        if self.cluster or self._sentinels:
+            return None
+        return RedisLock(self.url, client=self._given[0])
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:

@@ -13,9 +13,8 @@ waiter to retry takes over), polls with backoff while the subscription is down,
 and gives up after ``wait_timeout`` (the caller then loads the value itself).
 Synchronous callers get the same lock through blocking twins (``acquire_sync``,
 ``wait_sync``, ...) on a ``redis.Redis`` client and a pub/sub thread of their own
-(see ``engine.sync_lock``): the same scripts, keys and channels, so sync and async
-callers in different processes coordinate with each other. The engine uses
-redis-py directly: it never imports a tier.
+(see ``fleet.blocking_lock``): the same scripts, keys and channels, so sync and async
+callers in different processes coordinate with each other.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
 
 if TYPE_CHECKING:
-    from .sync_lock import BlockingLock
+    from .blocking_lock import BlockingLock
 
 log = logging.getLogger("stratacache")
 
@@ -321,7 +320,7 @@ class RedisLock:
     def blocking(self) -> BlockingLock:
         """The blocking side: a ``redis.Redis`` client and pub/sub thread of its own."""
         if self._blocking is None:
-            from .sync_lock import BlockingLock
+            from .blocking_lock import BlockingLock
 
             with self._blocking_lock:
                 if self._blocking is None:

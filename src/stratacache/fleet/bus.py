@@ -27,7 +27,7 @@ The bus also keeps the namespace generation (``GenerationStore``) in Redis
 under ``{channel_prefix}:{namespace}:generation``; after every (re)subscribe it
 is re-read, so a flush missed while disconnected is still applied.
 
-With ``tracking=True`` a ``RedisTracker`` (``redis_tracking``) also has the
+With ``tracking=True`` a ``RedisTracker`` (``fleet.tracking``) also has the
 server report every change of a key under ``{namespace}:`` (even by other
 programs); the bus reports connected only while both are up.
 """
@@ -52,8 +52,8 @@ from ..core.durations import check_duration
 from ..core.errors import ConfigError
 from ..core.fleet import Invalidation
 from ..core.loops import PerLoop, abandon, on_fork
-from .portal import Portal
-from .redis_tracking import RedisTracker, StateJoin, listen_with_health
+from ..core.portal import Portal
+from .tracking import RedisTracker, StateJoin, listen_with_health
 
 log = logging.getLogger("stratacache")
 

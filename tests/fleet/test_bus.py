@@ -13,7 +13,7 @@ from tests.waiting import poll
 import stratacache as sc
 from stratacache.core.fleet import Invalidation
 from stratacache.engine import signals
-from stratacache.engine.redis_bus import RedisBus, decode, encode
+from stratacache.fleet.bus import RedisBus, decode, encode
 
 
 def make_cache(

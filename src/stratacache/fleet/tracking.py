@@ -28,6 +28,7 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
+from ..core.errors import StratacacheError
 from ..core.fleet import Invalidation
 
 log = logging.getLogger("stratacache")
@@ -36,8 +37,8 @@ CHANNEL = "__redis__:invalidate"
 ORIGIN = "redis-tracking"
 
 
-class TrackingUnsupported(Exception):
-    """The server refused ``CLIENT ID`` / ``CLIENT TRACKING``."""
+class TrackingUnsupported(StratacacheError):
+    """The server refused ``CLIENT ID`` / ``CLIENT TRACKING`` (handled inside the tracker)."""
 
 
 class StateJoin:
@@ -248,7 +249,7 @@ async def _command(connection: Any, *args: Any) -> Any:
         raise TrackingUnsupported(str(exc)) from exc
 
 
-__all__ = ["RedisTracker", "StateJoin"]
+__all__ = ["RedisTracker", "StateJoin", "TrackingUnsupported", "listen_with_health"]
 
 
 async def listen_with_health(

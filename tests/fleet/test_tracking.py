@@ -12,8 +12,8 @@ from tests.waiting import poll
 
 import stratacache as sc
 from stratacache.engine import signals
-from stratacache.engine.redis_bus import RedisBus
-from stratacache.engine.redis_tracking import RedisTracker
+from stratacache.fleet.bus import RedisBus
+from stratacache.fleet.tracking import RedisTracker
 
 
 def make_cache(url: str, namespace: str, **bus_options: Any) -> sc.Cache:
