@@ -403,6 +403,7 @@ class SyncCache(SyncPrimitives):
         except Exception as exc:
             self.cache.invalidator.publish_failures += 1
             log.warning("stratacache: invalidation bus publish failed: %r", exc)
+            self.cache.replay.keep(message)
 
     def _on_home_loop(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the loop the cache was started on (its async clients live there).

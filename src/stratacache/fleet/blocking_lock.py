@@ -178,7 +178,10 @@ class BlockingLock:
             if self._listener is not None:
                 return
             if self._client is None:
-                self._client = blocking_client(self.owner.url, self._async_client)
+                if self._async_client is None:
+                    self._client = self.owner.connection.client(asynchronous=False)
+                else:
+                    self._client = blocking_client(self.owner.url, self._async_client)
             for name, src in _SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
                 with contextlib.suppress(RedisError, OSError):  # else loaded on first use

@@ -41,67 +41,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-import redis
-import redis.asyncio as aredis
 import redis.retry
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..core.durations import check_duration
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StratacacheError
 from ..core.fleet import Invalidation
 from ..core.loops import PerLoop, abandon, on_fork
 from ..core.portal import Portal
-from .tracking import RedisTracker, StateJoin, listen_with_health
+from .connection import RedisConnection
+from .topology import Node, Topology
+from .tracking import StateJoin, listen_with_health
+from .tracking_group import TrackingGroup
+from .wire import decode, encode
 
 log = logging.getLogger("stratacache")
-
-_FORMAT = 1  # first field of every message; a receiver treats other formats as "clear"
-
-
-def encode(message: Invalidation) -> bytes:
-    """The wire form of ``message`` (msgpack list; never pickle)."""
-    packed: bytes = msgpack.packb(
-        [
-            _FORMAT,
-            message.origin,
-            list(message.keys),
-            list(message.tags),
-            list(message.prefixes),
-            message.clear,
-            message.reason,
-            message.actor,
-            message.at,
-            message.generation,
-        ],
-        use_bin_type=True,
-    )
-    return packed
+_FAIL_FAST = 1.0  # seconds publishes fail at once after one failed (Redis is likely away)
 
 
-def decode(data: bytes) -> Invalidation:
-    """Parse a bus message; anything unreadable becomes a conservative *clear*."""
-    try:
-        fmt, origin, keys, tags, prefixes, clear, reason, actor, at, gen = msgpack.unpackb(
-            data, raw=False
-        )
-        if fmt != _FORMAT:
-            raise ValueError(f"unknown bus message format {fmt!r}")
-        return Invalidation(
-            keys=tuple(str(k) for k in keys),
-            tags=tuple(str(t) for t in tags),
-            prefixes=tuple(str(p) for p in prefixes),
-            clear=bool(clear),
-            reason=reason,
-            origin=str(origin),
-            actor=actor,
-            at=float(at),
-            generation=int(gen),
-        )
-    except Exception as exc:  # a message we cannot read may have been an invalidation
-        log.warning("stratacache: unreadable bus message, dropping local tiers: %r", exc)
-        return Invalidation(clear=True, reason="unreadable bus message")
+class BusUnavailable(StratacacheError):
+    """The bus cannot send now (disconnected, or a publish just failed); the engine replays."""
 
 
 class RedisBus:
@@ -109,8 +69,13 @@ class RedisBus:
 
     Args:
         url: Redis URL of the bus (may be the cache's Redis or a separate one).
-        client: an existing ``redis.asyncio.Redis`` used for publishing (from every event
-            loop, as is); the subscriber gets its own connection built from the same settings.
+        client: an existing ``redis.asyncio.Redis`` or ``RedisCluster`` used for publishing
+            (from every event loop, as is); subscribers get their own connections built from
+            the same settings.
+        connection: a ``RedisConnection`` (one Redis, Cluster or Sentinel) instead of ``url``;
+            ``RedisTier.fleet_bus()`` passes the tier's own.
+        publish_timeout: seconds a publish may take; after a failure, or while the
+            subscription is down, publishes fail at once (the engine keeps and replays them).
         channel_prefix: channels are ``{channel_prefix}:{namespace}``.
         health_interval: seconds of silence after which the subscriber PINGs; no answer
             within another ``health_interval`` means the bus is down.
@@ -131,16 +96,23 @@ class RedisBus:
         reconnect_max: float = 1.0,
         connect_timeout: float = 1.0,
         tracking: bool = False,
+        connection: RedisConnection | None = None,
+        publish_timeout: float = 0.5,
     ) -> None:
         health_interval = check_duration("RedisBus health_interval", health_interval)
         reconnect_min = check_duration("RedisBus reconnect_min", reconnect_min)
         reconnect_max = check_duration("RedisBus reconnect_max", reconnect_max)
         connect_timeout = check_duration("RedisBus connect_timeout", connect_timeout)
+        publish_timeout = check_duration("RedisBus publish_timeout", publish_timeout)
         if reconnect_max < reconnect_min:
             raise ConfigError("RedisBus reconnect_max must be >= reconnect_min")
         if not channel_prefix:
             raise ConfigError("RedisBus channel_prefix must not be empty")
-        self.url = url
+        self.connection = connection or RedisConnection(url)
+        self.url = self.connection.url
+        #: where subscribers connect and commands go (one Redis, Cluster or Sentinel)
+        self.topology = Topology(self.connection, client)
+        self.publish_timeout = publish_timeout
         self.channel_prefix = channel_prefix
         self.health_interval = health_interval
         self.reconnect_min = reconnect_min
@@ -148,7 +120,7 @@ class RedisBus:
         self.connect_timeout = connect_timeout
         self.tracking = tracking
         #: the client-side tracking companion while started with ``tracking=True``
-        self.tracker: RedisTracker | None = None
+        self.tracker: TrackingGroup | None = None
         #: True while subscribed; when False the engine bounds the age of what local tiers serve
         self.connected = False
         #: counters: messages applied, own echoes skipped, published, publish failures, drops
@@ -160,7 +132,7 @@ class RedisBus:
         self._given = client
         self._publishers: PerLoop[Any] = self._publisher_clients()
         self._blocking: Any = None
-        self._subscriber: Any = None
+        self._publish_ok_after = 0.0
         self._origin = ""
         self._gen_key = ""
         self._on_message: Callable[[Invalidation], None] = _ignore
@@ -201,7 +173,7 @@ class RedisBus:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(self._portal.submit(self._stop_reader()))
         self._portal.stop()
-        self._task = self.tracker = self._subscriber = None
+        self._task = self.tracker = None
         publishers, self._publishers = self._publishers, self._publisher_clients()
         current = publishers.pop_current()
         publishers.clear()
@@ -214,7 +186,7 @@ class RedisBus:
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's thread and connections (never share them)."""
-        self._task = self.tracker = self._subscriber = self._attempted = None
+        self._task = self.tracker = self._attempted = None
         self.connected = False
         self._publishers.after_fork()
         if self._given is not None:
@@ -229,7 +201,6 @@ class RedisBus:
         on_message, on_state = self._user_on_message, self._user_on_state
         self._on_message, self._on_state = on_message, on_state
         self.connected = False
-        self._subscriber = self._subscriber_client()
         join = StateJoin(on_state) if self.tracking else None
         if join is not None:
             self._on_state = join.bus
@@ -237,8 +208,9 @@ class RedisBus:
         self._task = asyncio.ensure_future(self._run())
         await self._attempted.wait()
         if join is not None:
-            self.tracker = RedisTracker(
-                self._subscriber_client(),
+            self.tracker = TrackingGroup(
+                self.topology,
+                self._publishers.get(),
                 f"{self.channel[len(self.channel_prefix) + 1 :]}:",
                 on_message,
                 join.tracker,
@@ -270,9 +242,7 @@ class RedisBus:
                 await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
-        if self._subscriber is not None:
-            await self._subscriber.aclose()
-            self._subscriber = None
+        await self.topology.close()
 
     def _reader_gone(self) -> None:
         """The bus thread's loop stopped without ``close()``: report the loss, start anew."""
@@ -283,21 +253,15 @@ class RedisBus:
         self._user_on_state(False)  # a repeated False is harmless; a missed one is not
         self._portal.submit(self._start_reader(restart=True))
 
-    def _subscriber_client(self) -> Any:
-        """A client for the subscription only: no silent reconnects, keepalive on."""
-        options: dict[str, Any] = {
-            "retry": Retry(NoBackoff(), 0),
-            "socket_keepalive": True,
-            "socket_connect_timeout": self.connect_timeout,
-            "socket_timeout": self.connect_timeout,
-        }
-        if self._given is None:
-            pool = aredis.ConnectionPool.from_url(self.url, **options)
-        else:
-            base = self._given.connection_pool
-            kwargs = {**base.connection_kwargs, **options}
-            pool = aredis.ConnectionPool(connection_class=base.connection_class, **kwargs)
-        return aredis.Redis(connection_pool=pool)
+    def _subscriber_client(self, node: Node | None) -> Any:
+        """A client for one subscription on ``node``: no silent reconnects, keepalive on."""
+        return self.topology.subscriber(
+            node,
+            retry=Retry(NoBackoff(), 0),
+            socket_keepalive=True,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=self.connect_timeout,
+        )
 
     def _publisher_clients(self) -> PerLoop[Any]:
         """The publishing client of each event loop (the caller's own client, if given)."""
@@ -305,29 +269,40 @@ class RedisBus:
         if given is not None:
             return PerLoop(lambda: given, _ignore)
         return PerLoop(
-            lambda: aredis.Redis.from_url(
-                self.url,
-                socket_timeout=self.connect_timeout,
-                socket_connect_timeout=self.connect_timeout,
-                retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
+            lambda: self.topology.commands(
+                socket_timeout=self.publish_timeout,
+                socket_connect_timeout=self.publish_timeout,
+                retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
             ),
             abandon,
         )
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
-        """Send ``message`` to every subscriber of the namespace (raises on failure)."""
-        if not self.channel:
-            raise RuntimeError("RedisBus.publish before start")
+        """Send ``message`` to every subscriber of the namespace.
+
+        Raises:
+            BusUnavailable: at once while the subscription is down or just after a failed
+                publish (no connect attempts per call); the engine keeps the message for replay.
+            redis.RedisError: the publish failed (after ``publish_timeout`` at most).
+        """
+        self._check_publishable()
         if not message.at:
             message = _stamped(message)
-        await self._publishers.get().publish(self.channel, encode(message))
+        client = self._publishers.get()
+        try:
+            if self.topology.sharded:
+                await client.spublish(self.channel, encode(message))
+            else:
+                await client.publish(self.channel, encode(message))
+        except BaseException:
+            self._publish_ok_after = time.monotonic() + _FAIL_FAST
+            raise
         self.published += 1
 
     def publish_sync(self, message: Invalidation) -> None:
-        """``publish`` for sync callers: a blocking client, no event loop (raises on failure)."""
-        if not self.channel:
-            raise RuntimeError("RedisBus.publish before start")
+        """``publish`` for sync callers: a blocking client, no event loop (same errors)."""
+        self._check_publishable()
         if self._given is not None:  # only the caller's asyncio client knows where to go
             self._portal.run(self.publish(message))
             return
@@ -335,14 +310,29 @@ class RedisBus:
             message = _stamped(message)
         blocking = self._blocking
         if blocking is None:
-            blocking = self._blocking = redis.Redis.from_url(
-                self.url,
-                socket_timeout=self.connect_timeout,
-                socket_connect_timeout=self.connect_timeout,
-                retry=redis.retry.Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
+            blocking = self._blocking = self.connection.client(
+                asynchronous=False,
+                socket_timeout=self.publish_timeout,
+                socket_connect_timeout=self.publish_timeout,
+                retry=redis.retry.Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
             )
-        blocking.publish(self.channel, encode(message))
+        try:
+            if self.topology.sharded:
+                blocking.spublish(self.channel, encode(message))
+            else:
+                blocking.publish(self.channel, encode(message))
+        except BaseException:
+            self._publish_ok_after = time.monotonic() + _FAIL_FAST
+            raise
         self.published += 1
+
+    def _check_publishable(self) -> None:
+        if not self.channel:
+            raise BusUnavailable("RedisBus.publish before start")
+        if not self.connected:
+            raise BusUnavailable("the invalidation bus is disconnected")
+        if time.monotonic() < self._publish_ok_after:
+            raise BusUnavailable("the invalidation bus failed to publish just now")
 
     # -- generation store --------------------------------------------------------------------
     async def load_generation(self) -> int:
@@ -357,13 +347,21 @@ class RedisBus:
     async def _run(self) -> None:
         delay = self.reconnect_min
         while True:
-            pubsub = self._subscriber.pubsub()
+            client: Any = None
+            pubsub: Any = None
+            node: Node | None = None
             try:
+                node = await asyncio.wait_for(
+                    self.topology.node_for(self._publishers.get(), self.channel),
+                    self.connect_timeout,
+                )
+                client = self._subscriber_client(node)
+                pubsub = client.pubsub()
                 await self._subscribe(pubsub)
                 self._set_state(True)
                 self._first_attempt_done()
                 delay = self.reconnect_min
-                await self._listen(pubsub)
+                await self._listen(pubsub, node)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -373,29 +371,48 @@ class RedisBus:
                 self._set_state(False)
             finally:
                 self._first_attempt_done()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+                        await client.connection_pool.disconnect()
             await asyncio.sleep(delay)  # backoff between reconnect attempts
             delay = min(delay * 2, self.reconnect_max)
 
     async def _subscribe(self, pubsub: Any) -> None:
         """Subscribe, wait for the confirmation, then catch up on the generation."""
+        sharded = self.topology.sharded
+        confirmation = "ssubscribe" if sharded else "subscribe"
 
         async def subscribe() -> int:
-            await pubsub.subscribe(self.channel)
+            if sharded:
+                await pubsub.ssubscribe(self.channel)
+            else:
+                await pubsub.subscribe(self.channel)
             while True:
                 reply = await pubsub.get_message(timeout=self.connect_timeout)
-                if reply is not None and reply["type"] == "subscribe":
+                if reply is not None and reply["type"] == confirmation:
                     return await self.load_generation()
 
         generation = await asyncio.wait_for(subscribe(), self.connect_timeout)
         if generation:
             self._deliver(Invalidation(clear=True, generation=generation, reason="generation"))
 
-    async def _listen(self, pubsub: Any) -> None:
-        """Apply messages until the connection fails or stays silent past a PING."""
+    async def _listen(self, pubsub: Any, node: Node | None) -> None:
+        """Apply messages until the connection fails, stays silent past a PING, or the
+        primary moves (Sentinel) or the channel's slot does (Cluster)."""
+
+        async def current() -> bool:
+            return await asyncio.wait_for(self.topology.still_current(node), self.health_interval)
+
         await listen_with_health(
-            pubsub, self.health_interval, lambda data: self._deliver(decode(data)), "the bus"
+            pubsub,
+            self.health_interval,
+            lambda data: self._deliver(decode(data)),
+            "the bus",
+            check=current if node is not None else None,
         )
 
     def _deliver(self, message: Invalidation) -> None:
@@ -430,4 +447,4 @@ def _ignore(*_: Any) -> None:
     return None
 
 
-__all__ = ["RedisBus", "decode", "encode"]
+__all__ = ["BusUnavailable", "RedisBus", "decode", "encode"]

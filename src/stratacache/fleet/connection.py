@@ -70,7 +70,9 @@ class RedisConnection:
         socket_connect_timeout: float = 0.25,
     ) -> None:
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"RedisConnection url must be redis://, rediss:// or unix://: {url!r}")
+            raise ConfigError(
+                f"RedisConnection url must be redis://, rediss:// or unix://: {url!r}"
+            )
         if sentinels and not service_name:
             raise ConfigError("RedisConnection with sentinels needs service_name")
         if sentinels and (cluster or startup_nodes):
@@ -121,7 +123,9 @@ class RedisConnection:
             return self._cluster_client(mod, asynchronous, retry, opts)
         if self.sentinels:
             sentinel = self.sentinel(asynchronous=asynchronous)
-            return sentinel.master_for(self.service_name, retry=retry, **_url_options(self.url), **opts)
+            return sentinel.master_for(
+                self.service_name, retry=retry, **_url_options(self.url), **opts
+            )
         if pool_timeout is None:
             pool = mod.ConnectionPool.from_url(self.url, retry=retry, **opts)
         else:
@@ -130,7 +134,9 @@ class RedisConnection:
             )
         return mod.Redis(connection_pool=pool)
 
-    def _cluster_client(self, mod: Any, asynchronous: bool, retry: Any, opts: dict[str, Any]) -> Any:
+    def _cluster_client(
+        self, mod: Any, asynchronous: bool, retry: Any, opts: dict[str, Any]
+    ) -> Any:
         opts = {k: v for k, v in opts.items() if k != "max_connections" or asynchronous}
         nodes = [(h, p) for h, p in self.startup_nodes]
         parts = urlsplit(self.url)
@@ -156,7 +162,9 @@ class RedisConnection:
         }
         return mod.sentinel.Sentinel(self.sentinels, sentinel_kwargs=timeouts, **timeouts)
 
-    def node_client(self, host: str, port: int, *, asynchronous: bool = True, **options: Any) -> Any:
+    def node_client(
+        self, host: str, port: int, *, asynchronous: bool = True, **options: Any
+    ) -> Any:
         """A plain client on one node (a Cluster node, the Sentinel primary), with our credentials."""
         opts: dict[str, Any] = {
             "socket_timeout": self.socket_timeout,
@@ -242,8 +250,8 @@ def _node(node: str | tuple[str, int]) -> tuple[str, int]:
             raise ConfigError(f"a Redis node is 'host:port', not {node!r}")
         return host.strip("[]"), int(port)
     try:
-        host, port = node
-        return str(host), int(port)
+        name, number = node
+        return str(name), int(number)
     except (TypeError, ValueError):
         raise ConfigError(f"a Redis node is (host, port), not {node!r}") from None
 

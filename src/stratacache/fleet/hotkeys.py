@@ -25,12 +25,11 @@ from collections.abc import Callable
 from hashlib import blake2b
 from typing import Any
 
-import redis.asyncio as aredis
-
 from ..core.durations import check_duration, check_optional
 from ..core.errors import ConfigError
 from ..core.fleet import HotKeyHost
 from ..core.loops import PerLoop, abandon, on_fork
+from .connection import RedisConnection
 
 log = logging.getLogger("stratacache")
 #: what it takes to reload a key: (loader, policy, tags, function stats, fleet lock)
@@ -125,7 +124,8 @@ class HotKeys:
         k: how many hot keys to track.
         width / depth: size of the count-min sketch.
         decay_every: records between halvings of every count.
-        url / client: Redis where the hot set is published (None: not published).
+        url / client / connection: Redis where the hot set is published (None: not
+            published); ``RedisTier.hot_keys()`` passes the tier's connection.
         interval: seconds between background ticks (refresh-ahead).
         horizon: a hot key is refreshed when its soft TTL is less than this many seconds
             away (default: twice ``interval``).
@@ -146,6 +146,7 @@ class HotKeys:
         horizon: float | None = None,
         publish_every: float = 10.0,
         prefix: str = "sc",
+        connection: RedisConnection | None = None,
     ) -> None:
         interval = check_duration("HotKeys interval", interval)
         publish_every = check_duration("HotKeys publish_every", publish_every)
@@ -160,14 +161,23 @@ class HotKeys:
         self.horizon = 2 * interval if horizon is None else horizon
         self.publish_every = publish_every
         self.prefix = prefix
-        self.url = url
+        if connection is None and url is not None:
+            connection = RedisConnection(url)
+        #: where the hot set is published (None: not published unless ``client`` is given)
+        self.connection = connection
+        self.url = url if connection is None else connection.url
         self._given = client
         #: one client per event loop when built from ``url`` (asyncio clients are loop-bound)
-        self._clients: PerLoop[Any] = PerLoop(lambda: aredis.Redis.from_url(url or ""), abandon)
+        self._clients: PerLoop[Any] = PerLoop(self._build_client, abandon)
         self._records = 0
         self._cache: HotKeyHost | None = None
         self._task: asyncio.Task[None] | None = None
         on_fork(self)
+
+    def _build_client(self) -> Any:
+        if self.connection is None:
+            raise ConfigError("HotKeys has no Redis to publish to (pass url= or connection=)")
+        return self.connection.client(asynchronous=True)
 
     def after_fork(self) -> None:
         """In a forked child: never use the parent's connections; tick again on next use."""
@@ -232,7 +242,7 @@ class HotKeys:
         return f"{self.prefix}:hot:{namespace}"
 
     def _redis(self) -> Any:
-        if self._given is not None or self.url is None:
+        if self._given is not None or self.connection is None:
             return self._given
         return self._clients.get()
 

@@ -28,12 +28,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from ..core.durations import check_duration
 from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
+from .connection import RedisConnection
+from .topology import Topology
 
 if TYPE_CHECKING:
     from .blocking_lock import BlockingLock
@@ -76,8 +77,10 @@ class RedisLock:
     """A ``FleetLock`` on Redis: ``SET NX PX`` with a random token, pub/sub wake-ups.
 
     Args:
-        url: Redis URL (ignored when ``client`` is given).
-        client: an existing ``redis.asyncio.Redis`` client.
+        url: Redis URL (ignored when ``client`` or ``connection`` is given).
+        client: an existing ``redis.asyncio.Redis`` or ``RedisCluster`` client.
+        connection: a ``RedisConnection`` (one Redis, Cluster or Sentinel) instead of ``url``;
+            ``RedisTier.fleet_lock()`` passes the tier's own.
         sync_client: an existing ``redis.Redis`` client for sync callers (default: one
             built from ``url``, or from ``client``'s connection options).
         lease: seconds a holder keeps the lock without renewing; a dead holder blocks
@@ -98,8 +101,12 @@ class RedisLock:
         renew: bool = True,
         wait_timeout: float = 30.0,
         prefix: str = "sc",
+        connection: RedisConnection | None = None,
     ) -> None:
-        self.url = url
+        self.connection = connection or RedisConnection(url)
+        self.url = self.connection.url
+        #: where commands go and the release listener subscribes
+        self.topology = Topology(self.connection, client)
         self.lease = check_duration("RedisLock lease", lease)
         self.renew = renew
         self.wait_timeout = check_duration("RedisLock wait_timeout", wait_timeout)
@@ -146,7 +153,7 @@ class RedisLock:
             if self._listener is not None:
                 return
             if self._client is None:
-                self._client = aredis.Redis.from_url(self.url, max_connections=64)
+                self._client = self.topology.commands(max_connections=64)
             for name, src in _SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
                 with contextlib.suppress(RedisError, OSError):  # else loaded on first use
@@ -195,8 +202,13 @@ class RedisLock:
         pattern = self.channel("*")
         delay = _POLL_MIN
         while True:
-            pubsub = self._client.pubsub()
+            client: Any = None
+            pubsub: Any = None
             try:
+                # classic PUBLISH reaches every node of a Cluster: any primary will do
+                node = await self.topology.any_node(self._client)
+                client = self.topology.subscriber(node)
+                pubsub = client.pubsub()
                 await pubsub.psubscribe(pattern)
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
@@ -215,7 +227,11 @@ class RedisLock:
                 delay = min(delay * 2, 1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                    if client is not None:
+                        await client.aclose()
+                        await client.connection_pool.disconnect()
 
     def _on_release(self, channel: bytes, data: bytes) -> None:
         key = _text(channel)[len(self.channel("")) :]

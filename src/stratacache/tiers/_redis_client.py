@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -67,7 +67,9 @@ def build_client(
     if retry is None:
         kind: Any = AsyncRetry if asynchronous else Retry
         retry = kind(ExponentialBackoff(cap=0.05, base=0.005), 1)
-    return connection.client(asynchronous=asynchronous, retry=retry, pool_timeout=pool_timeout, **opts)
+    return connection.client(
+        asynchronous=asynchronous, retry=retry, pool_timeout=pool_timeout, **opts
+    )
 
 
 def _pipeline(side: _Side, calls: Iterable[Call]) -> Any:
