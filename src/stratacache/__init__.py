@@ -48,6 +48,7 @@ from .engine import signals
 from .engine.cache import Cache
 from .engine.sync import SyncCache
 from .fleet.bus import RedisBus
+from .fleet.connection import RedisConnection
 from .fleet.hotkeys import HotKeys
 from .fleet.lock import RedisLock
 from .tiers.memory import MemoryTier
@@ -98,6 +99,7 @@ __all__ = [
     "MovedValueError",
     "MsgpackSerializer",
     "RedisBus",
+    "RedisConnection",
     "RedisLock",
     "RedisTier",
     "SQLTier",

@@ -133,6 +133,7 @@ class RedisBus:
         self._publishers: PerLoop[Any] = self._publisher_clients()
         self._blocking: Any = None
         self._publish_ok_after = 0.0
+        self._reader: Any = None  # the reader thread's own command client
         self._origin = ""
         self._gen_key = ""
         self._on_message: Callable[[Invalidation], None] = _ignore
@@ -186,7 +187,7 @@ class RedisBus:
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's thread and connections (never share them)."""
-        self._task = self.tracker = self._attempted = None
+        self._task = self.tracker = self._attempted = self._reader = None
         self.connected = False
         self._publishers.after_fork()
         if self._given is not None:
@@ -201,6 +202,9 @@ class RedisBus:
         on_message, on_state = self._user_on_message, self._user_on_state
         self._on_message, self._on_state = on_message, on_state
         self.connected = False
+        self._reader = self.topology.own_commands(
+            socket_timeout=self.connect_timeout, socket_connect_timeout=self.connect_timeout
+        )
         join = StateJoin(on_state) if self.tracking else None
         if join is not None:
             self._on_state = join.bus
@@ -210,7 +214,7 @@ class RedisBus:
         if join is not None:
             self.tracker = TrackingGroup(
                 self.topology,
-                self._publishers.get(),
+                self._reader,
                 f"{self.channel[len(self.channel_prefix) + 1 :]}:",
                 on_message,
                 join.tracker,
@@ -243,6 +247,10 @@ class RedisBus:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
         await self.topology.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.aclose()
 
     def _reader_gone(self) -> None:
         """The bus thread's loop stopped without ``close()``: report the loss, start anew."""
@@ -352,7 +360,7 @@ class RedisBus:
             node: Node | None = None
             try:
                 node = await asyncio.wait_for(
-                    self.topology.node_for(self._publishers.get(), self.channel),
+                    self.topology.node_for(self._reader, self.channel),
                     self.connect_timeout,
                 )
                 client = self._subscriber_client(node)
@@ -368,6 +376,8 @@ class RedisBus:
                 if self.connected:
                     self.drops += 1
                     log.warning("stratacache: invalidation bus lost (%r)", exc)
+                else:
+                    log.debug("stratacache: invalidation bus connect failed (%r)", exc)
                 self._set_state(False)
             finally:
                 self._first_attempt_done()
@@ -394,7 +404,7 @@ class RedisBus:
             while True:
                 reply = await pubsub.get_message(timeout=self.connect_timeout)
                 if reply is not None and reply["type"] == confirmation:
-                    return await self.load_generation()
+                    return int(await self._reader.get(self._gen_key) or 0)
 
         generation = await asyncio.wait_for(subscribe(), self.connect_timeout)
         if generation:

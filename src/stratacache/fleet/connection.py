@@ -31,7 +31,7 @@ from redis.retry import Retry
 from ..core.errors import ConfigError
 
 #: connection options a node client may copy from a pool or a cluster node
-_NODE_OPTIONS = frozenset(
+NODE_OPTIONS = frozenset(
     "db username password client_name protocol socket_timeout socket_connect_timeout "  # noqa: SIM905
     "socket_keepalive socket_keepalive_options encoding encoding_errors decode_responses "
     "ssl_keyfile ssl_certfile ssl_cert_reqs ssl_ca_certs ssl_ca_data ssl_check_hostname "
@@ -187,7 +187,7 @@ def node_client_like(base: Any, host: str, port: int, **options: Any) -> aredis.
     else:  # a RedisCluster: every node shares its connection options
         nodes = getattr(getattr(base, "nodes_manager", None), "connection_kwargs", None)
         kwargs = dict(nodes or {})
-    kwargs = {k: v for k, v in kwargs.items() if k in _NODE_OPTIONS}
+    kwargs = {k: v for k, v in kwargs.items() if k in NODE_OPTIONS}
     if kwargs.get("protocol") is None:
         kwargs.pop("protocol", None)
     return aredis.Redis(host=host, port=port, **{**kwargs, **options})
@@ -218,7 +218,7 @@ class LazyClient:
         """Whether the client exists (it has connected at least once)."""
         return self._client is not None
 
-    def get(self) -> Any:
+    def resolve(self) -> Any:
         """The client, built now if needed (raises ``redis.ConnectionError`` if it cannot be)."""
         client = self._client
         if client is not None:
@@ -240,7 +240,7 @@ class LazyClient:
             client.close()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.get(), name)
+        return getattr(self.resolve(), name)
 
 
 def _node(node: str | tuple[str, int]) -> tuple[str, int]:

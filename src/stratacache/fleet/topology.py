@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from .connection import RedisConnection, is_cluster, node_client_like
+from .connection import NODE_OPTIONS, RedisConnection, is_cluster, node_client_like
 
 Node = tuple[str, int]
 
@@ -48,6 +48,21 @@ class Topology:
         if self.given is not None:
             return self.given
         return self.connection.client(asynchronous=True, **options)
+
+    def own_commands(self, **options: Any) -> Any:
+        """A new asyncio client for commands on the calling loop, never the given one itself
+        (a background thread's loop must not bind the caller's client to it)."""
+        given = self.given
+        if given is None:
+            return self.connection.client(asynchronous=True, **options)
+        if is_cluster(given):
+            nodes = given.nodes_manager.startup_nodes.values()
+            host, port = next(iter(nodes)).host, next(iter(nodes)).port
+            kwargs = dict(given.nodes_manager.connection_kwargs)
+            kwargs = {k: v for k, v in kwargs.items() if k in NODE_OPTIONS}
+            startup = [aredis.cluster.ClusterNode(n.host, n.port) for n in nodes]
+            return aredis.RedisCluster(host=host, port=port, startup_nodes=startup, **kwargs)
+        return self.subscriber(None, **options)
 
     async def node_for(self, commands: Any, channel: str) -> Node | None:
         """The node to subscribe to ``channel`` on now (None: the URL's, one Redis)."""
@@ -114,7 +129,8 @@ class Topology:
 async def refresh_slots(commands: Any) -> None:
     """Make a Cluster client (re)read the slot map (it connects here if it never did)."""
     manager = commands.nodes_manager
-    if not manager.slots_cache:
+    if getattr(commands, "_initialize", False) or not manager.slots_cache:
+        # never fully initialized (its command table may still name a dead node): all of it
         await commands.initialize()
     else:
         await manager.initialize()
