@@ -209,11 +209,10 @@ def start_sentinel_set(
         for sentinel in sentinels:
             client = redis.Redis(port=sentinel.port)
             try:
-                state: Any = client.execute_command("SENTINEL", "MASTER", SERVICE)
-                fields = dict(zip(state[::2], state[1::2], strict=False))
-                if int(fields.get(b"num-other-sentinels", 0)) < 2:
+                fields: Any = client.sentinel_master(SERVICE)
+                if int(fields.get("num-other-sentinels", 0)) < 2:
                     return False
-                if int(fields.get(b"num-slaves", 0)) < 1:
+                if int(fields.get("num-slaves", 0)) < 1:
                     return False
             except redis.RedisError:
                 return False
