@@ -74,7 +74,8 @@ class RedisBus:
             the same settings.
         connection: a ``RedisConnection`` (one Redis, Cluster or Sentinel) instead of ``url``;
             ``RedisTier.fleet_bus()`` passes the tier's own.
-        publish_timeout: seconds a publish may take; after a failure, or while the
+        publish_timeout: seconds a publish may take (default: the connection's
+            ``socket_timeout``, the tier's operation timeout); after a failure, or while the
             subscription is down, publishes fail at once (the engine keeps and replays them).
         channel_prefix: channels are ``{channel_prefix}:{namespace}``.
         health_interval: seconds of silence after which the subscriber PINGs; no answer
@@ -97,18 +98,21 @@ class RedisBus:
         connect_timeout: float = 1.0,
         tracking: bool = False,
         connection: RedisConnection | None = None,
-        publish_timeout: float = 0.5,
+        publish_timeout: float | None = None,
     ) -> None:
         health_interval = check_duration("RedisBus health_interval", health_interval)
         reconnect_min = check_duration("RedisBus reconnect_min", reconnect_min)
         reconnect_max = check_duration("RedisBus reconnect_max", reconnect_max)
         connect_timeout = check_duration("RedisBus connect_timeout", connect_timeout)
+        connection = connection or RedisConnection(url)
+        if publish_timeout is None:  # the tier's operation timeout, when built from its connection
+            publish_timeout = connection.socket_timeout
         publish_timeout = check_duration("RedisBus publish_timeout", publish_timeout)
         if reconnect_max < reconnect_min:
             raise ConfigError("RedisBus reconnect_max must be >= reconnect_min")
         if not channel_prefix:
             raise ConfigError("RedisBus channel_prefix must not be empty")
-        self.connection = connection or RedisConnection(url)
+        self.connection = connection
         self.url = self.connection.url
         #: where subscribers connect and commands go (one Redis, Cluster or Sentinel)
         self.topology = Topology(self.connection, client)
