@@ -18,8 +18,10 @@ subscription lives as long as the bus, whatever happens to the event loops that
 use the cache: a loop that closes (``asyncio.run`` ends) takes nothing with it.
 Callbacks (``on_message``, ``on_state``) therefore run on the bus thread. If that
 thread's loop stops without ``close()``, the bus reports ``on_state(False)`` and
-starts a new reader thread. Publishing uses one client per calling event loop
-(``publish``) or a blocking client (``publish_sync``, for sync callers). In a
+starts a new reader thread. Publishing (``fleet.sender``) uses one client per
+calling event loop (``publish``) or a blocking client (``publish_sync``), and
+fails at once while the subscription is down or just after a failed publish
+(the engine keeps the message and replays it). In a
 child after ``fork`` every connection and the thread are forgotten (never
 shared with the parent); the engine restarts the bus on its next use.
 
@@ -27,9 +29,13 @@ The bus also keeps the namespace generation (``GenerationStore``) in Redis
 under ``{channel_prefix}:{namespace}:generation``; after every (re)subscribe it
 is re-read, so a flush missed while disconnected is still applied.
 
-With ``tracking=True`` a ``RedisTracker`` (``fleet.tracking``) also has the
-server report every change of a key under ``{namespace}:`` (even by other
-programs); the bus reports connected only while both are up.
+On a Redis Cluster the channel is a shard channel (``SSUBSCRIBE`` on the
+primary owning its slot, ``SPUBLISH`` routed there); behind Sentinel the
+subscriber follows the primary the sentinels name (``fleet.topology``).
+
+With ``tracking=True`` a ``TrackingGroup`` (``fleet.tracking_group``) also has
+every primary report every change of a key under ``{namespace}:`` (even by
+other programs); the bus reports connected only while both are up.
 """
 
 from __future__ import annotations
@@ -37,27 +43,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.retry
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import NoBackoff
 
 from ..core.durations import check_duration
 from ..core.errors import ConfigError, StratacacheError
 from ..core.fleet import Invalidation
-from ..core.loops import PerLoop, abandon, on_fork
+from ..core.loops import on_fork
 from ..core.portal import Portal
 from .connection import RedisConnection
+from .sender import Sender
 from .topology import Node, Topology
 from .tracking import StateJoin, listen_with_health
 from .tracking_group import TrackingGroup
 from .wire import decode, encode
 
 log = logging.getLogger("stratacache")
-_FAIL_FAST = 1.0  # seconds publishes fail at once after one failed (Redis is likely away)
 
 
 class BusUnavailable(StratacacheError):
@@ -130,13 +134,10 @@ class RedisBus:
         #: counters: messages applied, own echoes skipped, published, publish failures, drops
         self.received = 0
         self.echoes = 0
-        self.published = 0
         self.drops = 0
         self.channel = ""
         self._given = client
-        self._publishers: PerLoop[Any] = self._publisher_clients()
-        self._blocking: Any = None
-        self._publish_ok_after = 0.0
+        self._sender = Sender(self.topology, publish_timeout)
         self._reader: Any = None  # the reader thread's own command client
         self._origin = ""
         self._gen_key = ""
@@ -179,24 +180,14 @@ class RedisBus:
                 await asyncio.wrap_future(self._portal.submit(self._stop_reader()))
         self._portal.stop()
         self._task = self.tracker = None
-        publishers, self._publishers = self._publishers, self._publisher_clients()
-        current = publishers.pop_current()
-        publishers.clear()
-        if current is not None and self._given is None:
-            await current.aclose()
-        blocking, self._blocking = self._blocking, None
-        if blocking is not None:
-            blocking.close()
+        await self._sender.close()
         self.connected = False
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's thread and connections (never share them)."""
         self._task = self.tracker = self._attempted = self._reader = None
         self.connected = False
-        self._publishers.after_fork()
-        if self._given is not None:
-            abandon(self._given)
-        self._blocking = None
+        self._sender.after_fork()
 
     # -- the reader thread -------------------------------------------------------------------
     async def _start_reader(self, restart: bool) -> None:
@@ -275,20 +266,6 @@ class RedisBus:
             socket_timeout=self.connect_timeout,
         )
 
-    def _publisher_clients(self) -> PerLoop[Any]:
-        """The publishing client of each event loop (the caller's own client, if given)."""
-        given = self._given
-        if given is not None:
-            return PerLoop(lambda: given, _ignore)
-        return PerLoop(
-            lambda: self.topology.commands(
-                socket_timeout=self.publish_timeout,
-                socket_connect_timeout=self.publish_timeout,
-                retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
-            ),
-            abandon,
-        )
-
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
         """Send ``message`` to every subscriber of the namespace.
@@ -299,61 +276,37 @@ class RedisBus:
             redis.RedisError: the publish failed (after ``publish_timeout`` at most).
         """
         self._check_publishable()
-        if not message.at:
-            message = _stamped(message)
-        client = self._publishers.get()
-        try:
-            if self.topology.sharded:
-                await client.spublish(self.channel, encode(message))
-            else:
-                await client.publish(self.channel, encode(message))
-        except BaseException:
-            self._publish_ok_after = time.monotonic() + _FAIL_FAST
-            raise
-        self.published += 1
+        await self._sender.publish(self.channel, message)
 
     def publish_sync(self, message: Invalidation) -> None:
         """``publish`` for sync callers: a blocking client, no event loop (same errors)."""
         self._check_publishable()
         if self._given is not None:  # only the caller's asyncio client knows where to go
-            self._portal.run(self.publish(message))
+            self._portal.run(self._sender.publish(self.channel, message))
             return
-        if not message.at:
-            message = _stamped(message)
-        blocking = self._blocking
-        if blocking is None:
-            blocking = self._blocking = self.connection.client(
-                asynchronous=False,
-                socket_timeout=self.publish_timeout,
-                socket_connect_timeout=self.publish_timeout,
-                retry=redis.retry.Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
-            )
-        try:
-            if self.topology.sharded:
-                blocking.spublish(self.channel, encode(message))
-            else:
-                blocking.publish(self.channel, encode(message))
-        except BaseException:
-            self._publish_ok_after = time.monotonic() + _FAIL_FAST
-            raise
-        self.published += 1
+        self._sender.publish_sync(self.channel, message)
+
+    @property
+    def published(self) -> int:
+        """Messages sent."""
+        return self._sender.published
 
     def _check_publishable(self) -> None:
         if not self.channel:
             raise BusUnavailable("RedisBus.publish before start")
         if not self.connected:
             raise BusUnavailable("the invalidation bus is disconnected")
-        if time.monotonic() < self._publish_ok_after:
+        if self._sender.failed_recently():
             raise BusUnavailable("the invalidation bus failed to publish just now")
 
     # -- generation store --------------------------------------------------------------------
     async def load_generation(self) -> int:
         """The namespace generation stored in Redis (0 when never flushed)."""
-        return int(await self._publishers.get().get(self._gen_key) or 0)
+        return int(await self._sender.client().get(self._gen_key) or 0)
 
     async def bump_generation(self) -> int:
         """INCR the namespace generation (never expires: a reset would revive old keys)."""
-        return int(await self._publishers.get().incr(self._gen_key))
+        return int(await self._sender.client().incr(self._gen_key))
 
     # -- reader ------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -449,12 +402,6 @@ class RedisBus:
             # the first outcome is reported by ``start``: the engine starts out trusting L1
             if self._attempted is not None and self._attempted.is_set():
                 self._on_state(connected)
-
-
-def _stamped(message: Invalidation) -> Invalidation:
-    from dataclasses import replace
-
-    return replace(message, at=time.time())
 
 
 def _ignore(*_: Any) -> None:
