@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +202,34 @@ async def test_process_started_while_the_startup_node_is_down(
     finally:
         for node in cluster.nodes:
             node.stop()
+
+
+def test_sync_callers_share_the_fleet_lock_on_a_cluster(cluster6: Cluster) -> None:
+    """Blocking callers of two caches (two lock instances) load each key once on a cluster."""
+    namespace = "slock" + uuid.uuid4().hex[:6]
+    caches = [writer(cluster6, namespace) for _ in range(2)]
+    loads: list[str] = []
+    keys = [f"key{i}" for i in range(4)]
+
+    def loader(key: str) -> str:
+        loads.append(key)
+        time.sleep(0.3)  # the other cache asks meanwhile
+        return f"value-of-{key}"
+
+    def call(cache: sc.Cache, key: str) -> Any:
+        return cache.sync.get_or_set(key, lambda: loader(key), lock=True)
+
+    for (
+        cache
+    ) in caches:  # connect the blocking clients first (their own start-up is not tested here)
+        cache.sync.set("warm", 1)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(call, c, k) for k in keys for c in caches]
+            assert [f.result(timeout=30) for f in futures] == [
+                f"value-of-{k}" for k in keys for _ in caches
+            ]
+    finally:
+        for cache in caches:
+            cache.sync.close()
+    assert sorted(loads) == sorted(keys)
