@@ -188,6 +188,7 @@ class RedisBus:
         self._task = self.tracker = self._attempted = self._reader = None
         self.connected = False
         self._sender.after_fork()
+        self.topology.forget()
 
     # -- the reader thread -------------------------------------------------------------------
     async def _start_reader(self, restart: bool) -> None:

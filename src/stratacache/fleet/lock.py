@@ -176,6 +176,8 @@ class RedisLock:
             for fut in futures:
                 fut.cancel()
         self._waiters.clear()
+        with contextlib.suppress(Exception):
+            await self.topology.close()
         if self._client is not None and self._given is None:
             await self._client.aclose()
             self._client = None
@@ -193,6 +195,7 @@ class RedisLock:
         """Let go of the client, listener and waiters of another loop (or a parent process)."""
         self._listener = self._ready = self._start_lock = self._loop = None
         self._waiters.clear()
+        self.topology.forget()
         if self._given is None and self._client is not None:
             abandon(self._client)
             self._client = None

@@ -119,6 +119,10 @@ class Topology:
         nodes = await self.primaries(commands)
         return random.choice(nodes)
 
+    def forget(self) -> None:
+        """Let go of the Sentinel client without closing it (another loop's, a parent's)."""
+        self._sentinel = None
+
     async def close(self) -> None:
         sentinel, self._sentinel = self._sentinel, None
         if sentinel is not None:
