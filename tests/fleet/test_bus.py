@@ -226,22 +226,29 @@ async def test_start_without_bus_serves_from_shared_tier(redis_url: str) -> None
 def test_writes_stay_fast_while_redis_is_unreachable(
     redis_factory: Callable[..., Any], fault: str
 ) -> None:
-    """Redis hung or killed, default bus: set/delete/invalidate (async and sync) return within
-    about the operation timeout, and the invalidations wait in the replay queue."""
+    """Redis hung or killed, default bus: once the bus has noticed (and the other processes
+    surely have), set/delete/invalidate (async and sync) return within the tier's own
+    operation timeouts, and the invalidations wait in the replay queue."""
     timeout = 0.25
     server = redis_factory()
     tier = sc.RedisTier(url=server.url, socket_timeout=timeout, socket_connect_timeout=timeout)
     cache = sc.Cache(tiers=[sc.MemoryTier(), tier], namespace="ff" + uuid.uuid4().hex[:6])
     durations: list[float] = []
+    first: list[float] = []
 
     async def calls() -> None:
         async with cache:
-            assert isinstance(cache.bus, RedisBus) and cache.bus.connected
+            bus = cache.bus
+            assert isinstance(bus, RedisBus) and bus.connected
             if fault == "sigstop":
                 os.kill(server.proc.pid, signal.SIGSTOP)
             else:
                 server.stop()
             try:
+                started = time.monotonic()
+                await cache.invalidate(keys=["first"])  # waits until others have noticed
+                first.append(time.monotonic() - started)
+                await poll(lambda: not bus.connected, what="the bus notices")
                 for i in range(6):
                     for call in (
                         lambda i=i: cache.set(f"k{i}", i),
@@ -263,13 +270,15 @@ def test_writes_stay_fast_while_redis_is_unreachable(
                 assert cache.replay.pending, "the invalidations wait for Redis"
                 started = time.monotonic()  # the bus itself: no connect attempt per publish
                 with pytest.raises(BusUnavailable):
-                    await cache.bus.publish(Invalidation(keys=("x",)))
+                    await bus.publish(Invalidation(keys=("x",)))
                 assert time.monotonic() - started < 0.05
             finally:
                 if fault == "sigstop":
                     os.kill(server.proc.pid, signal.SIGCONT)
 
     asyncio.run(calls())
+    # the first waits at most 2 x health_interval (1 s) plus a publish timeout or two
+    assert first[0] <= 2 * 1.0 + 3 * timeout + 0.5, first
     # before: ~4 s per call (publish connect attempts); now the shared tier's own attempts
     # (a timeout per tier operation: an invalidation deletes keys and bumps tags) at most
     assert max(durations) <= 3 * timeout + 0.5, durations

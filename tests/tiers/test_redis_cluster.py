@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cluster_url(cluster6: Cluster) -> str:
-    """The session's 6-node cluster (3 primaries, 3 replicas: ``tests.topologies``)."""
-    return cluster6.url
+def cluster_url(cluster_factory: Callable[[], Cluster]) -> str:
+    """A 6-node cluster (3 primaries, 3 replicas: ``tests.topologies``) of the module's own."""
+    return cluster_factory().url
 
 
 class TestRedisClusterTier(TierConformance):

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,7 @@ from .tracking_group import TrackingGroup
 from .wire import decode, encode
 
 log = logging.getLogger("stratacache")
+_RETRY_EVERY = 0.05  # seconds between publish attempts while the bus is in trouble
 
 
 class BusUnavailable(StratacacheError):
@@ -138,6 +140,7 @@ class RedisBus:
         self.channel = ""
         self._given = client
         self._sender = Sender(self.topology, publish_timeout)
+        self._trouble_since: float | None = None  # first failed publish or loss, unresolved
         self._reader: Any = None  # the reader thread's own command client
         self._origin = ""
         self._gen_key = ""
@@ -271,34 +274,72 @@ class RedisBus:
     async def publish(self, message: Invalidation) -> None:
         """Send ``message`` to every subscriber of the namespace.
 
+        A publish that cannot be delivered keeps trying, and returns (raising) no earlier
+        than ``2 * health_interval`` after the bus's first sign of trouble: by then every
+        other process has noticed the loss too and serves only entries younger than its
+        staleness bound, so the caller never proceeds while they still trust old copies.
+        Later publishes fail at once, until the bus is back.
+
         Raises:
-            BusUnavailable: at once while the subscription is down or just after a failed
-                publish (no connect attempts per call); the engine keeps the message for replay.
-            redis.RedisError: the publish failed (after ``publish_timeout`` at most).
+            BusUnavailable: the bus is down (the engine keeps the message and replays it).
+            redis.RedisError: the publish failed.
         """
-        self._check_publishable()
-        await self._sender.publish(self.channel, message)
+        while True:
+            error: Exception | None = self._unavailable()
+            if error is None:
+                try:
+                    await self._sender.publish(self.channel, message)
+                    return
+                except Exception as exc:
+                    self._troubled()
+                    error = exc
+            wait = self._settle_wait()
+            if wait <= 0:
+                raise error
+            await asyncio.sleep(min(wait, _RETRY_EVERY))
 
     def publish_sync(self, message: Invalidation) -> None:
-        """``publish`` for sync callers: a blocking client, no event loop (same errors)."""
-        self._check_publishable()
+        """``publish`` for sync callers: a blocking client, no event loop (same rules)."""
         if self._given is not None:  # only the caller's asyncio client knows where to go
-            self._portal.run(self._sender.publish(self.channel, message))
+            self._portal.run(self.publish(message))
             return
-        self._sender.publish_sync(self.channel, message)
+        while True:
+            error: Exception | None = self._unavailable()
+            if error is None:
+                try:
+                    self._sender.publish_sync(self.channel, message)
+                    return
+                except Exception as exc:
+                    self._troubled()
+                    error = exc
+            wait = self._settle_wait()
+            if wait <= 0:
+                raise error
+            time.sleep(min(wait, _RETRY_EVERY))
 
     @property
     def published(self) -> int:
         """Messages sent."""
         return self._sender.published
 
-    def _check_publishable(self) -> None:
+    def _unavailable(self) -> BusUnavailable | None:
         if not self.channel:
-            raise BusUnavailable("RedisBus.publish before start")
+            return BusUnavailable("RedisBus.publish before start")
         if not self.connected:
-            raise BusUnavailable("the invalidation bus is disconnected")
-        if self._sender.failed_recently():
-            raise BusUnavailable("the invalidation bus failed to publish just now")
+            self._troubled()
+            return BusUnavailable("the invalidation bus is disconnected")
+        return None
+
+    def _troubled(self) -> None:
+        if self._trouble_since is None:
+            self._trouble_since = time.monotonic()
+
+    def _settle_wait(self) -> float:
+        """Seconds until other processes have surely noticed the trouble (0: already)."""
+        since = self._trouble_since
+        if since is None:
+            return 0.0
+        return since + 2 * self.health_interval - time.monotonic()
 
     # -- generation store --------------------------------------------------------------------
     async def load_generation(self) -> int:
@@ -398,6 +439,10 @@ class RedisBus:
             self._attempted.set()
 
     def _set_state(self, connected: bool) -> None:
+        if connected:
+            self._trouble_since = None
+        else:
+            self._troubled()
         if connected != self.connected:
             self.connected = connected
             # the first outcome is reported by ``start``: the engine starts out trusting L1

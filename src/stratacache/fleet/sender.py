@@ -3,9 +3,8 @@
 Commands go through the topology's command client (Cluster- or Sentinel-aware:
 ``SPUBLISH`` on a Cluster, routed to the channel's slot), one per event loop
 (redis-py asyncio clients are bound to one) or the caller's given client as is,
-and a blocking client for sync callers. A failed publish makes the next ones
-fail at once for a second: a Redis that is away must not cost every caller a
-timeout (the engine keeps the messages and replays them).
+and a blocking client for sync callers. When to give up on a publish is
+``RedisBus``'s decision (see ``RedisBus.publish``).
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from ..core.loops import PerLoop, abandon
 from .topology import Topology
 from .wire import encode
 
-FAIL_FAST = 1.0  # seconds publishes fail at once after one failed (Redis is likely away)
-
 
 class Sender:
     """Publishes to one Redis topology with ``timeout``-bounded commands."""
@@ -36,7 +33,6 @@ class Sender:
         self.published = 0
         self._clients: PerLoop[Any] = self._per_loop()
         self._blocking: Any = None
-        self._ok_after = 0.0
 
     def _per_loop(self) -> PerLoop[Any]:
         given = self.topology.given
@@ -55,20 +51,13 @@ class Sender:
         """The asyncio command client of the running loop."""
         return self._clients.get()
 
-    def failed_recently(self) -> bool:
-        return time.monotonic() < self._ok_after
-
     async def publish(self, channel: str, message: Invalidation) -> None:
         data = encode(_stamped(message))
         client = self._clients.get()
-        try:
-            if self.topology.sharded:
-                await client.spublish(channel, data)
-            else:
-                await client.publish(channel, data)
-        except BaseException:
-            self._ok_after = time.monotonic() + FAIL_FAST
-            raise
+        if self.topology.sharded:
+            await client.spublish(channel, data)
+        else:
+            await client.publish(channel, data)
         self.published += 1
 
     def publish_sync(self, channel: str, message: Invalidation) -> None:
@@ -81,14 +70,10 @@ class Sender:
                 socket_connect_timeout=self.timeout,
                 retry=redis.retry.Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
             )
-        try:
-            if self.topology.sharded:
-                blocking.spublish(channel, data)
-            else:
-                blocking.publish(channel, data)
-        except BaseException:
-            self._ok_after = time.monotonic() + FAIL_FAST
-            raise
+        if self.topology.sharded:
+            blocking.spublish(channel, data)
+        else:
+            blocking.publish(channel, data)
         self.published += 1
 
     async def close(self) -> None:
@@ -117,4 +102,4 @@ def _keep(_: object) -> None:
     return None
 
 
-__all__ = ["FAIL_FAST", "Sender"]
+__all__ = ["Sender"]
