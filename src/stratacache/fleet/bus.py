@@ -49,6 +49,7 @@ from typing import Any
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.durations import check_duration
 from ..core.errors import ConfigError, StratacacheError
@@ -274,11 +275,12 @@ class RedisBus:
     async def publish(self, message: Invalidation) -> None:
         """Send ``message`` to every subscriber of the namespace.
 
-        A publish that cannot be delivered keeps trying, and returns (raising) no earlier
-        than ``2 * health_interval`` after the bus's first sign of trouble: by then every
-        other process has noticed the loss too and serves only entries younger than its
-        staleness bound, so the caller never proceeds while they still trust old copies.
-        Later publishes fail at once, until the bus is back.
+        When Redis hangs (a publish times out, a PING goes unanswered), a publish keeps
+        trying and returns (raising) no earlier than ``2 * health_interval`` after the
+        first sign: by then every other process has noticed the loss too and serves only
+        entries younger than its staleness bound, so the caller never proceeds while they
+        still trust old copies. Otherwise (and after that) a publish while the bus is down
+        fails at once, until the bus is back.
 
         Raises:
             BusUnavailable: the bus is down (the engine keeps the message and replays it).
@@ -291,7 +293,7 @@ class RedisBus:
                     await self._sender.publish(self.channel, message)
                     return
                 except Exception as exc:
-                    self._troubled()
+                    self._troubled(exc)
                     error = exc
             wait = self._settle_wait()
             if wait <= 0:
@@ -310,7 +312,7 @@ class RedisBus:
                     self._sender.publish_sync(self.channel, message)
                     return
                 except Exception as exc:
-                    self._troubled()
+                    self._troubled(exc)
                     error = exc
             wait = self._settle_wait()
             if wait <= 0:
@@ -326,12 +328,14 @@ class RedisBus:
         if not self.channel:
             return BusUnavailable("RedisBus.publish before start")
         if not self.connected:
-            self._troubled()
             return BusUnavailable("the invalidation bus is disconnected")
         return None
 
-    def _troubled(self) -> None:
-        if self._trouble_since is None:
+    def _troubled(self, exc: BaseException) -> None:
+        """Note a sign that Redis hangs (a timeout, a missing PONG). A refused or reset
+        connection is not one: the other processes' subscriptions saw it at once."""
+        hung = isinstance(exc, TimeoutError | RedisTimeoutError) or "no PONG" in str(exc)
+        if hung and self._trouble_since is None:
             self._trouble_since = time.monotonic()
 
     def _settle_wait(self) -> float:
@@ -372,6 +376,7 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._troubled(exc)
                 if self.connected:
                     self.drops += 1
                     log.warning("stratacache: invalidation bus lost (%r)", exc)
@@ -441,8 +446,6 @@ class RedisBus:
     def _set_state(self, connected: bool) -> None:
         if connected:
             self._trouble_since = None
-        else:
-            self._troubled()
         if connected != self.connected:
             self.connected = connected
             # the first outcome is reported by ``start``: the engine starts out trusting L1
