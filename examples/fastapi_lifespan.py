@@ -65,9 +65,7 @@ def main() -> None:
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
-    if [b["views"] for b in bodies] != [1, 2, 3] or len(
-        {b["item"]["loaded_at"] for b in bodies}
-    ) != 1:
+    if [b["views"] for b in bodies] != [1, 2, 3] or len({b["item"]["loaded_at"] for b in bodies}) != 1:
         raise SystemExit(f"unexpected responses: {bodies}")
 
 
