@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from tests.waiting import wait_until
 
+#: the Cluster and Sentinel fixtures (``cluster6``, ``cluster_factory``, ``sentinel_set``)
+pytest_plugins = ["tests.topologies"]
+
 INSTALL_REDIS = "redis-server not found; install it: apt-get install redis-server"
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -15,7 +15,7 @@ import stratacache as sc
 from stratacache import events
 from stratacache.core.fleet import Invalidation
 from stratacache.engine import signals
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
 
 
 def memory_cache() -> sc.Cache:

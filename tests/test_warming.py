@@ -19,7 +19,7 @@ import pytest
 
 import stratacache as sc
 from stratacache import warming
-from stratacache.engine.hotkeys import HotKeys
+from stratacache.fleet.hotkeys import HotKeys
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

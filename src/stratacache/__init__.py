@@ -33,7 +33,10 @@ from .core.errors import (
 )
 from .core.fleet import (
     FleetLock,
+    FleetSource,
     GenerationStore,
+    HotKeyHost,
+    HotSet,
     Invalidation,
     InvalidationBus,
     LockAttempt,
@@ -46,9 +49,6 @@ from .core.tier import SyncTier, Tier, TierContext
 from .engine import signals
 from .engine.cache import Cache
 from .engine.decorated import AsyncCachedFunction, CacheDecorator, CachedFunction
-from .engine.hotkeys import HotKeys
-from .engine.lock import RedisLock
-from .engine.redis_bus import RedisBus
 from .engine.stats import (
     EngineStatsReport,
     FunctionStats,
@@ -57,6 +57,10 @@ from .engine.stats import (
     TierStatsReport,
 )
 from .engine.sync import SyncCache
+from .fleet.bus import RedisBus
+from .fleet.connection import RedisConnection
+from .fleet.hotkeys import HotKeys
+from .fleet.lock import RedisLock
 from .tiers.memory import MemoryTier
 
 if TYPE_CHECKING:
@@ -94,11 +98,14 @@ __all__ = [
     "EntryCodec",
     "FernetEncryption",
     "FleetLock",
+    "FleetSource",
     "FunctionStats",
     "FunctionStatsReport",
     "GenerationStore",
     "HMACSigner",
+    "HotKeyHost",
     "HotKeys",
+    "HotSet",
     "Invalidation",
     "InvalidationBus",
     "JSONLinesAuditLog",
@@ -111,6 +118,7 @@ __all__ = [
     "MsgpackSerializer",
     "NotStartedError",
     "RedisBus",
+    "RedisConnection",
     "RedisLock",
     "RedisTier",
     "SQLTier",

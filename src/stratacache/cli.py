@@ -341,7 +341,7 @@ def _bus(redis_url: str | None) -> Any:
     if not redis_url:
         return None
     try:
-        from .engine.redis_bus import RedisBus
+        from .fleet.bus import RedisBus
     except ImportError:  # a build without the bus: shared tiers are still invalidated
         return None
     return RedisBus(url=redis_url)

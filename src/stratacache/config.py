@@ -33,8 +33,8 @@ from .core.durations import check_duration
 from .core.errors import ConfigError
 from .core.tier import Tier
 from .engine.cache import Cache
-from .engine.lock import RedisLock
-from .engine.redis_bus import RedisBus
+from .fleet.bus import RedisBus
+from .fleet.lock import RedisLock
 from .tiers.memory import MemoryTier
 
 Parser = Callable[[str, str], Any]
@@ -244,7 +244,7 @@ def from_url(url: str, **options: Any) -> Cache:
     if isinstance(lock, str):
         lock = parse_switch("lock", lock)
     options["bus"] = _bus(bus, tiers, redis_url)
-    options["lock"] = _lock(lock, redis_url)
+    options["lock"] = _lock(lock, redis_url, tiers)
     return Cache(tiers, **options)
 
 
@@ -275,14 +275,23 @@ def _bus(bus: Any, tiers: list[Tier], redis_url: str | None) -> Any:
             for i, t in enumerate(tiers)
         )
         if redis_url is not None and (local_above_shared or bus is True):
-            return RedisBus(_bare(redis_url))
+            return _on_tier(tiers, "fleet_bus") or RedisBus(_bare(redis_url))
         if bus is True:
             raise ConfigError("bus=True needs a redis:// tier or a bus URL")
         return None
     return bus
 
 
-def _lock(lock: Any, redis_url: str | None) -> Any:
+def _on_tier(tiers: list[Tier], build: str) -> Any:
+    """The bus or lock built on the first Redis tier's own connection (Cluster, Sentinel too)."""
+    for tier in tiers:
+        method = getattr(tier, build, None)
+        if callable(method):
+            return method()
+    return None
+
+
+def _lock(lock: Any, redis_url: str | None, tiers: list[Tier]) -> Any:
     if lock is None or lock is False:
         return None
     if isinstance(lock, str):
@@ -290,7 +299,7 @@ def _lock(lock: Any, redis_url: str | None) -> Any:
     if lock is True:
         if redis_url is None:
             raise ConfigError("lock=True needs a redis:// tier or a lock URL")
-        return RedisLock(_bare(redis_url))
+        return _on_tier(tiers, "fleet_lock") or RedisLock(_bare(redis_url))
     return lock
 
 

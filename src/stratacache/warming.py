@@ -6,7 +6,7 @@ call it with: an iterable, an async iterable, or a callable returning either.
 at most ``concurrency`` at a time, so a cached function goes through the
 read-through (a value already in Redis is only copied into L1; a missing one
 is loaded once, fleet lock included). ``from_hot=True`` also copies the
-fleet's hot keys (published by ``engine.hotkeys.HotKeys``) into this process's
+fleet's hot keys (published by ``stratacache.HotKeys``) into this process's
 L1, which is how a freshly started process starts warm.
 
 Register warmers with ``@cache.cached(warm=[...])`` or ``register(cache, fn, args)``.

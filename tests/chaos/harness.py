@@ -46,6 +46,7 @@ class Report:
     outage: float = 0.0
     redis_errors: int = 0  # tier errors counted (shows the fault bit)
     errors: list[str] = field(default_factory=list)
+    buses_up: bool = False  # every bus connected and local tiers trusted at the end
 
     def line(self, name: str) -> str:
         return (
@@ -60,8 +61,11 @@ class Report:
 class Load:
     """The concurrent workload over two caches, with its bookkeeping."""
 
-    def __init__(self, url: str, namespace: str) -> None:
-        self.caches = [self._cache(url, namespace) for _ in range(2)]
+    def __init__(
+        self, url: str, namespace: str, tier: Callable[[], sc.RedisTier] | None = None
+    ) -> None:
+        self.tier = tier or (lambda: sc.RedisTier(url=url, socket_timeout=SOCKET_TIMEOUT))
+        self.caches = [self._cache(namespace) for _ in range(2)]
         self.truth: Counter[str] = Counter()
         self.invalidated: dict[str, list[tuple[int, float]]] = {k: [] for k in KEYS}
         self.report = Report()
@@ -70,10 +74,9 @@ class Load:
         self.decorated = [self._decorate(c) for c in self.caches]
         self.redis_hits: list[float] = []  # when a read was answered by Redis
 
-    @staticmethod
-    def _cache(url: str, namespace: str) -> sc.Cache:
+    def _cache(self, namespace: str) -> sc.Cache:
         return sc.Cache(
-            tiers=[sc.MemoryTier(ttl=30), sc.RedisTier(url=url, socket_timeout=SOCKET_TIMEOUT)],
+            tiers=[sc.MemoryTier(ttl=30), self.tier()],
             namespace=namespace,
             default_ttl=30,
             breaker_threshold=3,
@@ -182,6 +185,10 @@ class Load:
             self.report.outage = back - down
             self.report.loads_during_outage = sum(1 for t in self.loads if down <= t < back)
             await asyncio.sleep(after)
+            self.report.buses_up = all(
+                bool(getattr(c.bus, "connected", True)) and c.tiers.local_trusted
+                for c in self.caches
+            )
             self.stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
         self.report.redis_errors = sum(c.stats()["tiers"]["redis"]["errors"] for c in self.caches)

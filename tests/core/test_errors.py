@@ -18,7 +18,6 @@ INTERNAL = {
     "stratacache.core.canonical.UnkeyableError": "becomes CacheKeyError in core.keys",
     "stratacache.sql.keys.Unkeyable": "the query cache then runs the statement uncached",
     "stratacache.sql.reads._NoRows": "private control flow: caught where it is raised",
-    "stratacache.engine.redis_tracking.TrackingUnsupported": "re-rooted where the fleet package moves it",
 }
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import stratacache as sc
-from stratacache.engine.lock import RedisLock
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
+from stratacache.fleet.lock import RedisLock
 
 WORKER = Path(__file__)
 BUS_LAG = 0.05  # seconds allowed for the bus message to reach the reader
@@ -175,12 +175,17 @@ def test_no_shared_redis_tier_means_no_bus_and_lock_true_refused_at_decoration(
         cache.sync.get_or_set("k", lambda: 1, lock=True)
 
 
-def test_cluster_or_sentinel_tier_below_memory_needs_an_explicit_bus() -> None:
-    """A Redis tier whose connection cannot be derived asks for ``bus=`` (or ``bus=False``)."""
-    tier = sc.RedisTier(url="redis://127.0.0.1:1/0", cluster=True)
-    with pytest.raises(sc.ConfigError, match="bus=False"):
-        sc.Cache(tiers=[sc.MemoryTier(), tier])
-    assert sc.Cache(tiers=[sc.MemoryTier(), tier], bus=False).bus is None
+def test_cluster_and_sentinel_tiers_get_a_bus_and_lock_on_their_own_connection() -> None:
+    """A Cluster or Sentinel tier builds the default bus and lock on its ``RedisConnection``."""
+    for tier in (
+        sc.RedisTier(url="redis://127.0.0.1:1/0", cluster=True),
+        sc.RedisTier(sentinels=[("127.0.0.1", 1)], service_name="main"),
+    ):
+        cache = sc.Cache(tiers=[sc.MemoryTier(), tier])
+        assert isinstance(cache.bus, sc.RedisBus) and cache.bus.connection is tier.connection
+        lock = cache.readthrough.lock
+        assert isinstance(lock, sc.RedisLock) and lock.connection is tier.connection
+        assert sc.Cache(tiers=[sc.MemoryTier(), tier], bus=False).bus is None
 
 
 @pytest.mark.parametrize("bad", ["redis://x", 1, object()])

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import stratacache as sc
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
 
 from ..waiting import poll
 

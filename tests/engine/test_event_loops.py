@@ -14,8 +14,8 @@ from tests.waiting import wait_until
 
 import stratacache as sc
 from stratacache.engine import signals
-from stratacache.engine.hotkeys import HotKeys
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
+from stratacache.fleet.hotkeys import HotKeys
 
 STACKS = ["redis", "memory+redis", "memory+redis+bus", "memory+redis+tracking-bus"]
 

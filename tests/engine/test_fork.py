@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import stratacache as sc
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 

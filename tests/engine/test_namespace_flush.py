@@ -9,7 +9,7 @@ import redis
 from tests.waiting import poll
 
 import stratacache as sc
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
 
 
 def stacked(redis_url: str, namespace: str, bus: bool = True) -> sc.Cache:

@@ -16,7 +16,7 @@ import pytest
 from tests.waiting import poll
 
 import stratacache as sc
-from stratacache.engine.redis_bus import RedisBus
+from stratacache.fleet.bus import RedisBus
 
 Invalidate = Callable[[sc.Cache], Awaitable[Any]]
 

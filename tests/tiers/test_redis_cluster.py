@@ -1,14 +1,13 @@
-"""RedisTier against a real 3-primary Redis Cluster (slow: starts its own servers)."""
+"""RedisTier against a real Redis Cluster: 3 primaries, 3 replicas (slow: the shared fixture)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+from tests.topologies import Cluster
 
 from stratacache.testing import TierConformance
 from stratacache.tiers.redis import RedisTier
@@ -17,35 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cluster_url(redis_factory: Callable[..., Any], wait_until: Callable[..., None]) -> str:
-    """Start three cluster-enabled redis-servers, join them, wait for cluster_state:ok."""
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        pytest.fail("redis-cli not found; install it: apt-get install redis-server")
-    nodes = [
-        redis_factory("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
-        for _ in range(3)
-    ]
-    addresses = [f"127.0.0.1:{n.port}" for n in nodes]
-    subprocess.run(
-        [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        timeout=60,
-    )
-
-    def ready() -> bool:
-        for node in nodes:
-            client = redis.Redis(port=node.port)
-            try:
-                if client.cluster("info")["cluster_state"] != "ok":  # type: ignore[index]
-                    return False
-            finally:
-                client.close()
-        return True
-
-    wait_until(ready, timeout=30, what="cluster_state:ok")
-    return f"redis://{addresses[0]}/0"
+def cluster_url(cluster_factory: Callable[[], Cluster]) -> str:
+    """A 6-node cluster (3 primaries, 3 replicas: ``tests.topologies``) of the module's own."""
+    return cluster_factory().url
 
 
 class TestRedisClusterTier(TierConformance):

@@ -250,7 +250,7 @@ def add_commands(cli: click.Group) -> None:
             )
         bus: Any = False  # without Redis no other process can be told (and none to hear)
         if redis_url:
-            from ..engine.redis_bus import RedisBus
+            from ..fleet.bus import RedisBus
 
             bus = RedisBus(url=redis_url)
         cache = Cache([MemoryTier(), *tiers], namespace=namespace, bus=bus)

@@ -5,7 +5,9 @@ copies (``Invalidation`` messages, ``InvalidationBus``), optionally holding the
 namespace generation (``GenerationStore``); a fleet lock lets one process across
 the fleet run a loader on a miss (``FleetLock`` for async callers, ``SyncFleetLock``
 for blocking ones, both answering ``LockAttempt``). The engine talks to these
-protocols only; their Redis implementations live in ``stratacache.fleet``.
+protocols only; their Redis implementations live in ``stratacache.fleet``. A hot
+set (``HotSet``) counts the keys the read-through loads and shares the fleet's
+hottest ones; it reaches the cache it serves only through ``HotKeyHost``.
 
 A bus must report connection loss, after which the engine serves local entries
 only within its staleness bound until the bus is back (messages may have been
@@ -16,10 +18,11 @@ namespace in O(1)).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +126,59 @@ class SyncFleetLock(Protocol):
         """``wait``, blocking the calling thread."""
 
 
+@runtime_checkable
+class FleetSource(Protocol):
+    """A shared tier that builds fleet services on its own connection (e.g. ``RedisTier``).
+
+    The engine's defaults (a bus for a local tier above a shared one, the lock behind
+    ``lock=True``) are built through this, so the engine never names an implementation.
+    """
+
+    def fleet_bus(self) -> InvalidationBus | None:
+        """A new invalidation bus on this tier's connection (not started; None: cannot)."""
+
+    def fleet_lock(self) -> FleetLock | None:
+        """A new fleet lock on this tier's connection (not started; None: cannot)."""
+
+
+@runtime_checkable
+class HotSet(Protocol):
+    """Access tracking of the hottest keys, fed by the read-through's slow path."""
+
+    def record(self, fkey: str, recipe: Any = None) -> None:
+        """Count one access of full key ``fkey``; ``recipe`` (opaque) reloads it while hot."""
+
+    def top(self, n: int | None = None) -> list[tuple[str, int]]:
+        """``(full key, estimated accesses)`` of this process, hottest first."""
+
+    async def fleet_hot(self, namespace: str, limit: int = 1000) -> list[str]:
+        """The fleet's hottest full keys of ``namespace``, hottest first (empty: not shared)."""
+
+    async def close(self) -> None:
+        """Stop background work and release connections."""
+
+
+class HotKeyHost(Protocol):
+    """What a hot set may ask of the cache it serves (the engine implements it)."""
+
+    namespace: str
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background until it ends or the cache closes."""
+
+    def attach_hot(self, hot: HotSet) -> None:
+        """Feed ``hot`` from the read-through from now on."""
+
+    def refresh_hot(self, fkey: str, recipe: Any, horizon: float) -> bool:
+        """Reload ``fkey`` in the background if its soft TTL is within ``horizon`` seconds."""
+
+
 __all__ = [
     "FleetLock",
+    "FleetSource",
     "GenerationStore",
+    "HotKeyHost",
+    "HotSet",
     "Invalidation",
     "InvalidationBus",
     "LockAttempt",

@@ -24,9 +24,9 @@ from ..core.errors import (
     WrongTypeError,
 )
 from ..core.fleet import Invalidation
+from ..core.portal import Portal
 from .invalidation import Invalidator
 from .policy import UNSET, EntryPolicy
-from .portal import Portal
 from .stack import TierSlot, TierStack
 from .sync_stack import SyncStack
 

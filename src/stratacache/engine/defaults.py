@@ -4,10 +4,10 @@ A cache whose process-local tier sits above a shared Redis tier would otherwise
 let each process serve a value another process invalidated until its local
 copy expires. So unless told otherwise (``bus=False``), such a cache runs a
 ``RedisBus`` on that tier's Redis, and ``lock=True`` calls use a ``RedisLock``
-on it. A tier offers its connection through ``fleet_options()`` (a mapping
-with ``url`` and ``client``); a shared tier that cannot (a Redis Cluster, a
-Sentinel set) needs an explicit ``bus=`` or ``bus=False``; other shared tiers (SQL,
-aiocache) have no channel of their own and get no default bus.
+on it. A tier builds them on its own connection (``core.fleet.FleetSource``:
+``fleet_bus()``, ``fleet_lock()``), whether one Redis, Sentinel or a Cluster; the
+engine sees only the protocols. Other shared tiers (SQL, aiocache) have no
+channel of their own and get no default bus.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..core.errors import ConfigError
-from ..core.fleet import FleetLock, InvalidationBus
+from ..core.fleet import FleetLock, FleetSource, InvalidationBus
 from ..core.tier import Tier
 
 
@@ -41,29 +41,17 @@ log = logging.getLogger("stratacache")
 AUTO: Final = AutoType()
 
 
-def _shared_source(tiers: Sequence[Tier]) -> tuple[Tier | None, dict[str, Any] | None]:
-    """The first Redis-like shared tier (below a local one, or any with a known connection:
-    a cache without a local tier still tells other processes), and its connection.
+def _shared_source(tiers: Sequence[Tier]) -> FleetSource | None:
+    """The first shared tier that can build fleet services (below a local one or not:
+    a cache without a local tier still tells other processes).
 
-    Shared tiers with no ``fleet_options`` (SQL, aiocache) get no default bus: a SQL tier
-    has no channel to carry invalidations (pass ``bus=RedisBus(url)`` to add one).
+    Shared tiers that cannot (SQL, aiocache) get no default bus: a SQL tier has no
+    channel to carry invalidations (pass ``bus=RedisBus(url)`` to add one).
     """
-    seen_local = False
     for tier in tiers:
-        if not getattr(tier, "shared", True):
-            seen_local = True
-            continue
-        options = getattr(tier, "fleet_options", None)
-        if not callable(options):
-            continue
-        found = options()
-        if seen_local:
-            return tier, found
-        if found is not None:
-            # no local tier here, but other processes may keep local copies of this
-            # namespace: this cache's invalidations must reach them
-            return tier, found
-    return None, None
+        if getattr(tier, "shared", True) and isinstance(tier, FleetSource):
+            return tier
+    return None
 
 
 def _warn_if_uncoordinated(tiers: Sequence[Tier]) -> None:
@@ -85,8 +73,8 @@ def default_bus(tiers: Sequence[Tier], bus: Any) -> InvalidationBus | None:
     """The bus a cache runs: ``bus`` as given, none for ``False``, else derived from ``tiers``.
 
     Raises:
-        ConfigError: a local tier sits above a shared tier whose connection cannot be
-            derived, and no bus (or ``bus=False``) was given.
+        ConfigError: ``bus`` is neither an ``InvalidationBus`` nor ``False``/``None``, or a
+            local tier sits above a shared tier that cannot build a bus and none was given.
     """
     if bus is False:
         return None
@@ -94,19 +82,18 @@ def default_bus(tiers: Sequence[Tier], bus: Any) -> InvalidationBus | None:
         if not isinstance(bus, InvalidationBus):
             raise ConfigError(f"bus must be an InvalidationBus or False, not {bus!r}")
         return bus
-    tier, options = _shared_source(tiers)
-    if tier is None:
+    source = _shared_source(tiers)
+    if source is None:
         _warn_if_uncoordinated(tiers)
         return None  # no Redis to carry messages: nothing to build
-    if options is None:
+    built = source.fleet_bus()
+    if built is None and any(not getattr(t, "shared", True) for t in tiers):
         raise ConfigError(
-            f"the local tier above shared tier {tier.name!r} needs an invalidation bus to stay "
-            "coherent across processes: pass bus=RedisBus(url) (or bus=False to accept stale "
-            "local copies for up to the local tier's TTL)"
+            f"the local tier above shared tier {getattr(source, 'name', source)!r} needs an "
+            "invalidation bus to stay coherent across processes: pass bus=RedisBus(url) (or "
+            "bus=False to accept stale local copies for up to the local tier's TTL)"
         )
-    from .redis_bus import RedisBus
-
-    return RedisBus(options["url"], client=options.get("client"))
+    return built
 
 
 def default_lock(tiers: Sequence[Tier], lock: Any) -> FleetLock | None:
@@ -117,15 +104,8 @@ def default_lock(tiers: Sequence[Tier], lock: Any) -> FleetLock | None:
         if not isinstance(lock, FleetLock):
             raise ConfigError(f"lock must be a FleetLock (e.g. RedisLock) or False, not {lock!r}")
         return lock
-    for tier in tiers:
-        options = getattr(tier, "fleet_options", None)
-        if getattr(tier, "shared", True) and callable(options):
-            found = options()
-            if found is not None:
-                from .lock import RedisLock
-
-                return RedisLock(found["url"], client=found.get("client"))
-    return None
+    source = _shared_source(tiers)
+    return None if source is None else source.fleet_lock()
 
 
 __all__ = ["AUTO", "AutoType", "default_bus", "default_lock"]

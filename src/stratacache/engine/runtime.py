@@ -16,12 +16,12 @@ from typing import Any, cast
 from ..core.clock import Clock
 from ..core.codec import EntryCodec
 from ..core.entry import Entry
-from ..core.fleet import FleetLock, Invalidation, InvalidationBus
+from ..core.fleet import FleetLock, HotSet, Invalidation, InvalidationBus
 from ..core.keys import validate_key
 from ..core.loops import PerLoop
 from ..core.sentinel import Unset
 from ..core.tier import Tier, TierContext
-from . import signals
+from . import hotkeys, signals
 from .accounting import Recorder
 from .entries import Entries
 from .invalidation import Invalidator
@@ -288,6 +288,17 @@ class CacheRuntime:
     @hot.setter
     def hot(self, tracker: Any) -> None:
         self.loads.hot = tracker
+
+    def attach_hot(self, hot: HotSet) -> None:
+        """Feed ``hot`` from the read-through (``HotKeys.attach`` calls this)."""
+        self.loads.hot = hot
+
+    def refresh_hot(self, fkey: str, recipe: Any, horizon: float) -> bool:
+        """Reload hot ``fkey`` in the background if its soft TTL is within ``horizon`` seconds."""
+        return hotkeys.refresh_hot(
+            self, self.tiers.top, self.clock, self.counters, self.refresh_in_background,
+            fkey, recipe, horizon,
+        )  # fmt: skip
 
     @property
     def top_tier(self) -> Tier:

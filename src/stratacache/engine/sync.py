@@ -21,6 +21,7 @@ from ..core.clock import Clock
 from ..core.entry import Entry
 from ..core.errors import ConfigError
 from ..core.fleet import Invalidation, InvalidationBus, SyncFleetLock
+from ..core.portal import Portal
 from ..core.sentinel import Unset
 from . import signals
 from .accounting import Recorder
@@ -29,7 +30,6 @@ from .invalidation import APPLY, Flow, Invalidator
 from .keyspace import KeySpace
 from .loading import Loads
 from .policy import UNSET, EntryPolicy, store_predicate
-from .portal import Portal
 from .primitives import SyncPrimitives
 from .stack import TierStack
 from .stats import FunctionStats, StatsReport

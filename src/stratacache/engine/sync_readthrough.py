@@ -22,10 +22,10 @@ from ..core.entry import Entry
 from ..core.errors import ConfigError
 from ..core.fleet import Invalidation, SyncFleetLock
 from ..core.loops import on_fork
+from ..core.portal import Portal, await_any
 from . import accounting
 from .loading import Loads, LockStep, locked_load, matches
 from .policy import EntryPolicy, Freshness
-from .portal import Portal, await_any
 from .stack_slots import Leases
 from .stats import FunctionStats
 from .sync_stack import SyncStack

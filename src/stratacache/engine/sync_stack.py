@@ -14,9 +14,9 @@ from typing import Any
 
 from ..core.entry import Entry
 from ..core.fleet import Invalidation
+from ..core.portal import Portal
 from . import plans, signals
 from .plans import Plan
-from .portal import Portal
 from .stack_slots import SYNC_NAMES, Leases, SlotView, TierSlot
 
 

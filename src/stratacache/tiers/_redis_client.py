@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
-import redis
-import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from ..fleet.connection import RedisConnection
 from . import _redis_scripts as rs
 
 T = TypeVar("T")
@@ -47,41 +47,29 @@ class _Side:
 
 
 def build_client(
-    url: str,
+    connection: RedisConnection,
     *,
     asynchronous: bool,
     options: dict[str, Any],
     retry: Retry | None,
-    cluster: bool,
-    sentinels: Sequence[tuple[str, int]] | None,
-    service_name: str | None,
     pool_timeout: float | None,
 ) -> Any:
-    """A redis-py client (sync or asyncio) for ``url``, a cluster or a Sentinel service.
+    """A redis-py client (sync or asyncio) on ``connection`` (one Redis, Cluster or Sentinel).
 
     The asyncio client gets no socket timeout: redis-py would wrap every send in
     ``asyncio.wait_for`` (a task per call, ~12% of a hit under load); the tier bounds
-    each call with one ``asyncio.timeout`` instead (a timer, no task).
+    each call with one ``asyncio.timeout`` instead (a timer, no task). Nothing connects
+    here (see ``RedisConnection``).
     """
     opts = dict(options)
     if asynchronous:
         opts["socket_timeout"] = None
-    mod: Any = aredis if asynchronous else redis
-    retry = retry or Retry(ExponentialBackoff(cap=0.05, base=0.005), 1)
-    if cluster:
-        return mod.RedisCluster.from_url(url, retry=retry, **opts)
-    if sentinels:
-        sentinel = mod.sentinel.Sentinel(
-            sentinels,
-            socket_timeout=opts["socket_timeout"],
-            socket_connect_timeout=opts["socket_connect_timeout"],
-        )
-        return sentinel.master_for(service_name, retry=retry, **opts)
-    if pool_timeout is None:
-        pool = mod.ConnectionPool.from_url(url, retry=retry, **opts)
-    else:
-        pool = mod.BlockingConnectionPool.from_url(url, timeout=pool_timeout, retry=retry, **opts)
-    return mod.Redis(connection_pool=pool)
+    if retry is None:
+        kind: Any = AsyncRetry if asynchronous else Retry
+        retry = kind(ExponentialBackoff(cap=0.05, base=0.005), 1)
+    return connection.client(
+        asynchronous=asynchronous, retry=retry, pool_timeout=pool_timeout, **opts
+    )
 
 
 def _pipeline(side: _Side, calls: Iterable[Call]) -> Any:

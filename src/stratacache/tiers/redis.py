@@ -33,6 +33,10 @@ from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, TierError
 from ..core.loops import PerLoop, abandon, on_fork
 from ..core.tier import TierContext
+from ..fleet.bus import RedisBus
+from ..fleet.connection import RedisConnection
+from ..fleet.hotkeys import HotKeys
+from ..fleet.lock import RedisLock
 from . import _redis_atomic as ra
 from . import _redis_scripts as rs
 from ._redis_client import (
@@ -71,8 +75,12 @@ class RedisTier:
             for a free connection (safer for tiny pools; costs ~10% per call in asyncio).
         name: name in stats and logs.
         cluster: connect with ``RedisCluster``.
+        startup_nodes: ``["host:port", ...]``: more Cluster startup nodes besides ``url``'s.
         sentinels: ``[(host, port), ...]`` of Redis Sentinels; needs ``service_name``.
         service_name: the Sentinel master name.
+        connection: a ``RedisConnection`` naming the Redis (instead of ``url``, ``cluster``,
+            ``startup_nodes``, ``sentinels`` and ``service_name``); the default bus and
+            fleet lock (``fleet_bus()``, ``fleet_lock()``) are built on the same one.
         max_value_size: bytes one stored entry may take (default: Redis's 512 MiB); a larger
             value is refused at ``set`` with ``SerializationError``.
     """
@@ -96,6 +104,8 @@ class RedisTier:
         sentinels: Sequence[tuple[str, int]] | None = None,
         service_name: str | None = None,
         max_value_size: int = MAX_REDIS_VALUE,
+        startup_nodes: Sequence[str | tuple[str, int]] | None = None,
+        connection: RedisConnection | None = None,
     ) -> None:
         ttl = check_optional("RedisTier ttl", ttl)
         self.max_value_size = check_value_size("RedisTier max_value_size", max_value_size)
@@ -106,13 +116,25 @@ class RedisTier:
         pool_timeout = check_optional("RedisTier pool_timeout", pool_timeout)
         if sentinels and not service_name:
             raise ConfigError("RedisTier with sentinels needs service_name")
+        if connection is None:
+            _check_url(url)
+            connection = RedisConnection(
+                url,
+                cluster=cluster,
+                startup_nodes=startup_nodes,
+                sentinels=sentinels,
+                service_name=service_name,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_connect_timeout,
+            )
+        #: where Redis is: shared with the default bus, fleet lock and hot keys
+        self.connection = connection
         if max_connections < 1:
             raise ConfigError(f"RedisTier max_connections must be >= 1, not {max_connections!r}")
-        _check_url(url)
         self.name = name
         self.ttl = ttl
-        self.url = url
-        self.cluster = cluster
+        self.url = connection.url
+        self.cluster = connection.cluster
         self.decode_errors = 0
         self._options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
@@ -122,21 +144,25 @@ class RedisTier:
         self._pool_timeout = pool_timeout
         self._op_timeout = socket_timeout
         self._retry = retry
-        self._sentinels = list(sentinels) if sentinels else None
-        self._service_name = service_name
         self._given = (client, sync_client)
         #: the async client of each event loop (redis-py asyncio clients are bound to one)
         self._sides: PerLoop[_Side] | None = None
         self._sync: _Side | None = _Side(sync_client) if sync_client is not None else None
         self._context = TierContext(namespace="")
-        self._names = rs.KeyNames("", cluster)
+        self._names = rs.KeyNames("", self.cluster)
         on_fork(self)
 
-    def fleet_options(self) -> dict[str, Any] | None:
-        """Where the default bus and fleet lock connect (None for Cluster/Sentinel: pass them)."""
-        if self.cluster or self._sentinels:
-            return None
-        return {"url": self.url, "client": self._given[0]}
+    def fleet_bus(self) -> RedisBus:
+        """A new invalidation bus on this tier's Redis (the cache's default bus)."""
+        return RedisBus(connection=self.connection, client=self._given[0])
+
+    def fleet_lock(self) -> RedisLock:
+        """A new fleet lock on this tier's Redis (the lock behind ``lock=True``)."""
+        return RedisLock(connection=self.connection, client=self._given[0])
+
+    def hot_keys(self, **options: Any) -> HotKeys:
+        """A new ``HotKeys`` publishing the fleet's hot set on this tier's Redis."""
+        return HotKeys(connection=self.connection, **options)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:
@@ -175,13 +201,10 @@ class RedisTier:
     def _build(self, asynchronous: bool) -> Any:
         """A client for ``url`` (or the cluster/sentinel it names) with our timeouts."""
         return build_client(
-            self.url,
+            self.connection,
             asynchronous=asynchronous,
             options=self._options,
             retry=self._retry,
-            cluster=self.cluster,
-            sentinels=self._sentinels,
-            service_name=self._service_name,
             pool_timeout=self._pool_timeout,
         )
 

@@ -24,7 +24,7 @@ from tests.waiting import poll, wait_until
 import stratacache as sc
 from stratacache.core.fleet import LockAttempt
 from stratacache.engine import signals
-from stratacache.engine.lock import RedisLock
+from stratacache.fleet.lock import RedisLock
 
 ROOT = Path(__file__).resolve().parents[2]
 # the worker processes run this file as a script: they need the package and tests.waiting

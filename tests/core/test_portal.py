@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from stratacache.core.errors import ConfigError
-from stratacache.engine.portal import Portal, await_any
+from stratacache.core.portal import Portal, await_any
 
 
 def test_run_returns_the_coroutine_result() -> None:

@@ -16,7 +16,7 @@ import redis
 from tests.waiting import poll
 
 import stratacache as sc
-from stratacache.engine.hotkeys import CountMinSketch, HotKeys, TopK
+from stratacache.fleet.hotkeys import CountMinSketch, HotKeys, TopK
 
 
 def test_sketch_never_underestimates() -> None:
@@ -47,7 +47,7 @@ def test_topk_finds_the_heavy_hitters_in_fixed_memory() -> None:
 
 _SKETCH_RUN = """
 import json, random
-from stratacache.engine.hotkeys import HotKeys
+from stratacache.fleet.hotkeys import HotKeys
 rng = random.Random(3)
 hot = HotKeys(k=16, width=256, depth=4)
 for i in range(5_000):

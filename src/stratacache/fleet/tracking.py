@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
+from ..core.errors import StratacacheError
 from ..core.fleet import Invalidation
 
 log = logging.getLogger("stratacache")
@@ -36,8 +36,8 @@ CHANNEL = "__redis__:invalidate"
 ORIGIN = "redis-tracking"
 
 
-class TrackingUnsupported(Exception):
-    """The server refused ``CLIENT ID`` / ``CLIENT TRACKING``."""
+class TrackingUnsupported(StratacacheError):
+    """The server refused ``CLIENT ID`` / ``CLIENT TRACKING`` (handled inside the tracker)."""
 
 
 class StateJoin:
@@ -74,7 +74,8 @@ class RedisTracker:
     """Turns Redis tracking invalidations for ``prefix`` into local ``Invalidation`` messages.
 
     Args:
-        client: a ``redis.asyncio.Redis`` whose connection settings are reused (its pool is not).
+        connect: builds a new plain ``redis.asyncio.Redis`` on the node to watch (called on
+            every (re)connect, so the node may change: a Sentinel failover); RESP2 is forced.
         prefix: the tracked key prefix (``{namespace}:``).
         on_message: the engine's handler for remote messages.
         on_state: called with ``True``/``False`` when the tracker comes up or goes down.
@@ -83,7 +84,7 @@ class RedisTracker:
 
     def __init__(
         self,
-        client: Any,
+        connect: Callable[..., Awaitable[Any]],
         prefix: str,
         on_message: Callable[[Invalidation], None],
         on_state: Callable[[bool], None],
@@ -93,13 +94,7 @@ class RedisTracker:
         reconnect_max: float,
         connect_timeout: float,
     ) -> None:
-        base = client.connection_pool
-        # RESP2 (the redirect target must be a pub/sub subscriber); no RESP3-only extras
-        kwargs = {k: v for k, v in base.connection_kwargs.items() if not k.startswith("maint_")}
-        kwargs["protocol"] = 2
-        pool = aredis.ConnectionPool(connection_class=base.connection_class, **kwargs)
-        self._client: Any = aredis.Redis(connection_pool=pool)
-        self._source = client
+        self._connect = connect
         self.prefix = prefix
         self.health_interval = health_interval
         self.reconnect_min = reconnect_min
@@ -132,18 +127,20 @@ class RedisTracker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._client.aclose()
-        await self._client.connection_pool.disconnect()
         self.connected = False
 
     # -- loop ------------------------------------------------------------------------------
     async def _run(self) -> None:
         delay = self.reconnect_min
         while True:
-            pubsub = self._client.pubsub()
+            client: Any = None
+            pubsub: Any = None
             tracking: Any = None
             try:
-                tracking = await self._client.connection_pool.get_connection()
+                # RESP2: the redirect target must be a pub/sub subscriber
+                client = await self._connect(protocol=2)
+                pubsub = client.pubsub()
+                tracking = await client.connection_pool.get_connection()
                 await asyncio.wait_for(self._enable(pubsub, tracking), self.connect_timeout)
                 self._set_state(True)
                 self._attempted.set()
@@ -164,11 +161,16 @@ class RedisTracker:
             finally:
                 self._attempted.set()
                 self.tracking_client_id = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
                 if tracking is not None:
                     with contextlib.suppress(Exception):
                         await tracking.disconnect()
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+                        await client.connection_pool.disconnect()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.reconnect_max)
 
@@ -248,16 +250,19 @@ async def _command(connection: Any, *args: Any) -> Any:
         raise TrackingUnsupported(str(exc)) from exc
 
 
-__all__ = ["RedisTracker", "StateJoin"]
-
-
 async def listen_with_health(
-    pubsub: Any, interval: float, deliver: Callable[[Any], None], what: str
+    pubsub: Any,
+    interval: float,
+    deliver: Callable[[Any], None],
+    what: str,
+    check: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
     """Hand every pub/sub message's data to ``deliver`` until the connection fails.
 
     A connection quiet for ``interval`` gets a PING; no reply within another ``interval``
-    raises ``ConnectionError`` (a half-open socket would otherwise go unnoticed).
+    raises ``ConnectionError`` (a half-open socket would otherwise go unnoticed). So does
+    a shard channel taken from us (``sunsubscribe``: its slot moved) and, when quiet, a
+    ``check`` that answers False (the node is no longer the one to listen on).
     """
     loop = asyncio.get_running_loop()
     last_heard = loop.time()
@@ -267,11 +272,19 @@ async def listen_with_health(
         now = loop.time()
         if reply is not None:
             last_heard, ping_sent = now, None
-            if reply["type"] == "message":
+            kind = reply["type"]
+            if kind in ("message", "smessage"):
                 deliver(reply["data"])
+            elif kind == "sunsubscribe":
+                raise ConnectionError(f"{what} moved to another node")
             continue
         if ping_sent is not None and now - ping_sent > interval:
             raise ConnectionError(f"no PONG on {what} within {interval}s")
         if ping_sent is None and now - last_heard >= interval:
+            if check is not None and not await check():
+                raise ConnectionError(f"{what}: the primary moved")
             await pubsub.ping()
             ping_sent = now
+
+
+__all__ = ["RedisTracker", "StateJoin", "TrackingUnsupported", "listen_with_health"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,7 +17,7 @@ from tests.waiting import poll
 import stratacache as sc
 from stratacache.core.fleet import Invalidation
 from stratacache.engine import signals
-from stratacache.engine.redis_bus import RedisBus, decode, encode
+from stratacache.fleet.bus import BusUnavailable, RedisBus, decode, encode
 
 
 def make_cache(
@@ -215,3 +219,67 @@ async def test_start_without_bus_serves_from_shared_tier(redis_url: str) -> None
         await cache.set("k", 1)
         assert await cache.get("k") == 1
         assert not l1_has(cache, "k")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["sigstop", "kill"])
+def test_writes_stay_fast_while_redis_is_unreachable(
+    redis_factory: Callable[..., Any], fault: str
+) -> None:
+    """Redis hung or killed, default bus: once the bus has noticed (and the other processes
+    surely have), set/delete/invalidate (async and sync) return within the tier's own
+    operation timeouts, and the invalidations wait in the replay queue."""
+    timeout = 0.25
+    server = redis_factory()
+    tier = sc.RedisTier(url=server.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    cache = sc.Cache(tiers=[sc.MemoryTier(), tier], namespace="ff" + uuid.uuid4().hex[:6])
+    durations: list[float] = []
+    first: list[float] = []
+
+    async def calls() -> None:
+        async with cache:
+            bus = cache.bus
+            assert isinstance(bus, RedisBus) and bus.connected
+            if fault == "sigstop":
+                os.kill(server.proc.pid, signal.SIGSTOP)
+            else:
+                server.stop()
+            try:
+                started = time.monotonic()
+                await cache.invalidate(keys=["first"])  # waits until others have noticed
+                first.append(time.monotonic() - started)
+                await poll(lambda: not bus.connected, what="the bus notices")
+                for i in range(6):
+                    for call in (
+                        lambda i=i: cache.set(f"k{i}", i),
+                        lambda i=i: cache.delete(f"k{i}"),
+                        lambda i=i: cache.invalidate(keys=[f"k{i}"], tags=["t"]),
+                    ):
+                        started = time.monotonic()
+                        await call()
+                        durations.append(time.monotonic() - started)
+                for i in range(3):
+                    for sync_call in (
+                        lambda i=i: cache.sync.set(f"s{i}", i),
+                        lambda i=i: cache.sync.delete(f"s{i}"),
+                        lambda i=i: cache.sync.invalidate(keys=[f"s{i}"]),
+                    ):
+                        started = time.monotonic()
+                        await asyncio.to_thread(sync_call)
+                        durations.append(time.monotonic() - started)
+                assert cache.replay.pending, "the invalidations wait for Redis"
+                started = time.monotonic()  # the bus itself: no connect attempt per publish
+                with pytest.raises(BusUnavailable):
+                    await bus.publish(Invalidation(keys=("x",)))
+                assert time.monotonic() - started < 0.05
+            finally:
+                if fault == "sigstop":
+                    os.kill(server.proc.pid, signal.SIGCONT)
+
+    asyncio.run(calls())
+    # the first waits at most 2 x health_interval (1 s) plus a publish timeout or two
+    assert first[0] <= 2 * 1.0 + 3 * timeout + 0.5, first
+    # before: ~4 s per call (publish connect attempts); now the shared tier's own attempts
+    # (a timeout per tier operation: an invalidation deletes keys and bumps tags) at most
+    assert max(durations) <= 3 * timeout + 0.5, durations
+    assert sorted(durations)[len(durations) // 2] <= 2 * timeout + 0.1, durations

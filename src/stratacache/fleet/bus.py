@@ -18,8 +18,10 @@ subscription lives as long as the bus, whatever happens to the event loops that
 use the cache: a loop that closes (``asyncio.run`` ends) takes nothing with it.
 Callbacks (``on_message``, ``on_state``) therefore run on the bus thread. If that
 thread's loop stops without ``close()``, the bus reports ``on_state(False)`` and
-starts a new reader thread. Publishing uses one client per calling event loop
-(``publish``) or a blocking client (``publish_sync``, for sync callers). In a
+starts a new reader thread. Publishing (``fleet.sender``) uses one client per
+calling event loop (``publish``) or a blocking client (``publish_sync``), and
+fails at once while the subscription is down or just after a failed publish
+(the engine keeps the message and replays it). In a
 child after ``fork`` every connection and the thread are forgotten (never
 shared with the parent); the engine restarts the bus on its next use.
 
@@ -27,9 +29,13 @@ The bus also keeps the namespace generation (``GenerationStore``) in Redis
 under ``{channel_prefix}:{namespace}:generation``; after every (re)subscribe it
 is re-read, so a flush missed while disconnected is still applied.
 
-With ``tracking=True`` a ``RedisTracker`` (``redis_tracking``) also has the
-server report every change of a key under ``{namespace}:`` (even by other
-programs); the bus reports connected only while both are up.
+On a Redis Cluster the channel is a shard channel (``SSUBSCRIBE`` on the
+primary owning its slot, ``SPUBLISH`` routed there); behind Sentinel the
+subscriber follows the primary the sentinels name (``fleet.topology``).
+
+With ``tracking=True`` a ``TrackingGroup`` (``fleet.tracking_group``) also has
+every primary report every change of a key under ``{namespace}:`` (even by
+other programs); the bus reports connected only while both are up.
 """
 
 from __future__ import annotations
@@ -41,67 +47,28 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-import redis
-import redis.asyncio as aredis
-import redis.retry
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.durations import check_duration
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StratacacheError
 from ..core.fleet import Invalidation
-from ..core.loops import PerLoop, abandon, on_fork
-from .portal import Portal
-from .redis_tracking import RedisTracker, StateJoin, listen_with_health
+from ..core.loops import on_fork
+from ..core.portal import Portal
+from .connection import RedisConnection
+from .sender import Sender
+from .topology import Node, Topology
+from .tracking import StateJoin, listen_with_health
+from .tracking_group import TrackingGroup
+from .wire import decode, encode
 
 log = logging.getLogger("stratacache")
-
-_FORMAT = 1  # first field of every message; a receiver treats other formats as "clear"
-
-
-def encode(message: Invalidation) -> bytes:
-    """The wire form of ``message`` (msgpack list; never pickle)."""
-    packed: bytes = msgpack.packb(
-        [
-            _FORMAT,
-            message.origin,
-            list(message.keys),
-            list(message.tags),
-            list(message.prefixes),
-            message.clear,
-            message.reason,
-            message.actor,
-            message.at,
-            message.generation,
-        ],
-        use_bin_type=True,
-    )
-    return packed
+_RETRY_EVERY = 0.05  # seconds between publish attempts while the bus is in trouble
 
 
-def decode(data: bytes) -> Invalidation:
-    """Parse a bus message; anything unreadable becomes a conservative *clear*."""
-    try:
-        fmt, origin, keys, tags, prefixes, clear, reason, actor, at, gen = msgpack.unpackb(
-            data, raw=False
-        )
-        if fmt != _FORMAT:
-            raise ValueError(f"unknown bus message format {fmt!r}")
-        return Invalidation(
-            keys=tuple(str(k) for k in keys),
-            tags=tuple(str(t) for t in tags),
-            prefixes=tuple(str(p) for p in prefixes),
-            clear=bool(clear),
-            reason=reason,
-            origin=str(origin),
-            actor=actor,
-            at=float(at),
-            generation=int(gen),
-        )
-    except Exception as exc:  # a message we cannot read may have been an invalidation
-        log.warning("stratacache: unreadable bus message, dropping local tiers: %r", exc)
-        return Invalidation(clear=True, reason="unreadable bus message")
+class BusUnavailable(StratacacheError):
+    """The bus cannot send now (disconnected, or a publish just failed); the engine replays."""
 
 
 class RedisBus:
@@ -109,8 +76,14 @@ class RedisBus:
 
     Args:
         url: Redis URL of the bus (may be the cache's Redis or a separate one).
-        client: an existing ``redis.asyncio.Redis`` used for publishing (from every event
-            loop, as is); the subscriber gets its own connection built from the same settings.
+        client: an existing ``redis.asyncio.Redis`` or ``RedisCluster`` used for publishing
+            (from every event loop, as is); subscribers get their own connections built from
+            the same settings.
+        connection: a ``RedisConnection`` (one Redis, Cluster or Sentinel) instead of ``url``;
+            ``RedisTier.fleet_bus()`` passes the tier's own.
+        publish_timeout: seconds a publish may take (default: the connection's
+            ``socket_timeout``, the tier's operation timeout); after a failure, or while the
+            subscription is down, publishes fail at once (the engine keeps and replays them).
         channel_prefix: channels are ``{channel_prefix}:{namespace}``.
         health_interval: seconds of silence after which the subscriber PINGs; no answer
             within another ``health_interval`` means the bus is down.
@@ -131,16 +104,26 @@ class RedisBus:
         reconnect_max: float = 1.0,
         connect_timeout: float = 1.0,
         tracking: bool = False,
+        connection: RedisConnection | None = None,
+        publish_timeout: float | None = None,
     ) -> None:
         health_interval = check_duration("RedisBus health_interval", health_interval)
         reconnect_min = check_duration("RedisBus reconnect_min", reconnect_min)
         reconnect_max = check_duration("RedisBus reconnect_max", reconnect_max)
         connect_timeout = check_duration("RedisBus connect_timeout", connect_timeout)
+        connection = connection or RedisConnection(url)
+        if publish_timeout is None:  # the tier's operation timeout, when built from its connection
+            publish_timeout = connection.socket_timeout
+        publish_timeout = check_duration("RedisBus publish_timeout", publish_timeout)
         if reconnect_max < reconnect_min:
             raise ConfigError("RedisBus reconnect_max must be >= reconnect_min")
         if not channel_prefix:
             raise ConfigError("RedisBus channel_prefix must not be empty")
-        self.url = url
+        self.connection = connection
+        self.url = self.connection.url
+        #: where subscribers connect and commands go (one Redis, Cluster or Sentinel)
+        self.topology = Topology(self.connection, client)
+        self.publish_timeout = publish_timeout
         self.channel_prefix = channel_prefix
         self.health_interval = health_interval
         self.reconnect_min = reconnect_min
@@ -148,19 +131,18 @@ class RedisBus:
         self.connect_timeout = connect_timeout
         self.tracking = tracking
         #: the client-side tracking companion while started with ``tracking=True``
-        self.tracker: RedisTracker | None = None
+        self.tracker: TrackingGroup | None = None
         #: True while subscribed; when False the engine bounds the age of what local tiers serve
         self.connected = False
         #: counters: messages applied, own echoes skipped, published, publish failures, drops
         self.received = 0
         self.echoes = 0
-        self.published = 0
         self.drops = 0
         self.channel = ""
         self._given = client
-        self._publishers: PerLoop[Any] = self._publisher_clients()
-        self._blocking: Any = None
-        self._subscriber: Any = None
+        self._sender = Sender(self.topology, publish_timeout)
+        self._trouble_since: float | None = None  # first failed publish or loss, unresolved
+        self._reader: Any = None  # the reader thread's own command client
         self._origin = ""
         self._gen_key = ""
         self._on_message: Callable[[Invalidation], None] = _ignore
@@ -201,25 +183,16 @@ class RedisBus:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(self._portal.submit(self._stop_reader()))
         self._portal.stop()
-        self._task = self.tracker = self._subscriber = None
-        publishers, self._publishers = self._publishers, self._publisher_clients()
-        current = publishers.pop_current()
-        publishers.clear()
-        if current is not None and self._given is None:
-            await current.aclose()
-        blocking, self._blocking = self._blocking, None
-        if blocking is not None:
-            blocking.close()
+        self._task = self.tracker = None
+        await self._sender.close()
         self.connected = False
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's thread and connections (never share them)."""
-        self._task = self.tracker = self._subscriber = self._attempted = None
+        self._task = self.tracker = self._attempted = self._reader = None
         self.connected = False
-        self._publishers.after_fork()
-        if self._given is not None:
-            abandon(self._given)
-        self._blocking = None
+        self._sender.after_fork()
+        self.topology.forget()
 
     # -- the reader thread -------------------------------------------------------------------
     async def _start_reader(self, restart: bool) -> None:
@@ -229,7 +202,9 @@ class RedisBus:
         on_message, on_state = self._user_on_message, self._user_on_state
         self._on_message, self._on_state = on_message, on_state
         self.connected = False
-        self._subscriber = self._subscriber_client()
+        self._reader = self.topology.own_commands(
+            socket_timeout=self.connect_timeout, socket_connect_timeout=self.connect_timeout
+        )
         join = StateJoin(on_state) if self.tracking else None
         if join is not None:
             self._on_state = join.bus
@@ -237,8 +212,9 @@ class RedisBus:
         self._task = asyncio.ensure_future(self._run())
         await self._attempted.wait()
         if join is not None:
-            self.tracker = RedisTracker(
-                self._subscriber_client(),
+            self.tracker = TrackingGroup(
+                self.topology,
+                self._reader,
                 f"{self.channel[len(self.channel_prefix) + 1 :]}:",
                 on_message,
                 join.tracker,
@@ -270,9 +246,11 @@ class RedisBus:
                 await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
-        if self._subscriber is not None:
-            await self._subscriber.aclose()
-            self._subscriber = None
+        await self.topology.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.aclose()
 
     def _reader_gone(self) -> None:
         """The bus thread's loop stopped without ``close()``: report the loss, start anew."""
@@ -283,119 +261,172 @@ class RedisBus:
         self._user_on_state(False)  # a repeated False is harmless; a missed one is not
         self._portal.submit(self._start_reader(restart=True))
 
-    def _subscriber_client(self) -> Any:
-        """A client for the subscription only: no silent reconnects, keepalive on."""
-        options: dict[str, Any] = {
-            "retry": Retry(NoBackoff(), 0),
-            "socket_keepalive": True,
-            "socket_connect_timeout": self.connect_timeout,
-            "socket_timeout": self.connect_timeout,
-        }
-        if self._given is None:
-            pool = aredis.ConnectionPool.from_url(self.url, **options)
-        else:
-            base = self._given.connection_pool
-            kwargs = {**base.connection_kwargs, **options}
-            pool = aredis.ConnectionPool(connection_class=base.connection_class, **kwargs)
-        return aredis.Redis(connection_pool=pool)
-
-    def _publisher_clients(self) -> PerLoop[Any]:
-        """The publishing client of each event loop (the caller's own client, if given)."""
-        given = self._given
-        if given is not None:
-            return PerLoop(lambda: given, _ignore)
-        return PerLoop(
-            lambda: aredis.Redis.from_url(
-                self.url,
-                socket_timeout=self.connect_timeout,
-                socket_connect_timeout=self.connect_timeout,
-                retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
-            ),
-            abandon,
+    def _subscriber_client(self, node: Node | None) -> Any:
+        """A client for one subscription on ``node``: no silent reconnects, keepalive on."""
+        return self.topology.subscriber(
+            node,
+            retry=Retry(NoBackoff(), 0),
+            socket_keepalive=True,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=self.connect_timeout,
         )
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
-        """Send ``message`` to every subscriber of the namespace (raises on failure)."""
-        if not self.channel:
-            raise RuntimeError("RedisBus.publish before start")
-        if not message.at:
-            message = _stamped(message)
-        await self._publishers.get().publish(self.channel, encode(message))
-        self.published += 1
+        """Send ``message`` to every subscriber of the namespace.
+
+        When Redis hangs (a publish times out, a PING goes unanswered), a publish keeps
+        trying and returns (raising) no earlier than ``2 * health_interval`` after the
+        first sign: by then every other process has noticed the loss too and serves only
+        entries younger than its staleness bound, so the caller never proceeds while they
+        still trust old copies. Otherwise (and after that) a publish while the bus is down
+        fails at once, until the bus is back.
+
+        Raises:
+            BusUnavailable: the bus is down (the engine keeps the message and replays it).
+            redis.RedisError: the publish failed.
+        """
+        while True:
+            error: Exception | None = self._unavailable()
+            if error is None:
+                try:
+                    await self._sender.publish(self.channel, message)
+                    return
+                except Exception as exc:
+                    self._troubled(exc)
+                    error = exc
+            wait = self._settle_wait()
+            if wait <= 0:
+                raise error
+            await asyncio.sleep(min(wait, _RETRY_EVERY))
 
     def publish_sync(self, message: Invalidation) -> None:
-        """``publish`` for sync callers: a blocking client, no event loop (raises on failure)."""
-        if not self.channel:
-            raise RuntimeError("RedisBus.publish before start")
+        """``publish`` for sync callers: a blocking client, no event loop (same rules)."""
         if self._given is not None:  # only the caller's asyncio client knows where to go
             self._portal.run(self.publish(message))
             return
-        if not message.at:
-            message = _stamped(message)
-        blocking = self._blocking
-        if blocking is None:
-            blocking = self._blocking = redis.Redis.from_url(
-                self.url,
-                socket_timeout=self.connect_timeout,
-                socket_connect_timeout=self.connect_timeout,
-                retry=redis.retry.Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
-            )
-        blocking.publish(self.channel, encode(message))
-        self.published += 1
+        while True:
+            error: Exception | None = self._unavailable()
+            if error is None:
+                try:
+                    self._sender.publish_sync(self.channel, message)
+                    return
+                except Exception as exc:
+                    self._troubled(exc)
+                    error = exc
+            wait = self._settle_wait()
+            if wait <= 0:
+                raise error
+            time.sleep(min(wait, _RETRY_EVERY))
+
+    @property
+    def published(self) -> int:
+        """Messages sent."""
+        return self._sender.published
+
+    def _unavailable(self) -> BusUnavailable | None:
+        if not self.channel:
+            return BusUnavailable("RedisBus.publish before start")
+        if not self.connected:
+            return BusUnavailable("the invalidation bus is disconnected")
+        return None
+
+    def _troubled(self, exc: BaseException) -> None:
+        """Note a sign that Redis hangs (a timeout, a missing PONG). A refused or reset
+        connection is not one: the other processes' subscriptions saw it at once."""
+        hung = isinstance(exc, TimeoutError | RedisTimeoutError) or "no PONG" in str(exc)
+        if hung and self._trouble_since is None:
+            self._trouble_since = time.monotonic()
+
+    def _settle_wait(self) -> float:
+        """Seconds until other processes have surely noticed the trouble (0: already)."""
+        since = self._trouble_since
+        if since is None:
+            return 0.0
+        return since + 2 * self.health_interval - time.monotonic()
 
     # -- generation store --------------------------------------------------------------------
     async def load_generation(self) -> int:
         """The namespace generation stored in Redis (0 when never flushed)."""
-        return int(await self._publishers.get().get(self._gen_key) or 0)
+        return int(await self._sender.client().get(self._gen_key) or 0)
 
     async def bump_generation(self) -> int:
         """INCR the namespace generation (never expires: a reset would revive old keys)."""
-        return int(await self._publishers.get().incr(self._gen_key))
+        return int(await self._sender.client().incr(self._gen_key))
 
     # -- reader ------------------------------------------------------------------------------
     async def _run(self) -> None:
         delay = self.reconnect_min
         while True:
-            pubsub = self._subscriber.pubsub()
+            client: Any = None
+            pubsub: Any = None
+            node: Node | None = None
             try:
+                node = await asyncio.wait_for(
+                    self.topology.node_for(self._reader, self.channel),
+                    self.connect_timeout,
+                )
+                client = self._subscriber_client(node)
+                pubsub = client.pubsub()
                 await self._subscribe(pubsub)
                 self._set_state(True)
                 self._first_attempt_done()
                 delay = self.reconnect_min
-                await self._listen(pubsub)
+                await self._listen(pubsub, node)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._troubled(exc)
                 if self.connected:
                     self.drops += 1
                     log.warning("stratacache: invalidation bus lost (%r)", exc)
+                else:
+                    log.debug("stratacache: invalidation bus connect failed (%r)", exc)
                 self._set_state(False)
             finally:
                 self._first_attempt_done()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+                        await client.connection_pool.disconnect()
             await asyncio.sleep(delay)  # backoff between reconnect attempts
             delay = min(delay * 2, self.reconnect_max)
 
     async def _subscribe(self, pubsub: Any) -> None:
         """Subscribe, wait for the confirmation, then catch up on the generation."""
+        sharded = self.topology.sharded
+        confirmation = "ssubscribe" if sharded else "subscribe"
 
         async def subscribe() -> int:
-            await pubsub.subscribe(self.channel)
+            if sharded:
+                await pubsub.ssubscribe(self.channel)
+            else:
+                await pubsub.subscribe(self.channel)
             while True:
                 reply = await pubsub.get_message(timeout=self.connect_timeout)
-                if reply is not None and reply["type"] == "subscribe":
-                    return await self.load_generation()
+                if reply is not None and reply["type"] == confirmation:
+                    return int(await self._reader.get(self._gen_key) or 0)
 
         generation = await asyncio.wait_for(subscribe(), self.connect_timeout)
         if generation:
             self._deliver(Invalidation(clear=True, generation=generation, reason="generation"))
 
-    async def _listen(self, pubsub: Any) -> None:
-        """Apply messages until the connection fails or stays silent past a PING."""
+    async def _listen(self, pubsub: Any, node: Node | None) -> None:
+        """Apply messages until the connection fails, stays silent past a PING, or the
+        primary moves (Sentinel) or the channel's slot does (Cluster)."""
+
+        async def current() -> bool:
+            return await asyncio.wait_for(self.topology.still_current(node), self.health_interval)
+
         await listen_with_health(
-            pubsub, self.health_interval, lambda data: self._deliver(decode(data)), "the bus"
+            pubsub,
+            self.health_interval,
+            lambda data: self._deliver(decode(data)),
+            "the bus",
+            check=current if node is not None else None,
         )
 
     def _deliver(self, message: Invalidation) -> None:
@@ -413,6 +444,8 @@ class RedisBus:
             self._attempted.set()
 
     def _set_state(self, connected: bool) -> None:
+        if connected:
+            self._trouble_since = None
         if connected != self.connected:
             self.connected = connected
             # the first outcome is reported by ``start``: the engine starts out trusting L1
@@ -420,14 +453,8 @@ class RedisBus:
                 self._on_state(connected)
 
 
-def _stamped(message: Invalidation) -> Invalidation:
-    from dataclasses import replace
-
-    return replace(message, at=time.time())
-
-
 def _ignore(*_: Any) -> None:
     return None
 
 
-__all__ = ["RedisBus", "decode", "encode"]
+__all__ = ["BusUnavailable", "RedisBus", "decode", "encode"]

@@ -13,9 +13,8 @@ waiter to retry takes over), polls with backoff while the subscription is down,
 and gives up after ``wait_timeout`` (the caller then loads the value itself).
 Synchronous callers get the same lock through blocking twins (``acquire_sync``,
 ``wait_sync``, ...) on a ``redis.Redis`` client and a pub/sub thread of their own
-(see ``engine.sync_lock``): the same scripts, keys and channels, so sync and async
-callers in different processes coordinate with each other. The engine uses
-redis-py directly: it never imports a tier.
+(see ``fleet.blocking_lock``): the same scripts, keys and channels, so sync and async
+callers in different processes coordinate with each other.
 """
 
 from __future__ import annotations
@@ -29,15 +28,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from ..core.durations import check_duration
 from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
+from .connection import RedisConnection
+from .topology import Topology
 
 if TYPE_CHECKING:
-    from .sync_lock import BlockingLock
+    from .blocking_lock import BlockingLock
 
 log = logging.getLogger("stratacache")
 
@@ -77,8 +77,10 @@ class RedisLock:
     """A ``FleetLock`` on Redis: ``SET NX PX`` with a random token, pub/sub wake-ups.
 
     Args:
-        url: Redis URL (ignored when ``client`` is given).
-        client: an existing ``redis.asyncio.Redis`` client.
+        url: Redis URL (ignored when ``client`` or ``connection`` is given).
+        client: an existing ``redis.asyncio.Redis`` or ``RedisCluster`` client.
+        connection: a ``RedisConnection`` (one Redis, Cluster or Sentinel) instead of ``url``;
+            ``RedisTier.fleet_lock()`` passes the tier's own.
         sync_client: an existing ``redis.Redis`` client for sync callers (default: one
             built from ``url``, or from ``client``'s connection options).
         lease: seconds a holder keeps the lock without renewing; a dead holder blocks
@@ -99,8 +101,12 @@ class RedisLock:
         renew: bool = True,
         wait_timeout: float = 30.0,
         prefix: str = "sc",
+        connection: RedisConnection | None = None,
     ) -> None:
-        self.url = url
+        self.connection = connection or RedisConnection(url)
+        self.url = self.connection.url
+        #: where commands go and the release listener subscribes
+        self.topology = Topology(self.connection, client)
         self.lease = check_duration("RedisLock lease", lease)
         self.renew = renew
         self.wait_timeout = check_duration("RedisLock wait_timeout", wait_timeout)
@@ -147,7 +153,7 @@ class RedisLock:
             if self._listener is not None:
                 return
             if self._client is None:
-                self._client = aredis.Redis.from_url(self.url, max_connections=64)
+                self._client = self.topology.commands(max_connections=64)
             for name, src in _SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
                 with contextlib.suppress(RedisError, OSError):  # else loaded on first use
@@ -170,6 +176,8 @@ class RedisLock:
             for fut in futures:
                 fut.cancel()
         self._waiters.clear()
+        with contextlib.suppress(Exception):
+            await self.topology.close()
         if self._client is not None and self._given is None:
             await self._client.aclose()
             self._client = None
@@ -187,6 +195,7 @@ class RedisLock:
         """Let go of the client, listener and waiters of another loop (or a parent process)."""
         self._listener = self._ready = self._start_lock = self._loop = None
         self._waiters.clear()
+        self.topology.forget()
         if self._given is None and self._client is not None:
             abandon(self._client)
             self._client = None
@@ -196,8 +205,13 @@ class RedisLock:
         pattern = self.channel("*")
         delay = _POLL_MIN
         while True:
-            pubsub = self._client.pubsub()
+            client: Any = None
+            pubsub: Any = None
             try:
+                # classic PUBLISH reaches every node of a Cluster: any primary will do
+                node = await self.topology.any_node(self._client)
+                client = self.topology.subscriber(node)
+                pubsub = client.pubsub()
                 await pubsub.psubscribe(pattern)
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
@@ -216,7 +230,11 @@ class RedisLock:
                 delay = min(delay * 2, 1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                    if client is not None:
+                        await client.aclose()
+                        await client.connection_pool.disconnect()
 
     def _on_release(self, channel: bytes, data: bytes) -> None:
         key = _text(channel)[len(self.channel("")) :]
@@ -321,7 +339,7 @@ class RedisLock:
     def blocking(self) -> BlockingLock:
         """The blocking side: a ``redis.Redis`` client and pub/sub thread of its own."""
         if self._blocking is None:
-            from .sync_lock import BlockingLock
+            from .blocking_lock import BlockingLock
 
             with self._blocking_lock:
                 if self._blocking is None:

@@ -1,14 +1,11 @@
-"""The fleet lock for synchronous callers: ``cache.sync`` and sync functions under ``lock=``.
+"""``RedisLock``'s blocking side, for synchronous callers (``cache.sync``, sync functions).
 
-``BlockingLock`` is ``RedisLock``'s blocking side: a ``redis.Redis`` client of its
-own (no event-loop hop per call) running the same Lua scripts on the same keys
-and channels, so a sync caller in one process and an async caller in another
+``BlockingLock`` has a ``redis.Redis`` client of its own (no event-loop hop per
+call) running the same Lua scripts on the same keys and channels as
+``RedisLock``, so a sync caller in one process and an async caller in another
 share one lock. One pattern subscription per lock, read by a daemon thread
 (``ReleaseListener``), wakes each waiting thread through a ``threading.Event``;
 while it is down, waiters poll the lock with backoff.
-
-The locked load itself (wait for the holder, or load under the lock) is
-``engine.loading.locked_load``, driven by ``engine.sync_readthrough``.
 """
 
 from __future__ import annotations
@@ -181,7 +178,10 @@ class BlockingLock:
             if self._listener is not None:
                 return
             if self._client is None:
-                self._client = blocking_client(self.owner.url, self._async_client)
+                if self._async_client is None:
+                    self._client = self.owner.connection.client(asynchronous=False)
+                else:
+                    self._client = blocking_client(self.owner.url, self._async_client)
             for name, src in _SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
                 with contextlib.suppress(RedisError, OSError):  # else loaded on first use

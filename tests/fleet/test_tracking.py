@@ -12,8 +12,8 @@ from tests.waiting import poll
 
 import stratacache as sc
 from stratacache.engine import signals
-from stratacache.engine.redis_bus import RedisBus
-from stratacache.engine.redis_tracking import RedisTracker
+from stratacache.fleet.bus import RedisBus
+from stratacache.fleet.tracking_group import TrackingGroup
 
 
 def make_cache(url: str, namespace: str, **bus_options: Any) -> sc.Cache:
@@ -24,9 +24,9 @@ def make_cache(url: str, namespace: str, **bus_options: Any) -> sc.Cache:
     )
 
 
-def tracker(cache: sc.Cache) -> RedisTracker:
+def tracker(cache: sc.Cache) -> TrackingGroup:
     bus: Any = cache.bus
-    assert isinstance(bus.tracker, RedisTracker)
+    assert isinstance(bus.tracker, TrackingGroup)
     return bus.tracker
 
 

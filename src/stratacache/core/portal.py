@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..core.errors import ConfigError
-from ..core.loops import on_fork
+from .errors import ConfigError
+from .loops import on_fork
 
 T = TypeVar("T")
 
