@@ -89,7 +89,7 @@ def test_every_front_door_name_is_in_the_api_reference(package: str) -> None:
 def _members(api: str, target: str) -> list[str]:
     """The ``members:`` list of the ``::: target`` block of docs/api.md."""
     block = api.split(f"::: {target}\n", 1)[1].split("\n\n", 1)[0]
-    listed = block.split("members:", 1)[1]
+    listed = block.split("members:", 1)[1].split("]", 1)[0]
     return [name.strip(" []\n") for name in listed.split(",")]
 
 
