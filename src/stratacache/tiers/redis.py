@@ -41,6 +41,7 @@ from ._redis_client import (
     _SHA,
     Call,
     Op,
+    Step,
     T,
     _evalsha_set,
     _pipeline,
@@ -49,6 +50,7 @@ from ._redis_client import (
     _timeout,
     build_client,
 )
+from ._redis_coalesce import ReadCoalescer
 
 
 class RedisTier:
@@ -78,6 +80,9 @@ class RedisTier:
     """
 
     shared = True
+    #: concurrent async ``get``s of one event loop go out as one MGET (see ``_redis_coalesce``)
+    coalesce = True
+    _coalescers: PerLoop[ReadCoalescer] | None = None
 
     def __init__(
         self,
@@ -155,6 +160,7 @@ class RedisTier:
     async def close(self) -> None:
         """Close this loop's async client; release those of other loops without their loops."""
         sides, self._sides = self._sides, None
+        self._coalescers = None
         if sides is not None:
             current = sides.pop_current()
             sides.clear()
@@ -166,6 +172,7 @@ class RedisTier:
 
     def after_fork(self) -> None:
         """In a forked child: never touch the parent's sockets; build new clients on first use."""
+        self._coalescers = None  # batches of the parent's loops are the parent's
         if self._sides is not None:
             self._sides.after_fork()
         if self._given[0] is not None:
@@ -234,7 +241,7 @@ class RedisTier:
     # -- operations (shared by both drivers) -------------------------------------------------
     def _get_op(self, key: str) -> Op[Entry | None]:
         if self.cluster:
-            found = yield from self._cluster_get_many_op([key])
+            found = yield from self._get_many_op([key])
             return found.get(key)
         prefix = self._names.tag_prefix
         raw = yield lambda s: s.c.evalsha(_SHA["get"], 1, key, prefix)
@@ -243,42 +250,53 @@ class RedisTier:
     def _get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
         if not keys:
             return {}
-        if self.cluster:
-            return (yield from self._cluster_get_many_op(keys))
-        prefix = self._names.tag_prefix
-        raws = yield lambda s: s.c.evalsha(_SHA["get_many"], len(keys), *keys, prefix)
-        found = {}
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is not None and (entry := self._load(raw, key)) is not None:
-                found[key] = entry
-        return found
+        keys = list(keys)
+        raws = yield self._mget_step(keys)
+        return (yield from self._fresh_op(keys, raws))
 
-    def _cluster_get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
-        """Cluster reads: MGET per slot, then one MGET of the tag counters the hits name."""
-        raws = yield lambda s: s.c.mget_nonatomic(list(keys))
-        parts: dict[str, tuple[bytes, list[Any]]] = {}
+    def _mget_step(self, keys: list[str]) -> Step:
+        """One MGET (per slot, pipelined per node, in cluster mode)."""
+        if self.cluster:
+            return lambda s: s.c.mget_nonatomic(keys)
+        return lambda s: s.c.mget(keys)
+
+    def _fresh_op(self, keys: Sequence[str], raws: Sequence[Any]) -> Op[dict[str, Entry]]:
+        """Entries of the stored values ``raws``; a tagged one only if its tag versions are current.
+
+        Untagged values decode at once; the tag counters that tagged ones name are read
+        in one more MGET and compared with the recorded versions (a missing counter, -1,
+        matches none: see ``_redis_scripts``).
+        """
+        found: dict[str, Entry] = {}
+        tagged: dict[str, tuple[bytes, list[Any]]] = {}
         tags: set[str] = set()
+        untagged = rs.UNTAGGED
         for key, raw in zip(keys, raws, strict=True):
             if raw is None:
+                continue
+            if raw[:1] == untagged:
+                entry = self._decode(raw[1:], key)
+                if entry is not None:
+                    found[key] = entry
                 continue
             try:
                 data, header = rs.split_stored(raw)
                 pairs = msgpack.unpackb(header, raw=False) if header is not None else []
-            except (DeserializationError, ValueError):
+                if type(pairs) is not list or len(pairs) % 2:
+                    raise ValueError("bad header")
+                recorded = pairs[0::2]
+                tags.update(recorded)
+            except (DeserializationError, ValueError, TypeError):
                 self.decode_errors += 1
                 continue
-            parts[key] = (data, pairs)
-            tags.update(pairs[0::2])
-        current: dict[str, int] = {}
-        if tags:
-            ordered = sorted(tags)
-            names = [self._names.tag(t) for t in ordered]
-            values = yield lambda s: s.c.mget(names)
-            # a missing version (-1) matches no recorded one: see _redis_scripts
-            current = {t: -1 if v is None else int(v) for t, v in zip(ordered, values, strict=True)}
-        found = {}
-        for key, (data, pairs) in parts.items():
-            if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=False)):
+            tagged[key] = (data, pairs)
+        if not tagged:
+            return found
+        ordered = sorted(tags)
+        values = yield self._mget_step([self._names.tag(t) for t in ordered])
+        current = {t: _version(v) for t, v in zip(ordered, values, strict=True)}
+        for key, (data, pairs) in tagged.items():
+            if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=True)):
                 entry = self._decode(data, key)
                 if entry is not None:
                     found[key] = entry
@@ -433,21 +451,41 @@ class RedisTier:
     # -- public async API --------------------------------------------------------------------
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         sides = self._sides
-        if self.cluster or sides is None or tags:
+        if sides is None or tags or (self.cluster and not self.coalesce):
             return await self._run("get", lambda: self._get_op(key))
-        # The hottest remote path, inlined: a plain GET. Only when the stored header says
-        # the entry is tagged (and the caller did not say so) is the tag check a second trip.
-        side = sides.get()
+        # The hottest remote path, inlined: a plain GET, or a place in the loop turn's MGET
+        # when other reads are in flight. Only when the stored header says the entry is
+        # tagged (and the caller did not say so) is the tag check a second trip.
         try:
-            async with _timeout(self._op_timeout):
-                raw = await side.c.get(key)
+            if self.coalesce:
+                coalescers = self._coalescers
+                if coalescers is None:
+                    coalescers = self._coalescers = PerLoop(ReadCoalescer, _drop)
+                raw = await coalescers.get().read(key, self._send_batch, self._get_alone)
+            else:
+                raw = await self._get_alone(key)
         except (RedisError, OSError, TimeoutError) as exc:
             raise TierError(self.name, "get", exc) from exc
         if raw is None:
             return None
-        if raw[:1] != rs.UNTAGGED:
-            return await self._run("get", lambda: self._get_op(key))
-        return self._decode(raw[1:], key)
+        if raw[:1] == rs.UNTAGGED:
+            return self._decode(raw[1:], key)
+        found = await self._run("get", lambda: self._fresh_op([key], [raw]))
+        return found.get(key)
+
+    async def _get_alone(self, key: str) -> Any:
+        """One GET (the uncoalesced read; driver errors are the caller's to translate)."""
+        side = self._sides.get()  # type: ignore[union-attr]
+        async with _timeout(self._op_timeout):
+            return await side.c.get(key)
+
+    async def _send_batch(self, keys: Sequence[str]) -> Any:
+        """One MGET of a coalesced batch (per slot, pipelined per node, on a cluster)."""
+        side = self._sides.get()  # type: ignore[union-attr]
+        async with _timeout(self._op_timeout):
+            if self.cluster:
+                return await side.c.mget_nonatomic(list(keys))
+            return await side.c.mget(keys)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
         return await self._run("get_many", lambda: self._get_many_op(keys))
@@ -554,12 +592,24 @@ def _check_url(url: object) -> None:
         raise ConfigError(f"RedisTier url has a bad port: {url!r} ({exc})") from exc
 
 
+def _version(value: bytes | None) -> int:
+    """A tag counter as an int: -1 when missing or unreadable (it then matches no entry)."""
+    try:
+        return -1 if value is None else int(value)
+    except ValueError:
+        return -1
+
+
 def _text(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else key
 
 
 def _keep(side: _Side) -> None:
     """A caller's client is the caller's to close."""
+
+
+def _drop(coalescer: ReadCoalescer) -> None:
+    """A loop's batches end with it: nothing to release."""
 
 
 def _abandon(side: _Side) -> None:
