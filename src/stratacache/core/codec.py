@@ -221,17 +221,27 @@ class EntryCodec:
             DeserializationError: the bytes are not an entry of ours (corrupt, foreign,
                 tampered, from another format or another signing/encryption key).
         """
-        if not isinstance(data, bytes):
+        if type(data) is not bytes and not isinstance(data, bytes):
             raise DeserializationError(f"stored data must be bytes, not {type(data).__name__}")
-        for envelope in reversed(self.envelopes):
-            data = envelope.open(data)
+        if self.envelopes:
+            for envelope in reversed(self.envelopes):
+                data = envelope.open(data)
         try:
             # one pass: with the stock serializer an inline value decodes with the metadata
-            fields = msgpack.unpackb(
+            (
+                fmt,
+                binding,
+                created,
+                expires,
+                refresh_after,
+                stale_until,
+                cost,
+                tags,
+                versions,
+                value,
+            ) = msgpack.unpackb(
                 data, raw=False, use_list=True, strict_map_key=False, ext_hook=self._ext_hook
             )
-            fmt, binding, created, expires, refresh_after, stale_until, *rest = fields
-            cost, tags, versions, value = rest
         except DeserializationError:
             raise
         except Exception as exc:

@@ -271,11 +271,13 @@ class RedisTier:
         tagged: dict[str, tuple[bytes, list[Any]]] = {}
         tags: set[str] = set()
         untagged = rs.UNTAGGED
+        now = self._context.clock.time()
+        decode = self._decode
         for key, raw in zip(keys, raws, strict=True):
             if raw is None:
                 continue
             if raw[:1] == untagged:
-                entry = self._decode(raw[1:], key)
+                entry = decode(raw[1:], key, now)
                 if entry is not None:
                     found[key] = entry
                 continue
@@ -440,13 +442,17 @@ class RedisTier:
             return None
         return self._decode(data, key)
 
-    def _decode(self, data: bytes, key: str) -> Entry | None:
+    def _decode(self, data: bytes, key: str, now: float | None = None) -> Entry | None:
+        """The live entry stored as ``data`` (None: gone, or not ours: counted)."""
         try:
             entry = self._context.codec.decode(data, key=key)
         except DeserializationError:
             self.decode_errors += 1
             return None
-        return None if entry.is_gone(self._context.clock.time()) else entry
+        end = entry.stale_until if entry.stale_until is not None else entry.expires
+        if end is None:
+            return entry
+        return entry if (self._context.clock.time() if now is None else now) < end else None
 
     # -- public async API --------------------------------------------------------------------
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
