@@ -34,6 +34,7 @@ from ..core.errors import ConfigError, DeserializationError, TierError
 from ..core.loops import PerLoop, abandon, on_fork
 from ..core.tier import TierContext
 from . import _redis_atomic as ra
+from . import _redis_batch as rb
 from . import _redis_scripts as rs
 from ._redis_client import (
     _SCAN_BATCH,
@@ -43,7 +44,6 @@ from ._redis_client import (
     Op,
     Step,
     T,
-    _evalsha_set,
     _pipeline,
     _scan,
     _Side,
@@ -82,6 +82,8 @@ class RedisTier:
     shared = True
     #: concurrent async ``get``s of one event loop go out as one MGET (see ``_redis_coalesce``)
     coalesce = True
+    #: entries of ``set_many``/``delete_many`` batches not written because a chunk failed
+    dropped_writes = 0
     _coalescers: PerLoop[ReadCoalescer] | None = None
 
     def __init__(
@@ -203,7 +205,8 @@ class RedisTier:
             try:
                 step = next(gen)
                 while True:
-                    async with _timeout(self._op_timeout):
+                    # a batch's chunk carries a budget that grows with its size
+                    async with _timeout(getattr(step, "budget", self._op_timeout)):
                         result = await step(side)
                     step = gen.send(result)
             except StopIteration as stop:
@@ -250,9 +253,7 @@ class RedisTier:
     def _get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
         if not keys:
             return {}
-        keys = list(keys)
-        raws = yield self._mget_step(keys)
-        return (yield from self._fresh_op(keys, raws))
+        return (yield from rb.get_many_op(self, keys))
 
     def _mget_step(self, keys: list[str]) -> Step:
         """One MGET (per slot, pipelined per node, in cluster mode)."""
@@ -374,35 +375,6 @@ class RedisTier:
         kv, epoch = (lease.key_version, lease.epoch) if lease else (b"", b"")
         return [len(keys), *keys, data, px, kv, epoch, prefix, len(tags), *tags, *versions]
 
-    def _set_many_op(self, entries: Mapping[str, Entry]) -> Op[None]:
-        calls: list[Call] = []
-        for key, entry in entries.items():
-            px = self._px(entry)
-            if px is None:
-                continue
-            data = self._context.codec.encode(entry, key=key)
-            calls += self._void_calls(key)
-            if not entry.tags:
-                calls.append(("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ())))
-            else:
-                args = yield from self._set_args(key, entry, None, data, px)
-                if args is not None and self.cluster:  # cluster pipelines refuse EVALSHA
-                    yield functools.partial(_evalsha_set, args=args)
-                elif args is not None:
-                    calls.append(("EVALSHA", _SHA["set"], *args))
-        if calls:
-            yield lambda s: _pipeline(s, calls)
-
-    def _delete_many_op(self, keys: Sequence[str]) -> Op[int]:
-        calls: list[Call] = []
-        for key in keys:
-            calls.append(("UNLINK", key))
-            calls += self._void_calls(key)
-        if not calls:
-            return 0
-        results = yield lambda s: _pipeline(s, calls)
-        return sum(int(r) for r in results[0::3])
-
     def _delete_prefix_op(self, prefix: str) -> Op[int]:
         # Epoch first: a load that began before this call may not write afterwards.
         epoch = self._names.epoch
@@ -416,13 +388,6 @@ class RedisTier:
             results = yield functools.partial(_pipeline, calls=calls)
             removed += sum(int(r) for r in results)
         return removed
-
-    def _invalidate_tags_op(self, tags: Sequence[str]) -> Op[None]:
-        tokens = dict.fromkeys(x for t in tags for x in self._context.codec.tag_tokens(t))
-        names = [self._names.tag(t) for t in tokens]
-        if names:
-            sha, marker = _SHA["invalidate_tags"], rs.MARKER_TTL_MS
-            yield lambda s: s.c.evalsha(sha, len(names), *names, marker)
 
     # -- helpers -----------------------------------------------------------------------------
     def _px(self, entry: Entry) -> int | None:
@@ -503,16 +468,26 @@ class RedisTier:
         return await self._run("set", lambda: self._set_op(key, entry, lease))
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
-        await self._run("set_many", lambda: self._set_many_op(entries))
+        progress = rb.Progress(len(entries))
+        try:
+            await self._run("set_many", lambda: rb.set_many_op(self, entries, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     async def delete_many(self, keys: Sequence[str]) -> int:
-        return await self._run("delete_many", lambda: self._delete_many_op(keys))
+        progress = rb.Progress(len(keys))
+        try:
+            return await self._run("delete_many", lambda: rb.delete_many_op(self, keys, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     async def delete_prefix(self, prefix: str) -> int:
         return await self._run("delete_prefix", lambda: self._delete_prefix_op(prefix))
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        await self._run("invalidate_tags", lambda: self._invalidate_tags_op(tags))
+        await self._run("invalidate_tags", lambda: rb.invalidate_tags_op(self, tags))
 
     async def clear(self) -> None:
         await self.delete_prefix(self._context.namespace + ":")
@@ -557,16 +532,26 @@ class RedisTier:
         return self._run_sync("set", lambda: self._set_op(key, entry, lease))
 
     def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
-        self._run_sync("set_many", lambda: self._set_many_op(entries))
+        progress = rb.Progress(len(entries))
+        try:
+            self._run_sync("set_many", lambda: rb.set_many_op(self, entries, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     def delete_many_sync(self, keys: Sequence[str]) -> int:
-        return self._run_sync("delete_many", lambda: self._delete_many_op(keys))
+        progress = rb.Progress(len(keys))
+        try:
+            return self._run_sync("delete_many", lambda: rb.delete_many_op(self, keys, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     def delete_prefix_sync(self, prefix: str) -> int:
         return self._run_sync("delete_prefix", lambda: self._delete_prefix_op(prefix))
 
     def invalidate_tags_sync(self, tags: Sequence[str]) -> None:
-        self._run_sync("invalidate_tags", lambda: self._invalidate_tags_op(tags))
+        self._run_sync("invalidate_tags", lambda: rb.invalidate_tags_op(self, tags))
 
     def clear_sync(self) -> None:
         self.delete_prefix_sync(self._context.namespace + ":")
