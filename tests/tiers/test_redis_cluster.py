@@ -123,3 +123,37 @@ async def test_cluster_set_many_of_10000_tagged_entries_is_stored_in_full(
     assert len(await tier.get_many(list(entries))) == 10_000 - 200
     await tier.close()
     raw.close()
+
+
+def test_cluster_bookkeeping_keys_spread_over_slots() -> None:
+    """On a cluster, tag counters and epoch shards of one namespace use many slots."""
+    from redis.crc import key_slot
+
+    from stratacache.tiers import _redis_scripts as rs
+
+    names = rs.KeyNames("shop", cluster=True)
+    tag_slots = {key_slot(names.tag(f"user:{i}").encode()) for i in range(100)}
+    epoch_slots = {key_slot(e.encode()) for e in names.epochs}
+    assert len(tag_slots) > 90 and len(epoch_slots) == rs.EPOCH_SHARDS
+    entry_epochs = {names.epoch_of(f"shop:k{i}") for i in range(1000)}
+    assert entry_epochs == set(names.epochs)  # entries spread over every shard
+    single = rs.KeyNames("shop", cluster=False)
+    assert single.tag("t") == single.tag_prefix + "t" and single.epochs == [single.epoch]
+
+
+async def test_cluster_clear_voids_leases_on_every_epoch_shard(cluster_url: str) -> None:
+    """After clear(), a lease taken before it cannot store, whatever the key's shard."""
+    import time
+
+    from stratacache.core.entry import Entry
+    from stratacache.core.tier import TierContext
+
+    tier = RedisTier(cluster_url, cluster=True, socket_timeout=5)
+    await tier.start(TierContext("shop"))
+    keys = [f"shop:l{i}" for i in range(40)]
+    leases = {k: await tier.lease(k, ["t"]) for k in keys}
+    await tier.clear()
+    stored = [await tier.set(k, Entry(1, time.time(), tags=("t",)), leases[k]) for k in keys]
+    assert not any(stored)
+    assert await tier.get_many(keys) == {}
+    await tier.close()

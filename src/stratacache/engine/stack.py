@@ -424,7 +424,7 @@ class TierStack:
         for index, slot in enumerate(self.slots):
             data = slot.stats.as_dict(fast_hits if index == 0 else 0)
             data.update(slot.breaker.as_dict())
-            for extra in ("evictions", "decode_errors"):
+            for extra in ("evictions", "decode_errors", "dropped_writes"):
                 if hasattr(slot.tier, extra):
                     data[extra] = getattr(slot.tier, extra)
             if hasattr(slot.tier, "__len__"):

@@ -9,9 +9,9 @@ the batch's total budget grows with the batch. The first chunk that fails stops 
 batch: the entries not stored are added to the tier's ``dropped_writes`` and the call
 raises ``TierError`` (counted and logged by the engine), never a silent drop.
 
-A tagged ``set_many`` on a cluster reads/creates every tag version of a chunk in one
-script call (not two trips per entry), then writes the entries, headers built here,
-as plain SETs in one pipeline.
+A tagged ``set_many`` on a cluster first reads (or creates) every tag version the batch
+names, one script call per slot pipelined per node (not two trips per entry), then
+writes the entries, headers built here, as plain SETs pipelined per chunk.
 """
 
 from __future__ import annotations
@@ -82,28 +82,25 @@ def get_many_op(tier: RedisTier, keys: Sequence[str]) -> Op[dict[str, Entry]]:
 def set_many_op(tier: RedisTier, entries: Mapping[str, Entry], progress: Progress) -> Op[None]:
     """Store ``entries`` chunk by chunk (see the module docstring)."""
     items: list[tuple[str, Entry, bytes, int]] = []
-    codec, names = tier._context.codec, tier._names
+    codec = tier._context.codec
     for key, entry in entries.items():
         px = tier._px(entry)
         if px is None:
             progress.done += 1  # already past its end: nothing worth storing
             continue
         items.append((key, entry, codec.encode(entry, key=key), px))
+    versions: dict[str, bytes] = {}
+    if tier.cluster:  # every tag version of the batch, read (or created) up front
+        tokens = sorted({codec.tag_token(t) for _, e, _, _ in items for t in e.tags})
+        pxs = [px for _, e, _, px in items if e.tags]
+        px_max = 0 if 0 in pxs else max(pxs, default=0)
+        for i in range(0, len(tokens), CHUNK_ENTRIES):
+            part = tokens[i : i + CHUNK_ENTRIES]
+            found = yield from tier._ensure_tags_op(part, px_max)
+            for token, current in zip(part, found[1:], strict=True):
+                versions[token] = b"1" if current == b"0" else current  # created at 1
     for part in chunks([len(data) + len(key) for key, _, data, _ in items]):
         chunk = [items[i] for i in part]
-        versions: dict[str, bytes] = {}
-        if tier.cluster:
-            tokens = sorted({codec.tag_token(t) for _, e, _, _ in chunk for t in e.tags})
-            if tokens:
-                pxs = [px for _, e, _, px in chunk if e.tags]
-                px_max = 0 if 0 in pxs else max(pxs)
-                tag_keys = [names.epoch, *[names.tag(t) for t in tokens]]
-                found = yield functools.partial(
-                    _script, name="ensure_tags", keys=tag_keys, args=[px_max]
-                )
-                for token, value in zip(tokens, found[1:], strict=True):
-                    current = value if isinstance(value, bytes) else str(value).encode()
-                    versions[token] = b"1" if current == b"0" else current  # created at 1
         calls: list[Call] = []
         nbytes = 0
         for key, entry, data, px in chunk:

@@ -309,11 +309,8 @@ class RedisTier:
         names = self._names
         tags = [self._context.codec.tag_token(t) for t in tags]  # keyed digests under encryption
         tag_keys = [names.tag(t) for t in tags]
-        if self.cluster:
-            kv = yield lambda s: s.c.get(names.key_version(key))
-            values = yield lambda s: s.c.mget([names.epoch, *tag_keys])
-        else:
-            kv, *values = yield lambda s: s.c.mget([names.key_version(key), names.epoch, *tag_keys])
+        wanted = [names.key_version(key), names.epoch_of(key), *tag_keys]
+        kv, *values = yield self._mget_step(wanted)  # per slot, pipelined per node, on a cluster
         return rs.RedisLease(
             key, kv or b"0", values[0] or b"0", tuple(tags), tuple(v or b"0" for v in values[1:])
         )
@@ -357,9 +354,7 @@ class RedisTier:
         keys = [key, names.key_version(key)]
         prefix = names.tag_prefix
         if self.cluster:
-            tag_keys = [names.epoch, *[names.tag(t) for t in tags]]
-            found = yield lambda s: s.c.evalsha(_SHA["ensure_tags"], len(tag_keys), *tag_keys, px)
-            current = [v if isinstance(v, bytes) else str(v).encode() for v in found]
+            current = yield from self._ensure_tags_op(tags, px, key)
             if lease is not None and (
                 current[0] != lease.epoch
                 or any(
@@ -375,10 +370,40 @@ class RedisTier:
         kv, epoch = (lease.key_version, lease.epoch) if lease else (b"", b"")
         return [len(keys), *keys, data, px, kv, epoch, prefix, len(tags), *tags, *versions]
 
+    def _ensure_tags_op(
+        self, tokens: Sequence[str], px: int, key: str | None = None
+    ) -> Op[list[bytes]]:
+        """``[epoch of key, *versions]`` as found (``b"0"``: missing, now created at 1).
+
+        Missing tag versions are created and every version's TTL is stretched to ``px``
+        (see ``_redis_scripts``); without ``key`` the epoch is not read (``b"0"``). On a
+        cluster the counters live in many slots: one script call per slot, pipelined.
+        """
+        names = self._names
+        tag_keys = [names.tag(t) for t in tokens]
+        if not self.cluster:
+            wanted = [names.epoch, *tag_keys]
+            found = yield lambda s: s.c.evalsha(_SHA["ensure_tags"], len(wanted), *wanted, px)
+            return [_bytes(v) for v in found]
+        groups = rs.slot_groups(tag_keys)
+        calls: list[Call] = [("GET", names.epoch_of(key))] if key is not None else []
+        for group in groups:
+            part = [tag_keys[i] for i in group]
+            # the script reads KEYS[1] as the epoch: the group's first counter stands in
+            calls.append(("EVALSHA", _SHA["ensure_tags"], len(part) + 1, part[0], *part, px))
+        results = yield lambda s: _pipeline(s, calls)
+        out = [_bytes(results[0] or b"0") if key is not None else b"0"] + [b"0"] * len(tokens)
+        for group, found in zip(groups, results[len(calls) - len(groups) :], strict=True):
+            for i, value in zip(group, found[1:], strict=True):
+                out[1 + i] = _bytes(value)
+        return out
+
     def _delete_prefix_op(self, prefix: str) -> Op[int]:
         # Epoch first: a load that began before this call may not write afterwards.
-        epoch = self._names.epoch
-        yield lambda s: _pipeline(s, [("INCR", epoch), ("PEXPIRE", epoch, rs.MARKER_TTL_MS)])
+        bump: list[Call] = []
+        for epoch in self._names.epochs:
+            bump += [("INCR", epoch), ("PEXPIRE", epoch, rs.MARKER_TTL_MS)]
+        yield lambda s: _pipeline(s, bump)
         pattern = rs.glob_escape(prefix) + "*"
         keys = yield lambda s: _scan(s, pattern)
         removed = 0
@@ -581,6 +606,11 @@ def _check_url(url: object) -> None:
         parts.port  # noqa: B018  (raises ValueError when out of range)
     except ValueError as exc:
         raise ConfigError(f"RedisTier url has a bad port: {url!r} ({exc})") from exc
+
+
+def _bytes(value: Any) -> bytes:
+    """A script's reply item as bytes (integers come back as ints)."""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _version(value: bytes | None) -> int:
