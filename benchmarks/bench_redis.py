@@ -153,9 +153,7 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
     await cache.start()
     counting_pool = aredis.ConnectionPool.from_url(url, connection_class=CountingConnection)
     counting = aredis.Redis(connection_pool=counting_pool)
-    counted = sc.Cache(
-        [sc.RedisTier(url=url, client=counting)], namespace=f"bench{run}", bus=False
-    )
+    counted = sc.Cache([sc.RedisTier(url=url, client=counting)], namespace=f"bench{run}", bus=False)
     await counted.start()
     await cache.set_many({k: VALUE for k in keys}, ttl=3600)
 

@@ -95,9 +95,9 @@ def set_many_op(tier: RedisTier, entries: Mapping[str, Entry], progress: Progres
         pxs = [px for _, e, _, px in items if e.tags]
         px_max = 0 if 0 in pxs else max(pxs, default=0)
         for i in range(0, len(tokens), CHUNK_ENTRIES):
-            part = tokens[i : i + CHUNK_ENTRIES]
-            found = yield from tier._ensure_tags_op(part, px_max)
-            for token, current in zip(part, found[1:], strict=True):
+            some = tokens[i : i + CHUNK_ENTRIES]
+            found = yield from tier._ensure_tags_op(some, px_max)
+            for token, current in zip(some, found[1:], strict=True):
                 versions[token] = b"1" if current == b"0" else current  # created at 1
     for part in chunks([len(data) + len(key) for key, _, data, _ in items]):
         chunk = [items[i] for i in part]
