@@ -13,6 +13,7 @@ from time import perf_counter
 from typing import Any, TypeVar
 
 from ..core.entry import Entry
+from ..core.errors import NodeDownError
 from ..core.fleet import Invalidation
 from ..core.tier import Tier, TierContext
 from . import degradation, signals
@@ -99,7 +100,8 @@ class TierStack:
 
     def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
         slot.stats.errors += 1
-        slot.breaker.failure()
+        if not isinstance(exc, NodeDownError):  # one cluster node down: a miss, not a tier failure
+            slot.breaker.failure()
         self._on_error(slot.name, operation, exc)
 
     async def call(self, slot: TierSlot, operation: str, op: Awaitable[T], fallback: T) -> T:
@@ -424,7 +426,7 @@ class TierStack:
         for index, slot in enumerate(self.slots):
             data = slot.stats.as_dict(fast_hits if index == 0 else 0)
             data.update(slot.breaker.as_dict())
-            for extra in ("evictions", "decode_errors", "dropped_writes"):
+            for extra in ("evictions", "decode_errors", "dropped_writes", "node_errors"):
                 if hasattr(slot.tier, extra):
                     data[extra] = getattr(slot.tier, extra)
             if hasattr(slot.tier, "__len__"):

@@ -35,6 +35,7 @@ from ..core.loops import PerLoop, abandon, on_fork
 from ..core.tier import TierContext
 from . import _redis_atomic as ra
 from . import _redis_batch as rb
+from . import _redis_nodes as rn
 from . import _redis_scripts as rs
 from ._redis_client import (
     _SCAN_BATCH,
@@ -84,6 +85,9 @@ class RedisTier:
     coalesce = True
     #: entries of ``set_many``/``delete_many`` batches not written because a chunk failed
     dropped_writes = 0
+    #: cluster calls of which one node's part failed while other nodes answered
+    node_errors = 0
+    _nodes: rn.NodeHealth | None = None
     _coalescers: PerLoop[ReadCoalescer] | None = None
 
     def __init__(
@@ -415,6 +419,13 @@ class RedisTier:
         return removed
 
     # -- helpers -----------------------------------------------------------------------------
+    def _health(self) -> rn.NodeHealth:
+        """The per-node breakers of a cluster tier (see ``_redis_nodes``)."""
+        nodes = self._nodes
+        if nodes is None:
+            nodes = self._nodes = rn.NodeHealth()
+        return nodes
+
     def _px(self, entry: Entry) -> int | None:
         """Physical TTL in ms (0: none), or None when the entry is already past its end."""
         remaining = entry.keep_for(self._context.clock.time(), self.ttl)
@@ -446,6 +457,11 @@ class RedisTier:
 
     # -- public async API --------------------------------------------------------------------
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
+        if self.cluster:
+            return await rn.guarded(self, key, "get", self._get(key, tags))
+        return await self._get(key, tags)
+
+    async def _get(self, key: str, tags: Sequence[str] | None) -> Entry | None:
         sides = self._sides
         if sides is None or tags or (self.cluster and not self.coalesce):
             return await self._run("get", lambda: self._get_op(key))
@@ -464,6 +480,8 @@ class RedisTier:
             raise TierError(self.name, "get", exc) from exc
         if raw is None:
             return None
+        if isinstance(raw, Exception):  # its node's part of a cluster batch failed
+            raise TierError(self.name, "get", raw) from raw
         if raw[:1] == rs.UNTAGGED:
             return self._decode(raw[1:], key)
         found = await self._run("get", lambda: self._fresh_op([key], [raw]))
@@ -478,19 +496,22 @@ class RedisTier:
     async def _send_batch(self, keys: Sequence[str]) -> Any:
         """One MGET of a coalesced batch (per slot, pipelined per node, on a cluster)."""
         side = self._sides.get()  # type: ignore[union-attr]
+        if self.cluster:  # per node: a failing node fails only its own keys' reads
+            return await rn.send_batch(self, side.c, keys)
         async with _timeout(self._op_timeout):
-            if self.cluster:
-                return await side.c.mget_nonatomic(list(keys))
             return await side.c.mget(keys)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        if self.cluster and self._sides is not None:
+            return await rn.get_many(self, keys)
         return await self._run("get_many", lambda: self._get_many_op(keys))
 
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
         return await self._run("lease", lambda: self._lease_op(key, tags))
 
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
-        return await self._run("set", lambda: self._set_op(key, entry, lease))
+        call = self._run("set", lambda: self._set_op(key, entry, lease))
+        return await (rn.guarded(self, key, "set", call) if self.cluster else call)
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
         progress = rb.Progress(len(entries))
@@ -535,7 +556,10 @@ class RedisTier:
     # -- public sync API ---------------------------------------------------------------------
     def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         side = self._sync
-        if self.cluster or side is None or tags:
+        if self.cluster:
+            op = functools.partial(self._run_sync, "get", lambda: self._get_op(key))
+            return rn.guarded_sync(self, key, "get", op)
+        if side is None or tags:
             return self._run_sync("get", lambda: self._get_op(key))
         try:
             raw = side.c.get(key)
@@ -548,13 +572,16 @@ class RedisTier:
         return self._decode(raw[1:], key)
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
+        if self.cluster and self._sync is not None:
+            return rn.get_many_sync(self, keys)
         return self._run_sync("get_many", lambda: self._get_many_op(keys))
 
     def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
         return self._run_sync("lease", lambda: self._lease_op(key, tags))
 
     def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
-        return self._run_sync("set", lambda: self._set_op(key, entry, lease))
+        op = functools.partial(self._run_sync, "set", lambda: self._set_op(key, entry, lease))
+        return rn.guarded_sync(self, key, "set", op) if self.cluster else op()
 
     def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
         progress = rb.Progress(len(entries))
