@@ -193,3 +193,28 @@ def test_a_bad_url_is_refused_at_construction(url: str) -> None:
     """A URL redis-py would only refuse when connecting (inside a call) is a ConfigError here."""
     with pytest.raises(sc.ConfigError, match="RedisTier url"):
         sc.RedisTier(url=url)
+
+
+async def test_get_many_checks_tags_in_either_mode(tier: RedisTier, clock: ManualClock) -> None:
+    """get_many answers alike whether it checks tags client-side (MGET) or in the script."""
+    keys = [f"shop:g{i}" for i in range(10)]
+    await tier.set_many(
+        {
+            k: Entry(i, clock.time(), tags=(f"t{i % 2}",) if i < 6 else ())
+            for i, k in enumerate(keys)
+        }
+    )
+    for expect_tags in (False, True, False, True):
+        tier._expect_tags = expect_tags
+        assert {k: e.value for k, e in (await tier.get_many(keys)).items()} == {
+            k: i for i, k in enumerate(keys)
+        }
+    assert tier._expect_tags  # the batch held tagged entries: the next one runs the script
+    await tier.invalidate_tags(["t0"])
+    for expect_tags in (False, True):
+        tier._expect_tags = expect_tags
+        got = await tier.get_many(keys)
+        assert sorted(got) == sorted(k for i, k in enumerate(keys) if i >= 6 or i % 2)
+    await tier.delete_many(keys[:6])
+    await tier.get_many(keys)
+    assert not tier._expect_tags  # none tagged any more: back to a plain MGET

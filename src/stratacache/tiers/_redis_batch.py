@@ -67,8 +67,28 @@ def chunks(sizes: Sequence[int]) -> Iterator[range]:
 
 
 def get_many_op(tier: RedisTier, keys: Sequence[str]) -> Op[dict[str, Entry]]:
-    """MGET in chunks of ``CHUNK_KEYS`` keys, then the tag check of the tagged hits."""
+    """MGET in chunks of ``CHUNK_KEYS`` keys, then the tag check of the tagged hits.
+
+    On one Redis, once a batch met tagged entries, the next ones run the get_many script
+    instead (the tag check server-side: one round trip, at a higher cost per key) until
+    a batch meets none: each batch costs one round trip whichever kind it mostly holds.
+    """
     keys = list(keys)
+    if len(keys) <= CHUNK_KEYS and tier._expect_tags and not tier.cluster:
+        prefix = tier._names.tag_prefix
+        raws = yield lambda s: s.c.evalsha(_SHA["get_many"], len(keys), *keys, prefix)
+        found: dict[str, Entry] = {}
+        tagged = False
+        now = tier._context.clock.time()
+        for key, raw in zip(keys, raws, strict=True):
+            if raw is None:
+                continue
+            tagged = tagged or raw[:1] != rs.UNTAGGED
+            entry = tier._load(raw, key, now)
+            if entry is not None:
+                found[key] = entry
+        tier._expect_tags = tagged
+        return found
     if len(keys) <= CHUNK_KEYS:
         raws = yield tier._mget_step(keys)
         return (yield from tier._fresh_op(keys, raws))

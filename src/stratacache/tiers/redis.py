@@ -5,13 +5,16 @@ receives their results; a blocking driver runs it on a ``redis.Redis`` client
 (no event-loop hop for sync callers) and an async driver on a
 ``redis.asyncio`` client. Driver errors become ``TierError``.
 
-Costs: a hit is one EVALSHA (the script compares the entry's recorded tag
-versions with the current ones server-side); ``get_many`` is one EVALSHA;
-``set_many``/``delete_many``/``invalidate_tags`` are one pipeline each;
-``invalidate_tags`` is one INCR per tag, whatever the number of entries.
-In cluster mode the tag check cannot run in the entry's slot, so a tagged
-hit costs a second MGET (all tag counters share one slot), and a leased set
-checks tag versions and the epoch just before its atomic key-version check.
+Costs: a hit is one GET; ``get_many`` is one MGET; a ``get`` of an entry that
+carries tags (unless the caller names them, then one EVALSHA does both) costs one
+more MGET of its tag counters, compared client-side; ``get_many`` switches to the
+get_many script (one EVALSHA) while the batches it meets hold tagged entries. Concurrent async ``get``s of one event loop
+are coalesced into one MGET per loop turn (``_redis_coalesce``; ``coalesce = False``
+turns it off). ``set_many``/``delete_many``/``invalidate_tags`` go out in bounded,
+pipelined chunks (``_redis_batch``); ``invalidate_tags`` is one INCR per tag, whatever
+the number of entries. On a cluster, tag counters and the epoch are spread over slots,
+multi-key reads are split per slot and pipelined per node, and each node has its own
+breaker (``_redis_nodes``): a dead primary costs only the keys it holds.
 Layout and bookkeeping keys are described in ``_redis_scripts``.
 """
 
@@ -78,6 +81,14 @@ class RedisTier:
         service_name: the Sentinel master name.
         max_value_size: bytes one stored entry may take (default: Redis's 512 MiB); a larger
             value is refused at ``set`` with ``SerializationError``.
+
+    Attributes:
+        coalesce: concurrent async ``get``s of one event loop ride one MGET (default True;
+            set to False on the instance to send each alone).
+        dropped_writes: entries of ``set_many``/``delete_many`` not written because a chunk
+            failed (the call also raised ``TierError``); shown in ``cache.stats()``.
+        node_errors: cluster reads of which one node's part failed while others answered
+            (those keys were misses); shown in ``cache.stats()``.
     """
 
     shared = True
@@ -88,6 +99,7 @@ class RedisTier:
     #: cluster calls of which one node's part failed while other nodes answered
     node_errors = 0
     _nodes: rn.NodeHealth | None = None
+    _expect_tags = False
     _coalescers: PerLoop[ReadCoalescer] | None = None
 
     def __init__(
@@ -299,6 +311,7 @@ class RedisTier:
             tagged[key] = (data, pairs)
         if not tagged:
             return found
+        self._expect_tags = True  # see ``_redis_batch.get_many_op``
         ordered = sorted(tags)
         values = yield self._mget_step([self._names.tag(t) for t in ordered])
         current = {t: _version(v) for t, v in zip(ordered, values, strict=True)}
@@ -435,13 +448,13 @@ class RedisTier:
             return None
         return max(1, math.ceil(remaining * 1000))
 
-    def _load(self, raw: bytes, key: str) -> Entry | None:
+    def _load(self, raw: bytes, key: str, now: float | None = None) -> Entry | None:
         try:
             data, _ = rs.split_stored(raw)
         except DeserializationError:
             self.decode_errors += 1
             return None
-        return self._decode(data, key)
+        return self._decode(data, key, now)
 
     def _decode(self, data: bytes, key: str, now: float | None = None) -> Entry | None:
         """The live entry stored as ``data`` (None: gone, or not ours: counted)."""
