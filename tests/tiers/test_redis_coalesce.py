@@ -235,3 +235,48 @@ async def test_no_stale_set_under_coalesced_reads(redis_url: str) -> None:
         assert await load == "old"  # the caller gets what it loaded ...
         got = await asyncio.gather(*(cache.get("k") for _ in range(32)))
         assert got == ["newer"] * 32  # ... but it was not stored over the newer value
+
+
+async def test_multi_key_reads_join_a_batch_and_can_be_cancelled() -> None:
+    """read_keys shares the loop turn's batch with single reads; cancelling one leaves the rest."""
+    coalescer = ReadCoalescer()
+    gate = _Gate()
+    first = asyncio.ensure_future(coalescer.read("a", gate.send, gate.alone))
+    await _settle()
+    leader = asyncio.ensure_future(coalescer.read("b", gate.send, gate.alone))
+    many = asyncio.ensure_future(coalescer.read_keys(["b", "c", "d"], gate.send))
+    dropped = asyncio.ensure_future(coalescer.read_keys(["c", "e"], gate.send))
+    await _settle()
+    assert gate.batches[1] == ["b", "c", "d", "e"]
+    dropped.cancel()
+    gate.release.set()
+    assert await first == "value of a" and await leader == "value of b"
+    assert await many == ["value of b", "value of c", "value of d"]
+    assert dropped.cancelled()
+
+
+async def test_leases_taken_in_a_batch_are_voided_by_an_invalidation(
+    tier: RedisTier, clock: ManualClock
+) -> None:
+    """Concurrent leases (coalesced) still refuse the sets an invalidation voided."""
+    keys = [f"shop:l{i}" for i in range(30)]
+    leases = await asyncio.gather(*(tier.lease(k, ["team"]) for k in keys))
+    assert _stats(tier).coalesced > 0
+    await tier.invalidate_tags(["team"])
+    stored = await asyncio.gather(
+        *(
+            tier.set(k, Entry(1, clock.time(), tags=("team",)), le)
+            for k, le in zip(keys, leases, strict=True)
+        )
+    )
+    assert not any(stored)
+    fresh = await asyncio.gather(*(tier.lease(k, ["team"]) for k in keys))
+    stored = await asyncio.gather(
+        *(
+            tier.set(k, Entry(2, clock.time(), tags=("team",)), le)
+            for k, le in zip(keys, fresh, strict=True)
+        )
+    )
+    assert all(stored)
+    got = await asyncio.gather(*(tier.get(k) for k in keys))
+    assert [e.value for e in got if e is not None] == [2] * 30

@@ -11,6 +11,9 @@ concurrency 1). Otherwise it opens a batch and lets the current loop turn run
 read only joins a batch that has not been sent yet, so its reply always reflects the
 server after the read was issued (no stale reply from an earlier request).
 
+Lease reads (several bookkeeping keys read in one MGET) join batches the same way
+(``read_keys``): the batch is still one MGET, so what one read sees is one snapshot.
+
 Failure and cancellation: an error of the batch reaches every waiter (each sees it as
 its own read failing); a cancelled waiter only drops its own future; a cancelled leader
 hands the batch to a task that completes it for the remaining waiters.
@@ -54,17 +57,50 @@ class ReadCoalescer:
         try:
             if self._inflight == 1:
                 return await alone(key)
-            batch = self._open = {key: []}
-            try:
-                await asyncio.sleep(0)  # let the reads of this loop turn join
-            finally:
-                if self._open is batch:
-                    self._open = None
-            return await self._lead(key, batch, send)
+            return (await self._open_and_lead([key], send))[key]
         finally:
             self._inflight -= 1
 
-    async def _lead(self, key: str, batch: dict[str, list[asyncio.Future[Any]]], send: Send) -> Any:
+    async def read_keys(self, keys: Sequence[str], send: Send) -> list[Any]:
+        """The raw replies for several keys (one MGET's worth), batched as ``read`` does."""
+        batch = self._open
+        if batch is not None:
+            loop = asyncio.get_running_loop()
+            futures = []
+            for key in keys:
+                future: asyncio.Future[Any] = loop.create_future()
+                batch.setdefault(key, []).append(future)
+                futures.append(future)
+            self.coalesced += 1
+            try:
+                return [await f for f in futures]
+            except asyncio.CancelledError:
+                for f in futures:
+                    f.cancel()
+                raise
+        self._inflight += 1
+        try:
+            if self._inflight == 1:
+                return list(await send(keys))
+            replies = await self._open_and_lead(keys, send)
+            return [replies[k] for k in keys]
+        finally:
+            self._inflight -= 1
+
+    async def _open_and_lead(self, keys: Sequence[str], send: Send) -> dict[str, Any]:
+        """Open a batch with ``keys``, let the loop turn's reads join, send it."""
+        batch: dict[str, list[asyncio.Future[Any]]] = {k: [] for k in keys}
+        self._open = batch
+        try:
+            await asyncio.sleep(0)  # let the reads of this loop turn join
+        finally:
+            if self._open is batch:
+                self._open = None
+        return await self._lead(batch, send)
+
+    async def _lead(
+        self, batch: dict[str, list[asyncio.Future[Any]]], send: Send
+    ) -> dict[str, Any]:
         keys = list(batch)
         self.batches += 1
         try:
@@ -79,7 +115,7 @@ class ReadCoalescer:
             _fail(batch, exc)
             raise
         _deliver(keys, batch, replies)
-        return replies[0]
+        return dict(zip(keys, replies, strict=True))
 
 
 #: tasks completing a batch whose leader was cancelled (kept referenced until done)

@@ -322,15 +322,16 @@ class RedisTier:
                     found[key] = entry
         return found
 
-    def _lease_op(self, key: str, tags: Sequence[str]) -> Op[object | None]:
+    def _lease_keys(self, key: str, tags: Sequence[str]) -> tuple[list[str], list[str]]:
+        """``(tag tokens, keys a lease reads)``: key version, epoch, then one per tag."""
         names = self._names
-        tags = [self._context.codec.tag_token(t) for t in tags]  # keyed digests under encryption
-        tag_keys = [names.tag(t) for t in tags]
-        wanted = [names.key_version(key), names.epoch_of(key), *tag_keys]
-        kv, *values = yield self._mget_step(wanted)  # per slot, pipelined per node, on a cluster
-        return rs.RedisLease(
-            key, kv or b"0", values[0] or b"0", tuple(tags), tuple(v or b"0" for v in values[1:])
-        )
+        tokens = [self._context.codec.tag_token(t) for t in tags]  # keyed digests if encrypted
+        return tokens, [names.key_version(key), names.epoch_of(key), *map(names.tag, tokens)]
+
+    def _lease_op(self, key: str, tags: Sequence[str]) -> Op[object | None]:
+        tokens, wanted = self._lease_keys(key, tags)
+        values = yield self._mget_step(wanted)  # per slot, pipelined per node, on a cluster
+        return _lease(key, tokens, values)
 
     def _set_op(self, key: str, entry: Entry, lease: object | None) -> Op[bool]:
         px = self._px(entry)
@@ -483,10 +484,7 @@ class RedisTier:
         # tagged (and the caller did not say so) is the tag check a second trip.
         try:
             if self.coalesce:
-                coalescers = self._coalescers
-                if coalescers is None:
-                    coalescers = self._coalescers = PerLoop(ReadCoalescer, _drop)
-                raw = await coalescers.get().read(key, self._send_batch, self._get_alone)
+                raw = await self._coalescer().read(key, self._send_batch, self._get_alone)
             else:
                 raw = await self._get_alone(key)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -499,6 +497,13 @@ class RedisTier:
             return self._decode(raw[1:], key)
         found = await self._run("get", lambda: self._fresh_op([key], [raw]))
         return found.get(key)
+
+    def _coalescer(self) -> ReadCoalescer:
+        """This event loop's read batches."""
+        coalescers = self._coalescers
+        if coalescers is None:
+            coalescers = self._coalescers = PerLoop(ReadCoalescer, _drop)
+        return coalescers.get()
 
     async def _get_alone(self, key: str) -> Any:
         """One GET (the uncoalesced read; driver errors are the caller's to translate)."""
@@ -520,7 +525,14 @@ class RedisTier:
         return await self._run("get_many", lambda: self._get_many_op(keys))
 
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
-        return await self._run("lease", lambda: self._lease_op(key, tags))
+        if self.cluster or not self.coalesce or self._sides is None:
+            return await self._run("lease", lambda: self._lease_op(key, tags))
+        tokens, wanted = self._lease_keys(key, tags)  # one MGET, coalesced like reads
+        try:
+            values = await self._coalescer().read_keys(wanted, self._send_batch)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise TierError(self.name, "lease", exc) from exc
+        return _lease(key, tokens, values)
 
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         call = self._run("set", lambda: self._set_op(key, entry, lease))
@@ -646,6 +658,14 @@ def _check_url(url: object) -> None:
         parts.port  # noqa: B018  (raises ValueError when out of range)
     except ValueError as exc:
         raise ConfigError(f"RedisTier url has a bad port: {url!r} ({exc})") from exc
+
+
+def _lease(key: str, tokens: list[str], values: Sequence[bytes | None]) -> rs.RedisLease:
+    """The lease of ``key`` from the values ``_lease_keys`` names (missing: ``b"0"``)."""
+    kv, epoch, *versions = values
+    return rs.RedisLease(
+        key, kv or b"0", epoch or b"0", tuple(tokens), tuple(v or b"0" for v in versions)
+    )
 
 
 def _bytes(value: Any) -> bytes:
