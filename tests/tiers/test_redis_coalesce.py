@@ -115,8 +115,11 @@ async def test_tagged_entries_are_checked_when_coalesced(
     assert [None if e is None else e.value for e in got] == [None, 2] * 5
 
 
-async def test_uncoalesced_tier_reads_the_same(tier: RedisTier, clock: ManualClock) -> None:
+async def test_uncoalesced_tier_reads_the_same(redis_url: str, clock: ManualClock) -> None:
     """With coalescing off, concurrent gets return the same values (and no batch is made)."""
+    # each concurrent get opens its own connection: generous timeouts on a busy machine
+    tier = RedisTier(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    await tier.start(TierContext(NS, clock=clock))
     tier.coalesce = False
     await tier.set_many({f"shop:u{i}": Entry(i, clock.time()) for i in range(20)})
     got = await asyncio.gather(*(tier.get(f"shop:u{i % 25}") for i in range(100)))
@@ -124,6 +127,7 @@ async def test_uncoalesced_tier_reads_the_same(tier: RedisTier, clock: ManualClo
         i % 25 if i % 25 < 20 else None for i in range(100)
     ]
     assert tier._coalescers is None
+    await tier.close()
 
 
 async def test_a_failing_batch_reaches_every_waiter_as_a_tier_error(
