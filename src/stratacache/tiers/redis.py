@@ -8,9 +8,9 @@ receives their results; a blocking driver runs it on a ``redis.Redis`` client
 Costs: a hit is one GET; ``get_many`` is one MGET; a ``get`` of an entry that
 carries tags (unless the caller names them, then one EVALSHA does both) costs one
 more MGET of its tag counters, compared client-side; ``get_many`` switches to the
-get_many script (one EVALSHA) while the batches it meets hold tagged entries. Concurrent async ``get``s of one event loop
-are coalesced into one MGET per loop turn (``_redis_coalesce``; ``coalesce = False``
-turns it off). ``set_many``/``delete_many``/``invalidate_tags`` go out in bounded,
+get_many script (one EVALSHA) while the batches it meets hold tagged entries.
+Concurrent async ``get``s and leases of one event loop are coalesced into one MGET
+per loop turn (``_redis_coalesce``; ``coalesce = False`` turns it off). ``set_many``/``delete_many``/``invalidate_tags`` go out in bounded,
 pipelined chunks (``_redis_batch``); ``invalidate_tags`` is one INCR per tag, whatever
 the number of entries. On a cluster, tag counters and the epoch are spread over slots,
 multi-key reads are split per slot and pipelined per node, and each node has its own
