@@ -289,13 +289,18 @@ class RedisTier:
         tags: set[str] = set()
         untagged = rs.UNTAGGED
         now = self._context.clock.time()
-        decode = self._decode
+        decode = self._context.codec.decode
         for key, raw in zip(keys, raws, strict=True):
             if raw is None:
                 continue
-            if raw[:1] == untagged:
-                entry = decode(raw[1:], key, now)
-                if entry is not None:
+            if raw[:1] == untagged:  # the common case, inlined (``_decode``)
+                try:
+                    entry = decode(raw[1:], key=key)
+                except DeserializationError:
+                    self.decode_errors += 1
+                    continue
+                end = entry.stale_until if entry.stale_until is not None else entry.expires
+                if end is None or now < end:
                     found[key] = entry
                 continue
             try:
@@ -317,9 +322,9 @@ class RedisTier:
         current = {t: _version(v) for t, v in zip(ordered, values, strict=True)}
         for key, (data, pairs) in tagged.items():
             if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=True)):
-                entry = self._decode(data, key)
-                if entry is not None:
-                    found[key] = entry
+                live = self._decode(data, key, now)
+                if live is not None:
+                    found[key] = live
         return found
 
     def _lease_keys(self, key: str, tags: Sequence[str]) -> tuple[list[str], list[str]]:
