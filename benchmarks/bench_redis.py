@@ -283,6 +283,7 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
     trips = CountingConnection.sent - before
     assert len(got) == 100, len(got)
     raw_many = [raw_prefix + k for k in many]
+    full_many = [cache.full_key(k) for k in many]
 
     async def one_sample(fn: Callable[[], Awaitable[Any]], n: int = 200) -> float:
         clock = time.perf_counter_ns
@@ -300,6 +301,7 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
     many_results: dict[str, Result] = await arun_interleaved(
         {
             "stratacache get_many(100)": lambda: one_sample(lambda: cache.get_many(many)),
+            "RedisTier.get_many alone": lambda: one_sample(lambda: tier.get_many(full_many)),
             "raw MGET of 100": lambda: one_sample(lambda: raw.mget(raw_many)),
             "raw 100 x GET": lambda: one_sample(hundred_gets, 20),
         },
