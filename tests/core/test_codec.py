@@ -194,3 +194,63 @@ def test_int_and_float_times_decode(number: float) -> None:
     entry = Entry(value=1, created=number, expires=number, cost=number)
     out = codec.decode(codec.encode(entry))
     assert (out.created, out.expires, out.cost) == (number, number, number)
+
+
+def test_the_stock_serializer_stores_the_value_inline() -> None:
+    """With MsgpackSerializer the value is the entry's 10th msgpack item itself (one pass)."""
+    import msgpack
+
+    from stratacache.core.codec import FORMAT
+
+    codec = EntryCodec()
+    data = codec.encode(_entry({"a": [1, 2]}), key="ns:k")
+    fields = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    assert fields[0] == FORMAT and fields[9] == {"a": [1, 2]}
+    assert codec.decode(data, key="ns:k").value == {"a": [1, 2]}
+
+
+def test_entries_of_the_bytes_format_still_decode() -> None:
+    """An entry written with the value as msgpack bytes (format 2) decodes as before."""
+    import msgpack
+
+    from stratacache.core.codec import BYTES_FORMAT, key_binding
+
+    codec = EntryCodec()
+    value = codec.serializer.dumps((1, "x"))
+    fields = [BYTES_FORMAT, key_binding("ns:k"), 10.0, 70.0, None, None, 0.0, [], {}, value]
+    entry = codec.decode(msgpack.packb(fields, use_bin_type=True), key="ns:k")
+    assert entry.value == (1, "x") and type(entry.value) is tuple
+
+
+class _JsonSerializer:
+    """A serializer that is not msgpack: its output is stored as bytes."""
+
+    def dumps(self, value: object) -> bytes:
+        import json
+
+        return json.dumps(value).encode()
+
+    def loads(self, data: bytes) -> object:
+        import json
+
+        return json.loads(data)
+
+
+def test_another_serializer_stores_bytes_and_refuses_inline_entries() -> None:
+    """A non-msgpack serializer round-trips through the bytes format; inline entries are a miss."""
+    codec = EntryCodec(serializer=_JsonSerializer())
+    assert codec.decode(codec.encode(_entry([1, 2]), key="ns:k"), key="ns:k").value == [1, 2]
+    inline = EntryCodec().encode(_entry([1, 2]), key="ns:k")
+    with pytest.raises(DeserializationError):
+        codec.decode(inline, key="ns:k")
+
+
+def test_bindings_are_memoized_within_a_bound() -> None:
+    """Reading many keys keeps the binding memo bounded and the bindings right."""
+    from stratacache.core import codec as codec_module
+
+    codec = EntryCodec()
+    for i in range(codec_module._BINDINGS_KEPT + 10):
+        key = f"ns:k{i}"
+        assert codec.decode(codec.encode(_entry(i), key=key), key=key).value == i
+    assert len(codec._bindings) <= codec_module._BINDINGS_KEPT

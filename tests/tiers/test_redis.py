@@ -82,12 +82,10 @@ async def test_physical_expiry_follows_entry_and_cap(
 def test_get_many_of_100_keys_is_one_round_trip(
     tier: RedisTier, raw: redis.Redis, clock: ManualClock
 ) -> None:
-    """get_many of 100 keys is a single command (one EVALSHA)."""
+    """get_many of 100 untagged keys is a single command (one MGET)."""
     keys = [f"shop:k{i}" for i in range(100)]
     tier.set_many_sync({k: Entry(k, clock.time()) for k in keys})
-    tier.get_sync(keys[0])  # load the script once
-    # a script's inner calls are counted too: EVALSHA + MGET
-    assert count_commands(raw, lambda: tier.get_many_sync(keys)) == 2
+    assert count_commands(raw, lambda: tier.get_many_sync(keys)) == 1
     assert len(tier.get_many_sync(keys)) == 100
 
 
@@ -195,3 +193,28 @@ def test_a_bad_url_is_refused_at_construction(url: str) -> None:
     """A URL redis-py would only refuse when connecting (inside a call) is a ConfigError here."""
     with pytest.raises(sc.ConfigError, match="RedisTier url"):
         sc.RedisTier(url=url)
+
+
+async def test_get_many_checks_tags_in_either_mode(tier: RedisTier, clock: ManualClock) -> None:
+    """get_many answers alike whether it checks tags client-side (MGET) or in the script."""
+    keys = [f"shop:g{i}" for i in range(10)]
+    await tier.set_many(
+        {
+            k: Entry(i, clock.time(), tags=(f"t{i % 2}",) if i < 6 else ())
+            for i, k in enumerate(keys)
+        }
+    )
+    for expect_tags in (False, True, False, True):
+        tier._expect_tags = expect_tags
+        assert {k: e.value for k, e in (await tier.get_many(keys)).items()} == {
+            k: i for i, k in enumerate(keys)
+        }
+    assert tier._expect_tags  # the batch held tagged entries: the next one runs the script
+    await tier.invalidate_tags(["t0"])
+    for expect_tags in (False, True):
+        tier._expect_tags = expect_tags
+        got = await tier.get_many(keys)
+        assert sorted(got) == sorted(k for i, k in enumerate(keys) if i >= 6 or i % 2)
+    await tier.delete_many(keys[:6])
+    await tier.get_many(keys)
+    assert not tier._expect_tags  # none tagged any more: back to a plain MGET

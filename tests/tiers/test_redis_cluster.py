@@ -52,3 +52,81 @@ class TestRedisClusterTier(TierConformance):
             return None if ms < 0 else ms / 1000
 
         return ttl
+
+
+def _evalsha_calls(cluster_url: str) -> int:
+    """EVALSHA calls served so far, summed over every primary."""
+    client = redis.RedisCluster.from_url(cluster_url)
+    try:
+        total = 0
+        for node in client.get_primaries():
+            stats = client.info("commandstats", target_nodes=node)
+            total += int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+        return total
+    finally:
+        client.close()
+
+
+async def test_cluster_set_many_of_10000_tagged_entries_is_stored_in_full(
+    cluster_url: str,
+) -> None:
+    """10,000 tagged entries are all stored, with one tag script call per chunk, not per entry."""
+    import time
+
+    from stratacache.core.entry import Entry
+    from stratacache.core.tier import TierContext
+
+    raw = redis.RedisCluster.from_url(cluster_url)
+    raw.flushall()
+    tier = RedisTier(cluster_url, cluster=True, socket_timeout=5)
+    await tier.start(TierContext("shop"))
+    now = time.time()
+    entries = {
+        f"shop:t{i}": Entry("x" * 1024, now, expires=now + 600, tags=(f"user:{i % 50}",))
+        for i in range(10_000)
+    }
+    before = _evalsha_calls(cluster_url)
+    await tier.set_many(entries)
+    scripts = _evalsha_calls(cluster_url) - before
+    assert scripts <= 10_000 // 100  # one per chunk of entries
+    assert tier.dropped_writes == 0
+    got = await tier.get_many(list(entries))
+    assert len(got) == 10_000
+    await tier.invalidate_tags(["user:3"])
+    assert len(await tier.get_many(list(entries))) == 10_000 - 200
+    await tier.close()
+    raw.close()
+
+
+def test_cluster_bookkeeping_keys_spread_over_slots() -> None:
+    """On a cluster, tag counters and epoch shards of one namespace use many slots."""
+    from redis.crc import key_slot
+
+    from stratacache.tiers import _redis_scripts as rs
+
+    names = rs.KeyNames("shop", cluster=True)
+    tag_slots = {key_slot(names.tag(f"user:{i}").encode()) for i in range(100)}
+    epoch_slots = {key_slot(e.encode()) for e in names.epochs}
+    assert len(tag_slots) > 90 and len(epoch_slots) == rs.EPOCH_SHARDS
+    entry_epochs = {names.epoch_of(f"shop:k{i}") for i in range(1000)}
+    assert entry_epochs == set(names.epochs)  # entries spread over every shard
+    single = rs.KeyNames("shop", cluster=False)
+    assert single.tag("t") == single.tag_prefix + "t" and single.epochs == [single.epoch]
+
+
+async def test_cluster_clear_voids_leases_on_every_epoch_shard(cluster_url: str) -> None:
+    """After clear(), a lease taken before it cannot store, whatever the key's shard."""
+    import time
+
+    from stratacache.core.entry import Entry
+    from stratacache.core.tier import TierContext
+
+    tier = RedisTier(cluster_url, cluster=True, socket_timeout=5)
+    await tier.start(TierContext("shop"))
+    keys = [f"shop:l{i}" for i in range(40)]
+    leases = {k: await tier.lease(k, ["t"]) for k in keys}
+    await tier.clear()
+    stored = [await tier.set(k, Entry(1, time.time(), tags=("t",)), leases[k]) for k in keys]
+    assert not any(stored)
+    assert await tier.get_many(keys) == {}
+    await tier.close()

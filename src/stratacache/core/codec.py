@@ -1,10 +1,14 @@
 """``EntryCodec``: an ``Entry`` to bytes and back, for tiers that store bytes.
 
 Layout: a msgpack array ``[FORMAT, binding, created, expires, refresh_after,
-stale_until, cost, tags, tag_versions, value_bytes]`` where ``binding`` is a
+stale_until, cost, tags, tag_versions, value]`` where ``binding`` is a
 16-byte digest of the full key the entry is stored under (namespace and
-generation included) and ``value_bytes`` is the serializer's output, then the
-envelopes (compression, signing, encryption) applied in order. Decoding
+generation included), then the envelopes (compression, signing, encryption)
+applied in order. With the default ``MsgpackSerializer`` the value is the
+serializer's msgpack document itself, inline (format 3): the entry is written
+by concatenating bytes and read by one ``unpackb`` (one pass, no copy of the
+value's bytes). Other serializers store their output as a msgpack ``bin``
+(format 2, also still read for entries written before format 3). Decoding
 anything else raises ``DeserializationError``, which tiers turn into a miss.
 
 Because the binding and the freshness metadata sit *inside* the signed or
@@ -36,8 +40,13 @@ from .envelope import Envelope
 from .errors import ConfigError, DeserializationError, MovedValueError, SerializationError
 from .serializer import MsgpackSerializer, Serializer
 
-FORMAT = 2
+#: the format of entries whose value is inline msgpack (the default serializer)
+FORMAT = 3
+#: the format of entries whose value is the serializer's bytes as a msgpack ``bin``
+BYTES_FORMAT = 2
 _UNBOUND = b""
+#: msgpack's header of a 10-element array (a fixarray: one byte)
+_ARRAY_10 = b"\x9a"
 #: bytes of every stored entry's form kept for its metadata (times, binding, tags, header)
 METADATA_RESERVE = 4096
 #: what one Redis string may hold (``proto-max-bulk-len``)
@@ -83,6 +92,12 @@ class EntryCodec:
         self.max_value_size: int | None = None
         self._limited_by = ""
         self._tag_keys: list[bytes] = []
+        #: the value is inline msgpack only with the stock serializer (a subclass may differ)
+        self._inline = type(self.serializer) is MsgpackSerializer
+        self._ext_hook: Any = (
+            self.serializer._ext_hook if self._inline else msgpack.ExtType  # type: ignore[attr-defined]
+        )
+        self._bindings: dict[str, bytes] = {}
         for envelope in self.envelopes:
             digest_keys = getattr(envelope, "digest_keys", None)
             if callable(digest_keys):
@@ -165,24 +180,38 @@ class EntryCodec:
             value_bytes = entry.payload
         if value_bytes is None:
             value_bytes = self.serializer.dumps(entry.value)
-        data: bytes = msgpack.packb(
+        versions = entry.tag_versions
+        head: bytes = msgpack.packb(
             [
-                FORMAT,
-                _UNBOUND if key is None else key_binding(key),
+                FORMAT if self._inline else BYTES_FORMAT,
+                _UNBOUND if key is None else self._binding(key),
                 entry.created,
                 entry.expires,
                 entry.refresh_after,
                 entry.stale_until,
                 entry.cost,
-                list(entry.tags),
-                dict(entry.tag_versions),
-                value_bytes,
+                entry.tags,
+                versions if type(versions) is dict else dict(versions),
             ],
             use_bin_type=True,
         )
+        # the 9 fields are a fixarray: one header byte, rewritten to say 10 items; with the
+        # stock serializer its output (one msgpack document) is the 10th item as it is
+        tail = value_bytes if self._inline else msgpack.packb(value_bytes, use_bin_type=True)
+        data = _ARRAY_10 + head[1:] + tail
         for envelope in self.envelopes:
             data = envelope.seal(data)
         return data
+
+    def _binding(self, key: str) -> bytes:
+        """``key_binding(key)``, memoized for the keys seen last (a digest per read adds up)."""
+        bindings = self._bindings
+        binding = bindings.get(key)
+        if binding is None:
+            if len(bindings) >= _BINDINGS_KEPT:
+                bindings.clear()
+            binding = bindings[key] = key_binding(key)
+        return binding
 
     def decode(self, data: bytes, *, key: str | None = None) -> Entry:
         """The entry stored as ``data`` under the full ``key``.
@@ -192,19 +221,38 @@ class EntryCodec:
             DeserializationError: the bytes are not an entry of ours (corrupt, foreign,
                 tampered, from another format or another signing/encryption key).
         """
-        if not isinstance(data, bytes):
+        if type(data) is not bytes and not isinstance(data, bytes):
             raise DeserializationError(f"stored data must be bytes, not {type(data).__name__}")
-        for envelope in reversed(self.envelopes):
-            data = envelope.open(data)
+        if self.envelopes:
+            for envelope in reversed(self.envelopes):
+                data = envelope.open(data)
         try:
-            fields = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
-            fmt, binding, created, expires, refresh_after, stale_until, *rest = fields
-            cost, tags, versions, value = rest
+            # one pass: with the stock serializer an inline value decodes with the metadata
+            (
+                fmt,
+                binding,
+                created,
+                expires,
+                refresh_after,
+                stale_until,
+                cost,
+                tags,
+                versions,
+                value,
+            ) = msgpack.unpackb(
+                data, raw=False, use_list=True, strict_map_key=False, ext_hook=self._ext_hook
+            )
+        except DeserializationError:
+            raise
         except Exception as exc:
             raise DeserializationError(f"not a stratacache entry: {exc!r}") from exc
-        if fmt != FORMAT or not isinstance(value, bytes) or not isinstance(binding, bytes):
+        if type(binding) is not bytes:
             raise DeserializationError(f"unsupported entry format {fmt!r}")
-        if key is not None and not hmac.compare_digest(binding, key_binding(key)):
+        if fmt == BYTES_FORMAT and type(value) is bytes:
+            value = self.serializer.loads(value)
+        elif fmt != FORMAT or not self._inline:
+            raise DeserializationError(f"unsupported entry format {fmt!r}")
+        if key is not None and not hmac.compare_digest(binding, self._binding(key)):
             self.moved_values += 1
             raise MovedValueError(f"entry under {key!r} was sealed for another key")
         # msgpack yields exact ints, floats, strs, lists and dicts (never bool for a number):
@@ -222,7 +270,7 @@ class EntryCodec:
         ):
             raise DeserializationError("entry metadata has the wrong types")
         return Entry(  # positionally: this runs on every read of a byte-storing tier
-            self.serializer.loads(value),
+            value,
             created,
             expires,
             refresh_after,
@@ -240,6 +288,8 @@ def _token(secret: bytes, tag: str) -> str:
 
 
 _NUMBER = frozenset((int, float))
+#: how many key bindings a codec memoizes before starting over
+_BINDINGS_KEPT = 4096
 _OPTIONAL_NUMBER = frozenset((int, float, type(None)))
 
 

@@ -10,7 +10,9 @@
     │   └── DeserializationError   bytes that do not decode (a miss, never raised to callers)
     │       └── MovedValueError    a valid entry stored under another key than its own (a miss)
     ├── TierError              a tier failed; wraps the driver's error (never raised
-    │                          into a caller of the cache's read/write API)
+    │   │                      into a caller of the cache's read/write API)
+    │   └── NodeDownError      the cluster node of these keys is down: a miss for them,
+    │                          not a failure of the tier (its breaker stays closed)
     ├── MissingKeyError        (also a KeyError) ``incr``/``decr`` with ``initial=None``
     │                          on a key that holds nothing
     ├── WrongTypeError         (also a TypeError) a stored value or a loader's result of
@@ -73,3 +75,11 @@ class WrongTypeError(StratacacheError, TypeError):
 
 class NotStartedError(StratacacheError, RuntimeError):
     """A component (a bus, a lock) was used before its ``start()``."""
+
+
+class NodeDownError(TierError):
+    """The cluster node serving the keys of a call is known to be down; the tier is fine."""
+
+    def __init__(self, tier: str, operation: str, node: str) -> None:
+        super().__init__(tier, operation, ConnectionError(f"cluster node {node} is down"))
+        self.node = node

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..core.entry import Entry
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, NodeDownError
 from ..core.tier import Tier
 from . import degradation, signals
 from .policy import cap
@@ -138,7 +138,8 @@ class SlotView:
     def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
         """Count a tier's failure, feed its breaker and report it (never raised to callers)."""
         slot.stats.errors += 1
-        slot.breaker.failure()
+        if not isinstance(exc, NodeDownError):  # one cluster node down: a miss, not a tier failure
+            slot.breaker.failure()
         self._on_error(slot.name, operation, exc)
 
     # -- in-process calls (local tiers with the blocking API) -------------------------------------
@@ -194,7 +195,7 @@ class SlotView:
         for index, slot in enumerate(self.slots):
             data = slot.stats.as_dict(fast_hits if index == 0 else 0)
             data.update(slot.breaker.as_dict())
-            for extra in ("evictions", "decode_errors"):
+            for extra in ("evictions", "decode_errors", "dropped_writes", "node_errors"):
                 if hasattr(slot.tier, extra):
                     data[extra] = getattr(slot.tier, extra)
             if hasattr(slot.tier, "__len__"):

@@ -21,7 +21,7 @@ import msgpack
 from ..core.entry import Entry
 from ..core.errors import DeserializationError
 from . import _redis_scripts as rs
-from ._redis_client import _SHA, Op
+from ._redis_client import Op
 from ._versioned import open_versioned
 
 if TYPE_CHECKING:
@@ -79,9 +79,8 @@ def compare_and_set_op(tier: RedisTier, key: str, token: object, entry: Entry) -
         tokens = [codec.tag_token(t) for t in entry.tags]  # keyed digests under encryption
         # create missing tag versions (at 1) and stretch their TTL past this entry's, as the
         # set script does: an entry naming a version that is missing is never fresh
-        tag_keys = [tier._names.epoch, *[tier._names.tag(t) for t in tokens]]
         ttl_ms = 1 if px is None else px  # None: already past its end
-        found = yield lambda s: s.c.evalsha(_SHA["ensure_tags"], len(tag_keys), *tag_keys, ttl_ms)
+        found = yield from tier._ensure_tags_op(tokens, ttl_ms)
         pairs: list[object] = []
         for tag, version in zip(tokens, found[1:], strict=True):
             pairs += [tag, int(version) or 1]  # '0': created just now, at 1

@@ -24,14 +24,19 @@ Bookkeeping keys (none starts with ``namespace + ":"``, so ``clear`` never remov
 - ``{…}:__keyv__:KEY``      key version, INCR by ``delete_many``; expires a day after the
   last delete, far longer than any loader runs.
 
-``{sc:NS}`` is a cluster hash tag: tag counters and the epoch share one slot, so one
-MGET reads them all. In cluster mode the key-version key carries a hash tag that
-lands in the entry key's own slot, so the set script can check it atomically.
+On one Redis, ``{sc:NS}`` keeps tag counters and the epoch together (the scripts read
+them by prefix). On a cluster they are spread so that no slot is hot: each tag counter
+is ``{sc:NS:t:TAG}:__tagv__`` (its own slot), and the epoch is split into
+``EPOCH_SHARDS`` shards ``{sc:NS:eI}:__epoch__``, an entry key using the shard of its
+slot (``delete_prefix`` bumps them all). Reads stay one round trip per node: MGETs
+are split per slot and pipelined per node. The key-version key carries a hash tag
+that lands in the entry key's own slot, so the set script can check it atomically.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -43,6 +48,8 @@ TAGGED = 1
 KEY_VERSION_TTL_MS = 86_400_000
 #: how long an invalidated tag version / the epoch is kept at least: longer than any load
 MARKER_TTL_MS = 3_600_000
+#: shards of a namespace's epoch on a cluster (each in its own slot)
+EPOCH_SHARDS = 16
 
 #: KEYS[1] entry; ARGV[1] tag-key prefix. Returns the stored bytes, or false when a
 #: recorded tag version differs from the current one. A header Lua cannot parse is
@@ -203,15 +210,38 @@ class KeyNames:
         self.tag_prefix = self.base + ":__tagv__:"
         self.epoch = self.base + ":__epoch__"
         self.cluster = cluster
+        self._spread = "{sc:" + namespace + ":t:"
+        #: every epoch key (one on one Redis; ``EPOCH_SHARDS`` on a cluster)
+        self.epochs = (
+            [f"{{sc:{namespace}:e{i}}}:__epoch__" for i in range(EPOCH_SHARDS)]
+            if cluster
+            else [self.epoch]
+        )
 
     def tag(self, tag: str) -> str:
+        if self.cluster:
+            return self._spread + tag + "}:__tagv__"
         return self.tag_prefix + tag
+
+    def epoch_of(self, key: str) -> str:
+        """The epoch key that guards ``key`` (its slot's shard on a cluster)."""
+        if not self.cluster:
+            return self.epoch
+        return self.epochs[key_slot(key.encode()) % EPOCH_SHARDS]
 
     def key_version(self, key: str) -> str:
         if not self.cluster:
             return self.base + ":__keyv__:" + key
         slot = key_slot(key.encode())
         return "{" + _slot_tags()[slot] + "}:__keyv__:" + key
+
+
+def slot_groups(names: Sequence[str]) -> list[list[int]]:
+    """Indexes of ``names`` grouped by cluster slot (each group fits one multi-key command)."""
+    groups: dict[int, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(key_slot(name.encode()), []).append(i)
+    return list(groups.values())
 
 
 _SLOT_TAGS: list[str] = []

@@ -5,13 +5,16 @@ receives their results; a blocking driver runs it on a ``redis.Redis`` client
 (no event-loop hop for sync callers) and an async driver on a
 ``redis.asyncio`` client. Driver errors become ``TierError``.
 
-Costs: a hit is one EVALSHA (the script compares the entry's recorded tag
-versions with the current ones server-side); ``get_many`` is one EVALSHA;
-``set_many``/``delete_many``/``invalidate_tags`` are one pipeline each;
-``invalidate_tags`` is one INCR per tag, whatever the number of entries.
-In cluster mode the tag check cannot run in the entry's slot, so a tagged
-hit costs a second MGET (all tag counters share one slot), and a leased set
-checks tag versions and the epoch just before its atomic key-version check.
+Costs: a hit is one GET; ``get_many`` is one MGET; a ``get`` of an entry that
+carries tags (unless the caller names them, then one EVALSHA does both) costs one
+more MGET of its tag counters, compared client-side; ``get_many`` switches to the
+get_many script (one EVALSHA) while the batches it meets hold tagged entries.
+Concurrent async ``get``s and leases of one event loop are coalesced into one MGET
+per loop turn (``_redis_coalesce``; ``coalesce = False`` turns it off). ``set_many``/``delete_many``/``invalidate_tags`` go out in bounded,
+pipelined chunks (``_redis_batch``); ``invalidate_tags`` is one INCR per tag, whatever
+the number of entries. On a cluster, tag counters and the epoch are spread over slots,
+multi-key reads are split per slot and pipelined per node, and each node has its own
+breaker (``_redis_nodes``): a dead primary costs only the keys it holds.
 Layout and bookkeeping keys are described in ``_redis_scripts``.
 """
 
@@ -38,6 +41,8 @@ from ..fleet.connection import RedisConnection
 from ..fleet.hotkeys import HotKeys
 from ..fleet.lock import RedisLock
 from . import _redis_atomic as ra
+from . import _redis_batch as rb
+from . import _redis_nodes as rn
 from . import _redis_scripts as rs
 from ._redis_client import (
     _SCAN_BATCH,
@@ -45,14 +50,15 @@ from ._redis_client import (
     _SHA,
     Call,
     Op,
+    Step,
     T,
-    _evalsha_set,
     _pipeline,
     _scan,
     _Side,
     _timeout,
     build_client,
 )
+from ._redis_coalesce import ReadCoalescer
 
 
 class RedisTier:
@@ -83,9 +89,26 @@ class RedisTier:
             fleet lock (``fleet_bus()``, ``fleet_lock()``) are built on the same one.
         max_value_size: bytes one stored entry may take (default: Redis's 512 MiB); a larger
             value is refused at ``set`` with ``SerializationError``.
+
+    Attributes:
+        coalesce: concurrent async ``get``s of one event loop ride one MGET (default True;
+            set to False on the instance to send each alone).
+        dropped_writes: entries of ``set_many``/``delete_many`` not written because a chunk
+            failed (the call also raised ``TierError``); shown in ``cache.stats()``.
+        node_errors: cluster reads of which one node's part failed while others answered
+            (those keys were misses); shown in ``cache.stats()``.
     """
 
     shared = True
+    #: concurrent async ``get``s of one event loop go out as one MGET (see ``_redis_coalesce``)
+    coalesce = True
+    #: entries of ``set_many``/``delete_many`` batches not written because a chunk failed
+    dropped_writes = 0
+    #: cluster calls of which one node's part failed while other nodes answered
+    node_errors = 0
+    _nodes: rn.NodeHealth | None = None
+    _expect_tags = False
+    _coalescers: PerLoop[ReadCoalescer] | None = None
 
     def __init__(
         self,
@@ -181,6 +204,7 @@ class RedisTier:
     async def close(self) -> None:
         """Close this loop's async client; release those of other loops without their loops."""
         sides, self._sides = self._sides, None
+        self._coalescers = None
         if sides is not None:
             current = sides.pop_current()
             sides.clear()
@@ -192,6 +216,7 @@ class RedisTier:
 
     def after_fork(self) -> None:
         """In a forked child: never touch the parent's sockets; build new clients on first use."""
+        self._coalescers = None  # batches of the parent's loops are the parent's
         if self._sides is not None:
             self._sides.after_fork()
         if self._given[0] is not None:
@@ -219,7 +244,8 @@ class RedisTier:
             try:
                 step = next(gen)
                 while True:
-                    async with _timeout(self._op_timeout):
+                    # a batch's chunk carries a budget that grows with its size
+                    async with _timeout(getattr(step, "budget", self._op_timeout)):
                         result = await step(side)
                     step = gen.send(result)
             except StopIteration as stop:
@@ -257,7 +283,7 @@ class RedisTier:
     # -- operations (shared by both drivers) -------------------------------------------------
     def _get_op(self, key: str) -> Op[Entry | None]:
         if self.cluster:
-            found = yield from self._cluster_get_many_op([key])
+            found = yield from self._get_many_op([key])
             return found.get(key)
         prefix = self._names.tag_prefix
         raw = yield lambda s: s.c.evalsha(_SHA["get"], 1, key, prefix)
@@ -266,59 +292,74 @@ class RedisTier:
     def _get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
         if not keys:
             return {}
-        if self.cluster:
-            return (yield from self._cluster_get_many_op(keys))
-        prefix = self._names.tag_prefix
-        raws = yield lambda s: s.c.evalsha(_SHA["get_many"], len(keys), *keys, prefix)
-        found = {}
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is not None and (entry := self._load(raw, key)) is not None:
-                found[key] = entry
-        return found
+        return (yield from rb.get_many_op(self, keys))
 
-    def _cluster_get_many_op(self, keys: Sequence[str]) -> Op[dict[str, Entry]]:
-        """Cluster reads: MGET per slot, then one MGET of the tag counters the hits name."""
-        raws = yield lambda s: s.c.mget_nonatomic(list(keys))
-        parts: dict[str, tuple[bytes, list[Any]]] = {}
+    def _mget_step(self, keys: list[str]) -> Step:
+        """One MGET (per slot, pipelined per node, in cluster mode)."""
+        if self.cluster:
+            return lambda s: s.c.mget_nonatomic(keys)
+        return lambda s: s.c.mget(keys)
+
+    def _fresh_op(self, keys: Sequence[str], raws: Sequence[Any]) -> Op[dict[str, Entry]]:
+        """Entries of the stored values ``raws``; a tagged one only if its tag versions are current.
+
+        Untagged values decode at once; the tag counters that tagged ones name are read
+        in one more MGET and compared with the recorded versions (a missing counter, -1,
+        matches none: see ``_redis_scripts``).
+        """
+        found: dict[str, Entry] = {}
+        tagged: dict[str, tuple[bytes, list[Any]]] = {}
         tags: set[str] = set()
+        untagged = rs.UNTAGGED
+        now = self._context.clock.time()
+        decode = self._context.codec.decode
         for key, raw in zip(keys, raws, strict=True):
             if raw is None:
+                continue
+            if raw[:1] == untagged:  # the common case, inlined (``_decode``)
+                try:
+                    entry = decode(raw[1:], key=key)
+                except DeserializationError:
+                    self.decode_errors += 1
+                    continue
+                end = entry.stale_until if entry.stale_until is not None else entry.expires
+                if end is None or now < end:
+                    found[key] = entry
                 continue
             try:
                 data, header = rs.split_stored(raw)
                 pairs = msgpack.unpackb(header, raw=False) if header is not None else []
-            except (DeserializationError, ValueError):
+                if type(pairs) is not list or len(pairs) % 2:
+                    raise ValueError("bad header")
+                recorded = pairs[0::2]
+                tags.update(recorded)
+            except (DeserializationError, ValueError, TypeError):
                 self.decode_errors += 1
                 continue
-            parts[key] = (data, pairs)
-            tags.update(pairs[0::2])
-        current: dict[str, int] = {}
-        if tags:
-            ordered = sorted(tags)
-            names = [self._names.tag(t) for t in ordered]
-            values = yield lambda s: s.c.mget(names)
-            # a missing version (-1) matches no recorded one: see _redis_scripts
-            current = {t: -1 if v is None else int(v) for t, v in zip(ordered, values, strict=True)}
-        found = {}
-        for key, (data, pairs) in parts.items():
-            if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=False)):
-                entry = self._decode(data, key)
-                if entry is not None:
-                    found[key] = entry
+            tagged[key] = (data, pairs)
+        if not tagged:
+            return found
+        self._expect_tags = True  # see ``_redis_batch.get_many_op``
+        ordered = sorted(tags)
+        values = yield self._mget_step([self._names.tag(t) for t in ordered])
+        current = {t: _version(v) for t, v in zip(ordered, values, strict=True)}
+        for key, (data, pairs) in tagged.items():
+            if all(current[t] == v for t, v in zip(pairs[0::2], pairs[1::2], strict=True)):
+                live = self._decode(data, key, now)
+                if live is not None:
+                    found[key] = live
         return found
 
-    def _lease_op(self, key: str, tags: Sequence[str]) -> Op[object | None]:
+    def _lease_keys(self, key: str, tags: Sequence[str]) -> tuple[list[str], list[str]]:
+        """``(tag tokens, keys a lease reads)``: key version, epoch, then one per tag."""
         names = self._names
-        tags = [self._context.codec.tag_token(t) for t in tags]  # keyed digests under encryption
-        tag_keys = [names.tag(t) for t in tags]
-        if self.cluster:
-            kv = yield lambda s: s.c.get(names.key_version(key))
-            values = yield lambda s: s.c.mget([names.epoch, *tag_keys])
-        else:
-            kv, *values = yield lambda s: s.c.mget([names.key_version(key), names.epoch, *tag_keys])
-        return rs.RedisLease(
-            key, kv or b"0", values[0] or b"0", tuple(tags), tuple(v or b"0" for v in values[1:])
-        )
+        tokens = [self._context.codec.tag_token(t) for t in tags]  # keyed digests if encrypted
+        return tokens, [names.key_version(key), names.epoch_of(key), *map(names.tag, tokens)]
+
+    def _lease_op(self, key: str, tags: Sequence[str]) -> Op[object | None]:
+        tokens, wanted = self._lease_keys(key, tags)
+        values = yield self._mget_step(wanted)  # per slot, pipelined per node, on a cluster
+        return _lease(key, tokens, values)
 
     def _set_op(self, key: str, entry: Entry, lease: object | None) -> Op[bool]:
         px = self._px(entry)
@@ -359,9 +400,7 @@ class RedisTier:
         keys = [key, names.key_version(key)]
         prefix = names.tag_prefix
         if self.cluster:
-            tag_keys = [names.epoch, *[names.tag(t) for t in tags]]
-            found = yield lambda s: s.c.evalsha(_SHA["ensure_tags"], len(tag_keys), *tag_keys, px)
-            current = [v if isinstance(v, bytes) else str(v).encode() for v in found]
+            current = yield from self._ensure_tags_op(tags, px, key)
             if lease is not None and (
                 current[0] != lease.epoch
                 or any(
@@ -377,39 +416,40 @@ class RedisTier:
         kv, epoch = (lease.key_version, lease.epoch) if lease else (b"", b"")
         return [len(keys), *keys, data, px, kv, epoch, prefix, len(tags), *tags, *versions]
 
-    def _set_many_op(self, entries: Mapping[str, Entry]) -> Op[None]:
-        calls: list[Call] = []
-        for key, entry in entries.items():
-            px = self._px(entry)
-            if px is None:
-                continue
-            data = self._context.codec.encode(entry, key=key)
-            calls += self._void_calls(key)
-            if not entry.tags:
-                calls.append(("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ())))
-            else:
-                args = yield from self._set_args(key, entry, None, data, px)
-                if args is not None and self.cluster:  # cluster pipelines refuse EVALSHA
-                    yield functools.partial(_evalsha_set, args=args)
-                elif args is not None:
-                    calls.append(("EVALSHA", _SHA["set"], *args))
-        if calls:
-            yield lambda s: _pipeline(s, calls)
+    def _ensure_tags_op(
+        self, tokens: Sequence[str], px: int, key: str | None = None
+    ) -> Op[list[bytes]]:
+        """``[epoch of key, *versions]`` as found (``b"0"``: missing, now created at 1).
 
-    def _delete_many_op(self, keys: Sequence[str]) -> Op[int]:
-        calls: list[Call] = []
-        for key in keys:
-            calls.append(("UNLINK", key))
-            calls += self._void_calls(key)
-        if not calls:
-            return 0
+        Missing tag versions are created and every version's TTL is stretched to ``px``
+        (see ``_redis_scripts``); without ``key`` the epoch is not read (``b"0"``). On a
+        cluster the counters live in many slots: one script call per slot, pipelined.
+        """
+        names = self._names
+        tag_keys = [names.tag(t) for t in tokens]
+        if not self.cluster:
+            wanted = [names.epoch, *tag_keys]
+            found = yield lambda s: s.c.evalsha(_SHA["ensure_tags"], len(wanted), *wanted, px)
+            return [_bytes(v) for v in found]
+        groups = rs.slot_groups(tag_keys)
+        calls: list[Call] = [("GET", names.epoch_of(key))] if key is not None else []
+        for group in groups:
+            part = [tag_keys[i] for i in group]
+            # the script reads KEYS[1] as the epoch: the group's first counter stands in
+            calls.append(("EVALSHA", _SHA["ensure_tags"], len(part) + 1, part[0], *part, px))
         results = yield lambda s: _pipeline(s, calls)
-        return sum(int(r) for r in results[0::3])
+        out = [_bytes(results[0] or b"0") if key is not None else b"0"] + [b"0"] * len(tokens)
+        for group, found in zip(groups, results[len(calls) - len(groups) :], strict=True):
+            for i, value in zip(group, found[1:], strict=True):
+                out[1 + i] = _bytes(value)
+        return out
 
     def _delete_prefix_op(self, prefix: str) -> Op[int]:
         # Epoch first: a load that began before this call may not write afterwards.
-        epoch = self._names.epoch
-        yield lambda s: _pipeline(s, [("INCR", epoch), ("PEXPIRE", epoch, rs.MARKER_TTL_MS)])
+        bump: list[Call] = []
+        for epoch in self._names.epochs:
+            bump += [("INCR", epoch), ("PEXPIRE", epoch, rs.MARKER_TTL_MS)]
+        yield lambda s: _pipeline(s, bump)
         pattern = rs.glob_escape(prefix) + "*"
         keys = yield lambda s: _scan(s, pattern)
         removed = 0
@@ -420,14 +460,14 @@ class RedisTier:
             removed += sum(int(r) for r in results)
         return removed
 
-    def _invalidate_tags_op(self, tags: Sequence[str]) -> Op[None]:
-        tokens = dict.fromkeys(x for t in tags for x in self._context.codec.tag_tokens(t))
-        names = [self._names.tag(t) for t in tokens]
-        if names:
-            sha, marker = _SHA["invalidate_tags"], rs.MARKER_TTL_MS
-            yield lambda s: s.c.evalsha(sha, len(names), *names, marker)
-
     # -- helpers -----------------------------------------------------------------------------
+    def _health(self) -> rn.NodeHealth:
+        """The per-node breakers of a cluster tier (see ``_redis_nodes``)."""
+        nodes = self._nodes
+        if nodes is None:
+            nodes = self._nodes = rn.NodeHealth()
+        return nodes
+
     def _px(self, entry: Entry) -> int | None:
         """Physical TTL in ms (0: none), or None when the entry is already past its end."""
         remaining = entry.keep_for(self._context.clock.time(), self.ttl)
@@ -437,61 +477,116 @@ class RedisTier:
             return None
         return max(1, math.ceil(remaining * 1000))
 
-    def _load(self, raw: bytes, key: str) -> Entry | None:
+    def _load(self, raw: bytes, key: str, now: float | None = None) -> Entry | None:
         try:
             data, _ = rs.split_stored(raw)
         except DeserializationError:
             self.decode_errors += 1
             return None
-        return self._decode(data, key)
+        return self._decode(data, key, now)
 
-    def _decode(self, data: bytes, key: str) -> Entry | None:
+    def _decode(self, data: bytes, key: str, now: float | None = None) -> Entry | None:
+        """The live entry stored as ``data`` (None: gone, or not ours: counted)."""
         try:
             entry = self._context.codec.decode(data, key=key)
         except DeserializationError:
             self.decode_errors += 1
             return None
-        return None if entry.is_gone(self._context.clock.time()) else entry
+        end = entry.stale_until if entry.stale_until is not None else entry.expires
+        if end is None:
+            return entry
+        return entry if (self._context.clock.time() if now is None else now) < end else None
 
     # -- public async API --------------------------------------------------------------------
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
+        if self.cluster:
+            return await rn.guarded(self, key, "get", self._get(key, tags))
+        return await self._get(key, tags)
+
+    async def _get(self, key: str, tags: Sequence[str] | None) -> Entry | None:
         sides = self._sides
-        if self.cluster or sides is None or tags:
+        if sides is None or tags or (self.cluster and not self.coalesce):
             return await self._run("get", lambda: self._get_op(key))
-        # The hottest remote path, inlined: a plain GET. Only when the stored header says
-        # the entry is tagged (and the caller did not say so) is the tag check a second trip.
-        side = sides.get()
+        # The hottest remote path, inlined: a plain GET, or a place in the loop turn's MGET
+        # when other reads are in flight. Only when the stored header says the entry is
+        # tagged (and the caller did not say so) is the tag check a second trip.
         try:
-            async with _timeout(self._op_timeout):
-                raw = await side.c.get(key)
+            if self.coalesce:
+                raw = await self._coalescer().read(key, self._send_batch, self._get_alone)
+            else:
+                raw = await self._get_alone(key)
         except (RedisError, OSError, TimeoutError) as exc:
             raise TierError(self.name, "get", exc) from exc
         if raw is None:
             return None
-        if raw[:1] != rs.UNTAGGED:
-            return await self._run("get", lambda: self._get_op(key))
-        return self._decode(raw[1:], key)
+        if isinstance(raw, Exception):  # its node's part of a cluster batch failed
+            raise TierError(self.name, "get", raw) from raw
+        if raw[:1] == rs.UNTAGGED:
+            return self._decode(raw[1:], key)
+        found = await self._run("get", lambda: self._fresh_op([key], [raw]))
+        return found.get(key)
+
+    def _coalescer(self) -> ReadCoalescer:
+        """This event loop's read batches."""
+        coalescers = self._coalescers
+        if coalescers is None:
+            coalescers = self._coalescers = PerLoop(ReadCoalescer, _drop)
+        return coalescers.get()
+
+    async def _get_alone(self, key: str) -> Any:
+        """One GET (the uncoalesced read; driver errors are the caller's to translate)."""
+        side = self._sides.get()  # type: ignore[union-attr]
+        async with _timeout(self._op_timeout):
+            return await side.c.get(key)
+
+    async def _send_batch(self, keys: Sequence[str]) -> Any:
+        """One MGET of a coalesced batch (per slot, pipelined per node, on a cluster)."""
+        side = self._sides.get()  # type: ignore[union-attr]
+        if self.cluster:  # per node: a failing node fails only its own keys' reads
+            return await rn.send_batch(self, side.c, keys)
+        async with _timeout(self._op_timeout):
+            return await side.c.mget(keys)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
+        if self.cluster and self._sides is not None:
+            return await rn.get_many(self, keys)
         return await self._run("get_many", lambda: self._get_many_op(keys))
 
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
-        return await self._run("lease", lambda: self._lease_op(key, tags))
+        if self.cluster or not self.coalesce or self._sides is None:
+            return await self._run("lease", lambda: self._lease_op(key, tags))
+        tokens, wanted = self._lease_keys(key, tags)  # one MGET, coalesced like reads
+        try:
+            values = await self._coalescer().read_keys(wanted, self._send_batch)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise TierError(self.name, "lease", exc) from exc
+        return _lease(key, tokens, values)
 
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
-        return await self._run("set", lambda: self._set_op(key, entry, lease))
+        call = self._run("set", lambda: self._set_op(key, entry, lease))
+        return await (rn.guarded(self, key, "set", call) if self.cluster else call)
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
-        await self._run("set_many", lambda: self._set_many_op(entries))
+        progress = rb.Progress(len(entries))
+        try:
+            await self._run("set_many", lambda: rb.set_many_op(self, entries, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     async def delete_many(self, keys: Sequence[str]) -> int:
-        return await self._run("delete_many", lambda: self._delete_many_op(keys))
+        progress = rb.Progress(len(keys))
+        try:
+            return await self._run("delete_many", lambda: rb.delete_many_op(self, keys, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     async def delete_prefix(self, prefix: str) -> int:
         return await self._run("delete_prefix", lambda: self._delete_prefix_op(prefix))
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        await self._run("invalidate_tags", lambda: self._invalidate_tags_op(tags))
+        await self._run("invalidate_tags", lambda: rb.invalidate_tags_op(self, tags))
 
     async def clear(self) -> None:
         await self.delete_prefix(self._context.namespace + ":")
@@ -514,7 +609,10 @@ class RedisTier:
     # -- public sync API ---------------------------------------------------------------------
     def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
         side = self._sync
-        if self.cluster or side is None or tags:
+        if self.cluster:
+            op = functools.partial(self._run_sync, "get", lambda: self._get_op(key))
+            return rn.guarded_sync(self, key, "get", op)
+        if side is None or tags:
             return self._run_sync("get", lambda: self._get_op(key))
         try:
             raw = side.c.get(key)
@@ -527,25 +625,38 @@ class RedisTier:
         return self._decode(raw[1:], key)
 
     def get_many_sync(self, keys: Sequence[str]) -> dict[str, Entry]:
+        if self.cluster and self._sync is not None:
+            return rn.get_many_sync(self, keys)
         return self._run_sync("get_many", lambda: self._get_many_op(keys))
 
     def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
         return self._run_sync("lease", lambda: self._lease_op(key, tags))
 
     def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
-        return self._run_sync("set", lambda: self._set_op(key, entry, lease))
+        op = functools.partial(self._run_sync, "set", lambda: self._set_op(key, entry, lease))
+        return rn.guarded_sync(self, key, "set", op) if self.cluster else op()
 
     def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
-        self._run_sync("set_many", lambda: self._set_many_op(entries))
+        progress = rb.Progress(len(entries))
+        try:
+            self._run_sync("set_many", lambda: rb.set_many_op(self, entries, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     def delete_many_sync(self, keys: Sequence[str]) -> int:
-        return self._run_sync("delete_many", lambda: self._delete_many_op(keys))
+        progress = rb.Progress(len(keys))
+        try:
+            return self._run_sync("delete_many", lambda: rb.delete_many_op(self, keys, progress))
+        except TierError:
+            self.dropped_writes += progress.total - progress.done
+            raise
 
     def delete_prefix_sync(self, prefix: str) -> int:
         return self._run_sync("delete_prefix", lambda: self._delete_prefix_op(prefix))
 
     def invalidate_tags_sync(self, tags: Sequence[str]) -> None:
-        self._run_sync("invalidate_tags", lambda: self._invalidate_tags_op(tags))
+        self._run_sync("invalidate_tags", lambda: rb.invalidate_tags_op(self, tags))
 
     def clear_sync(self) -> None:
         self.delete_prefix_sync(self._context.namespace + ":")
@@ -577,12 +688,37 @@ def _check_url(url: object) -> None:
         raise ConfigError(f"RedisTier url has a bad port: {url!r} ({exc})") from exc
 
 
+def _lease(key: str, tokens: list[str], values: Sequence[bytes | None]) -> rs.RedisLease:
+    """The lease of ``key`` from the values ``_lease_keys`` names (missing: ``b"0"``)."""
+    kv, epoch, *versions = values
+    return rs.RedisLease(
+        key, kv or b"0", epoch or b"0", tuple(tokens), tuple(v or b"0" for v in versions)
+    )
+
+
+def _bytes(value: Any) -> bytes:
+    """A script's reply item as bytes (integers come back as ints)."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _version(value: bytes | None) -> int:
+    """A tag counter as an int: -1 when missing or unreadable (it then matches no entry)."""
+    try:
+        return -1 if value is None else int(value)
+    except ValueError:
+        return -1
+
+
 def _text(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else key
 
 
 def _keep(side: _Side) -> None:
     """A caller's client is the caller's to close."""
+
+
+def _drop(coalescer: ReadCoalescer) -> None:
+    """A loop's batches end with it: nothing to release."""
 
 
 def _abandon(side: _Side) -> None:
