@@ -131,6 +131,10 @@ class TierStatsReport(TypedDict):
     probe_failures: int
     evictions: NotRequired[int]
     decode_errors: NotRequired[int]
+    #: Redis: entries a batch write could not store (each failed chunk also raises TierError)
+    dropped_writes: NotRequired[int]
+    #: Redis Cluster: calls refused fast because their node was down (the tier stays usable)
+    node_errors: NotRequired[int]
     entries: NotRequired[int]
 
 
