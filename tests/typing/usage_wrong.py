@@ -41,3 +41,4 @@ async def misuse() -> None:
     engine: CacheEngine = CacheEngine([sc.MemoryTier()])
     engine.cached(ttl=5)  # E: attr-defined
     built: int = sc.Cache.from_url("memory://")  # E: assignment
+    print(built)
