@@ -3,7 +3,7 @@
 Why here: the engine (``engine.cache.Cache``) knows nothing of decorators,
 warming, blinker rules or configuration strings; this subclass adds them as
 methods by importing those front doors directly, so nothing is attached to a
-class at import time and a method exists exactly when its module is importable.
+class at import time.
 Front doors that take a cache (``sc.cached(cache, ...)``, the middleware, the
 query cache) accept the engine's class, and so this one too.
 """
