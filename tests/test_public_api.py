@@ -98,9 +98,9 @@ def test_the_reference_lists_no_internals_of_the_clients() -> None:
     api = (ROOT / "docs" / "api.md").read_text()
     internal = {"fetch", "load", "detach", "leases", "resolve_lock", "refresh_in_background",
                 "full_key", "relative_key", "entry_policy", "settle_write", "register_function",
-                "invalidation", "decorator_factory", "after_fork"}  # fmt: skip
+                "invalidation", "after_fork"}  # fmt: skip
     for target, cls in (
-        ("stratacache.engine.cache.Cache", sc.Cache),
+        ("stratacache.client.Cache", sc.Cache),
         ("stratacache.engine.sync.SyncCache", sc.SyncCache),
     ):
         members = _members(api, target)

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import (
-    config,  # registers Cache.from_url / from_env / from_dict
-    events,  # registers Cache.invalidate_on
-    warming,  # registers Cache.warm
-)
-from . import decorators as _decorators  # registers Cache.cached
+from . import config, events, warming
+from . import decorators as _decorators
+from .client import Cache
 from .core import durations
 from .core.clock import Clock, ManualClock, SystemClock
 from .core.codec import EntryCodec
@@ -47,7 +44,6 @@ from .core.sentinel import MISS, UNSET, Miss, Unset
 from .core.serializer import MsgpackSerializer, Serializer
 from .core.tier import SyncTier, Tier, TierContext
 from .engine import signals
-from .engine.cache import Cache
 from .engine.decorated import AsyncCachedFunction, CacheDecorator, CachedFunction
 from .engine.stats import (
     EngineStatsReport,

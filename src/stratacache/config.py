@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .core.durations import check_duration
@@ -38,6 +38,8 @@ from .fleet.lock import RedisLock
 from .tiers.memory import MemoryTier
 
 Parser = Callable[[str, str], Any]
+#: the class a builder makes: the engine's ``Cache`` or a subclass (``stratacache.Cache``)
+CacheT = TypeVar("CacheT", bound=Cache)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
 _TIER_START = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
@@ -219,8 +221,10 @@ def build_tier(url: str) -> Tier:
 
 
 # -- the cache ---------------------------------------------------------------------------------
-def from_url(url: str, **options: Any) -> Cache:
-    """A ``Cache`` over the tiers ``url`` lists top-down; ``options`` are ``Cache`` keywords.
+def build_from_url(cls: type[CacheT], url: str, **options: Any) -> CacheT:
+    """A ``cls`` over the tiers ``url`` lists top-down; ``options`` are ``Cache`` keywords.
+
+    ``stratacache.Cache.from_url(url, ...)`` calls ``build_from_url(Cache, url, ...)``.
 
     ``bus``: ``True``/``None`` (default: a ``RedisBus`` on the first Redis tier when a
     local tier sits above a shared one), ``False`` (none), a URL, or an ``InvalidationBus``.
@@ -245,7 +249,7 @@ def from_url(url: str, **options: Any) -> Cache:
         lock = parse_switch("lock", lock)
     options["bus"] = _bus(bus, tiers, redis_url)
     options["lock"] = _lock(lock, redis_url, tiers)
-    return Cache(tiers, **options)
+    return cls(tiers, **options)
 
 
 def _check_plain(options: Mapping[str, Any]) -> None:
@@ -303,8 +307,8 @@ def _lock(lock: Any, redis_url: str | None, tiers: list[Tier]) -> Any:
     return lock
 
 
-def from_dict(settings: Mapping[str, Any]) -> Cache:
-    """A ``Cache`` from a settings mapping: ``{"tiers": <url string or list of URLs>, ...}``.
+def build_from_dict(cls: type[CacheT], settings: Mapping[str, Any]) -> CacheT:
+    """A ``cls`` from a settings mapping: ``{"tiers": <url string or list of URLs>, ...}``.
 
     Other keys are ``Cache`` options; values may be Python objects or their text form
     (``"5m"``, ``"true"``), as in a settings file or the environment.
@@ -326,7 +330,7 @@ def from_dict(settings: Mapping[str, Any]) -> Cache:
         parser = CACHE_OPTIONS.get(key)
         if parser is not None and isinstance(value, str) and parser is not parse_str:
             options[key] = parser(key, value)
-    return from_url(tiers, **options)
+    return build_from_url(cls, tiers, **options)
 
 
 #: environment variable of each option (``STRATACACHE_URL`` holds the tiers)
@@ -335,8 +339,10 @@ ENVIRONMENT = {"tiers": "STRATACACHE_URL"} | {
 }
 
 
-def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Cache:
-    """A ``Cache`` from ``STRATACACHE_URL`` and the ``STRATACACHE_<OPTION>`` variables.
+def build_from_env(
+    cls: type[CacheT], environ: Mapping[str, str] | None = None, **overrides: Any
+) -> CacheT:
+    """A ``cls`` from ``STRATACACHE_URL`` and the ``STRATACACHE_<OPTION>`` variables.
 
     ``overrides`` (``Cache`` keywords) win over the environment.
 
@@ -352,7 +358,7 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Cach
     if "tiers" not in settings:
         raise ConfigError("STRATACACHE_URL is not set (e.g. 'memory://,redis://127.0.0.1:6379/0')")
     settings.update(overrides)
-    return from_dict(settings)
+    return build_from_dict(cls, settings)
 
 
 def check_ttl(name: str, value: Any) -> float | None:
@@ -366,6 +372,24 @@ def check_ttl(name: str, value: Any) -> float | None:
     return check_duration(name, value)
 
 
-Cache.config_factory = {"url": from_url, "env": from_env, "dict": from_dict}
+_MOVED = {"from_url", "from_env", "from_dict"}
 
-__all__ = ["ENVIRONMENT", "build_tier", "from_dict", "from_env", "from_url", "split_tiers"]
+if not TYPE_CHECKING:  # type checkers see no catch-all attribute
+
+    def __getattr__(name: str) -> Any:
+        if name in _MOVED:
+            raise AttributeError(
+                f"stratacache.config.{name} is now stratacache.Cache.{name} (or "
+                f"stratacache.config.build_{name}(cls, ...) for another Cache class)"
+            )
+        raise AttributeError(f"module 'stratacache.config' has no attribute {name!r}")
+
+
+__all__ = [
+    "ENVIRONMENT",
+    "build_from_dict",
+    "build_from_env",
+    "build_from_url",
+    "build_tier",
+    "split_tiers",
+]

@@ -380,6 +380,3 @@ def _claim_key_space(
     if spaces is None:
         spaces = _KEY_SPACES.setdefault(cache, KeySpaces())
     spaces.claim(builder.name, builder.identity, builder.captured_unknown, fn, explicit)
-
-
-Cache.decorator_factory = cached

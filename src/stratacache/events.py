@@ -362,8 +362,6 @@ def audit(
     return installed
 
 
-Cache.invalidate_on_factory = invalidate_on
-
 __all__ = [
     "InvalidationRule",
     "JSONLinesAuditLog",

@@ -194,8 +194,4 @@ def _split(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (item,), {}
 
 
-# ``Cache.warm`` as a front-door hook, like ``Cache.decorator_factory``: the engine never
-# imports this module.
-Cache.warm_factory = warm
-
 __all__ = ["WarmProgress", "WarmSummary", "register", "warm", "warm_at_start"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stratacache as sc
+from stratacache.engine.cache import Cache as CacheEngine
 
 cache = sc.Cache(tiers=[sc.MemoryTier(maxsize=100)], namespace="typing", default_ttl=60)
 
@@ -60,6 +61,26 @@ def use_sync() -> None:
     loads: int = cache.sync.stats()["engine"]["loads"]
     typed: sc.CachedFunction[[int], int] = square
     print(lines, fresh, counters, n, cost, value, loads, typed, report.__wrapped__("x"))
+
+
+async def use_front_doors() -> None:
+    built: sc.Cache = sc.Cache.from_url("memory://", namespace="typing")
+    from_env: sc.Cache = sc.Cache.from_env({"STRATACACHE_URL": "memory://"})
+    from_dict: sc.Cache = sc.Cache.from_dict({"tiers": "memory://"})
+    summary: sc.warming.WarmSummary = await built.warm(concurrency=4)
+    engine = CacheEngine([sc.MemoryTier()])
+    doubled = sc.cached(engine, ttl=5)(lambda x: 2 * x)
+    rule = built.invalidate_on(object(), keys="user:{id}", reason="typing")
+    rule.disconnect()
+    print(from_env, from_dict, summary.warmed, doubled)
+
+
+class Mine(sc.Cache):
+    pass
+
+
+def subclass_builds_itself() -> Mine:
+    return Mine.from_url("memory://")
 
 
 def default_ttl(ttl: float | sc.Unset | None = sc.UNSET) -> None:

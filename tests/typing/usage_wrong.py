@@ -6,6 +6,7 @@ Each line expected to fail ends with ``# E: <mypy error code>``.
 from __future__ import annotations
 
 import stratacache as sc
+from stratacache.engine.cache import Cache as CacheEngine
 
 cache = sc.Cache(tiers=[sc.MemoryTier(maxsize=100)])
 
@@ -34,3 +35,10 @@ async def misuse() -> None:
     sc.MemoryTeir()  # E: attr-defined
     await cache.incr("n", ttl="5")  # E: arg-type
     print(total, user)
+    await cache.warm(concurency=4)  # E: call-arg
+    cache.invalidate_on(object(), key="k")  # E: call-arg
+    sc.Cache.from_dict("memory://")  # E: arg-type
+    engine: CacheEngine = CacheEngine([sc.MemoryTier()])
+    engine.cached(ttl=5)  # E: attr-defined
+    built: int = sc.Cache.from_url("memory://")  # E: assignment
+    print(built)

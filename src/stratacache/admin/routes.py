@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from ..core.errors import StratacacheError
+from ..warming import warm
 from .audit import AdminAction
 from .auth import ADMIN, READ, Caller
 from .inspect import MAX_PAGE, describe, key_page
@@ -244,7 +245,8 @@ class Handlers:
             latest[0] = state
 
         async def run() -> Any:
-            summary = await self.cache.warm(
+            summary = await warm(
+                self.cache,
                 warmers=[table[n] for n in names],
                 from_hot=body.from_hot,
                 concurrency=body.concurrency,

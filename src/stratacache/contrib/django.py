@@ -38,7 +38,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_
 from django.http import HttpResponse
 from django.utils.safestring import SafeString, mark_safe
 
-from ..config import from_dict
+from ..client import Cache as PublicCache
 from ..core.durations import MAX_SECONDS, MIN_SECONDS
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
@@ -56,7 +56,7 @@ def shared_cache(location: str, namespace: str, options: Mapping[str, Any]) -> C
         cache = _shared.get(ident)
         if cache is None:
             settings = {**options, "tiers": location, "namespace": namespace}
-            cache = _shared[ident] = from_dict(settings)
+            cache = _shared[ident] = PublicCache.from_dict(settings)
         return cache
 
 

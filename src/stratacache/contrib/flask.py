@@ -29,7 +29,9 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, has_app_context
 
-from ..config import CACHE_OPTIONS, from_dict, parse_bool
+from .. import decorators
+from ..client import Cache as PublicCache
+from ..config import CACHE_OPTIONS, parse_bool
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 from ..middleware.wsgi import WSGICacheMiddleware
@@ -81,7 +83,7 @@ class Stratacache:
                 cache = self.cache
                 wrapped = bound.get(cache)
                 if wrapped is None:
-                    wrapped = bound[cache] = cache.cached(**options)(fn)
+                    wrapped = bound[cache] = decorators.cached(cache, **options)(fn)
                 return wrapped
 
             if inspect.iscoroutinefunction(fn):
@@ -115,7 +117,7 @@ def cache_from_config(config: Any, app_name: str = "flask") -> Cache:
             value = config[name]
             settings[option] = parser(name, value) if isinstance(value, str) else value
     settings.setdefault("namespace", app_name.replace(":", "_") or "flask")
-    return from_dict(settings)
+    return PublicCache.from_dict(settings)
 
 
 __all__ = ["Stratacache", "cache_from_config"]

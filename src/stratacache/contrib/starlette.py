@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from ..config import from_url
+from ..client import Cache as PublicCache
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 
@@ -47,7 +47,7 @@ def lifespan(
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:
-        built = cache if isinstance(cache, Cache) else from_url(cache, **options)
+        built = cache if isinstance(cache, Cache) else PublicCache.from_url(cache, **options)
         async with built:
             app.state.stratacache = built
             if app_lifespan is None:

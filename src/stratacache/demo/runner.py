@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from ..client import Cache
 from ..core.errors import ConfigError
 from ..core.tier import Tier
-from ..engine.cache import Cache
 from ..tiers.memory import MemoryTier
 from .tracing import JOINED, LOADER, TracedTier, mark_loader, trace, traced
 from .workload import PathStats, Run, SlowSource, drive, timed, zipf_sampler

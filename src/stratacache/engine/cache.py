@@ -1,5 +1,9 @@
 """``Cache``: the async engine over an ordered stack of tiers.
 
+This is the engine core: the public ``stratacache.Cache`` (``stratacache.client``)
+subclasses it and adds the front doors (``cached``, ``warm``, ``invalidate_on``,
+``from_url``/``from_env``/``from_dict``); front doors that take a cache accept this class.
+
 A read walks the tiers top-down and stops at the first live entry, writing it
 back into the tiers above (each capped by its own TTL). A miss in every tier
 runs the loader once per key per process (single-flight). Writes go
@@ -15,7 +19,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..core.clock import Clock, SystemClock
 from ..core.codec import EntryCodec
@@ -44,11 +48,6 @@ from .replay import Replay
 from .runtime import CacheRuntime, drop, new_origin
 from .stack import TierStack
 from .stats import CacheStats, FunctionStats
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from .decorated import CacheDecorator, CachedOptions
 
 log = logging.getLogger("stratacache")
 T = TypeVar("T")
@@ -338,64 +337,6 @@ class Cache(CacheRuntime, AsyncPrimitives):
     @tag_rules.setter
     def tag_rules(self, rules: TagExpander | None) -> None:
         self.invalidator.tag_expander = rules
-
-    # -- front doors -------------------------------------------------------------------------------
-    #: set by ``stratacache.decorators`` on import, so the engine never imports a front door
-    decorator_factory: Callable[..., CacheDecorator] | None = None
-
-    #: set by ``stratacache.warming`` on import
-    warm_factory: Callable[..., Any] | None = None
-
-    #: set by ``stratacache.config`` on import: the ``from_url``/``from_env``/``from_dict`` builders
-    config_factory: dict[str, Callable[..., Cache]] = {}
-
-    #: set by ``stratacache.events`` on import (same reason as ``decorator_factory``)
-    invalidate_on_factory: Callable[..., Any] | None = None
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Cache:
-        """A cache over comma-separated tier URLs, top-down (see ``stratacache.config``)."""
-        return cls._configured("url", url, **options)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Cache:
-        """A cache from ``STRATACACHE_URL`` and ``STRATACACHE_*`` variables (``stratacache.config``)."""
-        return cls._configured("env", environ, **options)
-
-    @classmethod
-    def from_dict(cls, settings: Mapping[str, Any]) -> Cache:
-        """A cache from a settings mapping with ``tiers`` (see ``stratacache.config``)."""
-        return cls._configured("dict", settings)
-
-    @classmethod
-    def _configured(cls, form: str, *args: Any, **options: Any) -> Cache:
-        factory = cls.config_factory.get(form)
-        if factory is None:
-            raise ConfigError("import stratacache (or stratacache.config) to use Cache.from_url")
-        return factory(*args, **options)
-
-    async def warm(self, **options: Any) -> Any:
-        """Run the registered warmers (see ``stratacache.warming.warm``); returns a summary."""
-        factory = type(self).warm_factory
-        if factory is None:
-            raise ConfigError("import stratacache (or stratacache.warming) to use cache.warm")
-        return await factory(self, **options)
-
-    def cached(self, **options: Unpack[CachedOptions]) -> CacheDecorator:
-        """Decorate a sync or async function to cache its results (see ``stratacache.decorators``)."""
-        factory = type(self).decorator_factory
-        if factory is None:
-            raise ConfigError("import stratacache (or stratacache.decorators) to use cache.cached")
-        return factory(self, **options)
-
-    def invalidate_on(self, signal: Any, **options: Any) -> Any:
-        """Invalidate whenever a blinker ``signal`` is sent (see ``stratacache.events.invalidate_on``)."""
-        factory = type(self).invalidate_on_factory
-        if factory is None:
-            raise ConfigError(
-                "import stratacache (or stratacache.events) to use cache.invalidate_on"
-            )
-        return factory(self, signal, **options)
 
 
 __all__ = ["MISS", "Cache"]

@@ -1,7 +1,8 @@
 """The types of ``@cache.cached``: what a decorated function is, for type checkers.
 
-Why here: ``Cache.cached`` (engine) must name the type of what the decorator
-front door returns without importing it, so the shapes live below both. At
+Why here: ``stratacache.Cache.cached`` and ``stratacache.cached`` return these
+shapes and any layer above the engine may name them, so they live in the
+engine, free of the decorator's code. At
 runtime a decorated function is a plain function with attributes (the fastest
 thing to call); these Protocols describe it, keeping the function's parameters
 (``ParamSpec``) and its return type (the awaited one for ``async def``).
