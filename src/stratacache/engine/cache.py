@@ -41,6 +41,7 @@ from .entries import Entries, check_plugins, check_tags
 from .invalidation import APPLY, Flow, Invalidator, TagExpander
 from .keyspace import KeySpace
 from .loading import Loads
+from .plans import live_values
 from .policy import UNSET, EntryPolicy, store_predicate
 from .primitives import AsyncPrimitives
 from .readthrough import ReadThrough
@@ -197,10 +198,9 @@ class Cache(CacheRuntime, AsyncPrimitives):
         if isinstance(keys, str):
             raise ConfigError("keys must be a list of strings, not a single string")
         await self.start()
-        wanted = {self.keys.full_key(k): k for k in keys}
+        wanted = self.keys.full_keys(keys)
         found = await self.tiers.read_many(list(wanted), self.clock.time())
-        now = self.clock.time()
-        return {wanted[fk]: e.value for fk, e in found.items() if not e.is_expired(now)}
+        return live_values(wanted, found, self.clock.time())
 
     async def get_or_set(
         self,

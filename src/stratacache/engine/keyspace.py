@@ -8,6 +8,8 @@ knows this; the read path, the invalidator and the front doors ask it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..core.errors import CacheKeyError
 from ..core.keys import validate_key
 
@@ -43,6 +45,17 @@ class KeySpace:
     def full_key(self, key: str) -> str:
         """``namespace:key`` at the current generation, after checking ``key``."""
         return self.prefix + check_relative(validate_key(key, self.max_key_length))
+
+    def full_keys(self, keys: Iterable[str]) -> dict[str, str]:
+        """``{full key: key}`` for a batch, each key checked as ``full_key`` checks it (the
+        common case inline: a batch read pays one loop, not two calls per key)."""
+        prefix, limit, found = self.prefix, self.max_key_length, {}
+        for key in keys:
+            if type(key) is not str or not key or len(key) > limit or key[:2] == GEN_MARK:
+                found[self.full_key(key)] = key  # raises CacheKeyError, saying why
+            else:
+                found[prefix + key] = key
+        return found
 
     def relative_key(self, fkey: str) -> str:
         """The key ``invalidate`` takes for a full key (generation-qualified if it was flushed)."""

@@ -112,6 +112,11 @@ class SlotView:
             return True
         return self.usable(slot)
 
+    def may_hide(self) -> bool:
+        """Could ``hidden`` pass over anything now (bus lost, or invalidations awaiting replay)?"""
+        replay = self.replay
+        return self.degraded_bound is not None or (replay is not None and bool(replay.active))
+
     def hidden(self, slot: TierSlot, fkey: str, entry: Entry, now: float) -> bool:
         """Must a read pass over ``entry``: past the degraded bound, or outdated by an
         invalidation still waiting for Redis?"""

@@ -29,6 +29,7 @@ from .entries import Entries, check_tags
 from .invalidation import APPLY, Flow, Invalidator
 from .keyspace import KeySpace
 from .loading import Loads
+from .plans import live_values
 from .policy import UNSET, EntryPolicy, store_predicate
 from .primitives import SyncPrimitives
 from .stack import TierStack
@@ -121,10 +122,9 @@ class SyncCache(SyncPrimitives):
         if isinstance(keys, str):
             raise ConfigError("keys must be a list of strings, not a single string")
         self.start()
-        wanted = {self.cache.keys.full_key(k): k for k in keys}
+        wanted = self.cache.keys.full_keys(keys)
         found = self.io.read_many(list(wanted), self.cache.clock.time())
-        now = self.cache.clock.time()
-        return {wanted[k]: e.value for k, e in found.items() if not e.is_expired(now)}
+        return live_values(wanted, found, self.cache.clock.time())
 
     def get_or_set(
         self,
