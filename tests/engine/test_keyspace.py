@@ -36,3 +36,15 @@ def test_generations_never_go_back() -> None:
     space.advance(2)
     assert space.advance(2) is False and space.advance(1) is False
     assert space.generation == 2 and space.prefix == "shop:~g2:"
+
+
+@pytest.mark.parametrize("bad", ["", "~g3:k", "x" * 2000, 7])
+def test_full_keys_checks_each_key_as_full_key_does(bad: object) -> None:
+    """A batch refuses the key ``full_key`` refuses, with the same error, and maps the rest back."""
+    space = KeySpace("ns", 1024)
+    assert space.full_keys(["a", "b"]) == {"ns:a": "a", "ns:b": "b"}
+    with pytest.raises(CacheKeyError) as single:
+        space.full_key(bad)  # type: ignore[arg-type]
+    with pytest.raises(CacheKeyError) as batch:
+        space.full_keys(["a", bad])  # type: ignore[list-item]
+    assert str(batch.value) == str(single.value)
