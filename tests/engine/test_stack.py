@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 
 import pytest
+import redis
 
 import stratacache as sc
 
@@ -65,3 +67,69 @@ async def test_remote_leases_are_taken_at_the_same_time(remote: int) -> None:
     assert errors == [0] * remote  # no lease timed out waiting for the others
     assert len(leases) == remote + 1 and None not in leases
     assert [tier.leases for tier in lower] == [1] * remote
+
+
+class LeaseFailsOnce(sc.RedisTier):
+    """A Redis tier whose next lease fails (a network blip), every later call succeeding."""
+
+    fail_next = False
+
+    def _blip(self) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise redis.ConnectionError("blip")
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        self._blip()
+        return await super().lease(key, tags)
+
+    def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
+        self._blip()
+        return super().lease_sync(key, tags)
+
+
+def _blipping_pair(redis_url: str) -> tuple[sc.Cache, sc.Cache, LeaseFailsOnce]:
+    namespace = "blip" + uuid.uuid4().hex[:8]
+    tier = LeaseFailsOnce(url=redis_url)
+    tier.fail_next = True
+    cache = sc.Cache([tier], namespace=namespace, bus=False)
+    other = sc.Cache([sc.RedisTier(url=redis_url)], namespace=namespace, bus=False)
+    return cache, other, tier
+
+
+async def test_a_load_whose_lease_failed_does_not_store_over_an_invalidation(
+    redis_url: str,
+) -> None:
+    """Without its lease a load cannot tell that an invalidation landed meanwhile: its
+    write must not reach the tier as an unconditional overwrite."""
+    cache, other, tier = _blipping_pair(redis_url)
+    source = {"k": 1}
+
+    async def load() -> int:
+        value = source["k"]
+        source["k"] = 2  # the source changes while the load runs, and is invalidated
+        await other.invalidate(keys=["k"])
+        return value
+
+    async with cache, other:
+        assert await cache.get_or_set("k", load) == 1  # the caller gets its load's result
+        assert not tier.fail_next  # the lease did fail
+        assert await other.get_or_set("k", lambda: source["k"]) == 2  # not the outdated 1
+
+
+def test_a_load_whose_lease_failed_does_not_store_over_an_invalidation_sync(
+    redis_url: str,
+) -> None:
+    cache, other, tier = _blipping_pair(redis_url)
+    source = {"k": 1}
+
+    def load() -> int:
+        value = source["k"]
+        source["k"] = 2
+        other.sync.invalidate(keys=["k"])
+        return value
+
+    with cache.sync, other.sync:
+        assert cache.sync.get_or_set("k", load) == 1
+        assert not tier.fail_next
+        assert other.sync.get_or_set("k", lambda: source["k"]) == 2
