@@ -1,4 +1,4 @@
-"""``TierStack`` round trips on a miss: remote leases are asked for at the same time."""
+"""``TierStack`` on a miss: remote leases asked for at once; a tier that failed is not written unleased."""
 
 from __future__ import annotations
 
@@ -133,3 +133,59 @@ def test_a_load_whose_lease_failed_does_not_store_over_an_invalidation_sync(
         assert cache.sync.get_or_set("k", load) == 1
         assert not tier.fail_next
         assert other.sync.get_or_set("k", lambda: source["k"]) == 2
+
+
+class ReadFailsOnce(sc.RedisTier):
+    """A Redis tier whose next read fails; counts the leases and writes it is asked for."""
+
+    fail_next = True
+    calls = 0
+
+    def _read(self) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise redis.TimeoutError("hung")
+
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> sc.Entry | None:
+        self._read()
+        return await super().get(key, tags)
+
+    def get_sync(self, key: str, tags: Sequence[str] | None = None) -> sc.Entry | None:
+        self._read()
+        return super().get_sync(key, tags)
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        self.calls += 1
+        return await super().lease(key, tags)
+
+    def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
+        self.calls += 1
+        return super().lease_sync(key, tags)
+
+    async def set(self, key: str, entry: sc.Entry, lease: object | None = None) -> bool:
+        self.calls += 1
+        return await super().set(key, entry, lease)
+
+    def set_sync(self, key: str, entry: sc.Entry, lease: object | None = None) -> bool:
+        self.calls += 1
+        return super().set_sync(key, entry, lease)
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+async def test_a_miss_whose_read_failed_does_not_call_that_tier_again(
+    redis_url: str, blocking: bool
+) -> None:
+    """A tier that just failed (a hung Redis) is not leased and written by the same call:
+    one timeout per call before the breaker opens, not three."""
+    tier = ReadFailsOnce(url=redis_url)
+    cache = sc.Cache([sc.MemoryTier(), tier], namespace="r" + uuid.uuid4().hex[:8], bus=False)
+    async with cache:
+        if blocking:
+            got = await asyncio.to_thread(cache.sync.get_or_set, "k", lambda: 1)
+        else:
+            got = await cache.get_or_set("k", lambda: 1)
+        assert got == 1
+        assert not tier.fail_next
+        assert tier.calls == 0
+        assert cache.stats()["tiers"]["redis"]["errors"] == 1
+        assert await cache.get("k") == 1  # the memory tier still took the value
