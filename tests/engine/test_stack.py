@@ -1,11 +1,13 @@
-"""``TierStack`` round trips on a miss: remote leases are asked for at the same time."""
+"""``TierStack`` on a miss: remote leases asked for at once; a tier that failed is not written unleased."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 
 import pytest
+import redis
 
 import stratacache as sc
 
@@ -65,3 +67,125 @@ async def test_remote_leases_are_taken_at_the_same_time(remote: int) -> None:
     assert errors == [0] * remote  # no lease timed out waiting for the others
     assert len(leases) == remote + 1 and None not in leases
     assert [tier.leases for tier in lower] == [1] * remote
+
+
+class LeaseFailsOnce(sc.RedisTier):
+    """A Redis tier whose next lease fails (a network blip), every later call succeeding."""
+
+    fail_next = False
+
+    def _blip(self) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise redis.ConnectionError("blip")
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        self._blip()
+        return await super().lease(key, tags)
+
+    def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
+        self._blip()
+        return super().lease_sync(key, tags)
+
+
+def _blipping_pair(redis_url: str) -> tuple[sc.Cache, sc.Cache, LeaseFailsOnce]:
+    namespace = "blip" + uuid.uuid4().hex[:8]
+    tier = LeaseFailsOnce(url=redis_url)
+    tier.fail_next = True
+    cache = sc.Cache([tier], namespace=namespace, bus=False)
+    other = sc.Cache([sc.RedisTier(url=redis_url)], namespace=namespace, bus=False)
+    return cache, other, tier
+
+
+async def test_a_load_whose_lease_failed_does_not_store_over_an_invalidation(
+    redis_url: str,
+) -> None:
+    """Without its lease a load cannot tell that an invalidation landed meanwhile: its
+    write must not reach the tier as an unconditional overwrite."""
+    cache, other, tier = _blipping_pair(redis_url)
+    source = {"k": 1}
+
+    async def load() -> int:
+        value = source["k"]
+        source["k"] = 2  # the source changes while the load runs, and is invalidated
+        await other.invalidate(keys=["k"])
+        return value
+
+    async with cache, other:
+        assert await cache.get_or_set("k", load) == 1  # the caller gets its load's result
+        assert not tier.fail_next  # the lease did fail
+        assert await other.get_or_set("k", lambda: source["k"]) == 2  # not the outdated 1
+
+
+def test_a_load_whose_lease_failed_does_not_store_over_an_invalidation_sync(
+    redis_url: str,
+) -> None:
+    cache, other, tier = _blipping_pair(redis_url)
+    source = {"k": 1}
+
+    def load() -> int:
+        value = source["k"]
+        source["k"] = 2
+        other.sync.invalidate(keys=["k"])
+        return value
+
+    with cache.sync, other.sync:
+        assert cache.sync.get_or_set("k", load) == 1
+        assert not tier.fail_next
+        assert other.sync.get_or_set("k", lambda: source["k"]) == 2
+
+
+class ReadFailsOnce(sc.RedisTier):
+    """A Redis tier whose next read fails; counts the leases and writes it is asked for."""
+
+    fail_next = True
+    calls = 0
+
+    def _read(self) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise redis.TimeoutError("hung")
+
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> sc.Entry | None:
+        self._read()
+        return await super().get(key, tags)
+
+    def get_sync(self, key: str, tags: Sequence[str] | None = None) -> sc.Entry | None:
+        self._read()
+        return super().get_sync(key, tags)
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        self.calls += 1
+        return await super().lease(key, tags)
+
+    def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
+        self.calls += 1
+        return super().lease_sync(key, tags)
+
+    async def set(self, key: str, entry: sc.Entry, lease: object | None = None) -> bool:
+        self.calls += 1
+        return await super().set(key, entry, lease)
+
+    def set_sync(self, key: str, entry: sc.Entry, lease: object | None = None) -> bool:
+        self.calls += 1
+        return super().set_sync(key, entry, lease)
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+async def test_a_miss_whose_read_failed_does_not_call_that_tier_again(
+    redis_url: str, blocking: bool
+) -> None:
+    """A tier that just failed (a hung Redis) is not leased and written by the same call:
+    one timeout per call before the breaker opens, not three."""
+    tier = ReadFailsOnce(url=redis_url)
+    cache = sc.Cache([sc.MemoryTier(), tier], namespace="r" + uuid.uuid4().hex[:8], bus=False)
+    async with cache:
+        if blocking:
+            got = await asyncio.to_thread(cache.sync.get_or_set, "k", lambda: 1)
+        else:
+            got = await cache.get_or_set("k", lambda: 1)
+        assert got == 1
+        assert not tier.fail_next
+        assert tier.calls == 0
+        assert cache.stats()["tiers"]["redis"]["errors"] == 1
+        assert await cache.get("k") == 1  # the memory tier still took the value

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.entry import Entry
 from ..core.fleet import Invalidation
-from .stack_slots import Leases, SlotView, TierSlot
+from .stack_slots import UNLEASED, Leases, SlotView, TierSlot
 
 TierCall = tuple[TierSlot, str, tuple[Any, ...], Any]
 Plan = Generator[TierCall, Any, Any]
@@ -28,17 +28,19 @@ def lease_plan(
     """Leases already held (or None) by tier index, and the indexes still to lease.
 
     ``held``: leases the miss's read took just before (any lease taken before the loader
-    starts is valid for its write); each tier is leased once per miss.
+    starts is valid for its write); each tier is leased once per miss. A tier that cannot
+    be called now gets ``UNLEASED``: the load will not write it, even if it is back by then.
     """
     leases: list[object | None] = []
     wanted: list[int] = []
     for index, slot in enumerate(view.slots):
         if held and index in held:
             leases.append(held[index])
-        else:
+        elif view.usable(slot):
             leases.append(None)
-            if view.usable(slot):
-                wanted.append(index)
+            wanted.append(index)
+        else:
+            leases.append(UNLEASED)
     return leases, wanted
 
 
@@ -50,13 +52,16 @@ def write(
     now: float,
     overwrite: bool,
 ) -> Generator[TierCall, Any, bool]:
-    """Write bottom-up; stop (False) at the first tier that refuses a voided lease."""
+    """Write bottom-up; stop (False) at the first tier that refuses a voided lease.
+
+    A tier the miss could not lease (``UNLEASED``) is passed over, as if its write failed.
+    """
     slots = view.slots
     for index in range(len(slots) - 1, -1, -1):
         slot = slots[index]
-        if not view.writable(slot, overwrite):
-            continue
         lease = leases[index] if leases else None
+        if lease is UNLEASED or not view.writable(slot, overwrite):
+            continue
         stored = yield slot, "set", (fkey, view.copy_for(slot, entry, now), lease), True
         if not stored:
             return False

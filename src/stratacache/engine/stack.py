@@ -19,7 +19,7 @@ from ..core.fleet import Invalidation
 from ..core.tier import TierContext
 from . import plans, signals
 from .plans import Plan
-from .stack_slots import Leases, SlotView, TierSlot, newer
+from .stack_slots import UNLEASED, Leases, SlotView, TierSlot, newer
 
 T = TypeVar("T")
 
@@ -119,7 +119,7 @@ class TierStack(SlotView):
                         leases[upper] = self.lease_now(above, fkey, tags or ())
                     else:
                         lease = above.tier.lease(fkey, tags or ())
-                        leases[upper] = await self.call(above, "lease", lease, None)
+                        leases[upper] = await self.call(above, "lease", lease, UNLEASED)
             timer = slot.latency
             started = perf_counter() if timer is not None else 0.0
             entry: Entry | None
@@ -131,6 +131,7 @@ class TierStack(SlotView):
             except Exception as exc:
                 self.failed(slot, "get", exc)
                 entry = None
+                leases[index] = UNLEASED  # this miss neither leases nor writes it again
             else:
                 slot.breaker.success()
             if timer is not None:
@@ -148,14 +149,15 @@ class TierStack(SlotView):
             if signals.hit.receivers:
                 signals.hit.send(self.sender, key=fkey, tier=slot.name)
             for upper in visited:
+                taken = leases.get(upper)
+                if taken is UNLEASED:
+                    continue
                 above = self.slots[upper]
                 copy = self.copy_for(above, entry, now)
                 if above.inline:
-                    self.set_now(above, fkey, copy, leases.get(upper))
+                    self.set_now(above, fkey, copy, taken)
                 else:
-                    await self.call(
-                        above, "set", above.tier.set(fkey, copy, leases.get(upper)), False
-                    )
+                    await self.call(above, "set", above.tier.set(fkey, copy, taken), False)
             return entry
         return None
 
@@ -181,11 +183,12 @@ class TierStack(SlotView):
                 remote.append(index)
         if len(remote) == 1:
             slot = self.slots[remote[0]]
-            leases[remote[0]] = await self.call(slot, "lease", slot.tier.lease(fkey, tags), None)
+            asked = slot.tier.lease(fkey, tags)
+            leases[remote[0]] = await self.call(slot, "lease", asked, UNLEASED)
         elif remote:
             got = await asyncio.gather(
                 *(
-                    self.call(s, "lease", s.tier.lease(fkey, tags), None)
+                    self.call(s, "lease", s.tier.lease(fkey, tags), UNLEASED)
                     for s in (self.slots[i] for i in remote)
                 )
             )

@@ -21,6 +21,10 @@ T = TypeVar("T")
 ErrorHook = Callable[[str, str, BaseException], None]
 #: leases a read took, by tier index (a miss's load reuses them)
 Leases = dict[int, object | None]
+#: the "lease" of a tier this miss could not lease (its lease or read failed, or it was
+#: skipped): the load's write passes over it, since a write without its lease is an
+#: overwrite that an invalidation made during the load could not void
+UNLEASED: object = type("Unleased", (), {"__repr__": lambda self: "UNLEASED"})()
 #: the blocking method of each tier operation (``SyncTier``)
 SYNC_NAMES = {
     name: name + "_sync"
@@ -169,12 +173,12 @@ class SlotView:
         return result
 
     def lease_now(self, slot: TierSlot, fkey: str, tags: Sequence[str]) -> object | None:
-        """An inline tier's lease (see ``TierSlot.inline``); None when it fails."""
+        """An inline tier's lease (see ``TierSlot.inline``); ``UNLEASED`` when it fails."""
         try:  # ``run_now`` inlined: every L1 miss leases the memory tier
             lease = slot.tier.lease_sync(fkey, tags)  # type: ignore[attr-defined]
         except Exception as exc:
             self.failed(slot, "lease", exc)
-            return None
+            return UNLEASED
         slot.breaker.success()
         return lease  # type: ignore[no-any-return]
 

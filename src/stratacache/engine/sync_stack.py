@@ -17,7 +17,7 @@ from ..core.fleet import Invalidation
 from ..core.portal import Portal
 from . import plans, signals
 from .plans import Plan
-from .stack_slots import SYNC_NAMES, Leases, SlotView, TierSlot
+from .stack_slots import SYNC_NAMES, UNLEASED, Leases, SlotView, TierSlot
 
 
 class SyncStack:
@@ -75,8 +75,13 @@ class SyncStack:
                 continue
             for upper in visited:
                 if upper not in leases:
-                    leases[upper] = self.call(view.slots[upper], "lease", None, fkey, tags or ())
+                    leases[upper] = self.call(
+                        view.slots[upper], "lease", UNLEASED, fkey, tags or ()
+                    )
+            errors = slot.stats.errors
             entry: Entry | None = self.call(slot, "get", None, fkey, tags)
+            if slot.stats.errors != errors:
+                leases[index] = UNLEASED  # this miss neither leases nor writes it again
             if view.passes_over(slot, fkey, entry, now, newer_than):
                 slot.stats.misses += 1
                 visited.append(index)
@@ -85,9 +90,12 @@ class SyncStack:
             if signals.hit.receivers:
                 signals.hit.send(view.sender, key=fkey, tier=slot.name)
             for upper in visited:
+                lease = leases.get(upper)
+                if lease is UNLEASED:
+                    continue
                 above = view.slots[upper]
                 copy = view.copy_for(above, entry, now)  # type: ignore[arg-type]
-                self.call(above, "set", False, fkey, copy, leases.get(upper))
+                self.call(above, "set", False, fkey, copy, lease)
             return entry
         return None
 
@@ -101,7 +109,7 @@ class SyncStack:
         """Every tier's lease on ``fkey`` before a loader runs (``plans.lease_plan``)."""
         leases, wanted = plans.lease_plan(self.view, fkey, list(tags), held)
         for index in wanted:
-            leases[index] = self.call(self.view.slots[index], "lease", None, fkey, tags)
+            leases[index] = self.call(self.view.slots[index], "lease", UNLEASED, fkey, tags)
         return leases
 
     def write(
