@@ -197,6 +197,21 @@ def test_bus_and_lock_of_wrong_type_are_config_errors(bad: Any) -> None:
         sc.Cache(tiers=[sc.MemoryTier()], lock=bad)
 
 
+def test_bus_true_and_lock_true_build_the_defaults_as_documented(redis_url: str) -> None:
+    """``bus=True``/``lock=True`` (typed as accepted, shown in the docs) mean "the default one"."""
+    cache = sc.Cache(tiers=[sc.MemoryTier(), sc.RedisTier(url=redis_url)], bus=True, lock=True)
+    assert isinstance(cache.bus, RedisBus) and cache.bus.url == redis_url
+    assert isinstance(cache.readthrough.lock, RedisLock) and cache.readthrough.lock.url == redis_url
+
+
+def test_bus_true_and_lock_true_without_a_shared_redis_tier_are_config_errors() -> None:
+    """Asking for a bus or lock that cannot be built fails at construction, naming the fix."""
+    with pytest.raises(sc.ConfigError, match="bus=True needs"):
+        sc.Cache(tiers=[sc.MemoryTier()], bus=True)
+    with pytest.raises(sc.ConfigError, match="lock=True needs"):
+        sc.Cache(tiers=[sc.MemoryTier()], lock=True)
+
+
 if __name__ == "__main__":
     role, url, namespace, out = sys.argv[1:5]
     report = asyncio.run((_reader if role == "reader" else _locker)(url, namespace))

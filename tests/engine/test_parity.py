@@ -168,3 +168,23 @@ def test_both_clients_take_the_same_arguments() -> None:
         for param in async_params:
             assert async_params[param].kind == sync_params[param].kind, (name, param)
             assert async_params[param].default == sync_params[param].default, (name, param)
+
+
+@pytest.mark.parametrize("loader", [5, "load", None])
+def test_a_loader_that_is_not_callable_is_a_config_error_in_both_clients(loader: Any) -> None:
+    """``get_or_set``/``get_or_set_many`` check the loader at the call site, hit or miss."""
+    cache = sc.Cache([sc.MemoryTier()], namespace="ldr")
+
+    async def run_async() -> None:
+        async with cache:
+            with pytest.raises(sc.ConfigError, match="loader must be callable"):
+                await cache.get_or_set("k", loader)
+            with pytest.raises(sc.ConfigError, match="loader must be callable"):
+                await cache.get_or_set_many(["k"], loader)
+
+    asyncio.run(run_async())
+    with cache.sync as facade:
+        with pytest.raises(sc.ConfigError, match="loader must be callable"):
+            facade.get_or_set("k", loader)
+        with pytest.raises(sc.ConfigError, match="loader must be callable"):
+            facade.get_or_set_many(["k"], loader)

@@ -73,20 +73,29 @@ def default_bus(tiers: Sequence[Tier], bus: Any) -> InvalidationBus | None:
     """The bus a cache runs: ``bus`` as given, none for ``False``, else derived from ``tiers``.
 
     Raises:
-        ConfigError: ``bus`` is neither an ``InvalidationBus`` nor ``False``/``None``, or a
-            local tier sits above a shared tier that cannot build a bus and none was given.
+        ConfigError: ``bus`` is neither an ``InvalidationBus`` nor a bool/``None``; ``bus=True``
+            and no shared tier builds one; or a local tier sits above a shared tier that
+            cannot build a bus and none was given.
     """
     if bus is False:
         return None
-    if bus is not AUTO and bus is not None:
+    if bus is not AUTO and bus is not None and bus is not True:
         if not isinstance(bus, InvalidationBus):
-            raise ConfigError(f"bus must be an InvalidationBus or False, not {bus!r}")
+            raise ConfigError(f"bus must be an InvalidationBus, True or False, not {bus!r}")
         return bus
     source = _shared_source(tiers)
+    if source is None and bus is True:
+        raise ConfigError(
+            "bus=True needs a shared Redis tier to build it on: pass bus=RedisBus(url)"
+        )
     if source is None:
         _warn_if_uncoordinated(tiers)
         return None  # no Redis to carry messages: nothing to build
     built = source.fleet_bus()
+    if built is None and bus is True:
+        raise ConfigError(
+            f"bus=True: shared tier {getattr(source, 'name', source)!r} builds no bus"
+        )
     if built is None and any(not getattr(t, "shared", True) for t in tiers):
         raise ConfigError(
             f"the local tier above shared tier {getattr(source, 'name', source)!r} needs an "
@@ -97,15 +106,27 @@ def default_bus(tiers: Sequence[Tier], bus: Any) -> InvalidationBus | None:
 
 
 def default_lock(tiers: Sequence[Tier], lock: Any) -> FleetLock | None:
-    """The fleet lock behind ``lock=True``: ``lock`` as given, else one on the shared Redis tier."""
+    """The fleet lock behind ``lock=True``: ``lock`` as given, else one on the shared Redis tier.
+
+    Raises:
+        ConfigError: ``lock`` is not a ``FleetLock``/bool/None, or ``lock=True`` and no shared
+            Redis tier can build one.
+    """
     if lock is False:
         return None
-    if lock is not AUTO and lock is not None:
+    if lock is not AUTO and lock is not None and lock is not True:
         if not isinstance(lock, FleetLock):
-            raise ConfigError(f"lock must be a FleetLock (e.g. RedisLock) or False, not {lock!r}")
+            raise ConfigError(
+                f"lock must be a FleetLock (e.g. RedisLock), True or False, not {lock!r}"
+            )
         return lock
     source = _shared_source(tiers)
-    return None if source is None else source.fleet_lock()
+    built = None if source is None else source.fleet_lock()
+    if built is None and lock is True:
+        raise ConfigError(
+            "lock=True needs a shared Redis tier to build it on: pass lock=RedisLock(url)"
+        )
+    return built
 
 
 __all__ = ["AUTO", "AutoType", "default_bus", "default_lock"]

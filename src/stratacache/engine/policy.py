@@ -153,6 +153,14 @@ def _min(value: float | None, limit: float) -> float:
     return limit if value is None else min(value, limit)
 
 
+def check_loader(loader: object) -> None:
+    """``ConfigError`` unless ``loader`` is callable: a bad loader fails at the call, hit or miss."""
+    if not callable(loader):
+        raise ConfigError(
+            f"loader must be callable (a function or coroutine function), not {loader!r}"
+        )
+
+
 def store_predicate(
     condition: Callable[[Any], bool] | None, unless: Callable[[Any], bool] | None
 ) -> Callable[[Any], bool] | None:

@@ -55,7 +55,7 @@ from .atomic import (
     unreadable_answer,
 )
 from .entries import check_tags
-from .policy import UNSET
+from .policy import UNSET, check_loader
 
 
 # -- async driver ---------------------------------------------------------------------------------
@@ -194,6 +194,7 @@ class AsyncPrimitives:
         Keys it leaves out are absent from the result. Not single-flight per key.
         """
         cache = cast(Host, self)
+        check_loader(loader)
         wanted = unique_keys(keys)
         tag_tuple = check_tags(tags)
         policy = cache.entry_policy(ttl)
@@ -337,6 +338,7 @@ class SyncPrimitives:
         """See ``Cache.get_or_set_many`` (``loader`` is a sync callable)."""
         sync = cast(SyncHost, self)
         cache = sync.cache
+        check_loader(loader)
         wanted = unique_keys(keys)
         tag_tuple = check_tags(tags)
         policy = cache.entry_policy(ttl)

@@ -21,7 +21,7 @@ from ..core.fleet import FleetLock, Invalidation
 from . import accounting
 from .flight import Flight
 from .loading import Loads, LockStep, locked_load, matches
-from .policy import EntryPolicy, Freshness
+from .policy import EntryPolicy, Freshness, check_loader
 from .stack import Leases, TierStack
 from .stats import FunctionStats
 
@@ -130,6 +130,7 @@ class ReadThrough:
         the first reads inline (only contended readers pay for a future) and keeps the
         leases its read took for the load after a miss.
         """
+        check_loader(loader)
         loads = self.loads
         if loads.hot is not None:
             loads.hot.record(fkey, (loader, policy, tags, fstats, lock))

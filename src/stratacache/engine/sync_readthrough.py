@@ -25,7 +25,7 @@ from ..core.loops import on_fork
 from ..core.portal import Portal, await_any
 from . import accounting
 from .loading import Loads, LockStep, locked_load, matches
-from .policy import EntryPolicy, Freshness
+from .policy import EntryPolicy, Freshness, check_loader
 from .stack_slots import Leases
 from .stats import FunctionStats
 from .sync_stack import SyncStack
@@ -90,6 +90,7 @@ class SyncReadThrough:
         lock: SyncFleetLock | None = None,
     ) -> Entry:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight)."""
+        check_loader(loader)
         loads = self.loads
         if loads.hot is not None:  # counted, but not refreshed by the tracker: its refreshes
             loads.hot.record(fkey)  # run on the event loop, where a blocking loader must not
