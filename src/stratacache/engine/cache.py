@@ -74,11 +74,13 @@ class Cache(CacheRuntime, AsyncPrimitives):
         clock: time source for entry deadlines (inject ``ManualClock`` in tests).
         bus: invalidation bus keeping other processes' local tiers coherent. By default a
             local tier above a shared Redis tier gets a ``RedisBus`` on that Redis;
-            ``bus=False`` turns it off, and then other processes' invalidations reach this
-            process's local tier only when its copy expires (its TTL is the staleness bound).
+            ``bus=True`` asks for that default explicitly (a ``ConfigError`` without a shared
+            Redis tier); ``bus=False`` turns it off, and then other processes' invalidations
+            reach this process's local tier only when its copy expires (its TTL is the bound).
         lock: fleet-wide recompute lock used by ``lock=True`` calls. By default a
-            ``RedisLock`` on the cache's shared Redis tier; ``False``: none (``lock=True`` is
-            then a ``ConfigError`` where it is written).
+            ``RedisLock`` on the cache's shared Redis tier (``lock=True`` here asks for it
+            explicitly: a ``ConfigError`` without a shared Redis tier); ``False``: none
+            (``lock=True`` on a call is then a ``ConfigError`` where it is written).
         cache_none: whether a loader's ``None`` result is cached.
         breaker_threshold / breaker_reset: circuit breaker per tier: consecutive failures that
             open it; while open a background probe (every ~0.25 s, jittered) closes it as soon
