@@ -113,7 +113,7 @@ async def test_a_dead_primary_costs_only_its_keys(lonely_cluster: Any) -> None:
             assert [v for v in singles if v is not None] == [int(k[1:]) for k in kept]
         stats = cache.stats()["tiers"]["redis"]
         assert stats["circuit_opened"] == 0
-        assert tier._health().down_nodes() == [f"127.0.0.1:{victim.port}"]
+        assert tier.health().down_nodes() == [f"127.0.0.1:{victim.port}"]
         with pytest.raises(NodeDownError):
             await tier.get("shop:" + sorted(lost)[0])
         healthy = "shop:" + kept[0]

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.errors import NodeDownError, TierError
-from ._redis_client import _timeout
+from . import _redis_drivers as rd
+from . import _redis_reads as rr
+from ._redis_client import timeout
 
 if TYPE_CHECKING:
     from .redis import RedisTier
@@ -101,8 +103,8 @@ class NodeHealth:
 # -- the tier's calls, guarded per node (cluster mode only) ------------------------------------
 async def guarded(tier: RedisTier, key: str, operation: str, call: Awaitable[T]) -> T:
     """Await ``call`` (an operation on ``key``) unless its node is down; attribute failures."""
-    health = tier._health()
-    node = health.node_of(tier._sides.get().c, key) if tier._sides is not None else None
+    health = tier.health()
+    node = health.node_of(tier.sides.get().c, key) if tier.sides is not None else None
     if health.is_down(node):
         if isinstance(call, Coroutine):
             call.close()  # never started
@@ -120,8 +122,8 @@ async def guarded(tier: RedisTier, key: str, operation: str, call: Awaitable[T])
 
 def guarded_sync(tier: RedisTier, key: str, operation: str, call: Callable[[], T]) -> T:
     """The blocking twin of ``guarded``."""
-    health = tier._health()
-    node = health.node_of(tier._sync.c, key) if tier._sync is not None else None
+    health = tier.health()
+    node = health.node_of(tier.sync_side.c, key) if tier.sync_side is not None else None
     health.check(node, tier.name, operation)
     try:
         result = call()
@@ -164,13 +166,13 @@ def _merge(
 
 async def get_many(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
     """``get_many`` one node at a time (concurrently): a node that fails costs only its keys."""
-    health = tier._health()
-    assert tier._sides is not None
-    groups = _by_node(health, tier._sides.get().c, keys)
+    health = tier.health()
+    assert tier.sides is not None
+    groups = _by_node(health, tier.sides.get().c, keys)
     wanted = [(n, ks) for n, ks in groups.items() if not health.is_down(n)]
 
     async def one(part: list[str]) -> dict[str, Entry]:
-        return await tier._run("get_many", lambda: tier._get_many_op(part))
+        return await rd.run(tier, "get_many", lambda: rr.get_many_op(tier, part))
 
     results = await asyncio.gather(*(one(ks) for _, ks in wanted), return_exceptions=True)
     return _merge(tier, health, [(n, r) for (n, _), r in zip(wanted, results, strict=True)])
@@ -178,15 +180,15 @@ async def get_many(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
 
 def get_many_sync(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
     """The blocking twin of ``get_many`` (nodes one after the other)."""
-    health = tier._health()
-    assert tier._sync is not None
+    health = tier.health()
+    assert tier.sync_side is not None
     parts: list[tuple[str | None, Any]] = []
-    for node, part in _by_node(health, tier._sync.c, keys).items():
+    for node, part in _by_node(health, tier.sync_side.c, keys).items():
         if health.is_down(node):
             continue
         try:
-            op = functools.partial(tier._get_many_op, part)
-            parts.append((node, tier._run_sync("get_many", op)))
+            op = functools.partial(rr.get_many_op, tier, part)
+            parts.append((node, rd.run_sync(tier, "get_many", op)))
         except TierError as exc:
             parts.append((node, exc))
     return _merge(tier, health, parts)
@@ -194,11 +196,11 @@ def get_many_sync(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
 
 async def send_batch(tier: RedisTier, client: Any, keys: Sequence[str]) -> list[Any]:
     """A coalesced batch on a cluster: one MGET per node; a failed node's keys get its error."""
-    health = tier._health()
+    health = tier.health()
     groups = list(_by_node(health, client, keys).items())
 
     async def one(part: list[str]) -> Any:
-        async with _timeout(tier._op_timeout):
+        async with timeout(tier.op_timeout):
             return await client.mget_nonatomic(part)
 
     results = await asyncio.gather(*(one(ks) for _, ks in groups), return_exceptions=True)
