@@ -673,8 +673,8 @@ async def test_postgres_read_survives_a_dropped_connection(
     try:
         await t.set("shop:k", _entry(clock, 3))
         assert t.get_sync("shop:k") is not None and await t.get("shop:k") is not None
-        pids = [c.info.backend_pid for c in t.store._idle]
-        for idle, _ in t.store._apools.values():
+        pids = [c.info.backend_pid for c in t.store.pool._idle]
+        for idle, _ in t.store.pool._apools.values():
             pids += [c.info.backend_pid for c in idle]
         with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
             for pid in pids:
@@ -697,7 +697,7 @@ async def test_postgres_async_reads_keep_within_pool_size(
         await t.set("shop:k", _entry(clock, 3))
         got = await asyncio.gather(*(t.get("shop:k") for _ in range(20)))
         assert all(e is not None and e.value == 3 for e in got)
-        (idle, _), *_ = t.store._apools.values()
+        (idle, _), *_ = t.store.pool._apools.values()
         assert 1 <= len(idle) <= 2
     finally:
         await t.close()
