@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..core.entry import Entry
+from ..core.errors import TierError
 from . import _redis_scripts as rs
 from . import _redis_writes as rw
 from ._redis_client import SHA, Call, Op, Side, Step, pipeline
@@ -40,13 +41,22 @@ BUDGET_BYTES_PER_S = 8 << 20
 
 
 class Progress:
-    """How many of a batch's entries were written so far (read when the batch fails)."""
+    """How many of a batch's entries were written so far; as a context manager, a batch
+    that fails with ``TierError`` adds the entries it did not write to ``dropped_writes``."""
 
-    __slots__ = ("done", "total")
+    __slots__ = ("done", "tier", "total")
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, tier: RedisTier, total: int) -> None:
+        self.tier = tier
         self.total = total
         self.done = 0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        if isinstance(exc, TierError):
+            self.tier.dropped_writes += self.total - self.done
 
 
 def budgeted(step: Step, timeout: float, nbytes: int) -> Step:

@@ -231,7 +231,6 @@ class RedisTier:
             pool_timeout=self._pool_timeout,
         )
 
-    # -- drivers -----------------------------------------------------------------------------
     # -- helpers -----------------------------------------------------------------------------
     def health(self) -> rn.NodeHealth:
         """The per-node breakers of a cluster tier (see ``_redis_nodes``)."""
@@ -310,22 +309,14 @@ class RedisTier:
         return await (rn.guarded(self, key, "set", call) if self.cluster else call)
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
-        progress = rb.Progress(len(entries))
-        try:
+        with rb.Progress(self, len(entries)) as progress:
             await rd.run(self, "set_many", lambda: rb.set_many_op(self, entries, progress))
-        except TierError:
-            self.dropped_writes += progress.total - progress.done
-            raise
 
     async def delete_many(self, keys: Sequence[str]) -> int:
-        progress = rb.Progress(len(keys))
-        try:
+        with rb.Progress(self, len(keys)) as progress:
             return await rd.run(
                 self, "delete_many", lambda: rb.delete_many_op(self, keys, progress)
             )
-        except TierError:
-            self.dropped_writes += progress.total - progress.done
-            raise
 
     async def delete_prefix(self, prefix: str) -> int:
         return await rd.run(self, "delete_prefix", lambda: rw.delete_prefix_op(self, prefix))
@@ -371,20 +362,12 @@ class RedisTier:
         return rn.guarded_sync(self, key, "set", op) if self.cluster else op()
 
     def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
-        progress = rb.Progress(len(entries))
-        try:
+        with rb.Progress(self, len(entries)) as progress:
             rd.run_sync(self, "set_many", lambda: rb.set_many_op(self, entries, progress))
-        except TierError:
-            self.dropped_writes += progress.total - progress.done
-            raise
 
     def delete_many_sync(self, keys: Sequence[str]) -> int:
-        progress = rb.Progress(len(keys))
-        try:
+        with rb.Progress(self, len(keys)) as progress:
             return rd.run_sync(self, "delete_many", lambda: rb.delete_many_op(self, keys, progress))
-        except TierError:
-            self.dropped_writes += progress.total - progress.done
-            raise
 
     def delete_prefix_sync(self, prefix: str) -> int:
         return rd.run_sync(self, "delete_prefix", lambda: rw.delete_prefix_op(self, prefix))
