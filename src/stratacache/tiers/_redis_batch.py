@@ -24,6 +24,7 @@ import msgpack
 
 from ..core.entry import Entry
 from ..core.errors import TierError
+from . import _redis_drivers as rd
 from . import _redis_scripts as rs
 from . import _redis_writes as rw
 from ._redis_client import SHA, Call, Op, Side, Step, pipeline
@@ -156,3 +157,30 @@ def invalidate_tags_op(tier: RedisTier, tags: Sequence[str]) -> Op[None]:
 def _script(side: Side, name: str, keys: list[str], args: list[Any]) -> Any:
     """Run the script ``name`` on ``keys`` with ``args``."""
     return side.c.evalsha(SHA[name], len(keys), *keys, *args)
+
+
+# -- the batch calls of both drivers, dropped writes counted --------------------------------------
+async def set_many(tier: RedisTier, entries: Mapping[str, Entry], keys: Sequence[str] = ()) -> None:
+    """Store ``entries`` (only those of ``keys`` when given)."""
+    part = {k: entries[k] for k in keys} if keys else entries
+    with Progress(tier, len(part)) as progress:
+        await rd.run(tier, "set_many", lambda: set_many_op(tier, part, progress))
+
+
+def set_many_sync(tier: RedisTier, entries: Mapping[str, Entry], keys: Sequence[str] = ()) -> None:
+    """The blocking twin of ``set_many``."""
+    part = {k: entries[k] for k in keys} if keys else entries
+    with Progress(tier, len(part)) as progress:
+        rd.run_sync(tier, "set_many", lambda: set_many_op(tier, part, progress))
+
+
+async def delete_many(tier: RedisTier, keys: Sequence[str]) -> int:
+    """Delete ``keys``; returns how many existed."""
+    with Progress(tier, len(keys)) as progress:
+        return await rd.run(tier, "delete_many", lambda: delete_many_op(tier, keys, progress))
+
+
+def delete_many_sync(tier: RedisTier, keys: Sequence[str]) -> int:
+    """The blocking twin of ``delete_many``."""
+    with Progress(tier, len(keys)) as progress:
+        return rd.run_sync(tier, "delete_many", lambda: delete_many_op(tier, keys, progress))

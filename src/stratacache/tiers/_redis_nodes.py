@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .redis import RedisTier
 
 T = TypeVar("T")
+log = logging.getLogger("stratacache")
 
 
 class NodeHealth:
@@ -39,7 +41,9 @@ class NodeHealth:
         threshold: int = 3,
         cooldown: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "redis",
     ) -> None:
+        self.name = name
         self.threshold = threshold
         self.cooldown = cooldown
         self._clock = clock
@@ -83,16 +87,27 @@ class NodeHealth:
         with self._lock:
             count = self._failures.get(node, 0) + 1
             self._failures[node] = count
-            if count >= self.threshold and node not in self._open_until:
+            opens = count >= self.threshold and node not in self._open_until
+            if opens:
                 self._open_until[node] = self._clock() + self.cooldown
                 self.opened += 1
+        if opens:  # one line per state change, not one per refused call
+            log.warning(
+                "stratacache: tier %r: cluster node %s down after %d failures;"
+                " its keys are misses until it answers again",
+                self.name,
+                node,
+                count,
+            )
 
     def succeeded(self, node: str | None) -> None:
         if node is None or node not in self._failures:
             return
         with self._lock:
             self._failures.pop(node, None)
-            self._open_until.pop(node, None)
+            was_down = self._open_until.pop(node, None) is not None
+        if was_down:
+            log.warning("stratacache: tier %r: cluster node %s is back", self.name, node)
 
     def down_nodes(self) -> list[str]:
         """Nodes whose circuit is open now."""
@@ -133,6 +148,81 @@ def guarded_sync(tier: RedisTier, key: str, operation: str, call: Callable[[], T
         health.failed(node)
         raise
     health.succeeded(node)
+    return result
+
+
+def _split(
+    health: NodeHealth, client: Any, keys: Sequence[str]
+) -> tuple[list[str], list[str | None], list[str | None]]:
+    """``(keys on nodes not known down, those nodes, the nodes known down)``."""
+    groups = _by_node(health, client, keys)
+    down = [n for n in groups if health.is_down(n)]
+    wanted = [k for n, ks in groups.items() if n not in down for k in ks]
+    return wanted, [n for n in groups if n not in down], down
+
+
+def _settle(
+    tier: RedisTier, operation: str, touched: list[str | None], skipped: int, down: list[Any]
+) -> None:
+    """After a batch's healthy part succeeded: close its nodes; report the skipped part."""
+    health = tier.health()
+    for node in touched:
+        health.succeeded(node)
+    if down:
+        tier.dropped_writes += skipped
+        raise NodeDownError(tier.name, operation, down[0] or "")
+
+
+async def write_batch(
+    tier: RedisTier,
+    operation: str,
+    keys: Sequence[str],
+    run: Callable[[list[str]], Awaitable[T]],
+    empty: T,
+) -> T:
+    """``run`` a write batch (``set_many``/``delete_many``) on the keys of live nodes only.
+
+    Keys on nodes known down are not sent: they count in ``dropped_writes`` and, once the
+    rest is written, the call raises ``NodeDownError`` (a partial write is never silent).
+    A failure is charged to a node only when the batch touched that node alone.
+    """
+    assert tier.sides is not None
+    wanted, touched, down = _split(tier.health(), tier.sides.get().c, keys)
+    result = empty
+    if wanted:
+        try:
+            result = await run(wanted)
+        except NodeDownError:
+            raise
+        except TierError:
+            if len(touched) == 1:
+                tier.health().failed(touched[0])
+            raise
+    _settle(tier, operation, touched, len(keys) - len(wanted), down)
+    return result
+
+
+def write_batch_sync(
+    tier: RedisTier,
+    operation: str,
+    keys: Sequence[str],
+    run: Callable[[list[str]], T],
+    empty: T,
+) -> T:
+    """The blocking twin of ``write_batch``."""
+    assert tier.sync_side is not None
+    wanted, touched, down = _split(tier.health(), tier.sync_side.c, keys)
+    result = empty
+    if wanted:
+        try:
+            result = run(wanted)
+        except NodeDownError:
+            raise
+        except TierError:
+            if len(touched) == 1:
+                tier.health().failed(touched[0])
+            raise
+    _settle(tier, operation, touched, len(keys) - len(wanted), down)
     return result
 
 

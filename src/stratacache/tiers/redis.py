@@ -236,7 +236,7 @@ class RedisTier:
         """The per-node breakers of a cluster tier (see ``_redis_nodes``)."""
         nodes = self._nodes
         if nodes is None:
-            nodes = self._nodes = rn.NodeHealth()
+            nodes = self._nodes = rn.NodeHealth(name=self.name)
         return nodes
 
     # -- public async API --------------------------------------------------------------------
@@ -296,7 +296,8 @@ class RedisTier:
 
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
         if self.cluster or not self.coalesce or self.sides is None:
-            return await rd.run(self, "lease", lambda: rr.lease_op(self, key, tags))
+            call = rd.run(self, "lease", lambda: rr.lease_op(self, key, tags))
+            return await (rn.guarded(self, key, "lease", call) if self.cluster else call)
         tokens, wanted = rr.lease_keys(self, key, tags)  # one MGET, coalesced like reads
         try:
             values = await self._coalescer().read_keys(wanted, self._send_batch)
@@ -309,14 +310,16 @@ class RedisTier:
         return await (rn.guarded(self, key, "set", call) if self.cluster else call)
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
-        with rb.Progress(self, len(entries)) as progress:
-            await rd.run(self, "set_many", lambda: rb.set_many_op(self, entries, progress))
+        if self.cluster and self.sides is not None:  # a node known down costs its keys only
+            run = functools.partial(rb.set_many, self, entries)
+            return await rn.write_batch(self, "set_many", list(entries), run, None)
+        return await rb.set_many(self, entries)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
-        with rb.Progress(self, len(keys)) as progress:
-            return await rd.run(
-                self, "delete_many", lambda: rb.delete_many_op(self, keys, progress)
-            )
+        if self.cluster and self.sides is not None:
+            run = functools.partial(rb.delete_many, self)
+            return await rn.write_batch(self, "delete_many", keys, run, 0)
+        return await rb.delete_many(self, keys)
 
     async def delete_prefix(self, prefix: str) -> int:
         return await rd.run(self, "delete_prefix", lambda: rw.delete_prefix_op(self, prefix))
@@ -355,19 +358,24 @@ class RedisTier:
         return rd.run_sync(self, "get_many", lambda: rr.get_many_op(self, keys))
 
     def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
-        return rd.run_sync(self, "lease", lambda: rr.lease_op(self, key, tags))
+        op = functools.partial(rd.run_sync, self, "lease", lambda: rr.lease_op(self, key, tags))
+        return rn.guarded_sync(self, key, "lease", op) if self.cluster else op()
 
     def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         op = functools.partial(rd.run_sync, self, "set", lambda: rw.set_op(self, key, entry, lease))
         return rn.guarded_sync(self, key, "set", op) if self.cluster else op()
 
     def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
-        with rb.Progress(self, len(entries)) as progress:
-            rd.run_sync(self, "set_many", lambda: rb.set_many_op(self, entries, progress))
+        if self.cluster and self.sync_side is not None:
+            run = functools.partial(rb.set_many_sync, self, entries)
+            return rn.write_batch_sync(self, "set_many", list(entries), run, None)
+        return rb.set_many_sync(self, entries)
 
     def delete_many_sync(self, keys: Sequence[str]) -> int:
-        with rb.Progress(self, len(keys)) as progress:
-            return rd.run_sync(self, "delete_many", lambda: rb.delete_many_op(self, keys, progress))
+        if self.cluster and self.sync_side is not None:
+            run = functools.partial(rb.delete_many_sync, self)
+            return rn.write_batch_sync(self, "delete_many", keys, run, 0)
+        return rb.delete_many_sync(self, keys)
 
     def delete_prefix_sync(self, prefix: str) -> int:
         return rd.run_sync(self, "delete_prefix", lambda: rw.delete_prefix_op(self, prefix))
