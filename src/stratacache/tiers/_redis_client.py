@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..core.errors import ConfigError
@@ -29,6 +30,10 @@ Op = Generator[Step, Any, T]
 Call = tuple[Any, ...]
 
 SCAN_BATCH = 1000
+#: what a failing Redis raises in a blocking call (``RedisClusterException`` is no ``RedisError``)
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
+#: ... and in an asyncio call (our ``asyncio.timeout`` raises ``TimeoutError``)
+ASYNC_DRIVER_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, TimeoutError)
 SCRIPTS = {
     "get": rs.GET_SCRIPT,
     "get_many": rs.GET_MANY_SCRIPT,
@@ -118,6 +123,8 @@ else:  # pragma: no cover - Python 3.10
     from async_timeout import timeout
 
 __all__ = [
+    "ASYNC_DRIVER_ERRORS",
+    "DRIVER_ERRORS",
     "SCAN_BATCH",
     "SCRIPTS",
     "SHA",

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from ..core.errors import TierError
-from ._redis_client import SCRIPTS, Op, T, timeout
+from ._redis_client import ASYNC_DRIVER_ERRORS, DRIVER_ERRORS, SCRIPTS, Op, T, timeout
 
 if TYPE_CHECKING:
     from .redis import RedisTier
@@ -41,7 +41,7 @@ async def run(tier: RedisTier, op: str, factory: Callable[[], Op[T]]) -> T:
                 raise TierError(tier.name, op, exc) from exc
             for src in SCRIPTS.values():
                 await side.c.script_load(src)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except ASYNC_DRIVER_ERRORS as exc:
             raise TierError(tier.name, op, exc) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -64,6 +64,6 @@ def run_sync(tier: RedisTier, op: str, factory: Callable[[], Op[T]]) -> T:
                 raise TierError(tier.name, op, exc) from exc
             for src in SCRIPTS.values():
                 side.c.script_load(src)
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise TierError(tier.name, op, exc) from exc
     raise AssertionError("unreachable")  # pragma: no cover

@@ -22,10 +22,10 @@ Layout and bookkeeping keys are described in ``_redis_scripts``.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from ..core.codec import MAX_REDIS_VALUE, check_value_size
@@ -46,6 +46,8 @@ from . import _redis_reads as rr
 from . import _redis_scripts as rs
 from . import _redis_writes as rw
 from ._redis_client import (
+    ASYNC_DRIVER_ERRORS,
+    DRIVER_ERRORS,
     Side,
     build_client,
     check_url,
@@ -163,6 +165,7 @@ class RedisTier:
         self.op_timeout = socket_timeout
         self._retry = retry
         self._given = (client, sync_client)
+        self._build_lock = threading.Lock()
         #: the async client of each event loop (redis-py asyncio clients are bound to one)
         self.sides: PerLoop[Side] | None = None
         #: the blocking client (built at ``start`` unless ``sync_client`` was given)
@@ -189,15 +192,16 @@ class RedisTier:
     async def start(self, context: TierContext) -> None:
         self.context = context
         self.names = rs.KeyNames(context.namespace, self.cluster)
-        if self.sides is None:
-            given = self._given[0]
-            if given is not None:
-                side = Side(given)  # the caller's client, whatever loop it was made for
-                self.sides = PerLoop(lambda: side, _keep)
-            else:
-                self.sides = PerLoop(lambda: Side(self._build(asynchronous=True)), _abandon)
-        if self.sync_side is None:
-            self.sync_side = Side(self._build(asynchronous=False))
+        with self._build_lock:  # caches starting this tier from several threads build once
+            if self.sides is None:
+                given = self._given[0]
+                if given is not None:
+                    side = Side(given)  # the caller's client, whatever loop it was made for
+                    self.sides = PerLoop(lambda: side, _keep)
+                else:
+                    self.sides = PerLoop(lambda: Side(self._build(asynchronous=True)), _abandon)
+            if self.sync_side is None:  # never connects here (a cluster's is a LazyClient)
+                self.sync_side = Side(self._build(asynchronous=False))
 
     async def close(self) -> None:
         """Close this loop's async client; release those of other loops without their loops."""
@@ -215,6 +219,7 @@ class RedisTier:
     def after_fork(self) -> None:
         """In a forked child: never touch the parent's sockets; build new clients on first use."""
         self._coalescers = None  # batches of the parent's loops are the parent's
+        self._build_lock = threading.Lock()
         if self.sides is not None:
             self.sides.after_fork()
         if self._given[0] is not None:
@@ -236,7 +241,10 @@ class RedisTier:
         """The per-node breakers of a cluster tier (see ``_redis_nodes``)."""
         nodes = self._nodes
         if nodes is None:
-            nodes = self._nodes = rn.NodeHealth(name=self.name)
+            with self._build_lock:
+                if self._nodes is None:
+                    self._nodes = rn.NodeHealth(name=self.name)
+                nodes = self._nodes
         return nodes
 
     # -- public async API --------------------------------------------------------------------
@@ -257,7 +265,7 @@ class RedisTier:
                 raw = await self._coalescer().read(key, self._send_batch, self._get_alone)
             else:
                 raw = await self._get_alone(key)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except ASYNC_DRIVER_ERRORS as exc:
             raise TierError(self.name, "get", exc) from exc
         if raw is None:
             return None
@@ -301,7 +309,7 @@ class RedisTier:
         tokens, wanted = rr.lease_keys(self, key, tags)  # one MGET, coalesced like reads
         try:
             values = await self._coalescer().read_keys(wanted, self._send_batch)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except ASYNC_DRIVER_ERRORS as exc:
             raise TierError(self.name, "lease", exc) from exc
         return rr.make_lease(key, tokens, values)
 
@@ -344,7 +352,7 @@ class RedisTier:
             return rd.run_sync(self, "get", lambda: rr.get_op(self, key))
         try:
             raw = side.c.get(key)
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise TierError(self.name, "get", exc) from exc
         if raw is None:
             return None
