@@ -19,6 +19,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..core.errors import ConfigError
+from ..core.loops import abandon
 from ..fleet.connection import RedisConnection
 from . import _redis_scripts as rs
 
@@ -51,6 +52,15 @@ class Side:
 
     def __init__(self, client: Any) -> None:
         self.c = client
+
+
+def keep_side(side: Side) -> None:
+    """A caller's client is the caller's to close."""
+
+
+def abandon_side(side: Side) -> None:
+    """Release a client of another (closed) event loop without using its sockets."""
+    abandon(side.c)
 
 
 def build_client(
@@ -133,9 +143,11 @@ __all__ = [
     "Side",
     "Step",
     "T",
+    "abandon_side",
     "build_client",
     "check_url",
     "evalsha_set",
+    "keep_side",
     "pipeline",
     "scan",
     "timeout",

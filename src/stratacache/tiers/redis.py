@@ -8,12 +8,11 @@ Driver errors become ``TierError``. The single-key hit paths stay inlined here.
 
 Costs: a hit is one GET; ``get_many`` is one MGET; a ``get`` of an entry that
 carries tags (unless the caller names them, then one EVALSHA does both) costs one
-more MGET of its tag counters, compared client-side; ``get_many`` switches to the
-get_many script (one EVALSHA) while the batches it meets hold tagged entries.
-Concurrent async ``get``s and leases of one event loop are coalesced into one MGET
-per loop turn (``_redis_coalesce``; ``coalesce = False`` turns it off). ``set_many``/``delete_many``/``invalidate_tags`` go out in bounded,
-pipelined chunks (``_redis_batch``); ``invalidate_tags`` is one INCR per tag, whatever
-the number of entries. On a cluster, tag counters and the epoch are spread over slots,
+more MGET of its tag counters; ``get_many`` switches to the get_many script (one
+EVALSHA) while the batches it meets hold tagged entries. Concurrent async ``get``s
+and leases of one event loop share one MGET per loop turn (``_redis_coalesce``).
+Batches go out in bounded, pipelined chunks (``_redis_batch``); ``invalidate_tags``
+is one INCR per tag, whatever the number of entries. On a cluster, tag counters and the epoch are spread over slots,
 multi-key reads are split per slot and pipelined per node, and each node has its own
 breaker (``_redis_nodes``): a dead primary costs only the keys it holds.
 Layout and bookkeeping keys are described in ``_redis_scripts``.
@@ -49,8 +48,10 @@ from ._redis_client import (
     ASYNC_DRIVER_ERRORS,
     DRIVER_ERRORS,
     Side,
+    abandon_side,
     build_client,
     check_url,
+    keep_side,
     timeout,
 )
 from ._redis_coalesce import ReadCoalescer
@@ -197,9 +198,9 @@ class RedisTier:
                 given = self._given[0]
                 if given is not None:
                     side = Side(given)  # the caller's client, whatever loop it was made for
-                    self.sides = PerLoop(lambda: side, _keep)
+                    self.sides = PerLoop(lambda: side, keep_side)
                 else:
-                    self.sides = PerLoop(lambda: Side(self._build(asynchronous=True)), _abandon)
+                    self.sides = PerLoop(lambda: Side(self._build(asynchronous=True)), abandon_side)
             if self.sync_side is None:  # never connects here (a cluster's is a LazyClient)
                 self.sync_side = Side(self._build(asynchronous=False))
 
@@ -280,7 +281,7 @@ class RedisTier:
         """This event loop's read batches."""
         coalescers = self._coalescers
         if coalescers is None:
-            coalescers = self._coalescers = PerLoop(ReadCoalescer, _drop)
+            coalescers = self._coalescers = PerLoop(ReadCoalescer, ReadCoalescer.drop)
         return coalescers.get()
 
     async def _get_alone(self, key: str) -> Any:
@@ -406,15 +407,3 @@ class RedisTier:
 
     def compare_and_set_sync(self, key: str, token: object, entry: Entry) -> bool:
         return rd.run_sync(self, "cas", lambda: ra.compare_and_set_op(self, key, token, entry))
-
-
-def _keep(side: Side) -> None:
-    """A caller's client is the caller's to close."""
-
-
-def _drop(coalescer: ReadCoalescer) -> None:
-    """A loop's batches end with it: nothing to release."""
-
-
-def _abandon(side: Side) -> None:
-    abandon(side.c)
