@@ -194,7 +194,7 @@ def test_two_loops_alive_at_once_each_get_their_own_client(redis_url: str, names
         for i in range(5):
             one.run_until_complete(cache.set(f"a{i}", i))
             assert two.run_until_complete(cache.get(f"a{i}")) == i
-        assert len(cache.tiers.slots[0].tier._sides) == 2  # type: ignore[attr-defined]
+        assert len(cache.tiers.slots[0].tier.sides) == 2  # type: ignore[attr-defined]
         one.run_until_complete(cache.close())
     finally:
         one.close()

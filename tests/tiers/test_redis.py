@@ -205,16 +205,16 @@ async def test_get_many_checks_tags_in_either_mode(tier: RedisTier, clock: Manua
         }
     )
     for expect_tags in (False, True, False, True):
-        tier._expect_tags = expect_tags
+        tier.expect_tags = expect_tags
         assert {k: e.value for k, e in (await tier.get_many(keys)).items()} == {
             k: i for i, k in enumerate(keys)
         }
-    assert tier._expect_tags  # the batch held tagged entries: the next one runs the script
+    assert tier.expect_tags  # the batch held tagged entries: the next one runs the script
     await tier.invalidate_tags(["t0"])
     for expect_tags in (False, True):
-        tier._expect_tags = expect_tags
+        tier.expect_tags = expect_tags
         got = await tier.get_many(keys)
         assert sorted(got) == sorted(k for i, k in enumerate(keys) if i >= 6 or i % 2)
     await tier.delete_many(keys[:6])
     await tier.get_many(keys)
-    assert not tier._expect_tags  # none tagged any more: back to a plain MGET
+    assert not tier.expect_tags  # none tagged any more: back to a plain MGET

@@ -130,3 +130,44 @@ async def test_cluster_clear_voids_leases_on_every_epoch_shard(cluster_url: str)
     assert not any(stored)
     assert await tier.get_many(keys) == {}
     await tier.close()
+
+
+def test_cluster_tier_started_from_many_threads_builds_one_client(cluster_url: str) -> None:
+    """Caches starting one cluster tier from several threads at once share one blocking
+    client, and their first leased sets all succeed (none sees a cluster error)."""
+    import asyncio
+    import threading
+    import time
+
+    from stratacache.core.entry import Entry
+    from stratacache.core.tier import TierContext
+
+    tier = RedisTier(cluster_url, cluster=True, socket_timeout=5)
+    threads = 8
+    barrier = threading.Barrier(threads)
+    sides: list[Any] = []
+    errors: list[BaseException] = []
+
+    def use(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            asyncio.run(tier.start(TierContext("shop")))
+            sides.append(tier.sync_side)
+            barrier.wait(timeout=30)
+            for i in range(20):
+                key = f"shop:thread{n}:{i}"
+                lease = tier.lease_sync(key, ["t"])
+                assert tier.set_sync(key, Entry(i, time.time(), tags=("t",)), lease)
+        except BaseException as exc:  # reported below, with the thread's failure
+            errors.append(exc)
+
+    workers = [threading.Thread(target=use, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert errors == []
+    assert len(sides) == threads and all(side is sides[0] for side in sides)
+    for n in range(threads):
+        entry = tier.get_sync(f"shop:thread{n}:19", ["t"])
+        assert entry is not None and entry.value == 19

@@ -346,7 +346,7 @@ async def test_reads_are_recorded_once_the_table_is_half_full(
         for i in range(2 * t.store.check_every):  # the event-loop writes look at the size
             await t.set(f"shop:{i}", _entry(clock))
         assert await t.get("shop:0") is not None
-        assert bool(t._reads.pending) is recorded
+        assert bool(t.bounds.reads.pending) is recorded
     finally:
         await t.close()
 
@@ -409,7 +409,7 @@ async def test_writes_within_bounds_hand_no_bound_check_to_the_worker(
     t = SQLTier(sqlite_url, sweep_interval=0, **bound)  # type: ignore[arg-type]
     await t.start(TierContext("shop", clock=clock))
     handed: list[object] = []
-    t._background = handed.append  # type: ignore[method-assign]
+    t._runner.background = handed.append  # type: ignore[method-assign]
     try:
         for i in range(10 * t.store.check_every):
             assert await t.set(f"shop:{i}", _entry(clock, i))
@@ -448,7 +448,7 @@ async def test_background_sweeper_is_cancelled_on_close(sqlite_url: str) -> None
     """start() runs a sweeper task and close() stops it."""
     t = SQLTier(sqlite_url, sweep_interval=3600)
     await t.start(TierContext("shop"))
-    task = t._sweeper
+    task = t._runner.sweeper
     assert task is not None and not task.done()
     await t.close()
     assert task.done()
@@ -647,7 +647,9 @@ async def test_wal_stays_bounded_under_inline_writes(tier: SQLTier, sqlite_url: 
     now = time.time()
     for i in range(3000):
         assert await tier.set(f"shop:{i % 300}", Entry("x" * 1000, now))
-    await tier._offload("flush", lambda: None)  # the worker has run every checkpoint asked for
+    await tier._runner.offload(
+        "flush", lambda: None
+    )  # the worker has run every checkpoint asked for
     wal = sqlite_url.removeprefix("sqlite:///") + "-wal"
     assert await asyncio.to_thread(os.path.getsize, wal) < 24 * 2**20
 
@@ -671,8 +673,8 @@ async def test_postgres_read_survives_a_dropped_connection(
     try:
         await t.set("shop:k", _entry(clock, 3))
         assert t.get_sync("shop:k") is not None and await t.get("shop:k") is not None
-        pids = [c.info.backend_pid for c in t.store._idle]
-        for idle, _ in t.store._apools.values():
+        pids = [c.info.backend_pid for c in t.store.pool._idle]
+        for idle, _ in t.store.pool._apools.values():
             pids += [c.info.backend_pid for c in idle]
         with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
             for pid in pids:
@@ -695,7 +697,7 @@ async def test_postgres_async_reads_keep_within_pool_size(
         await t.set("shop:k", _entry(clock, 3))
         got = await asyncio.gather(*(t.get("shop:k") for _ in range(20)))
         assert all(e is not None and e.value == 3 for e in got)
-        (idle, _), *_ = t.store._apools.values()
+        (idle, _), *_ = t.store.pool._apools.values()
         assert 1 <= len(idle) <= 2
     finally:
         await t.close()

@@ -147,8 +147,9 @@ class SlotView:
     def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
         """Count a tier's failure, feed its breaker and report it (never raised to callers)."""
         slot.stats.errors += 1
-        if not isinstance(exc, NodeDownError):  # one cluster node down: a miss, not a tier failure
-            slot.breaker.failure()
+        if isinstance(exc, NodeDownError):  # one cluster node down: a miss, not a tier failure;
+            return  # the tier logs the node's state changes, not every refused call
+        slot.breaker.failure()
         self._on_error(slot.name, operation, exc)
 
     # -- in-process calls (local tiers with the blocking API) -------------------------------------

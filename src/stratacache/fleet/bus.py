@@ -1,8 +1,8 @@
 """``RedisBus``: the invalidation bus on Redis pub/sub (one channel per namespace).
 
 Each process publishes its invalidations (and overwrites) as msgpack on
-``{channel_prefix}:{namespace}`` with its origin id, and a reader task applies
-everyone else's to the local tiers. Losing the subscription is what makes a
+``{channel_prefix}:{namespace}`` with its origin id, and a reader task
+(``fleet.subscription``) applies everyone else's to the local tiers. Losing the subscription is what makes a
 multi-level cache lie, so it is watched closely:
 
 - the subscriber connection never reconnects silently (redis-py's own retry is
@@ -42,13 +42,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.durations import check_duration
@@ -58,8 +57,9 @@ from ..core.loops import on_fork
 from ..core.portal import Portal
 from .connection import RedisConnection
 from .sender import Sender
-from .topology import Node, Topology
-from .tracking import StateJoin, listen_with_health
+from .subscription import Subscription
+from .topology import Topology
+from .tracking import StateJoin
 from .tracking_group import TrackingGroup
 from .wire import decode, encode
 
@@ -209,7 +209,21 @@ class RedisBus:
         if join is not None:
             self._on_state = join.bus
         self._attempted = asyncio.Event()
-        self._task = asyncio.ensure_future(self._run())
+        subscription = Subscription(
+            self.topology,
+            self._reader,
+            self.channel,
+            self._gen_key,
+            deliver=self._deliver,
+            on_up=functools.partial(self._set_state, True),
+            on_lost=self._lost,
+            on_attempt=self._first_attempt_done,
+            health_interval=self.health_interval,
+            reconnect_min=self.reconnect_min,
+            reconnect_max=self.reconnect_max,
+            connect_timeout=self.connect_timeout,
+        )
+        self._task = asyncio.ensure_future(subscription.run())
         await self._attempted.wait()
         if join is not None:
             self.tracker = TrackingGroup(
@@ -260,16 +274,6 @@ class RedisBus:
         self.connected = False
         self._user_on_state(False)  # a repeated False is harmless; a missed one is not
         self._portal.submit(self._start_reader(restart=True))
-
-    def _subscriber_client(self, node: Node | None) -> Any:
-        """A client for one subscription on ``node``: no silent reconnects, keepalive on."""
-        return self.topology.subscriber(
-            node,
-            retry=Retry(NoBackoff(), 0),
-            socket_keepalive=True,
-            socket_connect_timeout=self.connect_timeout,
-            socket_timeout=self.connect_timeout,
-        )
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
@@ -355,79 +359,15 @@ class RedisBus:
         return int(await self._sender.client().incr(self._gen_key))
 
     # -- reader ------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        delay = self.reconnect_min
-        while True:
-            client: Any = None
-            pubsub: Any = None
-            node: Node | None = None
-            try:
-                node = await asyncio.wait_for(
-                    self.topology.node_for(self._reader, self.channel),
-                    self.connect_timeout,
-                )
-                client = self._subscriber_client(node)
-                pubsub = client.pubsub()
-                await self._subscribe(pubsub)
-                self._set_state(True)
-                self._first_attempt_done()
-                delay = self.reconnect_min
-                await self._listen(pubsub, node)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._troubled(exc)
-                if self.connected:
-                    self.drops += 1
-                    log.warning("stratacache: invalidation bus lost (%r)", exc)
-                else:
-                    log.debug("stratacache: invalidation bus connect failed (%r)", exc)
-                self._set_state(False)
-            finally:
-                self._first_attempt_done()
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        await client.aclose()
-                        await client.connection_pool.disconnect()
-            await asyncio.sleep(delay)  # backoff between reconnect attempts
-            delay = min(delay * 2, self.reconnect_max)
-
-    async def _subscribe(self, pubsub: Any) -> None:
-        """Subscribe, wait for the confirmation, then catch up on the generation."""
-        sharded = self.topology.sharded
-        confirmation = "ssubscribe" if sharded else "subscribe"
-
-        async def subscribe() -> int:
-            if sharded:
-                await pubsub.ssubscribe(self.channel)
-            else:
-                await pubsub.subscribe(self.channel)
-            while True:
-                reply = await pubsub.get_message(timeout=self.connect_timeout)
-                if reply is not None and reply["type"] == confirmation:
-                    return int(await self._reader.get(self._gen_key) or 0)
-
-        generation = await asyncio.wait_for(subscribe(), self.connect_timeout)
-        if generation:
-            self._deliver(Invalidation(clear=True, generation=generation, reason="generation"))
-
-    async def _listen(self, pubsub: Any, node: Node | None) -> None:
-        """Apply messages until the connection fails, stays silent past a PING, or the
-        primary moves (Sentinel) or the channel's slot does (Cluster)."""
-
-        async def current() -> bool:
-            return await asyncio.wait_for(self.topology.still_current(node), self.health_interval)
-
-        await listen_with_health(
-            pubsub,
-            self.health_interval,
-            lambda data: self._deliver(decode(data)),
-            "the bus",
-            check=current if node is not None else None,
-        )
+    def _lost(self, exc: BaseException) -> None:
+        """A (re)subscribe failed or the subscription died (``Subscription.on_lost``)."""
+        self._troubled(exc)
+        if self.connected:
+            self.drops += 1
+            log.warning("stratacache: invalidation bus lost (%r)", exc)
+        else:
+            log.debug("stratacache: invalidation bus connect failed (%r)", exc)
+        self._set_state(False)
 
     def _deliver(self, message: Invalidation) -> None:
         if message.origin == self._origin:

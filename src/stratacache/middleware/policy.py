@@ -16,17 +16,17 @@ all its variants by one tag invalidation.
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.clock import Clock, SystemClock
 from ..core.durations import MAX_DELTA_SECONDS, check_duration, check_optional
 from ..core.errors import ConfigError
 from ..core.keys import digest
+from .decisions import Headers, Lookup, Plan, Request, Verdict
+from .freshness import HEURISTIC_STATUSES, UNDERSTOOD_STATUSES, freshness_lifetime
 from .parsing import (
     delta_seconds,
     http_date,
@@ -45,15 +45,11 @@ __all__ = [
     "HttpCachePolicy",
     "Lookup",
     "Plan",
+    "Request",
     "Verdict",
 ]
 
-Headers = list[tuple[bytes, bytes]]
 
-#: RFC 9110 §15.1: statuses cacheable without explicit freshness (206 left out: no Range support).
-HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
-#: Statuses we store when the response gives explicit freshness.
-UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | {302, 303, 307}
 #: Hop-by-hop and per-delivery headers never stored (RFC 9111 §3.1, RFC 9110 §7.6.1).
 _UNSTORED = frozenset(
     {
@@ -73,69 +69,6 @@ _UNSTORED = frozenset(
 _NOT_MODIFIED_KEEP = frozenset(
     {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary", b"last-modified"}
 )
-
-
-class Verdict(enum.Enum):
-    """What a stored response is good for, for one request."""
-
-    FRESH = "HIT"
-    STALE_OK = "STALE"  # stale, servable now (max-stale, or stale-while-revalidate: refresh it)
-    STALE_IF_ERROR = "STALE-IF-ERROR"  # stale; only if the origin fails
-    UNUSABLE = "MISS"
-
-
-@dataclass(slots=True)
-class Lookup:
-    """A stored response judged against a request."""
-
-    verdict: Verdict
-    stored: StoredResponse
-    age: int
-    revalidate: bool  # serve it, and refresh in the background
-
-    @property
-    def answers(self) -> bool:
-        """Whether this answers the request without the app (a stale-if-error copy does not:
-        the app is asked first, and the copy only replaces an error)."""
-        return self.verdict is not Verdict.STALE_IF_ERROR
-
-    def in_place_of_error(self) -> Lookup:
-        """This stale-if-error copy, marked as answering in place of the app's error."""
-        self.verdict = Verdict.STALE_OK
-        return self
-
-
-@dataclass(slots=True)
-class Request:
-    """The parts of a request the policy reads; ``headers`` maps lower-case names to values."""
-
-    method: str
-    url: str
-    path: str
-    headers: Mapping[str, str]
-    directives: Directives
-    cc: dict[str, str | None]
-    may_serve: bool
-    may_store: bool
-
-
-@dataclass(slots=True)
-class Plan:
-    """What to do with an origin response: the headers to send and, if storable, how to store."""
-
-    client_headers: Headers
-    store: bool
-    stored_headers: Headers
-    status: int
-    lifetime: float
-    ttl: float
-    tags: list[str]
-    vary: tuple[str, ...]
-    initial_age: float = 0.0
-    swr: int = 0
-    sie: int = 0
-    must_revalidate: bool = False
-    auth_ok: bool = False
 
 
 class HttpCachePolicy:
@@ -360,7 +293,9 @@ class HttpCachePolicy:
         length = fields.get(b"content-length")
         if length and length.isascii() and length.isdigit() and int(length) > self.max_body_size:
             return plan
-        lifetime = self._lifetime(cc, fields, status, req.directives.ttl, now)
+        lifetime = freshness_lifetime(
+            cc, fields, status, req.directives.ttl, now, self.heuristic, self.heuristic_max
+        )
         if lifetime is None:
             return plan
         initial_age = float(delta_seconds(fields.get(b"age")) or 0)
@@ -379,37 +314,6 @@ class HttpCachePolicy:
         plan.initial_age, plan.swr, plan.sie = initial_age, swr, sie
         plan.must_revalidate, plan.auth_ok = revalidate, explicit
         return plan
-
-    def _lifetime(
-        self,
-        cc: Mapping[str, str | None],
-        fields: Mapping[bytes, str],
-        status: int,
-        default: float | None,
-        now: float,
-    ) -> float | None:
-        """Freshness lifetime (RFC 9111 §4.2.1), or None when the response must not be stored."""
-        if status not in UNDERSTOOD_STATUSES:
-            return None
-        for name in ("s-maxage", "max-age"):
-            value = seconds(cc, name)
-            if value is not None:
-                return float(value)
-        if b"expires" in fields:
-            expires = http_date(fields[b"expires"])
-            date = http_date(fields.get(b"date")) or now
-            if expires is None:
-                return 0.0
-            return float(min(max(0.0, expires - date), MAX_DELTA_SECONDS))
-        if status not in HEURISTIC_STATUSES and "public" not in cc:
-            return None
-        if default is not None:
-            return float(default)
-        modified = http_date(fields.get(b"last-modified"))
-        if self.heuristic and modified is not None:
-            date = http_date(fields.get(b"date")) or now
-            return min(max(0.0, (date - modified) * 0.1), self.heuristic_max)  # §4.2.2
-        return None
 
     def build(self, req: Request, plan: Plan, body: bytes, now: float) -> list[tuple[str, Any]]:
         """The ``(key, value)`` pairs to write for a stored response (primary, then variant)."""

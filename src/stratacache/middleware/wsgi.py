@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .parsing import invalidates, is_error_status, primary_key, status_line, url_tag
 from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
 from .rules import CacheRule, Directives, _reset_directives, _set_directives
+from .wsgi_bodies import Caching, Flight, Passthrough, Released, close_result
 
 if TYPE_CHECKING:
     from ..core.fleet import SyncFleetLock
@@ -84,13 +85,6 @@ class _Response:
         self.written: list[bytes] = []
 
 
-class _Flight(threading.Event):
-    """Set when the request running the app is done; ``failed``: the app erred and a
-    stale-if-error copy answered, so the waiting requests answer with theirs."""
-
-    failed = False
-
-
 class WSGICacheMiddleware:
     """RFC 9111 shared cache for WSGI apps: ``app.wsgi_app = WSGICacheMiddleware(app.wsgi_app,
     cache=cache)``. Takes the same options as ``CacheMiddleware``."""
@@ -111,7 +105,7 @@ class WSGICacheMiddleware:
         self._executor: ThreadPoolExecutor | None = None
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self._fleet = cache.sync.resolve_lock(True) if self.policy.collapse_fleet else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -129,7 +123,7 @@ class WSGICacheMiddleware:
             with self._lock:
                 event = self._flights.get(flight)
                 if event is None:
-                    self._flights[flight] = event = _Flight()
+                    self._flights[flight] = event = Flight()
                     leader = True
                 else:
                     leader = False
@@ -184,7 +178,7 @@ class WSGICacheMiddleware:
         environ: Environ,
         start_response: StartResponse,
         req: Request,
-        flight: tuple[str, _Flight],
+        flight: tuple[str, Flight],
     ) -> Iterable[bytes]:
         """Run the app under the fleet lock, or wait (bounded) for the process that holds it."""
         lock_key = self.cache.full_key(flight[0])
@@ -205,7 +199,7 @@ class WSGICacheMiddleware:
                     # return, and releasing once it is consumed wakes the other processes.
                     with fleet.hold_sync(lock_key, attempt.token):
                         body = self._origin(environ, start_response, req, None, flight)
-                        return _Released(body, fleet, lock_key, attempt.token)
+                        return Released(body, fleet, lock_key, attempt.token)
                 except BaseException:
                     with contextlib.suppress(Exception):
                         fleet.release_sync(lock_key, attempt.token)
@@ -222,7 +216,7 @@ class WSGICacheMiddleware:
                 break
         return self._origin(environ, start_response, req, None, flight)
 
-    def land(self, flight: str, event: _Flight) -> None:
+    def land(self, flight: str, event: Flight) -> None:
         """Wake the requests collapsed on ``flight`` (idempotent)."""
         with self._lock:
             if self._flights.get(flight) is event:
@@ -258,7 +252,7 @@ class WSGICacheMiddleware:
         start_response: StartResponse,
         req: Request,
         fallback: Lookup | None,
-        flight: tuple[str, _Flight] | None = None,
+        flight: tuple[str, Flight] | None = None,
     ) -> Iterable[bytes]:
         """Run the app; pass its body through and store it if the policy allows.
 
@@ -289,7 +283,7 @@ class WSGICacheMiddleware:
         finally:
             _reset_directives(token)
         if fallback is not None and is_error_status(response.status):
-            _close(result)
+            close_result(result)
             return self._stale(start_response, req, fallback, flight)
         plan = self.policy.plan(req, response.status, response.headers, self.policy.now())
         start_response(status_line(response.status), _str_headers(plan.client_headers))
@@ -297,15 +291,15 @@ class WSGICacheMiddleware:
         if not plan.store:
             if flight is not None:
                 self.land(*flight)
-            return _Passthrough(body, chunks, result)
-        return _Caching(self, req, plan, body, chunks, result, flight)
+            return Passthrough(body, chunks, result)
+        return Caching(self, req, plan, body, chunks, result, flight)
 
     def _stale(
         self,
         start_response: StartResponse,
         req: Request,
         found: Lookup,
-        flight: tuple[str, _Flight] | None = None,
+        flight: tuple[str, Flight] | None = None,
     ) -> list[bytes]:
         """Answer with ``found`` in place of the app's error; the collapsed requests too."""
         if flight is not None:
@@ -344,7 +338,7 @@ class WSGICacheMiddleware:
                 for _ in body:
                     pass
             finally:
-                _close(body)
+                close_result(body)
         except Exception:
             logger.warning("background revalidation of %s failed", url, exc_info=True)
         finally:
@@ -378,99 +372,3 @@ class WSGICacheMiddleware:
 
 def _str_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
-
-
-def _close(result: object) -> None:
-    close = getattr(result, "close", None)
-    if close is not None:
-        close()
-
-
-class _Released:
-    """A response body that releases the fleet lock once it is consumed or closed."""
-
-    def __init__(self, body: Iterable[bytes], fleet: SyncFleetLock, key: str, token: str) -> None:
-        self.body, self.fleet, self.key, self.token = body, fleet, key, token
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self.body
-        self._release()
-
-    def _release(self) -> None:
-        if self.token:
-            token, self.token = self.token, ""
-            with contextlib.suppress(Exception):  # it expires after its lease
-                self.fleet.release_sync(self.key, token)
-
-    def close(self) -> None:
-        try:
-            _close(self.body)
-        finally:
-            self._release()
-
-
-class _Passthrough:
-    """The app's body, after what ``write`` or the first iteration already produced."""
-
-    def __init__(self, head: list[bytes], rest: Iterator[bytes], result: object) -> None:
-        self.head, self.rest, self.result = head, rest, result
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self.head
-        yield from self.rest
-
-    def close(self) -> None:
-        _close(self.result)
-
-
-class _Caching(_Passthrough):
-    """Passes the body through while copying it; stores the copy once it is complete."""
-
-    def __init__(
-        self,
-        owner: WSGICacheMiddleware,
-        req: Request,
-        plan: Plan,
-        head: list[bytes],
-        rest: Iterator[bytes],
-        result: object,
-        flight: tuple[str, _Flight] | None = None,
-    ) -> None:
-        super().__init__(head, rest, result)
-        self.owner, self.req, self.plan, self.flight = owner, req, plan, flight
-        length = next((v for n, v in plan.client_headers if n.lower() == b"content-length"), None)
-        self.length = int(length) if length is not None and length.isdigit() else None
-        self.stored = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        copy: list[bytes] = []
-        size = 0
-        limit = self.owner.policy.max_body_size
-        for chunk in super().__iter__():
-            if self.plan.store:
-                size += len(chunk)
-                if size > limit:
-                    self.plan.store = False
-                    copy.clear()
-                    self._wake()
-                else:
-                    copy.append(chunk)
-                    if size == self.length:
-                        self._finish(copy)  # last chunk: store before the client can have it
-            yield chunk
-        if self.plan.store and self.length in (None, size):
-            self._finish(copy)
-
-    def _finish(self, copy: list[bytes]) -> None:
-        if not self.stored:
-            self.stored = True
-            self.owner.store(self.req, self.plan, b"".join(copy))
-            self._wake()
-
-    def _wake(self) -> None:
-        if self.flight is not None:
-            self.owner.land(*self.flight)
-
-    def close(self) -> None:
-        self._wake()  # a response abandoned before it was stored must not hold the others
-        super().close()

@@ -20,7 +20,9 @@ import msgpack
 
 from ..core.entry import Entry
 from ..core.errors import DeserializationError
+from . import _redis_reads as rr
 from . import _redis_scripts as rs
+from . import _redis_writes as rw
 from ._redis_client import Op
 from ._versioned import open_versioned
 
@@ -60,27 +62,27 @@ def read_versioned_op(tier: RedisTier, key: str) -> Op[tuple[Entry | None, objec
         data, _ = rs.split_stored(raw)
     except DeserializationError:
         data = raw  # not even our framing: reported as unreadable just below
-    entry = open_versioned(tier._context.codec, data, key)
+    entry = open_versioned(tier.context.codec, data, key)
     if entry is None:  # sealed for another key: never this key's value
         tier.decode_errors += 1
         return None, raw
     if raw[:1] == rs.UNTAGGED:
-        return (None if entry.is_gone(tier._context.clock.time()) else entry), raw
-    entry = yield from tier._get_op(key)  # the tag check (the bytes are the token either way)
+        return (None if entry.is_gone(tier.context.clock.time()) else entry), raw
+    entry = yield from rr.get_op(tier, key)  # the tag check (the bytes are the token either way)
     return entry, raw
 
 
 def compare_and_set_op(tier: RedisTier, key: str, token: object, entry: Entry) -> Op[bool]:
     """Store ``entry`` iff ``key`` still holds ``token`` (None: iff ``key`` is absent)."""
-    px = tier._px(entry)
-    codec = tier._context.codec
+    px = rw.physical_ttl_ms(tier, entry)
+    codec = tier.context.codec
     data = codec.encode(entry, key=key)  # bound to its key, as every write is
     if entry.tags:
         tokens = [codec.tag_token(t) for t in entry.tags]  # keyed digests under encryption
         # create missing tag versions (at 1) and stretch their TTL past this entry's, as the
         # set script does: an entry naming a version that is missing is never fresh
         ttl_ms = 1 if px is None else px  # None: already past its end
-        found = yield from tier._ensure_tags_op(tokens, ttl_ms)
+        found = yield from rw.ensure_tags_op(tier, tokens, ttl_ms)
         pairs: list[object] = []
         for tag, version in zip(tokens, found[1:], strict=True):
             pairs += [tag, int(version) or 1]  # '0': created just now, at 1
@@ -92,6 +94,6 @@ def compare_and_set_op(tier: RedisTier, key: str, token: object, entry: Entry) -
     expected = b"" if absent else token
     if px is None:  # already past its end: replacing the old value means removing it
         px = 1
-    args = [2, key, tier._names.key_version(key), "1" if absent else "0", expected, stored]
+    args = [2, key, tier.names.key_version(key), "1" if absent else "0", expected, stored]
     result = yield lambda s: s.c.eval(CAS_SCRIPT, *args, px, rs.KEY_VERSION_TTL_MS)
     return bool(result)

@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..core.entry import Entry
+from ..core.errors import TierError
+from . import _redis_drivers as rd
 from . import _redis_scripts as rs
-from ._redis_client import _SHA, Call, Op, Step, _pipeline, _Side
+from . import _redis_writes as rw
+from ._redis_client import SHA, Call, Op, Side, Step, pipeline
 
 if TYPE_CHECKING:
     from .redis import RedisTier
@@ -39,13 +42,22 @@ BUDGET_BYTES_PER_S = 8 << 20
 
 
 class Progress:
-    """How many of a batch's entries were written so far (read when the batch fails)."""
+    """How many of a batch's entries were written so far; as a context manager, a batch
+    that fails with ``TierError`` adds the entries it did not write to ``dropped_writes``."""
 
-    __slots__ = ("done", "total")
+    __slots__ = ("done", "tier", "total")
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, tier: RedisTier, total: int) -> None:
+        self.tier = tier
         self.total = total
         self.done = 0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        if isinstance(exc, TierError):
+            self.tier.dropped_writes += self.total - self.done
 
 
 def budgeted(step: Step, timeout: float, nbytes: int) -> Step:
@@ -66,45 +78,12 @@ def chunks(sizes: Sequence[int]) -> Iterator[range]:
         yield range(start, len(sizes))
 
 
-def get_many_op(tier: RedisTier, keys: Sequence[str]) -> Op[dict[str, Entry]]:
-    """MGET in chunks of ``CHUNK_KEYS`` keys, then the tag check of the tagged hits.
-
-    On one Redis, once a batch met tagged entries, the next ones run the get_many script
-    instead (the tag check server-side: one round trip, at a higher cost per key) until
-    a batch meets none: each batch costs one round trip whichever kind it mostly holds.
-    """
-    keys = list(keys)
-    if len(keys) <= CHUNK_KEYS and tier._expect_tags and not tier.cluster:
-        prefix = tier._names.tag_prefix
-        raws = yield lambda s: s.c.evalsha(_SHA["get_many"], len(keys), *keys, prefix)
-        found: dict[str, Entry] = {}
-        tagged = False
-        now = tier._context.clock.time()
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is None:
-                continue
-            tagged = tagged or raw[:1] != rs.UNTAGGED
-            entry = tier._load(raw, key, now)
-            if entry is not None:
-                found[key] = entry
-        tier._expect_tags = tagged
-        return found
-    if len(keys) <= CHUNK_KEYS:
-        raws = yield tier._mget_step(keys)
-        return (yield from tier._fresh_op(keys, raws))
-    raws = []
-    for i in range(0, len(keys), CHUNK_KEYS):
-        part = keys[i : i + CHUNK_KEYS]
-        raws += yield budgeted(tier._mget_step(part), tier._op_timeout, 0)
-    return (yield from tier._fresh_op(keys, raws))
-
-
 def set_many_op(tier: RedisTier, entries: Mapping[str, Entry], progress: Progress) -> Op[None]:
     """Store ``entries`` chunk by chunk (see the module docstring)."""
     items: list[tuple[str, Entry, bytes, int]] = []
-    codec = tier._context.codec
+    codec = tier.context.codec
     for key, entry in entries.items():
-        px = tier._px(entry)
+        px = rw.physical_ttl_ms(tier, entry)
         if px is None:
             progress.done += 1  # already past its end: nothing worth storing
             continue
@@ -116,7 +95,7 @@ def set_many_op(tier: RedisTier, entries: Mapping[str, Entry], progress: Progres
         px_max = 0 if 0 in pxs else max(pxs, default=0)
         for i in range(0, len(tokens), CHUNK_ENTRIES):
             some = tokens[i : i + CHUNK_ENTRIES]
-            found = yield from tier._ensure_tags_op(some, px_max)
+            found = yield from rw.ensure_tags_op(tier, some, px_max)
             for token, current in zip(some, found[1:], strict=True):
                 versions[token] = b"1" if current == b"0" else current  # created at 1
     for part in chunks([len(data) + len(key) for key, _, data, _ in items]):
@@ -125,17 +104,17 @@ def set_many_op(tier: RedisTier, entries: Mapping[str, Entry], progress: Progres
         nbytes = 0
         for key, entry, data, px in chunk:
             nbytes += len(data)
-            calls += tier._void_calls(key)
+            calls += rw.void_calls(tier, key)
             expiry = ("PX", px) if px else ()
             if not entry.tags:
                 calls.append(("SET", key, rs.UNTAGGED + data, *expiry))
             elif tier.cluster:
                 calls.append(("SET", key, _tagged(codec, entry, data, versions), *expiry))
             else:
-                args = yield from tier._set_args(key, entry, None, data, px)
+                args = yield from rw.set_args(tier, key, entry, None, data, px)
                 if args is not None:
-                    calls.append(("EVALSHA", _SHA["set"], *args))
-        yield budgeted(functools.partial(_pipeline, calls=calls), tier._op_timeout, nbytes)
+                    calls.append(("EVALSHA", SHA["set"], *args))
+        yield budgeted(functools.partial(pipeline, calls=calls), tier.op_timeout, nbytes)
         progress.done += len(chunk)
 
 
@@ -158,8 +137,8 @@ def delete_many_op(tier: RedisTier, keys: Sequence[str], progress: Progress) -> 
         part = keys[i : i + CHUNK_ENTRIES]
         for key in part:
             calls.append(("UNLINK", key))
-            calls += tier._void_calls(key)
-        results = yield budgeted(functools.partial(_pipeline, calls=calls), tier._op_timeout, 0)
+            calls += rw.void_calls(tier, key)
+        results = yield budgeted(functools.partial(pipeline, calls=calls), tier.op_timeout, 0)
         removed += sum(int(r) for r in results[0::3])
         progress.done += len(part)
     return removed
@@ -167,14 +146,41 @@ def delete_many_op(tier: RedisTier, keys: Sequence[str], progress: Progress) -> 
 
 def invalidate_tags_op(tier: RedisTier, tags: Sequence[str]) -> Op[None]:
     """One INCR per tag token, in script calls of at most ``CHUNK_KEYS`` counters."""
-    codec = tier._context.codec
+    codec = tier.context.codec
     tokens = dict.fromkeys(x for t in tags for x in codec.tag_tokens(t))
-    names = [tier._names.tag(t) for t in tokens]
+    names = [tier.names.tag(t) for t in tokens]
     for i in range(0, len(names), CHUNK_KEYS):
         part = names[i : i + CHUNK_KEYS]
         yield functools.partial(_script, name="invalidate_tags", keys=part, args=[rs.MARKER_TTL_MS])
 
 
-def _script(side: _Side, name: str, keys: list[str], args: list[Any]) -> Any:
+def _script(side: Side, name: str, keys: list[str], args: list[Any]) -> Any:
     """Run the script ``name`` on ``keys`` with ``args``."""
-    return side.c.evalsha(_SHA[name], len(keys), *keys, *args)
+    return side.c.evalsha(SHA[name], len(keys), *keys, *args)
+
+
+# -- the batch calls of both drivers, dropped writes counted --------------------------------------
+async def set_many(tier: RedisTier, entries: Mapping[str, Entry], keys: Sequence[str] = ()) -> None:
+    """Store ``entries`` (only those of ``keys`` when given)."""
+    part = {k: entries[k] for k in keys} if keys else entries
+    with Progress(tier, len(part)) as progress:
+        await rd.run(tier, "set_many", lambda: set_many_op(tier, part, progress))
+
+
+def set_many_sync(tier: RedisTier, entries: Mapping[str, Entry], keys: Sequence[str] = ()) -> None:
+    """The blocking twin of ``set_many``."""
+    part = {k: entries[k] for k in keys} if keys else entries
+    with Progress(tier, len(part)) as progress:
+        rd.run_sync(tier, "set_many", lambda: set_many_op(tier, part, progress))
+
+
+async def delete_many(tier: RedisTier, keys: Sequence[str]) -> int:
+    """Delete ``keys``; returns how many existed."""
+    with Progress(tier, len(keys)) as progress:
+        return await rd.run(tier, "delete_many", lambda: delete_many_op(tier, keys, progress))
+
+
+def delete_many_sync(tier: RedisTier, keys: Sequence[str]) -> int:
+    """The blocking twin of ``delete_many``."""
+    with Progress(tier, len(keys)) as progress:
+        return rd.run_sync(tier, "delete_many", lambda: delete_many_op(tier, keys, progress))

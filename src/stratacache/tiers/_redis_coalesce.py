@@ -41,6 +41,9 @@ class ReadCoalescer:
         self.batches = 0
         self.coalesced = 0
 
+    def drop(self) -> None:
+        """Its loop ended: its batches end with it, nothing to release."""
+
     async def read(self, key: str, send: Send, alone: Callable[[str], Awaitable[Any]]) -> Any:
         """The raw reply for ``key``: alone when nothing is in flight, else in a batch."""
         batch = self._open

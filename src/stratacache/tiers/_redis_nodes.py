@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -21,12 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.errors import NodeDownError, TierError
-from ._redis_client import _timeout
+from . import _redis_drivers as rd
+from . import _redis_reads as rr
+from ._redis_client import timeout
 
 if TYPE_CHECKING:
     from .redis import RedisTier
 
 T = TypeVar("T")
+log = logging.getLogger("stratacache")
 
 
 class NodeHealth:
@@ -37,7 +41,9 @@ class NodeHealth:
         threshold: int = 3,
         cooldown: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "redis",
     ) -> None:
+        self.name = name
         self.threshold = threshold
         self.cooldown = cooldown
         self._clock = clock
@@ -81,16 +87,27 @@ class NodeHealth:
         with self._lock:
             count = self._failures.get(node, 0) + 1
             self._failures[node] = count
-            if count >= self.threshold and node not in self._open_until:
+            opens = count >= self.threshold and node not in self._open_until
+            if opens:
                 self._open_until[node] = self._clock() + self.cooldown
                 self.opened += 1
+        if opens:  # one line per state change, not one per refused call
+            log.warning(
+                "stratacache: tier %r: cluster node %s down after %d failures;"
+                " its keys are misses until it answers again",
+                self.name,
+                node,
+                count,
+            )
 
     def succeeded(self, node: str | None) -> None:
         if node is None or node not in self._failures:
             return
         with self._lock:
             self._failures.pop(node, None)
-            self._open_until.pop(node, None)
+            was_down = self._open_until.pop(node, None) is not None
+        if was_down:
+            log.warning("stratacache: tier %r: cluster node %s is back", self.name, node)
 
     def down_nodes(self) -> list[str]:
         """Nodes whose circuit is open now."""
@@ -101,8 +118,8 @@ class NodeHealth:
 # -- the tier's calls, guarded per node (cluster mode only) ------------------------------------
 async def guarded(tier: RedisTier, key: str, operation: str, call: Awaitable[T]) -> T:
     """Await ``call`` (an operation on ``key``) unless its node is down; attribute failures."""
-    health = tier._health()
-    node = health.node_of(tier._sides.get().c, key) if tier._sides is not None else None
+    health = tier.health()
+    node = health.node_of(tier.sides.get().c, key) if tier.sides is not None else None
     if health.is_down(node):
         if isinstance(call, Coroutine):
             call.close()  # never started
@@ -120,8 +137,8 @@ async def guarded(tier: RedisTier, key: str, operation: str, call: Awaitable[T])
 
 def guarded_sync(tier: RedisTier, key: str, operation: str, call: Callable[[], T]) -> T:
     """The blocking twin of ``guarded``."""
-    health = tier._health()
-    node = health.node_of(tier._sync.c, key) if tier._sync is not None else None
+    health = tier.health()
+    node = health.node_of(tier.sync_side.c, key) if tier.sync_side is not None else None
     health.check(node, tier.name, operation)
     try:
         result = call()
@@ -131,6 +148,81 @@ def guarded_sync(tier: RedisTier, key: str, operation: str, call: Callable[[], T
         health.failed(node)
         raise
     health.succeeded(node)
+    return result
+
+
+def _split(
+    health: NodeHealth, client: Any, keys: Sequence[str]
+) -> tuple[list[str], list[str | None], list[str | None]]:
+    """``(keys on nodes not known down, those nodes, the nodes known down)``."""
+    groups = _by_node(health, client, keys)
+    down = [n for n in groups if health.is_down(n)]
+    wanted = [k for n, ks in groups.items() if n not in down for k in ks]
+    return wanted, [n for n in groups if n not in down], down
+
+
+def _settle(
+    tier: RedisTier, operation: str, touched: list[str | None], skipped: int, down: list[Any]
+) -> None:
+    """After a batch's healthy part succeeded: close its nodes; report the skipped part."""
+    health = tier.health()
+    for node in touched:
+        health.succeeded(node)
+    if down:
+        tier.dropped_writes += skipped
+        raise NodeDownError(tier.name, operation, down[0] or "")
+
+
+async def write_batch(
+    tier: RedisTier,
+    operation: str,
+    keys: Sequence[str],
+    run: Callable[[list[str]], Awaitable[T]],
+    empty: T,
+) -> T:
+    """``run`` a write batch (``set_many``/``delete_many``) on the keys of live nodes only.
+
+    Keys on nodes known down are not sent: they count in ``dropped_writes`` and, once the
+    rest is written, the call raises ``NodeDownError`` (a partial write is never silent).
+    A failure is charged to a node only when the batch touched that node alone.
+    """
+    assert tier.sides is not None
+    wanted, touched, down = _split(tier.health(), tier.sides.get().c, keys)
+    result = empty
+    if wanted:
+        try:
+            result = await run(wanted)
+        except NodeDownError:
+            raise
+        except TierError:
+            if len(touched) == 1:
+                tier.health().failed(touched[0])
+            raise
+    _settle(tier, operation, touched, len(keys) - len(wanted), down)
+    return result
+
+
+def write_batch_sync(
+    tier: RedisTier,
+    operation: str,
+    keys: Sequence[str],
+    run: Callable[[list[str]], T],
+    empty: T,
+) -> T:
+    """The blocking twin of ``write_batch``."""
+    assert tier.sync_side is not None
+    wanted, touched, down = _split(tier.health(), tier.sync_side.c, keys)
+    result = empty
+    if wanted:
+        try:
+            result = run(wanted)
+        except NodeDownError:
+            raise
+        except TierError:
+            if len(touched) == 1:
+                tier.health().failed(touched[0])
+            raise
+    _settle(tier, operation, touched, len(keys) - len(wanted), down)
     return result
 
 
@@ -164,13 +256,13 @@ def _merge(
 
 async def get_many(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
     """``get_many`` one node at a time (concurrently): a node that fails costs only its keys."""
-    health = tier._health()
-    assert tier._sides is not None
-    groups = _by_node(health, tier._sides.get().c, keys)
+    health = tier.health()
+    assert tier.sides is not None
+    groups = _by_node(health, tier.sides.get().c, keys)
     wanted = [(n, ks) for n, ks in groups.items() if not health.is_down(n)]
 
     async def one(part: list[str]) -> dict[str, Entry]:
-        return await tier._run("get_many", lambda: tier._get_many_op(part))
+        return await rd.run(tier, "get_many", lambda: rr.get_many_op(tier, part))
 
     results = await asyncio.gather(*(one(ks) for _, ks in wanted), return_exceptions=True)
     return _merge(tier, health, [(n, r) for (n, _), r in zip(wanted, results, strict=True)])
@@ -178,15 +270,15 @@ async def get_many(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
 
 def get_many_sync(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
     """The blocking twin of ``get_many`` (nodes one after the other)."""
-    health = tier._health()
-    assert tier._sync is not None
+    health = tier.health()
+    assert tier.sync_side is not None
     parts: list[tuple[str | None, Any]] = []
-    for node, part in _by_node(health, tier._sync.c, keys).items():
+    for node, part in _by_node(health, tier.sync_side.c, keys).items():
         if health.is_down(node):
             continue
         try:
-            op = functools.partial(tier._get_many_op, part)
-            parts.append((node, tier._run_sync("get_many", op)))
+            op = functools.partial(rr.get_many_op, tier, part)
+            parts.append((node, rd.run_sync(tier, "get_many", op)))
         except TierError as exc:
             parts.append((node, exc))
     return _merge(tier, health, parts)
@@ -194,11 +286,11 @@ def get_many_sync(tier: RedisTier, keys: Sequence[str]) -> dict[str, Entry]:
 
 async def send_batch(tier: RedisTier, client: Any, keys: Sequence[str]) -> list[Any]:
     """A coalesced batch on a cluster: one MGET per node; a failed node's keys get its error."""
-    health = tier._health()
+    health = tier.health()
     groups = list(_by_node(health, client, keys).items())
 
     async def one(part: list[str]) -> Any:
-        async with _timeout(tier._op_timeout):
+        async with timeout(tier.op_timeout):
             return await client.mget_nonatomic(part)
 
     results = await asyncio.gather(*(one(ks) for _, ks in groups), return_exceptions=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.entry import Entry
 from ...core.errors import TierError
 from .._versioned import open_versioned
+from ._common import make_row
 
 if TYPE_CHECKING:
     from . import SQLTier
@@ -23,12 +24,12 @@ _VERSIONED_READ_TRIES = 16
 
 def compare_and_set(tier: SQLTier, key: str, token: object, entry: Entry) -> bool:
     """Store ``entry`` iff ``key`` still holds the bytes ``token`` names; one statement."""
-    row, now = tier._row(key, entry), tier._now()
+    now = float(tier.context.clock.time())
+    row = make_row(tier.context.codec, key, entry, now, tier.ttl)
     raw = token if isinstance(token, bytes) else None
     stored = bool(tier.store.compare_and_set(key, raw, row, now))
-    tier._written += 1  # bounded like any other write
-    if tier._bounded and tier._written >= tier.store.check_every:
-        tier._enforce()
+    if tier.bounds.wrote(1):  # bounded like any other write
+        tier.bounds.enforce()
     return stored
 
 
@@ -43,14 +44,14 @@ def read_versioned(tier: SQLTier, key: str) -> tuple[Entry | None, bytes | None]
         raw = store.raw_value(key)
         if raw is None:
             return None, None
-        now = tier._now()
+        now = float(tier.context.clock.time())
         live = store.read_one(key, now)
         if live is None:
             if store.raw_value(key) == raw:
                 return None, raw  # expired or outdated by a tag: absent, but versioned
             continue
         if bytes(live) == raw:
-            entry = open_versioned(tier._context.codec, raw, key)  # unreadable: raises
+            entry = open_versioned(tier.context.codec, raw, key)  # unreadable: raises
             if entry is None:
                 tier.decode_errors += 1
             return (None if entry is None or entry.is_gone(now) else entry), raw

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ...core.durations import check_duration, check_optional
+from ...core.entry import Entry
 from ...core.errors import ConfigError
 
 #: how long tombstones and prefix rows void leases; no loader runs that long
@@ -229,3 +230,18 @@ def on_fork(obj: Any, reset: Callable[[], list[Any]]) -> None:
 def _after_fork() -> None:
     for obj in list(_forkable):
         _inherited.extend(obj._fork_reset())
+
+
+def tag_tokens(codec: Any, tags: Sequence[str]) -> list[str]:
+    """The stored forms of ``tags`` (keyed digests under encryption), without repeats."""
+    return list(dict.fromkeys(x for t in tags for x in codec.tag_tokens(t)))
+
+
+def make_row(codec: Any, key: str, entry: Entry, now: float, ttl: float | None) -> Row | None:
+    """The row storing ``entry`` at ``now``, or None when it is already past its end."""
+    remaining = entry.keep_for(now, ttl)
+    if remaining is not None and remaining <= 0:
+        return None
+    expires_at = None if remaining is None else now + remaining
+    tags = tuple(codec.tag_token(t) for t in entry.tags)  # keyed digests under encryption
+    return Row(key, codec.encode(entry, key=key), expires_at, tags)

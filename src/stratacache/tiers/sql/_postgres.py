@@ -2,17 +2,15 @@
 
 Sync callers (and the tier's worker thread) share a small pool of ``psycopg.Connection``;
 async reads use ``psycopg.AsyncConnection`` from a pool private to the running event
-loop, so a cache used from a second loop never touches the first loop's sockets. A read
+loop (both in ``_pg_pool``). A read
 is one round trip: the tag check looks up the entry's own tag rows by primary key
 (``name = ANY(tags)``). Keys are ``COLLATE "C"`` so a prefix is a primary-key range.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ...core.errors import ConfigError
@@ -35,17 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "SQLTier on PostgreSQL needs psycopg: pip install 'stratacache[sql]'"
     ) from exc
 
-
-_IDLE = psycopg.pq.TransactionStatus.IDLE
-
-#: one event loop's idle async connections and its limit on connections in use
-_APool = tuple[list["psycopg.AsyncConnection[Any]"], asyncio.Semaphore]
-
-
-def _finish(idle: list[psycopg.AsyncConnection[Any]]) -> None:
-    """End idle connections of another (usually closed) event loop without awaiting."""
-    for conn in idle:
-        conn.pgconn.finish()
+from ._pg_pool import PostgresPool
 
 
 class PostgresStore:
@@ -61,13 +49,9 @@ class PostgresStore:
         self.conninfo = conninfo
         self.table = table
         self.ns = ""
-        self.pool_size = pool_size
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._out = 0
-        self._cond = threading.Condition(threading.Lock())
+        #: the connections: sync ones shared, async ones per event loop
+        self.pool = PostgresPool(conninfo, pool_size)
         self.last_usage: tuple[int, int] | None = None
-        #: per event loop; a closed loop's connections are ended when the next loop comes
-        self._apools: dict[asyncio.AbstractEventLoop, _APool] = {}
         t, v = table, table + "_versions"
         check = (
             f"(tags IS NULL OR NOT EXISTS (SELECT 1 FROM {v} WHERE {v}.namespace = %s"
@@ -93,87 +77,20 @@ class PostgresStore:
             " DO UPDATE SET seq = excluded.seq, updated = excluded.updated"
         )
 
-    # -- connections -------------------------------------------------------------------------
-    def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
-        )
-
-    def checkout(self) -> psycopg.Connection[Any]:
-        """A pooled connection; waits while ``pool_size`` connections are in use."""
-        with self._cond:
-            while not self._idle and self._out >= self.pool_size:
-                self._cond.wait()
-            self._out += 1
-            if self._idle:
-                return self._idle.pop()
-        try:
-            return self._connect()
-        except BaseException:
-            self.checkin(None)
-            raise
-
-    def checkin(self, conn: psycopg.Connection[Any] | None) -> None:
-        """Give ``conn`` back (None: it failed and was dropped); a broken one is closed."""
-        if conn is not None and (
-            conn.closed or conn.pgconn.transaction_status != _IDLE  # pgconn: no info object
-        ):
-            conn.close()
-            conn = None
-        with self._cond:
-            self._out -= 1
-            if conn is not None:
-                self._idle.append(conn)
-            self._cond.notify()
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection for the length of the block."""
-        conn = self.checkout()
-        try:
-            yield conn
-        except BaseException:
-            conn.close()
-            raise
-        finally:
-            self.checkin(conn)
-
-    def _apool(self) -> tuple[asyncio.AbstractEventLoop, _APool]:
-        """The running loop and its pool (made on first use; closed loops' pools are ended)."""
-        loop = asyncio.get_running_loop()
-        pool = self._apools.get(loop)
-        if pool is None:
-            for other in [x for x in self._apools if x.is_closed()]:
-                _finish(self._apools.pop(other)[0])
-            pool = self._apools[loop] = ([], asyncio.Semaphore(self.pool_size))
-        return loop, pool
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled connection for the length of the block (see ``PostgresPool``)."""
+        return self.pool.connection()
 
     def close(self) -> None:
-        with self._cond:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self.pool.close()
 
     async def aclose(self) -> None:
         """Close the running loop's async connections; end those of other loops."""
-        loop = asyncio.get_running_loop()
-        pools, self._apools = self._apools, {}
-        for owner, (idle, _) in list(pools.items()):
-            if owner is loop:
-                for conn in idle:
-                    await conn.close()
-            else:
-                _finish(idle)
+        await self.pool.aclose()
 
     def abandon(self) -> list[Any]:
         """After fork: forget the parent's connections without closing them."""
-        inherited: list[Any] = [*self._idle]
-        for idle, _ in self._apools.values():
-            inherited.extend(idle)
-        self._idle, self._apools = [], {}
-        self._out = 0
-        self._cond = threading.Condition(threading.Lock())
-        return inherited
+        return self.pool.abandon()
 
     @staticmethod
     def busy(exc: BaseException) -> bool:
@@ -184,7 +101,7 @@ class PostgresStore:
         """Create the tables (dropping a layout written by an older version of the tier)."""
         self.ns = namespace
         t, v = self.table, self.table + "_versions"
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (t,))
             cols = {
                 r[0]
@@ -224,97 +141,34 @@ class PostgresStore:
 
     # -- reads -------------------------------------------------------------------------------
     def read_one(self, key: str, now: float, inline: bool = False) -> bytes | None:
-        row = self._query(self._get, (key, now, self.ns), False)
+        row = self.pool.query(self._get, (key, now, self.ns), False)
         return None if row is None else row[0]
 
     def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
-        return self._query(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
+        return self.pool.query(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
 
     def scan(self, prefix: str, cursor: str, limit: int, now: float) -> list[str]:
         sql, args = scan_query(self.table, prefix, cursor, limit, now, "%s")
-        return [str(r[0]) for r in self._query(sql, args, True)]
+        return [str(r[0]) for r in self.pool.query(sql, args, True)]
 
     def counter(self, inline: bool = False) -> int:
-        row = self._query(self._counter, (self.ns,), False)
+        row = self.pool.query(self._counter, (self.ns,), False)
         return 0 if row is None else int(row[0])
 
     async def aread_one(self, key: str, now: float) -> bytes | None:
-        row = await self._aquery(self._get, (key, now, self.ns), False)
+        row = await self.pool.aquery(self._get, (key, now, self.ns), False)
         return None if row is None else row[0]
 
     async def aread(self, keys: Sequence[str], now: float) -> list[Any]:
-        return await self._aquery(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
+        return await self.pool.aquery(self._get_many, (list(keys), now, self.ns), True)  # type: ignore[no-any-return]
 
     async def acounter(self) -> int:
-        row = await self._aquery(self._counter, (self.ns,), False)
+        row = await self.pool.aquery(self._counter, (self.ns,), False)
         return 0 if row is None else int(row[0])
-
-    def _query(self, sql: str, params: tuple[Any, ...], many: bool) -> Any:
-        """One read; a pooled connection the server dropped (restart, idle timeout) is
-        replaced once, and the other idle ones are dropped with it."""
-        for attempt in (1, 2):
-            conn = self.checkout()
-            try:
-                cur = conn.execute(sql, params, binary=True)
-                return cur.fetchall() if many else cur.fetchone()
-            except psycopg.OperationalError:
-                broken = conn.broken
-                conn.close()
-                if attempt == 2 or not broken:
-                    raise
-                with self._cond:
-                    stale, self._idle = self._idle, []
-                for other in stale:
-                    other.close()
-            except BaseException:
-                conn.close()
-                raise
-            finally:
-                self.checkin(conn)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _aquery(self, sql: str, params: tuple[Any, ...], many: bool) -> Any:
-        """``_query`` on the running loop's async connections (each loop has its own pool of
-        at most ``pool_size``); written out, not as a context manager: this is every read."""
-        for attempt in (1, 2):
-            loop, pool = self._apool()
-            idle, slots = pool
-            await slots.acquire()
-            conn: psycopg.AsyncConnection[Any] | None = None
-            try:
-                conn = idle.pop() if idle else await self._aconnect()
-                cur = await conn.execute(sql, params, binary=True)
-                found = await (cur.fetchall() if many else cur.fetchone())
-                if self._apools.get(loop) is pool and not conn.closed:
-                    idle.append(conn)  # before the slot is freed: the pool stays bounded
-                else:
-                    await conn.close()
-                return found
-            except psycopg.OperationalError:
-                broken = conn is not None and conn.broken
-                if conn is not None:
-                    await conn.close()
-                if attempt == 2 or not broken:
-                    raise
-                stale, idle[:] = list(idle), []  # the server dropped them all (restart)
-                for other in stale:
-                    await other.close()
-            except BaseException:
-                if conn is not None:
-                    await conn.close()
-                raise
-            finally:
-                slots.release()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _aconnect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(
-            self.conninfo, autocommit=True, prepare_threshold=0, connect_timeout=2
-        )
 
     def usage(self) -> tuple[int, int]:
         """Live entries and their bytes (a count over the table)."""
-        with self.connection() as conn:
+        with self.pool.connection() as conn:
             row = conn.execute(
                 f"SELECT count(*), coalesce(sum(size), 0) FROM {self.table} WHERE value IS NOT NULL"
             ).fetchone()
@@ -329,7 +183,7 @@ class PostgresStore:
     def put(self, rows: Sequence[Row], now: float, lease: int | None = None) -> bool:
         """Store ``rows``; with ``lease``, refuse (False) if anything moved past it."""
         v = self.table + "_versions"
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             # a shared lock on the counter row orders this write with every invalidation
             seq = conn.execute(self._counter + " FOR SHARE", (self.ns,)).fetchone()
             if lease is None:
@@ -355,13 +209,13 @@ class PostgresStore:
 
     def raw_value(self, key: str) -> bytes | None:
         """The stored bytes of ``key`` whatever their freshness (None: no row or a tombstone)."""
-        found = self._query(f"SELECT value FROM {self.table} WHERE key = %s", (key,), False)
+        found = self.pool.query(f"SELECT value FROM {self.table} WHERE key = %s", (key,), False)
         return None if found is None or found[0] is None else bytes(found[0])
 
     def compare_and_set(self, key: str, token: bytes | None, row: Row | None, now: float) -> bool:
         """Store ``row`` (None: a tombstone) iff ``key`` still holds ``token``; PostgreSQL
         re-checks the condition on the newest row version, so this is atomic."""
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             seq = self._bumped(conn, now)
             params = (
                 _params(row, seq, now) if row is not None else (key, None, now, None, seq, 0, now)
@@ -378,7 +232,7 @@ class PostgresStore:
         """Replace ``keys`` by tombstones (voiding their leases); returns how many were live."""
         t = self.table
         keys = sorted(set(keys))  # a fixed lock order between concurrent deletes
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             seq = self._bumped(conn, now)
             row = conn.execute(
                 f"SELECT count(*) FROM {t} WHERE key = ANY(%s) AND value IS NOT NULL", (keys,)
@@ -397,7 +251,7 @@ class PostgresStore:
         upper = prefix_upper(prefix)
         where = "key >= %s" + ("" if upper is None else " AND key < %s")
         args = (prefix,) if upper is None else (prefix, upper)
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             seq = self._bumped(conn, now)
             conn.execute(self._mark, (self.ns, "p" + prefix, seq, now))
             cur = conn.execute(
@@ -406,13 +260,13 @@ class PostgresStore:
             return int(cur.rowcount)
 
     def invalidate(self, tags: Sequence[str], now: float) -> None:
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             seq = self._bumped(conn, now)
             conn.cursor().executemany(self._mark, [(self.ns, "t" + t, seq, now) for t in tags])
 
     def touch(self, keys: Sequence[str], now: float) -> None:
         """Record reads for eviction order (only the access time changes)."""
-        with self.connection() as conn:
+        with self.pool.connection() as conn:
             conn.execute(
                 f"UPDATE {self.table} SET atime = %s WHERE key = ANY(%s)", (now, list(keys))
             )
@@ -420,7 +274,7 @@ class PostgresStore:
     def sweep(self, now: float) -> int:
         """Delete rows past their end and prefix rows past the lease horizon; returns live rows."""
         expired, marks = sweep_statements(self.table, "%s")
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             gone = conn.execute(expired, (now,)).fetchall()
             conn.execute(marks, (now - LEASE_HORIZON,))
         return sum(1 for (live,) in gone if live)
@@ -432,7 +286,7 @@ class PostgresStore:
             return 0
         self.sweep(now)
         count, size = self.usage()
-        with self.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             with conn.cursor(name="stratacache_evict") as cur:  # server side: fetched as needed
                 cur.execute(
                     f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
