@@ -117,8 +117,14 @@ class RedisConnection:
         }
         mod: Any = aredis if asynchronous else redis
         if retry is None:
+            # one quick retry of a dropped connection; never of a timeout, which would
+            # double the wait of every call to a hung server
             kind: Any = AsyncRetry if asynchronous else Retry
-            retry = kind(ExponentialBackoff(cap=0.05, base=0.005), 1)
+            retry = kind(
+                ExponentialBackoff(cap=0.05, base=0.005),
+                1,
+                supported_errors=(redis.exceptions.ConnectionError,),
+            )
         if self.cluster:
             return self._cluster_client(mod, asynchronous, retry, opts)
         if self.sentinels:

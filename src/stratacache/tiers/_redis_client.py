@@ -13,8 +13,6 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
@@ -81,9 +79,6 @@ def build_client(
     opts = dict(options)
     if asynchronous:
         opts["socket_timeout"] = None
-    if retry is None:
-        kind: Any = AsyncRetry if asynchronous else Retry
-        retry = kind(ExponentialBackoff(cap=0.05, base=0.005), 1)
     return connection.client(
         asynchronous=asynchronous, retry=retry, pool_timeout=pool_timeout, **opts
     )
