@@ -157,3 +157,40 @@ def test_probes_are_jittered_and_stop_when_the_tier_answers() -> None:
     assert breaker.probes == 3 and breaker.probe_failures == 2
     assert breaker.allow()
 
+
+async def test_after_an_outage_older_shared_entries_are_misses_for_the_grace_window(
+    redis_factory: Callable[..., Any],
+) -> None:
+    """Another process's invalidation made while Redis was down waits in its replay queue;
+    once Redis is back, this process must not serve the value Redis still holds: entries
+    stored before the recovery are misses for ``outage_grace`` seconds (one reload each)."""
+    from ..waiting import poll
+
+    server = redis_factory()
+    cache = sc.Cache(
+        tiers=[sc.MemoryTier(ttl=30), sc.RedisTier(url=server.url, socket_timeout=0.2)],
+        namespace="grace",
+        breaker_threshold=1,
+        bus=False,  # the other process's message is the replay, not the bus
+    )
+    loads: list[int] = []
+
+    def load() -> int:
+        loads.append(1)
+        return len(loads)
+
+    async with cache:
+        assert await cache.get_or_set("k", load) == 1  # stored in memory and Redis
+        server.stop()
+        await cache.get("other")  # a failure opens the breaker
+        breaker = cache.tiers.slots[1].breaker
+        assert breaker.is_open
+        server.start()  # no persistence: start it with the old value, as a promoted replica has
+        raw = sc.RedisTier(url=server.url)
+        await raw.start(sc.TierContext("grace"))
+        await raw.set("grace:k", sc.Entry(1, 0.0))  # created long ago, as before the outage
+        await raw.close()
+        await poll(lambda: not breaker.is_open, timeout=5, what="breaker closed by the probe")
+        assert await cache.get_or_set("k", load) == 2  # not the old 1 from memory or Redis
+        assert await cache.get_or_set("k", load) == 2  # reloaded once, then served
+        assert len(loads) == 2

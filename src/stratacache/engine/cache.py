@@ -147,6 +147,7 @@ class Cache(CacheRuntime, AsyncPrimitives):
         self.tiers = TierStack(
             tiers, breaker_threshold, breaker_reset, self._on_tier_error, self, beta
         )
+        self.tiers.clock = self.clock
         for slot in self.tiers.slots:
             if slot.local and hasattr(slot.tier, "on_evict"):
                 slot.tier.on_evict = functools.partial(self._on_evict, slot.name)

@@ -228,6 +228,10 @@ class TierStack(SlotView):
         """Empty every local tier at once (kills their entries, voids their leases)."""
         self.drive_now(plans.invalidate(self, Invalidation(clear=True), local_only=True))
 
+    def after_outage(self) -> None:
+        """See ``SlotView.after_outage``: empty the local tiers once."""
+        self.clear_local_now()
+
     def clear_slot_now(self, slot: TierSlot) -> None:
         """Empty one local tier now (or, async-only, as soon as the loop runs)."""
         if slot.sync:

@@ -42,10 +42,26 @@ SYNC_NAMES = {
 }
 
 
+#: seconds after a shared tier's outage during which entries older than the outage are
+#: misses: other processes replay the invalidations Redis could not take within about
+#: ``engine.replay.REPLAY_INTERVAL`` plus a breaker probe of theirs once it is back
+OUTAGE_GRACE = 1.0
+
+
 class TierSlot:
     """One tier with its counters and breaker."""
 
-    __slots__ = ("breaker", "inline", "latency", "local", "name", "stats", "sync", "tier")
+    __slots__ = (
+        "breaker",
+        "down_since",
+        "inline",
+        "latency",
+        "local",
+        "name",
+        "stats",
+        "sync",
+        "tier",
+    )
 
     def __init__(self, tier: Tier, threshold: int, reset_after: float) -> None:
         self.tier = tier
@@ -59,6 +75,8 @@ class TierSlot:
         self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
         #: per-operation latency of remote tiers (None for local ones: an L1 call is not timed)
         self.latency = None if self.local else OperationTimes()
+        #: when a shared tier's outage began (``SlotView.breaker_changed``), while it lasts
+        self.down_since: float | None = None
 
 
 class SlotView:
@@ -87,6 +105,16 @@ class SlotView:
         self.sender: Any = sender
         #: the cache's XFetch weight: local copies get their fast-path deadline from it
         self.beta = beta
+        #: the cache's clock (entry times); set by the cache
+        self.clock: Any = None
+        #: seconds after a shared tier's outage during which older entries are misses
+        self.outage_grace = OUTAGE_GRACE
+        #: after an outage: entries created before ``suspect_before`` are misses until
+        #: ``suspect_until`` (cache clock); while a shared tier's circuit was open, other
+        #: processes' invalidations could not reach it either (they wait in their replay
+        #: queues), and the shared tier may still hold what they outdated
+        self.suspect_before = 0.0
+        self.suspect_until = 0.0
         self._on_error = on_error
 
     # -- decisions -------------------------------------------------------------------------------
@@ -119,13 +147,23 @@ class SlotView:
     def may_hide(self) -> bool:
         """Could ``hidden`` pass over anything now (bus lost, or invalidations awaiting replay)?"""
         replay = self.replay
-        return self.degraded_bound is not None or (replay is not None and bool(replay.active))
+        return (
+            self.degraded_bound is not None
+            or (replay is not None and bool(replay.active))
+            or self._suspecting()
+        )
+
+    def _suspecting(self) -> bool:
+        clock = self.clock
+        return bool(self.suspect_until) and clock is not None and clock.time() < self.suspect_until
 
     def hidden(self, slot: TierSlot, fkey: str, entry: Entry, now: float) -> bool:
         """Must a read pass over ``entry``: past the degraded bound, or outdated by an
         invalidation still waiting for Redis?"""
         if self.degraded_bound is not None and degradation.too_old(self, slot, entry, now):  # type: ignore[arg-type]
             return True
+        if self.suspect_until and now < self.suspect_until and entry.created < self.suspect_before:
+            return True  # possibly outdated by an invalidation another process still replays
         replay = self.replay
         return replay is not None and replay.active and bool(replay.hides(fkey, entry, slot.local))
 
@@ -193,8 +231,27 @@ class SlotView:
         slot.breaker.success()
         return stored  # type: ignore[no-any-return]
 
+    def after_outage(self) -> None:
+        """A shared tier is back: local copies (and memos on them) may be outdated too
+        (each driver empties its local tiers)."""
+
     def breaker_changed(self, name: str, is_open: bool) -> None:
-        """Send ``breaker_state`` when a tier's circuit opens or closes."""
+        """Send ``breaker_state`` when a tier's circuit opens or closes; after a shared tier's
+        outage, open its grace window (see ``TierSlot.down_since``)."""
+        clock = self.clock
+        for slot in self.slots:
+            if slot.name != name or slot.local or clock is None:
+                continue
+            now = clock.time()
+            if is_open:
+                slot.down_since = now
+            elif slot.down_since is not None:
+                # anything stored before now may be outdated by an invalidation made during
+                # the outage that another process still holds for replay
+                self.suspect_before = now
+                self.suspect_until = now + self.outage_grace
+                slot.down_since = None
+                self.after_outage()
         if signals.breaker_state.receivers:
             signals.breaker_state.send(self.sender, tier=name, open=is_open)
 
