@@ -63,7 +63,12 @@ async def cached_everywhere(pair: tuple[sc.Cache, sc.Cache], key: str, value: An
     """Store ``key`` in Redis, let the resulting invalidations land, then fill both L1s."""
     one, two = pair
     before = [tracker(c).received for c in pair]
-    writer = sc.Cache(tiers=[sc.RedisTier(url=one.bus.url)], namespace=one.namespace)  # type: ignore[union-attr]
+    # no bus of its own: its overwrite message could land after the L1s are filled below
+    writer = sc.Cache(
+        tiers=[sc.RedisTier(url=one.bus.url)],  # type: ignore[union-attr]
+        namespace=one.namespace,
+        bus=False,
+    )
     async with writer:
         await writer.set(key, value)
     await poll(
