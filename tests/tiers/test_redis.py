@@ -26,6 +26,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
+def redis_url(redis_factory: Callable[..., Any]) -> str:
+    """A redis-server of this test's own: command counts see no other test's clients."""
+    return str(redis_factory().url)
+
+
+@pytest.fixture
 def raw(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
