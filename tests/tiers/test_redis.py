@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,33 +16,13 @@ from stratacache.core.errors import ConfigError, TierError
 from stratacache.core.tier import TierContext
 from stratacache.tiers.redis import RedisTier
 
-NS = "shop"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=time.time())
+NS = "shop"  # as the shared ``tier`` fixture (tests/tiers/conftest.py)
 
 
 @pytest.fixture
 def redis_url(redis_factory: Callable[..., Any]) -> str:
     """A redis-server of this test's own: command counts see no other test's clients."""
     return str(redis_factory().url)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def tier(redis_url: str, clock: ManualClock) -> AsyncIterator[RedisTier]:
-    t = RedisTier(redis_url)
-    await t.start(TierContext(NS, clock=clock))
-    yield t
-    await t.close()
 
 
 def commands(client: redis.Redis) -> int:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,28 +15,8 @@ from stratacache.core.tier import TierContext
 from stratacache.tiers import _redis_batch as rb
 from stratacache.tiers.redis import RedisTier
 
-NS = "shop"
+NS = "shop"  # as the shared ``tier`` fixture (tests/tiers/conftest.py)
 VALUE = "x" * 1024
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=time.time())
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def tier(redis_url: str, clock: ManualClock) -> AsyncIterator[RedisTier]:
-    t = RedisTier(redis_url)
-    await t.start(TierContext(NS, clock=clock))
-    yield t
-    await t.close()
 
 
 def test_chunks_respect_entry_and_byte_bounds() -> None:

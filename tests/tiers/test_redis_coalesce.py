@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import pytest
 import redis
 
 import stratacache as sc
@@ -18,27 +16,7 @@ from stratacache.core.tier import TierContext
 from stratacache.tiers._redis_coalesce import ReadCoalescer
 from stratacache.tiers.redis import RedisTier
 
-NS = "shop"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=time.time())
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def tier(redis_url: str, clock: ManualClock) -> AsyncIterator[RedisTier]:
-    t = RedisTier(redis_url)
-    await t.start(TierContext(NS, clock=clock))
-    yield t
-    await t.close()
+NS = "shop"  # as the shared ``tier`` fixture (tests/tiers/conftest.py)
 
 
 def _stats(tier: RedisTier) -> ReadCoalescer:

@@ -1,0 +1,38 @@
+"""Fixtures the Redis tier's tests share: a manual clock, a raw client and a started tier."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from stratacache.core.clock import ManualClock
+from stratacache.core.tier import TierContext
+from stratacache.tiers.redis import RedisTier
+
+#: the namespace the Redis tier's tests store under
+NS = "shop"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=time.time())
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the same server (a module may override ``redis_url``)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def tier(redis_url: str, clock: ManualClock) -> AsyncIterator[RedisTier]:
+    """A started ``RedisTier`` in namespace ``NS``."""
+    t = RedisTier(redis_url)
+    await t.start(TierContext(NS, clock=clock))
+    yield t
+    await t.close()
