@@ -155,6 +155,16 @@ class Loads:
                 del loaded[next(iter(loaded))]
         return policy.make(value, now, tags, cost, self.codec.dumps_value(value))
 
+    def stale_if_error(
+        self, fkey: str, stale: Entry | None, fstats: FunctionStats | None, exc: Exception
+    ) -> Entry:
+        """A failed load's answer: ``stale`` while still servable (counted), else ``exc``
+        raised (stale-if-error, RFC 5861)."""
+        if stale is not None and not stale.is_gone(self.clock.time()):
+            accounting.stale_if_error(self.rec, fkey, fstats, exc)
+            return stale
+        raise exc
+
     def base_of(self, stale: Entry | None, previous: Entry | None) -> Entry | None:
         """The entry a locked load must find something newer than (what the caller saw)."""
         return previous if previous is not None else stale

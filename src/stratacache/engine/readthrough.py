@@ -206,10 +206,7 @@ class ReadThrough:
         try:
             return await waiter
         except Exception as exc:
-            if stale is not None and not stale.is_gone(self.clock.time()):
-                accounting.stale_if_error(self.rec, fkey, fstats, exc)
-                return stale
-            raise
+            return self.loads.stale_if_error(fkey, stale, fstats, exc)
 
     async def _run_locked(
         self,

@@ -149,10 +149,7 @@ class SyncReadThrough:
         try:
             return future.result()
         except Exception as exc:
-            if stale is not None and not stale.is_gone(self.clock.time()):
-                accounting.stale_if_error(self.rec, fkey, fstats, exc)
-                return stale
-            raise
+            return self.loads.stale_if_error(fkey, stale, fstats, exc)
 
     def _run_locked(
         self,
