@@ -49,3 +49,41 @@ def test_batch_helpers() -> None:
     assert loaded_subset({"a": 1, "z": 2}, ["a"]) == {"a": 1}
     with pytest.raises(TypeError):
         loaded_subset([("a", 1)], ["a"])
+
+
+def _plan_cache() -> sc.Cache:
+    """A cache for the plan's decisions (no I/O: the plan never calls the tier itself)."""
+    return sc.Cache(tiers=[sc.MemoryTier()], bus=False)
+
+
+def test_update_plan_retries_a_lost_race_then_stores() -> None:
+    """A failed compare-and-set reads again; the step decides on the newer entry."""
+    from stratacache.engine.atomic import update_plan
+
+    cache = _plan_cache()
+    slot = cache.tiers.slots[-1]
+    slot.local = False  # drive it as a remote authority: every call goes through the driver
+    plan = update_plan(cache, slot, "ns:k", add_step(sc.Entry(9, created=0.0)))
+    assert next(plan) == ("read_versioned", ("ns:k",))
+    operation, args = plan.send((None, "t0"))
+    assert operation == "compare_and_set" and args[:2] == ("ns:k", "t0")
+    assert plan.send(False) == ("read_versioned", ("ns:k",))  # lost the race: read again
+    with pytest.raises(StopIteration) as done:
+        plan.send((sc.Entry(5, created=0.0), "t1"))  # someone else's value lives now
+    assert done.value.value == (None, False, None)
+
+
+def test_update_plan_hands_an_unreadable_value_back_to_the_driver() -> None:
+    """A value this process cannot open ends the plan with the error, not with a write."""
+    from stratacache.core.errors import DeserializationError
+    from stratacache.engine.atomic import update_plan
+
+    cache = _plan_cache()
+    slot = cache.tiers.slots[-1]
+    slot.local = False
+    plan = update_plan(cache, slot, "ns:k", add_step(sc.Entry(9, created=0.0)))
+    next(plan)
+    error = DeserializationError("signed with another key")
+    with pytest.raises(StopIteration) as done:
+        plan.throw(error)
+    assert done.value.value == (None, None, error)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..core.clock import Clock
@@ -227,3 +227,35 @@ def readable_versioned_sync(tier: Any, fkey: str) -> Any:
         return tier.read_versioned_sync(fkey)
     except DeserializationError:
         return MISSING
+
+
+#: what ``update_plan`` asks its driver: a call on the authority tier (``read_versioned`` or
+#: ``compare_and_set``, blocking twins for the blocking driver) and its arguments
+TierRequest = tuple[str, tuple[Any, ...]]
+
+
+def update_plan(
+    cache: Host, slot: TierSlot, fkey: str, step: Step
+) -> Generator[TierRequest, Any, tuple[Entry | None, Any, DeserializationError | None]]:
+    """The compare-and-set loop of ``modify``, free of I/O: ``(new entry, result, blocked)``.
+
+    A driver answers each request with the tier's reply (throwing a decode error in).
+    A value this process cannot open ends the loop with that error as ``blocked``, for the
+    driver to answer outside its tier-failure handling (``unreadable_answer``). Raises
+    ``TierError`` after ``MAX_ATTEMPTS`` lost races.
+    """
+    for _ in range(MAX_ATTEMPTS):
+        now = cache.clock.time()
+        if slot.local:
+            new, result = local_step(cache, slot, fkey, step, now)
+            return new, result, None
+        try:
+            current, token = yield "read_versioned", (fkey,)
+        except DeserializationError as exc:
+            return None, None, exc
+        new, result = step(live(current, now), now)
+        if new is None:
+            return new, result, None
+        if (yield "compare_and_set", (fkey, token, cache.tiers.copy_for(slot, new, now))):
+            return new, result, None
+    raise TierError(slot.name, "atomic update", RuntimeError("too much contention"))

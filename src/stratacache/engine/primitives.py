@@ -31,7 +31,6 @@ from typing import Any, cast
 from ..core.errors import DeserializationError, TierError, WrongTypeError
 from ..core.sentinel import Unset
 from .atomic import (
-    MAX_ATTEMPTS,
     MISSING,
     RAISE,
     AtomicTier,
@@ -44,15 +43,14 @@ from .atomic import (
     check_delta,
     incr_step,
     initial_value,
-    live,
     loaded_subset,
-    local_step,
     readable_versioned,
     readable_versioned_sync,
     remaining,
     touch_step,
     unique_keys,
     unreadable_answer,
+    update_plan,
 )
 from .entries import check_tags
 from .policy import UNSET, check_loader
@@ -70,31 +68,23 @@ class AsyncPrimitives:
         fkey = cache.full_key(key)
         slot = authority(cache)
         tier: Any = slot.tier
-        blocked: DeserializationError | None = None
+        plan = update_plan(cache, slot, fkey, step)
         try:
-            for _ in range(MAX_ATTEMPTS):
-                now = cache.clock.time()
-                if slot.local:
-                    new, result = local_step(cache, slot, fkey, step, now)
-                    stored = True
+            request = next(plan)
+            while True:
+                operation, args = request
+                try:
+                    reply = await getattr(tier, operation)(*args)
+                except DeserializationError as exc:
+                    request = plan.throw(exc)
                 else:
-                    try:
-                        current, token = await tier.read_versioned(fkey)
-                    except DeserializationError as exc:
-                        blocked = exc  # answered below, outside the tier-failure handler
-                        break
-                    new, result = step(live(current, now), now)
-                    stored = new is None or await tier.compare_and_set(
-                        fkey, token, cache.tiers.copy_for(slot, new, now)
-                    )
-                if stored:
-                    break
-            else:
-                raise TierError(slot.name, "atomic update", RuntimeError("too much contention"))
+                    request = plan.send(reply)
+        except StopIteration as stop:
+            new, result, blocked = stop.value
         except TierError as exc:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
-        if blocked is not None:
+        if blocked is not None:  # a value this process cannot open: not a tier failure
             return unreadable_answer(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
@@ -234,31 +224,23 @@ class SyncPrimitives:
         tier: Any = slot.tier
         if not slot.local and not slot.sync:
             return sync.portal.run(cache.modify(key, step, unreadable))
-        blocked: DeserializationError | None = None
+        plan = update_plan(cache, slot, fkey, step)
         try:
-            for _ in range(MAX_ATTEMPTS):
-                now = cache.clock.time()
-                if slot.local:
-                    new, result = local_step(cache, slot, fkey, step, now)
-                    stored = True
+            request = next(plan)
+            while True:
+                operation, args = request
+                try:
+                    reply = getattr(tier, operation + "_sync")(*args)
+                except DeserializationError as exc:
+                    request = plan.throw(exc)
                 else:
-                    try:
-                        current, token = tier.read_versioned_sync(fkey)
-                    except DeserializationError as exc:
-                        blocked = exc  # answered below, outside the tier-failure handler
-                        break
-                    new, result = step(live(current, now), now)
-                    stored = new is None or tier.compare_and_set_sync(
-                        fkey, token, cache.tiers.copy_for(slot, new, now)
-                    )
-                if stored:
-                    break
-            else:
-                raise TierError(slot.name, "atomic update", RuntimeError("too much contention"))
+                    request = plan.send(reply)
+        except StopIteration as stop:
+            new, result, blocked = stop.value
         except TierError as exc:
             cache.tiers.failed(slot, exc.operation, exc)
             raise
-        if blocked is not None:
+        if blocked is not None:  # a value this process cannot open: not a tier failure
             return unreadable_answer(slot, blocked, unreadable)
         slot.breaker.success()
         if new is not None:
