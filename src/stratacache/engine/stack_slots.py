@@ -42,7 +42,7 @@ SYNC_NAMES = {
 }
 
 
-#: seconds after a shared tier's outage during which entries older than the outage are
+#: seconds after a shared tier recovers during which entries stored before that are
 #: misses: other processes replay the invalidations Redis could not take within about
 #: ``engine.replay.REPLAY_INTERVAL`` plus a breaker probe of theirs once it is back
 OUTAGE_GRACE = 1.0
@@ -53,7 +53,6 @@ class TierSlot:
 
     __slots__ = (
         "breaker",
-        "down_since",
         "inline",
         "latency",
         "local",
@@ -75,8 +74,6 @@ class TierSlot:
         self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
         #: per-operation latency of remote tiers (None for local ones: an L1 call is not timed)
         self.latency = None if self.local else OperationTimes()
-        #: when a shared tier's outage began (``SlotView.breaker_changed``), while it lasts
-        self.down_since: float | None = None
 
 
 class SlotView:
@@ -236,24 +233,19 @@ class SlotView:
         (each driver empties its local tiers)."""
 
     def breaker_changed(self, name: str, is_open: bool) -> None:
-        """Send ``breaker_state`` when a tier's circuit opens or closes; after a shared tier's
-        outage, open its grace window (see ``TierSlot.down_since``)."""
-        clock = self.clock
-        for slot in self.slots:
-            if slot.name != name or slot.local or clock is None:
-                continue
-            now = clock.time()
-            if is_open:
-                slot.down_since = now
-            elif slot.down_since is not None:
-                # anything stored before now may be outdated by an invalidation made during
-                # the outage that another process still holds for replay
-                self.suspect_before = now
-                self.suspect_until = now + self.outage_grace
-                slot.down_since = None
-                self.after_outage()
+        """Send ``breaker_state`` when a tier's circuit opens or closes. A shared tier whose
+        circuit closes (it only closes after opening) starts the grace window: anything
+        stored before now may be outdated by an invalidation made during the outage that
+        another process still holds for replay."""
         if signals.breaker_state.receivers:
             signals.breaker_state.send(self.sender, tier=name, open=is_open)
+        clock = self.clock
+        if is_open or clock is None or all(s.local for s in self.slots if s.name == name):
+            return
+        now = clock.time()
+        self.suspect_before = now
+        self.suspect_until = now + self.outage_grace
+        self.after_outage()
 
     # -- stats -----------------------------------------------------------------------------------
     def stats(self, fast_hits: int) -> dict[str, dict[str, Any]]:
