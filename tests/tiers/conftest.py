@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -14,6 +15,13 @@ from stratacache.tiers.redis import RedisTier
 
 #: the namespace the Redis tier's tests store under
 NS = "shop"
+
+
+@pytest.fixture
+def own_redis_url(redis_factory: Callable[..., Any]) -> str:
+    """A redis-server of this test's own: command counts see no other test's clients
+    (modules that count commands make it their ``redis_url``)."""
+    return str(redis_factory().url)
 
 
 @pytest.fixture

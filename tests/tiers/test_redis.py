@@ -20,9 +20,9 @@ NS = "shop"  # as the shared ``tier`` fixture (tests/tiers/conftest.py)
 
 
 @pytest.fixture
-def redis_url(redis_factory: Callable[..., Any]) -> str:
-    """A redis-server of this test's own: command counts see no other test's clients."""
-    return str(redis_factory().url)
+def redis_url(own_redis_url: str) -> str:
+    """This module counts commands: a server of each test's own."""
+    return own_redis_url
 
 
 def commands(client: redis.Redis) -> int:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 import redis
 
 import stratacache as sc
@@ -17,6 +18,12 @@ from stratacache.tiers._redis_coalesce import ReadCoalescer
 from stratacache.tiers.redis import RedisTier
 
 NS = "shop"  # as the shared ``tier`` fixture (tests/tiers/conftest.py)
+
+
+@pytest.fixture
+def redis_url(own_redis_url: str) -> str:
+    """This module counts commands: a server of each test's own."""
+    return own_redis_url
 
 
 def _stats(tier: RedisTier) -> ReadCoalescer:
