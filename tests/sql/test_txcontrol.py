@@ -197,3 +197,21 @@ def test_the_sqlite_recipe_that_emits_begin_stores_nothing_from_an_old_snapshot(
     finally:
         qc.detach()
         engine.dispose()
+
+
+def test_a_textual_repeatable_read_transaction_stores_nothing_from_its_snapshot(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """``BEGIN ISOLATION LEVEL REPEATABLE READ`` sent as text: its old snapshot is never stored."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("PostgreSQL isolation levels")
+    total = sa.select(sa.func.sum(Product.price)).execution_options(stratacache=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as reader:
+        reader.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        assert reader.execute(CACHED).scalars().all() == ["atlas", "novel", "kite"]
+        with engine.begin() as writer:
+            writer.execute(sa.update(Product).values(price=Product.price * 100))
+        assert reader.execute(total).scalar() == 50
+        reader.exec_driver_sql("COMMIT")
+    with engine.connect() as conn:
+        assert conn.execute(total).scalar() == 5000
