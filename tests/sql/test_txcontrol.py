@@ -215,3 +215,17 @@ def test_a_textual_repeatable_read_transaction_stores_nothing_from_its_snapshot(
         reader.exec_driver_sql("COMMIT")
     with engine.connect() as conn:
         assert conn.execute(total).scalar() == 5000
+
+
+def test_transaction_control_that_fails_after_committing_still_invalidates(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """``COMMIT; SELECT 1/0``: the commit happened, the statement raised; the write is seen."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("the SQLite driver runs one statement per execute")
+    names(engine)
+    with engine.connect() as conn:
+        conn.execute(RENAME)
+        with pytest.raises(sa.exc.DBAPIError):
+            conn.exec_driver_sql("COMMIT; SELECT 1/0")
+        assert names(engine) == ["globe", "novel", "kite"]  # read on another connection

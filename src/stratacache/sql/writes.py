@@ -110,9 +110,13 @@ class Writes:
         conn = context.connection
         if conn is None or conn.closed:
             return
-        action = _ending(conn.info, context.execution_context)
+        try:
+            info = conn.info
+        except Exception:  # the connection is gone: SQLAlchemy reports the error as usual
+            return
+        action = _ending(info, context.execution_context)
         if action is not None and action not in ("rollback", "keep"):
-            self.ended(conn.info, "flush", conn.dialect.is_async)
+            self.ended(info, "flush", conn.dialect.is_async)
 
     def ended(self, info: dict[str, Any], action: str, is_async: bool) -> None:
         """What a statement that ends, begins or may commit a transaction does to pending writes."""
