@@ -5,19 +5,19 @@ sees; a ``COMMIT`` sent as text (``exec_driver_sql("COMMIT")``, ``text("END")``)
 is a statement like any other, and only its words tell what it did. Each form
 is mapped to what it means for the writes awaiting invalidation:
 
-========================================  ==============================================
-``COMMIT``/``END`` [``AND CHAIN``]        committed: invalidate them
-``ROLLBACK``/``ABORT`` [``AND CHAIN``]    undone: drop them
-``ROLLBACK TO [SAVEPOINT] x``             some undone, unknown which: keep them all
-``SAVEPOINT x``                           may begin a transaction (SQLite): a textual one
-``RELEASE [SAVEPOINT] x``                 may commit (SQLite's outermost): invalidate, keep
-``BEGIN``/``START TRANSACTION``           may commit the open one (MySQL): invalidate, keep
-anything else (``COMMIT PREPARED``, ``XA``)  not understood: the connection stops caching
-                                          and the whole database is invalidated
-========================================  ==============================================
+* ``COMMIT``/``END`` [``AND CHAIN``]: committed, invalidate them;
+* ``ROLLBACK``/``ABORT`` [``AND CHAIN``]: undone, drop them;
+* ``ROLLBACK TO [SAVEPOINT] x``: some undone, unknown which, keep them all;
+* ``SAVEPOINT x``: may begin a transaction (SQLite), a textual one;
+* ``RELEASE [SAVEPOINT] x``: may commit (SQLite's outermost), invalidate and keep;
+* ``BEGIN``/``START TRANSACTION``: may commit the open one (MySQL), invalidate and keep;
+* anything else (``COMMIT PREPARED``, ``XA …``): not understood, the connection
+  stops caching and the whole database is invalidated.
 
-Every form but a plain commit or rollback leaves a *textual transaction* open
-on the connection; its reads are not cached until it ends (see ``writes.py``).
+``BEGIN``, ``START TRANSACTION``, ``SAVEPOINT``, a chained commit or rollback
+and anything not understood open a *textual transaction* on the connection; its
+reads are not cached until a plain ``COMMIT`` or ``ROLLBACK`` (or SQLAlchemy's
+own commit or rollback) ends it (see ``writes.py``).
 """
 
 from __future__ import annotations
