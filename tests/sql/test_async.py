@@ -188,3 +188,26 @@ async def test_sync_and_async_engines_make_the_same_decisions(postgres_url: str)
     sync_stats, async_stats = sync_qc.stats(), async_qc.stats()
     assert sync_stats["tables"] == async_stats["tables"]
     assert sync_stats["uncached"] == async_stats["uncached"]
+
+
+async def test_a_commit_sent_as_sql_invalidates_on_an_async_engine(
+    aengine: AsyncEngine, aqc: QueryCache, counted: ExecutionCounter
+) -> None:
+    """A write committed by a textual COMMIT is seen by the next cached read; BEGIN stops caching."""
+
+    async def names() -> list[str]:
+        async with aengine.connect() as conn:
+            return list((await conn.execute(CACHED)).scalars())
+
+    assert await names() == ["atlas", "novel", "kite"]
+    async with aengine.connect() as conn:
+        await conn.execute(sa.update(Product).where(Product.id == 1).values(name="globe"))
+        await conn.exec_driver_sql("COMMIT")
+    assert await names() == ["globe", "novel", "kite"]
+    async with aengine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.exec_driver_sql("BEGIN")
+        before = counted.count
+        await auto.execute(CACHED)
+        assert counted.count == before + 1  # inside a textual transaction: from the database
+        await auto.exec_driver_sql("ROLLBACK")

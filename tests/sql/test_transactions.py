@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from tests.sql.models import CACHED, Category, ExecutionCounter, Product, names
+from tests.sql.models import CACHED, Category, ExecutionCounter, Product, names, seed
 
+import stratacache as sc
 from stratacache.sql import QueryCache
 
 
@@ -70,3 +73,32 @@ def test_a_sqlite_connection_in_autocommit_invalidates_each_write(
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.update(Product).where(Product.id == 2).values(name="poem"))
         assert names(engine) == ["atlas", "poem", "kite"]
+
+
+def test_a_sqlite_read_inside_an_open_driver_transaction_is_not_stored(
+    tmp_path: Any, cache: sc.Cache
+) -> None:
+    """A SQLite transaction opened on the driver (unseen by SQLAlchemy) holds a WAL snapshot.
+
+    What it reads after another connection committed is old: it must not be stored.
+    """
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    with engine.begin() as conn:
+        seed(conn)
+    qc = QueryCache(cache, engine)
+    total = sa.select(sa.func.sum(Product.price)).execution_options(stratacache=True)
+    try:
+        with engine.connect() as reader:
+            reader.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
+            reader.connection.driver_connection.execute("SELECT 1 FROM products")  # type: ignore[union-attr]
+            with engine.begin() as writer:
+                writer.execute(sa.update(Product).values(price=Product.price * 100))
+            assert reader.execute(total).scalar() == 50  # the snapshot's prices
+        with engine.connect() as conn:
+            assert conn.execute(total).scalar() == 5000
+        assert qc.stats()["uncached"]["snapshot transaction"] == 1
+    finally:
+        qc.detach()
+        engine.dispose()

@@ -1,7 +1,8 @@
 """What a SQL statement reads or writes, and whether its result may be cached (no I/O).
 
-A statement is a *read* (tables it reads), a *write* (tables it writes) or
-*other* (transaction control, session settings: neither). Tables are bare,
+A statement is a *read* (tables it reads), a *write* (tables it writes), a
+*session* change (``SET``, ``PRAGMA x = …``), *transaction* control sent as
+text (``COMMIT``, ``END``, ``BEGIN`` …: ``txcontrol.py``) or *other*. Tables are bare,
 lower-cased names (``public.Orders`` → ``orders``): two schemas holding a table
 of the same name share its invalidations, which costs a miss and never a
 stale row. ``ALL`` stands for "every table of the database": a write whose
@@ -27,10 +28,12 @@ from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, TextClause
 from sqlalchemy.sql.selectable import Select, TableClause
 
+from .txcontrol import Action, classify, is_transaction_control
+
 ALL = "*"
 """The table name standing for "every table of the database"."""
 
-Kind = Literal["read", "write", "other", "session"]
+Kind = Literal["read", "write", "other", "session", "transaction"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class Analysis:
     ``kind == "session"``: it changes the connection's state (``SET search_path``,
     ``SET ROLE``, an isolation level, a ``PRAGMA``), which may change what the same SQL
     returns on that connection.
+
+    ``kind == "transaction"``: transaction control sent as SQL; ``action`` says what it
+    does to the writes awaiting invalidation (see ``txcontrol.py``).
 
     ``refusal`` says why a read must not be cached (None: it may be).
     """
@@ -51,6 +57,7 @@ class Analysis:
     #: parameter holding that row's primary key (its Python type in ``key_type``)
     point: str | None = None
     key_type: type | None = None
+    action: Action | None = None
 
 
 def _names(text: str) -> frozenset[str]:
@@ -107,6 +114,7 @@ _BARE_VOLATILE = re.compile(
 )
 _NOW_LITERAL = re.compile(r"'\s*(now|localtime|utc)\s*'", re.I)
 _WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([A-Za-z_][\w$]*)(?!\s*\(|[\w$])')
+_MORE = re.compile(r";\s*\S")
 _FIRST = re.compile(r"\s*\(*\s*([A-Za-z]+)")
 _DML_WORD = re.compile(
     r"\b(insert|update|delete|merge|truncate|into|create|drop|alter|grant|revoke|copy|call|lock)\b",
@@ -121,8 +129,12 @@ _WRITE_TARGETS = [
     re.compile(r"^\s*merge\s+into\s+" + _NAME, re.I),
 ]
 _TRUNCATE = re.compile(r"^\s*truncate\s+(?:table\s+)?(?:only\s+)?(.*)$", re.I | re.S)
-_NOT_DATA = _names("begin start commit rollback savepoint release end show")
+_NOT_DATA = _names("show")
 _SESSION_WORDS = _names("set reset discard pragma")
+
+
+def _blank(match: re.Match[str]) -> str:
+    return "''" if match.group(0).startswith("'") else " "  # a comment is not a word
 
 
 def _bare(name: str) -> str:
@@ -157,7 +169,9 @@ def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
 
 def analyze_text(sql: str) -> Analysis:
     """Classify textual SQL conservatively (used for ``text()`` and driver-level SQL)."""
-    body = _STRIPPED.sub("''", sql)
+    body = _STRIPPED.sub(_blank, sql)
+    if _MORE.search(body):  # "UPDATE …; COMMIT", a DO block: one statement's words cannot tell
+        return Analysis("transaction", action="unknown")
     first = _FIRST.match(body)
     word = first.group(1).lower() if first else ""
     if word in ("select", "with", "values", "table"):
@@ -170,8 +184,8 @@ def analyze_text(sql: str) -> Analysis:
         if word == "pragma" and "=" not in body:
             return OTHER  # reading a pragma changes nothing
         return SESSION
-    if word in ("begin", "start") and re.search(r"\bisolation\b", body, re.I):
-        return SESSION
+    if is_transaction_control(word, body):
+        return Analysis("transaction", action=classify(body.replace("''", " ")))
     if word in _NOT_DATA:
         return OTHER
     return _text_write(body)

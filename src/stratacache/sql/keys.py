@@ -7,7 +7,7 @@ and those rows' tags; any other write invalidates the table and rows tags, so a
 write to row 7 leaves the cached read of row 8 in place. Every result also
 carries ``sqldb:<db>``.
 
-A key is ``sql:<database id>:<digest>``, the digest covering the dialect and driver, the
+A key is ``sql:<result id>:<digest>`` (the identities: ``identity.py``), the digest covering the dialect and driver, the
 SQL text sent to the database and its bound parameters encoded canonically
 (the same bytes in every process, whatever the hash seed). A parameter of a type
 with no canonical form makes the statement uncacheable rather than risk two
@@ -18,34 +18,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
-
-from sqlalchemy.engine import URL
 
 from .analysis import ALL, Analysis
 
 
 class Unkeyable(Exception):
     """A bound parameter has no canonical encoding (the statement is not cached)."""
-
-
-def database_identity(url: URL) -> str:
-    """What names one database: backend, user, host, port, database and query, never the password.
-
-    SQLite files are named by absolute path; in-memory SQLite databases are unique to the engine.
-    """
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        database = url.database or ""
-        if database in ("", ":memory:") or database.startswith("file::memory:"):
-            return f"sqlite:memory:{uuid.uuid4().hex}"
-        return "sqlite:" + os.path.abspath(database)
-    query = "&".join(f"{k}={url.query[k]}" for k in sorted(url.query))
-    return f"{backend}://{url.username or ''}@{url.host or ''}:{url.port or ''}/{url.database or ''}?{query}"
 
 
 def database_id(identity: str) -> str:
@@ -177,7 +159,6 @@ def _encode(value: Any, out: Any) -> None:
 __all__ = [
     "Unkeyable",
     "database_id",
-    "database_identity",
     "database_tag",
     "query_key",
     "read_tags",

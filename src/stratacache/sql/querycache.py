@@ -24,7 +24,9 @@ from ..engine.cache import Cache
 from . import sa_private, sessions
 from .analysis import Analysis, analyze_compiled, analyze_text, volatility
 from .fastpath import FastPath, Standalone
-from .keys import database_id, database_identity, tags_for
+from .identity import explicit_id, identities
+from .keys import database_id as short_id
+from .keys import tags_for
 from .policy import SAFE_LEVELS, check_ttl, engine_isolation
 from .reads import Reads
 from .rows import from_cache
@@ -54,9 +56,12 @@ class QueryCache:
             built-in list (a read calling any other function is not cached).
         isolation_levels: the isolation levels at which reads may be cached (default:
             READ COMMITTED, READ UNCOMMITTED, AUTOCOMMIT; SQLite is always eligible).
-        database: the database's identity, when the URL alone does not name it (e.g. a
-            ``search_path`` set in ``connect_args``); results of different identities
-            are never shared.
+        database: the identity results are keyed by, when the URL alone does not tell
+            what a query returns (e.g. a ``search_path`` set in ``connect_args``); results
+            of different identities are never shared.
+        database_id: the id writes invalidate under (in tags: ``sqltable:<id>:<table>``);
+            engines with the same id invalidate each other. Default: derived from the
+            backend and the database name, so any spelling of one database's URL agrees.
 
     Raises:
         ConfigError: ``engine`` is not an SQLAlchemy engine, or is attached to another cache.
@@ -73,6 +78,7 @@ class QueryCache:
         deterministic_functions: Iterable[str] = (),
         isolation_levels: Iterable[str] = SAFE_LEVELS,
         database: str | None = None,
+        database_id: str | None = None,
     ) -> None:
         sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
         if not isinstance(sync_engine, Engine):
@@ -87,8 +93,15 @@ class QueryCache:
         self.ttl = check_ttl(ttl)
         self.deterministic = frozenset(f.lower() for f in deterministic_functions)
         self.isolation_levels = frozenset(level.upper() for level in isolation_levels)
-        #: short id of the database (in keys and tags: ``sqltable:<database_id>:<table>``)
-        self.database_id = database_id(database or database_identity(sync_engine.url))
+        try:
+            written_id = None if database_id is None else explicit_id(database_id)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        writes_under, results_under = identities(sync_engine.url)
+        #: id of the database writes invalidate under (in tags: ``sqltable:<database_id>:<table>``)
+        self.database_id = written_id or short_id(writes_under)
+        #: id of what a query returns here (in keys: ``sql:<result_id>:<digest>``)
+        self.result_id = short_id(database or results_under)
         self.counters = QueryStats()
         self._memo: dict[tuple[bool, str], Analysis] = {}
         self._reads = Reads(self)
@@ -174,6 +187,7 @@ class QueryCache:
             (engine, "after_cursor_execute", writes.after_cursor_execute),
             (engine, "commit", writes.on_commit),
             (engine, "rollback", writes.on_rollback),
+            (engine, "handle_error", writes.on_error),
             (engine.pool, "checkin", writes.on_checkin),
         ]
 

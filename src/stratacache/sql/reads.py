@@ -22,7 +22,7 @@ from .analysis import ALL
 from .keys import Unkeyable, query_key, read_tags
 from .policy import parse_option
 from .rows import Stored, StoredCursor, capture, well_formed
-from .writes import SESSION_CHANGED, WRITTEN
+from .writes import SESSION_CHANGED, TEXTUAL, WRITTEN
 
 if TYPE_CHECKING:
     from .querycache import QueryCache
@@ -66,7 +66,7 @@ class Reads:
             dialect = (
                 f"{context.dialect.name}+{context.dialect.driver}"  # drivers return unlike rows
             )
-            key = query_key(self.owner.database_id, dialect, statement, parameters)
+            key = query_key(self.owner.result_id, dialect, statement, parameters)
         except Unkeyable:
             self.owner.counters.skipped("unkeyable parameter")
             return False
@@ -77,7 +77,13 @@ class Reads:
         if SESSION_CHANGED in info:
             self.owner.counters.skipped("session state")
             return False  # SET search_path, SET ROLE, …: the same SQL may mean other rows here
+        if TEXTUAL in info:
+            self.owner.counters.skipped("textual transaction")
+            return False  # BEGIN sent as SQL: a snapshot may be held, its end is SQL text too
         written = info.get(WRITTEN)
+        if not written and context.dialect.name == "sqlite" and _in_transaction(context):
+            self.owner.counters.skipped("snapshot transaction")
+            return False  # an open SQLite transaction reads an old snapshot (WAL)
         if written and (ALL in written or written & analysis.tables):
             for name in analysis.tables:
                 self.owner.counters.table(name).bypassed += 1
@@ -175,6 +181,12 @@ class Reads:
         finally:
             raw.rollback()
             raw.close()
+
+
+def _in_transaction(context: Any) -> bool:
+    """Whether the SQLite connection has a transaction open (its reads see one snapshot)."""
+    driver = getattr(context.root_connection.connection, "driver_connection", None)
+    return bool(getattr(driver, "in_transaction", False))
 
 
 __all__ = ["Reads"]
