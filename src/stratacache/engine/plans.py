@@ -158,7 +158,8 @@ def _backfill_many(
         if above.local:  # leased, key by key (no round trips: the tier is in-process)
             held = leases.get(upper, {})
             for k, e in live.items():
-                yield above, "set", (k, view.copy_for(above, e, now), held.get(k)), False
+                if view.backfills(above, k):
+                    yield above, "set", (k, view.copy_for(above, e, now), held.get(k)), False
         else:
             copies = {k: view.copy_for(above, e, now) for k, e in live.items()}
             yield above, "set_many", (copies,), None
