@@ -229,3 +229,60 @@ def test_a_full_memory_tier_declines_a_one_off_backfill_sync() -> None:
         for _ in range(8):
             assert cache.sync.get("cold") == "v"
         assert top.peek(cache.full_key("cold")) is not None
+
+
+class FailingRemote(RemoteTier):
+    """A shared tier whose writes fail."""
+
+    async def set(self, key: str, entry: sc.Entry, lease: object | None = None) -> bool:
+        raise OSError("down")
+
+
+async def _fill(cache: sc.Cache) -> None:
+    """Fill a 4-entry memory tier with keys read several times each."""
+    for n in range(4):
+        await cache.set(f"hot{n}", n)
+        for _ in range(3):
+            assert await cache.get(f"hot{n}") == n
+
+
+async def test_a_full_memory_tier_declines_a_one_off_load_the_tier_below_stored() -> None:
+    """A load's value read once goes to the shared tier only; the memory tier keeps its keys."""
+    top, lower = _full_pair(4)
+    async with sc.Cache([top, lower], namespace="adm") as cache:
+        await _fill(cache)
+        assert await cache.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is None
+        assert (await lower.get(cache.full_key("new"))) is not None
+
+
+async def test_a_load_is_kept_above_when_the_tier_below_failed_to_store_it() -> None:
+    """No tier below holds the value: the memory tier stores it whatever its admission says."""
+    top = sc.MemoryTier(maxsize=4)
+    async with sc.Cache([top, FailingRemote("r")], namespace="adm") as cache:
+        await _fill(cache)
+        assert await cache.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is not None
+
+
+async def test_a_memory_only_cache_keeps_every_load() -> None:
+    """Without a tier below, a full memory tier stores a one-off load as before."""
+    top = sc.MemoryTier(maxsize=4)
+    async with sc.Cache([top], namespace="adm") as cache:
+        await _fill(cache)
+        assert await cache.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is not None
+
+
+def test_a_full_memory_tier_declines_a_one_off_load_sync() -> None:
+    """``cache.sync`` runs the same write plan: the one-off load stays below."""
+    top, lower = _full_pair(4)
+    cache = sc.Cache([top, lower], namespace="adm")
+    with cache.sync:
+        for n in range(4):
+            cache.sync.set(f"hot{n}", n)
+            for _ in range(3):
+                assert cache.sync.get(f"hot{n}") == n
+        assert cache.sync.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is None
+        assert lower.get_sync(cache.full_key("new")) is not None

@@ -238,3 +238,18 @@ def test_lru_tier_has_no_admission_filter() -> None:
     """Only W-TinyLFU declines backfills; an LRU memory tier keeps every one."""
     assert MemoryTier(policy="lru").admits is None
     assert MemoryTier().admits is not None
+
+
+def test_admits_a_resident_key() -> None:
+    """A key already held is always admitted: its older copy must be replaced, not kept."""
+    policy = TinyLFU(maxsize=4)
+    policy.record_miss("once")
+    policy.add("once")
+    for key in ("a", "b", "c"):
+        for _ in range(8):
+            policy.record_miss(key)
+        policy.add(key)
+    assert "once" in policy
+    policy.record_miss("other")
+    assert not policy.admits("other")  # read as often as "once", and not resident
+    assert policy.admits("once")

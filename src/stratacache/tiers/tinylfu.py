@@ -182,12 +182,14 @@ class TinyLFU:
     def admits(self, key: str) -> bool:
         """Is ``key`` worth a place now that a tier below already holds it?
 
-        Until the area is full, always. Once it is, only if ``key`` was read more often
+        Until the area is full, always; so too when ``key`` is resident (its older copy must
+        be replaced, never left in place). Otherwise only if ``key`` was read more often
         recently than the key it would displace at the window's exit (main's least recently
         used): TinyLFU's admission test, made before the insert instead of after it, so a
-        losing backfill costs no insert, eviction and memo bookkeeping.
+        losing copy costs no insert, eviction and memo bookkeeping.
         """
-        if len(self.where) < self.maxsize:
+        where = self.where
+        if len(where) < self.maxsize or key in where:
             return True
         victim = next(iter(self.probation), None)
         if victim is None:
