@@ -18,7 +18,7 @@ steady state; every contender sees the same id stream in a round):
 
 Targets: stratacache >= 8x the no-cache throughput and >= 0.5x the naive stack.
 
-    python benchmarks/bench_embedded.py [--rounds 5] [--seconds 2] [--profile]
+    python benchmarks/bench_embedded.py [--rounds 5] [--requests 30000] [--seconds 2] [--profile]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class Contender:
     runs: list[Run] = field(default_factory=list)
     latencies: list[PathStats] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # process CPU seconds per request, per round
+    stateless: bool = False  # keeps nothing between requests: time-limited rounds suffice
 
     def rate(self, warm: bool = True) -> float:
         """Median requests/s over the rounds after the first (all rounds when only one)."""
@@ -163,16 +164,23 @@ async def build(args: argparse.Namespace, workdir: str) -> list[Contender]:
         os.makedirs(folder)
         source = SlowSource(os.path.join(folder, "source.db"), KEYS, DELAY)
         get, close = await make(source, folder)
-        contenders.append(Contender(name, get, close, source))
+        contenders.append(Contender(name, get, close, source, stateless=make is no_cache))
     return contenders
 
 
-async def one_round(contender: Contender, seed: int, seconds: float) -> None:
+async def one_round(contender: Contender, seed: int, args: argparse.Namespace) -> None:
     stats = PathStats()
     sample = zipf_sampler(KEYS, ZIPF, random.Random(seed))
+    budget = args.requests if args.requests and not contender.stateless else None
+    # a budgeted round stops at its budget; the time limit only guards against a stall
+    seconds = args.seconds if budget is None else max(60.0, 10 * args.seconds)
     gc.collect()
     cpu = time.process_time()
-    run = await drive(timed(contender.get, stats), sample, concurrency=WORKERS, seconds=seconds)
+    run = await drive(
+        timed(contender.get, stats), sample, concurrency=WORKERS, seconds=seconds, requests=budget
+    )
+    if budget is not None and run.requests < budget:
+        print(f"  {contender.name}: only {run.requests} of {budget} requests", file=sys.stderr)
     contender.cpu.append((time.process_time() - cpu) / max(run.requests, 1))
     contender.runs.append(run)
     contender.latencies.append(stats)
@@ -185,7 +193,7 @@ async def main(args: argparse.Namespace) -> int:
             for r in range(args.rounds):
                 order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
                 for contender in order:
-                    await one_round(contender, args.seed + r, args.seconds)
+                    await one_round(contender, args.seed + r, args)
                 print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr)
             if args.profile:
                 await profile(contenders[1], args)
@@ -200,7 +208,7 @@ async def profile(contender: Contender, args: argparse.Namespace) -> None:
     """One more round of ``contender`` under cProfile (main thread only), top 25 by own time."""
     profiler = cProfile.Profile()
     profiler.enable()
-    await one_round(contender, args.seed + 99, args.seconds)
+    await one_round(contender, args.seed + 99, args)
     profiler.disable()
     contender.runs.pop()
     contender.latencies.pop()
@@ -208,13 +216,20 @@ async def profile(contender: Contender, args: argparse.Namespace) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
+def cpu_per_request(c: Contender) -> float:
+    """Median process CPU seconds per request over the warm rounds (all when only one)."""
+    return statistics.median(c.cpu[1:] if len(c.cpu) > 1 else c.cpu)
+
+
 def report(contenders: list[Contender], args: argparse.Namespace) -> int:
     by_name = {c.name: c for c in contenders}
     subject = by_name["stratacache memory+sqlite"]
+    work = f"the same {args.requests:,} requests" if args.requests else f"{args.seconds:g} s"
     print(
         f"\nbench_embedded: {WORKERS} workers, Zipf({ZIPF}) over {KEYS:,} ids, source "
-        f"{DELAY * 1e3:g} ms + SQLite, L1 {L1_SIZE:,}; {args.rounds} rounds x {args.seconds:g} s "
-        "per contender, interleaved; medians of the warm rounds (2..n), round 1 = cold start;\n"
+        f"{DELAY * 1e3:g} ms + SQLite, L1 {L1_SIZE:,}; {args.rounds} rounds, interleaved, "
+        f"{work} per cached contender per round ({args.seconds:g} s for no cache);\n"
+        "  medians of the warm rounds (2..n), round 1 = cold start;\n"
         "  cpu us/req: this process's CPU time per request (steadier than req/s on a busy machine;\n"
         "  the SQL tier's own threads count in it)"
     )
@@ -226,7 +241,7 @@ def report(contenders: list[Contender], args: argparse.Namespace) -> int:
         warm = c.latencies[1:] if len(c.latencies) > 1 else c.latencies
         p50 = statistics.median(s.percentile(0.50) for s in warm)
         p99 = statistics.median(s.percentile(0.99) for s in warm)
-        cpu = statistics.median(c.cpu[1:] if len(c.cpu) > 1 else c.cpu) * 1e6
+        cpu = cpu_per_request(c) * 1e6
         print(
             f"  {c.name:<30} {c.rate():>11,.0f} {c.runs[0].rate:>11,.0f} {p50:>9,.0f} {p99:>9,.0f}"
             f" {cpu:>11,.1f} {subject.rate() / c.rate():>18.2f}x"
@@ -235,6 +250,11 @@ def report(contenders: list[Contender], args: argparse.Namespace) -> int:
     vs_naive = subject.rate() / by_name["naive LRU+diskcache"].rate()
     print(verdict("stratacache / no cache (throughput)", vs_none, 8.0, at_most=False))
     print(verdict("stratacache / naive LRU+diskcache (throughput)", vs_naive, 0.5, at_most=False))
+    by_cpu = cpu_per_request(by_name["naive LRU+diskcache"]) / cpu_per_request(subject)
+    print(
+        f"  stratacache / naive LRU+diskcache by CPU per request (its CPU / ours): {by_cpu:.2f}x"
+        " (no target; steadier than throughput on a busy machine)"
+    )
     if "stratacache memory-only" in by_name:
         pair = by_name["stratacache memory-only"].rate() / by_name["cachetools LRU dict"].rate()
         print(f"  stratacache memory-only / cachetools dict: {pair:.2f}x (no target)")
@@ -256,7 +276,13 @@ def report(contenders: list[Contender], args: argparse.Namespace) -> int:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=2.0, help="per contender per round")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=30_000,
+        help="requests per cached contender per round (0: run each for --seconds instead)",
+    )
+    parser.add_argument("--seconds", type=float, default=2.0, help="no cache's round length")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="cProfile one stratacache round")
     parser.add_argument("--no-l1-pair", action="store_true", help="skip the memory-only pair")

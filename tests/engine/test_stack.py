@@ -189,3 +189,100 @@ async def test_a_miss_whose_read_failed_does_not_call_that_tier_again(
         assert tier.calls == 0
         assert cache.stats()["tiers"]["redis"]["errors"] == 1
         assert await cache.get("k") == 1  # the memory tier still took the value
+
+
+def _full_pair(maxsize: int) -> tuple[sc.MemoryTier, RemoteTier]:
+    """A W-TinyLFU memory tier of ``maxsize`` entries above an in-process shared tier."""
+    return sc.MemoryTier(maxsize=maxsize), RemoteTier("r")
+
+
+async def test_a_full_memory_tier_declines_a_one_off_backfill() -> None:
+    """A key read once is served from the lower tier without displacing a hotter one above;
+    read often, it is backfilled."""
+    top, lower = _full_pair(4)
+    async with sc.Cache([top, lower], namespace="adm") as cache:
+        for n in range(4):  # fills the memory tier with keys read several times
+            await cache.set(f"hot{n}", n)
+            for _ in range(3):
+                assert await cache.get(f"hot{n}") == n
+        await lower.set(cache.full_key("cold"), sc.Entry("v", cache.clock.time()))
+        assert await cache.get("cold") == "v"
+        assert top.peek(cache.full_key("cold")) is None
+        assert len(top) == 4
+        for _ in range(8):
+            assert await cache.get("cold") == "v"
+        assert top.peek(cache.full_key("cold")) is not None
+
+
+def test_a_full_memory_tier_declines_a_one_off_backfill_sync() -> None:
+    """``cache.sync`` makes the same admission decision as the async client."""
+    top, lower = _full_pair(4)
+    cache = sc.Cache([top, lower], namespace="adm")
+    with cache.sync:
+        for n in range(4):
+            cache.sync.set(f"hot{n}", n)
+            for _ in range(3):
+                assert cache.sync.get(f"hot{n}") == n
+        lower.set_sync(cache.full_key("cold"), sc.Entry("v", cache.clock.time()))
+        assert cache.sync.get("cold") == "v"
+        assert top.peek(cache.full_key("cold")) is None
+        for _ in range(8):
+            assert cache.sync.get("cold") == "v"
+        assert top.peek(cache.full_key("cold")) is not None
+
+
+class FailingRemote(RemoteTier):
+    """A shared tier whose writes fail."""
+
+    async def set(self, key: str, entry: sc.Entry, lease: object | None = None) -> bool:
+        raise OSError("down")
+
+
+async def _fill(cache: sc.Cache) -> None:
+    """Fill a 4-entry memory tier with keys read several times each."""
+    for n in range(4):
+        await cache.set(f"hot{n}", n)
+        for _ in range(3):
+            assert await cache.get(f"hot{n}") == n
+
+
+async def test_a_full_memory_tier_declines_a_one_off_load_the_tier_below_stored() -> None:
+    """A load's value read once goes to the shared tier only; the memory tier keeps its keys."""
+    top, lower = _full_pair(4)
+    async with sc.Cache([top, lower], namespace="adm") as cache:
+        await _fill(cache)
+        assert await cache.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is None
+        assert (await lower.get(cache.full_key("new"))) is not None
+
+
+async def test_a_load_is_kept_above_when_the_tier_below_failed_to_store_it() -> None:
+    """No tier below holds the value: the memory tier stores it whatever its admission says."""
+    top = sc.MemoryTier(maxsize=4)
+    async with sc.Cache([top, FailingRemote("r")], namespace="adm") as cache:
+        await _fill(cache)
+        assert await cache.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is not None
+
+
+async def test_a_memory_only_cache_keeps_every_load() -> None:
+    """Without a tier below, a full memory tier stores a one-off load as before."""
+    top = sc.MemoryTier(maxsize=4)
+    async with sc.Cache([top], namespace="adm") as cache:
+        await _fill(cache)
+        assert await cache.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is not None
+
+
+def test_a_full_memory_tier_declines_a_one_off_load_sync() -> None:
+    """``cache.sync`` runs the same write plan: the one-off load stays below."""
+    top, lower = _full_pair(4)
+    cache = sc.Cache([top, lower], namespace="adm")
+    with cache.sync:
+        for n in range(4):
+            cache.sync.set(f"hot{n}", n)
+            for _ in range(3):
+                assert cache.sync.get(f"hot{n}") == n
+        assert cache.sync.get_or_set("new", lambda: "v") == "v"
+        assert top.peek(cache.full_key("new")) is None
+        assert lower.get_sync(cache.full_key("new")) is not None

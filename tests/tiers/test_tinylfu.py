@@ -211,3 +211,45 @@ async def test_full_cache_with_redis_serves_every_value(redis_url: str) -> None:
             assert await cache.get(key) == int(key[1:])
         assert len(memory) <= 20
         assert cache.stats()["tiers"]["memory"]["hits"] > 0
+
+
+def test_admits_every_backfill_until_full() -> None:
+    """Until the area is full, any key is worth a place (nothing would be displaced)."""
+    policy = TinyLFU(maxsize=4)
+    policy.record_miss("cold")
+    assert policy.admits("cold")
+
+
+def test_admits_a_backfill_only_if_read_more_than_the_victim() -> None:
+    """Once full, a key read once loses to main's oldest key; one read more often wins."""
+    policy = TinyLFU(maxsize=4)
+    for key in ("a", "b", "c", "d"):
+        for _ in range(3):
+            policy.record_miss(key)
+        policy.add(key)
+    policy.record_miss("once")
+    assert not policy.admits("once")
+    for _ in range(8):
+        policy.record_miss("often")
+    assert policy.admits("often")
+
+
+def test_lru_tier_has_no_admission_filter() -> None:
+    """Only W-TinyLFU declines backfills; an LRU memory tier keeps every one."""
+    assert MemoryTier(policy="lru").admits is None
+    assert MemoryTier().admits is not None
+
+
+def test_admits_a_resident_key() -> None:
+    """A key already held is always admitted: its older copy must be replaced, not kept."""
+    policy = TinyLFU(maxsize=4)
+    policy.record_miss("once")
+    policy.add("once")
+    for key in ("a", "b", "c"):
+        for _ in range(8):
+            policy.record_miss(key)
+        policy.add(key)
+    assert "once" in policy
+    policy.record_miss("other")
+    assert not policy.admits("other")  # read as often as "once", and not resident
+    assert policy.admits("once")

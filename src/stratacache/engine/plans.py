@@ -55,17 +55,25 @@ def write(
     """Write bottom-up; stop (False) at the first tier that refuses a voided lease.
 
     A tier the miss could not lease (``UNLEASED``) is passed over, as if its write failed.
+    Once a shared tier below has stored a load's entry, a local tier above may decline it
+    as it declines a backfill (``SlotView.backfills``); an overwrite reaches every tier.
     """
     slots = view.slots
+    held_below = False  # a shared tier below stored the entry (not a failure's fallback)
     for index in range(len(slots) - 1, -1, -1):
         slot = slots[index]
         lease = leases[index] if leases else None
         if lease is UNLEASED or not view.writable(slot, overwrite):
             continue
+        if held_below and slot.admits is not None and not view.backfills(slot, fkey):
+            continue
+        errors = slot.stats.errors
         stored = yield slot, "set", (fkey, view.copy_for(slot, entry, now), lease), True
         if not stored:
             return False
         slot.stats.sets += 1
+        if not overwrite and not slot.local and slot.stats.errors == errors:
+            held_below = True
     return True
 
 
@@ -158,7 +166,8 @@ def _backfill_many(
         if above.local:  # leased, key by key (no round trips: the tier is in-process)
             held = leases.get(upper, {})
             for k, e in live.items():
-                yield above, "set", (k, view.copy_for(above, e, now), held.get(k)), False
+                if view.backfills(above, k):
+                    yield above, "set", (k, view.copy_for(above, e, now), held.get(k)), False
         else:
             copies = {k: view.copy_for(above, e, now) for k, e in live.items()}
             yield above, "set_many", (copies,), None

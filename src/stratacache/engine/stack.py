@@ -153,6 +153,8 @@ class TierStack(SlotView):
                 if taken is UNLEASED:
                     continue
                 above = self.slots[upper]
+                if above.admits is not None and not self.backfills(above, fkey):
+                    continue
                 copy = self.copy_for(above, entry, now)
                 if above.inline:
                     self.set_now(above, fkey, copy, taken)

@@ -52,6 +52,7 @@ class TierSlot:
     """One tier with its counters and breaker."""
 
     __slots__ = (
+        "admits",
         "breaker",
         "inline",
         "latency",
@@ -70,6 +71,11 @@ class TierSlot:
         #: an in-process tier with the blocking API: called directly from async code too (it
         #: never waits on I/O), which spares a coroutine per call on every read-through
         self.inline = self.local and self.sync
+        admits = getattr(tier, "admits", None)
+        #: a local tier's admission filter for backfills (``MemoryTier.admits``), if any
+        self.admits: Callable[[str], bool] | None = (
+            admits if self.local and callable(admits) else None
+        )
         self.stats = TierStats()
         self.breaker = CircuitBreaker(tier.name, threshold, reset_after)
         #: per-operation latency of remote tiers (None for local ones: an L1 call is not timed)
@@ -124,6 +130,17 @@ class SlotView:
         if slot.local and self.degraded_bound is not None:
             degradation.cap(copy, self.degraded_bound)
         return copy
+
+    def backfills(self, slot: TierSlot, fkey: str) -> bool:
+        """Should a read copy ``fkey``'s entry from a lower tier into ``slot``? Unless the
+        tier's admission filter declines it (a first read in a full memory tier)."""
+        admits = slot.admits
+        if admits is None:
+            return True
+        try:
+            return admits(fkey)
+        except Exception:  # a filter's failure must not fail the read: backfill as before
+            return True
 
     def usable(self, slot: TierSlot) -> bool:
         """May ``slot`` be called now (breaker closed; local tiers trusted or degraded)?"""

@@ -94,6 +94,8 @@ class SyncStack:
                 if lease is UNLEASED:
                     continue
                 above = view.slots[upper]
+                if not view.backfills(above, fkey):
+                    continue
                 copy = view.copy_for(above, entry, now)  # type: ignore[arg-type]
                 self.call(above, "set", False, fkey, copy, lease)
             return entry

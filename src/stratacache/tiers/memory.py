@@ -81,7 +81,9 @@ class MemoryTier:
 
     ``policy`` picks what stays when the tier is full: ``"tinylfu"`` (default, W-TinyLFU:
     admits a new key only if it is read more often than what it would displace, see
-    ``tiers/tinylfu.py``) or ``"lru"`` (drops the least recently used key).
+    ``tiers/tinylfu.py``) or ``"lru"`` (drops the least recently used key). Once full, a
+    W-TinyLFU tier also declines a backfill (a copy from a tier below) of a key read less
+    often than the one it would displace: the tier below keeps serving it.
     """
 
     shared = False
@@ -119,6 +121,11 @@ class MemoryTier:
             self._store = TinyLFUStore(bound, sizeof, maxsize, self._evicted)
         #: decorators call this on a fast-path hit to count the read (a C method, no lock)
         self.touch = self._store.touch
+        #: ``admits(key)``: is a copy of ``key`` from a tier below (a backfill) worth keeping
+        #: here? False: the engine skips it, the tier below still holds it. None: always (LRU)
+        self.admits: Callable[[str], bool] | None = (
+            self._store.policy.admits if isinstance(self._store, TinyLFUStore) else None
+        )
         self._tags: dict[str, set[str]] = {}
         self._seq = 0
         self._log: deque[tuple[int, str, tuple[str, ...]]] = deque(maxlen=_LOG_SIZE)

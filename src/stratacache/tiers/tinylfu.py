@@ -179,6 +179,31 @@ class TinyLFU:
         if not self._countdown:
             self._period()
 
+    def admits(self, key: str) -> bool:
+        """Is ``key`` worth a place now that a tier below already holds it?
+
+        Until the area is full, always; so too when ``key`` is resident (its older copy must
+        be replaced, never left in place). Otherwise only if ``key`` was read more often
+        recently than the key it would displace at the window's exit (main's least recently
+        used): TinyLFU's admission test, made before the insert instead of after it, so a
+        losing copy costs no insert, eviction and memo bookkeeping.
+        """
+        where = self.where
+        if len(where) < self.maxsize or key in where:
+            return True
+        victim = next(iter(self.probation), None)
+        if victim is None:
+            return True
+        missed = self._missed  # the read that missed just before: hashed already
+        if missed[0] == key:
+            t, door = self._table, self.sketch.door
+            a, b, c, d = missed[1]
+            seen = door is None or (door[a] and door[b] and door[c] and door[d])
+            frequency = min(t[a], t[b], t[c], t[d]) + (1 if seen else 0)
+        else:
+            frequency = self.sketch.frequency(key)
+        return frequency > self._frequency(victim)
+
     def add(self, key: str) -> list[str]:
         """Insert new ``key``; returns the keys to drop to stay within ``maxsize`` (maybe ``key``)."""
         self.window[key] = None
