@@ -32,9 +32,11 @@ class Server:
     client: httpx.Client
 
     def get(self, path: str, **headers: str) -> httpx.Response:
+        self.client.cookies.clear()  # a cookie set by one test must not follow the next ones
         return self.client.get(self.base + path, headers=_headers(headers))
 
     def head(self, path: str, **headers: str) -> httpx.Response:
+        self.client.cookies.clear()
         return self.client.head(self.base + path, headers=_headers(headers))
 
     def post(self, path: str) -> httpx.Response:

@@ -84,6 +84,9 @@ class CacheMiddleware:
             when the cache has none).
         collapse_timeout: seconds a collapsed request waits before going to the app itself.
         ignore_query_params: query parameters left out of the key (e.g. ``utm_source``).
+        ignore_cookies: cookie names or ``fnmatch`` patterns (``_ga*``) no page depends on; any
+            other cookie keeps a request away from the shared cache unless its ``CacheRule``
+            says ``public=True`` or names it in ``vary_on_cookies``.
         key_prefix: prefix of the cache keys of stored responses.
         clock: time source for ages and freshness (tests inject a ``ManualClock``).
     """
