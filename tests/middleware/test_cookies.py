@@ -80,9 +80,20 @@ def test_shareable_needs_every_relevant_cookie_declared() -> None:
     assert not rules.shareable({"lang": "fr", "sid": "1"}, keyed)
 
 
+def test_route_ignores_cookies_of_its_own() -> None:
+    """A rule's ignore_cookies adds to the middleware's, for that route only."""
+    rules = CookieRules(["_ga*"])
+    route = CacheRule("/blog/*", ignore_cookies=["cart_*"]).match("/blog/x")
+    assert route is not None
+    assert rules.shareable({"_ga": "1", "cart_id": "7"}, route)
+    assert not rules.shareable({"cart_id": "7"}, Directives())
+
+
 def test_cookie_options_are_checked() -> None:
     """A single string where a list of names belongs is a ConfigError, not a list of letters."""
     with pytest.raises(ConfigError):
         CookieRules("_ga*")
     with pytest.raises(ConfigError):
         CacheRule("/x", vary_on_cookies="lang")
+    with pytest.raises(ConfigError):
+        CacheRule("/x", ignore_cookies="_ga")
