@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, Response, jsonify, make_response, request, session
+from flask import Flask, Response, g, jsonify, make_response, request, session
 
 from stratacache import ConfigError
 from stratacache.contrib.flask import Stratacache
@@ -65,6 +65,17 @@ def make_app(
     def me() -> str:
         calls["me"] += 1
         return f"page of {session.get('user')}"
+
+    @app.before_request
+    def load_user_hook() -> None:
+        if request.path == "/hooked":
+            g.user = session.get("user")
+
+    @app.get("/hooked")
+    @ext.cached(ttl=60)
+    def hooked() -> str:
+        calls["hooked"] += 1
+        return f"page of {g.user}"
 
     @app.get("/login/<name>")
     def login(name: str) -> str:
@@ -205,6 +216,16 @@ def test_view_reading_the_session_is_not_shared(shop: Shop) -> None:
     assert alice.get("/me").text == "page of alice"
     assert bob.get("/me").text == "page of bob"
     assert calls["me"] == 2
+
+
+def test_session_read_before_the_view_keeps_the_page_personal(shop: Shop) -> None:
+    """A before_request hook that loads the user from the session makes the page personal."""
+    app, _, calls = shop
+    alice, bob = app.test_client(), app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    assert (alice.get("/hooked").text, bob.get("/hooked").text) == ("page of alice", "page of bob")
+    assert calls["hooked"] == 2
 
 
 def test_streamed_response_passes_through(shop: Shop) -> None:

@@ -8,8 +8,8 @@ request, its default key is the method and the normalized URL (scheme, host,
 path, query in canonical order), and the response is stored as status, headers
 and body and rebuilt on a hit. A response that is not a page for everyone
 (``Set-Cookie``, ``Vary``, ``Cache-Control: private``/``no-store``, a 5xx, a
-stream, or, with the default key, a view that read the session) is returned
-as it is and not stored.
+stream, or, with the default key, a request whose session was read) is
+returned as it is and not stored.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def why_not_shared(response: Response, session_read: bool) -> str | None:
     if "private" in cc or "no-store" in cc:
         return "its Cache-Control says private or no-store"
     if session_read:
-        return "the view read the session (give a key= naming the user to cache it)"
+        return "the request read the session (give a key= naming the user to cache it)"
     return None
 
 
@@ -151,15 +151,13 @@ class ViewCache:
 
         async def load_async(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args[1:], **kwargs)
-            before = _session_read()
             rv = await view(*bound.args, **bound.kwargs)
-            return produce(rv, not before and _session_read())
+            return produce(rv, _session_read())
 
         def load_sync(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args[1:], **kwargs)
-            before = _session_read()
             rv = view(*bound.args, **bound.kwargs)
-            return produce(rv, not before and _session_read())
+            return produce(rv, _session_read())
 
         load: Any = load_async if inspect.iscoroutinefunction(view) else load_sync
 
@@ -207,7 +205,8 @@ class ViewCache:
 
 
 def _session_read() -> bool:
-    """Whether this request's session was read or written so far (Flask's ``accessed``).
+    """Whether this request's session was read or written so far (Flask's ``accessed``), by
+    the view or before it (a ``before_request`` loading the user makes every page personal).
 
     Read off the request context: since Flask 3.1 touching ``flask.session`` marks it.
     """
