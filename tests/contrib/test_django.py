@@ -303,6 +303,17 @@ def test_cache_page(backend: Any) -> None:
     assert urls.CALLS["page"] == before + 1
 
 
+def test_cache_page_keys_on_the_query_and_replays_json(backend: Any) -> None:
+    """cache_page keeps one page per query string and replays a JsonResponse's status and type."""
+    client = Client()
+    before = urls.CALLS["search"]
+    a, b, again = client.get("/search/?q=a"), client.get("/search/?q=b"), client.get("/search/?q=a")
+    assert (a.json()["q"], b.json()["q"]) == ("a", "b")
+    assert again.json() == a.json() and again.status_code == 200
+    assert again["Content-Type"] == "application/json"
+    assert urls.CALLS["search"] == before + 2
+
+
 def test_sessions(backend: Any) -> None:
     """The cache session engine keeps a session across requests on this backend."""
     client = Client()

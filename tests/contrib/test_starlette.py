@@ -68,3 +68,39 @@ def test_bad_lifespan_arguments(cache: Any, options: dict[str, Any]) -> None:
     """A non-cache, or options beside a built Cache, is a ConfigError."""
     with pytest.raises(sc.ConfigError):
         lifespan(cache, **options)
+
+
+def test_cached_endpoint_keys_on_its_query_parameters(redis_url: str) -> None:
+    """@cache.cached on a FastAPI endpoint: its query parameters are arguments, so in the key."""
+    from fastapi.testclient import TestClient
+
+    cache = sc.Cache.from_url(f"memory://,{redis_url}", namespace=f"fa{uuid.uuid4().hex[:8]}")
+    app = FastAPI(lifespan=lifespan(cache))
+    calls: list[str] = []
+
+    @app.get("/search")
+    @cache.cached(ttl=60)
+    async def search(q: str, page: int = 1) -> dict[str, Any]:
+        calls.append(q)
+        return {"q": q, "page": page}
+
+    with TestClient(app) as client:
+        answers = [client.get(u).json() for u in ("/search?q=a", "/search?q=b", "/search?q=a")]
+    assert [a["q"] for a in answers] == ["a", "b", "a"] and calls == ["a", "b"]
+
+
+def test_cached_endpoint_returning_a_response_is_refused_clearly(redis_url: str) -> None:
+    """A Response result is refused with SerializationError at the call, never stored or replayed."""
+    from fastapi.responses import JSONResponse
+
+    cache = sc.Cache.from_url(f"memory://,{redis_url}", namespace=f"fa{uuid.uuid4().hex[:8]}")
+
+    @cache.cached(ttl=60, key="answer")
+    def answer() -> JSONResponse:
+        return JSONResponse({"n": 1})
+
+    for _ in range(2):
+        with pytest.raises(sc.SerializationError, match="JSONResponse"):
+            answer()
+    assert cache.sync.get("answer") is None
+    cache.sync.close()

@@ -40,7 +40,11 @@ RULES = [
     CacheRule("/ruled/{name}", ttl=60, tags=["ruled:{name}"]),
     CacheRule("/off/*", enabled=False),
     CacheRule("/lang/{name}", ttl=60, vary=["accept-language"]),
+    CacheRule("/shared/{name}", ttl=60, public=True),
+    CacheRule("/bylang/{name}", ttl=60, vary_on_cookies=["lang"]),
 ]
+#: cookies no page of the test apps depends on
+IGNORED_COOKIES = ["_ga*", "consent"]
 
 
 class Origin:
@@ -90,7 +94,12 @@ def build_asgi(cache: sc.Cache, clock: sc.ManualClock) -> Any:
 
     app = FastAPI(lifespan=lifespan)
     app.add_middleware(
-        CacheMiddleware, cache=cache, clock=clock, rules=RULES, max_body_size=MAX_BODY
+        CacheMiddleware,
+        cache=cache,
+        clock=clock,
+        rules=RULES,
+        max_body_size=MAX_BODY,
+        ignore_cookies=IGNORED_COOKIES,
     )
 
     @app.post("/_clock")
@@ -139,7 +148,12 @@ def build_wsgi(cache: sc.Cache, clock: sc.ManualClock) -> Any:
     request = flask.request
     app = flask.Flask(__name__)
     app.wsgi_app = WSGICacheMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, cache=cache, clock=clock, rules=RULES, max_body_size=MAX_BODY
+        app.wsgi_app,
+        cache=cache,
+        clock=clock,
+        rules=RULES,
+        max_body_size=MAX_BODY,
+        ignore_cookies=IGNORED_COOKIES,
     )
 
     @app.post("/_clock")

@@ -32,9 +32,11 @@ class Server:
     client: httpx.Client
 
     def get(self, path: str, **headers: str) -> httpx.Response:
+        self.client.cookies.clear()  # a cookie set by one test must not follow the next ones
         return self.client.get(self.base + path, headers=_headers(headers))
 
     def head(self, path: str, **headers: str) -> httpx.Response:
+        self.client.cookies.clear()
         return self.client.head(self.base + path, headers=_headers(headers))
 
     def post(self, path: str) -> httpx.Response:
@@ -44,9 +46,10 @@ class Server:
         """Move the middleware's clock forward."""
         self.client.post(f"{self.base}/_clock", params={"advance": seconds}).raise_for_status()
 
-    def purge(self, path: str) -> None:
-        """Purge a URL through ``purge_url`` in the server."""
-        self.client.post(f"{self.base}/_purge", params={"url": self.base + path}).raise_for_status()
+    def purge(self, path: str, scheme: str = "http") -> None:
+        """Purge a URL through ``purge_url`` in the server (as ``scheme`` names it)."""
+        url = scheme + self.base.removeprefix("http") + path
+        self.client.post(f"{self.base}/_purge", params={"url": url}).raise_for_status()
 
     def invalidate(self, tag: str) -> None:
         """``cache.invalidate(tags=[tag])`` in the server."""

@@ -81,6 +81,14 @@ def test_purge_url_drops_every_variant(server: Server) -> None:
     assert (en, fr) == ("MISS", "MISS")
 
 
+def test_purge_of_the_https_url_reaches_the_page_the_app_saw_over_http(server: Server) -> None:
+    """Behind a TLS proxy the app sees http; a purge of the https URL still drops its page."""
+    path = unique() + "?cc=max-age%3D60&b=2&a=1"
+    server.get(path)
+    server.purge(path, scheme="https")
+    assert server.get(path).text.startswith("call 2")
+
+
 def test_purge_url_spares_other_urls(server: Server) -> None:
     """Purging one URL leaves another URL's entry in place."""
     kept, purged = unique() + "?cc=max-age%3D60", unique() + "?cc=max-age%3D60"

@@ -40,3 +40,20 @@ def test_purge_sync_honours_ignored_query_params() -> None:
     primary, variant = _store(cache, URL + "&utm_source=mail", ignore)
     purge_url_sync(cache, URL, ignore_query_params=ignore)
     assert cache.sync.get(primary) is None and cache.sync.get(variant) is None
+
+
+def test_purge_of_the_https_url_drops_the_page_stored_under_http() -> None:
+    """Behind a TLS proxy the app sees ``http``: purging the ``https`` URL still reaches it."""
+    cache = _cache()
+    primary, variant = _store(cache, "http://shop.example/products/42?a=1&b=2")
+    purge_url_sync(cache, "https://SHOP.example:443/products/42?b=2&a=1")
+    assert cache.sync.get(primary) is None and cache.sync.get(variant) is None
+
+
+async def test_purge_of_the_http_url_drops_the_page_stored_under_https() -> None:
+    """And the other way round: a page the app saw over ``https`` goes with its ``http`` URL."""
+    cache = _cache()
+    primary, variant = _store(cache, "https://shop.example/products/42")
+    async with cache:
+        await purge_url(cache, "http://shop.example:80/products/42")
+        assert await cache.get(primary) is None and await cache.get(variant) is None

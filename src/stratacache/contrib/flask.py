@@ -35,6 +35,7 @@ from ..config import CACHE_OPTIONS, parse_bool
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 from ..middleware.wsgi import WSGICacheMiddleware
+from .flask_views import ViewCache, is_serving_view
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXTENSION = "stratacache"
@@ -74,10 +75,16 @@ class Stratacache:
         return self._default
 
     def cached(self, **options: Any) -> Callable[[F], F]:
-        """``cache.cached(**options)`` on the application's cache (see ``stratacache.decorators``)."""
+        """``cache.cached(**options)`` on the application's cache (see ``stratacache.decorators``).
+
+        On the view serving a request it caches the page (``contrib.flask_views``): the default
+        key is the method and the normalized URL, query string included, and a ``Response``
+        (``jsonify``, tuples, ``make_response``) is stored and replayed whole.
+        """
 
         def decorate(fn: F) -> F:
             bound: dict[Cache, Any] = {}
+            pages = ViewCache(fn, options)
 
             def resolve() -> Any:
                 cache = self.cache
@@ -90,12 +97,16 @@ class Stratacache:
 
                 @functools.wraps(fn)
                 async def async_call(*args: Any, **kwargs: Any) -> Any:
+                    if is_serving_view(async_call):
+                        return await pages.serve_async(self.cache, args, kwargs)
                     return await resolve()(*args, **kwargs)
 
                 return async_call  # type: ignore[return-value]
 
             @functools.wraps(fn)
             def call(*args: Any, **kwargs: Any) -> Any:
+                if is_serving_view(call):
+                    return pages.serve(self.cache, args, kwargs)
                 return resolve()(*args, **kwargs)
 
             return call  # type: ignore[return-value]

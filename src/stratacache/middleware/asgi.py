@@ -23,8 +23,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from .parsing import invalidates, is_error_status, primary_key, url_tag
+from .parsing import invalidates, is_error_status
 from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
+from .purge import purge_targets
 from .rules import CacheRule, Directives, _reset_directives, _set_directives
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class CacheMiddleware:
             when the cache has none).
         collapse_timeout: seconds a collapsed request waits before going to the app itself.
         ignore_query_params: query parameters left out of the key (e.g. ``utm_source``).
+        ignore_cookies: cookie names or patterns (``_ga*``) no page depends on; other cookies
+            keep a request from the cache unless its rule opts in (``middleware.cookies``).
         key_prefix: prefix of the cache keys of stored responses.
         clock: time source for ages and freshness (tests inject a ``ManualClock``).
     """
@@ -389,10 +392,9 @@ class CacheMiddleware:
             await self.purge(req.url)
 
     async def purge(self, url: str) -> None:
-        """Drop every stored variant of a normalized URL."""
+        """Drop every stored variant of a URL, under both schemes (see ``purge``)."""
+        keys, tags = purge_targets(url, self.policy.key_prefix, self.policy.ignore)
         try:
-            await self.cache.invalidate(
-                keys=[primary_key(self.policy.key_prefix, url)], tags=[url_tag(url)]
-            )
+            await self.cache.invalidate(keys=keys, tags=tags)
         except Exception:
             logger.warning("could not purge %s", url, exc_info=True)

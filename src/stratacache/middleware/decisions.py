@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .rules import Directives
 from .stored import StoredResponse
@@ -59,6 +59,7 @@ class Request:
     cc: dict[str, str | None]
     may_serve: bool
     may_store: bool
+    cookies: Mapping[str, str] = field(default_factory=dict)  # parsed ``Cookie`` header
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from ..core.clock import Clock, SystemClock
 from ..core.durations import MAX_DELTA_SECONDS, check_duration, check_optional
 from ..core.errors import ConfigError
 from ..core.keys import digest
+from .cookies import COOKIE_VARY, CookieRules, parse_cookies
 from .decisions import Headers, Lookup, Plan, Request, Verdict
 from .freshness import HEURISTIC_STATUSES, UNDERSTOOD_STATUSES, freshness_lifetime
 from .parsing import (
@@ -86,6 +87,7 @@ class HttpCachePolicy:
         heuristic_max: float = 86400.0,
         tags_header: str = "x-cache-tags",
         ignore_query_params: Iterable[str] = (),
+        ignore_cookies: Iterable[str] = (),
         key_prefix: str = "http",
         clock: Clock | None = None,
         collapse: bool | str = True,
@@ -109,6 +111,7 @@ class HttpCachePolicy:
         self.heuristic_max = heuristic_max
         self.tags_header = tags_header.lower().encode("latin-1")
         self.ignore = frozenset(ignore_query_params)
+        self.cookies = CookieRules(ignore_cookies)
         self.key_prefix = key_prefix
         self.collapse = bool(collapse)
         #: collapse across processes too, under the cache's fleet lock
@@ -130,10 +133,17 @@ class HttpCachePolicy:
         """The key holding a URL's response (no Vary) or its Vary header names."""
         return primary_key(self.key_prefix, url)
 
-    def variant_key(self, url: str, names: Sequence[str], headers: Mapping[str, str]) -> str:
-        """The key of the variant selected by the request's values of the ``Vary`` headers."""
-        values = "\n".join(f"{n}:{' '.join(headers.get(n, '').split())}" for n in names)
-        return f"{self.primary_key(url)}#v:{digest(values.encode('latin-1', 'replace'))}"
+    def variant_key(self, req: Request, names: Sequence[str]) -> str:
+        """The key of the variant selected by the request's values of the ``Vary`` headers
+        (and of the cookies its route varies on, named ``cookie:<name>``)."""
+        headers, cookies = req.headers, req.cookies
+        values = "\n".join(
+            f"{n}:{cookies.get(n[len(COOKIE_VARY) :], '')}"
+            if n.startswith(COOKIE_VARY)
+            else f"{n}:{' '.join(headers.get(n, '').split())}"
+            for n in names
+        )
+        return f"{self.primary_key(req.url)}#v:{digest(values.encode('latin-1', 'replace'))}"
 
     def collapse_key(self, req: Request, variant_key: str | None) -> str | None:
         """The key concurrent misses of ``req`` wait on while one of them runs the app, or None.
@@ -158,7 +168,7 @@ class HttpCachePolicy:
         names = primary.get("v")
         if not isinstance(names, list) or not names:
             return None, None
-        return self.variant_key(req.url, names, req.headers), None
+        return self.variant_key(req, names), None
 
     def lookup(self, req: Request, value: Any) -> Lookup | None:
         """Step two: a stored response value judged for ``req``, or None when unusable."""
@@ -173,14 +183,20 @@ class HttpCachePolicy:
     def request(
         self, method: str, url: str, path: str, headers: Mapping[str, str], directives: Directives
     ) -> Request:
-        """Classify a GET/HEAD request: may the cache answer it, may its response be stored."""
+        """Classify a GET/HEAD request: may the cache answer it, may its response be stored.
+
+        A request with cookies its route has not declared shareable goes to the app and its
+        response is not stored (``cookies``): the page may have been built from them.
+        """
         cc = parse_cache_control(headers.get("cache-control"))
         if not cc and "no-cache" in headers.get("pragma", "").lower():
             cc = {"no-cache": None}  # RFC 9111 §5.4: Pragma only counts without Cache-Control
-        ranged = "range" in headers
-        may_serve = directives.enabled and not ranged and "no-cache" not in cc
-        may_store = directives.enabled and not ranged and method == "GET" and "no-store" not in cc
-        return Request(method, url, path, headers, directives, cc, may_serve, may_store)
+        cookies = parse_cookies(headers.get("cookie"))
+        usable = directives.enabled and "range" not in headers
+        usable = usable and self.cookies.shareable(cookies, directives)
+        may_serve = usable and "no-cache" not in cc
+        may_store = usable and method == "GET" and "no-store" not in cc
+        return Request(method, url, path, headers, directives, cc, may_serve, may_store, cookies)
 
     def judge(self, req: Request, stored: StoredResponse, now: float) -> Verdict | Lookup:
         """How the stored response may be used for this request (RFC 9111 §4, RFC 5861)."""
@@ -306,6 +322,7 @@ class HttpCachePolicy:
         if ttl <= 0:
             return plan
         extra = tuple(v for v in req.directives.vary if v not in vary)
+        extra += tuple(COOKIE_VARY + name for name in req.directives.vary_cookies)
         plan.store = True
         plan.lifetime = lifetime
         plan.ttl = float(min(math.ceil(ttl), MAX_DELTA_SECONDS))  # §1.2.2: overflow is 2**31
@@ -339,5 +356,5 @@ class HttpCachePolicy:
             return [(primary, {"v": [], "r": stored.to_value()})]
         return [
             (primary, {"v": list(plan.vary)}),
-            (self.variant_key(req.url, plan.vary, req.headers), {"r": stored.to_value()}),
+            (self.variant_key(req, plan.vary), {"r": stored.to_value()}),
         ]

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 from ..core.durations import check_optional
 from ..core.errors import ConfigError
 from ..core.keys import KeyTemplate
+from .cookies import compile_names
 
 __all__ = ["CacheRule", "Directives", "RouteRules", "cache_response", "current_directives"]
 
@@ -38,6 +39,9 @@ class Directives:
     tags: list[str] = field(default_factory=list)
     vary: tuple[str, ...] = ()
     enabled: bool = True
+    public: bool = False  # requests with cookies share the page (see ``cookies``)
+    vary_cookies: tuple[str, ...] = ()  # cookies keying the page; requests with others pass
+    ignored_cookies: re.Pattern[str] | None = None  # cookies this route's pages never read
 
 
 _current: contextvars.ContextVar[Directives | None] = contextvars.ContextVar(
@@ -85,9 +89,25 @@ class CacheRule:
         tags: tag templates filled from the pattern's parameters, e.g. ``"product:{id}"``.
         vary: request headers added to the cache key beside the response's ``Vary``.
         enabled: False turns caching off for these paths (no lookup, no store).
+        public: requests carrying cookies are answered from and stored in the shared cache
+            like any other (by default they go to the app: the page may be built from them).
+        vary_on_cookies: cookie names added to the key; a request whose other cookies are all
+            ignored shares the page with those of the same values.
+        ignore_cookies: cookie names or patterns (``_ga*``) this route's pages never read, on
+            top of the middleware's ``ignore_cookies``.
     """
 
-    __slots__ = ("_regex", "enabled", "pattern", "tags", "ttl", "vary")
+    __slots__ = (
+        "_regex",
+        "enabled",
+        "ignored_cookies",
+        "pattern",
+        "public",
+        "tags",
+        "ttl",
+        "vary",
+        "vary_cookies",
+    )
 
     def __init__(
         self,
@@ -97,6 +117,9 @@ class CacheRule:
         tags: Sequence[str] = (),
         vary: Sequence[str] = (),
         enabled: bool = True,
+        public: bool = False,
+        vary_on_cookies: Sequence[str] = (),
+        ignore_cookies: Sequence[str] = (),
     ) -> None:
         if not isinstance(pattern, str) or not pattern.startswith(("/", "*")):
             raise ConfigError(f"a rule pattern is a path starting with '/': {pattern!r}")
@@ -112,6 +135,11 @@ class CacheRule:
                 raise ConfigError(f"tag {tag!r} names {sorted(missing)}, not in {pattern!r}")
         self.vary = tuple(v.strip().lower() for v in vary)
         self.enabled = enabled
+        if isinstance(vary_on_cookies, str):
+            raise ConfigError(f"vary_on_cookies is a list of cookie names, not {vary_on_cookies!r}")
+        self.public = bool(public)
+        self.vary_cookies = tuple(vary_on_cookies)
+        self.ignored_cookies = compile_names(ignore_cookies)
 
     def match(self, path: str) -> Directives | None:
         """The directives for ``path`` if this rule applies to it."""
@@ -120,7 +148,15 @@ class CacheRule:
             return None
         params = found.groupdict()
         tags = [t.format_map(params) for t in self.tags]
-        return Directives(ttl=self.ttl, tags=tags, vary=self.vary, enabled=self.enabled)
+        return Directives(
+            ttl=self.ttl,
+            tags=tags,
+            vary=self.vary,
+            enabled=self.enabled,
+            public=self.public,
+            vary_cookies=self.vary_cookies,
+            ignored_cookies=self.ignored_cookies,
+        )
 
     def __repr__(self) -> str:
         return f"CacheRule({self.pattern!r}, ttl={self.ttl!r}, enabled={self.enabled!r})"

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .parsing import invalidates, is_error_status, primary_key, status_line, url_tag
+from .parsing import invalidates, is_error_status, status_line
 from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
+from .purge import purge_targets
 from .rules import CacheRule, Directives, _reset_directives, _set_directives
 from .wsgi_bodies import Caching, Flight, Passthrough, Released, close_result
 
@@ -356,11 +357,10 @@ class WSGICacheMiddleware:
         return self.app(environ, capture)
 
     def purge(self, url: str) -> None:
-        """Drop every stored variant of a normalized URL."""
+        """Drop every stored variant of a URL, under both schemes (see ``purge``)."""
+        keys, tags = purge_targets(url, self.policy.key_prefix, self.policy.ignore)
         try:
-            self.cache.sync.invalidate(
-                keys=[primary_key(self.policy.key_prefix, url)], tags=[url_tag(url)]
-            )
+            self.cache.sync.invalidate(keys=keys, tags=tags)
         except Exception:
             logger.warning("could not purge %s", url, exc_info=True)
 

@@ -7,7 +7,7 @@ from django.template import engines
 from django.urls import path
 from django.views.decorators.cache import cache_page
 
-CALLS = {"page": 0, "fragment": 0}
+CALLS = {"page": 0, "fragment": 0, "search": 0}
 
 
 @cache_page(60)
@@ -17,6 +17,13 @@ def page(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(f"page {CALLS['page']}", content_type="text/plain")
     response["X-Extra"] = "yes"
     return response
+
+
+@cache_page(60)
+def search(request: HttpRequest) -> JsonResponse:
+    """A cached JSON page built from the query string."""
+    CALLS["search"] += 1
+    return JsonResponse({"q": request.GET.get("q"), "call": CALLS["search"]})
 
 
 def visits(request: HttpRequest) -> JsonResponse:
@@ -34,4 +41,9 @@ def fragment(request: HttpRequest) -> HttpResponse:
     return HttpResponse(template.render({"n": CALLS["fragment"]}))
 
 
-urlpatterns = [path("page/", page), path("visits/", visits), path("fragment/", fragment)]
+urlpatterns = [
+    path("page/", page),
+    path("search/", search),
+    path("visits/", visits),
+    path("fragment/", fragment),
+]

@@ -1,0 +1,272 @@
+"""``ext.cached`` on Flask views: one page per request URL, responses replayed whole."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, Response, g, jsonify, make_response, request, session
+
+from stratacache import ConfigError
+from stratacache.contrib.flask import Stratacache
+
+
+def make_app(
+    redis_url: str, namespace: str | None = None
+) -> tuple[Flask, Stratacache, Counter[str]]:
+    """Views of every shape a Flask view returns, each counting its calls."""
+    app = Flask("views")
+    app.config.update(
+        STRATACACHE_URL=f"memory://?maxsize=100,{redis_url}",
+        STRATACACHE_NAMESPACE=namespace or f"fv{uuid.uuid4().hex[:8]}",
+        SECRET_KEY="test",
+    )
+    app.testing = True
+    ext = Stratacache(app)
+    calls: Counter[str] = Counter()
+
+    @ext.cached(ttl=60, key="user:{uid}")
+    def load_user(uid: int) -> dict[str, int]:
+        calls["load_user"] += 1
+        return {"id": uid}
+
+    @app.get("/search")
+    @ext.cached(ttl=60)
+    def search() -> str:
+        calls["search"] += 1
+        return f"results for {request.args.get('q')} {request.args.get('page')}"
+
+    @app.get("/users/<int:uid>")
+    @ext.cached(ttl=60, key="user-page:{uid}")
+    def user_page(uid: int) -> Response:
+        calls["user_page"] += 1
+        return jsonify(load_user(uid))
+
+    @app.get("/created")
+    @ext.cached(ttl=60)
+    def created() -> tuple[str, int, dict[str, str]]:
+        calls["created"] += 1
+        return "made", 201, {"X-Thing": "42", "Content-Type": "text/x-made"}
+
+    @app.get("/cookie")
+    @ext.cached(ttl=60)
+    def cookie() -> Response:
+        calls["cookie"] += 1
+        response = make_response(f"hello {calls['cookie']}")
+        response.set_cookie("seen", str(calls["cookie"]))
+        return response
+
+    @app.get("/me")
+    @ext.cached(ttl=60)
+    def me() -> str:
+        calls["me"] += 1
+        return f"page of {session.get('user')}"
+
+    @app.before_request
+    def load_user_hook() -> None:
+        if request.path == "/hooked":
+            g.user = session.get("user")
+
+    @app.get("/hooked")
+    @ext.cached(ttl=60)
+    def hooked() -> str:
+        calls["hooked"] += 1
+        return f"page of {g.user}"
+
+    @app.get("/login/<name>")
+    def login(name: str) -> str:
+        session["user"] = name
+        return "ok"
+
+    @app.get("/stream")
+    @ext.cached(ttl=60)
+    def stream() -> Response:
+        calls["stream"] += 1
+
+        def chunks() -> Iterator[str]:
+            yield "a"
+            yield "b"
+
+        return Response(chunks())
+
+    @app.get("/broken")
+    @ext.cached(ttl=60)
+    def broken() -> tuple[str, int]:
+        calls["broken"] += 1
+        return "down", 503
+
+    @app.get("/later")
+    @ext.cached(ttl=60, refresh_after=10)
+    def later() -> str:
+        return "later"
+
+    @app.get("/async")
+    @ext.cached(ttl=60)
+    async def async_view() -> Response:
+        calls["async"] += 1
+        return jsonify(q=request.args.get("q"))
+
+    return app, ext, calls
+
+
+@pytest.fixture
+def shop(redis_url: str) -> Iterator[tuple[Flask, Stratacache, Counter[str]]]:
+    """The views app, its extension and its call counter; the cache closed after."""
+    app, ext, calls = make_app(redis_url)
+    yield app, ext, calls
+    ext.close()
+
+
+Shop = tuple[Flask, Stratacache, Counter[str]]
+
+
+def test_default_key_holds_the_query_string(shop: Shop) -> None:
+    """Without key=, ?q=a and ?q=b are two pages; each is computed once."""
+    app, _, calls = shop
+    client = app.test_client()
+    assert client.get("/search?q=a").text == "results for a None"
+    assert client.get("/search?q=b").text == "results for b None"
+    assert client.get("/search?q=a").text == "results for a None"
+    assert calls["search"] == 2
+
+
+def test_default_key_ignores_query_order(shop: Shop) -> None:
+    """?q=a&page=2 and ?page=2&q=a are one page (the query is put in canonical order)."""
+    app, _, calls = shop
+    client = app.test_client()
+    first = client.get("/search?q=a&page=2").text
+    assert client.get("/search?page=2&q=a").text == first == "results for a 2"
+    assert calls["search"] == 1
+
+
+def test_default_key_holds_the_method(shop: Shop) -> None:
+    """A HEAD does not answer from the GET's entry: the method is part of the key."""
+    app, _, calls = shop
+    client = app.test_client()
+    client.get("/search?q=m")
+    client.head("/search?q=m")
+    client.head("/search?q=m")
+    assert calls["search"] == 2
+
+
+def test_jsonify_view_is_replayed_whole(shop: Shop) -> None:
+    """A view returning jsonify(...) is cached: same status, content type and body on a hit."""
+    app, _, calls = shop
+    client = app.test_client()
+    first, second = client.get("/users/7"), client.get("/users/7")
+    assert (first.status_code, first.json) == (200, {"id": 7})
+    assert (second.status_code, second.mimetype, second.json) == (
+        200,
+        "application/json",
+        {"id": 7},
+    )
+    assert calls["user_page"] == 1
+
+
+def test_tuple_with_status_and_headers_is_replayed(shop: Shop) -> None:
+    """A (body, status, headers) tuple comes back with its status and headers."""
+    app, _, calls = shop
+    client = app.test_client()
+    for _ in range(2):
+        response = client.get("/created")
+        assert (response.status_code, response.text) == (201, "made")
+        assert response.headers["X-Thing"] == "42"
+        assert response.headers["Content-Type"] == "text/x-made"
+    assert calls["created"] == 1
+
+
+def test_page_is_replayed_by_another_process_from_redis(redis_url: str) -> None:
+    """The stored page survives serialization: a second app on the same namespace replays it."""
+    namespace = f"fv{uuid.uuid4().hex[:8]}"
+    first, ext1, calls1 = make_app(redis_url, namespace)
+    second, ext2, calls2 = make_app(redis_url, namespace)
+    try:
+        assert first.test_client().get("/created?x=1").status_code == 201
+        replayed = second.test_client().get("/created?x=1")
+        assert (replayed.status_code, replayed.text, replayed.headers["X-Thing"]) == (
+            201,
+            "made",
+            "42",
+        )
+        assert (calls1["created"], calls2["created"]) == (1, 0)
+    finally:
+        ext1.close()
+        ext2.close()
+
+
+def test_response_setting_a_cookie_is_not_stored(shop: Shop) -> None:
+    """A response with Set-Cookie belongs to its requester: every request runs the view."""
+    app, _, _ = shop
+    client = app.test_client()
+    assert client.get("/cookie").text == "hello 1"
+    second = client.get("/cookie")
+    assert second.text == "hello 2" and "seen=2" in second.headers["Set-Cookie"]
+
+
+def test_view_reading_the_session_is_not_shared(shop: Shop) -> None:
+    """With the default key, a page built from the session is not served to another user."""
+    app, _, calls = shop
+    alice, bob = app.test_client(), app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    assert alice.get("/me").text == "page of alice"
+    assert bob.get("/me").text == "page of bob"
+    assert calls["me"] == 2
+
+
+def test_session_read_before_the_view_keeps_the_page_personal(shop: Shop) -> None:
+    """A before_request hook that loads the user from the session makes the page personal."""
+    app, _, calls = shop
+    alice, bob = app.test_client(), app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    assert (alice.get("/hooked").text, bob.get("/hooked").text) == ("page of alice", "page of bob")
+    assert calls["hooked"] == 2
+
+
+def test_streamed_response_passes_through(shop: Shop) -> None:
+    """A streamed response is returned as it is and not stored (it can be read only once)."""
+    app, _, calls = shop
+    client = app.test_client()
+    assert [client.get("/stream").text for _ in range(2)] == ["ab", "ab"]
+    assert calls["stream"] == 2
+
+
+def test_server_error_is_not_stored(shop: Shop) -> None:
+    """A 5xx answer is not kept: the next request asks the view again."""
+    app, _, calls = shop
+    client = app.test_client()
+    assert [client.get("/broken").status_code for _ in range(2)] == [503, 503]
+    assert calls["broken"] == 2
+
+
+def test_function_called_by_a_view_keeps_its_own_key(shop: Shop) -> None:
+    """Only the view serving the request is keyed by the URL; what it calls keeps its key."""
+    app, ext, calls = shop
+    client = app.test_client()
+    client.get("/users/3")
+    client.get("/users/3?x=1")  # key= names what the page depends on: the query is left out
+    assert ext.cache.sync.get("user:3") == {"id": 3}
+    assert (calls["user_page"], calls["load_user"]) == (1, 1)
+    stored = ext.cache.sync.get("user-page:3")
+    assert stored["s"] == 200 and json.loads(stored["b"]) == {"id": 3}
+
+
+def test_options_needing_a_request_in_the_background_are_refused(shop: Shop) -> None:
+    """refresh_after would run the view outside a request: a ConfigError says so."""
+    app, _, _ = shop
+    with pytest.raises(ConfigError, match="refresh_after"):
+        app.test_client().get("/later")
+
+
+def test_async_view_is_cached_per_query(shop: Shop) -> None:
+    """An async view gets the same page key and replay as a sync one."""
+    app, _, calls = shop
+    client = app.test_client()
+    answers: list[Any] = [client.get(f"/async?q={q}").json for q in ("a", "b", "a")]
+    assert answers == [{"q": "a"}, {"q": "b"}, {"q": "a"}]
+    assert calls["async"] == 2

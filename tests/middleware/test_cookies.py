@@ -1,0 +1,99 @@
+"""Requests with cookies: personal unless their route opts in (ASGI and WSGI alike)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stratacache import ConfigError
+from stratacache.middleware import CacheRule
+from stratacache.middleware.cookies import CookieRules, parse_cookies
+from stratacache.middleware.rules import Directives
+
+from .apps import unique
+from .conftest import Server
+
+
+def test_page_of_a_cookie_request_is_not_served_to_the_next_user(server: Server) -> None:
+    """A page built for alice's session cookie (route ttl, no Vary) is not bob's HIT."""
+    path = unique("ruled")
+    assert server.get(path, cookie="session=alice").text.startswith("call 1")
+    bob = server.get(path, cookie="session=bob")
+    assert bob.text.startswith("call 2") and bob.headers["x-cache"] == "MISS"
+
+
+def test_response_to_a_cookie_request_is_not_stored(server: Server) -> None:
+    """Even with max-age, the answer to a request with a cookie is kept from everyone."""
+    path = unique() + "?cc=max-age%3D60"
+    server.get(path, cookie="session=alice")
+    assert server.get(path).text.startswith("call 2")
+
+
+def test_cookie_request_does_not_get_the_shared_copy(server: Server) -> None:
+    """A page stored for cookieless requests is not handed to a request with a session."""
+    path = unique() + "?cc=max-age%3D60"
+    server.get(path)
+    assert server.get(path).headers["x-cache"] == "HIT"
+    assert server.get(path, cookie="session=alice").headers["x-cache"] == "MISS"
+
+
+def test_ignored_cookies_do_not_keep_a_request_away(server: Server) -> None:
+    """Cookies named by ignore_cookies (a name or a pattern) count as no cookie."""
+    path = unique() + "?cc=max-age%3D60"
+    server.get(path, cookie="_ga=GA1.1; consent=yes")
+    hit = server.get(path, cookie="_gat=x; _ga=GA1.2")
+    assert hit.headers["x-cache"] == "HIT" and hit.text.startswith("call 1")
+    assert server.get(path, cookie="_ga=1; session=bob").headers["x-cache"] == "MISS"
+
+
+def test_public_route_shares_pages_of_cookie_requests(server: Server) -> None:
+    """A route with public=True stores and serves pages whatever the request's cookies."""
+    path = unique("shared")
+    server.get(path, cookie="session=alice")
+    assert server.get(path, cookie="session=bob").headers["x-cache"] == "HIT"
+
+
+def test_vary_on_cookies_keys_the_page_on_those_cookies(server: Server) -> None:
+    """vary_on_cookies=["lang"]: one page per lang value; another cookie still passes."""
+    path = unique("bylang")
+    assert server.get(path, cookie="lang=fr").text.startswith("call 1")
+    assert server.get(path, cookie="_ga=9; lang=fr").headers["x-cache"] == "HIT"
+    assert server.get(path, cookie="lang=de").text.startswith("call 2")
+    assert server.get(path, cookie="lang=de").headers["x-cache"] == "HIT"
+    assert server.get(path, cookie="lang=fr; session=alice").headers["x-cache"] == "MISS"
+
+
+def test_parse_cookies_keeps_the_first_of_a_name() -> None:
+    """The Cookie header splits on ';', names and values trimmed, the first of a name wins."""
+    assert parse_cookies(" a=1; b = x=y ;a=2; ;c") == {"a": "1", "b": "x=y", "c": ""}
+    assert parse_cookies(None) == {}
+
+
+def test_shareable_needs_every_relevant_cookie_declared() -> None:
+    """Relevant cookies (not ignored) must all be vary_on_cookies names, or the route public."""
+    rules = CookieRules(["_ga*"])
+    keyed = Directives(vary_cookies=("lang",))
+    assert rules.shareable({}, Directives())
+    assert rules.shareable({"_ga": "1", "_gat": "2"}, Directives())
+    assert not rules.shareable({"sid": "1"}, Directives())
+    assert rules.shareable({"sid": "1"}, Directives(public=True))
+    assert rules.shareable({"lang": "fr", "_ga": "1"}, keyed)
+    assert not rules.shareable({"lang": "fr", "sid": "1"}, keyed)
+
+
+def test_route_ignores_cookies_of_its_own() -> None:
+    """A rule's ignore_cookies adds to the middleware's, for that route only."""
+    rules = CookieRules(["_ga*"])
+    route = CacheRule("/blog/*", ignore_cookies=["cart_*"]).match("/blog/x")
+    assert route is not None
+    assert rules.shareable({"_ga": "1", "cart_id": "7"}, route)
+    assert not rules.shareable({"cart_id": "7"}, Directives())
+
+
+def test_cookie_options_are_checked() -> None:
+    """A single string where a list of names belongs is a ConfigError, not a list of letters."""
+    with pytest.raises(ConfigError):
+        CookieRules("_ga*")
+    with pytest.raises(ConfigError):
+        CacheRule("/x", vary_on_cookies="lang")
+    with pytest.raises(ConfigError):
+        CacheRule("/x", ignore_cookies="_ga")
