@@ -321,8 +321,9 @@ class RedisTier:
         return rr.make_lease(key, tokens, values)
 
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
-        if isinstance(lease, rs.RedisLease) and self.coalesce and not self.cluster and self.sides:
-            return await rwc.leased_set(self, key, entry, lease)  # a backfill or a load
+        coalesced = self.coalesce and not self.cluster and self.sides is not None
+        if coalesced and isinstance(lease, rs.RedisLease):  # a backfill or a load
+            return await rwc.leased_set(self, key, entry, lease)
         call = rd.run(self, "set", lambda: rw.set_op(self, key, entry, lease))
         return await (rn.guarded(self, key, "set", call) if self.cluster else call)
 
