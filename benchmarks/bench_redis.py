@@ -7,6 +7,9 @@
 - throughput with 64 concurrent tasks reading hot keys, against raw redis-py GETs,
   aiocache and cashews. stratacache coalesces the reads issued in one event-loop turn
   into one MGET. Target: at least 2x the raw redis-py throughput.
+- misses with 64 concurrent tasks: ``get_or_set`` of new keys (read, load, leased write
+  back), with and without coalescing (the leased writes of one loop turn go out as one
+  pipeline), against raw redis-py doing a GET and a SET per key.
 - ``get_many`` of 100 keys: the number of round trips (counted on the wire by a
   connection that counts the packets it sends) and its p50 against one raw MGET
   and against 100 raw GETs. Target: at most 2x one raw MGET.
@@ -272,6 +275,62 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
         formatter=lambda v: f"{v:,.0f}/s",
     )
 
+    # -- 64 concurrent misses: read, load, write back under a lease ----------------------------
+    # Each load's write is a leased set (the set script); the async tier sends the leased
+    # writes of one loop turn as one pipeline. "coalesce off" sends each alone (its reads too).
+    tier_off = sc.RedisTier(url=url)
+    tier_off.coalesce = False
+    cache_off = sc.Cache([tier_off], namespace=f"bench{run}off")
+    await cache_off.start()
+    fresh = iter(range(10**9))
+
+    def loader() -> str:
+        return VALUE
+
+    async def load_through(c: sc.Cache) -> None:
+        await c.get_or_set(f"miss{next(fresh)}", loader, ttl=600)
+
+    async def raw_load() -> None:
+        key = f"{raw_prefix}miss{next(fresh)}"
+        if await raw.get(key) is None:
+            await raw.set(key, VALUE, px=600_000)
+
+    async def miss_throughput(load: Callable[[], Awaitable[Any]], ops: int) -> float:
+        per_task = ops // CONCURRENCY
+
+        async def task() -> None:
+            for _ in range(per_task):
+                await load()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(task() for _ in range(CONCURRENCY)))
+        return per_task * CONCURRENCY / (time.perf_counter() - start)
+
+    miss_ops = ops * 2
+    miss_results = await arun_interleaved(
+        {
+            "stratacache get_or_set": lambda: miss_throughput(
+                lambda: load_through(cache), miss_ops
+            ),
+            "stratacache, coalesce off": lambda: miss_throughput(
+                lambda: load_through(cache_off), miss_ops
+            ),
+            "raw redis-py GET + SET": lambda: miss_throughput(raw_load, miss_ops),
+        },
+        repeats,
+    )
+    miss_ratios = print_table(
+        f"Misses loaded and written back, {CONCURRENCY} concurrent tasks",
+        miss_results,
+        subject="stratacache get_or_set",
+        unit="loads/s, higher is better",
+        formatter=lambda v: f"{v:,.0f}/s",
+    )
+    await cache_off.clear()
+    await cache_off.close()
+    async for key in raw.scan_iter(match=f"{raw_prefix}miss*", count=1000):
+        await raw.delete(key)
+
     # -- get_many of 100 keys -----------------------------------------------------------------
     many = [f"m{i}" for i in range(100)]
     await cache.set_many({k: VALUE for k in many}, ttl=3600)
@@ -324,6 +383,10 @@ async def main_async(url: str, repeats: int, ops: int) -> None:
         )
     )
     print(verdict("get_many(100) p50 vs one raw MGET", many_ratios["raw MGET of 100"], 2.0))
+    print(
+        f"  misses with {CONCURRENCY} tasks: {miss_ratios['stratacache, coalesce off']:.2f}x "
+        f"the uncoalesced tier's loads/s, {miss_ratios['raw redis-py GET + SET']:.2f}x raw"
+    )
     print(f"  get_many(100) round trips: {trips} (target 1) {'OK' if trips == 1 else 'MISSED'}")
     print(f"  (raw async GET p50 here: {fmt_ns(results['raw redis-py asyncio GET'].median)})")
 

@@ -254,3 +254,72 @@ def test_bindings_are_memoized_within_a_bound() -> None:
         key = f"ns:k{i}"
         assert codec.decode(codec.encode(_entry(i), key=key), key=key).value == i
     assert len(codec._bindings) <= codec_module._BINDINGS_KEPT
+
+
+def _decoded(entry: Entry | None) -> tuple[object, ...] | None:
+    """Every field of a decoded entry, for comparing two decodes."""
+    if entry is None:
+        return None
+    return (
+        entry.value,
+        entry.created,
+        entry.expires,
+        entry.refresh_after,
+        entry.stale_until,
+        entry.cost,
+        entry.tags,
+        dict(entry.tag_versions),
+        entry.size,
+        entry.deadline,
+        entry.payload,
+    )
+
+
+def _batch(codec: EntryCodec) -> tuple[list[str], list[bytes]]:
+    """Keys and stored bytes (after a 1-byte prefix): good, moved, foreign and odd entries."""
+    import msgpack
+
+    from stratacache.core.codec import BYTES_FORMAT, FORMAT, key_binding
+
+    good = codec.encode(_entry({"a": [1, 2]}), key="ns:a")
+    plain = codec.encode(Entry("v", created=1.0, expires=None, cost=0), key="ns:b")
+    bytes_format = [BYTES_FORMAT, key_binding("ns:e"), 1.0, None, None, None, 0.0, [], {}]
+    items = [
+        ("ns:a", good),
+        ("ns:b", plain),
+        ("ns:c", good),  # sealed for ns:a: moved
+        ("ns:d", good[: len(good) // 2]),  # truncated
+        ("ns:e", msgpack.packb([*bytes_format, codec.serializer.dumps(7)], use_bin_type=True)),
+        ("ns:f", msgpack.packb([FORMAT, key_binding("ns:f"), "x", None, None, None, 0, [], {}, 1])),
+        ("ns:i", msgpack.packb([FORMAT, key_binding("ns:i"), 5, 9, None, None, 0, [], {}, 1])),
+        ("ns:g", b""),
+        ("ns:h", msgpack.packb([1, 2, 3])),
+    ]
+    return [k for k, _ in items], [b"\x00" + data for _, data in items]
+
+
+@pytest.mark.parametrize("envelopes", [[], [HMACSigner(b"k" * 16)]], ids=["plain", "signed"])
+def test_decode_many_decides_as_decode_does(envelopes: list[Envelope]) -> None:
+    """A batch decode gives each key what ``decode`` gives it (None where it raises), moved
+    values counted alike."""
+    codec, single = EntryCodec(envelopes=envelopes), EntryCodec(envelopes=envelopes)
+    keys, blobs = _batch(codec)
+    expected = []
+    for key, blob in zip(keys, blobs, strict=True):
+        try:
+            expected.append(_decoded(single.decode(blob[1:], key=key)))
+        except DeserializationError:
+            expected.append(None)
+    got = [_decoded(e) for e in codec.decode_many(keys, blobs, 1)]
+    assert got == expected
+    assert got[0] is not None and got[2] is None and got[3] is None
+    assert codec.moved_values == single.moved_values >= 1
+
+
+def test_decode_many_keeps_tags_versions_and_types() -> None:
+    """Tags come back as a tuple, versions as a dict, a tuple value as a tuple."""
+    codec = EntryCodec()
+    data = codec.encode(_entry((1, "x")), key="ns:k")
+    (entry,) = codec.decode_many(["ns:k"], [data])
+    assert entry is not None and entry.tags == ("user:1",) and entry.tag_versions == {"user:1": 3}
+    assert type(entry.value) is tuple and entry.size == len(data)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
-from stratacache.core.entry import XFETCH_HORIZON, Entry
+import pytest
+
+from stratacache.core.entry import XFETCH_HORIZON, Entry, trusted
 
 
 def test_timeline_fresh_stale_expired_gone() -> None:
@@ -46,3 +50,19 @@ def test_kill_marks_dead_and_calls_each_watcher_once() -> None:
     entry.kill()
     entry.kill()
     assert not entry.alive and calls == [1]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("v", 1.0, None, None, None, 0.0, (), {}, 0),
+        ("v", 1.0, 20.0, None, None, 0.5, ("t",), {"t": 2}, 10),
+        ([1], 1, 20, 10, 30, 2, (), {}, 5),
+    ],
+)
+def test_trusted_builds_what_the_constructor_builds(fields: tuple[Any, ...]) -> None:
+    """``trusted`` (the decoder's constructor) sets every field as ``Entry(...)`` does."""
+    made, built = Entry(*fields), trusted(*fields)
+    for field in dataclasses.fields(Entry):
+        assert getattr(built, field.name) == getattr(made, field.name), field.name
+    assert type(built) is Entry and built.alive

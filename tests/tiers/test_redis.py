@@ -203,3 +203,33 @@ async def test_get_many_checks_tags_in_either_mode(tier: RedisTier, clock: Manua
     await tier.delete_many(keys[:6])
     await tier.get_many(keys)
     assert not tier.expect_tags  # none tagged any more: back to a plain MGET
+
+
+async def test_get_many_misses_the_gone_the_moved_and_the_foreign(
+    tier: RedisTier, clock: ManualClock, raw: redis.Redis
+) -> None:
+    """A batch read returns only live entries of their own key, in either mode: an expired,
+    a corrupt, a foreign and a moved value are misses, the last three counted."""
+    now = clock.time()
+    await tier.set_many(
+        {
+            "shop:live": Entry("a", now, expires=now + 1000),
+            "shop:tagged": Entry("b", now, expires=now + 1000, tags=("t",)),
+            "shop:old": Entry("c", now, expires=now + 10),
+        }
+    )
+    raw.set("shop:corrupt", b"\x00\x9a\x03junk")
+    raw.set("shop:foreign", b"hello")
+    raw.set("shop:moved", raw.get("shop:live") or b"")
+    clock.advance(100)  # shop:old is past its end (Redis still holds it)
+    keys = ["shop:live", "shop:tagged", "shop:old", "shop:corrupt", "shop:foreign", "shop:moved"]
+    for expect_tags in (False, True):
+        tier.expect_tags = expect_tags
+        before = tier.decode_errors
+        got = await tier.get_many([*keys, "shop:absent"])
+        assert {k: e.value for k, e in got.items()} == {"shop:live": "a", "shop:tagged": "b"}
+        assert tier.decode_errors - before == 3
+        assert {k: e.value for k, e in tier.get_many_sync(keys).items()} == {
+            "shop:live": "a",
+            "shop:tagged": "b",
+        }

@@ -143,12 +143,22 @@ def read_many(view: SlotView, fkeys: list[str], now: float) -> Generator[TierCal
                 if not e.is_gone(now) and not view.hidden(slot, k, e, now)
             }
         else:  # the common case: nothing degraded or waiting for replay
-            live = {k: e for k, e in got.items() if not e.is_gone(now)}
+            live = {  # ``not e.is_gone(now)``, inlined: one call less per key
+                k: e
+                for k, e in got.items()
+                if (end := e.stale_until if e.stale_until is not None else e.expires) is None
+                or now < end
+            }
         slot.stats.hits += len(live)
         slot.stats.misses += len(missing) - len(live)
         if live and index:
             yield from _backfill_many(view, live, index, leases, now)
-        found.update(live)
+        if not found:
+            found = live
+        else:
+            found.update(live)
+        if len(live) == len(missing):
+            break  # every key found: no list of the missing ones to build
         missing = [k for k in missing if k not in live]
     return found
 

@@ -44,17 +44,13 @@ def get_many_op(tier: RedisTier, keys: Sequence[str]) -> Op[dict[str, Entry]]:
     if len(keys) <= rb.CHUNK_KEYS and tier.expect_tags and not tier.cluster:
         prefix = tier.names.tag_prefix
         raws = yield lambda s: s.c.evalsha(SHA["get_many"], len(keys), *keys, prefix)
-        found: dict[str, Entry] = {}
-        tagged = False
+        found, tagged_keys, tagged_raws = live_untagged(tier, keys, raws)
         now = tier.context.clock.time()
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is None:
-                continue
-            tagged = tagged or raw[:1] != rs.UNTAGGED
+        for key, raw in zip(tagged_keys, tagged_raws, strict=True):  # checked by the script
             entry = load_entry(tier, raw, key, now)
             if entry is not None:
                 found[key] = entry
-        tier.expect_tags = tagged
+        tier.expect_tags = bool(tagged_keys)
         return found
     if len(keys) <= rb.CHUNK_KEYS:
         raws = yield mget_step(tier, keys)
@@ -80,25 +76,11 @@ def fresh_op(tier: RedisTier, keys: Sequence[str], raws: Sequence[Any]) -> Op[di
     in one more MGET and compared with the recorded versions (a missing counter, -1,
     matches none: see ``_redis_scripts``).
     """
-    found: dict[str, Entry] = {}
+    found, tagged_keys, tagged_raws = live_untagged(tier, keys, raws)
     tagged: dict[str, tuple[bytes, list[Any]]] = {}
     tags: set[str] = set()
-    untagged = rs.UNTAGGED
     now = tier.context.clock.time()
-    decode = tier.context.codec.decode
-    for key, raw in zip(keys, raws, strict=True):
-        if raw is None:
-            continue
-        if raw[:1] == untagged:  # the common case, inlined (``_decode``)
-            try:
-                entry = decode(raw[1:], key=key)
-            except DeserializationError:
-                tier.decode_errors += 1
-                continue
-            end = entry.stale_until if entry.stale_until is not None else entry.expires
-            if end is None or now < end:
-                found[key] = entry
-            continue
+    for key, raw in zip(tagged_keys, tagged_raws, strict=True):
         try:
             data, header = rs.split_stored(raw)
             pairs = msgpack.unpackb(header, raw=False) if header is not None else []
@@ -122,6 +104,44 @@ def fresh_op(tier: RedisTier, keys: Sequence[str], raws: Sequence[Any]) -> Op[di
             if live is not None:
                 found[key] = live
     return found
+
+
+def live_untagged(
+    tier: RedisTier, keys: Sequence[str], raws: Sequence[Any]
+) -> tuple[dict[str, Entry], list[str], list[Any]]:
+    """``(live untagged entries, keys of the other values, those values)``.
+
+    The untagged values (the common case) decode in one pass (``EntryCodec.decode_many``);
+    the others (tagged, or foreign) are left to the caller's tag check.
+    """
+    plain_keys: list[str] = []
+    plain: list[bytes] = []
+    other_keys: list[str] = []
+    other: list[Any] = []
+    untagged = rs.UNTAGGED
+    for key, raw in zip(keys, raws, strict=True):
+        if raw is None:
+            continue
+        if raw[:1] == untagged:
+            plain_keys.append(key)
+            plain.append(raw)
+        else:
+            other_keys.append(key)
+            other.append(raw)
+    found: dict[str, Entry] = {}
+    if plain:
+        now = tier.context.clock.time()
+        errors = 0
+        entries = tier.context.codec.decode_many(plain_keys, plain, 1)
+        for key, entry in zip(plain_keys, entries, strict=True):
+            if entry is None:
+                errors += 1
+                continue
+            end = entry.stale_until if entry.stale_until is not None else entry.expires
+            if end is None or now < end:
+                found[key] = entry
+        tier.decode_errors += errors
+    return found, other_keys, other
 
 
 def lease_keys(tier: RedisTier, key: str, tags: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -10,7 +10,8 @@ Costs: a hit is one GET; ``get_many`` is one MGET; a ``get`` of an entry that
 carries tags (unless the caller names them, then one EVALSHA does both) costs one
 more MGET of its tag counters; ``get_many`` switches to the get_many script (one
 EVALSHA) while the batches it meets hold tagged entries. Concurrent async ``get``s
-and leases of one event loop share one MGET per loop turn (``_redis_coalesce``).
+and leases of one event loop share one MGET per loop turn (``_redis_coalesce``), and
+their leased writes (backfills, loads) one pipeline (``_redis_write_coalesce``).
 Batches go out in bounded, pipelined chunks (``_redis_batch``); ``invalidate_tags``
 is one INCR per tag, whatever the number of entries. On a cluster, tag counters and the epoch are spread over slots,
 multi-key reads are split per slot and pipelined per node, and each node has its own
@@ -43,6 +44,7 @@ from . import _redis_drivers as rd
 from . import _redis_nodes as rn
 from . import _redis_reads as rr
 from . import _redis_scripts as rs
+from . import _redis_write_coalesce as rwc
 from . import _redis_writes as rw
 from ._redis_client import (
     ASYNC_DRIVER_ERRORS,
@@ -55,6 +57,7 @@ from ._redis_client import (
     timeout,
 )
 from ._redis_coalesce import ReadCoalescer
+from ._redis_write_coalesce import WriteCoalescer
 
 
 class RedisTier:
@@ -87,8 +90,9 @@ class RedisTier:
             value is refused at ``set`` with ``SerializationError``.
 
     Attributes:
-        coalesce: concurrent async ``get``s of one event loop ride one MGET (default True;
-            set to False on the instance to send each alone).
+        coalesce: concurrent async ``get``s of one event loop ride one MGET, and their
+            leased writes (backfills, loads) one pipeline (default True; set to False on
+            the instance to send each alone).
         dropped_writes: entries of ``set_many``/``delete_many`` not written because a chunk
             failed (the call also raised ``TierError``); shown in ``cache.stats()``.
         node_errors: cluster reads of which one node's part failed while others answered
@@ -106,6 +110,8 @@ class RedisTier:
     #: the last ``get_many`` batch held tagged entries (the next runs the script; ``_redis_reads``)
     expect_tags = False
     _coalescers: PerLoop[ReadCoalescer] | None = None
+    #: the leased-write batches of each event loop (``_redis_write_coalesce``)
+    write_coalescers: PerLoop[WriteCoalescer] | None = None
 
     def __init__(
         self,
@@ -207,7 +213,7 @@ class RedisTier:
     async def close(self) -> None:
         """Close this loop's async client; release those of other loops without their loops."""
         sides, self.sides = self.sides, None
-        self._coalescers = None
+        self._coalescers = self.write_coalescers = None
         if sides is not None:
             current = sides.pop_current()
             sides.clear()
@@ -219,7 +225,7 @@ class RedisTier:
 
     def after_fork(self) -> None:
         """In a forked child: never touch the parent's sockets; build new clients on first use."""
-        self._coalescers = None  # batches of the parent's loops are the parent's
+        self._coalescers = self.write_coalescers = None  # the parent's loops' batches
         self._build_lock = threading.Lock()
         if self.sides is not None:
             self.sides.after_fork()
@@ -315,6 +321,9 @@ class RedisTier:
         return rr.make_lease(key, tokens, values)
 
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
+        coalesced = self.coalesce and not self.cluster and self.sides is not None
+        if coalesced and isinstance(lease, rs.RedisLease):  # a backfill or a load
+            return await rwc.leased_set(self, key, entry, lease)
         call = rd.run(self, "set", lambda: rw.set_op(self, key, entry, lease))
         return await (rn.guarded(self, key, "set", call) if self.cluster else call)
 
