@@ -290,7 +290,9 @@ def _on_tier(tiers: list[Tier], build: str) -> Any:
     """The bus or lock built on the first Redis tier's own connection (Cluster, Sentinel too)."""
     for tier in tiers:
         method = getattr(tier, build, None)
-        if callable(method):
+        if callable(method) and getattr(
+            tier, "offers_lock", True
+        ):  # a SQL tier's bus is no Redis one
             return method()
     return None
 
