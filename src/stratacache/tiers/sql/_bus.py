@@ -181,6 +181,10 @@ class SQLBus:
             conn = self.log.connect()
             self.log.listen(conn)
             self._poll_conn = conn
+            head = self.log.head(conn)
+            if self._cursor is not None and head < self._cursor:  # the log was recreated
+                self._cursor = head
+                self._catch_up()
         if self._cursor is None:
             self._cursor = self.log.head(self._poll_conn)
 
@@ -214,9 +218,7 @@ class SQLBus:
             log.info("stratacache: invalidation log readable again")
             self._on_state(True)  # the engine empties local tiers once: nothing missed survives
         elif pruned > cursor:  # rows this process never read are gone
-            self.catchups += 1
-            log.warning("stratacache: invalidation log pruned past this process; dropping L1")
-            self._deliver(Invalidation(clear=True, reason="bus catch-up"))
+            self._catch_up()
         for _, origin, payload in rows:
             if origin == self._origin:
                 self.echoes += 1
@@ -225,6 +227,12 @@ class SQLBus:
             self._deliver(decode(bytes(payload)))
         self._maybe_prune(conn)
         return len(rows) >= BATCH
+
+    def _catch_up(self) -> None:
+        """Rows this process never read are gone (pruned, or the log recreated): drop L1."""
+        self.catchups += 1
+        log.warning("stratacache: invalidation log rows missed by this process; dropping L1")
+        self._deliver(Invalidation(clear=True, reason="bus catch-up"))
 
     def _deliver(self, message: Invalidation) -> None:
         try:

@@ -11,8 +11,9 @@ transaction-scoped advisory lock before its id is drawn (ids drawn by a sequence
 concurrent transactions would commit out of order). An append also sends a ``NOTIFY``
 there, which wakes the readers ``LISTEN``-ing at once.
 
-Old rows are pruned by id; the highest pruned id is kept in ``<log>_meta``, so a reader
-whose cursor lies below it knows it may have missed rows (and drops its local tiers).
+Old rows are pruned by id; each namespace's highest pruned id is kept in ``<log>_meta``,
+so a reader whose cursor lies below it knows it may have missed rows of its namespace
+(and drops its local tiers).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class BusLog:
             f"SELECT id, origin, payload FROM {t} WHERE namespace = {m} AND id > {m}"
             f" ORDER BY id LIMIT {BATCH}"
         )
-        self._pruned = f"SELECT pruned FROM {t}_meta WHERE id = 0"
+        self._pruned = f"SELECT pruned FROM {t}_meta WHERE namespace = {m}"
         self._head = f"SELECT COALESCE(MAX(id), 0) FROM {t}"
         if dialect == "sqlite":
             self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
@@ -145,8 +146,8 @@ class BusLog:
                 " namespace TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL,"
                 " payload BLOB NOT NULL)",
                 f"CREATE INDEX IF NOT EXISTS {t}_ns ON {t} (namespace, id)",
-                f"CREATE TABLE IF NOT EXISTS {t}_meta (id INTEGER PRIMARY KEY, pruned INTEGER)",
-                f"INSERT OR IGNORE INTO {t}_meta VALUES (0, 0)",
+                f"CREATE TABLE IF NOT EXISTS {t}_meta (namespace TEXT PRIMARY KEY,"
+                " pruned INTEGER NOT NULL)",
             ]
             for statement in ddl:
                 conn.execute(statement)
@@ -170,9 +171,9 @@ class BusLog:
             )
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_ns ON {t} (namespace, id)")
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {t}_meta (id INTEGER PRIMARY KEY, pruned BIGINT)"
+                f"CREATE TABLE IF NOT EXISTS {t}_meta (namespace TEXT PRIMARY KEY,"
+                " pruned BIGINT NOT NULL)"
             )
-            conn.execute(f"INSERT INTO {t}_meta VALUES (0, 0) ON CONFLICT DO NOTHING")
 
     def append(self, namespace: str, origin: str, at: float, payload: bytes) -> None:
         """Append one message (committed when this returns)."""
@@ -200,27 +201,38 @@ class BusLog:
         return int(conn.execute(self._head).fetchone()[0])
 
     def read(self, conn: Any, namespace: str, after: int) -> tuple[Sequence[Any], int]:
-        """``(rows after id `after` of `namespace`, highest pruned id)``, read in this order."""
+        """``(rows after id `after` of `namespace`, highest pruned id of `namespace`)``, read in
+        this order (a row pruned after the first read was read, or is past the last row)."""
         rows = conn.execute(self._read, (namespace, after)).fetchall()
-        pruned = conn.execute(self._pruned).fetchone()
+        pruned = conn.execute(self._pruned, (namespace,)).fetchone()
         return rows, int(pruned[0]) if pruned else 0
 
     def prune(self, conn: Any, upto: int) -> None:
-        """Delete rows with ids up to ``upto`` and record it as pruned."""
+        """Delete rows with ids up to ``upto``; record each namespace's highest deleted id."""
         t = self.table
         if self.dialect == "sqlite":
             conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute(
+                    f"INSERT INTO {t}_meta (namespace, pruned) SELECT namespace, MAX(id) FROM {t}"
+                    " WHERE id <= ? GROUP BY namespace ON CONFLICT (namespace)"
+                    " DO UPDATE SET pruned = MAX(pruned, excluded.pruned)",
+                    (upto,),
+                )
                 conn.execute(f"DELETE FROM {t} WHERE id <= ?", (upto,))
-                conn.execute(f"UPDATE {t}_meta SET pruned = MAX(pruned, ?) WHERE id = 0", (upto,))
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
             return
         with conn.transaction():
+            conn.execute(
+                f"INSERT INTO {t}_meta (namespace, pruned) SELECT namespace, MAX(id) FROM {t}"
+                " WHERE id <= %s GROUP BY namespace ON CONFLICT (namespace)"
+                f" DO UPDATE SET pruned = GREATEST({t}_meta.pruned, excluded.pruned)",
+                (upto,),
+            )
             conn.execute(f"DELETE FROM {t} WHERE id <= %s", (upto,))
-            conn.execute(f"UPDATE {t}_meta SET pruned = GREATEST(pruned, %s) WHERE id = 0", (upto,))
 
     def listen(self, conn: Any) -> None:
         """Have ``conn`` receive this log's notifications (PostgreSQL; nothing on SQLite)."""
