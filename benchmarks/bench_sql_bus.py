@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import run_interleaved  # noqa: E402
+from _common import arun_interleaved, run_interleaved  # noqa: E402
 
 import stratacache as sc  # noqa: E402
 from stratacache import events  # noqa: E402
@@ -110,12 +110,32 @@ def bench_write(url: str, repeats: int, writes: int = 500) -> dict[str, float]:
 
         return run
 
+    def asample(cache: sc.Cache) -> Any:
+        async def run() -> float:
+            began = time.perf_counter()
+            for i in range(writes):
+                await cache.set(f"k{i % 100}", i)
+            return (time.perf_counter() - began) / writes
+
+        return run
+
+    async def async_side() -> dict[str, float]:
+        for cache in caches.values():
+            await cache.set("warm", 0)
+        samples = {f"async {name}": asample(c) for name, c in caches.items()}
+        results = await arun_interleaved(samples, repeats)
+        for cache in caches.values():
+            await cache.close()
+        return {name: r.median for name, r in results.items()}
+
     for cache in caches.values():
         cache.sync.set("warm", 0)
     results = run_interleaved({name: sample(c) for name, c in caches.items()}, repeats)
     for cache in caches.values():
         cache.sync.close()
-    return {name: r.median for name, r in results.items()}
+    medians = {name: r.median for name, r in results.items()}
+    medians.update(asyncio.run(async_side()))
+    return medians
 
 
 def _span(values: list[float]) -> str:
@@ -143,11 +163,12 @@ def main() -> None:
         p50s, p99s = [r[0] for r in runs], [r[1] for r in runs]
         print(f"{label}: lag p50 {_span(p50s)} ms, p99 {_span(p99s)} ms (median (range) of runs)")
         writes = bench_write(url, 5)
-        on, off = writes["set, SQLBus (default)"], writes["set, bus=False"]
-        print(
-            f"{label}: set {on * 1e6:.0f} us with the bus, {off * 1e6:.0f} us without:"
-            f" {on / off:.2f}x"
-        )
+        for kind in ("", "async "):
+            on, off = writes[f"{kind}set, SQLBus (default)"], writes[f"{kind}set, bus=False"]
+            print(
+                f"{label}: {kind}set {on * 1e6:.0f} us with the bus, {off * 1e6:.0f} us"
+                f" without: {on / off:.2f}x"
+            )
     shutil.rmtree(tmp)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -149,18 +150,28 @@ class SQLBus:
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, message: Invalidation) -> None:
-        """Append ``message`` to the log (on a worker thread; the loop never waits on a lock).
+        """Append ``message`` to the log. On SQLite it is tried inline first (one small write
+        is cheaper than a thread hop); whatever may wait (a lock, the network) runs on a
+        worker thread, so the event loop never does.
 
         Raises:
             sqlite3.Error | psycopg.Error: the append failed (the engine keeps and replays it).
         """
+        if self.log.dialect == "sqlite":
+            try:
+                self.publish_sync(message, inline=True)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    raise
         await asyncio.to_thread(self.publish_sync, message)
 
-    def publish_sync(self, message: Invalidation) -> None:
+    def publish_sync(self, message: Invalidation, inline: bool = False) -> None:
         """``publish`` in the caller's thread."""
         if not self.namespace:
             raise ConfigError("SQLBus.publish before start")
-        self.log.append(self.namespace, message.origin, message.at or time.time(), encode(message))
+        at = message.at or time.time()
+        self.log.append(self.namespace, message.origin, at, encode(message), inline)
         self.published += 1
 
     # -- the poller thread -------------------------------------------------------------------
@@ -194,6 +205,8 @@ class SQLBus:
             try:
                 more = self._poll_once()
             except Exception as exc:  # a failing database must not end the poller
+                if stop.is_set():
+                    break  # closed under it: nothing to report
                 failures += 1
                 self._failed(exc)
                 stop.wait(min(self.poll_interval * 2**failures, _RETRY_MAX))
@@ -277,6 +290,11 @@ def tier_bus(target: Target, table: str) -> SQLBus | None:
         return None
     url = "sqlite:///" + quote(target.where) if target.dialect == "sqlite" else target.where
     return SQLBus(url, table=table + "_bus")
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether ``exc`` only says another connection holds the SQLite write lock."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _ignore(*_: Any) -> None:

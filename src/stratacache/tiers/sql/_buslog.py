@@ -77,29 +77,32 @@ class BusLog:
             )
 
     # -- connections -------------------------------------------------------------------------
-    def conn(self) -> Any:
-        """This thread's connection (SQLite) or the shared append connection (PostgreSQL)."""
-        key = "conn" if self.dialect == "sqlite" else "shared"
+    def conn(self, inline: bool = False) -> Any:
+        """This thread's connection (SQLite; ``inline`` ones never wait for a lock nor
+        checkpoint) or the shared append connection (PostgreSQL)."""
+        key = ("inline" if inline else "conn") if self.dialect == "sqlite" else "shared"
         holder = self._local if self.dialect == "sqlite" else self
         held = getattr(holder, "_held_" + key, None)
         if held is not None and held[0] == self._gen:
             return held[1]
-        conn = self.connect()
+        conn = self.connect(inline)
         setattr(holder, "_held_" + key, (self._gen, conn))
         return conn
 
-    def connect(self) -> Any:
+    def connect(self, inline: bool = False) -> Any:
         """A new connection (autocommit); closed by ``close``."""
         conn: Any
         if self.dialect == "sqlite":
             conn = sqlite3.connect(
                 self.where,
-                timeout=SQLITE_BUSY_TIMEOUT,
+                timeout=0.0 if inline else SQLITE_BUSY_TIMEOUT,
                 isolation_level=None,
                 check_same_thread=False,
                 uri=self._uri,
             )
             conn.execute("PRAGMA synchronous=NORMAL")
+            if inline:  # a commit on an event loop never runs a checkpoint (an fsync)
+                conn.execute("PRAGMA wal_autocheckpoint=0")
         else:
             import psycopg
 
@@ -175,10 +178,13 @@ class BusLog:
                 " pruned BIGINT NOT NULL)"
             )
 
-    def append(self, namespace: str, origin: str, at: float, payload: bytes) -> None:
-        """Append one message (committed when this returns)."""
+    def append(
+        self, namespace: str, origin: str, at: float, payload: bytes, inline: bool = False
+    ) -> None:
+        """Append one message (committed when this returns); ``inline`` (SQLite): raise
+        ``sqlite3.OperationalError`` at once rather than wait for another writer."""
         if self.dialect == "sqlite":
-            self.conn().execute(self._append, (namespace, origin, at, payload))
+            self.conn(inline).execute(self._append, (namespace, origin, at, payload))
             return
         with self._pg_lock:
             try:
