@@ -255,6 +255,17 @@ async def test_an_unreachable_database_never_raises_into_the_cache(sqlite_url: s
     await cache.close()
 
 
+async def test_a_database_that_appears_later_is_reported_down_then_up(
+    tmp_path: Path, wait_until: Any
+) -> None:
+    missing = tmp_path / "later"
+    a, inbox = await _started(f"sqlite:///{missing / 'c.db'}", "ns", "a", poll_interval=0.01)
+    assert inbox.states == [False] and not a.connected
+    missing.mkdir()
+    await asyncio.to_thread(wait_until, lambda: inbox.states == [False, True], what="up")
+    await a.close()
+
+
 async def test_a_lost_log_reports_the_bus_down_then_back(sqlite_url: str, wait_until: Any) -> None:
     a, inbox = await _started(sqlite_url, "ns", "a", poll_interval=0.01, retention=1.0)
     with sqlite3.connect(sqlite_url.split("///", 1)[1]) as conn:

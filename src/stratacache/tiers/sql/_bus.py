@@ -116,13 +116,12 @@ class SQLBus:
         self.namespace, self._origin = namespace, origin
         self._on_message, self._on_state = on_message, on_state
         self._stop = threading.Event()
-        ok = await asyncio.to_thread(self._first_poll)
+        if not await asyncio.to_thread(self._first_poll):
+            on_state(False)  # before the poller starts: its "back up" must come after
         self._thread = threading.Thread(
             target=self._run, args=(self._stop,), name="stratacache-sqlbus", daemon=True
         )
         self._thread.start()
-        if not ok:
-            on_state(False)
 
     @property
     def running(self) -> bool:
@@ -178,7 +177,7 @@ class SQLBus:
     def _first_poll(self) -> bool:
         try:
             self._connect()
-        except self.log.errors as exc:
+        except Exception as exc:  # whatever the database says, start() must not raise
             log.warning("stratacache: invalidation log unreadable at start (%r)", exc)
             self._poll_conn = None
             return False
