@@ -90,6 +90,7 @@ def pair(shared_url: str) -> Iterator[tuple[Any, Other]]:
 
 
 def test_the_embedded_default_runs_a_sql_bus(pair: tuple[Any, Other]) -> None:
+    """Memory above a SQLite file or PostgreSQL gets a ``SQLBus`` without being asked."""
     cache, other = pair
     assert type(cache.bus).__name__ == "SQLBus"
     assert other.bus == "SQLBus"
@@ -98,6 +99,7 @@ def test_the_embedded_default_runs_a_sql_bus(pair: tuple[Any, Other]) -> None:
 def test_a_write_in_one_process_reaches_the_others_memory_tier(
     pair: tuple[Any, Other], wait_until: Any
 ) -> None:
+    """An overwrite and a delete in one process replace the other's memory copy within a poll."""
     cache, other = pair
     cache.sync.set("price", 100)
     assert other.get("price") == 100  # now in the other's memory tier (no TTL)
@@ -110,6 +112,7 @@ def test_a_write_in_one_process_reaches_the_others_memory_tier(
 def test_tags_prefixes_and_clear_reach_the_other_process(
     pair: tuple[Any, Other], wait_until: Any
 ) -> None:
+    """Tag, prefix and clear invalidations empty the other process's memory copies (and only those)."""
     cache, other = pair
     cache.sync.set("tagged", 1, tags=["t"])
     cache.sync.set("p:one", 1)
@@ -127,6 +130,7 @@ def test_tags_prefixes_and_clear_reach_the_other_process(
 async def test_async_writes_reach_the_other_process(
     pair: tuple[Any, Other], wait_until: Any
 ) -> None:
+    """Async writes (appended inline on SQLite) reach the other process too."""
     cache, other = pair
     await cache.set("k", "old")
     assert await asyncio.to_thread(other.get, "k") == "old"
@@ -168,6 +172,7 @@ async def _started(url: str, namespace: str, origin: str, **options: Any) -> tup
 
 
 async def test_a_started_bus_does_not_replay_old_rows(shared_url: str, wait_until: Any) -> None:
+    """A bus starting now reads from the log's end: rows appended before it are never applied."""
     a, _ = await _started(shared_url, "ns", "a")
     for i in range(5):
         await a.publish(_message("a", f"ns:old{i}"))
@@ -183,6 +188,7 @@ async def test_a_started_bus_does_not_replay_old_rows(shared_url: str, wait_unti
 async def test_own_messages_and_other_namespaces_are_not_delivered(
     shared_url: str, wait_until: Any
 ) -> None:
+    """A bus applies neither its own echoes nor another namespace's rows."""
     a, _ = await _started(shared_url, "ns", "a")
     b, inbox = await _started(shared_url, "ns", "b")
     c, _ = await _started(shared_url, "other", "c")
@@ -209,6 +215,7 @@ def _rows(url: str, table: str) -> int:
 
 
 async def test_old_rows_are_pruned(shared_url: str, wait_until: Any) -> None:
+    """Rows older than ``retention`` are deleted and the namespace's pruned id recorded."""
     a, _ = await _started(shared_url, "ns", "a", poll_interval=0.01, retention=0.1)
     for i in range(20):
         await a.publish(_message("a", f"ns:{i}"))
@@ -222,6 +229,7 @@ async def test_old_rows_are_pruned(shared_url: str, wait_until: Any) -> None:
 async def test_a_reader_whose_rows_were_pruned_drops_its_local_tiers(
     shared_url: str, wait_until: Any
 ) -> None:
+    """A reader that stalled past a prune of rows it never read delivers a catch-up clear."""
     a, _ = await _started(shared_url, "ns", "a")
     b, inbox = await _started(shared_url, "ns", "b")
     inbox.gate.clear()  # b stalls while delivering the first message
@@ -239,6 +247,7 @@ async def test_a_reader_whose_rows_were_pruned_drops_its_local_tiers(
 
 
 async def test_an_unreachable_database_never_raises_into_the_cache(sqlite_url: str) -> None:
+    """A bus that cannot reach its database distrusts L1 and never raises into cache calls."""
     import stratacache as sc
     from stratacache.tiers.sql import SQLBus
 
@@ -258,6 +267,7 @@ async def test_an_unreachable_database_never_raises_into_the_cache(sqlite_url: s
 async def test_a_database_that_appears_later_is_reported_down_then_up(
     tmp_path: Path, wait_until: Any
 ) -> None:
+    """A failed first read is reported down by ``start``; the first good poll reports it up."""
     missing = tmp_path / "later"
     a, inbox = await _started(f"sqlite:///{missing / 'c.db'}", "ns", "a", poll_interval=0.01)
     assert inbox.states == [False] and not a.connected
@@ -267,6 +277,7 @@ async def test_a_database_that_appears_later_is_reported_down_then_up(
 
 
 async def test_a_lost_log_reports_the_bus_down_then_back(sqlite_url: str, wait_until: Any) -> None:
+    """A log table dropped under the bus: reported down, recreated, up, and heard again."""
     a, inbox = await _started(sqlite_url, "ns", "a", poll_interval=0.01, retention=1.0)
     with sqlite3.connect(sqlite_url.split("///", 1)[1]) as conn:
         conn.execute("DROP TABLE stratacache_bus")
@@ -283,6 +294,7 @@ async def test_a_lost_log_reports_the_bus_down_then_back(sqlite_url: str, wait_u
 async def test_a_killed_postgres_connection_reports_the_bus_down_then_back(
     postgres_url: str, wait_until: Any
 ) -> None:
+    """A terminated PostgreSQL poll connection is reported down, then up once reconnected."""
     import psycopg
 
     a, inbox = await _started(postgres_url, "ns", "a", poll_interval=0.01, retention=1.0)
