@@ -36,7 +36,7 @@ from ...core.errors import ConfigError
 from ...core.fleet import Invalidation
 from ...core.loops import on_fork
 from ...fleet.wire import decode, encode
-from ._buslog import BATCH, BusLog
+from ._buslog import BATCH, PG_IDLE_READ, BusLog
 from ._common import _TABLE_NAME, Target, parse_url
 
 log = logging.getLogger("stratacache")
@@ -55,7 +55,9 @@ class SQLBus:
         url: ``sqlite:///path.db`` or ``postgresql://...`` (the SQL tier's database).
         table: the log table (``<table>_meta`` beside it).
         poll_interval: seconds between two reads of the log (the bound on how late another
-            process's write reaches this process's local tiers, plus the read itself).
+            process's write reaches this process's local tiers, plus the read itself). On
+            PostgreSQL each append's ``NOTIFY`` wakes the readers at once, and they read
+            without one only every ``max(poll_interval, 1)`` seconds.
         retention: seconds a row is kept; a process that could not read for longer drops
             its local tiers instead of replaying.
     """
@@ -82,6 +84,10 @@ class SQLBus:
             uri = True
         self.url = url
         self.log = BusLog(target.dialect, where, table, uri)
+        #: seconds between two reads when nothing wakes the poller (``NOTIFY`` on PostgreSQL)
+        self.idle_wait = self.poll_interval
+        if target.dialect != "sqlite":
+            self.idle_wait = max(self.poll_interval, PG_IDLE_READ)
         #: True while polls succeed; when False the engine bounds the age of what L1 serves
         self.connected = False
         #: counters: messages applied, own echoes skipped, published, failed polls, catch-ups
@@ -214,7 +220,7 @@ class SQLBus:
             if stop.is_set() or more:
                 continue
             try:
-                self.log.wait(self._poll_conn, self.poll_interval, stop)
+                self.log.wait(self._poll_conn, self.idle_wait, stop)
             except Exception as exc:
                 self._failed(exc)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
@@ -30,6 +31,10 @@ BATCH = 512
 SQLITE_BUSY_TIMEOUT = 2.0
 #: seconds a PostgreSQL connect may take (libpq counts whole seconds, at least 2)
 PG_CONNECT_TIMEOUT = 2
+#: seconds between two reads without a notification on PostgreSQL (the fallback)
+PG_IDLE_READ = 1.0
+#: seconds a PostgreSQL wait goes without looking whether the bus is closing
+STOP_CHECK = 0.1
 
 
 class BusLog:
@@ -246,12 +251,22 @@ class BusLog:
             conn.execute(f'LISTEN "{self.channel}"')
 
     def wait(self, conn: Any, timeout: float, stop: threading.Event) -> None:
-        """Wait up to ``timeout`` seconds, less if a notification (or ``stop``) comes first."""
+        """Wait up to ``timeout`` seconds, less if a notification (or ``stop``) comes first.
+
+        On PostgreSQL a notification is never lost while the connection lives (one that
+        came during a read is kept for the next wait), so the wait can be long: it
+        checks ``stop`` every ``STOP_CHECK`` seconds only.
+        """
         if self.dialect == "sqlite":
             stop.wait(timeout)
             return
-        for _ in conn.notifies(timeout=timeout, stop_after=1):
-            pass
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if any(True for _ in conn.notifies(timeout=min(left, STOP_CHECK), stop_after=1)):
+                return
 
 
-__all__ = ["BATCH", "BusLog"]
+__all__ = ["BATCH", "PG_IDLE_READ", "BusLog"]
