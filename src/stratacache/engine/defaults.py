@@ -64,9 +64,8 @@ def _warn_if_uncoordinated(tiers: Sequence[Tier]) -> None:
         log.warning(
             "stratacache: local tier %r sits above shared tier %r with no invalidation bus: "
             "other processes' invalidations reach this process only when its local copies "
-            "expire (the local tier's ttl); pass bus=RedisBus(url) or SQLBus(url) to keep them "
-            "coherent, "
-            "or bus=False to silence this",
+            "expire (the local tier's ttl); pass bus=RedisBus(url) or SQLBus(url) to keep "
+            "them coherent, or bus=False to silence this",
             local[0].name,
             shared[0].name,
         )
