@@ -44,22 +44,32 @@ def tag_of(key: str) -> str:
 
 # -- worker ----------------------------------------------------------------------------------------
 async def work(
-    url: str, namespace: str, wid: int, duration: float, use_bus: bool
+    url: str, namespace: str, wid: int, duration: float, bus_mode: str
 ) -> dict[str, Any]:
-    """One process's random workload and what it observed."""
+    """One process's random workload and what it observed.
+
+    ``bus_mode``: ``"1"`` a ``RedisBus``, ``"0"`` none, or a ``sqlite:///`` URL: memory above
+    a SQL tier on that file, with its default bus (``SQLBus``).
+    """
     import redis.asyncio as aredis
 
     import stratacache as sc
     from stratacache.engine import signals
 
     truth = aredis.Redis.from_url(url)
-    bus = sc.RedisBus(url) if use_bus else False
-    cache = sc.Cache(
-        tiers=[sc.MemoryTier(maxsize=100), sc.RedisTier(url=url)],
-        namespace=namespace,
-        bus=bus,
-        default_ttl=60,
-    )
+    if bus_mode.startswith("sqlite"):
+        cache = sc.Cache(
+            tiers=[sc.MemoryTier(maxsize=100), sc.SQLTier(url=bus_mode)],
+            namespace=namespace,
+            default_ttl=60,
+        )
+    else:
+        cache = sc.Cache(
+            tiers=[sc.MemoryTier(maxsize=100), sc.RedisTier(url=url)],
+            namespace=namespace,
+            bus=sc.RedisBus(url) if bus_mode == "1" else False,
+            default_ttl=60,
+        )
     clock = time.monotonic
     reads: list[tuple[str, float, float, int]] = []
     invalidations: list[tuple[str, str, int, float, float]] = []
@@ -168,13 +178,15 @@ def check(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_fleet(redis_url: str, tmp_path: Path, duration: float, use_bus: bool) -> dict[str, Any]:
+def run_fleet(
+    redis_url: str, tmp_path: Path, duration: float, use_bus: bool, sql: str = ""
+) -> dict[str, Any]:
     """Run the workers as separate OS processes and check what they recorded."""
     namespace = "coh" + uuid.uuid4().hex[:8]
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     outs = [str(tmp_path / f"worker{i}.json") for i in range(PROCESSES)]
-    args = [redis_url, namespace, str(duration), "1" if use_bus else "0"]
+    args = [redis_url, namespace, str(duration), sql or ("1" if use_bus else "0")]
     procs = [
         subprocess.Popen([sys.executable, __file__, *args, str(i), out], env=env)
         for i, out in enumerate(outs)
@@ -199,6 +211,21 @@ def test_no_stale_read_after_invalidation_across_processes(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_no_stale_read_across_processes_sharing_a_sqlite_file(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same check for the embedded default (memory above SQLite) and its ``SQLBus``: the
+    reads that began after a remote invalidation was applied never return an older value."""
+    report = run_fleet(redis_url, tmp_path, 10.0, True, sql=f"sqlite:///{tmp_path / 'c.db'}")
+    with capsys.disabled():
+        print(f"\ncoherence over SQLite: {report}")
+    assert report["reads"] > 500 and report["invalidations"] > 50
+    assert report["remote_applies"] > 0
+    assert report["violations"] == 0, report["examples"]
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_checker_catches_incoherent_l1_without_bus(
     redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -212,5 +239,5 @@ def test_checker_catches_incoherent_l1_without_bus(
 
 if __name__ == "__main__":
     url, ns, seconds, bus_flag, worker_id, output = sys.argv[1:7]
-    observed = asyncio.run(work(url, ns, int(worker_id), float(seconds), bus_flag == "1"))
+    observed = asyncio.run(work(url, ns, int(worker_id), float(seconds), bus_flag))
     Path(output).write_text(json.dumps(observed))

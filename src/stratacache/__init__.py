@@ -62,7 +62,7 @@ from .tiers.memory import MemoryTier
 if TYPE_CHECKING:
     from .tiers.aiocache import AiocacheTier
     from .tiers.redis import RedisTier
-    from .tiers.sql import SQLTier
+    from .tiers.sql import SQLBus, SQLTier
 
 cached = _decorators.cached
 JSONLinesAuditLog = events.JSONLinesAuditLog
@@ -71,6 +71,7 @@ TagRules = events.TagRules
 _LAZY = {
     "RedisTier": "stratacache.tiers.redis",
     "SQLTier": "stratacache.tiers.sql",
+    "SQLBus": "stratacache.tiers.sql",
     "AiocacheTier": "stratacache.tiers.aiocache",
 }
 
@@ -117,6 +118,7 @@ __all__ = [
     "RedisConnection",
     "RedisLock",
     "RedisTier",
+    "SQLBus",
     "SQLTier",
     "SerializationError",
     "Serializer",

@@ -290,7 +290,8 @@ def _on_tier(tiers: list[Tier], build: str) -> Any:
     """The bus or lock built on the first Redis tier's own connection (Cluster, Sentinel too)."""
     for tier in tiers:
         method = getattr(tier, build, None)
-        if callable(method):
+        # a SQL tier builds a bus too (``offers_lock`` False), but not on Redis
+        if callable(method) and getattr(tier, "offers_lock", True):
             return method()
     return None
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import stratacache as sc
+from stratacache.engine.defaults import AUTO
 from stratacache.fleet.bus import RedisBus
 from stratacache.fleet.lock import RedisLock
 
@@ -186,6 +187,34 @@ def test_cluster_and_sentinel_tiers_get_a_bus_and_lock_on_their_own_connection()
         lock = cache.readthrough.lock
         assert isinstance(lock, sc.RedisLock) and lock.connection is tier.connection
         assert sc.Cache(tiers=[sc.MemoryTier(), tier], bus=False).bus is None
+
+
+def test_a_sql_tier_gets_a_sql_bus_on_its_own_database(tmp_path: Path) -> None:
+    """The embedded default (memory above SQLite) runs a ``SQLBus`` on the tier's file;
+    ``lock=True`` still needs Redis; a private in-memory database needs no bus."""
+    db = tmp_path / "cache.db"
+    for bus in (AUTO, True):
+        cache = sc.Cache(tiers=[sc.MemoryTier(), sc.SQLTier(url=f"sqlite:///{db}")], bus=bus)
+        assert isinstance(cache.bus, sc.SQLBus)
+        assert cache.bus.log.where == str(db) and cache.bus.log.table == "stratacache_entries_bus"
+        assert cache.readthrough.lock is None
+    with pytest.raises(sc.ConfigError, match="lock=True needs"):
+        sc.Cache(tiers=[sc.MemoryTier(), sc.SQLTier(url=f"sqlite:///{db}")], lock=True)
+    with pytest.raises(sc.ConfigError, match="builds no bus"):
+        sc.Cache(tiers=[sc.MemoryTier(), sc.SQLTier(url="sqlite://")], bus=True)
+
+
+def test_a_redis_tier_beside_a_sql_tier_carries_the_bus(tmp_path: Path, redis_url: str) -> None:
+    """With both shared tiers (in either order) the bus and the lock are Redis ones."""
+    sql = f"sqlite:///{tmp_path / 'c.db'}"
+    for tiers in (
+        [sc.MemoryTier(), sc.RedisTier(url=redis_url), sc.SQLTier(url=sql)],
+        [sc.MemoryTier(), sc.SQLTier(url=sql), sc.RedisTier(url=redis_url)],
+    ):
+        cache = sc.Cache(tiers=tiers, lock=True)
+        assert isinstance(cache.bus, RedisBus) and isinstance(cache.readthrough.lock, RedisLock)
+    built = sc.Cache.from_url(f"memory://,{sql},{redis_url}")
+    assert isinstance(built.bus, RedisBus)
 
 
 @pytest.mark.parametrize("bad", ["redis://x", 1, object()])

@@ -10,6 +10,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,28 @@ def test_a_forked_child_hears_the_parents_invalidations(redis_url: str) -> None:
     _, status = os.waitpid(pid, 0)
     cache.sync.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_forked_workers_on_one_sqlite_file_hear_each_other(tmp_path: Path) -> None:
+    """The embedded default forked into workers (``gunicorn --preload``): each child's bus
+    (a ``SQLBus`` on the shared file) applies what the parent or a sibling writes."""
+    cache = sc.Cache(
+        tiers=[sc.MemoryTier(), sc.SQLTier(url=f"sqlite:///{tmp_path / 'c.db'}")],
+        namespace="forksql",
+    )
+    cache.sync.set("k", 0)  # the parent has used the cache, and its bus runs
+    assert type(cache.bus).__name__ == "SQLBus"
+    ready_r, ready_w = os.pipe()
+
+    def reader() -> None:
+        assert cache.sync.get("k") == 0  # now in this child's memory tier
+        wait_for(lambda: cache.tiers.local_trusted and l1_has(cache, "k"), "the child's L1 copy")
+        os.write(ready_w, b"1")
+        wait_for(lambda: cache.sync.get("k") == 1, "the sibling's write")
+
+    pid = in_child(reader)
+    assert os.read(ready_r, 1) == b"1"
+    writer = in_child(lambda: cache.sync.set("k", 1))
+    assert exit_code(writer) == 0
+    assert exit_code(pid) == 0
+    cache.sync.close()

@@ -5,7 +5,8 @@ copies (``Invalidation`` messages, ``InvalidationBus``), optionally holding the
 namespace generation (``GenerationStore``); a fleet lock lets one process across
 the fleet run a loader on a miss (``FleetLock`` for async callers, ``SyncFleetLock``
 for blocking ones, both answering ``LockAttempt``). The engine talks to these
-protocols only; their Redis implementations live in ``stratacache.fleet``. A hot
+protocols only; their Redis implementations live in ``stratacache.fleet`` (a bus over
+a SQL tier's database, ``SQLBus``, beside the SQL tier). A hot
 set (``HotSet``) counts the keys the read-through loads and shares the fleet's
 hottest ones; it reaches the cache it serves only through ``HotKeyHost``.
 
@@ -135,7 +136,8 @@ class FleetSource(Protocol):
     """
 
     def fleet_bus(self) -> InvalidationBus | None:
-        """A new invalidation bus on this tier's connection (not started; None: cannot)."""
+        """A new invalidation bus on this tier's connection (not started; None: none is
+        needed, e.g. a private in-memory database no other process can reach)."""
 
     def fleet_lock(self) -> FleetLock | None:
         """A new fleet lock on this tier's connection (not started; None: cannot)."""

@@ -1,13 +1,14 @@
 """Safe defaults: the invalidation bus and the fleet lock a cache gets without asking.
 
-A cache whose process-local tier sits above a shared Redis tier would otherwise
-let each process serve a value another process invalidated until its local
-copy expires. So unless told otherwise (``bus=False``), such a cache runs a
-``RedisBus`` on that tier's Redis, and ``lock=True`` calls use a ``RedisLock``
-on it. A tier builds them on its own connection (``core.fleet.FleetSource``:
-``fleet_bus()``, ``fleet_lock()``), whether one Redis, Sentinel or a Cluster; the
-engine sees only the protocols. Other shared tiers (SQL, aiocache) have no
-channel of their own and get no default bus.
+A cache whose process-local tier sits above a shared tier would otherwise let
+each process serve a value another process invalidated until its local copy
+expires. So unless told otherwise (``bus=False``), such a cache runs a bus built
+by its first shared tier that can (``core.fleet.FleetSource``: ``fleet_bus()``,
+``fleet_lock()``): a ``RedisBus`` on a Redis tier's connection (one Redis,
+Sentinel or a Cluster; ``lock=True`` calls use a ``RedisLock`` on it), else a
+``SQLBus`` on a SQL tier's database. Redis tiers come first: a cache with both
+gets the Redis bus. The engine sees only the protocols. A shared tier that
+builds none (aiocache) leaves the cache without a bus, with a warning.
 """
 
 from __future__ import annotations
@@ -42,16 +43,17 @@ AUTO: Final = AutoType()
 
 
 def _shared_source(tiers: Sequence[Tier]) -> FleetSource | None:
-    """The first shared tier that can build fleet services (below a local one or not:
-    a cache without a local tier still tells other processes).
+    """The shared tier to build fleet services on (below a local one or not: a cache
+    without a local tier still tells other processes): the first one with a fleet lock
+    to offer (Redis), else the first that builds fleet services at all (SQL).
 
-    Shared tiers that cannot (SQL, aiocache) get no default bus: a SQL tier has no
-    channel to carry invalidations (pass ``bus=RedisBus(url)`` to add one).
+    Shared tiers that cannot (aiocache) get no default bus.
     """
-    for tier in tiers:
-        if getattr(tier, "shared", True) and isinstance(tier, FleetSource):
+    sources = [t for t in tiers if getattr(t, "shared", True) and isinstance(t, FleetSource)]
+    for tier in sources:
+        if getattr(tier, "offers_lock", True):
             return tier
-    return None
+    return sources[0] if sources else None
 
 
 def _warn_if_uncoordinated(tiers: Sequence[Tier]) -> None:
@@ -62,8 +64,8 @@ def _warn_if_uncoordinated(tiers: Sequence[Tier]) -> None:
         log.warning(
             "stratacache: local tier %r sits above shared tier %r with no invalidation bus: "
             "other processes' invalidations reach this process only when its local copies "
-            "expire (the local tier's ttl); pass bus=RedisBus(url) to keep them coherent, "
-            "or bus=False to silence this",
+            "expire (the local tier's ttl); pass bus=RedisBus(url) or SQLBus(url) to keep "
+            "them coherent, or bus=False to silence this",
             local[0].name,
             shared[0].name,
         )
@@ -96,13 +98,7 @@ def default_bus(tiers: Sequence[Tier], bus: Any) -> InvalidationBus | None:
         raise ConfigError(
             f"bus=True: shared tier {getattr(source, 'name', source)!r} builds no bus"
         )
-    if built is None and any(not getattr(t, "shared", True) for t in tiers):
-        raise ConfigError(
-            f"the local tier above shared tier {getattr(source, 'name', source)!r} needs an "
-            "invalidation bus to stay coherent across processes: pass bus=RedisBus(url) (or "
-            "bus=False to accept stale local copies for up to the local tier's TTL)"
-        )
-    return built
+    return built  # None: the source needs none (a private in-memory SQLite database)
 
 
 def default_lock(tiers: Sequence[Tier], lock: Any) -> FleetLock | None:

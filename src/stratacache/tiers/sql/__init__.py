@@ -38,6 +38,7 @@ from ...core.errors import DeserializationError, TierError
 from ...core.tier import TierContext
 from . import _atomic
 from ._bounds import Bounds
+from ._bus import SQLBus, tier_bus
 from ._common import (
     LEASE_HORIZON,
     MissLeases,
@@ -53,7 +54,7 @@ from ._common import (
 from ._runner import Runner
 from ._sqlite import SQLiteStore
 
-__all__ = ["LEASE_HORIZON", "SQLLease", "SQLTier"]
+__all__ = ["LEASE_HORIZON", "SQLBus", "SQLLease", "SQLTier"]
 
 log = logging.getLogger("stratacache.tiers.sql")
 
@@ -85,6 +86,8 @@ class SQLTier:
     """
 
     shared = True
+    #: builds a bus (``SQLBus``) but no fleet lock: a Redis tier of the same cache goes first
+    offers_lock = False
 
     def __init__(
         self,
@@ -113,6 +116,8 @@ class SQLTier:
         self.sweep_interval = sweep_interval
         self.decode_errors = 0
         self.dialect = target.dialect
+        self._target = target
+        self._table = table
         self.store: Any
         if target.dialect == "sqlite":
             self.store = SQLiteStore(target.where, table)
@@ -135,6 +140,15 @@ class SQLTier:
     def evictions(self) -> int:
         """Entries evicted so far to stay within the bounds."""
         return self.bounds.evictions
+
+    # -- fleet services (``core.fleet.FleetSource``) ----------------------------------------
+    def fleet_bus(self) -> SQLBus | None:
+        """A new invalidation bus on this tier's database (``<table>_bus``; ``_bus.tier_bus``)."""
+        return tier_bus(self._target, self._table)
+
+    def fleet_lock(self) -> None:
+        """No fleet lock over SQL (``lock=True`` needs a Redis tier)."""
+        return None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:
