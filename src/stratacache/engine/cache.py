@@ -163,6 +163,7 @@ class Cache(CacheRuntime, AsyncPrimitives):
         )  # fmt: skip
         self.invalidator.origin = new_origin()
         self.invalidator.detachers.append(self.readthrough.detach)
+        self.readthrough.announce = self._announce
         self.replay.on_generation = self.invalidator.set_generation
         self.replay.origin = lambda: self.invalidator.origin
         self._started = False
@@ -319,6 +320,10 @@ class Cache(CacheRuntime, AsyncPrimitives):
         generation = await store.bump_generation() if store else self.keys.generation + 1
         await self._drive(self.invalidator.flushed(generation, reason, actor))
         return generation
+
+    async def _announce(self, fkey: str) -> None:
+        """Tell the other processes that ``fkey`` was overwritten (a refresh's value)."""
+        await self.invalidator.publish(self.invalidator.overwrite((fkey,)))
 
     async def _drive(self, flow: Flow) -> None:
         for step, message in flow:
