@@ -26,7 +26,7 @@ from ..core.codec import EntryCodec
 from ..core.durations import check_duration, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.envelope import Envelope
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StratacacheError, TierError
 from ..core.fleet import FleetLock, GenerationStore, Invalidation, InvalidationBus
 from ..core.keys import MAX_KEY_LENGTH
 from ..core.loops import PerLoop, on_fork
@@ -309,6 +309,10 @@ class Cache(CacheRuntime, AsyncPrimitives):
 
         Needs a bus that keeps the generation (``RedisBus``) when a tier is shared;
         without one it falls back to ``clear()``. Returns the new generation.
+
+        Raises:
+            TierError: the bus could not store the new generation (Redis down): nothing
+                was flushed, in this process or any other.
         """
         await self.start()
         store = self.bus if isinstance(self.bus, GenerationStore) else None
@@ -317,7 +321,7 @@ class Cache(CacheRuntime, AsyncPrimitives):
             log.info("stratacache: flush_namespace without a generation-keeping bus clears tiers")
             await self.clear(reason=reason, actor=actor)
             return self.keys.generation
-        generation = await store.bump_generation() if store else self.keys.generation + 1
+        generation = await _bumped(store) if store else self.keys.generation + 1
         await self._drive(self.invalidator.flushed(generation, reason, actor))
         return generation
 
@@ -345,6 +349,16 @@ class Cache(CacheRuntime, AsyncPrimitives):
     @tag_rules.setter
     def tag_rules(self, rules: TagExpander | None) -> None:
         self.invalidator.tag_expander = rules
+
+
+async def _bumped(store: GenerationStore) -> int:
+    """The new generation ``store`` keeps; its driver's failure becomes a ``TierError``."""
+    try:
+        return await store.bump_generation()
+    except StratacacheError:
+        raise
+    except Exception as exc:  # the store's driver error (redis-py's, …) never leaks
+        raise TierError("bus", "flush_namespace", exc) from exc
 
 
 __all__ = ["MISS", "Cache"]
