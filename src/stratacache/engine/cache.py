@@ -28,7 +28,7 @@ from ..core.entry import Entry
 from ..core.envelope import Envelope
 from ..core.errors import ConfigError, StratacacheError, TierError
 from ..core.fleet import FleetLock, GenerationStore, Invalidation, InvalidationBus
-from ..core.keys import MAX_KEY_LENGTH
+from ..core.keys import MAX_KEY_LENGTH, check_text
 from ..core.loops import PerLoop, on_fork
 from ..core.sentinel import MISS, Unset
 from ..core.serializer import Serializer
@@ -123,6 +123,7 @@ class Cache(CacheRuntime, AsyncPrimitives):
             raise ConfigError(
                 f"namespace must be a non-empty string without ':', not {namespace!r}"
             )
+        check_text(namespace, "a namespace")
         if tag_rules is not None and not callable(tag_rules):
             raise ConfigError(f"tag_rules must be callable (e.g. TagRules()), not {tag_rules!r}")
         beta = check_fraction("early_refresh_beta", early_refresh_beta, maximum=MAX_BETA)
