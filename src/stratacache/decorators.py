@@ -235,7 +235,8 @@ def _async_wrapper(
     async def refresh(*args: Any, **kwargs: Any) -> Any:
         await cache.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
-        entry = await cache.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
+        loader = functools.partial(fn, *args, **kwargs)
+        entry = await cache.load(fkey, loader, policy, tags, forced=True)
         memo.remember(memo_key(args, kwargs), fkey, cache.local_trusted)
         return entry.value
 
@@ -304,7 +305,8 @@ def _sync_wrapper(
         facade = cache.sync
         facade.start()
         fkey, tags = _resolve(cache, builder, args, kwargs)
-        entry = facade.load(fkey, functools.partial(fn, *args, **kwargs), policy, tags)
+        loader = functools.partial(fn, *args, **kwargs)
+        entry = facade.load(fkey, loader, policy, tags, forced=True)
         memo.remember(memo_key(args, kwargs), fkey, cache.local_trusted)
         return entry.value
 

@@ -204,6 +204,42 @@ class TierConformance:
         await started.delete_many([_key("other")])
         assert await started.set(_key("k"), self.entry(clock), lease)
 
+    @pytest.mark.parametrize("how", ["set", "set_many"])
+    async def test_write_voids_lease(self, started: Tier, clock: ManualClock, how: str) -> None:
+        """A write made while a load holds a lease wins over the load's write."""
+        for name in ("k", "fresh"):  # one lease taken by a miss's read, one asked for alone
+            if name == "k":
+                assert await started.get(_key(name)) is None
+            lease = await started.lease(_key(name), [])
+            if how == "set":
+                assert await started.set(_key(name), self.entry(clock, "new"))
+            else:
+                await started.set_many({_key(name): self.entry(clock, "new")})
+            assert not await started.set(_key(name), self.entry(clock, "old"), lease)
+            got = await started.get(_key(name))
+            assert got is not None and got.value == "new"
+
+    async def test_twin_write_voids_lease(
+        self, started: Tier, tier_twin: Tier, clock: ManualClock
+    ) -> None:
+        """A write by another process during a lease wins over the lease holder's write."""
+        if not getattr(started, "shared", True):
+            pytest.skip("the twin does not share storage with a process-local tier")
+        await tier_twin.start(TierContext(namespace=NAMESPACE, clock=clock))
+        try:
+            for name in ("a", "b"):
+                assert await started.get(_key(name)) is None
+                lease = await started.lease(_key(name), [])
+                if name == "a":
+                    assert await tier_twin.set(_key(name), self.entry(clock, "new"))
+                else:
+                    await tier_twin.set_many({_key(name): self.entry(clock, "new")})
+                assert not await started.set(_key(name), self.entry(clock, "old"), lease)
+                got = await tier_twin.get(_key(name))
+                assert got is not None and got.value == "new"
+        finally:
+            await tier_twin.close()
+
     async def test_delete_prefix(self, started: Tier, clock: ManualClock) -> None:
         """delete_prefix removes the keys under the prefix only, and voids their leases."""
         for name in ("r:1", "r:2", "r:3", "s:1"):
@@ -348,6 +384,16 @@ class TierConformance:
                 _key("s1"),
                 _key("s2"),
             }
+            for name in ("w1", "w2"):  # a write during a lease wins over the lease holder's
+                assert sync.get_sync(_key(name)) is None
+                lease = sync.lease_sync(_key(name), [])
+                if name == "w1":
+                    assert sync.set_sync(_key(name), self.entry(clock, "new"))
+                else:
+                    sync.set_many_sync({_key(name): self.entry(clock, "new")})
+                assert not sync.set_sync(_key(name), self.entry(clock, "old"), lease)
+                found = sync.get_sync(_key(name))
+                assert found is not None and found.value == "new"
             lease = sync.lease_sync(_key("s3"), ["t"])
             sync.invalidate_tags_sync(["t"])
             assert not sync.set_sync(_key("s3"), self.entry(clock, tags=("t",)), lease)

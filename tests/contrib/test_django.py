@@ -264,13 +264,25 @@ def test_key_function_and_prefix(backend: Any) -> None:
 
 
 def test_bad_values_and_keys_are_clear_errors(backend: Any) -> None:
-    """An unserializable value or an empty key raises a stratacache error at the call."""
+    """An unserializable value or a key no tier can store raises a stratacache error at the call."""
     with pytest.raises(sc.SerializationError):
         backend.set("obj", object())
     with pytest.raises(sc.CacheKeyError):
-        backend.set("x" * 5000, 1)
+        backend.set("file:\udcff", 1)
     stats = caches["default"].cache.stats()["tiers"]
     assert all(t["errors"] == 0 for t in stats.values())
+
+
+def test_long_keys_are_accepted_and_stay_distinct(backend: Any) -> None:
+    """Keys past max_key_length are shortened with a digest: usable by every call, never mixed."""
+    a, b = "k" * 5000, "k" * 4999 + "j"
+    backend.set(a, 1)
+    backend.set(b, 2)
+    assert backend.get(a) == 1 and backend.get(b) == 2
+    assert backend.get_many([a, b]) == {a: 1, b: 2}
+    assert backend.incr(a, 5) == 6 and backend.touch(a, 60) and backend.has_key(a)
+    assert backend.delete(a) and backend.get(a) is None and backend.get(b) == 2
+    assert len(backend.make_key(a)) == backend.cache.max_key_length
 
 
 @pytest.mark.parametrize(

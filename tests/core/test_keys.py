@@ -635,3 +635,27 @@ def test_bind_refuses_calls_that_do_not_fit(fn: Callable[..., Any], args: tuple[
     """Too few or too many positional arguments raise ``CacheKeyError``, fast path or not."""
     with pytest.raises(CacheKeyError, match="arguments do not match"):
         CallKeyBuilder(fn).bind(args, {})
+
+
+@pytest.mark.parametrize("key", ["file:\udcff", "\ud800x", "a\x00b"])
+def test_key_no_tier_can_store_is_refused(key: str) -> None:
+    """A key with a lone surrogate (not encodable as UTF-8) or a NUL is a CacheKeyError."""
+    with pytest.raises(CacheKeyError):
+        validate_key(key)
+
+
+def test_non_ascii_keys_are_accepted() -> None:
+    """Valid Unicode beyond ASCII (accents, CJK, emoji) stays a usable key."""
+    for key in ("héllo", "東京", "\U0001f600", "a\U0010ffff"):
+        assert validate_key(key) == key
+
+
+def test_template_tag_with_lone_surrogate_is_refused() -> None:
+    """A decorator's tag template filled with an undecodable file name is refused at the call."""
+
+    def read(name: str) -> str:
+        return name
+
+    builder = CallKeyBuilder(read, "f:{name}", ("file:{name}",))
+    with pytest.raises(CacheKeyError):
+        builder.tags(builder.bind(("\udcff",), {}))

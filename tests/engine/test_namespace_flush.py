@@ -128,3 +128,28 @@ def test_sync_facade_flush(redis_url: str) -> None:
         facade.set("k", 1)
         assert facade.flush_namespace() == 1
         assert facade.get("k") is None
+
+
+async def test_flush_with_redis_down_raises_tier_error(redis_factory: Callable[..., Any]) -> None:
+    """With Redis down, flush_namespace raises TierError (not the driver's error); nothing moves."""
+    server = redis_factory()
+    cache = stacked(server.url, "fl" + uuid.uuid4().hex[:6])
+    async with cache:
+        await cache.set("a", 1)
+        server.stop()
+        with pytest.raises(sc.TierError) as raised:
+            await cache.flush_namespace()
+        assert not isinstance(raised.value.__cause__, sc.StratacacheError)
+        assert cache.full_key("a").endswith(":a") and "~g" not in cache.full_key("a")
+        await cache.clear()  # degrades (replayed later) instead of raising
+
+
+def test_sync_flush_with_redis_down_raises_tier_error(redis_factory: Callable[..., Any]) -> None:
+    """The sync facade raises the same TierError when Redis is down."""
+    server = redis_factory()
+    with stacked(server.url, "fl" + uuid.uuid4().hex[:6]).sync as facade:
+        facade.set("a", 1)
+        server.stop()
+        with pytest.raises(sc.TierError):
+            facade.flush_namespace()
+        facade.clear()

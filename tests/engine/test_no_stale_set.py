@@ -171,3 +171,73 @@ def test_sync_facade_refuses_stale_set(redis_url: str) -> None:
         assert result == [1]
         assert facade.get("user:1") is None
         assert facade.get_or_set("user:1", lambda: source["user:1"]) == 2
+
+
+def _stack(request: pytest.FixtureRequest, storage: str) -> list[sc.Tier]:
+    """Memory over the shared ``storage`` tier (memory alone for ``"memory"``)."""
+    tiers: list[sc.Tier] = [sc.MemoryTier(maxsize=100)]
+    if storage == "redis":
+        tiers.append(sc.RedisTier(url=request.getfixturevalue("redis_url")))
+    elif storage != "memory":
+        tiers.append(sc.SQLTier(url=request.getfixturevalue(f"{storage}_url")))
+    return tiers
+
+
+WRITES: dict[str, Callable[[Any], Any]] = {
+    "set": lambda c: c.set("user:1", 2),
+    "set_many": lambda c: c.set_many({"user:1": 2}),
+}
+STORAGES = ["memory", "sqlite", "postgres", "redis"]
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+@pytest.mark.parametrize("storage", STORAGES)
+async def test_write_during_load_wins(
+    request: pytest.FixtureRequest, storage: str, write: str
+) -> None:
+    """A write made while a load runs is what every tier keeps, not the load's older result."""
+    namespace = "nsw" + uuid.uuid4().hex[:6]
+    cache = sc.Cache(tiers=_stack(request, storage), namespace=namespace, bus=False)
+    async with cache:
+        loader = BlockedLoader({"user:1": 1})
+        task = asyncio.ensure_future(cache.get_or_set("user:1", loader))
+        await loader.started.wait()
+        await WRITES[write](cache)
+        loader.release.set()
+        assert await task == 1
+        assert await cache.get("user:1") == 2
+    shared = _stack(request, storage)[1:]
+    if shared:
+        async with sc.Cache(tiers=shared, namespace=namespace, bus=False) as other:
+            assert await other.get("user:1") == 2  # what another process reads
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+@pytest.mark.parametrize("storage", STORAGES)
+def test_sync_write_during_load_wins(
+    request: pytest.FixtureRequest, storage: str, write: str
+) -> None:
+    """The sync facade: a write made while a load runs wins over the load's result."""
+    started, release = threading.Event(), threading.Event()
+
+    def loader() -> int:
+        started.set()
+        release.wait(30)
+        return 1
+
+    namespace = "nsw" + uuid.uuid4().hex[:6]
+    cache = sc.Cache(tiers=_stack(request, storage), namespace=namespace, bus=False)
+    with cache.sync as facade:
+        result: list[int] = []
+        worker = threading.Thread(target=lambda: result.append(facade.get_or_set("user:1", loader)))
+        worker.start()
+        assert started.wait(30)
+        WRITES[write](facade)
+        release.set()
+        worker.join(30)
+        assert result == [1]
+        assert facade.get("user:1") == 2
+    shared = _stack(request, storage)[1:]
+    if shared:
+        with sc.Cache(tiers=shared, namespace=namespace, bus=False).sync as other:
+            assert other.get("user:1") == 2

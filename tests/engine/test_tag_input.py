@@ -77,3 +77,32 @@ async def test_good_tags_still_work(cache: sc.Cache) -> None:
     assert await cache.get("k") == 1
     await cache.invalidate(tags=["shop"])
     assert await cache.get("k") is None
+
+
+@pytest.mark.parametrize("storage", ["redis", "sqlite", "postgres"])
+def test_unstorable_keys_never_count_as_tier_failures(
+    request: pytest.FixtureRequest, storage: str
+) -> None:
+    """Keys, tags and prefixes no tier can store are refused at the call; no tier error is booked."""
+    url = request.getfixturevalue(f"{storage}_url")
+    shared = sc.RedisTier(url=url) if storage == "redis" else sc.SQLTier(url=url)
+    cache = sc.Cache(tiers=[sc.MemoryTier(), shared], namespace="bad" + storage)
+    calls = [
+        lambda: cache.sync.set("file:\udcff", 1),
+        lambda: cache.sync.get("file:\udcff"),
+        lambda: cache.sync.set("a\x00b", 1),
+        lambda: cache.sync.set_many({"ok": 1, "file:\udcff": 2}),
+        lambda: cache.sync.get_or_set("file:\udcff", lambda: 1),
+        lambda: cache.sync.set("k", 1, tags=["file:\udcff"]),
+        lambda: cache.sync.invalidate(tags=["\udcff"]),
+        lambda: cache.sync.invalidate(prefix="\udcff"),
+        lambda: cache.sync.delete("\udcff"),
+    ]
+    with cache.sync:
+        for call in calls:
+            with pytest.raises(sc.CacheKeyError):
+                call()
+        assert cache.stats()["tiers"][shared.name]["errors"] == 0
+        assert cache.sync.get("ok") is None  # nothing partial from the refused batch
+    with pytest.raises(sc.CacheKeyError):
+        sc.Cache(tiers=[sc.MemoryTier()], namespace="ns\udcff")

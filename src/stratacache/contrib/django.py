@@ -41,6 +41,7 @@ from django.utils.safestring import SafeString, mark_safe
 from ..client import Cache as PublicCache
 from ..core.durations import MAX_SECONDS, MIN_SECONDS
 from ..core.errors import ConfigError
+from ..core.keys import shorten
 from ..engine.cache import Cache
 
 _MARK = "__stratacache_django__"
@@ -129,11 +130,17 @@ class StratacacheBackend(BaseCache):  # type: ignore[misc]
 
     # -- keys and timeouts -----------------------------------------------------------------------
     def make_key(self, key: Any, version: int | None = None) -> str:
-        """``version:key`` inside the namespace (KEY_PREFIX), or ``KEY_FUNCTION``'s result."""
+        """``version:key`` inside the namespace (KEY_PREFIX), or ``KEY_FUNCTION``'s result.
+
+        A key longer than the cache's ``max_key_length`` is shortened to its head, ``~``
+        and a digest of the whole, as decorators do: Django code may use any length.
+        """
         version = self.version if version is None else version
         if self.key_func is default_key_func:
-            return f"{version}:{key}"
-        return str(self.key_func(key, self.key_prefix, version))
+            made = f"{version}:{key}"
+        else:
+            made = str(self.key_func(key, self.key_prefix, version))
+        return shorten(made, self.cache.max_key_length)
 
     def validate_key(self, key: str) -> None:
         """Keys are checked by stratacache itself (``CacheKeyError``)."""

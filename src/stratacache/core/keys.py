@@ -38,7 +38,26 @@ def validate_key(key: object, max_length: int = MAX_KEY_LENGTH) -> str:
         raise CacheKeyError("cache key must not be empty")
     if len(key) > max_length:
         raise CacheKeyError(f"cache key is {len(key)} characters long; the limit is {max_length}")
-    return key
+    return check_text(key, "a cache key")
+
+
+def check_text(text: str, what: str) -> str:
+    """Return ``text`` if every tier can store it, else raise ``CacheKeyError``.
+
+    Keys, tags and prefixes go to Redis and SQL as UTF-8: a lone surrogate (what
+    ``os.fsdecode`` makes of undecodable bytes) cannot be encoded, and PostgreSQL text
+    holds no NUL. Refused here, at the call, they never reach a tier as its failure.
+    """
+    if "\x00" in text:
+        raise CacheKeyError(f"{what} must not contain NUL characters: {text!r}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise CacheKeyError(
+                f"{what} must be valid Unicode text (a lone surrogate at {exc.start}): {text!r}"
+            ) from None
+    return text
 
 
 def digest(data: bytes) -> str:
@@ -305,7 +324,7 @@ class CallKeyBuilder:
 
     def tags(self, arguments: dict[str, Any]) -> tuple[str, ...]:
         """The call's tags, templates filled."""
-        return tuple(t.render(arguments) for t in self.tag_templates)
+        return tuple(check_text(t.render(arguments), "a tag") for t in self.tag_templates)
 
     def args_digest(self, arguments: dict[str, Any]) -> str:
         """Stable digest of the whole call: every argument not ignored, by name."""

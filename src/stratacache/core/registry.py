@@ -41,6 +41,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar, overload
 
 from .errors import ConfigError, DeserializationError, SerializationError
+from .schema import SCHEMA_KEY, dataclass_schema, lazy, model_schema
 
 T = TypeVar("T")
 
@@ -245,7 +246,10 @@ def _builtin_codec(cls: type, name: str) -> TypeCodec | str | None:
         return TypeCodec(name, cls, list, _checked(cls, cls._make))
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and issubclass(cls, pydantic.BaseModel):
-        return TypeCodec(name, cls, _model_state, _checked(cls, _model_builder(cls)))
+        schema = lazy(model_schema, cls)
+        return TypeCodec(
+            name, cls, _model_state(schema), _checked(cls, _model_builder(cls, schema))
+        )
     if dataclasses.is_dataclass(cls):
         params = getattr(cls, "__dataclass_params__", None)
         if params is not None and not params.eq:
@@ -253,7 +257,9 @@ def _builtin_codec(cls: type, name: str) -> TypeCodec | str | None:
                 "a dataclass with eq=False compares by identity, so no stored copy would equal "
                 "it; use eq=True or register it with encode= and decode="
             )
-        return TypeCodec(name, cls, _dataclass_state, _checked(cls, _dataclass_builder(cls)))
+        schema = lazy(dataclass_schema, cls)
+        state, build = _dataclass_state(schema), _dataclass_builder(cls, schema)
+        return TypeCodec(name, cls, state, _checked(cls, build))
     return None
 
 
@@ -261,23 +267,32 @@ def _enum_value(member: enum.Enum) -> Any:
     return member.value
 
 
-def _dataclass_state(obj: Any) -> dict[str, Any]:
-    try:
-        state = dict(vars(obj))
-    except TypeError:  # slots=True: the fields are the state
-        state = {}
-    for field in dataclasses.fields(obj):
-        if field.name not in state:
-            state[field.name] = getattr(obj, field.name)
-    return state
+def _dataclass_state(schema: Callable[[], str]) -> Callable[[Any], dict[str, Any]]:
+    def state_of(obj: Any) -> dict[str, Any]:
+        try:
+            state = dict(vars(obj))
+        except TypeError:  # slots=True: the fields are the state
+            state = {}
+        for field in dataclasses.fields(obj):
+            if field.name not in state:
+                state[field.name] = getattr(obj, field.name)
+        state[SCHEMA_KEY] = schema()
+        return state
+
+    return state_of
 
 
-def _dataclass_builder(cls: type[Any]) -> Callable[[Any], Any]:
+def _fits(state: Any, schema: Callable[[], str]) -> bool:
+    """Whether ``state`` was stored by this layout of the class (its fingerprint removed)."""
+    return isinstance(state, dict) and state.pop(SCHEMA_KEY, None) == schema()
+
+
+def _dataclass_builder(cls: type[Any], schema: Callable[[], str]) -> Callable[[Any], Any]:
     names = frozenset(f.name for f in dataclasses.fields(cls))
 
     def build(state: Any) -> Any:
         if (
-            not isinstance(state, dict)
+            not _fits(state, schema)
             or not names <= state.keys()
             or not all(isinstance(k, str) and not k.startswith("__") for k in state)
         ):
@@ -290,16 +305,20 @@ def _dataclass_builder(cls: type[Any]) -> Callable[[Any], Any]:
     return build
 
 
-def _model_state(model: Any) -> Any:
-    state = dict(model.__getstate__())
-    # a sorted list, so equal models give equal bytes in every process (keys digest values too)
-    state["__pydantic_fields_set__"] = sorted(state.get("__pydantic_fields_set__") or ())
-    return state
+def _model_state(schema: Callable[[], str]) -> Callable[[Any], Any]:
+    def state_of(model: Any) -> Any:
+        state = dict(model.__getstate__())
+        # a sorted list: equal models give equal bytes in every process (keys digest values)
+        state["__pydantic_fields_set__"] = sorted(state.get("__pydantic_fields_set__") or ())
+        state[SCHEMA_KEY] = schema()
+        return state
+
+    return state_of
 
 
-def _model_builder(cls: type[Any]) -> Callable[[Any], Any]:
+def _model_builder(cls: type[Any], schema: Callable[[], str]) -> Callable[[Any], Any]:
     def build(state: Any) -> Any:
-        if not isinstance(state, dict) or not isinstance(state.get("__dict__"), dict):
+        if not _fits(state, schema) or not isinstance(state.get("__dict__"), dict):
             raise DeserializationError(f"stored state does not fit {_describe(cls)}")
         state["__pydantic_fields_set__"] = set(state.get("__pydantic_fields_set__") or ())
         obj = cls.__new__(cls)  # type: ignore[call-overload]

@@ -26,9 +26,9 @@ from ..core.codec import EntryCodec
 from ..core.durations import check_duration, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.envelope import Envelope
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StratacacheError, TierError
 from ..core.fleet import FleetLock, GenerationStore, Invalidation, InvalidationBus
-from ..core.keys import MAX_KEY_LENGTH
+from ..core.keys import MAX_KEY_LENGTH, check_text
 from ..core.loops import PerLoop, on_fork
 from ..core.sentinel import MISS, Unset
 from ..core.serializer import Serializer
@@ -123,6 +123,7 @@ class Cache(CacheRuntime, AsyncPrimitives):
             raise ConfigError(
                 f"namespace must be a non-empty string without ':', not {namespace!r}"
             )
+        check_text(namespace, "a namespace")
         if tag_rules is not None and not callable(tag_rules):
             raise ConfigError(f"tag_rules must be callable (e.g. TagRules()), not {tag_rules!r}")
         beta = check_fraction("early_refresh_beta", early_refresh_beta, maximum=MAX_BETA)
@@ -163,6 +164,7 @@ class Cache(CacheRuntime, AsyncPrimitives):
         )  # fmt: skip
         self.invalidator.origin = new_origin()
         self.invalidator.detachers.append(self.readthrough.detach)
+        self.readthrough.announce = self._announce
         self.replay.on_generation = self.invalidator.set_generation
         self.replay.origin = lambda: self.invalidator.origin
         self._started = False
@@ -308,6 +310,10 @@ class Cache(CacheRuntime, AsyncPrimitives):
 
         Needs a bus that keeps the generation (``RedisBus``) when a tier is shared;
         without one it falls back to ``clear()``. Returns the new generation.
+
+        Raises:
+            TierError: the bus could not store the new generation (Redis down): nothing
+                was flushed, in this process or any other.
         """
         await self.start()
         store = self.bus if isinstance(self.bus, GenerationStore) else None
@@ -316,9 +322,13 @@ class Cache(CacheRuntime, AsyncPrimitives):
             log.info("stratacache: flush_namespace without a generation-keeping bus clears tiers")
             await self.clear(reason=reason, actor=actor)
             return self.keys.generation
-        generation = await store.bump_generation() if store else self.keys.generation + 1
+        generation = await _bumped(store) if store else self.keys.generation + 1
         await self._drive(self.invalidator.flushed(generation, reason, actor))
         return generation
+
+    async def _announce(self, fkey: str) -> None:
+        """Tell the other processes that ``fkey`` was overwritten (a refresh's value)."""
+        await self.invalidator.publish(self.invalidator.overwrite((fkey,)))
 
     async def _drive(self, flow: Flow) -> None:
         for step, message in flow:
@@ -340,6 +350,16 @@ class Cache(CacheRuntime, AsyncPrimitives):
     @tag_rules.setter
     def tag_rules(self, rules: TagExpander | None) -> None:
         self.invalidator.tag_expander = rules
+
+
+async def _bumped(store: GenerationStore) -> int:
+    """The new generation ``store`` keeps; its driver's failure becomes a ``TierError``."""
+    try:
+        return await store.bump_generation()
+    except StratacacheError:
+        raise
+    except Exception as exc:  # the store's driver error (redis-py's, …) never leaks
+        raise TierError("bus", "flush_namespace", exc) from exc
 
 
 __all__ = ["MISS", "Cache"]

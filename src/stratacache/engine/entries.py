@@ -13,7 +13,7 @@ from ..core.clock import Clock
 from ..core.codec import EntryCodec
 from ..core.entry import Entry
 from ..core.errors import CacheKeyError, ConfigError
-from ..core.keys import MAX_KEY_LENGTH
+from ..core.keys import MAX_KEY_LENGTH, check_text
 from .policy import UNSET, EntryPolicy
 
 
@@ -34,6 +34,7 @@ def check_tags(tags: object) -> tuple[str, ...]:
             raise CacheKeyError(
                 f"a tag is {len(tag)} characters long; the limit is {MAX_KEY_LENGTH}"
             )
+        check_text(tag, "a tag")
     return checked
 
 

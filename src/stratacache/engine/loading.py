@@ -165,6 +165,12 @@ class Loads:
             return stale
         raise exc
 
+    @staticmethod
+    def replaces(stale: Entry | None, previous: Entry | None, forced: bool) -> bool:
+        """Whether a load overwrites a value other processes may hold in memory (a refresh,
+        a reload of a stale entry, ``refresh()``): it is announced on the bus, as a set is."""
+        return forced or stale is not None or previous is not None
+
     def base_of(self, stale: Entry | None, previous: Entry | None) -> Entry | None:
         """The entry a locked load must find something newer than (what the caller saw)."""
         return previous if previous is not None else stale

@@ -42,6 +42,8 @@ class ReadThrough:
         self._reading: dict[str, list[asyncio.Future[Entry | None]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._refreshing = loads.refreshing  # the shared set, under its former name
+        #: tells the other processes a key was overwritten (set by ``Cache``: the bus)
+        self.announce: Callable[[str], Awaitable[None]] | None = None
 
     def idle(self) -> bool:
         """No load and no background refresh of any key is running in this process."""
@@ -182,6 +184,7 @@ class ReadThrough:
         lock: FleetLock | None = None,
         previous: Entry | None = None,
         held: Leases | None = None,
+        forced: bool = False,
     ) -> Entry:
         """Run ``loader`` once per key in this process however many callers wait for it.
 
@@ -189,6 +192,8 @@ class ReadThrough:
         value the holder stores. ``previous`` is the entry being refreshed, if any: a
         value another process stored after it counts as the refresh. ``held``: leases
         (by tier index) the caller's read took just before; a miss needs no new ones.
+        ``forced``: an explicit refresh. A load that replaces a value is announced on the
+        bus (``Loads.replaces``).
         """
         flight = self._inflight.get(fkey)
         if flight is None:
@@ -197,6 +202,8 @@ class ReadThrough:
                 run = self._run_locked(fkey, loader, policy, tags, fstats, lock, base)
             else:
                 run = self._run_loader(fkey, loader, policy, tags, fstats, held)
+            if self.announce is not None and self.loads.replaces(stale, previous, forced):
+                run = self._announced(fkey, run, self.announce)
             flight = Flight(self._inflight, fkey, tags)
             waiter = flight.join()
             flight.start(run)
@@ -207,6 +214,15 @@ class ReadThrough:
             return await waiter
         except Exception as exc:
             return self.loads.stale_if_error(fkey, stale, fstats, exc)
+
+    @staticmethod
+    async def _announced(
+        fkey: str, run: Awaitable[Entry], announce: Callable[[str], Awaitable[None]]
+    ) -> Entry:
+        """``run``, then tell the other processes that ``fkey`` was overwritten."""
+        entry = await run
+        await announce(fkey)
+        return entry
 
     async def _run_locked(
         self,

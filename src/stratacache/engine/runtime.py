@@ -231,11 +231,15 @@ class CacheRuntime:
         fstats: FunctionStats | None = None,
         lock: FleetLock | None = None,
         previous: Entry | None = None,
+        forced: bool = False,
     ) -> Coroutine[Any, Any, Entry]:
         """Run ``loader`` once per key in this process (and across the fleet with ``lock``)
-        and store its result; ``stale`` is served if it fails, ``previous`` is being refreshed.
+        and store its result; ``stale`` is served if it fails, ``previous`` is being refreshed,
+        ``forced``: an explicit refresh. A load replacing a value is announced on the bus.
         Await the result."""
-        return self.readthrough.load(fkey, loader, policy, tags, stale, fstats, lock, previous)
+        return self.readthrough.load(
+            fkey, loader, policy, tags, stale, fstats, lock, previous, forced=forced
+        )
 
     def refresh_in_background(
         self,

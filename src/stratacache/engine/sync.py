@@ -80,6 +80,7 @@ class SyncCache(SyncPrimitives):
         self.io = SyncStack(cache.tiers, self.portal)
         #: read-through (``fetch``/``load``) with blocking I/O
         self.loading = SyncReadThrough(cache.loads, self.io, self.portal)
+        self.loading.announce = self._announce
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,9 +179,12 @@ class SyncCache(SyncPrimitives):
         fstats: FunctionStats | None = None,
         lock: SyncFleetLock | None = None,
         previous: Entry | None = None,
+        forced: bool = False,
     ) -> Entry:
         """Run ``loader`` once per key across this process's threads (``Cache.load``)."""
-        return self.loading.load(fkey, loader, policy, tags, stale, fstats, lock, previous)
+        return self.loading.load(
+            fkey, loader, policy, tags, stale, fstats, lock, previous, forced=forced
+        )
 
     # -- writes and invalidation -----------------------------------------------------------------
     def set(
@@ -266,6 +270,10 @@ class SyncCache(SyncPrimitives):
                 self.io.invalidate(message)
             else:
                 self.publish(message)
+
+    def _announce(self, fkey: str) -> None:
+        """Tell the other processes that ``fkey`` was overwritten (a refresh's value)."""
+        self.publish(self.cache.invalidator.overwrite((fkey,)))
 
     def publish(self, message: Invalidation) -> None:
         """Send ``message`` on the bus from this thread (``Invalidator.publish``'s twin)."""

@@ -47,6 +47,8 @@ class SyncReadThrough:
         self._inflight_tags: dict[str, tuple[str, ...]] = {}
         self._inflight_lock = threading.Lock()
         self._refresher: concurrent.futures.ThreadPoolExecutor | None = None
+        #: tells the other processes a key was overwritten (set by ``cache.sync``: the bus)
+        self.announce: Callable[[str], None] | None = None
         on_fork(self)
 
     def close(self) -> None:
@@ -120,6 +122,7 @@ class SyncReadThrough:
         lock: SyncFleetLock | None = None,
         previous: Entry | None = None,
         held: Leases | None = None,
+        forced: bool = False,
     ) -> Entry:
         """Run ``loader`` once per key across this process's threads (``ReadThrough.load``)."""
         with self._inflight_lock:
@@ -138,6 +141,8 @@ class SyncReadThrough:
                 else:
                     base = self.loads.base_of(stale, previous)
                     entry = self._run_locked(fkey, loader, policy, tags, fstats, lock, base)
+                if self.announce is not None and self.loads.replaces(stale, previous, forced):
+                    self.announce(fkey)
                 future.set_result(entry)
             except BaseException as exc:
                 future.set_exception(exc)

@@ -142,6 +142,7 @@ class AiocacheTier:
             ):
                 return False
         else:
+            await self._void("set", key)
             versions = await self._versions(tags)
         await self._call(
             "set", self.cache.set, key, self._payload(key, entry, tags, versions), ttl=ttl or None
@@ -154,6 +155,7 @@ class AiocacheTier:
         for key, entry in entries.items():  # one TTL per multi_set call: group would not help
             ttl = self._ttl(entry)
             if ttl is not None:
+                await self._void("set_many", key)
                 toks = [self._token(t) for t in entry.tags]
                 payload = self._payload(key, entry, toks, [current[t] for t in toks])
                 await self._call("set_many", self.cache.set, key, payload, ttl=ttl or None)
@@ -162,8 +164,7 @@ class AiocacheTier:
         removed = 0
         for key in keys:
             removed += int(await self._call("delete_many", self.cache.delete, key) or 0)
-            await self._call("delete_many", self.cache.increment, self._kv(key))
-            await self._call("delete_many", self.cache.expire, self._kv(key), KEY_VERSION_TTL)
+            await self._void("delete_many", key)
         return removed
 
     async def delete_prefix(self, prefix: str) -> int:
@@ -190,6 +191,11 @@ class AiocacheTier:
             raise
         except Exception as exc:  # aiocache raises whatever its driver raises
             raise TierError(self.name, op, exc) from exc
+
+    async def _void(self, op: str, key: str) -> None:
+        """Void every lease taken on ``key`` so far (an overwrite or a delete is coming)."""
+        await self._call(op, self.cache.increment, self._kv(key))
+        await self._call(op, self.cache.expire, self._kv(key), KEY_VERSION_TTL)
 
     async def _versions(self, tags: Sequence[str]) -> list[int]:
         if not tags:

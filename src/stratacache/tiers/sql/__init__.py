@@ -7,11 +7,12 @@ in the data path.
 
 Where the calls run (the caller's thread, inline on the loop, the worker) is ``_runner``'s job.
 
-Freshness: an entry records the namespace sequence number of its write (or of
-its lease); a tag invalidation bumps the counter and stamps the tag's version
-row. A read checks only the entry's own tags, by primary key, so its cost does
+Freshness: a plain write bumps the namespace sequence number and records the new
+one in its rows; a leased write records its lease's. A tag invalidation bumps the
+counter and stamps the tag's version row. A read checks only the entry's own tags, by primary key, so its cost does
 not depend on how many tags were ever invalidated. A leased set is refused when
-the key, one of its tags or a prefix covering it moved past the lease.
+the key (written, deleted), one of its tags or a prefix covering it moved past the
+lease.
 
 Bounds: ``max_entries`` and ``max_bytes`` (codec bytes; default 1 GiB) are
 checked every few writes; when exceeded, expired rows go first, then the least

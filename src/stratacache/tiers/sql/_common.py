@@ -3,7 +3,7 @@
 A store keeps two tables. ``<table>``: ``key`` (PK), ``value`` (codec bytes; NULL
 marks a *tombstone* left by a delete), ``expires_at`` (NULL: never), ``tags``
 (the entry's tags, NULL when none), ``seq`` (the namespace sequence number
-current when the entry's load began or when it was written), ``size`` (bytes of
+current when the entry's load began, or bumped by a plain write), ``size`` (bytes of
 ``value``) and ``atime`` (last write, or last read as flushed by the tier).
 ``<table>_versions``: per namespace, the sequence counter (name ``#``) and for
 each tag (``t<tag>``) or deleted prefix (``p<prefix>``) the sequence number of

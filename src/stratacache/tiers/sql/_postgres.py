@@ -184,12 +184,14 @@ class PostgresStore:
         """Store ``rows``; with ``lease``, refuse (False) if anything moved past it."""
         v = self.table + "_versions"
         with self.pool.connection() as conn, conn.transaction():
-            # a shared lock on the counter row orders this write with every invalidation
-            seq = conn.execute(self._counter + " FOR SHARE", (self.ns,)).fetchone()
             if lease is None:
-                current = 0 if seq is None else int(seq[0])
-                conn.cursor().executemany(self._put, [_params(r, current, now) for r in rows])
+                # a plain write bumps the counter and stores the new number: a lease taken
+                # before it (a load that began earlier) is refused, as a delete refuses it
+                seq = self._bumped(conn, now)
+                conn.cursor().executemany(self._put, [_params(r, seq, now) for r in rows])
                 return True
+            # a shared lock on the counter row orders this write with every bump
+            conn.execute(self._counter + " FOR SHARE", (self.ns,)).fetchone()
             (row,) = rows
             names = [
                 n

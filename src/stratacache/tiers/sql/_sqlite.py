@@ -76,13 +76,13 @@ class SQLiteStore:
         self._counter = f"SELECT seq FROM {v} WHERE namespace = ? AND name = '{COUNTER}'"
         #: a read and the namespace counter in one statement: a miss's lease comes with it
         self._get_leased = f"SELECT ({self._get}), ({self._counter})"
-        upsert = (
-            f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime) SELECT ?, ?, ?, ?, %s,"
-            " ?, ? WHERE true ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+        # a plain write stores a freshly bumped sequence number (see ``put``)
+        self._put = (
+            f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
             " expires_at = excluded.expires_at, tags = excluded.tags, seq = excluded.seq,"
             " size = excluded.size, atime = excluded.atime"
         )
-        self._put = upsert % f"COALESCE(({self._counter}), 0)"
         self._put_if = (
             f"INSERT INTO {t} (key, value, expires_at, tags, seq, size, atime) VALUES"
             " (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
@@ -249,14 +249,15 @@ class SQLiteStore:
     def put(
         self, rows: Sequence[Row], now: float, lease: int | None = None, inline: bool = False
     ) -> bool:
-        """Store ``rows``; with ``lease``, refuse (False) if anything moved past it."""
+        """Store ``rows``; with ``lease``, refuse (False) if anything moved past it.
+
+        A plain write bumps the namespace counter and stores the new number, so a lease
+        taken before it (a load that began earlier) is refused, as a delete refuses it.
+        """
         if lease is None:
-            params = [_params(r, self.ns, now) for r in rows]
-            if len(params) == 1:
-                self.conn(inline).execute(self._put, params[0])
-            else:
-                with self._write(inline) as conn:
-                    conn.executemany(self._put, params)
+            with self._write(inline) as conn:
+                seq = conn.execute(self._bump, (self.ns, now)).fetchone()[0]
+                conn.executemany(self._put, [_params(r, seq, now) for r in rows])
             return True
         (row,) = rows
         checked = (*_params(row, lease, now), self.ns)
