@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from .core.binding import CachedMember, defined_in_class
 from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
@@ -125,6 +126,10 @@ def cached(
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none, store_if)
 
     def decorate(fn: Callable[..., Any]) -> Any:
+        if isinstance(fn, classmethod):  # the class is bound for the call and the helpers
+            return CachedMember(_function_of(decorate(fn.__func__)), bind_class=True)
+        if isinstance(fn, staticmethod):
+            return staticmethod(_function_of(decorate(fn.__func__)))
         if not callable(fn):
             raise ConfigError(f"@cached needs a function, not {fn!r}")
         _refuse_generators(fn)
@@ -150,9 +155,14 @@ def cached(
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
             cache.warmers.append((wrapper, warm))
-        return wrapper
+        return CachedMember(wrapper) if defined_in_class(fn) else wrapper
 
     return cast(CacheDecorator, decorate)
+
+
+def _function_of(decorated: Any) -> Any:
+    """The cached function itself, out of the ``CachedMember`` a method becomes."""
+    return decorated.fn if isinstance(decorated, CachedMember) else decorated
 
 
 class _Options:
