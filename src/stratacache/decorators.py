@@ -27,7 +27,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -48,6 +47,7 @@ from .engine.decorated import CacheDecorator
 from .engine.policy import EntryPolicy, store_predicate
 from .engine.signals import send as _send
 from .engine.stats import FunctionStats
+from .schedule import RefreshSchedule
 
 _REFRESH_CONCURRENCY = 8
 log = logging.getLogger("stratacache")
@@ -144,7 +144,7 @@ def cached(
         _claim_key_space(cache, builder, fn, explicit=name is not None)
         fstats = cache.register_function(builder.name)
         memo = CallMemo(cache.top_tier, single=single_parameter(fn))
-        opts = _Options(lock, refresh_every)
+        opts = _Options(lock, RefreshSchedule(refresh_every, memo))
         if inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         else:
@@ -168,12 +168,11 @@ def _function_of(decorated: Any) -> Any:
 class _Options:
     """The freshness options of one decorated function (read only on the slow path)."""
 
-    __slots__ = ("lock", "refresh_every", "scheduler")
+    __slots__ = ("lock", "schedule")
 
-    def __init__(self, lock: FleetLock | bool | None, refresh_every: float | None) -> None:
+    def __init__(self, lock: FleetLock | bool | None, schedule: RefreshSchedule) -> None:
         self.lock = lock
-        self.refresh_every = refresh_every
-        self.scheduler: Any = None  # the running refresh loop (task or thread), once started
+        self.schedule = schedule
 
 
 def _resolve(
@@ -204,8 +203,7 @@ def _async_wrapper(
             fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats, fleet
         )
         memo.remember(ck, fkey, cache.local_trusted)
-        if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.done()):
-            opts.scheduler = cache.spawn(schedule(opts.refresh_every))
+        opts.schedule.ensure_task(cache.spawn, refresh_hot)
         return entry.value
 
     async def refresh_hot() -> int:
@@ -230,11 +228,6 @@ def _async_wrapper(
 
         done = await asyncio.gather(*(one(*call) for call in memo.calls()))
         return sum(done)
-
-    async def schedule(interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await refresh_hot()
 
     hit, positional = _hit_path(fn, memo, now, fstats, touch, slow)
     memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
@@ -279,9 +272,7 @@ def _sync_wrapper(
         loader = functools.partial(fn, *args, **kwargs)
         entry = facade.fetch(fkey, loader, policy, tags, fstats, fleet)
         memo.remember(ck, fkey, cache.local_trusted)
-        if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.is_set()):
-            opts.scheduler = _start_thread(refresh_hot, opts.refresh_every)
-            cache.closers.append(opts.scheduler.set)  # stops with the cache
+        opts.schedule.ensure_thread(refresh_hot, cache.closers)
         return entry.value
 
     def refresh_hot() -> int:
@@ -351,21 +342,6 @@ def _bound_key(
         return key[0] if single and key is not None else key
 
     return bound
-
-
-def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.Event:
-    """Run ``refresh_hot`` every ``interval`` seconds on a daemon thread; set the event to stop."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(interval):
-            try:
-                refresh_hot()
-            except Exception as exc:  # keep the schedule alive
-                log.warning("stratacache: scheduled refresh failed: %r", exc)
-
-    threading.Thread(target=loop, name="stratacache-schedule", daemon=True).start()
-    return stop
 
 
 def _refuse_generators(fn: Callable[..., Any]) -> None:
