@@ -206,9 +206,8 @@ def test_one_parameter_memos_are_keyed_by_the_bare_argument() -> None:
     assert set(f._memo.data) == {1, "ab"}  # type: ignore[attr-defined]
     assert f.stats.fast_hits == 2
     assert f([1]) == f([1]) == "[1]"  # unhashable: the slow path, every time
-    # a tuple is memoized with its items' types: (1, 2) == (True, 2.0), yet another call
-    assert f((1, 2)) == f((1, 2)) == "(1, 2)" and f.stats.fast_hits == 3
-    assert f((True, 2.0)) == "(True, 2.0)" and f((1, 2)) == "(1, 2)"
+    # a tuple's items may be equal values of other types ((1,) == (True,)): the slow path
+    assert f((1, 2)) == f((1, 2)) == "(1, 2)" and f.stats.fast_hits == 2
 
 
 def test_one_parameter_template_keys_tell_equal_values_of_other_types_apart() -> None:

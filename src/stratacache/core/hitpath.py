@@ -25,7 +25,7 @@ import keyword
 from collections.abc import Callable
 from typing import Any
 
-from .memo import KW, signature
+from .memo import KW
 
 #: every name the generated code uses starts with this; a parameter may not
 _PREFIX = "_sc_"
@@ -33,7 +33,7 @@ _PREFIX = "_sc_"
 _BUILTINS = frozenset({"KeyError", "ReferenceError", "TypeError"})
 
 _SOURCE = """
-def _sc_make(_sc_lookup, _sc_now, _sc_fstats, _sc_touch, _sc_slow, _sc_defaults, _sc_KW, _sc_sig):
+def _sc_make(_sc_lookup, _sc_now, _sc_fstats, _sc_touch, _sc_slow, _sc_defaults, _sc_KW):
     {unpack_defaults}
     _sc_type, _sc_tuple, _sc_map = type, tuple, map  # a parameter may be named ``type``
     {async_}def _sc_wrapper({params}):
@@ -59,7 +59,7 @@ def _sc_make(_sc_lookup, _sc_now, _sc_fstats, _sc_touch, _sc_slow, _sc_defaults,
 #: the generic shape: any call, keyed inline as ``core.memo.call_key`` keys it
 _GENERIC = {
     "params": "*_sc_args, **_sc_kwargs",
-    "same_types": "_sc_found[2] == _sc_tuple(_sc_map(_sc_sig, _sc_ck))",
+    "same_types": "_sc_found[2] == _sc_tuple(_sc_map(_sc_type, _sc_ck))",
     "key": "_sc_args if not _sc_kwargs else (*_sc_args, _sc_KW, *_sc_kwargs, *_sc_kwargs.values())",
     "args": "_sc_args",
     "kwargs": "_sc_kwargs",
@@ -112,9 +112,9 @@ def compile_hit_path(
     """A wrapper running the memo hit path, and whether it has ``fn``'s own parameters.
 
     A hit returns the memoized entry's value while its deadline is ahead of ``now()``
-    and the call's arguments have the signatures the slot holds (``lookup``'s result
-    ``[2]``: a single argument's own, else a tuple of one per argument; see
-    ``core.memo.signature``: equal values of other types key apart), adding one to ``fstats.fast_hits`` and calling ``touch(full key)``. Otherwise
+    and the call's arguments have the types the slot holds (``lookup``'s result ``[2]``:
+    the bare type of a single argument, else a tuple of types; equal values of other
+    types key apart), adding one to ``fstats.fast_hits`` and calling ``touch(full key)``. Otherwise
     ``slow(ck, args, kwargs)`` runs, with the memo key (None when the arguments are
     unhashable) and the call's arguments: in ``fn``'s own shape (second result True)
     the memo key is the tuple of bound values, which are all passed positionally;
@@ -124,7 +124,7 @@ def compile_hit_path(
     shape = _GENERIC if parameters is None else _positional_shape(parameters)
     if len(parameters or ()) == 1:  # keyed by the bare argument, as single_parameter() says
         shape["key"] = parameters[0].name  # type: ignore[index]
-        shape["same_types"] = _same("_sc_found[2]", shape["key"])
+        shape["same_types"] = f"_sc_found[2] is _sc_type({shape['key']})"
     source = _SOURCE.format(
         async_="async " if is_async else "", await_="await " if is_async else "", **shape
     )
@@ -133,7 +133,7 @@ def compile_hit_path(
     exec(compile(source, f"<stratacache hit path of {label}>", "exec"), namespace)
     defaults = tuple(p.default for p in parameters or () if p.default is not p.empty)
     wrapper: Callable[..., Any] = namespace["_sc_make"](
-        lookup, now, fstats, touch if touch is not None else _ignore, slow, defaults, KW, signature
+        lookup, now, fstats, touch if touch is not None else _ignore, slow, defaults, KW
     )
     name = getattr(fn, "__name__", None)
     if isinstance(name, str):  # a bad call's TypeError names the function, not the wrapper
@@ -162,7 +162,7 @@ def _positional_shape(parameters: list[inspect.Parameter]) -> dict[str, str]:
             params.append("/")
     names = [p.name for p in parameters]
     key = f"({', '.join(names)},)" if names else "()"
-    same = " and ".join(_same(f"_sc_found[2][{i}]", n) for i, n in enumerate(names))
+    same = " and ".join(f"_sc_found[2][{i}] is _sc_type({n})" for i, n in enumerate(names))
     unpack = ", ".join(f"{_PREFIX}d{i}" for i in range(defaults))
     return {
         "params": ", ".join(params),
@@ -172,12 +172,6 @@ def _positional_shape(parameters: list[inspect.Parameter]) -> dict[str, str]:
         "kwargs": "{}",
         "unpack_defaults": f"({unpack},) = _sc_defaults" if defaults else "pass",
     }
-
-
-def _same(held: str, name: str) -> str:
-    """Has argument ``name`` the signature ``held`` (the slot's)? Its type, or for a tuple
-    (held with its items' types, see ``core.memo.signature``) the whole signature."""
-    return f"({held} is _sc_type({name}) or {held} == _sc_sig({name}))"
 
 
 def _ignore(_: Any) -> None:

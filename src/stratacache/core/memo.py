@@ -26,8 +26,8 @@ Keys tell apart equal arguments of different types (``1``, ``1.0``, ``True``;
 see ``core.canonical``) and template keys render them apart, so a hit also
 needs the argument types the slot was stored with, and only arguments whose
 equal values of one type always key alike are memoized (not ``0.0``/``-0.0``,
-``Decimal("1.0")``/``Decimal("1")``), tuples of them included, whose items'
-types are checked too (``signature``).
+``Decimal("1.0")``/``Decimal("1")``, nor containers, whose items' types a
+lookup does not see).
 """
 
 from __future__ import annotations
@@ -45,15 +45,6 @@ KW = object()
 #: types whose equal values always key alike (floats apart: ``0.0 == -0.0``)
 _TYPED_ATOMS = frozenset({str, bytes, int, bool, type(None)})
 _NOT_MEMOIZABLE = -1
-
-
-def signature(value: Any) -> Any:
-    """The types a memoized argument's key depends on: its type, and a tuple's items' too
-    (``(1, 2)`` and ``(True, 2.0)`` are equal and hash alike, yet key apart)."""
-    if type(value) is tuple:
-        types = tuple(map(type, value))
-        return (tuple, *(map(signature, value) if tuple in types else types))
-    return type(value)
 
 
 def call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -157,10 +148,9 @@ class _WeakOne:
 
 
 class CallMemo:
-    """Raw call arguments → ``(entry, full key, argument signatures, ...)``, bounded.
+    """Raw call arguments → ``(entry, full key, argument types, ...)``, bounded.
 
-    The signature (see ``signature``) is the argument's own in a ``single`` memo, else a
-    tuple of one per argument.
+    The types are the bare type of the argument in a ``single`` memo, else a tuple.
     """
 
     __slots__ = ("__weakref__", "byte_limit", "bytes", "data", "limit", "lookup", "single", "top")
@@ -194,7 +184,7 @@ class CallMemo:
         stored, size = self._stored(call)
         if stored is None or (self.byte_limit is not None and size > self.byte_limit):
             return
-        types = signature(key) if self.single else tuple(map(signature, call))
+        types = type(key) if self.single else tuple(map(type, call))
         self.drop_call(key)
         me = weakref.ref(self)
         data = self.data
@@ -313,14 +303,6 @@ class CallMemo:
             return 0
         if kind is float and value != 0 and value == value:  # -0.0 and 0.0 key apart
             return 32
-        if kind is tuple:  # its items' types are part of the slot's signature
-            total = 56
-            for item in value:
-                held = self._plain(item)
-                if held == _NOT_MEMOIZABLE:
-                    return _NOT_MEMOIZABLE
-                total += 8 + held
-            return total
         if kind not in _TYPED_ATOMS:
             return _NOT_MEMOIZABLE
         return 32 + len(value) if kind is str or kind is bytes else 32
