@@ -50,7 +50,7 @@ _pack_len = struct.Struct(">I").pack
 _pack_double = struct.Struct(">d").pack
 #: value types whose subclasses key as class + value (datetime before its base, date)
 _VALUE_BASES: tuple[type, ...] = (
-    int, float, complex, str, bytes, bytearray, tuple, list, Mapping, Set,
+    bool, int, float, complex, str, bytes, bytearray, tuple, list, Mapping, Set,
     Decimal, Fraction, dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID,
 )  # fmt: skip
 #: how a subclass instance becomes its base type's (where calling the base would not do)
