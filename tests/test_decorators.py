@@ -341,8 +341,8 @@ def test_classes_made_inside_a_function_are_refused(flavor: str) -> None:
 
 
 @pytest.mark.parametrize("flavor", ["sync", "async"])
-async def test_equal_arguments_of_other_types_are_other_calls(flavor: str) -> None:
-    """f(1), f(True), f(1.0), f(Decimal(1)) are four calls, in the memo and the key alike."""
+async def test_equal_arguments_are_one_call_in_memo_and_key(flavor: str) -> None:
+    """f(1), f(True), f(1.0), f(Decimal(1)) are one call; the key agrees with the memo."""
     cache = _cache()
     calls: list[object] = []
 
@@ -360,10 +360,9 @@ async def test_equal_arguments_of_other_types_are_other_calls(flavor: str) -> No
 
     async with cache:
         results = [await call(x) for x in (1, True, 1.0, Decimal(1), 1, True)]
-        assert results == ["1", "True", "1.0", "Decimal('1')", "1", "True"]
-        assert calls == [1, True, 1.0, Decimal(1)]
-        assert len({fn.key(x) for x in (1, True, 1.0, Decimal(1))}) == 4
-        assert await cache.get(cache.relative_key(fn.key(True))) == "True"
+        assert results == ["1"] * 6 and calls == [1]
+        assert len({fn.key(x) for x in (1, True, 1.0, Decimal(1))}) == 1
+        assert await cache.get(cache.relative_key(fn.key(True))) == "1"
 
 
 @pytest.mark.parametrize("flavor", ["sync", "async"])
@@ -509,23 +508,21 @@ print(json.dumps(got))
 """
 
 _BATCH = [
-    ({"city": "Oslo", "kind": "flat"}, {"city": "Oslo", "kind": "flat"}),
+    ({"city": "Oslo", "kind": "flat"}, {"kind": "flat", "city": "Oslo"}),
     (
         frozenset({"alpha", "beta", "gamma", "delta"}),
         frozenset({"delta", "gamma", "beta", "alpha"}),
     ),
     (frozenset({1, 9}), frozenset({9, 1})),
-    (7, 7),
-    (True, True),
-    (2.5, 2.5),
-    (-0.0, -0.0),
-    (Decimal("2.50"), Decimal("2.50")),
+    (7, 7.0),
+    (True, 1.0 + 0.0 * 3),
+    (Decimal("2.50"), 2.5),
     (Fraction(1, 3), Fraction(2, 6)),
-    ((1, ("x", {"a": [1, 2]})), (1, ("x", {"a": [1, 2]}))),
-    ({"z": {1, 2}, "a": None}, {"z": {2, 1}, "a": None}),
+    ((1, ("x", {"a": [1, 2]})), (1.0, ("x", {"a": [1, 2]}))),
+    ({"z": {1, 2}, "a": None}, {"a": None, "z": {2, 1}}),
     (
         dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc),
-        dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc),
+        dt.datetime(2024, 5, 1, 13, tzinfo=dt.timezone(dt.timedelta(hours=1))),
     ),
     (b"bytes", b"bytes"),
     ("text", "text"),
@@ -654,22 +651,22 @@ _args = st.recursive(
 
 
 def _reordered(value: Any) -> Any:
-    """An equal value of the same types, built anew (sets in another order)."""
+    """An equal value built in another order (ints as floats where exact)."""
     if isinstance(value, dict):
-        return {k: _reordered(v) for k, v in value.items()}
+        return {k: _reordered(v) for k, v in reversed(list(value.items()))}
     if isinstance(value, frozenset):
         return frozenset(reversed(list(value)))
     if isinstance(value, tuple):
         return tuple(_reordered(v) for v in value)
-    if type(value) in (int, Decimal, Fraction, float):
-        return type(value)(str(value))
+    if type(value) is int and abs(value) < 2**53:
+        return float(value)
     return value
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_args, min_size=1, max_size=8))
 def test_memo_and_key_agree_on_equal_arguments(values: list[Any]) -> None:
-    """Calling with a value then an equal one of the same types loads once."""
+    """Calling with a value then an equal one loads once, from the memo or the shared key."""
     cache = _cache(maxsize=1000)
     loads: list[Any] = []
 

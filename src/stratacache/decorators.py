@@ -7,11 +7,11 @@ string key (template or digest) is built only on the slow path. Invalidation sti
 (deadline = -inf) whenever it drops it, for any reason, so a memoized
 reference to it stops serving at once.
 
-"The same call" is one rule for the memo and the shared key: equal arguments
-of the same types (``f(1)`` twice, not ``f(1)`` and ``f(1.0)`` or ``f(True)``:
-the function could tell those apart) are one call in the memo and one key in
-every tier and process; with a template or callable key, the rendered key
-decides, and the memo again only answers calls with arguments of the same types. The memo holds
+"The same call" is one rule for the memo and the shared key: with an
+automatic key, equal arguments (``f(1)``, ``f(1.0)``, ``f(True)``, as with
+``functools.lru_cache``) are one call in the memo and one key in every tier
+and process; with a template or callable key, the rendered key decides and
+the memo only answers calls with arguments of the same types. The memo holds
 no argument beyond its entry's life and never holds an instance strongly
 (see ``core.memo``).
 
@@ -143,7 +143,7 @@ def cached(
         )
         _claim_key_space(cache, builder, fn, explicit=name is not None)
         fstats = cache.register_function(builder.name)
-        memo = CallMemo(cache.top_tier, single=single_parameter(fn))
+        memo = CallMemo(cache.top_tier, typed=not builder.automatic, single=single_parameter(fn))
         opts = _Options(lock, RefreshSchedule(refresh_every, memo))
         if inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)

@@ -133,6 +133,6 @@ def test_call_keys_split_back_into_arguments() -> None:
 
 def test_memo_without_a_memory_tier_keeps_nothing() -> None:
     """A cache whose top tier cannot be peeked memoizes nothing."""
-    memo = CallMemo(object())
+    memo = CallMemo(object(), typed=False)
     memo.remember((1,), "k", trusted=True)
     assert len(memo) == 0

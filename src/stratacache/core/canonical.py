@@ -1,30 +1,24 @@
-"""Canonical bytes of call arguments: one call, one encoding, the same in every process.
+"""Canonical bytes of call arguments: equal arguments give equal bytes in every process.
 
-Two arguments encode alike when they are equal (``==``) **and** the function
-could not tell them apart: equal values of other types (``1``, ``1.0``,
-``True``, ``Decimal(1)``, ``Fraction(1)``, an ``IntEnum`` member, a namedtuple
-and its tuple, a ``set`` and a ``frozenset``), and equal values a function can
-see differ in (``0.0`` and ``-0.0``, ``Decimal("1.0")`` and ``Decimal("1")``,
-dicts in another insertion order, aware datetimes in other zones, ``fold``)
-encode apart: serving one's result for the other would be a wrong value. Sets
-encode in the order of their items' encodings (their iteration order is not
-the caller's to choose). Nothing depends on ``hash()``, ``id()``, memory
-addresses or ``repr()``.
+The rule for "the same call" is Python's own equality, the one ``dict`` keys and
+``functools.lru_cache`` use: two arguments that compare equal encode alike, so
+``f(1)``, ``f(1.0)`` and ``f(True)`` are one call, ``{"a": 1, "b": 2}`` and
+``{"b": 2, "a": 1}`` are one call, and so are ``frozenset([1, 9])`` and
+``frozenset([9, 1])``. Nothing depends on ``hash()``, ``id()``, memory
+addresses, ``repr()`` or insertion order: numbers encode as exact rationals,
+mappings and sets in the order of their items' encodings.
 
 What encodes (anything else raises ``UnkeyableError`` naming the type):
 
-- ``None``, ``bool``, ``int``, ``float`` (by its bits), ``complex``,
-  ``Decimal`` (sign, digits, exponent), ``Fraction``, ``str``, ``bytes``,
-  ``bytearray``, each under its own type tag;
-- ``tuple``, ``list``, mappings, ``set``/``frozenset``, with encodable items;
-- ``date``, ``datetime`` and ``time`` (wall clock, ``fold`` and zone),
+- ``None``, ``bool``, ``int``, ``float``, ``complex``, ``Decimal``, ``Fraction``
+  (by exact numeric value), ``str``, ``bytes``/``bytearray``;
+- ``tuple`` (namedtuples included: they equal tuples), ``list``, mappings,
+  ``set``/``frozenset``, with encodable items;
+- ``date``, ``datetime`` (aware ones by their UTC instant), ``time``,
   ``timedelta``, ``UUID``;
-- enum members (by class and name), classes and module-level functions (by
-  qualified name);
-- subclasses of the value types above (namedtuples, ``OrderedDict``,
-  ``defaultdict`` with its factory, ...) by class and value;
-- dataclass instances with ``eq=True`` and pydantic models, by class and the
-  fields their ``==`` compares;
+- enum members (by class and name; ``IntEnum``/``StrEnum`` members equal their
+  value and encode as it), classes and module-level functions (by qualified name);
+- dataclass instances with ``eq=True`` and pydantic models, by class and fields;
 - any object whose class defines ``__cache_key__(self)``, by class and what it returns.
 """
 
@@ -33,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import math
 import struct
 import types
 import uuid
@@ -40,29 +35,13 @@ from collections.abc import Mapping, Set
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
-from zoneinfo import ZoneInfo
 
 #: The method a class defines to give its instances a stable cache identity.
 CACHE_KEY_METHOD = "__cache_key__"
 _MAX_DEPTH = 64
+_MAX_EXPONENT = 4000  # Decimals beyond 10**±4000 encode by their digits, not as a ratio
 _EPOCH = dt.datetime(1, 1, 1)
 _pack_len = struct.Struct(">I").pack
-_pack_double = struct.Struct(">d").pack
-#: value types whose subclasses key as class + value (datetime before its base, date)
-_VALUE_BASES: tuple[type, ...] = (
-    bool, int, float, complex, str, bytes, bytearray, tuple, list, Mapping, Set,
-    Decimal, Fraction, dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID,
-)  # fmt: skip
-#: how a subclass instance becomes its base type's (where calling the base would not do)
-_AS_BASE: dict[type, Any] = {
-    str: str.__str__,
-    Fraction: lambda v: Fraction(v.numerator, v.denominator),
-    dt.datetime: lambda v: dt.datetime.combine(dt.date.fromordinal(v.toordinal()), v.timetz()),
-    dt.date: lambda v: dt.date.fromordinal(v.toordinal()),
-    dt.time: lambda v: dt.time(v.hour, v.minute, v.second, v.microsecond, v.tzinfo, fold=v.fold),
-    dt.timedelta: lambda v: dt.timedelta(v.days, v.seconds, v.microseconds),
-    uuid.UUID: lambda v: uuid.UUID(int=v.int),
-}
 
 
 class UnkeyableError(TypeError):
@@ -113,10 +92,39 @@ def _int(value: int, out: list[bytes]) -> None:
     out.append(b"i" + value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True) + b";")
 
 
-def _decimal(value: Decimal, out: list[bytes]) -> None:
-    """By sign, digits and exponent: ``Decimal("1.0")`` and ``Decimal("1")`` print apart."""
-    sign, digits, exponent = value.as_tuple()
-    _text(b"D", f"{sign}:{''.join(map(str, digits))}:{exponent}", out)
+def _number(num: int, den: int, out: list[bytes]) -> None:
+    if den == 1:
+        _int(num, out)
+    else:
+        out.append(b"q")
+        _int(num, out)
+        _int(den, out)
+
+
+def _real(value: Any, out: list[bytes], path: str) -> None:
+    """Ints, floats, Decimals and Fractions by exact value (so 1 == 1.0 == Decimal(1))."""
+    if isinstance(value, int):
+        _int(int(value), out)
+    elif isinstance(value, float):
+        if math.isfinite(value):
+            _number(*value.as_integer_ratio(), out)
+        else:
+            out.append(b"f" + repr(float(value)).encode() + b";")  # nan, inf, -inf
+    elif isinstance(value, Decimal):
+        if value.is_nan():
+            out.append(b"fnan;")
+        elif value.is_infinite():
+            out.append(b"f-inf;" if value < 0 else b"finf;")
+        elif abs(value.adjusted()) > _MAX_EXPONENT:  # no float equals it; spare 10**huge
+            sign, digits, exponent = value.as_tuple()
+            text = "".join(map(str, digits)).rstrip("0")
+            _text(b"Q", f"{sign}:{text}e{int(exponent) + len(digits) - len(text)}", out)
+        else:
+            _number(*value.as_integer_ratio(), out)
+    elif isinstance(value, Fraction):
+        _number(value.numerator, value.denominator, out)
+    else:  # pragma: no cover - guarded by the caller
+        raise UnkeyableError(value, path)
 
 
 def _sorted_items(encoded: list[bytes], tag: bytes, out: list[bytes]) -> None:
@@ -125,93 +133,75 @@ def _sorted_items(encoded: list[bytes], tag: bytes, out: list[bytes]) -> None:
     out.extend(encoded)
 
 
-def _mapping(value: Mapping[Any, Any], out: list[bytes], path: str, depth: int) -> None:
-    """Items in iteration order: a function can see the order of equal dicts."""
-    out.append(b"d" + _pack_len(len(value)))
-    for k, v in value.items():
-        _encode(k, out, f"{path} key {k!r}", depth + 1)
-        _encode(v, out, f"{path}[{k!r}]", depth + 1)
-
-
 def _encode(value: object, out: list[bytes], path: str, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise UnkeyableError(value, path, " (nested too deeply, or it contains itself)")
     kind = type(value)
-    v: Any = value  # typed by the branch taken
     if kind is str:
-        _text(b"s", v, out)
+        _text(b"s", value, out)  # type: ignore[arg-type]
     elif value is None:
         out.append(b"N")
-    elif kind is int:
-        _int(v, out)
-    elif kind is bool:
-        out.append(b"B1" if v else b"B0")
-    elif kind is float:  # by its bits: 0.0 and -0.0, and NaNs of either sign, stay apart
-        out.append(b"f" + _pack_double(v))
+    elif kind is int or kind is bool:
+        _int(int(value), out)  # type: ignore[call-overload]
+    elif kind is float or kind is Decimal or kind is Fraction:
+        _real(value, out, path)
     elif kind is tuple or kind is list:
-        _sequence(v, out, path, depth, b"t" if kind is tuple else b"l")
-    elif kind is dict:
-        _mapping(v, out, path, depth)
-    elif kind is Decimal:
-        _decimal(v, out)
-    elif kind is Fraction:
-        out.append(b"q")
-        _int(v.numerator, out)
-        _int(v.denominator, out)
-    elif kind is complex:
-        out.append(b"j" + _pack_double(v.real) + _pack_double(v.imag))
-    elif kind is bytes or kind is bytearray:
-        tag = b"b" if kind is bytes else b"a"
-        out.append(tag + _pack_len(len(v)) + bytes(v))
-    elif kind is frozenset or kind is set:
-        items = [canonical_item(item, path, depth) for item in v]
-        _sorted_items(items, b"F" if kind is frozenset else b"S", out)
-    elif isinstance(value, enum.Enum):  # IntEnum and StrEnum members too: not their value
-        _text(b"e", _stable_name(kind, value, path), out)
-        _text(b"", v.name or repr(v.value), out)
+        _sequence(value, out, path, depth, b"t" if kind is tuple else b"l")
+    elif isinstance(value, enum.Enum) and not isinstance(value, (int, float, str, bytes)):
+        _text(b"e", qualified_name(kind), out)
+        _text(b"", value.name or repr(value.value), out)
+    elif isinstance(value, (int, float, Decimal, Fraction)):  # IntEnum, IntFlag, subclasses
+        _real(value, out, path)
+    elif isinstance(value, complex):
+        if value.imag == 0:
+            _real(value.real, out, path)
+        else:
+            out.append(b"j")
+            _real(value.real, out, path)
+            _real(value.imag, out, path)
+    elif isinstance(value, str):  # StrEnum and other str subclasses equal their text
+        _text(b"s", str.__str__(value), out)
+    elif isinstance(value, (bytes, bytearray)):
+        out.append(b"b" + _pack_len(len(value)) + bytes(value))
+    elif isinstance(value, (tuple, list)):  # namedtuples equal tuples
+        _sequence(value, out, path, depth, b"t" if isinstance(value, tuple) else b"l")
+    elif isinstance(value, Mapping):
+        items = []
+        for k, v in value.items():
+            part: list[bytes] = []
+            _encode(k, part, f"{path} key {k!r}", depth + 1)
+            _encode(v, part, f"{path}[{k!r}]", depth + 1)
+            items.append(b"".join(part))
+        _sorted_items(items, b"d", out)
+    elif isinstance(value, Set):
+        items = [canonical_item(v, path, depth) for v in value]
+        _sorted_items(items, b"S", out)
     elif isinstance(value, type):
         _text(b"c", _stable_name(value, value, path), out)
-    elif kind is dt.datetime:
-        out.append(b"T1" if v.fold else b"T0")
-        _int(_micros(v.replace(tzinfo=None) - _EPOCH), out)
-        _zone(v, out, path)
-    elif kind is dt.date:
+    elif isinstance(value, dt.datetime):
+        offset = value.utcoffset()
+        micros = _micros(value.replace(tzinfo=None) - _EPOCH)
+        if offset is None:
+            out.append(b"Tn")
+        else:  # aware datetimes are equal when they name the same instant
+            out.append(b"Ta")
+            micros -= _micros(offset)
+        _int(micros, out)
+    elif isinstance(value, dt.date):
         out.append(b"Td")
-        _int(v.toordinal(), out)
-    elif kind is dt.time:
-        out.append(b"H1" if v.fold else b"H0")
-        _int(((v.hour * 60 + v.minute) * 60 + v.second) * 10**6 + v.microsecond, out)
-        _zone(v, out, path)
-    elif kind is dt.timedelta:
+        _int(value.toordinal(), out)
+    elif isinstance(value, dt.time):
+        offset = value.utcoffset()
+        micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 10**6 + value.microsecond
+        out.append(b"Ht" if offset is None else b"Hz")
+        _int(micros - (0 if offset is None else _micros(offset)), out)
+    elif isinstance(value, dt.timedelta):
         out.append(b"D")
-        _int(_micros(v), out)
-    elif kind is uuid.UUID:
-        out.append(b"u" + v.bytes)
+        _int(_micros(value), out)
+    elif isinstance(value, uuid.UUID):
+        out.append(b"u" + value.bytes)
     else:
         _object(value, out, path, depth)
-
-
-def _zone(value: Any, out: list[bytes], path: str) -> None:
-    """A datetime's or time's zone: equal instants in two zones print apart."""
-    zone = value.tzinfo
-    if zone is None:
-        out.append(b"n")
-    elif type(zone) is dt.timezone:
-        out.append(b"z")
-        _int(_micros(zone.utcoffset(None)), out)
-        _text(b"", zone.tzname(None), out)
-    elif type(zone) is ZoneInfo and zone.key:
-        _text(b"Z", zone.key, out)
-    else:  # another tzinfo: what it says about this value
-        _text(b"o", _stable_name(type(zone), zone, path), out)
-        for delta in (value.utcoffset(), value.dst()):
-            if delta is None:
-                out.append(b"n")
-            else:
-                _int(_micros(delta), out)
-        name = value.tzname()
-        out.append(b"n" if name is None else b"")
-        _text(b"", name or "", out)
 
 
 def canonical_item(value: object, path: str, depth: int) -> bytes:
@@ -258,19 +248,6 @@ def _object(value: object, out: list[bytes], path: str, depth: int) -> None:
             fields_dict["\x00private"] = dict(private)
         _text(b"p", _stable_name(kind, value, path), out)
         _encode(fields_dict, out, path, depth + 1)
-        return
-    base = next((b for b in _VALUE_BASES if isinstance(value, b)), None)
-    if base is not None:  # a subclass of a value type: its class, then the value as the base
-        _text(b"x", _stable_name(kind, value, path), out)
-        if isinstance(value, Mapping):
-            factory = getattr(value, "default_factory", None)  # a defaultdict's answers
-            if factory is not None:
-                _encode(factory, out, f"{path}.default_factory", depth + 1)
-            _mapping(value, out, path, depth)
-        elif isinstance(value, Set):
-            _sorted_items([canonical_item(v, path, depth) for v in value], b"S", out)
-        else:
-            _encode(_AS_BASE.get(base, base)(value), out, path, depth + 1)
         return
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
         name = qualified_name(value)

@@ -35,7 +35,6 @@ _BUILTINS = frozenset({"KeyError", "ReferenceError", "TypeError"})
 _SOURCE = """
 def _sc_make(_sc_lookup, _sc_now, _sc_fstats, _sc_touch, _sc_slow, _sc_defaults, _sc_KW):
     {unpack_defaults}
-    _sc_type, _sc_tuple, _sc_map = type, tuple, map  # a parameter may be named ``type``
     {async_}def _sc_wrapper({params}):
         _sc_ck = {key}
         try:
@@ -45,7 +44,7 @@ def _sc_make(_sc_lookup, _sc_now, _sc_fstats, _sc_touch, _sc_slow, _sc_defaults,
             _sc_ck = None
         if _sc_found is not None:
             _sc_entry = _sc_found[0]
-            if _sc_entry.deadline > _sc_now() and {same_types}:
+            if _sc_entry.deadline > _sc_now():
                 _sc_fstats.fast_hits += 1
                 try:
                     _sc_touch(_sc_found[1])
@@ -59,7 +58,6 @@ def _sc_make(_sc_lookup, _sc_now, _sc_fstats, _sc_touch, _sc_slow, _sc_defaults,
 #: the generic shape: any call, keyed inline as ``core.memo.call_key`` keys it
 _GENERIC = {
     "params": "*_sc_args, **_sc_kwargs",
-    "same_types": "_sc_found[2] == _sc_tuple(_sc_map(_sc_type, _sc_ck))",
     "key": "_sc_args if not _sc_kwargs else (*_sc_args, _sc_KW, *_sc_kwargs, *_sc_kwargs.values())",
     "args": "_sc_args",
     "kwargs": "_sc_kwargs",
@@ -111,10 +109,8 @@ def compile_hit_path(
 ) -> tuple[Callable[..., Any], bool]:
     """A wrapper running the memo hit path, and whether it has ``fn``'s own parameters.
 
-    A hit returns the memoized entry's value while its deadline is ahead of ``now()``
-    and the call's arguments have the types the slot holds (``lookup``'s result ``[2]``:
-    the bare type of a single argument, else a tuple of types; equal values of other
-    types key apart), adding one to ``fstats.fast_hits`` and calling ``touch(full key)``. Otherwise
+    A hit returns the memoized entry's value while its deadline is ahead of ``now()``,
+    adding one to ``fstats.fast_hits`` and calling ``touch(full key)``. Otherwise
     ``slow(ck, args, kwargs)`` runs, with the memo key (None when the arguments are
     unhashable) and the call's arguments: in ``fn``'s own shape (second result True)
     the memo key is the tuple of bound values, which are all passed positionally;
@@ -124,7 +120,6 @@ def compile_hit_path(
     shape = _GENERIC if parameters is None else _positional_shape(parameters)
     if len(parameters or ()) == 1:  # keyed by the bare argument, as single_parameter() says
         shape["key"] = parameters[0].name  # type: ignore[index]
-        shape["same_types"] = f"_sc_found[2] is _sc_type({shape['key']})"
     source = _SOURCE.format(
         async_="async " if is_async else "", await_="await " if is_async else "", **shape
     )
@@ -162,12 +157,10 @@ def _positional_shape(parameters: list[inspect.Parameter]) -> dict[str, str]:
             params.append("/")
     names = [p.name for p in parameters]
     key = f"({', '.join(names)},)" if names else "()"
-    same = " and ".join(f"_sc_found[2][{i}] is _sc_type({n})" for i, n in enumerate(names))
     unpack = ", ".join(f"{_PREFIX}d{i}" for i in range(defaults))
     return {
         "params": ", ".join(params),
         "key": key,
-        "same_types": same or "True",
         "args": key,
         "kwargs": "{}",
         "unpack_defaults": f"({unpack},) = _sc_defaults" if defaults else "pass",

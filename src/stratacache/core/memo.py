@@ -22,28 +22,35 @@ is built or hashed per hit. An argument held weakly is then keyed by a
 ``_WeakOne``, which compares as its referent in Python rather than in C (a slower
 hit, still no slow path).
 
-Keys tell apart equal arguments of different types (``1``, ``1.0``, ``True``;
-see ``core.canonical``) and template keys render them apart, so a hit also
-needs the argument types the slot was stored with, and only arguments whose
-equal values of one type always key alike are memoized (not ``0.0``/``-0.0``,
-``Decimal("1.0")``/``Decimal("1")``, nor containers, whose items' types a
-lookup does not see).
+With an automatic key (equality rule, see ``core.canonical``) a slot matches
+equal arguments, as a dict does. With a template or callable key, which may
+render equal arguments differently (``1`` and ``True``), a hit also needs the
+same argument types, and only arguments whose equal values of one type render
+alike are memoized.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import enum
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from .entry import Entry
 
 #: separates positional arguments from keyword names and values in a memo key
 KW = object()
-#: types whose equal values always key alike (floats apart: ``0.0 == -0.0``)
+_EQUAL_ATOMS = frozenset(
+    {str, bytes, int, float, bool, type(None), complex, Decimal, Fraction}
+    | {dt.date, dt.datetime, dt.time, dt.timedelta, uuid.UUID}
+)
 _TYPED_ATOMS = frozenset({str, bytes, int, bool, type(None)})
+_BASES = (int, float, str, bytes, tuple, frozenset)
 _NOT_MEMOIZABLE = -1
 
 
@@ -148,26 +155,45 @@ class _WeakOne:
 
 
 class CallMemo:
-    """Raw call arguments → ``(entry, full key, argument types, ...)``, bounded.
+    """Raw call arguments → ``(entry, full key, argument types or None, ...)``, bounded."""
 
-    The types are the bare type of the argument in a ``single`` memo, else a tuple.
-    """
+    __slots__ = (
+        "__weakref__", "byte_limit", "bytes", "data", "limit", "lookup", "single", "top", "typed",
+    )  # fmt: skip
 
-    __slots__ = ("__weakref__", "byte_limit", "bytes", "data", "limit", "lookup", "single", "top")
-
-    def __init__(self, top: Any, single: bool = False) -> None:
+    def __init__(self, top: Any, typed: bool, single: bool = False) -> None:
         usable = callable(getattr(top, "peek", None)) and hasattr(top, "touch")
         self.top = top if usable else None
         self.limit = max(1, int(getattr(top, "maxsize", 10_000)))
         limit = getattr(top, "max_bytes", None)
         self.byte_limit: int | None = int(limit) if limit is not None else None
         self.bytes = 0
+        self.typed = typed
         #: keys are the bare argument of a one-parameter function (not a 1-tuple)
         self.single = single
         self.data: dict[Any, tuple[Any, ...]] = {}
-        #: the hot path's lookup (``dict.get``); the compiled hit path then checks that
-        #: the call's argument types are the slot's (``core.hitpath``)
+        #: the hot path's lookup: ``dict.get`` itself, or for typed memos a check of types too
         self.lookup: Callable[[Any], tuple[Any, ...] | None] = self.data.get
+        if typed:
+            self.lookup = self._typed_single_lookup if single else self._typed_lookup
+
+    def _typed_lookup(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The slot for ``key`` if its arguments have the types it was stored with."""
+        slot = self.data.get(key)
+        if slot is None:
+            return None
+        types = slot[2]  # unrolled for the usual one or two arguments: this is the hot path
+        size = len(types)
+        if size == 1:
+            return slot if types[0] is type(key[0]) else None
+        if size == 2:
+            return slot if types[0] is type(key[0]) and types[1] is type(key[1]) else None
+        return slot if types == tuple(map(type, key)) else None
+
+    def _typed_single_lookup(self, key: Any) -> tuple[Any, ...] | None:
+        """``_typed_lookup`` for a bare single argument."""
+        slot = self.data.get(key)
+        return slot if slot is not None and slot[2][0] is type(key) else None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -184,7 +210,7 @@ class CallMemo:
         stored, size = self._stored(call)
         if stored is None or (self.byte_limit is not None and size > self.byte_limit):
             return
-        types = type(key) if self.single else tuple(map(type, call))
+        types = tuple(map(type, call)) if self.typed else None
         self.drop_call(key)
         me = weakref.ref(self)
         data = self.data
@@ -301,8 +327,27 @@ class CallMemo:
         kind = type(value)
         if value is KW or isinstance(value, (type, enum.Enum)):
             return 0
-        if kind is float and value != 0 and value == value:  # -0.0 and 0.0 key apart
-            return 32
-        if kind not in _TYPED_ATOMS:
+        if (kind is dt.datetime or kind is dt.time) and value.tzinfo is not None:
+            # equal aware values across a DST fold are different instants (and keys)
             return _NOT_MEMOIZABLE
-        return 32 + len(value) if kind is str or kind is bytes else 32
+        if self.typed:
+            if kind is float and value != 0 and value == value:  # -0.0 and 0.0 render apart
+                return 32
+            if kind not in _TYPED_ATOMS:
+                return _NOT_MEMOIZABLE
+            return 32 + len(value) if kind is str or kind is bytes else 32
+        if kind not in _EQUAL_ATOMS:
+            base: Any = next((b for b in _BASES if isinstance(value, b)), None)
+            if base is None or kind.__eq__ is not base.__eq__ or kind.__hash__ is not base.__hash__:
+                return _NOT_MEMOIZABLE  # a subclass whose equality we cannot vouch for
+        if isinstance(value, (tuple, frozenset)):
+            total = 56
+            for item in value:
+                held = self._plain(item)
+                if held == _NOT_MEMOIZABLE:
+                    return _NOT_MEMOIZABLE
+                total += 8 + held
+            return total
+        if isinstance(value, (str, bytes)):
+            return 50 + len(value)
+        return 32
