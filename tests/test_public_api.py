@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import subprocess
@@ -157,3 +158,28 @@ print(json.dumps({"events": events, "threads": threading.active_count() - before
 """
     result = json.loads(run_isolated(code))
     assert result == {"events": [], "threads": 0}
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``from .x import _name`` in ``path`` where ``_name`` is not a module of the package."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom) or not node.level:
+            continue
+        base = path.parent
+        for _ in range(node.level - 1):
+            base = base.parent
+        source = base.joinpath(*node.module.split(".")) if node.module else base
+        for alias in node.names:
+            name = alias.name
+            private = name.startswith("_") and not name.startswith("__")
+            if private and not (source / f"{name}.py").exists() and not (source / name).is_dir():
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """What modules share is named publicly (a private name is its module's own business)."""
+    package = ROOT / "src" / "stratacache"
+    found = [hit for path in sorted(package.rglob("*.py")) for hit in _private_imports(path)]
+    assert found == []

@@ -27,11 +27,11 @@ import asyncio
 import functools
 import inspect
 import logging
-import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from .core.binding import CachedMember, defined_in_class
 from .core.durations import check_optional
 from .core.entry import Entry
 from .core.errors import ConfigError
@@ -47,6 +47,7 @@ from .engine.decorated import CacheDecorator
 from .engine.policy import EntryPolicy, store_predicate
 from .engine.signals import send as _send
 from .engine.stats import FunctionStats
+from .schedule import RefreshSchedule
 
 _REFRESH_CONCURRENCY = 8
 log = logging.getLogger("stratacache")
@@ -125,6 +126,10 @@ def cached(
     policy = cache.entry_policy(ttl, refresh_after, stale_ttl, cache_none, store_if)
 
     def decorate(fn: Callable[..., Any]) -> Any:
+        if isinstance(fn, classmethod):  # the class is bound for the call and the helpers
+            return CachedMember(_function_of(decorate(fn.__func__)), bind_class=True)
+        if isinstance(fn, staticmethod):
+            return staticmethod(_function_of(decorate(fn.__func__)))
         if not callable(fn):
             raise ConfigError(f"@cached needs a function, not {fn!r}")
         _refuse_generators(fn)
@@ -139,7 +144,7 @@ def cached(
         _claim_key_space(cache, builder, fn, explicit=name is not None)
         fstats = cache.register_function(builder.name)
         memo = CallMemo(cache.top_tier, typed=not builder.automatic, single=single_parameter(fn))
-        opts = _Options(lock, refresh_every)
+        opts = _Options(lock, RefreshSchedule(refresh_every, memo))
         if inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(fn, cache, builder, policy, fstats, memo, opts)
         else:
@@ -150,20 +155,24 @@ def cached(
         wrapper.key = lambda *a, **kw: _resolve(cache, builder, a, kw)[0]  # type: ignore[attr-defined]
         if warm is not None:
             cache.warmers.append((wrapper, warm))
-        return wrapper
+        return CachedMember(wrapper) if defined_in_class(fn) else wrapper
 
     return cast(CacheDecorator, decorate)
+
+
+def _function_of(decorated: Any) -> Any:
+    """The cached function itself, out of the ``CachedMember`` a method becomes."""
+    return decorated.fn if isinstance(decorated, CachedMember) else decorated
 
 
 class _Options:
     """The freshness options of one decorated function (read only on the slow path)."""
 
-    __slots__ = ("lock", "refresh_every", "scheduler")
+    __slots__ = ("lock", "schedule")
 
-    def __init__(self, lock: FleetLock | bool | None, refresh_every: float | None) -> None:
+    def __init__(self, lock: FleetLock | bool | None, schedule: RefreshSchedule) -> None:
         self.lock = lock
-        self.refresh_every = refresh_every
-        self.scheduler: Any = None  # the running refresh loop (task or thread), once started
+        self.schedule = schedule
 
 
 def _resolve(
@@ -194,8 +203,7 @@ def _async_wrapper(
             fkey, functools.partial(fn, *args, **kwargs), policy, tags, fstats, fleet
         )
         memo.remember(ck, fkey, cache.local_trusted)
-        if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.done()):
-            opts.scheduler = cache.spawn(schedule(opts.refresh_every))
+        opts.schedule.ensure_task(cache.spawn, refresh_hot)
         return entry.value
 
     async def refresh_hot() -> int:
@@ -220,11 +228,6 @@ def _async_wrapper(
 
         done = await asyncio.gather(*(one(*call) for call in memo.calls()))
         return sum(done)
-
-    async def schedule(interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await refresh_hot()
 
     hit, positional = _hit_path(fn, memo, now, fstats, touch, slow)
     memo_key = _bound_key(builder, memo.single) if positional else hashable_call_key
@@ -270,9 +273,7 @@ def _sync_wrapper(
         loader = functools.partial(fn, *args, **kwargs)
         entry = facade.fetch(fkey, loader, policy, tags, fstats, fleet)
         memo.remember(ck, fkey, cache.local_trusted)
-        if opts.refresh_every is not None and (opts.scheduler is None or opts.scheduler.is_set()):
-            opts.scheduler = _start_thread(refresh_hot, opts.refresh_every)
-            cache.closers.append(opts.scheduler.set)  # stops with the cache
+        opts.schedule.ensure_thread(refresh_hot, cache.closers)
         return entry.value
 
     def refresh_hot() -> int:
@@ -343,21 +344,6 @@ def _bound_key(
         return key[0] if single and key is not None else key
 
     return bound
-
-
-def _start_thread(refresh_hot: Callable[[], int], interval: float) -> threading.Event:
-    """Run ``refresh_hot`` every ``interval`` seconds on a daemon thread; set the event to stop."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(interval):
-            try:
-                refresh_hot()
-            except Exception as exc:  # keep the schedule alive
-                log.warning("stratacache: scheduled refresh failed: %r", exc)
-
-    threading.Thread(target=loop, name="stratacache-schedule", daemon=True).start()
-    return stop
 
 
 def _refuse_generators(fn: Callable[..., Any]) -> None:

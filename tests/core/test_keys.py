@@ -297,6 +297,8 @@ DIFFERENT = [
     {},
     "",
     float("nan"),
+    Decimal("NaN"),  # equal to nothing, a float NaN included
+    Decimal("sNaN"),
     float("inf"),
     complex(0, 1),
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 import pytest
 
-from stratacache.core.loops import PerLoop, on_fork
+from stratacache.core.loops import HomeLoop, PerLoop, on_fork
 
 
 def _per_loop() -> tuple[PerLoop[object], list[object]]:
@@ -97,3 +98,55 @@ def test_after_fork_runs_in_the_child_only() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert not marker.forked
+
+
+def test_home_loop_moves_to_the_next_loop_once_closed() -> None:
+    """The first loop is home; after it closes the next one is, and the old client is let go."""
+    released: list[int] = []
+    home = HomeLoop(lambda: released.append(1))
+
+    async def where() -> asyncio.AbstractEventLoop:
+        return await home.run(_current_loop())
+
+    first = asyncio.run(where())
+    second = asyncio.run(where())
+    assert first is not second and released == [1]
+
+
+def test_home_loop_runs_calls_of_other_loops_on_itself() -> None:
+    """While home runs on its thread, another loop's call runs there, not on the caller's."""
+    home = HomeLoop(lambda: None)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        ran_on = asyncio.run_coroutine_threadsafe(home.run(_current_loop()), loop).result(5)
+        assert ran_on is loop
+        assert asyncio.run(home.run(_current_loop())) is loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_home_loop_blocked_by_its_own_caller_times_out() -> None:
+    """A home loop whose thread waits for the call cannot answer: the hop gives up."""
+    home = HomeLoop(lambda: None, hop_timeout=0.05)
+    loop = asyncio.new_event_loop()
+    unblock = threading.Event()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(home.run(_current_loop()), loop).result(5)
+        loop.call_soon_threadsafe(unblock.wait)  # sync code holding the home loop's thread
+        with pytest.raises(TimeoutError, match="did not answer"):
+            asyncio.run(home.run(_current_loop()))
+    finally:
+        unblock.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+async def _current_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()

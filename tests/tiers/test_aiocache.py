@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections import UserDict
 from typing import Any
 
 import aiocache
 import pytest
+import redis
 
+import stratacache as sc
 from stratacache.core.clock import ManualClock
 from stratacache.core.entry import Entry
 from stratacache.core.errors import ConfigError, StratacacheError
@@ -64,3 +68,49 @@ async def test_memcached_backends_expire_entries_within_30_days(ttl: float | Non
     assert memcached._ttl(long) == MEMCACHED_MAX_TTL
     assert memcached._ttl(forever) == (0 if ttl is None else MEMCACHED_MAX_TTL)
     assert memory._ttl(long) == 2**31
+
+
+def _aio_redis(redis_url: str) -> aiocache.RedisCache:
+    url = redis.connection.parse_url(redis_url)
+    return aiocache.RedisCache(endpoint=url["host"], port=url["port"], db=url["db"])
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_serves_sync_callers_and_any_event_loop(backend: str, redis_url: str) -> None:
+    """After an event loop that used it has closed, cache.sync and new loops still read it."""
+    client = aiocache.SimpleMemoryCache() if backend == "memory" else _aio_redis(redis_url)
+    tier = AiocacheTier(client)
+    cache = sc.Cache(tiers=[tier], namespace=f"aioloops-{uuid.uuid4().hex}", bus=False)
+
+    async def write_and_read() -> Any:
+        await cache.set("a", 1)
+        return await cache.get("a")
+
+    assert asyncio.run(write_and_read()) == 1  # this loop closes
+    assert cache.sync.get("a") == 1
+    cache.sync.set("b", 2)
+    assert cache.sync.get("b") == 2
+
+    async def read_again() -> Any:
+        return await cache.get("b")
+
+    assert asyncio.run(read_again()) == 2
+    assert cache.stats()["tiers"][tier.name]["errors"] == 0
+    cache.sync.close()
+
+
+async def test_sync_callers_on_other_threads_share_the_running_loop_client(
+    redis_url: str,
+) -> None:
+    """While an event loop uses the tier, cache.sync from worker threads reads it too."""
+    tier = AiocacheTier(_aio_redis(redis_url))
+    cache = sc.Cache(tiers=[tier], namespace=f"aiothreads-{uuid.uuid4().hex}", bus=False)
+    async with cache:
+        await cache.set("a", 1)
+        got = await asyncio.gather(
+            *(asyncio.to_thread(cache.sync.get, "a") for _ in range(4)), cache.get("a")
+        )
+        assert got == [1] * 5
+        await asyncio.to_thread(cache.sync.set, "b", 2)
+        assert await cache.get("b") == 2
+    assert cache.stats()["tiers"][tier.name]["errors"] == 0

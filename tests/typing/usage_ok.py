@@ -56,11 +56,13 @@ def use_sync() -> None:
     n: int = square(3)
     cost: float = Shop().price("apple")
     Shop.price.invalidate(Shop(), "apple")
+    Shop().price.invalidate("apple")
+    bound_key: str = Shop().price.key("apple")
     cache.sync.set("k", 1, ttl=30)
     value: object = cache.sync.get("k")
     loads: int = cache.sync.stats()["engine"]["loads"]
     typed: sc.CachedFunction[[int], int] = square
-    print(lines, fresh, counters, n, cost, value, loads, typed, report.__wrapped__("x"))
+    print(lines, fresh, counters, n, cost, value, loads, typed, bound_key, report.__wrapped__("x"))
 
 
 async def use_front_doors() -> None:

@@ -119,8 +119,8 @@ class AdminAPI:
             Route("/entries/{key:path}", handlers.entry, methods=["GET"]),
             Route("/entries/{key:path}", handlers.delete_entry, methods=["DELETE"]),
             Route("/invalidate", handlers.invalidate, methods=["POST"]),
-            Route("/warmers", handlers.warmers, methods=["GET"]),
-            Route("/warm", handlers.warm, methods=["POST"]),
+            Route("/warmers", handlers.warming.warmers, methods=["GET"]),
+            Route("/warm", handlers.warming.warm, methods=["POST"]),
             Route("/flush", handlers.flush, methods=["POST"]),
         ]
         if table_invalidator is not None:

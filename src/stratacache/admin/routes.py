@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sized
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response
 
-from ..core.errors import StratacacheError
-from ..warming import warm
-from .audit import AdminAction
-from .auth import ADMIN, READ, Caller
+from .auth import ADMIN, READ
 from .inspect import MAX_PAGE, describe, key_page
-from .models import FlushRequest, InvalidateRequest, TablesRequest, WarmRequest
+from .models import FlushRequest, InvalidateRequest, TablesRequest
+from .mutations import Mutations, engine_call
 from .parsing import int_param, parse_body
-from .problems import Problem, dumps, json_response
+from .problems import Problem, json_response
+from .warm_routes import WarmRoutes
 
 if TYPE_CHECKING:
     from .app import AdminAPI
-
-M = TypeVar("M", bound=BaseModel)
-#: seconds between two progress lines of a streamed warm
-PROGRESS_EVERY = 0.2
 
 
 class Handlers:
@@ -35,6 +26,9 @@ class Handlers:
     def __init__(self, api: AdminAPI) -> None:
         self.api = api
         self.cache = api.cache
+        self.mutations = Mutations(api)
+        #: the warming endpoints
+        self.warming = WarmRoutes(api, self.mutations)
 
     # -- open routes -------------------------------------------------------------------------
     async def dashboard(self, request: Request) -> Response:
@@ -135,7 +129,7 @@ class Handlers:
             raise Problem(400, "value must be 0 or 1")
         self.api.guard.require(request, ADMIN if with_value == "1" else READ)
         key = request.path_params["key"]
-        return json_response(await _engine(describe(self.cache, key, with_value == "1")))
+        return json_response(await engine_call(describe(self.cache, key, with_value == "1")))
 
     # -- admin scope -------------------------------------------------------------------------
     async def delete_entry(self, request: Request) -> Response:
@@ -164,7 +158,7 @@ class Handlers:
             await self.cache.invalidate(keys=[key], reason=reason, actor=caller.actor)
             return {"deleted": key}
 
-        return await self._mutate(caller, "delete", target, reason, run)
+        return await self.mutations.respond(caller, "delete", target, reason, run)
 
     async def invalidate(self, request: Request) -> Response:
         """Invalidate keys, tags and a prefix.
@@ -196,100 +190,7 @@ class Handlers:
             )
             return {"invalidated": target}
 
-        return await self._mutate(caller, "invalidate", target, body.reason, run)
-
-    async def warmers(self, request: Request) -> Response:
-        """Names of the registered warmers.
-        ---
-        summary: List the registered warmers
-        tags: [warming]
-        security: [{bearer: []}]
-        responses:
-          "200": {description: Warmer names, content: {application/json: {schema: {type: object}}}}
-          "401": {$ref: "#/components/responses/Problem"}
-        """
-        self.api.guard.require(request, READ)
-        return json_response({"warmers": sorted(self.api.warmer_table())})
-
-    async def warm(self, request: Request) -> Response:
-        """Run warmers.
-        ---
-        summary: Run registered warmers by name (all when none is named)
-        tags: [warming]
-        security: [{bearer: []}]
-        requestBody:
-          required: true
-          content: {application/json: {schema: {$ref: "#/components/schemas/WarmRequest"}}}
-        responses:
-          "200":
-            description: "The summary; with Accept: application/x-ndjson, progress lines then the summary"
-            content:
-              application/json: {schema: {type: object}}
-              application/x-ndjson: {schema: {type: string}}
-          "400": {$ref: "#/components/responses/Problem"}
-          "401": {$ref: "#/components/responses/Problem"}
-          "403": {$ref: "#/components/responses/Problem"}
-        """
-        caller = self.api.guard.require(request, ADMIN)
-        body = await parse_body(request, self.api.max_body, WarmRequest)
-        table = self.api.warmer_table()
-        names = sorted(table) if body.warmers is None else list(dict.fromkeys(body.warmers))
-        unknown = [n for n in names if n not in table]
-        if unknown:
-            known = ", ".join(sorted(table)) or "none registered"
-            raise Problem(400, f"unknown warmer(s) {unknown}; known: {known}")
-        target = {"warmers": names, "from_hot": body.from_hot}
-        latest: list[Any] = [None]
-
-        def track(state: Any) -> None:
-            latest[0] = state
-
-        async def run() -> Any:
-            summary = await warm(
-                self.cache,
-                warmers=[table[n] for n in names],
-                from_hot=body.from_hot,
-                concurrency=body.concurrency,
-                progress=track,
-            )
-            errors = [f"{where}: {exc!r}" for where, _, exc in summary.errors[:20]]
-            return {
-                "warmed": summary.warmed,
-                "failed": summary.failed,
-                "took": round(summary.took, 3),
-                "errors": errors,
-            }
-
-        if "application/x-ndjson" in request.headers.get("accept", ""):
-            total = _known_total([table[n] for n in names]) if not body.from_hot else None
-            stream = self._progress(caller, target, body.reason, run, latest, total)
-            return StreamingResponse(stream, media_type="application/x-ndjson")
-        return await self._mutate(caller, "warm", target, body.reason, run)
-
-    async def _progress(
-        self,
-        caller: Caller,
-        target: dict[str, Any],
-        reason: str | None,
-        run: Callable[[], Awaitable[Any]],
-        latest: list[Any],
-        total: int | None,
-    ) -> AsyncIterator[bytes]:
-        """NDJSON lines while warming: ``{"total"}``, ``{"done", "warmed", "failed"}`` at most
-        every ``PROGRESS_EVERY`` seconds, then ``{"summary"}`` or ``{"error"}``."""
-        yield _line({"total": total})
-        task = asyncio.ensure_future(self._perform(caller, "warm", target, reason, run))
-        sent = None
-        while not task.done():
-            await asyncio.wait({task}, timeout=PROGRESS_EVERY)
-            state = latest[0]
-            if state is not None and state.done != sent:
-                sent = state.done
-                yield _line({"done": state.done, "warmed": state.warmed, "failed": state.failed})
-        try:
-            yield _line({"summary": task.result()})
-        except Problem as problem:
-            yield _line({"error": problem.detail})
+        return await self.mutations.respond(caller, "invalidate", target, body.reason, run)
 
     async def flush(self, request: Request) -> Response:
         """Remove every entry.
@@ -315,7 +216,7 @@ class Handlers:
             await self.cache.clear(reason=body.reason, actor=caller.actor)
             return {"flushed": self.cache.namespace}
 
-        return await self._mutate(
+        return await self.mutations.respond(
             caller, "flush", {"namespace": self.cache.namespace}, body.reason, run
         )
 
@@ -347,57 +248,4 @@ class Handlers:
             return {"invalidated": {"tables": body.tables}}
 
         target = {"tables": body.tables}
-        return await self._mutate(caller, "invalidate_tables", target, body.reason, run)
-
-    # -- helpers -----------------------------------------------------------------------------
-    async def _mutate(
-        self,
-        caller: Caller,
-        action: str,
-        target: dict[str, Any],
-        reason: str | None,
-        run: Callable[[], Awaitable[Any]],
-    ) -> Response:
-        """Run a mutation, audit it and answer with its outcome."""
-        return json_response(await self._perform(caller, action, target, reason, run))
-
-    async def _perform(
-        self,
-        caller: Caller,
-        action: str,
-        target: dict[str, Any],
-        reason: str | None,
-        run: Callable[[], Awaitable[Any]],
-    ) -> Any:
-        """Run a mutation and send its outcome, success or failure, to the audit hooks."""
-        try:
-            outcome = await _engine(run())
-        except Problem as problem:
-            self.api.record(
-                AdminAction(
-                    time.time(), caller.actor, action, target, reason, "error", problem.detail
-                )
-            )
-            raise
-        self.api.record(
-            AdminAction(time.time(), caller.actor, action, target, reason, "ok", outcome)
-        )
-        return outcome
-
-
-async def _engine(call: Awaitable[Any]) -> Any:
-    """Await an engine call; a stratacache error (a bad key, say) becomes a 400 problem."""
-    try:
-        return await call
-    except StratacacheError as exc:
-        raise Problem(400, str(exc)) from exc
-
-
-def _known_total(warmers: list[tuple[Callable[..., Any], Any]]) -> int | None:
-    """How many items the warmers will run, when every argument list has a length."""
-    sizes = [len(args) for _, args in warmers if isinstance(args, Sized)]
-    return sum(sizes) if len(sizes) == len(warmers) else None
-
-
-def _line(data: Any) -> bytes:
-    return dumps(data) + b"\n"
+        return await self.mutations.respond(caller, "invalidate_tables", target, body.reason, run)

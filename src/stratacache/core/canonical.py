@@ -111,8 +111,8 @@ def _real(value: Any, out: list[bytes], path: str) -> None:
         else:
             out.append(b"f" + repr(float(value)).encode() + b";")  # nan, inf, -inf
     elif isinstance(value, Decimal):
-        if value.is_nan():
-            out.append(b"fnan;")
+        if value.is_nan():  # equal to nothing, a float NaN included: a key of its own kind
+            out.append(b"dsnan;" if value.is_snan() else b"dnan;")
         elif value.is_infinite():
             out.append(b"f-inf;" if value < 0 else b"finf;")
         elif abs(value.adjusted()) > _MAX_EXPONENT:  # no float equals it; spare 10**huge

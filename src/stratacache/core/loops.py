@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger("stratacache")
@@ -95,6 +95,58 @@ class PerLoop(Generic[T]):
             log.debug("stratacache: releasing a value of a closed event loop failed: %r", exc)
 
 
+class HomeLoop:
+    """The event loop a loop-bound client lives on; calls made on other loops go to it.
+
+    The first loop to run a call becomes home. A call on another loop is handed to the
+    home loop while that runs, waiting at most ``hop_timeout`` seconds (a home loop whose
+    thread is blocked in sync code waiting for this very call would never answer). Once
+    the home loop has stopped or closed, the caller's loop becomes home and ``release``
+    drops what the client held on the old one.
+    """
+
+    def __init__(self, release: Callable[[], None], hop_timeout: float = 5.0) -> None:
+        self.release = release
+        self.hop_timeout = hop_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the home loop (the running one if it is home or none runs)."""
+        loop = asyncio.get_running_loop()
+        home = self._loop
+        if home is not loop and (home is None or home.is_closed() or not home.is_running()):
+            with self._lock:
+                if self._loop is home:  # not moved by another thread meanwhile
+                    if home is not None:
+                        self._release()
+                    self._loop = loop
+                home = self._loop
+        if home is loop or home is None:  # home is never None here; the check is for mypy
+            return await coro
+        future = asyncio.run_coroutine_threadsafe(coro, home)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.hop_timeout)
+        except TimeoutError:
+            future.cancel()
+            raise TimeoutError(
+                f"the client's event loop did not answer within {self.hop_timeout}s (is sync "
+                "code on that loop's thread waiting for this call?)"
+            ) from None
+
+    def forget(self) -> None:
+        """In a forked child: no loop is home; the parent's connections are let go."""
+        self._lock = threading.Lock()
+        self._loop = None
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            self.release()
+        except Exception as exc:  # letting a dead loop's client go must never fail a call
+            log.debug("stratacache: releasing a client of another event loop failed: %r", exc)
+
+
 def abandon(client: Any) -> None:
     """Release an asyncio client whose event loop is gone (or a parent's, after ``fork``).
 
@@ -156,4 +208,4 @@ def _after_fork_in_child() -> None:
             log.warning("stratacache: resetting %r after fork failed: %r", obj, exc)
 
 
-__all__ = ["ForkAware", "PerLoop", "abandon", "on_fork"]
+__all__ = ["ForkAware", "HomeLoop", "PerLoop", "abandon", "on_fork"]

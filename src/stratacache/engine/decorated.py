@@ -69,15 +69,33 @@ class CachedOptions(TypedDict, total=False):
 
 
 class BoundCachedFunction(Protocol[P, R_co]):
-    """A cached sync method reached through an instance: the call binds ``self``."""
+    """A cached sync method reached through an instance: the call and its helpers bind ``self``."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Outdate the cached result of this instance's call everywhere."""
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Recompute and store this instance's call's result now; returns it."""
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The full cache key of this instance's call."""
+
 
 class BoundAsyncCachedFunction(Protocol[P, R_co]):
-    """A cached async method reached through an instance: the call binds ``self``."""
+    """A cached async method reached through an instance: the call and its helpers bind ``self``."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, None]:
+        """Outdate the cached result of this instance's call everywhere."""
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
+        """Recompute and store this instance's call's result now; returns it."""
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The full cache key of this instance's call."""
 
 
 class CachedFunction(Protocol[P, R_co]):

@@ -25,8 +25,7 @@ from redis.exceptions import RedisError
 from ..core.errors import ConfigError
 from ..core.fleet import LockAttempt
 from ..core.loops import on_fork
-from .lock import _POLL_MAX, _POLL_MIN, _RECENT, _SCRIPTS, _attempt
-from .lock import _text as text
+from .lock_protocol import POLL_MAX, POLL_MIN, RECENT, SCRIPTS, attempt, text
 
 if TYPE_CHECKING:
     from .lock import RedisLock
@@ -87,7 +86,7 @@ class ReleaseListener:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        delay = _POLL_MIN
+        delay = POLL_MIN
         while not self._stop.is_set():
             pubsub = self.client.pubsub()
             try:
@@ -100,7 +99,7 @@ class ReleaseListener:
                         self.epoch += 1
                         self.ready.set()
                         self._tried.set()
-                        delay = _POLL_MIN
+                        delay = POLL_MIN
                     elif msg["type"] == "pmessage":
                         self._on_release(text(msg["channel"])[self.cut :], text(msg["data"]))
             except Exception as exc:  # the thread must outlive any error: waiters poll meanwhile
@@ -120,7 +119,7 @@ class ReleaseListener:
         with self._mutex:
             self._released[key] = token
             self._released.move_to_end(key)
-            while len(self._released) > _RECENT:
+            while len(self._released) > RECENT:
                 self._released.popitem(last=False)
             waiters = self._waiters.pop(key, ())
         for event in waiters:
@@ -182,7 +181,7 @@ class BlockingLock:
                     self._client = self.owner.connection.client(asynchronous=False)
                 else:
                     self._client = blocking_client(self.owner.url, self._async_client)
-            for name, src in _SCRIPTS:
+            for name, src in SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
                 with contextlib.suppress(RedisError, OSError):  # else loaded on first use
                     self._client.script_load(src)
@@ -208,7 +207,7 @@ class BlockingLock:
         reply = self._scripts["acquire"](
             keys=[self.owner.lock_key(key)], args=[token, int(self.owner.lease * 1000)]
         )
-        return _attempt(reply)
+        return attempt(reply)
 
     def release(self, key: str, token: str) -> bool:
         self.start()
@@ -257,9 +256,9 @@ class BlockingLock:
             return True  # released between the acquire reply and now
         epoch = listener.epoch
         # Wake at the holder's lease end at the latest, to take over from a dead holder.
-        bound = holder.ttl + 0.005 if holder.ttl > 0 else _POLL_MIN
+        bound = holder.ttl + 0.005 if holder.ttl > 0 else POLL_MIN
         deadline = time.monotonic() + min(timeout, bound)
-        delay = _POLL_MIN
+        delay = POLL_MIN
         try:
             while (remaining := deadline - time.monotonic()) > 0:
                 polling = not listener.ready.is_set()
@@ -270,7 +269,7 @@ class BlockingLock:
                     # look at the lock itself (backing off while the subscription is down).
                     epoch = listener.epoch
                     if polling:
-                        delay = min(delay * 2, _POLL_MAX)
+                        delay = min(delay * 2, POLL_MAX)
                     if self._gone(key, holder.token):
                         return True
             return False

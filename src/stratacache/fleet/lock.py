@@ -34,43 +34,13 @@ from ..core.durations import check_duration
 from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
 from .connection import RedisConnection
+from .lock_protocol import POLL_MAX, POLL_MIN, RECENT, SCRIPTS, attempt, text
 from .topology import Topology
 
 if TYPE_CHECKING:
     from .blocking_lock import BlockingLock
 
 log = logging.getLogger("stratacache")
-
-#: KEYS[1] lock; ARGV[1] token, ARGV[2] lease ms. {1, token, pttl} when taken, else
-#: {0, holder token, holder pttl}.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, ARGV[1], tonumber(ARGV[2])}
-end
-return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}
-"""
-
-#: KEYS[1] lock; ARGV[1] token, ARGV[2] channel. Deletes and announces only our own lock.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-#: KEYS[1] lock; ARGV[1] token, ARGV[2] lease ms. Extends only our own lock.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_SCRIPTS = (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW))
-_RECENT = 4096  # releases remembered, for waiters whose wake-up raced their registration
-_POLL_MIN, _POLL_MAX = 0.01, 0.5  # backoff while the subscription is down
 
 
 class RedisLock:
@@ -154,7 +124,7 @@ class RedisLock:
                 return
             if self._client is None:
                 self._client = self.topology.commands(max_connections=64)
-            for name, src in _SCRIPTS:
+            for name, src in SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
                 with contextlib.suppress(RedisError, OSError):  # else loaded on first use
                     await self._client.script_load(src)  # no NOSCRIPT round trips on a miss
@@ -203,7 +173,7 @@ class RedisLock:
     async def _listen(self) -> None:
         """Dispatch release announcements to waiters; resubscribe after connection loss."""
         pattern = self.channel("*")
-        delay = _POLL_MIN
+        delay = POLL_MIN
         while True:
             client: Any = None
             pubsub: Any = None
@@ -219,7 +189,7 @@ class RedisLock:
                         continue
                     if msg["type"] == "psubscribe" and self._ready is not None:
                         self._ready.set()
-                        delay = _POLL_MIN
+                        delay = POLL_MIN
                     elif msg["type"] == "pmessage":
                         self._on_release(msg["channel"], msg["data"])
             except (RedisError, OSError) as exc:
@@ -237,11 +207,11 @@ class RedisLock:
                         await client.connection_pool.disconnect()
 
     def _on_release(self, channel: bytes, data: bytes) -> None:
-        key = _text(channel)[len(self.channel("")) :]
-        token = _text(data)
+        key = text(channel)[len(self.channel("")) :]
+        token = text(data)
         self._released[key] = token
         self._released.move_to_end(key)
-        while len(self._released) > _RECENT:
+        while len(self._released) > RECENT:
             self._released.popitem(last=False)
         for fut in self._waiters.pop(key, ()):
             if not fut.done():
@@ -259,7 +229,7 @@ class RedisLock:
         reply = await self._scripts["acquire"](
             keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
         )
-        return _attempt(reply)
+        return attempt(reply)
 
     async def release(self, key: str, token: str) -> bool:
         released = await self._scripts["release"](
@@ -304,8 +274,8 @@ class RedisLock:
         fut: asyncio.Future[str] = loop.create_future()
         self._waiters.setdefault(key, []).append(fut)
         # Wake at the holder's lease end at the latest, to take over from a dead holder.
-        deadline = loop.time() + min(timeout, holder.ttl + 0.005 if holder.ttl > 0 else _POLL_MIN)
-        delay = _POLL_MIN
+        deadline = loop.time() + min(timeout, holder.ttl + 0.005 if holder.ttl > 0 else POLL_MIN)
+        delay = POLL_MIN
         try:
             while (remaining := deadline - loop.time()) > 0:
                 polling = not self.subscribed
@@ -315,7 +285,7 @@ class RedisLock:
                 if done:
                     return True
                 if polling:  # no message will come: look at the lock itself, backing off
-                    delay = min(delay * 2, _POLL_MAX)
+                    delay = min(delay * 2, POLL_MAX)
                     if await self._gone(key, holder.token):
                         return True
             return False
@@ -332,7 +302,7 @@ class RedisLock:
             current = await self._client.get(self.lock_key(key))
         except (RedisError, OSError):
             return False
-        return current is None or _text(current) != token
+        return current is None or text(current) != token
 
     # -- the blocking side (SyncFleetLock): thin doors onto ``sync_lock.BlockingLock`` -------
     @property
@@ -375,16 +345,6 @@ class RedisLock:
 
     def wait_sync(self, key: str, holder: LockAttempt, timeout: float) -> bool:
         return self.blocking.wait(key, holder, timeout)
-
-
-def _text(value: Any) -> str:
-    """A reply as text (clients may be built with or without ``decode_responses``)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _attempt(reply: Any) -> LockAttempt:
-    owned, holder, pttl = reply
-    return LockAttempt(bool(owned), _text(holder), max(int(pttl), 0) / 1000)
 
 
 __all__ = ["RedisLock"]

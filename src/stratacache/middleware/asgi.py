@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .parsing import invalidates, is_error_status
 from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
 from .purge import purge_targets
-from .rules import CacheRule, Directives, _reset_directives, _set_directives
+from .rules import CacheRule, Directives, directives_in_effect
 
 if TYPE_CHECKING:
     from ..core.fleet import FleetLock
@@ -307,18 +307,16 @@ class CacheMiddleware:
                             self._wake(flight)
             await send(message)
 
-        token = _set_directives(req.directives)
-        try:
-            await self.app(scope, receive, wrapped)
-        except Exception:
-            if fallback is None or started:
-                raise
-            logger.warning(
-                "origin failed for %s; serving stale-if-error copy", req.url, exc_info=True
-            )
-            failed = True
-        finally:
-            _reset_directives(token)
+        with directives_in_effect(req.directives):
+            try:
+                await self.app(scope, receive, wrapped)
+            except Exception:
+                if fallback is None or started:
+                    raise
+                logger.warning(
+                    "origin failed for %s; serving stale-if-error copy", req.url, exc_info=True
+                )
+                failed = True
         if failed and fallback is not None:
             event = self._flights.get(flight) if flight is not None else None
             if event is not None:

@@ -11,11 +11,12 @@ any response header leaking to the client.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -54,12 +55,14 @@ def current_directives() -> Directives | None:
     return _current.get()
 
 
-def _set_directives(directives: Directives) -> contextvars.Token[Directives | None]:
-    return _current.set(directives)
-
-
-def _reset_directives(token: contextvars.Token[Directives | None]) -> None:
-    _current.reset(token)
+@contextlib.contextmanager
+def directives_in_effect(directives: Directives) -> Iterator[Directives]:
+    """Make ``directives`` the current request's while the endpoint runs (the middlewares)."""
+    token = _current.set(directives)
+    try:
+        yield directives
+    finally:
+        _current.reset(token)
 
 
 def _compile(pattern: str) -> re.Pattern[str]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .parsing import invalidates, is_error_status, status_line
 from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
 from .purge import purge_targets
-from .rules import CacheRule, Directives, _reset_directives, _set_directives
+from .rules import CacheRule, Directives, directives_in_effect
 from .wsgi_bodies import Caching, Flight, Passthrough, Released, close_result
 
 if TYPE_CHECKING:
@@ -267,22 +267,20 @@ class WSGICacheMiddleware:
             response.headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
             return response.written.append
 
-        token = _set_directives(req.directives)
-        try:
-            result = self.app(environ, capture)
-            chunks = iter(result)
-            first: list[bytes] = []
-            if not response.status:  # generator apps call start_response on first iteration
-                first = [next(chunks, b"")]
-        except Exception:
-            if fallback is None:
-                raise
-            logger.warning(
-                "origin failed for %s; serving stale-if-error copy", req.url, exc_info=True
-            )
-            return self._stale(start_response, req, fallback, flight)
-        finally:
-            _reset_directives(token)
+        with directives_in_effect(req.directives):
+            try:
+                result = self.app(environ, capture)
+                chunks = iter(result)
+                first: list[bytes] = []
+                if not response.status:  # generator apps call start_response on first iteration
+                    first = [next(chunks, b"")]
+            except Exception:
+                if fallback is None:
+                    raise
+                logger.warning(
+                    "origin failed for %s; serving stale-if-error copy", req.url, exc_info=True
+                )
+                return self._stale(start_response, req, fallback, flight)
         if fallback is not None and is_error_status(response.status):
             close_result(result)
             return self._stale(start_response, req, fallback, flight)

@@ -30,7 +30,7 @@ from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.util import await_only
 
 from . import sa_private
-from .keys import _REPR_EXACT
+from .keys import REPR_EXACT
 from .policy import parse_option
 from .rows import Stored, well_formed
 
@@ -73,7 +73,7 @@ def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
     values: list[tuple[type, str]] = []
     for bind in cache_key[1]:
         value = bind.effective_value
-        if type(value) not in _REPR_EXACT:  # 1 == 1.0 == True, -0.0 == 0.0: compare by repr
+        if type(value) not in REPR_EXACT:  # 1 == 1.0 == True, -0.0 == 0.0: compare by repr
             return None
         values.append((type(value), repr(value)))
     return (cache_key[0], tuple(values))

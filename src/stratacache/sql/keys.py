@@ -98,8 +98,8 @@ def query_key(dbid: str, dialect: str, sql: str, params: Any) -> str:
     return f"sql:{dbid}:{digest.hexdigest()[:40]}"
 
 
-# Types whose repr() is exact and names the type (1, '1', 1.0, True and Decimal('1') differ).
-_REPR_EXACT = frozenset(
+#: types whose repr() is exact and names the type (1, "1", 1.0, True, Decimal("1") differ)
+REPR_EXACT = frozenset(
     {int, str, float, bool, type(None), bytes, Decimal, uuid.UUID, dt.date, dt.timedelta}
 )
 
@@ -107,9 +107,9 @@ _REPR_EXACT = frozenset(
 def _flat(params: Any) -> str | None:
     """The common case fast: a dict or tuple of plain scalars as an exact repr (else None)."""
     if type(params) is dict:
-        if all(type(v) in _REPR_EXACT for v in params.values()):
+        if all(type(v) in REPR_EXACT for v in params.values()):
             return "d" + repr(sorted(params.items()))
-    elif type(params) in (tuple, list) and all(type(v) in _REPR_EXACT for v in params):
+    elif type(params) in (tuple, list) and all(type(v) in REPR_EXACT for v in params):
         return type(params).__name__[0] + repr(params)
     return None
 

@@ -10,8 +10,15 @@ aiocache offers no server-side scripts, so, unlike ``RedisTier``: a tagged hit
 costs a second ``multi_get`` (of its tag versions); a leased ``set`` re-reads the
 versions and then writes, which leaves a one-round-trip race window; and
 ``delete_prefix``/``clear`` work only on backends whose keys can be listed
-(memory and Redis). This tier is async-only (no ``SyncTier`` methods): aiocache
-clients and timers are bound to the event loop that created them.
+(memory and Redis). This tier is async-only (no ``SyncTier`` methods); ``cache.sync``
+runs it on its own loop.
+
+An aiocache client's connections belong to the event loop that opened them, so
+every call runs on the tier's *home* loop, the first one that used it: calls made
+on another loop (``cache.sync``'s, a worker thread's) are handed to the home loop
+while it runs, and once it has closed (``asyncio.run`` returned) or after a fork,
+the next caller's loop becomes home and the client's Redis connections of the old
+one are dropped (other drivers' connections are left to their own reconnects).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from ..core.codec import MAX_MEMCACHED_VALUE
 from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError, DeserializationError, StratacacheError, TierError
+from ..core.loops import HomeLoop, abandon, on_fork
 from ..core.tier import TierContext
 
 T = TypeVar("T")
@@ -77,6 +85,9 @@ class AiocacheTier:
         self.decode_errors = 0
         self._context = TierContext(namespace="")
         self._meta = "__sc__::"
+        #: the event loop the client's connections live on (see the module docstring)
+        self._home = HomeLoop(lambda: abandon(getattr(cache, "client", None)))
+        on_fork(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, context: TierContext) -> None:
@@ -186,7 +197,7 @@ class AiocacheTier:
     # -- internals ---------------------------------------------------------------------------
     async def _call(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
         try:
-            return await fn(*args, **kw)
+            return await self._home.run(_awaited(fn, *args, **kw))
         except StratacacheError:
             raise
         except Exception as exc:  # aiocache raises whatever its driver raises
@@ -196,6 +207,10 @@ class AiocacheTier:
         """Void every lease taken on ``key`` so far (an overwrite or a delete is coming)."""
         await self._call(op, self.cache.increment, self._kv(key))
         await self._call(op, self.cache.expire, self._kv(key), KEY_VERSION_TTL)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's loop and connections are not this process's."""
+        self._home.forget()
 
     async def _versions(self, tags: Sequence[str]) -> list[int]:
         if not tags:
@@ -272,3 +287,7 @@ def _split(raw: Any) -> tuple[bytes, list[Any]]:
         if isinstance(pairs, list) and len(raw) >= 5 + n:
             return bytes(raw[5 + n :]), pairs
     raise DeserializationError("not a stratacache aiocache value")
+
+
+async def _awaited(fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+    return await fn(*args, **kw)

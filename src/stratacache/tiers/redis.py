@@ -28,10 +28,9 @@ from typing import Any
 
 from redis.retry import Retry
 
-from ..core.codec import MAX_REDIS_VALUE, check_value_size
-from ..core.durations import check_duration, check_optional
+from ..core.codec import MAX_REDIS_VALUE
 from ..core.entry import Entry
-from ..core.errors import ConfigError, TierError
+from ..core.errors import TierError
 from ..core.loops import PerLoop, abandon, on_fork
 from ..core.tier import TierContext
 from ..fleet.bus import RedisBus
@@ -52,11 +51,11 @@ from ._redis_client import (
     Side,
     abandon_side,
     build_client,
-    check_url,
     keep_side,
     timeout,
 )
 from ._redis_coalesce import ReadCoalescer
+from ._redis_config import tier_settings
 from ._redis_write_coalesce import WriteCoalescer
 
 
@@ -133,43 +132,32 @@ class RedisTier:
         startup_nodes: Sequence[str | tuple[str, int]] | None = None,
         connection: RedisConnection | None = None,
     ) -> None:
-        ttl = check_optional("RedisTier ttl", ttl)
-        self.max_value_size = check_value_size("RedisTier max_value_size", max_value_size)
-        socket_timeout = check_duration("RedisTier socket_timeout", socket_timeout)
-        socket_connect_timeout = check_duration(
-            "RedisTier socket_connect_timeout", socket_connect_timeout
+        settings = tier_settings(
+            url,
+            ttl=ttl,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            pool_timeout=pool_timeout,
+            cluster=cluster,
+            sentinels=sentinels,
+            service_name=service_name,
+            max_value_size=max_value_size,
+            startup_nodes=startup_nodes,
+            connection=connection,
         )
-        pool_timeout = check_optional("RedisTier pool_timeout", pool_timeout)
-        if sentinels and not service_name:
-            raise ConfigError("RedisTier with sentinels needs service_name")
-        if connection is None:
-            check_url(url)
-            connection = RedisConnection(
-                url,
-                cluster=cluster,
-                startup_nodes=startup_nodes,
-                sentinels=sentinels,
-                service_name=service_name,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_connect_timeout,
-            )
         #: where Redis is: shared with the default bus, fleet lock and hot keys
-        self.connection = connection
-        if max_connections < 1:
-            raise ConfigError(f"RedisTier max_connections must be >= 1, not {max_connections!r}")
+        self.connection = connection = settings.connection
+        self.max_value_size = settings.max_value_size
         self.name = name
-        self.ttl = ttl
+        self.ttl = settings.ttl
         self.url = connection.url
         self.cluster = connection.cluster
         self.decode_errors = 0
-        self._options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-            "max_connections": max_connections,
-        }
-        self._pool_timeout = pool_timeout
+        self._options = settings.client_options
+        self._pool_timeout = settings.pool_timeout
         #: seconds one call may take (a batch chunk's budget grows from it)
-        self.op_timeout = socket_timeout
+        self.op_timeout = settings.socket_timeout
         self._retry = retry
         self._given = (client, sync_client)
         self._build_lock = threading.Lock()
