@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import sqlalchemy.ext.asyncio.session
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
@@ -104,15 +105,40 @@ async def test_an_async_connection_reads_its_own_writes(
 async def test_a_known_select_in_an_async_session_skips_the_greenlet(
     aengine: AsyncEngine, aqc: QueryCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A fresh ``AsyncSession`` is answered before ``Session.execute``; it begins nothing."""
+    """A fresh ``AsyncSession`` is answered before ``Session.execute``, begins nothing, closes alone."""
     rows = await teach(aengine)
     calls = SyncCalls(monkeypatch)
+    spawned: list[Any] = []
+    original_spawn = sqlalchemy.ext.asyncio.session.greenlet_spawn
+
+    async def spawn(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        spawned.append(fn)
+        return await original_spawn(fn, *args, **kwargs)
+
+    monkeypatch.setattr(sqlalchemy.ext.asyncio.session, "greenlet_spawn", spawn)
     async with AsyncSession(aengine) as session:
         result = await session.execute(PRICES)
         assert isinstance(result, CachedResult) and result.all() == rows
         assert (await session.scalars(PRICES)).all() == [row.id for row in rows]
         assert not session.in_transaction()
-    assert calls.count == 0
+    assert (calls.count, spawned) == (0, [])
+    session = AsyncSession(aengine)
+    await session.execute(PRICES)
+    await session.close()
+    assert spawned == []
+
+
+async def test_a_served_session_holding_objects_closes_as_usual(
+    aengine: AsyncEngine, aqc: QueryCache
+) -> None:
+    """Objects added after a served read are expunged by the ordinary close."""
+    await teach(aengine)
+    async with AsyncSession(aengine) as session:
+        assert isinstance(await session.execute(PRICES), CachedResult)
+        quill = Product(id=99, name="quill", price=3, category_id=1)
+        session.add(quill)
+    assert sa.inspect(quill).detached or sa.inspect(quill).transient
+    assert quill not in session
 
 
 @pytest.mark.parametrize("case", ["transaction", "pending", "orm", "params", "listener"])

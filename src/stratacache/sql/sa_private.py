@@ -14,6 +14,8 @@ Core fast path relies on these internals, each used only here:
   process (when a query cache is attached to an ``AsyncEngine``) so a repeated
   cached Core SELECT is answered before the greenlet and, for a session, the
   ORM's per-statement work; any other execution runs the original unchanged.
+  ``AsyncSession.close``/``__aexit__`` likewise close a session that only read
+  from the cache (no transaction, no objects) without a task and a greenlet.
 * ``Executable._propagate_attrs``: non-empty when a statement involves ORM
   entities (what ``Session.execute`` checks to hand it to the ORM).
 * ``Connection._autobegin()``: a hit begins the connection's transaction as the
@@ -71,6 +73,10 @@ def check() -> None:
     ):
         if list(inspect.signature(cls.execute).parameters) != params:
             problems.append(f"{cls.__name__}.execute({', '.join(params[1:])})")
+    if list(inspect.signature(AsyncSession.close).parameters) != ["self"] or list(
+        inspect.signature(AsyncSession.__aexit__).parameters
+    ) != ["self", "type_", "value", "traceback"]:
+        problems.append("AsyncSession.close(), AsyncSession.__aexit__(type_, value, traceback)")
     if not hasattr(Select(), "_propagate_attrs"):
         problems.append("Executable._propagate_attrs")
     if not callable(getattr(Connection, "_autobegin", None)):
@@ -163,15 +169,38 @@ def _ours(engine: Engine) -> bool:
 AsyncSessionServe = Callable[[AsyncSession, Any, Any, Any, Any, Any], Awaitable[Any]]
 
 
-def install_async_session(aserve: AsyncSessionServe) -> None:
+def install_async_session(
+    aserve: AsyncSessionServe, closes_alone: Callable[[AsyncSession], bool]
+) -> None:
     """Make every ``AsyncSession.execute`` try ``aserve`` first (once per process).
 
     ``aserve(session, statement, params, execution_options, bind_arguments, kw)``
     returns a result or None (None: ``AsyncSession.execute`` runs as it would).
+    ``AsyncSession.close`` (and ``async with``'s exit) call ``Session.close`` directly,
+    with no task or greenlet, when ``closes_alone(session)`` says it has nothing to
+    release (no transaction, no objects): then it awaits nothing and cannot be cut short.
     """
     original = AsyncSession.execute
     if getattr(original, "stratacache_original", None) is not None:
         return
+    original_close, original_exit = AsyncSession.close, AsyncSession.__aexit__
+
+    async def close(self: AsyncSession) -> None:
+        if closes_alone(self):
+            self.sync_session.close()
+        else:
+            await original_close(self)
+
+    async def __aexit__(self: AsyncSession, type_: Any, value: Any, traceback: Any) -> None:
+        if closes_alone(self):
+            self.sync_session.close()
+        else:
+            await original_exit(self, type_, value, traceback)
+
+    functools.update_wrapper(close, original_close)
+    functools.update_wrapper(__aexit__, original_exit)
+    AsyncSession.close = close  # type: ignore[method-assign]
+    AsyncSession.__aexit__ = __aexit__  # type: ignore[method-assign]
 
     async def execute(
         self: AsyncSession,

@@ -20,6 +20,8 @@ more than a hit. So ``AsyncSession.execute`` first asks ``_adispatch``, which
 makes the same decision before the greenlet, for the plain case only (a Core
 SELECT the fast path knows, a session outside a transaction, no other listener,
 no parameters); it returns None for anything else, and the greenlet path runs.
+Closing a session it served that holds nothing (no transaction, no objects)
+needs no greenlet either (``_closes_alone``).
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class SessionHook:
 # nothing behind but an empty slot).
 _HOOKS: weakref.WeakKeyDictionary[Engine, weakref.ref[SessionHook]] = weakref.WeakKeyDictionary()
 _SELECTS = (Select, CompoundSelect)
+_SERVED: weakref.WeakSet[AsyncSession] = weakref.WeakSet()  # sessions _adispatch answered
 
 
 def register(engine: Engine, hook: SessionHook) -> None:
@@ -136,7 +139,7 @@ def register(engine: Engine, hook: SessionHook) -> None:
     if not event.contains(Session, "do_orm_execute", _dispatch):
         event.listen(Session, "do_orm_execute", _dispatch)
     if engine.dialect.is_async:
-        sa_private.install_async_session(_adispatch)
+        sa_private.install_async_session(_adispatch, _closes_alone)
     _HOOKS[engine] = weakref.ref(hook)
 
 
@@ -197,7 +200,24 @@ async def _adispatch(
     options = statement.get_execution_options()
     if execution_options:
         options = options.union(execution_options)
-    return await hook.aserve(sync, statement, options)
+    result = await hook.aserve(sync, statement, options)
+    if result is not None:
+        _SERVED.add(session)
+    return result
+
+
+def _closes_alone(session: AsyncSession) -> bool:
+    """Whether ``session`` was served here and holds nothing to release (no I/O to close it)."""
+    if session not in _SERVED:
+        return False
+    sync = session.sync_session
+    return (
+        type(sync).close is Session.close
+        and not sync.in_transaction()
+        and not sync.identity_map
+        and not sync.new
+        and not sync.deleted
+    )
 
 
 __all__ = ["SessionHook", "register", "unregister"]
