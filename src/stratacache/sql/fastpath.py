@@ -52,6 +52,16 @@ class Shortcut:
     metadata: Any  # the statement's CursorResultMetaData (SQLAlchemy shares it between results)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """The fast path's decision for one execution: serve ``shortcut``, or learn, or neither."""
+
+    identity: tuple[Hashable, Hashable]
+    shortcut: Shortcut | None  # None: the ordinary path executes
+    tags: list[str]  # the tags to read the shortcut's key with
+    learn: bool  # remember the ordinary result as a shortcut (none is known yet)
+
+
 class CachedResult(IteratorResult[Any]):
     """A ``Result`` over rows the cache served (``rowcount``: the number of rows)."""
 
@@ -136,6 +146,28 @@ class FastPath:
             return None
         return wanted
 
+    def plan(
+        self, conn: Connection, elem: Any, distilled: Any, execution_options: Any
+    ) -> Plan | None:
+        """What serving ``elem`` on ``conn`` takes (None: the ordinary path, nothing to learn)."""
+        options = self.options(conn, elem, execution_options)
+        wanted = self.eligible(conn, options)
+        if wanted is None:
+            return None
+        try:
+            identity = shape(elem, distilled)
+        except TypeError:  # an unhashable value in the cache key
+            return None
+        if identity is None:
+            return None
+        shortcut = self.lookup(identity)
+        if shortcut is not None and not self.may_read(conn, shortcut, options):
+            return Plan(identity, None, [], learn=False)
+        if shortcut is None:
+            return Plan(identity, None, [], learn=True)
+        _, extra = parse_option(wanted)
+        return Plan(identity, shortcut, [*shortcut.tags, *extra], learn=False)
+
     def serve(
         self,
         conn: Connection,
@@ -145,33 +177,36 @@ class FastPath:
         ordinary: Callable[[], Any],
     ) -> Any:
         """The result of executing ``elem`` on ``conn``: from the cache if possible, else ``ordinary()``."""
-        options = self.options(conn, elem, execution_options)
-        wanted = self.eligible(conn, options)
-        if wanted is None:
-            return ordinary()
-        try:
-            identity = shape(elem, distilled)
-        except TypeError:  # an unhashable value in the cache key
-            identity = None
-        if identity is None:
-            return ordinary()
-        shortcut = self.lookup(identity)
-        if shortcut is None or not self.may_read(conn, shortcut, options):
+        plan = self.plan(conn, elem, distilled, execution_options)
+        if plan is None or plan.shortcut is None:
             result = ordinary()
-            if shortcut is None:
-                self.learn(identity, result)
+            if plan is not None and plan.learn:
+                self.learn(plan.identity, result)
             return result
-        _, extra = parse_option(wanted)
-        tags = [*shortcut.tags, *extra]
-        owner = self.owner
+        shortcut, owner = plan.shortcut, self.owner
         if conn.dialect.is_async:
-            value = await_only(owner.cache.get(shortcut.key, tags=tags))
+            value = await_only(owner.cache.get(shortcut.key, tags=plan.tags))
         else:
-            value = owner.cache.sync.get(shortcut.key, tags=tags)
+            value = owner.cache.sync.get(shortcut.key, tags=plan.tags)
         if not fits(value, shortcut):
             return ordinary()  # a miss (or not one of ours): the ordinary path loads and stores
         sa_private.autobegin(conn)  # as executing would: later begin()/commit() behave alike
         return self.result_of(shortcut, value)
+
+    async def aserve(self, conn: Connection, elem: Any, execution_options: Any) -> Any:
+        """``serve`` before an ``AsyncConnection`` enters its greenlet: the result, or None.
+
+        None leaves everything to the ordinary path (which decides, learns and serves
+        as ``serve`` does); a hit here costs no greenlet switch.
+        """
+        plan = self.plan(conn, elem, (), execution_options)
+        if plan is None or plan.shortcut is None:
+            return None
+        value = await self.owner.cache.get(plan.shortcut.key, tags=plan.tags)
+        if not fits(value, plan.shortcut):
+            return None
+        sa_private.autobegin(conn)
+        return self.result_of(plan.shortcut, value)
 
     def may_read(self, conn: Connection, shortcut: Shortcut, options: Mapping[str, Any]) -> bool:
         """Whether ``conn``'s transaction and options let ``shortcut`` serve (else: ordinary path)."""
@@ -254,4 +289,4 @@ def fits(value: Any, shortcut: Shortcut) -> bool:
     return well_formed(value) and all(len(row) == shortcut.width for row in value[1])
 
 
-__all__ = ["CachedResult", "FastPath", "Shortcut", "Standalone", "fits", "shape"]
+__all__ = ["CachedResult", "FastPath", "Plan", "Shortcut", "Standalone", "fits", "shape"]

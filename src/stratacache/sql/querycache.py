@@ -211,6 +211,8 @@ class QueryCache:
 
         dialect.do_commit = do_commit  # type: ignore[method-assign]
         sa_private.install_connection_class(self.engine, self, self._fast.serve)
+        if self.engine.dialect.is_async:
+            sa_private.install_async_connection(_aserve)
         sessions.register(self.engine, self._session_hook)
         _ATTACHED[self.engine] = self
 
@@ -249,6 +251,14 @@ class QueryCache:
 
     session_changed = staticmethod(session_changed)
     written = staticmethod(written)
+
+
+async def _aserve(conn: Any, statement: Any, execution_options: Any) -> Any:
+    """The fast path of ``conn``'s query cache, before an ``AsyncConnection``'s greenlet."""
+    owner = getattr(conn, "stratacache_owner", None)
+    if not isinstance(owner, QueryCache):
+        return None
+    return await owner._fast.aserve(conn, statement, execution_options)
 
 
 __all__ = ["QueryCache", "from_cache"]

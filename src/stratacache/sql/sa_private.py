@@ -10,6 +10,14 @@ Core fast path relies on these internals, each used only here:
   same attribute SQLAlchemy's own ``engine.execution_options()`` copies); the
   query cache installs a subclass overriding ``_execute_clauseelement``, the
   method ``Connection.execute`` calls for a ``ClauseElement``.
+* ``AsyncConnection.execute`` and ``AsyncSession.execute``: wrapped once per
+  process (when a query cache is attached to an ``AsyncEngine``) so a repeated
+  cached Core SELECT is answered before the greenlet and, for a session, the
+  ORM's per-statement work; any other execution runs the original unchanged.
+  ``AsyncSession.close``/``__aexit__`` likewise close a session that only read
+  from the cache (no transaction, no objects) without a task and a greenlet.
+* ``Executable._propagate_attrs``: non-empty when a statement involves ORM
+  entities (what ``Session.execute`` checks to hand it to the ORM).
 * ``Connection._autobegin()``: a hit begins the connection's transaction as the
   execution it replaces would have.
 * ``ClauseElement._generate_cache_key()``: SQLAlchemy's own cache key of a
@@ -26,12 +34,16 @@ the public dialect interface and lives in ``querycache.py``.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.selectable import Select
+from sqlalchemy.util import EMPTY_DICT
 
 from ..core.errors import ConfigError
 
@@ -52,6 +64,21 @@ def check() -> None:
         "execution_options",
     ]:
         problems.append("Connection._execute_clauseelement(elem, distilled_parameters, options)")
+    for cls, params in (
+        (AsyncConnection, ["self", "statement", "parameters", "execution_options"]),
+        (
+            AsyncSession,
+            ["self", "statement", "params", "execution_options", "bind_arguments", "kw"],
+        ),
+    ):
+        if list(inspect.signature(cls.execute).parameters) != params:
+            problems.append(f"{cls.__name__}.execute({', '.join(params[1:])})")
+    if list(inspect.signature(AsyncSession.close).parameters) != ["self"] or list(
+        inspect.signature(AsyncSession.__aexit__).parameters
+    ) != ["self", "type_", "value", "traceback"]:
+        problems.append("AsyncSession.close(), AsyncSession.__aexit__(type_, value, traceback)")
+    if not hasattr(Select(), "_propagate_attrs"):
+        problems.append("Executable._propagate_attrs")
     if not callable(getattr(Connection, "_autobegin", None)):
         problems.append("Connection._autobegin()")
     if not callable(getattr(ClauseElement, "_generate_cache_key", None)):
@@ -98,6 +125,37 @@ def install_connection_class(engine: Engine, owner: object, serve: Callable[...,
     engine._connection_cls = CachingConnection
 
 
+def install_async_connection(aserve: Callable[..., Awaitable[Any]]) -> None:
+    """Make ``AsyncConnection.execute`` try ``aserve`` first on query-cached connections (once).
+
+    Only an ``AsyncConnection`` whose sync connection was made by a query cache's
+    engine (``install_connection_class``) asks ``aserve(sync_connection, statement,
+    execution_options)``; a None answer, or any other connection, runs the ordinary
+    ``execute``.
+    """
+    original = AsyncConnection.execute
+    if getattr(original, "stratacache_original", None) is not None:
+        return
+
+    async def execute(
+        self: AsyncConnection,
+        statement: Any,
+        parameters: Any = None,
+        *,
+        execution_options: Any = None,
+    ) -> Any:
+        sync = self.sync_connection
+        if parameters is None and getattr(sync, "stratacache_owner", None) is not None:
+            result = await aserve(sync, statement, execution_options)
+            if result is not None:
+                return result
+        return await original(self, statement, parameters, execution_options=execution_options)
+
+    execute.stratacache_original = original  # type: ignore[attr-defined]
+    functools.update_wrapper(execute, original)
+    AsyncConnection.execute = execute  # type: ignore[method-assign]
+
+
 def uninstall_connection_class(engine: Engine, owner: object) -> None:
     """Undo ``install_connection_class`` for ``owner`` (a no-op if another owner's is installed)."""
     if getattr(engine.__dict__.get("_connection_cls"), "stratacache_owner", None) is owner:
@@ -106,6 +164,73 @@ def uninstall_connection_class(engine: Engine, owner: object) -> None:
 
 def _ours(engine: Engine) -> bool:
     return hasattr(engine.__dict__.get("_connection_cls"), "stratacache_owner")
+
+
+AsyncSessionServe = Callable[[AsyncSession, Any, Any, Any, Any, Any], Awaitable[Any]]
+
+
+def install_async_session(
+    aserve: AsyncSessionServe, closes_alone: Callable[[AsyncSession], bool]
+) -> None:
+    """Make every ``AsyncSession.execute`` try ``aserve`` first (once per process).
+
+    ``aserve(session, statement, params, execution_options, bind_arguments, kw)``
+    returns a result or None (None: ``AsyncSession.execute`` runs as it would).
+    ``AsyncSession.close`` (and ``async with``'s exit) call ``Session.close`` directly,
+    with no task or greenlet, when ``closes_alone(session)`` says it has nothing to
+    release (no transaction, no objects): then it awaits nothing and cannot be cut short.
+    """
+    original = AsyncSession.execute
+    if getattr(original, "stratacache_original", None) is not None:
+        return
+    original_close, original_exit = AsyncSession.close, AsyncSession.__aexit__
+
+    async def close(self: AsyncSession) -> None:
+        if closes_alone(self):
+            self.sync_session.close()
+        else:
+            await original_close(self)
+
+    async def __aexit__(self: AsyncSession, type_: Any, value: Any, traceback: Any) -> None:
+        if closes_alone(self):
+            self.sync_session.close()
+        else:
+            await original_exit(self, type_, value, traceback)
+
+    functools.update_wrapper(close, original_close)
+    functools.update_wrapper(__aexit__, original_exit)
+    AsyncSession.close = close  # type: ignore[method-assign]
+    AsyncSession.__aexit__ = __aexit__  # type: ignore[method-assign]
+
+    async def execute(
+        self: AsyncSession,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: Any = EMPTY_DICT,
+        bind_arguments: Any = None,
+        **kw: Any,
+    ) -> Any:
+        result = await aserve(self, statement, params, execution_options, bind_arguments, kw)
+        if result is not None:
+            return result
+        return await original(
+            self,
+            statement,
+            params,
+            execution_options=execution_options,
+            bind_arguments=bind_arguments,
+            **kw,
+        )
+
+    execute.stratacache_original = original  # type: ignore[attr-defined]
+    functools.update_wrapper(execute, original)
+    AsyncSession.execute = execute  # type: ignore[method-assign]
+
+
+def orm_statement(statement: Any) -> bool:
+    """Whether ``statement`` involves ORM entities (``Session.execute`` hands it to the ORM)."""
+    return bool(getattr(statement, "_propagate_attrs", True))
 
 
 def autobegin(conn: Connection) -> None:
@@ -132,7 +257,10 @@ __all__ = [
     "autobegin",
     "cache_key",
     "check",
+    "install_async_connection",
+    "install_async_session",
     "install_connection_class",
+    "orm_statement",
     "result_metadata",
     "uninstall_connection_class",
 ]

@@ -14,20 +14,31 @@ changes in the session (autoflush would write first), a connection of the
 session's transaction that has written or changed its session state, an
 isolation level that refuses, another ``do_orm_execute`` listener registered
 after it (it may rewrite the statement), or anything ``FastPath`` refuses.
+
+An ``AsyncSession`` runs ``Session.execute`` in a greenlet, whose switches cost
+more than a hit. So ``AsyncSession.execute`` first asks ``_adispatch``, which
+makes the same decision before the greenlet, for the plain case only (a Core
+SELECT the fast path knows, a session outside a transaction, no other listener,
+no parameters); it returns None for anything else, and the greenlet path runs.
+Closing a session it served that holds nothing (no transaction, no objects)
+needs no greenlet either (``_closes_alone``).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, Result
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.util import await_only
 
-from .fastpath import FastPath, fits, shape
+from . import sa_private
+from .fastpath import FastPath, Shortcut, fits, shape
 from .policy import parse_option
 
 if TYPE_CHECKING:
@@ -40,24 +51,34 @@ class SessionHook:
     def __init__(self, fast: FastPath) -> None:
         self.fast = fast
 
-    def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
-        """A cached ``Result`` for a Core SELECT without execution-time parameters, or None."""
+    def find(
+        self, session: Session, statement: Any, local_options: Mapping[str, Any]
+    ) -> tuple[tuple[Hashable, Hashable], Shortcut | None, Mapping[str, Any], Any] | None:
+        """(identity, shortcut or None, options, wanted) of a statement the hook may serve, or None."""
         fast = self.fast
         if not fast.enabled:
             return None
-        session = state.session
         engine = fast.owner.engine
-        options: Mapping[str, Any] = engine.get_execution_options().union(state.execution_options)
+        options: Mapping[str, Any] = engine.get_execution_options().union(local_options)
         wanted = fast.wanted(engine.dispatch, options)
         if wanted is None or session.new or session.deleted or session.dirty:
             return None
         try:
-            identity = shape(state.statement, ())
+            identity = shape(statement, ())
         except TypeError:  # an unhashable value in SQLAlchemy's cache key
             return None
         if identity is None:
             return None
-        shortcut = fast.lookup(identity)
+        return identity, fast.lookup(identity), options, wanted
+
+    def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
+        """A cached ``Result`` for a Core SELECT without execution-time parameters, or None."""
+        session = state.session
+        found = self.find(session, state.statement, state.execution_options)
+        if found is None:
+            return None
+        identity, shortcut, options, wanted = found
+        fast, engine = self.fast, self.fast.owner.engine
         if shortcut is None:  # learn it from the ordinary execution, served now
             result: Result[Any] = state.invoke_statement()
             fast.learn(identity, result)
@@ -71,8 +92,7 @@ class SessionHook:
                 return None
         elif fast.owner.refusal(shortcut.tables, options, engine.dialect) is not None:
             return None
-        _, extra = parse_option(wanted)
-        tags = [*shortcut.tags, *extra]
+        tags = self.tags(shortcut, wanted)
         if engine.dialect.is_async:
             value = await_only(fast.owner.cache.get(shortcut.key, tags=tags))
         else:
@@ -81,17 +101,45 @@ class SessionHook:
             return None  # a miss: the ordinary path loads and stores
         return fast.result_of(shortcut, value)
 
+    async def aserve(
+        self, session: Session, statement: Any, local_options: Mapping[str, Any]
+    ) -> Result[Any] | None:
+        """``__call__`` before an ``AsyncSession`` enters its greenlet, outside a transaction only."""
+        found = self.find(session, statement, local_options)
+        if found is None or session.in_transaction():
+            return None  # the greenlet path decides (and checks the transaction's connection)
+        _, shortcut, options, wanted = found
+        if shortcut is None:
+            return None  # the greenlet path learns it
+        fast = self.fast
+        if fast.owner.refusal(shortcut.tables, options, fast.owner.engine.dialect) is not None:
+            return None
+        value = await fast.owner.cache.get(shortcut.key, tags=self.tags(shortcut, wanted))
+        if not fits(value, shortcut):
+            return None
+        return fast.result_of(shortcut, value)
+
+    @staticmethod
+    def tags(shortcut: Shortcut, wanted: Any) -> list[str]:
+        """The tags to read ``shortcut``'s key with: its own and the statement's extra ones."""
+        _, extra = parse_option(wanted)
+        return [*shortcut.tags, *extra]
+
 
 # One listener on the Session class for the whole process, finding the hook by the
 # session's engine; hooks are held weakly (a QueryCache dropped without detach() leaves
 # nothing behind but an empty slot).
 _HOOKS: weakref.WeakKeyDictionary[Engine, weakref.ref[SessionHook]] = weakref.WeakKeyDictionary()
+_SELECTS = (Select, CompoundSelect)
+_SERVED: weakref.WeakSet[AsyncSession] = weakref.WeakSet()  # sessions _adispatch answered
 
 
 def register(engine: Engine, hook: SessionHook) -> None:
     """Serve ``engine``'s Session reads through ``hook`` (replacing any earlier hook)."""
     if not event.contains(Session, "do_orm_execute", _dispatch):
         event.listen(Session, "do_orm_execute", _dispatch)
+    if engine.dialect.is_async:
+        sa_private.install_async_session(_adispatch, _closes_alone)
     _HOOKS[engine] = weakref.ref(hook)
 
 
@@ -115,6 +163,61 @@ def _dispatch(state: ORMExecuteState) -> Result[Any] | None:
     ref = _HOOKS.get(bind) if isinstance(bind, Engine) else None
     hook = None if ref is None else ref()
     return None if hook is None else hook(state)
+
+
+async def _adispatch(
+    session: AsyncSession,
+    statement: Any,
+    params: Any,
+    execution_options: Any,
+    bind_arguments: Any,
+    kw: Any,
+) -> Result[Any] | None:
+    """``AsyncSession.execute``'s first step: a known cached Core SELECT served, else None.
+
+    Only what ``_dispatch`` would hand the hook, minus anything that needs the greenlet:
+    no parameters or bind arguments, no ORM entities, no other ``do_orm_execute``
+    listener, no session-wide execution options, the stock ``get_bind``.
+    """
+    if not _HOOKS or params or bind_arguments or kw or type(statement) not in _SELECTS:
+        return None
+    sync = session.sync_session
+    if (
+        sa_private.orm_statement(statement)
+        or list(sync.dispatch.do_orm_execute) != [_dispatch]
+        or getattr(sync, "execution_options", None)
+        or type(sync).get_bind is not Session.get_bind
+    ):
+        return None
+    try:
+        bind = sync.get_bind(clause=statement)
+    except Exception:  # no bind: the ordinary path reports it
+        return None
+    ref = _HOOKS.get(bind) if isinstance(bind, Engine) else None
+    hook = None if ref is None else ref()
+    if hook is None:
+        return None
+    options = statement.get_execution_options()
+    if execution_options:
+        options = options.union(execution_options)
+    result = await hook.aserve(sync, statement, options)
+    if result is not None:
+        _SERVED.add(session)
+    return result
+
+
+def _closes_alone(session: AsyncSession) -> bool:
+    """Whether ``session`` was served here and holds nothing to release (no I/O to close it)."""
+    if session not in _SERVED:
+        return False
+    sync = session.sync_session
+    return (
+        type(sync).close is Session.close
+        and not sync.in_transaction()
+        and not sync.identity_map
+        and not sync.new
+        and not sync.deleted
+    )
 
 
 __all__ = ["SessionHook", "register", "unregister"]
