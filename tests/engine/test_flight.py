@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Sequence
 
 import pytest
 
 import stratacache as sc
+from stratacache.core.entry import Entry
 
 
 class Gate:
@@ -114,3 +116,36 @@ async def test_close_before_the_load_started_releases_its_callers() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5.0)
     assert loader.calls == 0 and not c.readthrough._inflight
+
+
+class _GatedRedis(sc.RedisTier):
+    """A Redis tier whose reads wait for ``gate`` while it is set."""
+
+    gate: asyncio.Event | None = None
+    reads = 0
+
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
+        self.reads += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return await super().get(key, tags)
+
+
+async def test_a_cancelled_first_reader_leaves_no_joined_reader_waiting(redis_url: str) -> None:
+    """Callers that joined another's read of a key get their value even when that first
+    reader is cancelled mid-read: they read again themselves."""
+    tier = _GatedRedis(redis_url)
+    async with sc.Cache([tier], namespace="flight-read", bus=False) as c:
+        await c.set("k", 7, ttl=60)
+        tier.gate = asyncio.Event()
+        loader = Gate()
+        first = asyncio.ensure_future(c.get_or_set("k", loader, ttl=60))
+        await asyncio.sleep(0)  # its read is in flight, held at the gate
+        joined = [asyncio.ensure_future(c.get_or_set("k", loader, ttl=60)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert tier.reads == 1  # they share the first read
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        tier.gate.set()
+        assert await asyncio.wait_for(asyncio.gather(*joined), timeout=5) == [7, 7, 7]
+        assert first.cancelled() and loader.calls == 0

@@ -171,3 +171,42 @@ def test_cluster_tier_started_from_many_threads_builds_one_client(cluster_url: s
     for n in range(threads):
         entry = tier.get_sync(f"shop:thread{n}:19", ["t"])
         assert entry is not None and entry.value == 19
+
+
+async def test_cluster_delete_many_never_leaves_a_stale_leased_write(cluster_url: str) -> None:
+    """Keys on many slots: a leased write (lease taken before the call) tried before every
+    command delete_many sends is refused or removed; the keys are gone once it returns."""
+    from tests.tiers.test_redis_void_order import _Stepwise
+
+    from stratacache.core.clock import ManualClock
+    from stratacache.core.entry import Entry
+    from stratacache.core.tier import TierContext
+
+    clock = ManualClock()
+    context = TierContext("shop", clock=clock)
+    keys = [f"shop:c{i}" for i in range(12)]  # spread over the three primaries
+    writer = RedisTier(cluster_url, cluster=True, socket_timeout=5)
+    await writer.start(context)
+    hooks: list[Callable[[], None]] = []
+
+    def between() -> None:
+        for hook in hooks:
+            hook()
+
+    def stale(key: str) -> Callable[[], None]:
+        lease = writer.lease_sync(key, [])
+        return lambda: writer.set_sync(key, Entry("stale", clock.time()), lease) and None
+
+    client = _Stepwise(redis.RedisCluster.from_url(cluster_url), between)
+    tier = RedisTier(cluster_url, cluster=True, socket_timeout=5, sync_client=client)
+    await tier.start(context)
+    try:
+        tier.set_many_sync({k: Entry("old", clock.time()) for k in keys})
+        hooks += [stale(k) for k in keys]
+        assert tier.delete_many_sync(keys) == len(keys)
+        hooks.clear()
+        assert tier.get_many_sync(keys) == {}
+    finally:
+        await tier.close()
+        await writer.close()
+        client.client.close()

@@ -269,3 +269,62 @@ async def test_leases_taken_in_a_batch_are_voided_by_an_invalidation(
     assert all(stored)
     got = await asyncio.gather(*(tier.get(k) for k in keys))
     assert [e.value for e in got if e is not None] == [2] * 30
+
+
+async def test_a_leader_cancelled_in_its_loop_turn_still_serves_the_joined_reads() -> None:
+    """Cancelling the read that opened a batch before it was sent (in the loop turn it
+    waits for reads to join) still answers every read that joined, each with its own value."""
+    coalescer = ReadCoalescer()
+    gate = _Gate()
+    first = asyncio.ensure_future(coalescer.read("a", gate.send, gate.alone))
+    await _settle()  # "a" is in flight alone: the next read opens a batch
+    # the leader opens its batch and waits one loop turn: reads started in that turn join
+    leader = asyncio.ensure_future(coalescer.read("b", gate.send, gate.alone))
+    joined = [asyncio.ensure_future(coalescer.read(k, gate.send, gate.alone)) for k in "cbd"]
+    many = asyncio.ensure_future(coalescer.read_keys(["e", "c"], gate.send))
+    await asyncio.sleep(0)  # they joined; the leader still waits for its turn to end
+    assert not gate.batches[1:]
+    leader.cancel()
+    gate.release.set()
+    got = await asyncio.wait_for(asyncio.gather(*joined, many), timeout=5)
+    assert got == ["value of c", "value of b", "value of d", ["value of e", "value of c"]]
+    assert leader.cancelled() and await first == "value of a"
+    assert gate.batches == [["a"], ["b", "c", "d", "e"]]  # sent once, by the task handed it
+
+
+async def test_a_joined_read_cancelled_with_its_leader_leaves_the_others_served() -> None:
+    """A joined read cancelled in the same loop turn as its leader drops its own read only."""
+    coalescer = ReadCoalescer()
+    gate = _Gate()
+    first = asyncio.ensure_future(coalescer.read("a", gate.send, gate.alone))
+    await _settle()
+    leader = asyncio.ensure_future(coalescer.read("b", gate.send, gate.alone))
+    joined = {k: asyncio.ensure_future(coalescer.read(k, gate.send, gate.alone)) for k in "cde"}
+    await asyncio.sleep(0)  # they joined; the leader still waits for its turn to end
+    leader.cancel()
+    joined["d"].cancel()
+    gate.release.set()
+    assert await asyncio.wait_for(joined["c"], timeout=5) == "value of c"
+    assert await asyncio.wait_for(joined["e"], timeout=5) == "value of e"
+    assert joined["d"].cancelled() and leader.cancelled() and await first == "value of a"
+    assert gate.batches[-1] == ["c", "e"]  # neither the leader's key nor the dropped read's
+
+
+async def test_cancelled_leaders_leave_no_tier_read_hanging(
+    tier: RedisTier, clock: ManualClock
+) -> None:
+    """At the tier, with every batch's leader cancelled in its loop turn, each joined get
+    still returns its own entry."""
+    keys = [f"shop:h{i}" for i in range(20)]
+    await tier.set_many({k: Entry(k.upper(), clock.time()) for k in keys})
+    for _ in range(10):
+        first = asyncio.ensure_future(tier.get("shop:h0"))  # in flight alone
+        await asyncio.sleep(0)
+        leader = asyncio.ensure_future(tier.get("shop:h1"))  # opens the batch
+        joined = [asyncio.ensure_future(tier.get(k)) for k in keys[2:]]
+        await asyncio.sleep(0)  # they joined; the leader still waits for its turn to end
+        leader.cancel()
+        got = await asyncio.wait_for(asyncio.gather(*joined), timeout=5)
+        assert [e.value for e in got if e is not None] == [k.upper() for k in keys[2:]]
+        assert (await first) is not None
+        assert leader.cancelled()

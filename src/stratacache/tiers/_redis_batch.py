@@ -129,17 +129,24 @@ def _tagged(codec: Any, entry: Entry, data: bytes, versions: Mapping[str, bytes]
 
 
 def delete_many_op(tier: RedisTier, keys: Sequence[str], progress: Progress) -> Op[int]:
-    """UNLINK ``keys`` (voiding their leases) chunk by chunk; the number removed."""
+    """Void the leases of ``keys``, then UNLINK them, chunk by chunk; the number removed.
+
+    Void first: the pipeline is not a transaction, so another client's leased write can
+    run between two of its commands. After the INCR that write is refused; one that ran
+    before it is removed by the UNLINK. (UNLINK first would let a write under a lease
+    taken before this call land between the two and outlive the delete.) A key and its
+    version share a slot, so on a cluster both go to one node, in this order.
+    """
     removed = 0
     keys = list(keys)
     for i in range(0, len(keys), CHUNK_ENTRIES):
         calls: list[Call] = []
         part = keys[i : i + CHUNK_ENTRIES]
         for key in part:
-            calls.append(("UNLINK", key))
             calls += rw.void_calls(tier, key)
+            calls.append(("UNLINK", key))
         results = yield budgeted(functools.partial(pipeline, calls=calls), tier.op_timeout, 0)
-        removed += sum(int(r) for r in results[0::3])
+        removed += sum(int(r) for r in results[2::3])
         progress.done += len(part)
     return removed
 

@@ -15,8 +15,10 @@ Lease reads (several bookkeeping keys read in one MGET) join batches the same wa
 (``read_keys``): the batch is still one MGET, so what one read sees is one snapshot.
 
 Failure and cancellation: an error of the batch reaches every waiter (each sees it as
-its own read failing); a cancelled waiter only drops its own future; a cancelled leader
-hands the batch to a task that completes it for the remaining waiters.
+its own read failing); a cancelled waiter only drops its own future; a leader cancelled
+while its batch is open (its loop turn) or being sent hands the batch to a task that
+sends it for the remaining waiters, so a read that joined never waits on a caller
+that is gone.
 """
 
 from __future__ import annotations
@@ -96,10 +98,17 @@ class ReadCoalescer:
         self._open = batch
         try:
             await asyncio.sleep(0)  # let the reads of this loop turn join
-        finally:
-            if self._open is batch:
-                self._open = None
+        except asyncio.CancelledError:
+            self._close(batch)
+            _hand_on(batch, send)  # the reads that joined are still answered
+            raise
+        self._close(batch)
         return await self._lead(batch, send)
+
+    def _close(self, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
+        """Stop ``batch`` taking reads."""
+        if self._open is batch:
+            self._open = None
 
     async def _lead(
         self, batch: dict[str, list[asyncio.Future[Any]]], send: Send
@@ -109,10 +118,7 @@ class ReadCoalescer:
         try:
             replies = await send(keys)
         except asyncio.CancelledError:
-            if any(not f.done() for waiters in batch.values() for f in waiters):
-                task = asyncio.get_running_loop().create_task(_complete(keys, batch, send))
-                _BACKGROUND.add(task)
-                task.add_done_callback(_BACKGROUND.discard)
+            _hand_on(batch, send)
             raise
         except BaseException as exc:
             _fail(batch, exc)
@@ -125,10 +131,20 @@ class ReadCoalescer:
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
-async def _complete(
-    keys: list[str], batch: dict[str, list[asyncio.Future[Any]]], send: Send
-) -> None:
-    """Finish a batch for its waiters after its leader was cancelled."""
+def _hand_on(batch: dict[str, list[asyncio.Future[Any]]], send: Send) -> None:
+    """Send a batch for its waiters from a task of its own (its leader was cancelled)."""
+    if any(not f.done() for waiters in batch.values() for f in waiters):
+        task = asyncio.get_running_loop().create_task(_complete(batch, send))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
+async def _complete(batch: dict[str, list[asyncio.Future[Any]]], send: Send) -> None:
+    """Finish a batch for its waiters after its leader was cancelled (only the keys
+    someone still waits for: the leader's own may have no waiter left)."""
+    keys = [k for k, waiters in batch.items() if any(not f.done() for f in waiters)]
+    if not keys:
+        return
     try:
         replies = await send(keys)
     except BaseException as exc:

@@ -30,17 +30,19 @@ def set_op(tier: RedisTier, key: str, entry: Entry, lease: object | None) -> Op[
     if lease is None and not entry.tags:
         # An unleased write is an overwrite: bump the key version so a load that began
         # before it cannot store its older result over it (one pipelined round trip).
-        calls: list[Call] = [("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ()))]
-        calls += void_calls(tier, key)
+        # The bump goes first: a leased write run between the two commands is refused
+        # after it, and overwritten when it ran before.
+        calls = void_calls(tier, key)
+        calls.append(("SET", key, rs.UNTAGGED + data, *(("PX", px) if px else ())))
         yield lambda s: pipeline(s, calls)
         return True
     args = yield from set_args(tier, key, entry, lease, data, px)
     if args is None:
         return False
-    stored = yield lambda s: s.c.evalsha(SHA["set"], *args)
-    if lease is None and stored:
+    if lease is None:  # an overwrite: void older leases first, as above
         void = void_calls(tier, key)
         yield lambda s: pipeline(s, void)
+    stored = yield lambda s: s.c.evalsha(SHA["set"], *args)
     return bool(stored)
 
 
