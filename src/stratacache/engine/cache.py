@@ -26,7 +26,7 @@ from ..core.codec import EntryCodec
 from ..core.durations import check_duration, check_fraction, check_optional
 from ..core.entry import Entry
 from ..core.envelope import Envelope
-from ..core.errors import ConfigError, StratacacheError, TierError
+from ..core.errors import CacheKeyError, ConfigError, StratacacheError, TierError
 from ..core.fleet import FleetLock, GenerationStore, Invalidation, InvalidationBus
 from ..core.keys import MAX_KEY_LENGTH, check_text
 from ..core.loops import PerLoop, on_fork
@@ -123,7 +123,10 @@ class Cache(CacheRuntime, AsyncPrimitives):
             raise ConfigError(
                 f"namespace must be a non-empty string without ':', not {namespace!r}"
             )
-        check_text(namespace, "a namespace")
+        try:
+            check_text(namespace, "a namespace")
+        except CacheKeyError as exc:  # a namespace is configuration: refused where the cache is built
+            raise ConfigError(str(exc)) from None
         if tag_rules is not None and not callable(tag_rules):
             raise ConfigError(f"tag_rules must be callable (e.g. TagRules()), not {tag_rules!r}")
         beta = check_fraction("early_refresh_beta", early_refresh_beta, maximum=MAX_BETA)

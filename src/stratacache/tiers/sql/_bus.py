@@ -37,7 +37,7 @@ from ...core.fleet import Invalidation
 from ...core.loops import on_fork
 from ...fleet.wire import decode, encode
 from ._buslog import BATCH, PG_IDLE_READ, BusLog
-from ._common import _TABLE_NAME, Target, parse_url
+from ._common import TABLE_NAME, Target, parse_url
 
 log = logging.getLogger("stratacache")
 
@@ -74,7 +74,7 @@ class SQLBus:
         self.retention = check_duration("SQLBus retention", retention)
         if self.retention < 10 * self.poll_interval:
             raise ConfigError("SQLBus retention must be at least 10 poll intervals")
-        if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+        if not isinstance(table, str) or not TABLE_NAME.fullmatch(table):
             raise ConfigError(f"SQLBus table must be a plain SQL identifier, not {table!r}")
         target = parse_url(url)
         where, uri = target.where, False

@@ -132,7 +132,7 @@ def prefix_upper(prefix: str) -> str | None:
     return stem[:-1] + chr(code)
 
 
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
 
 
 def check_config(
@@ -144,7 +144,7 @@ def check_config(
     for label, bound in (("max_entries", max_entries), ("max_bytes", max_bytes)):
         if bound is not None and (not isinstance(bound, int) or bound < 1):
             raise ConfigError(f"SQLTier {label} must be a positive int or None, not {bound!r}")
-    if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+    if not isinstance(table, str) or not TABLE_NAME.fullmatch(table):
         raise ConfigError(f"SQLTier table must be a plain SQL identifier, not {table!r}")
     if not isinstance(pool_size, int) or pool_size < 1:
         raise ConfigError(f"SQLTier pool_size must be a positive int, not {pool_size!r}")
