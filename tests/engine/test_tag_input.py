@@ -104,5 +104,5 @@ def test_unstorable_keys_never_count_as_tier_failures(
                 call()
         assert cache.stats()["tiers"][shared.name]["errors"] == 0
         assert cache.sync.get("ok") is None  # nothing partial from the refused batch
-    with pytest.raises(sc.CacheKeyError):
+    with pytest.raises(sc.ConfigError, match="namespace"):  # configuration, refused where built
         sc.Cache(tiers=[sc.MemoryTier()], namespace="ns\udcff")

@@ -398,3 +398,24 @@ def test_engine_event_listeners_can_tell_cached_statements_apart(
         session.execute(CACHED).all()  # a Session's hit: the cursor events see a cached cursor
     names(engine, sa.select(Product.id))
     assert seen == [False, True, False]
+
+
+def test_ddl_through_an_attached_engine_runs_and_invalidates(
+    engine: sa.Engine, qc: QueryCache, counter: ExecutionCounter
+) -> None:
+    """create_all, CreateTable/CreateIndex and DROP run once the cache is attached, and a DDL
+    statement drops the database's cached results (its tables cannot be told from its text)."""
+    metadata = sa.MetaData()
+    extra = sa.Table("ddl_extra", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    assert names(engine) == ["atlas", "novel", "kite"]
+    _, cached = counter.delta(lambda: names(engine))
+    assert cached == 0
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.schema.CreateIndex(sa.Index("ddl_extra_ix", extra.c.id)))
+        _, after_ddl = counter.delta(lambda: names(engine))
+        assert after_ddl == 1  # the DDL invalidated the cached SELECT
+    finally:
+        metadata.drop_all(engine)
+    assert not sa.inspect(engine).has_table("ddl_extra")

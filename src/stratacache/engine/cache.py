@@ -123,9 +123,9 @@ class Cache(CacheRuntime, AsyncPrimitives):
             raise ConfigError(
                 f"namespace must be a non-empty string without ':', not {namespace!r}"
             )
-        try:
+        try:  # a namespace is configuration: refused where the cache is built
             check_text(namespace, "a namespace")
-        except CacheKeyError as exc:  # a namespace is configuration: refused where the cache is built
+        except CacheKeyError as exc:
             raise ConfigError(str(exc)) from None
         if tag_rules is not None and not callable(tag_rules):
             raise ConfigError(f"tag_rules must be callable (e.g. TagRules()), not {tag_rules!r}")

@@ -234,8 +234,10 @@ def tables_of(element: Any) -> set[str]:
 def analyze_compiled(compiled: Any, sql: str) -> Analysis:
     """Classify a compiled Core/ORM statement; falls back to text rules where SQL is textual."""
     statement = compiled.statement
-    if getattr(compiled, "isddl", False) or statement is None:
-        return WRITES_ALL if getattr(compiled, "isddl", False) else analyze_text(sql)
+    if getattr(compiled, "is_ddl", False):  # CREATE/ALTER/DROP through a DDL compiler
+        return WRITES_ALL
+    if statement is None:
+        return analyze_text(sql)
     if isinstance(statement, TextClause):
         return analyze_text(sql)
     elements = [statement]
