@@ -151,6 +151,44 @@ def test_auto_keys_are_stable_across_processes(tmp_path: Path) -> None:
     assert len(outputs) == 1 and next(iter(outputs)).startswith("__main__.lookup:")
 
 
+def test_main_script_functions_key_alike_in_spawned_children(tmp_path: Path) -> None:
+    """A function of the main script keys the same in a spawn child (there ``__mp_main__``)."""
+    script = tmp_path / "spawn_probe.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing as mp
+            from stratacache.core.keys import CallKeyBuilder
+
+            def price(x): ...
+
+            class Shop:
+                def price(self, x): ...
+
+            def probe(queue):
+                b, m = CallKeyBuilder(price), CallKeyBuilder(Shop.price)
+                queue.put((b.key(b.bind((1,), {}), (1,), {}), m.name))
+
+            if __name__ == "__main__":
+                ctx = mp.get_context("spawn")
+                queue = ctx.Queue()
+                probe(queue)
+                child = ctx.Process(target=probe, args=(queue,))
+                child.start()
+                mine, theirs = queue.get(timeout=60), queue.get(timeout=60)
+                child.join(60)
+                print(mine == theirs, mine[0].startswith("__main__.price:"))
+            """
+        )
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {"PYTHONPATH": src, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.stdout.split() == ["True", "True"], result.stderr
+
+
 # -- the whole kind: equal arguments give one key, different ones differ, the rest is refused --
 
 

@@ -57,8 +57,16 @@ class UnkeyableError(TypeError):
 
 
 def qualified_name(obj: Any) -> str:
-    """``module.qualname`` of a class or function."""
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    """``module.qualname`` of a class or function.
+
+    The main script is ``__main__`` in every process: multiprocessing's spawn and
+    forkserver children run it again as ``__mp_main__``, and their keys must be the
+    parent's, or the parent's invalidations miss the children's entries.
+    """
+    module = getattr(obj, "__module__", "?")
+    if module == "__mp_main__":
+        module = "__main__"
+    return f"{module}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def _stable_name(kind: type, value: object, path: str) -> str:
