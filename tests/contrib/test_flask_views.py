@@ -110,6 +110,49 @@ def make_app(
         calls["async"] += 1
         return jsonify(q=request.args.get("q"))
 
+    @app.route("/find", methods=["GET", "POST"])
+    @ext.cached(ttl=60)
+    def find() -> str:
+        calls["find"] += 1
+        return f"results for {request.values.get('q')}"
+
+    @app.post("/transfer")
+    @ext.cached(ttl=60)
+    def transfer() -> str:
+        calls["transfer"] += 1
+        return f"sent {request.json['amount']} to {request.json['to']}"  # type: ignore[index]
+
+    @app.get("/hello")
+    @ext.cached(ttl=60)
+    def hello() -> str:
+        calls["hello"] += 1
+        return f"hello {request.cookies.get('uid', 'anonymous')}"
+
+    @app.get("/account")
+    @ext.cached(ttl=60, key="account-page")
+    def account() -> str:
+        calls["account"] += 1
+        auth = request.authorization
+        return f"account of {auth.username if auth else 'nobody'}"
+
+    @app.get("/catalog")
+    @ext.cached(ttl=60, vary_on_cookies=["lang"], ignore_cookies=["_ga*"])
+    def catalog() -> str:
+        calls["catalog"] += 1
+        return f"catalog in {request.cookies.get('lang')}"
+
+    @app.get("/blog")
+    @ext.cached(ttl=60, public=True)
+    async def blog() -> str:
+        calls["blog"] += 1
+        return f"blog {calls['blog']}"
+
+    @app.get("/public-me")
+    @ext.cached(ttl=60, public=True)
+    def public_me() -> str:
+        calls["public_me"] += 1
+        return f"page of {session.get('user')}"
+
     return app, ext, calls
 
 
@@ -270,3 +313,122 @@ def test_async_view_is_cached_per_query(shop: Shop) -> None:
     answers: list[Any] = [client.get(f"/async?q={q}").json for q in ("a", "b", "a")]
     assert answers == [{"q": "a"}, {"q": "b"}, {"q": "a"}]
     assert calls["async"] == 2
+
+
+def test_post_runs_the_view_every_time(shop: Shop) -> None:
+    """A POST's body is not in the key and the view must act: it is never served nor stored."""
+    app, _, calls = shop
+    client = app.test_client()
+    assert client.post("/find", data={"q": "alice-secret"}).text == "results for alice-secret"
+    assert client.post("/find", data={"q": "bob"}).text == "results for bob"
+    client.post("/transfer", json={"amount": 5, "to": "carol"})
+    assert client.post("/transfer", json={"amount": 500, "to": "eve"}).text == "sent 500 to eve"
+    assert (calls["find"], calls["transfer"]) == (2, 2)
+
+
+def test_post_does_not_answer_from_nor_fill_the_get_page(shop: Shop) -> None:
+    """GET pages are still cached beside uncached POSTs to the same URL."""
+    app, _, calls = shop
+    client = app.test_client()
+    assert client.get("/find?q=a").text == "results for a"
+    assert client.post("/find?q=a", data={"q": "b"}).text == "results for a"  # values: args first
+    assert client.get("/find?q=a").text == "results for a"
+    assert calls["find"] == 2
+
+
+def test_page_built_from_a_cookie_is_not_served_to_the_next_user(shop: Shop) -> None:
+    """A request carrying a cookie runs the view and leaves nothing for the next user."""
+    app, _, calls = shop
+    alice, bob, anonymous = app.test_client(), app.test_client(), app.test_client()
+    alice.set_cookie("uid", "alice")
+    bob.set_cookie("uid", "bob")
+    assert alice.get("/hello").text == "hello alice"
+    assert bob.get("/hello").text == "hello bob"
+    assert anonymous.get("/hello").text == "hello anonymous"
+    assert alice.get("/hello").text == "hello alice"  # the cookieless page is not hers
+    assert anonymous.get("/hello").text == "hello anonymous"
+    assert calls["hello"] == 4
+
+
+def test_authorized_request_is_neither_served_nor_stored(shop: Shop) -> None:
+    """Authorization keeps the page personal, even under an explicit key=."""
+    app, _, calls = shop
+    client = app.test_client()
+    assert client.get("/account", auth=("alice", "pw")).text == "account of alice"
+    assert client.get("/account", auth=("bob", "pw")).text == "account of bob"
+    assert client.get("/account").text == "account of nobody"
+    assert client.get("/account", auth=("bob", "pw")).text == "account of bob"
+    assert client.get("/account").text == "account of nobody"
+    assert calls["account"] == 4  # the last visit is the cookieless page's hit
+
+
+def test_anonymous_page_is_not_served_to_a_logged_in_user(shop: Shop) -> None:
+    """The session cookie keeps a logged-in user from the page cached for visitors."""
+    app, _, _ = shop
+    visitor, carol = app.test_client(), app.test_client()
+    assert visitor.get("/me").text == "page of None"
+    carol.get("/login/carol")
+    assert carol.get("/me").text == "page of carol"
+
+
+def test_vary_on_cookies_keys_the_view_page_on_them(shop: Shop) -> None:
+    """One page per lang value; ignored cookies count as none; another cookie passes."""
+    app, _, calls = shop
+    fr, de, other = app.test_client(), app.test_client(), app.test_client()
+    fr.set_cookie("lang", "fr")
+    fr.set_cookie("_ga", "1")
+    de.set_cookie("lang", "de")
+    other.set_cookie("lang", "fr")
+    other.set_cookie("sid", "x")
+    assert [fr.get("/catalog").text for _ in range(2)] == ["catalog in fr"] * 2
+    assert [de.get("/catalog").text for _ in range(2)] == ["catalog in de"] * 2
+    assert other.get("/catalog").text == "catalog in fr"
+    assert calls["catalog"] == 3
+
+
+def test_repeated_varied_cookie_runs_the_view_uncached(shop: Shop) -> None:
+    """``lang=en; lang=fr`` could key en and render fr: such a request neither reads nor writes."""
+    app, _, calls = shop
+    client = app.test_client(use_cookies=False)  # else the client's jar replaces Cookie
+    assert client.get("/catalog", headers={"Cookie": "lang=fr; lang=en"}).status_code == 200
+    assert client.get("/catalog", headers={"Cookie": "lang=en"}).text == "catalog in en"
+    assert client.get("/catalog", headers={"Cookie": "lang=en"}).text == "catalog in en"
+    assert client.get("/catalog", headers={"Cookie": "lang=en; lang=en"}).status_code == 200
+    assert calls["catalog"] == 3
+
+
+def test_public_view_shares_pages_whatever_the_cookies(shop: Shop) -> None:
+    """public=True: cookies do not matter (async view here), but a session read still does."""
+    app, _, calls = shop
+    alice, bob = app.test_client(), app.test_client()
+    alice.set_cookie("sid", "a")
+    bob.set_cookie("sid", "b")
+    assert (alice.get("/blog").text, bob.get("/blog").text) == ("blog 1", "blog 1")
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    assert alice.get("/public-me").text == "page of alice"
+    assert bob.get("/public-me").text == "page of bob"
+    assert calls["public_me"] == 2
+
+
+def test_cookie_options_of_a_view_are_checked(shop: Shop) -> None:
+    """A string for a list, or vary_on_cookies beside key=, is a ConfigError at decoration."""
+    _, ext, _ = shop
+    with pytest.raises(ConfigError):
+        ext.cached(vary_on_cookies="lang")(lambda: "x")
+    with pytest.raises(ConfigError):
+        ext.cached(key="k", vary_on_cookies=["lang"])(lambda: "x")
+    with pytest.raises(ConfigError):
+        ext.cached(ignore_cookies="_ga")(lambda: "x")
+
+
+def test_cookie_options_do_not_reach_a_called_function(shop: Shop) -> None:
+    """On a function a view calls, the view-only options are left out of its cache."""
+    app, ext, _ = shop
+
+    @ext.cached(ttl=60, key="plain:{x}", public=True)
+    def plain(x: int) -> int:
+        return x * 2
+
+    with app.app_context():
+        assert plain(4) == 8 == ext.cache.sync.get("plain:4")

@@ -6,7 +6,7 @@ import pytest
 
 from stratacache import ConfigError
 from stratacache.middleware import CacheRule
-from stratacache.middleware.cookies import CookieRules, parse_cookies
+from stratacache.middleware.cookies import CookieRules, parse_cookies, repeated_names
 from stratacache.middleware.rules import Directives
 
 from .apps import unique
@@ -60,6 +60,42 @@ def test_vary_on_cookies_keys_the_page_on_those_cookies(server: Server) -> None:
     assert server.get(path, cookie="lang=de").text.startswith("call 2")
     assert server.get(path, cookie="lang=de").headers["x-cache"] == "HIT"
     assert server.get(path, cookie="lang=fr; session=alice").headers["x-cache"] == "MISS"
+
+
+def test_repeated_varied_cookie_is_neither_stored_nor_served(server: Server) -> None:
+    """``lang=en; lang=fr``: the key could read en and the page fr, so the request passes
+    and the English page is never the French one (no cache poisoning)."""
+    path = unique("bylang")
+    assert server.get(path, cookie="lang=en; lang=fr").headers["x-cache"] == "MISS"
+    english = server.get(path, cookie="lang=en")
+    assert english.headers["x-cache"] == "MISS" and english.text.startswith("call 2")
+    assert server.get(path, cookie="lang=en").headers["x-cache"] == "HIT"
+    twice = server.get(path, cookie="lang=fr; lang=en")
+    assert twice.headers["x-cache"] == "MISS" and twice.text.startswith("call 3")
+
+
+def test_repeated_cookie_on_a_public_route_does_not_matter(server: Server) -> None:
+    """On a public route the page reads no cookie: a name given twice changes nothing."""
+    path = unique("shared")
+    server.get(path, cookie="session=a; session=b")
+    assert server.get(path, cookie="session=c; session=c").headers["x-cache"] == "HIT"
+
+
+def test_repeated_names_lists_names_given_twice() -> None:
+    """Only names seen more than once, trimmed; empty parts ignored."""
+    assert repeated_names(" a=1; b=2 ;a=3; ; c ; c=") == {"a", "c"}
+    assert repeated_names("a=1; b=2") == frozenset() == repeated_names(None)
+
+
+def test_repeated_considered_cookie_keeps_the_request_away() -> None:
+    """A varied or relevant name given twice refuses; an ignored one does not."""
+    rules = CookieRules(["_ga*"])
+    keyed = Directives(vary_cookies=("lang",))
+    assert not rules.admit("lang=en; lang=fr", keyed)[1]
+    assert not rules.admit("lang=en; lang=fr", Directives(public=True, vary_cookies=("lang",)))[1]
+    assert rules.admit("lang=en; _ga=1; _ga=2", keyed)[1]
+    assert rules.admit("sid=1; sid=2", Directives(public=True))[1]
+    assert rules.admit("lang=en", keyed) == ({"lang": "en"}, True)
 
 
 def test_parse_cookies_keeps_the_first_of_a_name() -> None:

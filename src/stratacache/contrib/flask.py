@@ -35,7 +35,7 @@ from ..config import CACHE_OPTIONS, parse_bool
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 from ..middleware.wsgi import WSGICacheMiddleware
-from .flask_views import ViewCache, is_serving_view
+from .flask_views import VIEW_OPTIONS, ViewCache, is_serving_view
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXTENSION = "stratacache"
@@ -79,12 +79,15 @@ class Stratacache:
 
         On the view serving a request it caches the page (``contrib.flask_views``): the default
         key is the method and the normalized URL, query string included, and a ``Response``
-        (``jsonify``, tuples, ``make_response``) is stored and replayed whole.
+        (``jsonify``, tuples, ``make_response``) is stored and replayed whole. Only GET and
+        HEAD requests without ``Authorization`` use it; requests with cookies too when the view
+        says so: ``public=True``, ``vary_on_cookies=[names]``, ``ignore_cookies=[names]``.
         """
+        pages_only = {name: options.pop(name) for name in VIEW_OPTIONS if name in options}
 
         def decorate(fn: F) -> F:
             bound: dict[Cache, Any] = {}
-            pages = ViewCache(fn, options)
+            pages = ViewCache(fn, {**options, **pages_only})
 
             def resolve() -> Any:
                 cache = self.cache

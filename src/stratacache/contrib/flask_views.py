@@ -6,7 +6,11 @@ Why: a view's result depends on the request, not only on its arguments
 that no tier can hold. So when the decorated function is the view serving the
 request, its default key is the method and the normalized URL (scheme, host,
 path, query in canonical order), and the response is stored as status, headers
-and body and rebuilt on a hit. A response that is not a page for everyone
+and body and rebuilt on a hit. Only GET and HEAD requests use the cache (a POST
+has a body the key does not hold, and must run); a request with
+``Authorization``, or with cookies the view has not declared (``public``,
+``vary_on_cookies``, ``ignore_cookies``, judged as the HTTP middleware judges
+them), runs the view uncached. A response that is not a page for everyone
 (``Set-Cookie``, ``Vary``, ``Cache-Control: private``/``no-store``, a 5xx, a
 stream, or, with the default key, a request whose session was read) is
 returned as it is and not stored.
@@ -28,9 +32,11 @@ from .. import decorators
 from ..core.errors import ConfigError
 from ..core.keys import function_name
 from ..engine.cache import Cache
+from ..middleware.cookies import CookieRules, compile_names
 from ..middleware.parsing import normalize_url, parse_cache_control
+from ..middleware.rules import Directives
 
-__all__ = ["ViewCache", "is_serving_view"]
+__all__ = ["VIEW_OPTIONS", "ViewCache", "is_serving_view"]
 
 log = logging.getLogger("stratacache")
 #: options that recompute out of a request, where a view cannot run
@@ -40,6 +46,11 @@ _produced: contextvars.ContextVar[list[Response] | None] = contextvars.ContextVa
     "stratacache_flask_produced", default=None
 )
 _PAGE = "stratacache_page"
+#: ``ext.cached`` options about requests' cookies, meaningful on views only
+VIEW_OPTIONS = ("public", "vary_on_cookies", "ignore_cookies")
+#: RFC 9110 §9.2.1 safe methods: the only ones whose page may be stored or replayed
+_SAFE = frozenset({"GET", "HEAD"})
+_COOKIES = CookieRules()
 
 
 def is_serving_view(wrapper: Callable[..., Any]) -> bool:
@@ -56,8 +67,9 @@ def is_serving_view(wrapper: Callable[..., Any]) -> bool:
     return False
 
 
-def page_id(name: str) -> str:
-    """``name:METHOD url`` for the current request, the URL normalized as the HTTP cache does."""
+def page_id(name: str, cookies: dict[str, str] | None = None, vary: tuple[str, ...] = ()) -> str:
+    """``name:METHOD url`` for the current request, the URL normalized as the HTTP cache does,
+    plus the values of the cookies in ``vary`` (absent counting as empty)."""
     url = normalize_url(
         request.scheme,
         request.host,
@@ -65,7 +77,25 @@ def page_id(name: str) -> str:
         request.query_string.decode("latin-1"),
         frozenset(),
     )
-    return f"{name}:{request.method} {url}"
+    page = f"{name}:{request.method} {url}"
+    if vary:
+        found = cookies or {}
+        page += f" cookies={[found.get(n, '') for n in vary]!r}"
+    return page
+
+
+def cookie_directives(options: dict[str, Any], keyed: bool) -> Directives:
+    """The view's cookie opt-ins (popped from ``options``) in the HTTP middleware's terms."""
+    public = options.pop("public", False)
+    vary = options.pop("vary_on_cookies", ())
+    ignore = options.pop("ignore_cookies", ())
+    if isinstance(vary, str) or not all(isinstance(n, str) and n for n in vary):
+        raise ConfigError(f"vary_on_cookies is a list of cookie names, not {vary!r}")
+    if vary and keyed:
+        raise ConfigError("vary_on_cookies keys the default page key: with key= name them in it")
+    return Directives(
+        public=bool(public), vary_cookies=tuple(vary), ignored_cookies=compile_names(ignore)
+    )
 
 
 def pack(response: Response) -> dict[str, Any]:
@@ -112,6 +142,7 @@ class ViewCache:
         self.signature = inspect.signature(fn)
         self.options = dict(options)
         self.key = self.options.pop("key", None)
+        self.cookies = cookie_directives(self.options, self.key is not None)
         self.condition = self.options.pop("condition", None)
         self.unless = self.options.pop("unless", None)
         self.refused = [o for o in _NEED_NO_REQUEST if self.options.get(o) is not None]
@@ -175,12 +206,30 @@ class ViewCache:
             cache, key=key, condition=_packed, name=self.name, **self.options
         )(load)
 
+    def page(self) -> str | None:
+        """This request's page id, or None when it may neither be served nor stored."""
+        reason = None
+        if request.method not in _SAFE:
+            reason = f"{request.method} is not a safe method"
+        elif "Authorization" in request.headers:
+            reason = "it carries Authorization"
+        else:
+            cookies, shareable = _COOKIES.admit(request.headers.get("Cookie"), self.cookies)
+            if shareable:
+                return page_id(self.name, cookies, self.cookies.vary_cookies)
+            reason = "its cookies may make the page personal (see public, vary_on_cookies)"
+        log.debug("stratacache: %s %s not cached: %s", request.method, request.path, reason)
+        return None
+
     def serve(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The view's response for this request: replayed, or produced (and maybe stored)."""
+        page = self.page()
+        if page is None:
+            return self.fn(*args, **kwargs)
         holder: list[Response] = []
         token = _produced.set(holder)
         try:
-            value = self.loader(cache)(page_id(self.name), *args, **kwargs)
+            value = self.loader(cache)(page, *args, **kwargs)
         finally:
             _produced.reset(token)
         if _packed(value):
@@ -191,10 +240,13 @@ class ViewCache:
 
     async def serve_async(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``serve`` for ``async def`` views."""
+        page = self.page()
+        if page is None:
+            return await self.fn(*args, **kwargs)
         holder: list[Response] = []
         token = _produced.set(holder)
         try:
-            value = await self.loader(cache)(page_id(self.name), *args, **kwargs)
+            value = await self.loader(cache)(page, *args, **kwargs)
         finally:
             _produced.reset(token)
         if _packed(value):

@@ -25,7 +25,7 @@ from ..core.clock import Clock, SystemClock
 from ..core.durations import MAX_DELTA_SECONDS, check_duration, check_optional
 from ..core.errors import ConfigError
 from ..core.keys import digest
-from .cookies import COOKIE_VARY, CookieRules, parse_cookies
+from .cookies import COOKIE_VARY, CookieRules
 from .decisions import Headers, Lookup, Plan, Request, Verdict
 from .freshness import HEURISTIC_STATUSES, UNDERSTOOD_STATUSES, freshness_lifetime
 from .parsing import (
@@ -191,9 +191,8 @@ class HttpCachePolicy:
         cc = parse_cache_control(headers.get("cache-control"))
         if not cc and "no-cache" in headers.get("pragma", "").lower():
             cc = {"no-cache": None}  # RFC 9111 §5.4: Pragma only counts without Cache-Control
-        cookies = parse_cookies(headers.get("cookie"))
-        usable = directives.enabled and "range" not in headers
-        usable = usable and self.cookies.shareable(cookies, directives)
+        cookies, shareable = self.cookies.admit(headers.get("cookie"), directives)
+        usable = directives.enabled and "range" not in headers and shareable
         may_serve = usable and "no-cache" not in cc
         may_store = usable and method == "GET" and "no-store" not in cc
         return Request(method, url, path, headers, directives, cc, may_serve, may_store, cookies)
