@@ -270,7 +270,7 @@ async def postgres_part(url: str, repeats: int) -> list[str]:
         with tier.store.connection() as conn:
             pass  # the tier's one sync connection, back in its pool
         await tier.get(KEYS[0])
-        aconn = tier.store._apools[asyncio.get_running_loop()][0][0]  # and its async one
+        aconn = tier.store.pool._apools[asyncio.get_running_loop()][0][0]  # and its async one
 
         def raw_get(k: str) -> Any:
             return conn.execute(query, (k,)).fetchone()
