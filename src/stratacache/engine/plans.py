@@ -25,22 +25,25 @@ Plan = Generator[TierCall, Any, Any]
 def lease_plan(
     view: SlotView, fkey: str, tags: tuple[str, ...] | list[str], held: Leases | None
 ) -> tuple[list[object | None], list[int]]:
-    """Leases already held (or None) by tier index, and the indexes still to lease.
+    """Leases settled already (``UNLEASED``) by tier index, and the indexes to lease, lowest first.
 
-    ``held``: leases the miss's read took just before (any lease taken before the loader
-    starts is valid for its write); each tier is leased once per miss. A tier that cannot
-    be called now gets ``UNLEASED``: the load will not write it, even if it is back by then.
+    A load's leases are taken bottom-up, as its write goes: a set or invalidation after a
+    lower tier's lease voids it, and the write stops there before any tier above; one
+    before it comes before every upper lease too, and all accept. So no tier keeps a value
+    another refused the load for. The leases a read took top-down (each before the read
+    below, for its backfill) are in the wrong order for that and are not reused; only its
+    verdicts are (``held``: a tier it could not read or lease is not written). A tier that
+    cannot be called now gets ``UNLEASED``: the load will not write it, even if it is back.
     """
     leases: list[object | None] = []
     wanted: list[int] = []
     for index, slot in enumerate(view.slots):
-        if held and index in held:
-            leases.append(held[index])
-        elif view.usable(slot):
+        if (held and held.get(index, None) is UNLEASED) or not view.usable(slot):
+            leases.append(UNLEASED)
+        else:
             leases.append(None)
             wanted.append(index)
-        else:
-            leases.append(UNLEASED)
+    wanted.reverse()
     return leases, wanted
 
 
