@@ -8,6 +8,7 @@ the set's when it came after the lower lease (the load then writes nowhere).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -193,3 +194,42 @@ async def test_three_tiers_lease_from_the_bottom(
         assert await cache.get_or_set("k", lambda: "loaded") == "loaded"
         fkey = cache.keys.full_key("k")
         assert [e and e.value for e in (t.get_sync(fkey) for t in tiers)] == [expected] * 3
+
+
+async def test_a_set_in_flight_across_the_loads_leases_leaves_no_tier_apart(
+    lower: Callable[[], Any],
+) -> None:
+    """A set wrote the lower tier before the load leased it, and memory only after the load
+    leased memory: the load is refused in memory only, and memory drops the key rather
+    than keep the set's value (the lower tier holds the load's, which a read then finds)."""
+    cache, memory, below = make(lower)
+    written, go = asyncio.Event(), asyncio.Event()
+    base_set = below.set
+
+    async def set_held_after_the_lower_write(key: str, entry: Entry, lease: Any = None) -> bool:
+        stored: bool = await base_set(key, entry, lease)
+        if lease is None:  # the set's overwrite, not the load's leased write
+            written.set()
+            await go.wait()
+        return stored
+
+    below.set = set_held_after_the_lower_write
+    setter: asyncio.Task[None] | None = None
+
+    async def start_the_set() -> None:
+        nonlocal setter
+        setter = asyncio.ensure_future(cache.set("k", "v1"))
+        await written.wait()
+
+    async def load() -> str:
+        go.set()
+        assert setter is not None
+        await setter  # the set writes memory now, voiding the load's memory lease
+        return "loaded"
+
+    below.on_miss = start_the_set
+    async with cache:
+        assert await cache.get_or_set("k", load) == "loaded"
+        up, down = values(cache, memory, below)
+        assert (up, down) == (None, "loaded")
+        assert await cache.get("k") == "loaded"

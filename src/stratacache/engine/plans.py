@@ -57,12 +57,16 @@ def write(
 ) -> Generator[TierCall, Any, bool]:
     """Write bottom-up; stop (False) at the first tier that refuses a voided lease.
 
+    If a tier below had stored the entry, the refusing tier and those above it drop the
+    key (``_drop``): no tier keeps a value another tier refused the load for.
+
     A tier the miss could not lease (``UNLEASED``) is passed over, as if its write failed.
     Once a shared tier below has stored a load's entry, a local tier above may decline it
     as it declines a backfill (``SlotView.backfills``); an overwrite reaches every tier.
     """
     slots = view.slots
     held_below = False  # a shared tier below stored the entry (not a failure's fallback)
+    kept_below = False  # any tier below stored it
     for index in range(len(slots) - 1, -1, -1):
         slot = slots[index]
         lease = leases[index] if leases else None
@@ -73,11 +77,26 @@ def write(
         errors = slot.stats.errors
         stored = yield slot, "set", (fkey, view.copy_for(slot, entry, now), lease), True
         if not stored:
+            if kept_below:  # a write still in flight when the lower lease was taken
+                yield from _drop(view, fkey, index)
             return False
         slot.stats.sets += 1
-        if not overwrite and not slot.local and slot.stats.errors == errors:
-            held_below = True
+        if slot.stats.errors == errors:
+            kept_below = True
+            if not overwrite and not slot.local:
+                held_below = True
     return True
+
+
+def _drop(view: SlotView, fkey: str, index: int) -> Plan:
+    """Remove ``fkey`` from the tier at ``index`` that refused a load and the tiers above it.
+
+    A tier below stored the load, so the refusing write (an overwrite or invalidation whose
+    lower write came before that tier's lease) did not reach every tier the load reached:
+    keeping its value here would leave the tiers apart. Absent, the key is read from below.
+    """
+    for slot in reversed(view.slots[: index + 1]):
+        yield slot, "delete_many", ([fkey],), 0
 
 
 def write_many(view: SlotView, entries: Mapping[str, Entry], now: float) -> Plan:
