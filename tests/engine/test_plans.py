@@ -7,7 +7,7 @@ from typing import Any
 import stratacache as sc
 from stratacache.core.fleet import Invalidation
 from stratacache.engine import plans
-from stratacache.engine.stack_slots import SlotView
+from stratacache.engine.stack_slots import UNLEASED, SlotView
 
 
 class Shared(sc.MemoryTier):
@@ -57,10 +57,13 @@ def test_invalidation_goes_bottom_up_and_a_clear_clears() -> None:
     assert calls == [("l1", "clear")]
 
 
-def test_lease_plan_reuses_the_leases_a_read_took() -> None:
-    """Tiers leased by the read before the miss are not leased again."""
+def test_lease_plan_leases_again_bottom_up_and_keeps_what_the_read_could_not_reach() -> None:
+    """A load leases the lowest tier first (the read's top-down leases are not reused);
+    a tier the read could not reach stays ``UNLEASED``."""
     leases, wanted = plans.lease_plan(_view(), "ns:k", [], {0: 7, 1: 8})
-    assert leases == [7, 8, None] and wanted == [2]
+    assert leases == [None, None, None] and wanted == [2, 1, 0]
+    leases, wanted = plans.lease_plan(_view(), "ns:k", [], {0: 7, 1: UNLEASED})
+    assert leases == [None, UNLEASED, None] and wanted == [2, 0]
 
 
 def test_read_many_leases_local_tiers_before_reading_below() -> None:

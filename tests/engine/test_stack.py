@@ -1,4 +1,4 @@
-"""``TierStack`` on a miss: remote leases asked for at once; a tier that failed is not written unleased."""
+"""``TierStack`` on a miss: remote leases asked in turn, lowest first; a tier that failed is not written unleased."""
 
 from __future__ import annotations
 
@@ -12,61 +12,59 @@ import redis
 import stratacache as sc
 
 
-class Meeting:
-    """Releases its callers once ``size`` of them are waiting at once."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.waiting = 0
-        self.everyone = asyncio.Event()
-
-    async def wait(self) -> None:
-        self.waiting += 1
-        if self.waiting == self.size:
-            self.everyone.set()
-        await asyncio.wait_for(self.everyone.wait(), 5.0)
-
-
 class RemoteTier(sc.MemoryTier):
-    """An in-process store posing as a shared tier; counts its leases, may hold them up."""
+    """An in-process store posing as a shared tier; counts its leases."""
 
     shared = True  # type: ignore[assignment]
 
-    def __init__(self, name: str, meeting: Meeting | None = None) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__(maxsize=100, name=name)
-        self.meeting = meeting
         self.leases = 0
 
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
         self.leases += 1
-        if self.meeting is not None:
-            await self.meeting.wait()  # times out unless every remote lease is in flight at once
         return await super().lease(key, tags)
 
 
 @pytest.mark.parametrize("remote", [1, 2, 3])
-async def test_a_miss_takes_one_lease_per_tier(remote: int) -> None:
-    """The leases a miss's read took before reading lower tiers serve its load: no second one."""
+async def test_a_miss_leases_each_tier_again_for_its_load_but_the_lowest(remote: int) -> None:
+    """The read leases every tier above the one it reads next; the load leases them all
+    again, bottom-up (``plans.lease_plan``): the lowest tier once, the others twice."""
     lower = [RemoteTier(f"r{i}") for i in range(remote)]
     async with sc.Cache([sc.MemoryTier(maxsize=10), *lower], namespace="stack") as cache:
         for n in range(5):
             assert await cache.get_or_set(f"k{n}", lambda: 7) == 7
+        assert [tier.leases for tier in lower] == [10] * (remote - 1) + [5]
         for tier in lower:
-            assert tier.leases == 5
             assert all([await tier.get(cache.full_key(f"k{n}")) for n in range(5)])
 
 
+class Ordered(RemoteTier):
+    """A remote tier that records when its lease is asked and when it answers."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__(name)
+        self.log = log
+
+    async def lease(self, key: str, tags: Sequence[str]) -> object | None:
+        self.log.append(f"ask {self.name}")
+        lease = await super().lease(key, tags)
+        await asyncio.sleep(0)  # another lease asked now would overlap this one
+        self.log.append(f"got {self.name}")
+        return lease
+
+
 @pytest.mark.parametrize("remote", [2, 3, 4])
-async def test_remote_leases_are_taken_at_the_same_time(remote: int) -> None:
-    """Leases the read did not take are asked of the remote tiers concurrently, not in turn."""
-    meeting = Meeting(remote)
-    lower = [RemoteTier(f"r{i}", meeting) for i in range(remote)]
+async def test_remote_leases_are_taken_in_turn_lowest_first(remote: int) -> None:
+    """Each remote lease is asked only once the one below it answered: a write between two
+    of them voids the lower one, and the bottom-up write stops there."""
+    log: list[str] = []
+    lower = [Ordered(f"r{i}", log) for i in range(remote)]
     async with sc.Cache([sc.MemoryTier(maxsize=10), *lower], namespace="stack") as cache:
         leases = await cache.tiers.leases(cache.full_key("k"), ())
-        errors = [cache.stats()["tiers"][tier.name]["errors"] for tier in lower]
-    assert errors == [0] * remote  # no lease timed out waiting for the others
     assert len(leases) == remote + 1 and None not in leases
-    assert [tier.leases for tier in lower] == [1] * remote
+    names = [f"r{i}" for i in reversed(range(remote))]
+    assert log == [step for name in names for step in (f"ask {name}", f"got {name}")]
 
 
 class LeaseFailsOnce(sc.RedisTier):

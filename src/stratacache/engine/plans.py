@@ -25,22 +25,25 @@ Plan = Generator[TierCall, Any, Any]
 def lease_plan(
     view: SlotView, fkey: str, tags: tuple[str, ...] | list[str], held: Leases | None
 ) -> tuple[list[object | None], list[int]]:
-    """Leases already held (or None) by tier index, and the indexes still to lease.
+    """Leases settled already (``UNLEASED``) by tier index, and the indexes to lease, lowest first.
 
-    ``held``: leases the miss's read took just before (any lease taken before the loader
-    starts is valid for its write); each tier is leased once per miss. A tier that cannot
-    be called now gets ``UNLEASED``: the load will not write it, even if it is back by then.
+    A load's leases are taken bottom-up, as its write goes: a set or invalidation after a
+    lower tier's lease voids it, and the write stops there before any tier above; one
+    before it comes before every upper lease too, and all accept. So no tier keeps a value
+    another refused the load for. The leases a read took top-down (each before the read
+    below, for its backfill) are in the wrong order for that and are not reused; only its
+    verdicts are (``held``: a tier it could not read or lease is not written). A tier that
+    cannot be called now gets ``UNLEASED``: the load will not write it, even if it is back.
     """
     leases: list[object | None] = []
     wanted: list[int] = []
     for index, slot in enumerate(view.slots):
-        if held and index in held:
-            leases.append(held[index])
-        elif view.usable(slot):
+        if (held and held.get(index, None) is UNLEASED) or not view.usable(slot):
+            leases.append(UNLEASED)
+        else:
             leases.append(None)
             wanted.append(index)
-        else:
-            leases.append(UNLEASED)
+    wanted.reverse()
     return leases, wanted
 
 
@@ -54,12 +57,16 @@ def write(
 ) -> Generator[TierCall, Any, bool]:
     """Write bottom-up; stop (False) at the first tier that refuses a voided lease.
 
+    If a tier below had stored the entry, the refusing tier and those above it drop the
+    key (``_drop``): no tier keeps a value another tier refused the load for.
+
     A tier the miss could not lease (``UNLEASED``) is passed over, as if its write failed.
     Once a shared tier below has stored a load's entry, a local tier above may decline it
     as it declines a backfill (``SlotView.backfills``); an overwrite reaches every tier.
     """
     slots = view.slots
     held_below = False  # a shared tier below stored the entry (not a failure's fallback)
+    kept_below = False  # any tier below stored it
     for index in range(len(slots) - 1, -1, -1):
         slot = slots[index]
         lease = leases[index] if leases else None
@@ -70,11 +77,26 @@ def write(
         errors = slot.stats.errors
         stored = yield slot, "set", (fkey, view.copy_for(slot, entry, now), lease), True
         if not stored:
+            if kept_below:  # a write still in flight when the lower lease was taken
+                yield from _drop(view, fkey, index)
             return False
         slot.stats.sets += 1
-        if not overwrite and not slot.local and slot.stats.errors == errors:
-            held_below = True
+        if slot.stats.errors == errors:
+            kept_below = True
+            if not overwrite and not slot.local:
+                held_below = True
     return True
+
+
+def _drop(view: SlotView, fkey: str, index: int) -> Plan:
+    """Remove ``fkey`` from the tier at ``index`` that refused a load and the tiers above it.
+
+    A tier below stored the load, so the refusing write (an overwrite or invalidation whose
+    lower write came before that tier's lease) did not reach every tier the load reached:
+    keeping its value here would leave the tiers apart. Absent, the key is read from below.
+    """
+    for slot in reversed(view.slots[: index + 1]):
+        yield slot, "delete_many", ([fkey],), 0
 
 
 def write_many(view: SlotView, entries: Mapping[str, Entry], now: float) -> Plan:

@@ -129,8 +129,8 @@ class ReadThrough:
         """Read-through on a full key: serve, serve-and-refresh, or load (single-flight).
 
         Concurrent readers of one key share the first one's read (one round trip, not N):
-        the first reads inline (only contended readers pay for a future) and keeps the
-        leases its read took for the load after a miss.
+        the first reads inline (only contended readers pay for a future) and tells the
+        load after a miss which tiers its read could not reach.
         """
         check_loader(loader)
         loads = self.loads
@@ -191,7 +191,8 @@ class ReadThrough:
         With ``lock``, once per key across the fleet: the other processes wait for the
         value the holder stores. ``previous`` is the entry being refreshed, if any: a
         value another process stored after it counts as the refresh. ``held``: leases
-        (by tier index) the caller's read took just before; a miss needs no new ones.
+        (by tier index) the caller's read took just before; tiers it could not reach are
+        not written (the others are leased again, bottom-up: ``plans.lease_plan``).
         ``forced``: an explicit refresh. A load that replaces a value is announced on the
         bus (``Loads.replaces``).
         """

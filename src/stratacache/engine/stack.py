@@ -105,7 +105,8 @@ class TierStack(SlotView):
         (a waiter looking past its own older copy for a value another process stored).
         Every tier above is leased before a tier below it is read, so an invalidation that
         lands between the read and the backfill voids the backfill. Those leases are left
-        in ``held`` (by tier index): after a miss they serve the load that follows.
+        in ``held`` (by tier index): after a miss the load learns from them which tiers
+        failed (it leases the others again, bottom-up: ``plans.lease_plan``).
         """
         leases: Leases = held if held is not None else {}
         visited: list[int] = []
@@ -173,29 +174,16 @@ class TierStack(SlotView):
     ) -> list[object | None]:
         """Every tier's lease on ``fkey``, taken before a loader runs (``plans.lease_plan``).
 
-        Inline tiers are leased at once; remote ones at the same time as each other.
+        One after another, the lowest tier first: the order is what makes them safe.
         """
         leases, wanted = plans.lease_plan(self, fkey, list(tags), held)
-        remote: list[int] = []
         for index in wanted:
             slot = self.slots[index]
             if slot.inline:
                 leases[index] = self.lease_now(slot, fkey, tags)
             else:
-                remote.append(index)
-        if len(remote) == 1:
-            slot = self.slots[remote[0]]
-            asked = slot.tier.lease(fkey, tags)
-            leases[remote[0]] = await self.call(slot, "lease", asked, UNLEASED)
-        elif remote:
-            got = await asyncio.gather(
-                *(
-                    self.call(s, "lease", s.tier.lease(fkey, tags), UNLEASED)
-                    for s in (self.slots[i] for i in remote)
-                )
-            )
-            for index, lease in zip(remote, got, strict=True):
-                leases[index] = lease
+                asked = slot.tier.lease(fkey, tags)
+                leases[index] = await self.call(slot, "lease", asked, UNLEASED)
         return leases
 
     async def write(

@@ -19,7 +19,7 @@ from .stats import OperationTimes, TierStats
 
 T = TypeVar("T")
 ErrorHook = Callable[[str, str, BaseException], None]
-#: leases a read took, by tier index (a miss's load reuses them)
+#: leases a read took, by tier index (a miss's load keeps only their ``UNLEASED`` verdicts)
 Leases = dict[int, object | None]
 #: the "lease" of a tier this miss could not lease (its lease or read failed, or it was
 #: skipped): the load's write passes over it, since a write without its lease is an

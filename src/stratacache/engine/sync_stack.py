@@ -66,7 +66,8 @@ class SyncStack:
         held: Leases | None = None,
     ) -> Entry | None:
         """``TierStack.read`` with blocking calls: every tier above is leased before a lower
-        read, and those leases are left in ``held`` for the load after a miss."""
+        read, and those leases are left in ``held`` (the load after a miss skips the tiers it
+        could not read)"""
         view = self.view
         leases: Leases = held if held is not None else {}
         visited: list[int] = []
