@@ -186,6 +186,7 @@ class SQLiteStore:
         """After fork: forget the parent's connections without closing them."""
         self._gen += 1
         self._lock = threading.Lock()
+        self._reopen_lock = threading.RLock()
         conns, self._conns = self._conns, []
         return list(conns)
 
