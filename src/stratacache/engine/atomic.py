@@ -27,7 +27,9 @@ from ..core.fleet import Invalidation
 from ..core.portal import Portal
 from .invalidation import Invalidator
 from .policy import UNSET, EntryPolicy
+from .readthrough import ReadThrough
 from .stack import TierSlot, TierStack
+from .sync_readthrough import SyncReadThrough
 from .sync_stack import SyncStack
 
 #: compare-and-set attempts before giving up (each failure means another writer succeeded)
@@ -44,6 +46,7 @@ class Host(Protocol):
     clock: Clock
     codec: EntryCodec
     invalidator: Invalidator
+    readthrough: ReadThrough
 
     @property
     def policy(self) -> EntryPolicy: ...
@@ -68,6 +71,7 @@ class SyncHost(Protocol):
 
     io: SyncStack
     portal: Portal
+    loading: SyncReadThrough
 
     @property
     def cache(self) -> Host: ...

@@ -15,6 +15,9 @@ from typing import Any
 
 from ..core.entry import Entry
 
+#: a batch flight's answer for a key its loader left out: the waiter loads it itself
+UNLOADED: Any = object()
+
 
 class Flight:
     """A load of ``fkey`` registered in ``registry`` (key → flight) while it runs."""
@@ -41,6 +44,18 @@ class Flight:
         self.run = run
         self.task = asyncio.ensure_future(self._fly(run))
         self.task.add_done_callback(self._abandon)
+
+    def settle(self, entry: Any, exc: BaseException | None = None) -> None:
+        """End a flight driven from outside (a batch load): ``entry`` (``UNLOADED``: load it
+        yourself) or ``exc`` to every waiter, and leave the registry."""
+        self._land()
+        for waiter in self.waiters:
+            if waiter.done():
+                continue
+            if exc is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(entry)
 
     def _abandon(self, task: asyncio.Task[None]) -> None:
         """A task cancelled before it ever ran never reaches ``_fly``'s handlers: clean up here."""
@@ -77,4 +92,4 @@ class Flight:
             del self.registry[self.fkey]
 
 
-__all__ = ["Flight"]
+__all__ = ["UNLOADED", "Flight"]

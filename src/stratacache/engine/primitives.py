@@ -23,12 +23,10 @@ mixin (``Cache``) and the blocking one (``SyncCache``), so both behave alike.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from ..core.errors import DeserializationError, TierError, WrongTypeError
+from ..core.errors import DeserializationError, TierError
 from ..core.sentinel import Unset
 from .atomic import (
     MISSING,
@@ -43,7 +41,6 @@ from .atomic import (
     check_delta,
     incr_step,
     initial_value,
-    loaded_subset,
     readable_versioned,
     readable_versioned_sync,
     remaining,
@@ -52,6 +49,7 @@ from .atomic import (
     unreadable_answer,
     update_plan,
 )
+from .batchload import load_many, load_many_sync
 from .entries import check_tags
 from .policy import UNSET, check_loader
 
@@ -181,7 +179,9 @@ class AsyncPrimitives:
 
         ``loader`` (sync or async) gets the list of keys not cached and returns a mapping;
         its results are stored in one batch (``None`` only if the cache keeps ``None``).
-        Keys it leaves out are absent from the result. Not single-flight per key.
+        Keys it leaves out are absent from the result. A key whose load (by this call,
+        ``get_or_set`` or another batch) is already running in this process joins that load;
+        a single-key load starting while this one runs joins it.
         """
         cache = cast(Host, self)
         check_loader(loader)
@@ -191,22 +191,7 @@ class AsyncPrimitives:
         found = await cache.get_many(wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
-            # leases first, as a read-through load takes them: an invalidation that comes
-            # while the loader runs voids them, and the (now stale) results are not stored
-            fkeys = {k: cache.full_key(k) for k in missing}
-            leases = await asyncio.gather(
-                *(cache.tiers.leases(fkeys[k], tag_tuple) for k in missing)
-            )
-            loaded = loader(missing)
-            if inspect.isawaitable(loaded):
-                loaded = await loaded
-            fresh = loaded_subset(loaded, missing)
-            now = cache.clock.time()
-            for key, held in zip(missing, leases, strict=True):
-                if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
-                    entry = cache.new_entry(fresh[key], policy, tag_tuple)
-                    await cache.tiers.write(fkeys[key], entry, held, now)
-            found.update(fresh)
+            found.update(await load_many(cache, missing, loader, policy, tag_tuple))
         return {k: found[k] for k in wanted if k in found}
 
 
@@ -327,19 +312,5 @@ class SyncPrimitives:
         found = sync.get_many(wanted)
         missing = [k for k in wanted if k not in found]
         if missing:
-            fkeys = {k: cache.full_key(k) for k in missing}  # leased as Cache.get_or_set_many
-            leases = [sync.io.leases(fkeys[k], tag_tuple) for k in missing]
-            loaded = loader(missing)
-            if inspect.isawaitable(loaded):
-                raise WrongTypeError("cache.sync.get_or_set_many needs a sync loader")
-            fresh = loaded_subset(loaded, missing)
-            for key, held in zip(missing, leases, strict=True):
-                if key in fresh and (fresh[key] is not None or cache.policy.cache_none):
-                    sync.io.write(
-                        fkeys[key],
-                        cache.new_entry(fresh[key], policy, tag_tuple),
-                        held,
-                        cache.clock.time(),
-                    )
-            found.update(fresh)
+            found.update(load_many_sync(sync, missing, loader, policy, tag_tuple))
         return {k: found[k] for k in wanted if k in found}

@@ -19,7 +19,7 @@ from typing import Any
 from ..core.entry import Entry
 from ..core.fleet import FleetLock, Invalidation
 from . import accounting
-from .flight import Flight
+from .flight import UNLOADED, Flight
 from .loading import Loads, LockStep, locked_load, matches
 from .policy import EntryPolicy, Freshness, check_loader
 from .stack import Leases, TierStack
@@ -117,6 +117,26 @@ class ReadThrough:
         for fkey in [k for k in list(self._reading) if matches(message, k, None)]:
             self._reading.pop(fkey, None)
 
+    def claim(
+        self, fkeys: list[str], tags: tuple[str, ...]
+    ) -> tuple[dict[str, Flight], dict[str, asyncio.Future[Entry]]]:
+        """A batch load's keys: ``(flights it now runs, waiters on loads already in flight)``.
+
+        Its own keys are registered as in flight, so a single-key load arriving meanwhile
+        joins the batch (one load per key in this process, whichever API asked first); the
+        batch ends them with ``Flight.settle``.
+        """
+        own: dict[str, Flight] = {}
+        joined: dict[str, asyncio.Future[Entry]] = {}
+        for fkey in fkeys:
+            flight = self._inflight.get(fkey)
+            if flight is None:
+                own[fkey] = Flight(self._inflight, fkey, tags)
+            else:
+                self.rec.counters.coalesced += 1
+                joined[fkey] = flight.join()
+        return own, joined
+
     async def fetch(
         self,
         fkey: str,
@@ -212,9 +232,14 @@ class ReadThrough:
             self.rec.counters.coalesced += 1
             waiter = flight.join()
         try:
-            return await waiter
+            entry = await waiter
         except Exception as exc:
             return self.loads.stale_if_error(fkey, stale, fstats, exc)
+        if entry is UNLOADED:  # joined a batch whose loader left this key out
+            return await self.load(
+                fkey, loader, policy, tags, stale, fstats, lock, previous, None, forced
+            )
+        return entry
 
     @staticmethod
     async def _announced(

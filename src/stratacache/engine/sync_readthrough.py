@@ -24,6 +24,7 @@ from ..core.fleet import Invalidation, SyncFleetLock
 from ..core.loops import on_fork
 from ..core.portal import Portal, await_any
 from . import accounting
+from .flight import UNLOADED
 from .loading import Loads, LockStep, locked_load, matches
 from .policy import EntryPolicy, Freshness, check_loader
 from .stack_slots import Leases
@@ -72,6 +73,43 @@ class SyncReadThrough:
             ]:
                 del self._inflight[fkey]
                 self._inflight_tags.pop(fkey, None)
+
+    def claim(
+        self, fkeys: list[str], tags: tuple[str, ...]
+    ) -> tuple[
+        dict[str, concurrent.futures.Future[Entry]], dict[str, concurrent.futures.Future[Entry]]
+    ]:
+        """A batch load's keys: ``(futures it now owns, loads already in flight)`` (as
+        ``ReadThrough.claim``); the batch ends its own with ``settle``."""
+        own: dict[str, concurrent.futures.Future[Entry]] = {}
+        joined: dict[str, concurrent.futures.Future[Entry]] = {}
+        with self._inflight_lock:
+            for fkey in fkeys:
+                future = self._inflight.get(fkey)
+                if future is None:
+                    own[fkey] = self._inflight[fkey] = concurrent.futures.Future()
+                    self._inflight_tags[fkey] = tags
+                else:
+                    self.rec.counters.coalesced += 1
+                    joined[fkey] = future
+        return own, joined
+
+    def settle(
+        self,
+        fkey: str,
+        future: concurrent.futures.Future[Entry],
+        entry: Any,
+        exc: BaseException | None = None,
+    ) -> None:
+        """End a batch's load of ``fkey``: ``entry`` (``UNLOADED``: load it yourself) or ``exc``."""
+        with self._inflight_lock:
+            if self._inflight.get(fkey) is future:  # not detached by an invalidation
+                del self._inflight[fkey]
+                self._inflight_tags.pop(fkey, None)
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(entry)
 
     def resolve_lock(self, lock: Any) -> SyncFleetLock | None:
         """``lock=`` as callers give it (True: the cache's lock) as a blocking lock, or None."""
@@ -152,9 +190,14 @@ class SyncReadThrough:
                         del self._inflight[fkey]
                         self._inflight_tags.pop(fkey, None)
         try:
-            return future.result()
+            entry = future.result()
         except Exception as exc:
             return self.loads.stale_if_error(fkey, stale, fstats, exc)
+        if entry is UNLOADED:  # joined a batch whose loader left this key out
+            return self.load(
+                fkey, loader, policy, tags, stale, fstats, lock, previous, None, forced
+            )
+        return entry
 
     def _run_locked(
         self,

@@ -145,7 +145,8 @@ class SQLTier:
     # -- fleet services (``core.fleet.FleetSource``) ----------------------------------------
     def fleet_bus(self) -> SQLBus | None:
         """A new invalidation bus on this tier's database (``<table>_bus``; ``_bus.tier_bus``)."""
-        return tier_bus(self._target, self._table)
+        follow = getattr(self.store, "follow_file", None)  # SQLite: reopen a replaced file
+        return tier_bus(self._target, self._table, follow)
 
     def fleet_lock(self) -> None:
         """No fleet lock over SQL (``lock=True`` needs a Redis tier)."""

@@ -96,6 +96,11 @@ class SQLBus:
         self.published = 0
         self.drops = 0
         self.catchups = 0
+        #: times the database file was found deleted or replaced (and reopened)
+        self.reopens = 0
+        #: called (on the poller thread) when the file was replaced, before L1 is dropped:
+        #: the SQL tier reopens its own connections there
+        self.on_replaced: Callable[[], object] = _ignore
         self.namespace = ""
         self._origin = ""
         self._cursor: int | None = None  # the last id applied (None: not read yet)
@@ -226,6 +231,8 @@ class SQLBus:
 
     def _poll_once(self) -> bool:
         """Read and apply the next batch; True when more rows are waiting."""
+        if self.log.watch.replaced():
+            self._follow_file()
         self._connect()
         conn, after = self._poll_conn, self._cursor or 0
         rows, pruned = self.log.read(conn, self.namespace, after)
@@ -245,6 +252,27 @@ class SQLBus:
             self._deliver(decode(bytes(payload)))
         self._maybe_prune(conn)
         return len(rows) >= BATCH
+
+    def _follow_file(self) -> None:
+        """The database file was deleted or replaced: the tier reopens, the bus restarts at
+        the new log's end, and L1 is dropped once (nothing written to the new file since
+        it was created has reached this process)."""
+        self.reopens += 1
+        try:
+            self.on_replaced()
+        except Exception as exc:  # the tier retries on its own next look
+            log.warning("stratacache: reopening the SQL tier's file failed: %r", exc)
+        conn, self._poll_conn = self._poll_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as close_exc:
+                log.debug("stratacache: closing the poll connection failed: %r", close_exc)
+        self.log.forget()
+        self._cursor = None
+        self._marks.clear()
+        self._connect()
+        self._catch_up()
 
     def _catch_up(self) -> None:
         """Rows this process never read are gone (pruned, or the log recreated): drop L1."""
@@ -288,13 +316,19 @@ class SQLBus:
             self.log.prune(conn, upto)
 
 
-def tier_bus(target: Target, table: str) -> SQLBus | None:
+def tier_bus(
+    target: Target, table: str, on_replaced: Callable[[], object] | None = None
+) -> SQLBus | None:
     """The bus of a ``SQLTier`` on ``target`` with entries table ``table`` (``<table>_bus``);
-    None for a private in-memory SQLite database, which no other process can share."""
+    None for a private in-memory SQLite database, which no other process can share.
+    ``on_replaced``: the tier's reopening, called when the file is found replaced."""
     if target.dialect == "sqlite" and target.where == ":memory:":
         return None
     url = "sqlite:///" + quote(target.where) if target.dialect == "sqlite" else target.where
-    return SQLBus(url, table=table + "_bus")
+    bus = SQLBus(url, table=table + "_bus")
+    if on_replaced is not None:
+        bus.on_replaced = on_replaced
+    return bus
 
 
 def _locked(exc: BaseException) -> bool:

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
+from ._filewatch import FileWatch
+
 #: rows read per poll (a longer backlog is read in several polls, without waiting)
 BATCH = 512
 #: seconds a SQLite append or prune waits for another process's write lock
@@ -58,6 +60,8 @@ class BusLog:
         self._conns: list[Any] = []
         self._lock = threading.Lock()
         self._pg_lock = threading.Lock()  # PostgreSQL appends share one connection
+        #: the SQLite file the log was opened on (``SQLBus`` follows a replaced one)
+        self.watch = FileWatch(where if dialect == "sqlite" and not uri else None)
         m = "?" if dialect == "sqlite" else "%s"
         t = table
         self._read = (
@@ -134,6 +138,14 @@ class BusLog:
             with suppress(Exception):  # closing is best effort
                 conn.close()
 
+    def forget(self) -> None:
+        """Drop every connection without closing it (a call in flight finishes on its own);
+        the next use opens new ones, on the file the path names then."""
+        with self._lock:
+            self._gen += 1
+            self._conns = []
+        self.watch.opened = None
+
     def abandon(self) -> list[Any]:
         """After fork: forget the parent's connections without closing them."""
         self._gen += 1
@@ -149,6 +161,8 @@ class BusLog:
         if self.dialect == "sqlite":
             conn = self.conn()
             conn.execute("PRAGMA journal_mode=WAL")
+            if self.watch.opened is None:
+                self.watch.record()
             ddl = [
                 f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT,"
                 " namespace TEXT NOT NULL, origin TEXT NOT NULL, at REAL NOT NULL,"

@@ -28,6 +28,7 @@ from ._common import (
     sweep_statements,
     victims,
 )
+from ._filewatch import FileWatch
 
 log = logging.getLogger("stratacache.tiers.sql")
 
@@ -35,6 +36,8 @@ log = logging.getLogger("stratacache.tiers.sql")
 BUSY_TIMEOUT = 10.0
 #: WAL pages past which a checkpoint that could not copy everything blocks writers to finish
 WAL_RESTART_FRAMES = 2048
+#: a lease carries the number of the file it was taken on above these bits (see ``follow_file``)
+_EPOCH_SHIFT = 40
 
 
 class SQLiteStore:
@@ -62,6 +65,10 @@ class SQLiteStore:
         self._gen = 0
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        #: the file the connections are on; ``epoch`` counts the times it was reopened
+        self.watch = FileWatch(None if self._uri else self.path)
+        self.epoch = 0
+        self._reopen_lock = threading.RLock()
         t, v = table, table + "_versions"
         check = (
             f"(tags IS NULL OR NOT EXISTS (SELECT 1 FROM json_each({t}.tags) j CROSS JOIN {v}"
@@ -116,6 +123,8 @@ class SQLiteStore:
     # -- connections -------------------------------------------------------------------------
     def conn(self, inline: bool = False) -> sqlite3.Connection:
         """This thread's connection; ``inline`` ones never wait for a lock (they raise instead)."""
+        if self.watch.due():
+            self.follow_file()
         local = self._local
         attr = "inline" if inline else "conn"
         held = getattr(local, attr, None)
@@ -138,6 +147,27 @@ class SQLiteStore:
         setattr(local, attr, (self._gen, conn))
         return conn
 
+    def follow_file(self) -> bool:
+        """Reopen on the path when it no longer names the file open (deleted or replaced):
+        True when it did. Calls in flight finish on their old connections, which are
+        dropped rather than closed under them; leases taken on the old file are refused."""
+        with self._reopen_lock:
+            opened = self.watch.opened
+            if not self.watch.replaced():
+                return False
+            log.warning("stratacache: SQLite file %r was replaced; reopening it", self.path)
+            with self._lock:
+                self._gen += 1
+                self._conns = []
+            self.epoch += 1
+            self.watch.opened = None  # no look while the new file is set up
+            try:
+                self.setup(self.ns)
+            except BaseException:
+                self.watch.opened = opened  # look again (and retry) next time
+                raise
+            return True
+
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection (the same interface as the PostgreSQL store's pool)."""
@@ -156,6 +186,7 @@ class SQLiteStore:
         """After fork: forget the parent's connections without closing them."""
         self._gen += 1
         self._lock = threading.Lock()
+        self._reopen_lock = threading.RLock()
         conns, self._conns = self._conns, []
         return list(conns)
 
@@ -182,6 +213,8 @@ class SQLiteStore:
         self.ns = namespace
         conn = self.conn()
         conn.execute("PRAGMA journal_mode=WAL")
+        if self.watch.opened is None:
+            self.watch.record()
         t, v = self.table, self.table + "_versions"
         with self._write() as c:
             cols = {r[1] for r in c.execute(f"PRAGMA table_info({t})")}
@@ -224,7 +257,7 @@ class SQLiteStore:
     ) -> tuple[bytes | None, int]:
         """``read_one`` and the namespace counter (what ``counter`` returns), one statement."""
         row = self.conn(inline).execute(self._get_leased, (key, now, self.ns, self.ns)).fetchone()
-        return row[0], 0 if row[1] is None else int(row[1])
+        return row[0], (0 if row[1] is None else int(row[1])) | self.epoch << _EPOCH_SHIFT
 
     def read(self, keys: Sequence[str], now: float, inline: bool = False) -> list[Any]:
         params = (json.dumps(list(keys)), now, self.ns)
@@ -236,7 +269,7 @@ class SQLiteStore:
 
     def counter(self, inline: bool = False) -> int:
         row = self.conn(inline).execute(self._counter, (self.ns,)).fetchone()
-        return 0 if row is None else int(row[0])
+        return (0 if row is None else int(row[0])) | self.epoch << _EPOCH_SHIFT
 
     def usage(self, inline: bool = False) -> tuple[int, int]:
         """Live entries and their bytes."""
@@ -260,6 +293,9 @@ class SQLiteStore:
                 conn.executemany(self._put, [_params(r, seq, now) for r in rows])
             return True
         (row,) = rows
+        if lease >> _EPOCH_SHIFT != self.epoch:
+            return False  # taken on a file since replaced: its number means nothing here
+        lease &= (1 << _EPOCH_SHIFT) - 1
         checked = (*_params(row, lease, now), self.ns)
         return self.conn(inline).execute(self._put_checked, checked).fetchone() is not None
 
