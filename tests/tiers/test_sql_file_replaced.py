@@ -48,7 +48,7 @@ def test_processes_follow_a_deleted_file_to_the_new_one(sqlite_url: str, wait_un
         assert old.bus.reopens >= 1
         old.sync.set("k", "v4")  # and the old cache now writes where the others read
         wait_until(lambda: other.get("k") == "v4", what="the old cache's write")
-        assert new.sync.get("k") == "v4"
+        wait_until(lambda: new.sync.get("k") == "v4", what="the new cache hearing it on the bus")
     finally:
         other.close()
         old.sync.close()
@@ -90,3 +90,27 @@ def test_a_lease_taken_on_the_replaced_file_is_refused(tmp_path: Path) -> None:
     assert fresh.raw_value("k") == b"v"
     store.close()
     fresh.close()
+
+
+def test_a_relative_path_names_one_file_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Connections opened later (another thread, a reopen) reach the file the URL named when
+    the tier was built, even after the process changed its working directory."""
+    import threading
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cache = sc.Cache(tiers=[sc.SQLTier("sqlite:///rel.db")], namespace="rel", bus=False)
+    try:
+        cache.sync.set("k", "v1")
+        monkeypatch.chdir(tmp_path / "b")
+        seen: list[Any] = []
+        reader = threading.Thread(target=lambda: seen.append(cache.sync.get("k")))
+        reader.start()
+        reader.join(30)
+        assert seen == ["v1"]
+        assert not (tmp_path / "b" / "rel.db").exists()
+    finally:
+        cache.sync.close()

@@ -191,7 +191,11 @@ def parse_url(url: str) -> Target:
     if backend == "sqlite":
         path = rest[1:] if rest.startswith("/") else rest
         path = unquote(path.split("?", 1)[0])
-        return Target("sqlite", path or ":memory:")
+        if path in ("", ":memory:"):
+            return Target("sqlite", ":memory:")
+        # absolute: connections opened later (new threads, a reopen) after the process changed
+        # its working directory must still reach this file, not another one
+        return Target("sqlite", os.path.abspath(path))
     if backend in ("postgresql", "postgres"):
         if not urlsplit(url).hostname and "host=" not in url:
             raise ConfigError(f"SQLTier PostgreSQL url needs a host: {url!r}")
