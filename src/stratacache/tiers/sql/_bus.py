@@ -262,17 +262,21 @@ class SQLBus:
             self.on_replaced()
         except Exception as exc:  # the tier retries on its own next look
             log.warning("stratacache: reopening the SQL tier's file failed: %r", exc)
-        conn, self._poll_conn = self._poll_conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception as close_exc:
-                log.debug("stratacache: closing the poll connection failed: %r", close_exc)
+        self._drop_poll_conn()
         self.log.forget()
         self._cursor = None
         self._marks.clear()
         self._connect()
         self._catch_up()
+
+    def _drop_poll_conn(self) -> None:
+        """Close the poll connection (the next poll opens a new one); a close that fails is moot."""
+        conn, self._poll_conn = self._poll_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:
+                log.debug("stratacache: closing the poll connection failed: %r", exc)
 
     def _catch_up(self) -> None:
         """Rows this process never read are gone (pruned, or the log recreated): drop L1."""
@@ -288,12 +292,7 @@ class SQLBus:
 
     def _failed(self, exc: BaseException) -> None:
         """A poll failed: distrust local tiers (once), reconnect on the next attempt."""
-        conn, self._poll_conn = self._poll_conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception as close_exc:
-                log.debug("stratacache: closing the poll connection failed: %r", close_exc)
+        self._drop_poll_conn()
         if self.connected:
             self.connected = False
             self.drops += 1
