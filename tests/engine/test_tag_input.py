@@ -92,6 +92,8 @@ def test_unstorable_keys_never_count_as_tier_failures(
         lambda: cache.sync.get("file:\udcff"),
         lambda: cache.sync.set("a\x00b", 1),
         lambda: cache.sync.set_many({"ok": 1, "file:\udcff": 2}),
+        lambda: cache.sync.get_many(["ok", "file:\udcff"]),
+        lambda: cache.sync.get_many(["ok", "a\x00b"]),
         lambda: cache.sync.get_or_set("file:\udcff", lambda: 1),
         lambda: cache.sync.set("k", 1, tags=["file:\udcff"]),
         lambda: cache.sync.invalidate(tags=["\udcff"]),

@@ -51,7 +51,14 @@ class KeySpace:
         common case inline: a batch read pays one loop, not two calls per key)."""
         prefix, limit, found = self.prefix, self.max_key_length, {}
         for key in keys:
-            if type(key) is not str or not key or len(key) > limit or key[:2] == GEN_MARK:
+            if (
+                type(key) is not str
+                or not key
+                or len(key) > limit
+                or key[:2] == GEN_MARK
+                or not key.isascii()  # non-ASCII keys are checked for what no tier can store
+                or "\x00" in key
+            ):
                 found[self.full_key(key)] = key  # raises CacheKeyError, saying why
             else:
                 found[prefix + key] = key
