@@ -183,3 +183,35 @@ async def test_detach_stops_the_async_fast_paths(aengine: AsyncEngine, aqc: Quer
         assert not isinstance(await conn.execute(PRICES), CachedResult)
     async with AsyncSession(aengine) as session:
         assert not isinstance(await session.execute(PRICES), CachedResult)
+
+
+BY_PK = (
+    sa.select(products.c.name, products.c.price)
+    .where(products.c.id == sa.bindparam("pk"))
+    .execution_options(stratacache=True)
+)
+
+
+async def test_parameters_are_served_before_the_greenlet_by_exact_value(
+    aengine: AsyncEngine, aqc: QueryCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``conn.execute``, ``session.execute`` and ``qc.aexecute`` with ``{"pk": n}`` hit per value."""
+    async with aengine.connect() as conn:
+        expected = {pk: (await conn.execute(BY_PK, {"pk": pk})).all() for pk in (1, 2)}
+        for pk in (1, 2):
+            await conn.execute(BY_PK, {"pk": pk})
+    calls = SyncCalls(monkeypatch)
+    async with aengine.connect() as conn:
+        for pk in (2, 1):
+            result = await conn.execute(BY_PK, {"pk": pk})
+            assert isinstance(result, CachedResult) and result.all() == expected[pk]
+    async with AsyncSession(aengine) as session:
+        result = await session.execute(BY_PK, {"pk": 1})
+        assert isinstance(result, CachedResult) and result.all() == expected[1]
+    hit = await aqc.aexecute(BY_PK, {"pk": 2})
+    assert isinstance(hit, CachedResult) and hit.all() == expected[2]
+    assert calls.count == 0
+    async with aengine.begin() as conn:
+        await conn.execute(sa.update(products).where(products.c.id == 1).values(price=91))
+    assert (await aqc.aexecute(BY_PK, {"pk": 1})).one().price == 91
+    assert (await aqc.aexecute(BY_PK, {"pk": 2})).all() == expected[2]

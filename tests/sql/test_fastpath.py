@@ -205,21 +205,87 @@ def test_before_execute_listeners_keep_the_ordinary_path(engine: sa.Engine, qc: 
     assert len(seen) == 1
 
 
-def test_execution_time_parameters_and_sessions_take_the_ordinary_path(
-    engine: sa.Engine, qc: QueryCache
+BY_PK = (
+    sa.select(products.c.name, products.c.price)
+    .where(products.c.id == sa.bindparam("pk"))
+    .execution_options(stratacache=True)
+)
+
+
+def test_execution_time_parameters_are_served_by_their_exact_values(
+    engine: sa.Engine, qc: QueryCache, counter: Any
 ) -> None:
-    """Parameters given at execution and ORM Session loads are never fast-served (objects stay attached)."""
-    stmt = sa.select(products.c.name).where(products.c.id == sa.bindparam("pk"))
-    stmt = stmt.execution_options(stratacache=True)
+    """A statement built once and executed with ``{"pk": n}`` is fast-served per value, never across."""
+    plain = BY_PK.execution_options(stratacache=False)
     with engine.connect() as conn:
-        for _ in range(3):
-            assert not isinstance(conn.execute(stmt, {"pk": 1}), CachedResult)
+        expected = {pk: conn.execute(plain, {"pk": pk}).all() for pk in (1, 2, 3)}
+        for _ in range(2):
+            for pk in (1, 2, 3):
+                conn.execute(BY_PK, {"pk": pk})
+        for pk in (3, 1, 2):
+            result, sent = counter.delta(lambda pk=pk: conn.execute(BY_PK, {"pk": pk}))
+            assert isinstance(result, CachedResult)
+            assert (result.all(), sent) == (expected[pk], 0)
+    with engine.begin() as conn:
+        conn.execute(sa.update(products).where(products.c.id == 2).values(price=77))
+    with engine.connect() as conn:
+        assert conn.execute(BY_PK, {"pk": 2}).one().price == 77
+        assert conn.execute(BY_PK, {"pk": 1}).all() == expected[1]
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [(1, True), (1, 1.0), (0.0, -0.0), (Decimal("1.0"), Decimal("1.00")), ("1", 1)],
+)
+def test_parameters_equal_in_python_but_unlike_in_sql_have_their_own_shortcuts(
+    one: Any, other: Any
+) -> None:
+    """Execution-time values Python calls equal never share a shortcut; names count too."""
+    assert shape(BY_PK, ({"pk": one},)) != shape(BY_PK, ({"pk": other},))
+    assert shape(BY_PK, ({"pk": one},)) == shape(BY_PK, ({"pk": one},))
+    assert shape(BY_PK, ({"pk": one},)) != shape(BY_PK, ({"pk": one, "extra": one},))
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [[{"pk": 1}, {"pk": 2}], [{"pk": [1]}], [{"pk": dt.datetime(2026, 1, 1)}], [{1: 1}]],
+    ids=["executemany", "list-value", "datetime-value", "non-string-name"],
+)
+def test_parameters_the_fast_path_cannot_compare_exactly_are_refused(parameters: Any) -> None:
+    """An executemany, a container value, a value whose repr is not exact: no identity at all."""
+    assert shape(BY_PK, parameters) is None
+
+
+def test_sessions_serve_parameters_and_orm_loads_stay_attached(
+    engine: sa.Engine, qc: QueryCache, counter: Any
+) -> None:
+    """A Session's Core SELECT with parameters is fast-served; ORM loads never are (objects attach)."""
+    with Session(engine) as session:
+        expected = session.execute(BY_PK, {"pk": 1}).all()
+        session.execute(BY_PK, {"pk": 1})
+        hit, sent = counter.delta(lambda: session.execute(BY_PK, {"pk": 1}))
+        assert isinstance(hit, CachedResult)
+        assert (hit.all(), sent) == (expected, 0)
+        assert session.execute(BY_PK, {"pk": 2}).all() != expected
     entity = sa.select(Product).order_by(Product.id).execution_options(stratacache=True)
     with Session(engine) as session:
         for _ in range(3):
             objects = session.scalars(entity).all()
         assert all(obj in session for obj in objects)
         assert objects[0] is session.get(Product, 1)
+
+
+def test_execute_takes_parameters(engine: sa.Engine, qc: QueryCache, counter: Any) -> None:
+    """``qc.execute(stmt, params)`` serves by value with no checkout, and refreshes after a write."""
+    first = qc.execute(BY_PK, {"pk": 3}).all()
+    qc.execute(BY_PK, {"pk": 3})
+    hit, sent = counter.delta(lambda: qc.execute(BY_PK, {"pk": 3}))
+    assert isinstance(hit, CachedResult)
+    assert (hit.all(), sent) == (first, 0)
+    assert qc.execute(BY_PK, {"pk": 1}).all() != first
+    with engine.begin() as conn:
+        conn.execute(sa.update(products).where(products.c.id == 3).values(price=88))
+    assert qc.execute(BY_PK, {"pk": 3}).one().price == 88
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ metadata, so type processing, ``.scalars()``, ``.mappings()``, ``.one()``
 and column-object keys behave as on the ordinary path.
 
 Everything the fast path does not know for sure goes the ordinary way, which
-decides as before: a miss, a statement never served yet, execution-time
-parameters, a Session's ORM executions, ``before_execute``/``after_execute``
+decides as before: a miss, a statement never served yet, an ``executemany``
+(a list of parameter sets) or a parameter value whose equality is not exact, a
+Session's ORM executions, ``before_execute``/``after_execute``
 listeners, a transaction that has written, a connection whose session state
 changed, an isolation level that refuses, streaming, ``schema_translate_map``.
 A hit served here fires no cursor events: nothing reaches the database.
@@ -69,14 +70,43 @@ class CachedResult(IteratorResult[Any]):
     returns_rows = True
 
 
+def distill(parameters: Any) -> tuple[Mapping[str, Any], ...] | None:
+    """Execution-time parameters as SQLAlchemy takes them: a tuple of parameter sets.
+
+    ``None`` gives ``()``; one mapping gives a 1-tuple; a list or tuple of mappings
+    (``executemany``) gives them all. None for anything else (not served here).
+    """
+    if parameters is None:
+        return ()
+    if isinstance(parameters, Mapping):
+        return (parameters,)
+    if type(parameters) in (list, tuple) and all(isinstance(p, Mapping) for p in parameters):
+        return tuple(parameters)
+    return None
+
+
 def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
     """The statement's identity for the fast path: SQLAlchemy's cache key and its exact values.
 
-    None when the statement is not one the fast path serves (not a SELECT, has
-    execution-time parameters, has a value whose equality is not exact).
+    ``distilled`` is the execution's parameter sets (``()``: none; one mapping:
+    ``conn.execute(stmt, {"id": 5})`` on a statement built once with
+    ``bindparam("id")``). The identity holds every bound value of the statement
+    and every given parameter, by type and ``repr``, so two executions share it
+    only when they send the database the same SQL and the same values.
+
+    None when the statement is not one the fast path serves (not a SELECT, an
+    ``executemany``, a key that is not a string, a value whose equality is not exact).
     """
-    if distilled or type(elem) not in (Select, CompoundSelect):
+    if type(elem) not in (Select, CompoundSelect):
         return None
+    given: tuple[tuple[str, type, str], ...] = ()
+    if distilled:
+        if len(distilled) != 1:
+            return None  # executemany: the ordinary path
+        given_or_none = _exact_parameters(distilled[0])
+        if given_or_none is None:
+            return None
+        given = given_or_none
     cache_key = sa_private.cache_key(elem)
     if cache_key is None:
         return None
@@ -86,7 +116,18 @@ def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
         if type(value) not in REPR_EXACT:  # 1 == 1.0 == True, -0.0 == 0.0: compare by repr
             return None
         values.append((type(value), repr(value)))
-    return (cache_key[0], tuple(values))
+    return (cache_key[0], (tuple(values), given))
+
+
+def _exact_parameters(parameters: Mapping[str, Any]) -> tuple[tuple[str, type, str], ...] | None:
+    """One parameter set as sorted ``(name, type, repr)`` triples (None: not exact, not served)."""
+    items: list[tuple[str, type, str]] = []
+    for name, value in parameters.items():
+        if type(name) is not str or type(value) not in REPR_EXACT:
+            return None
+        items.append((name, type(value), repr(value)))
+    items.sort()
+    return tuple(items)
 
 
 class FastPath:
@@ -141,7 +182,7 @@ class FastPath:
             or options.get("stream_results")
             or options.get("yield_per")
             or options.get("schema_translate_map")
-            or "_sa_orm_load_options" in options  # a Session's ORM execution loads objects
+            or sa_private.orm_load(options)  # a Session's ORM execution loads objects
         ):
             return None
         return wanted
@@ -193,13 +234,18 @@ class FastPath:
         sa_private.autobegin(conn)  # as executing would: later begin()/commit() behave alike
         return self.result_of(shortcut, value)
 
-    async def aserve(self, conn: Connection, elem: Any, execution_options: Any) -> Any:
+    async def aserve(
+        self, conn: Connection, elem: Any, parameters: Any, execution_options: Any
+    ) -> Any:
         """``serve`` before an ``AsyncConnection`` enters its greenlet: the result, or None.
 
         None leaves everything to the ordinary path (which decides, learns and serves
         as ``serve`` does); a hit here costs no greenlet switch.
         """
-        plan = self.plan(conn, elem, (), execution_options)
+        distilled = distill(parameters)
+        if distilled is None:
+            return None
+        plan = self.plan(conn, elem, distilled, execution_options)
         if plan is None or plan.shortcut is None:
             return None
         value = await self.owner.cache.get(plan.shortcut.key, tags=plan.tags)
@@ -242,8 +288,11 @@ class Standalone:
     def __init__(self, fast: FastPath) -> None:
         self.fast = fast
 
-    def _shortcut(self, elem: Any) -> tuple[Shortcut, list[str]] | None:
+    def _shortcut(self, elem: Any, parameters: Any) -> tuple[Shortcut, list[str]] | None:
         owner = self.fast.owner
+        distilled = distill(parameters)
+        if distilled is None:
+            return None
         engine = owner.engine
         options: Mapping[str, Any] = elem.get_execution_options().merge_with(
             engine.get_execution_options()
@@ -252,7 +301,7 @@ class Standalone:
         if wanted is None:
             return None
         try:
-            identity = shape(elem, ())
+            identity = shape(elem, distilled)
         except TypeError:
             return None
         shortcut = None if identity is None else self.fast.lookup(identity)
@@ -261,27 +310,27 @@ class Standalone:
         _, extra = parse_option(wanted)
         return shortcut, [*shortcut.tags, *extra]
 
-    def execute(self, elem: Any) -> Any:
+    def execute(self, elem: Any, parameters: Any = None) -> Any:
         """``elem``'s result: from the cache if the fast path knows it, else on a fresh connection."""
-        found = self._shortcut(elem)
+        found = self._shortcut(elem, parameters)
         if found is not None:
             shortcut, tags = found
             value = self.fast.owner.cache.sync.get(shortcut.key, tags=tags)
             if fits(value, shortcut):
                 return self.fast.result_of(shortcut, value)
         with self.fast.owner.engine.connect() as conn:
-            return conn.execute(elem).freeze()()
+            return conn.execute(elem, parameters).freeze()()
 
-    async def aexecute(self, elem: Any, engine: Any) -> Any:
+    async def aexecute(self, elem: Any, engine: Any, parameters: Any = None) -> Any:
         """``execute`` for an ``AsyncEngine`` (``engine``): a hit costs no greenlet switch."""
-        found = self._shortcut(elem)
+        found = self._shortcut(elem, parameters)
         if found is not None:
             shortcut, tags = found
             value = await self.fast.owner.cache.get(shortcut.key, tags=tags)
             if fits(value, shortcut):
                 return self.fast.result_of(shortcut, value)
         async with engine.connect() as conn:
-            return (await conn.execute(elem)).freeze()()
+            return (await conn.execute(elem, parameters)).freeze()()
 
 
 def fits(value: Any, shortcut: Shortcut) -> bool:
@@ -289,4 +338,4 @@ def fits(value: Any, shortcut: Shortcut) -> bool:
     return well_formed(value) and all(len(row) == shortcut.width for row in value[1])
 
 
-__all__ = ["CachedResult", "FastPath", "Plan", "Shortcut", "Standalone", "fits", "shape"]
+__all__ = ["CachedResult", "FastPath", "Plan", "Shortcut", "Standalone", "distill", "fits", "shape"]

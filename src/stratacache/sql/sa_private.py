@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -130,8 +130,8 @@ def install_async_connection(aserve: Callable[..., Awaitable[Any]]) -> None:
 
     Only an ``AsyncConnection`` whose sync connection was made by a query cache's
     engine (``install_connection_class``) asks ``aserve(sync_connection, statement,
-    execution_options)``; a None answer, or any other connection, runs the ordinary
-    ``execute``.
+    parameters, execution_options)``; a None answer, or any other connection, runs the
+    ordinary ``execute``.
     """
     original = AsyncConnection.execute
     if getattr(original, "stratacache_original", None) is not None:
@@ -145,8 +145,8 @@ def install_async_connection(aserve: Callable[..., Awaitable[Any]]) -> None:
         execution_options: Any = None,
     ) -> Any:
         sync = self.sync_connection
-        if parameters is None and getattr(sync, "stratacache_owner", None) is not None:
-            result = await aserve(sync, statement, execution_options)
+        if getattr(sync, "stratacache_owner", None) is not None:
+            result = await aserve(sync, statement, parameters, execution_options)
             if result is not None:
                 return result
         return await original(self, statement, parameters, execution_options=execution_options)
@@ -233,6 +233,15 @@ def orm_statement(statement: Any) -> bool:
     return bool(getattr(statement, "_propagate_attrs", True))
 
 
+def orm_load(options: Mapping[str, Any]) -> bool:
+    """Whether these execution options are those of a Session's ORM load (it needs a cursor result).
+
+    The ORM marks the Core execution of an ORM statement with
+    ``_result_disable_adapt_to_context`` (and legacy ``Query`` with ``_sa_orm_load_options``).
+    """
+    return "_result_disable_adapt_to_context" in options or "_sa_orm_load_options" in options
+
+
 def autobegin(conn: Connection) -> None:
     """Begin ``conn``'s transaction if none is open, as executing a statement would."""
     if not conn.in_transaction():
@@ -260,6 +269,7 @@ __all__ = [
     "install_async_connection",
     "install_async_session",
     "install_connection_class",
+    "orm_load",
     "orm_statement",
     "result_metadata",
     "uninstall_connection_class",

@@ -9,7 +9,7 @@ path learned on an earlier ordinary execution (``fastpath.py``).
 
 It declines, leaving the ordinary path to decide, whenever it cannot be sure:
 an ORM statement (its objects are loaded into the session by SQLAlchemy from
-the stored rows, on the ordinary path), parameters given at execution, pending
+the stored rows, on the ordinary path), an ``executemany``, pending
 changes in the session (autoflush would write first), a connection of the
 session's transaction that has written or changed its session state, an
 isolation level that refuses, another ``do_orm_execute`` listener registered
@@ -19,7 +19,7 @@ An ``AsyncSession`` runs ``Session.execute`` in a greenlet, whose switches cost
 more than a hit. So ``AsyncSession.execute`` first asks ``_adispatch``, which
 makes the same decision before the greenlet, for the plain case only (a Core
 SELECT the fast path knows, a session outside a transaction, no other listener,
-no parameters); it returns None for anything else, and the greenlet path runs.
+no bind arguments); it returns None for anything else, and the greenlet path runs.
 Closing a session it served that holds nothing (no transaction, no objects)
 needs no greenlet either (``_closes_alone``).
 """
@@ -38,7 +38,7 @@ from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.util import await_only
 
 from . import sa_private
-from .fastpath import FastPath, Shortcut, fits, shape
+from .fastpath import FastPath, Shortcut, distill, fits, shape
 from .policy import parse_option
 
 if TYPE_CHECKING:
@@ -52,11 +52,12 @@ class SessionHook:
         self.fast = fast
 
     def find(
-        self, session: Session, statement: Any, local_options: Mapping[str, Any]
+        self, session: Session, statement: Any, parameters: Any, local_options: Mapping[str, Any]
     ) -> tuple[tuple[Hashable, Hashable], Shortcut | None, Mapping[str, Any], Any] | None:
         """(identity, shortcut or None, options, wanted) of a statement the hook may serve, or None."""
         fast = self.fast
-        if not fast.enabled:
+        distilled = distill(parameters)
+        if not fast.enabled or distilled is None:
             return None
         engine = fast.owner.engine
         options: Mapping[str, Any] = engine.get_execution_options().union(local_options)
@@ -64,7 +65,7 @@ class SessionHook:
         if wanted is None or session.new or session.deleted or session.dirty:
             return None
         try:
-            identity = shape(statement, ())
+            identity = shape(statement, distilled)
         except TypeError:  # an unhashable value in SQLAlchemy's cache key
             return None
         if identity is None:
@@ -72,9 +73,9 @@ class SessionHook:
         return identity, fast.lookup(identity), options, wanted
 
     def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
-        """A cached ``Result`` for a Core SELECT without execution-time parameters, or None."""
+        """A cached ``Result`` for a Core SELECT the fast path knows, or None."""
         session = state.session
-        found = self.find(session, state.statement, state.execution_options)
+        found = self.find(session, state.statement, state.parameters, state.execution_options)
         if found is None:
             return None
         identity, shortcut, options, wanted = found
@@ -102,10 +103,10 @@ class SessionHook:
         return fast.result_of(shortcut, value)
 
     async def aserve(
-        self, session: Session, statement: Any, local_options: Mapping[str, Any]
+        self, session: Session, statement: Any, parameters: Any, local_options: Mapping[str, Any]
     ) -> Result[Any] | None:
         """``__call__`` before an ``AsyncSession`` enters its greenlet, outside a transaction only."""
-        found = self.find(session, statement, local_options)
+        found = self.find(session, statement, parameters, local_options)
         if found is None or session.in_transaction():
             return None  # the greenlet path decides (and checks the transaction's connection)
         _, shortcut, options, wanted = found
@@ -151,7 +152,7 @@ def unregister(engine: Engine, hook: SessionHook) -> None:
 
 
 def _dispatch(state: ORMExecuteState) -> Result[Any] | None:
-    if not _HOOKS or state.is_orm_statement or not state.is_select or state.parameters:
+    if not _HOOKS or state.is_orm_statement or not state.is_select:
         return None  # the cheap refusals first: this runs for every Session execution
     *_, last = state.session.dispatch.do_orm_execute
     if last is not _dispatch:  # a later listener may rewrite the statement or return its own
@@ -176,10 +177,10 @@ async def _adispatch(
     """``AsyncSession.execute``'s first step: a known cached Core SELECT served, else None.
 
     Only what ``_dispatch`` would hand the hook, minus anything that needs the greenlet:
-    no parameters or bind arguments, no ORM entities, no other ``do_orm_execute``
+    no bind arguments, no ORM entities, no other ``do_orm_execute``
     listener, no session-wide execution options, the stock ``get_bind``.
     """
-    if not _HOOKS or params or bind_arguments or kw or type(statement) not in _SELECTS:
+    if not _HOOKS or bind_arguments or kw or type(statement) not in _SELECTS:
         return None
     sync = session.sync_session
     if (
@@ -200,7 +201,7 @@ async def _adispatch(
     options = statement.get_execution_options()
     if execution_options:
         options = options.union(execution_options)
-    result = await hook.aserve(sync, statement, options)
+    result = await hook.aserve(sync, statement, params, options)
     if result is not None:
         _SERVED.add(session)
     return result
