@@ -417,3 +417,37 @@ def test_streaming_executions_take_the_ordinary_path(
         result = conn.execute(BY_PRICE.execution_options(**option))
         assert not isinstance(result, CachedResult)
         result.close()
+
+
+def test_a_fast_path_miss_is_asked_of_the_cache_once_more_not_twice(
+    engine: sa.Engine, qc: QueryCache, cache: sc.Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ``qc.execute`` finds a known result missing, the connection's fast path does not ask again."""
+    first = qc.execute(BY_PRICE).all()
+    qc.execute(BY_PRICE)  # learned
+    asks: list[str] = []
+    original = type(cache.sync).get
+
+    def counting(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        asks.append(key)
+        return original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(type(cache.sync), "get", counting)
+    qc.invalidate_tables(["products"])
+    assert qc.execute(BY_PRICE).all() == first
+    assert len(asks) == 1  # the standalone ask; the ordinary path's read-through asks inside
+
+
+def test_a_left_over_miss_mark_never_serves_another_statement(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """A mark for one statement only sends that statement the ordinary way, and only once."""
+    other = BY_PK.execution_options(stratacache=True)
+    with engine.connect() as conn:
+        expected = conn.execute(BY_PRICE).all()
+        conn.execute(BY_PRICE)
+        conn.stratacache_missed = other  # type: ignore[attr-defined]
+        result = conn.execute(BY_PRICE)
+        assert conn.stratacache_missed is None  # type: ignore[attr-defined]
+        assert result.all() == expected
+        assert isinstance(conn.execute(BY_PRICE), CachedResult)

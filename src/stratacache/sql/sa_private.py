@@ -111,6 +111,9 @@ def install_connection_class(engine: Engine, owner: object, serve: Callable[...,
         """A ``Connection`` answering repeated cached SELECTs before compiling them."""
 
         stratacache_owner = owner
+        #: the statement whose cached result the fast path has just found missing (its next
+        #: execution on this connection skips asking the cache again: the ordinary path asks)
+        stratacache_missed: Any = None
 
         def _execute_clauseelement(
             self, elem: Any, distilled_parameters: Any, execution_options: Any
