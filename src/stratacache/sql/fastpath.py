@@ -38,6 +38,7 @@ from .rows import Stored, well_formed
 if TYPE_CHECKING:
     from .querycache import QueryCache
 
+_SELECTS = (Select, CompoundSelect)
 _MAX_SHAPES = 4096  # statement shapes remembered
 _MAX_VALUES = 16384  # (shape, values) shortcuts remembered, all shapes together (about 10 MB)
 
@@ -97,7 +98,7 @@ def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
     None when the statement is not one the fast path serves (not a SELECT, an
     ``executemany``, a key that is not a string, a value whose equality is not exact).
     """
-    if type(elem) not in (Select, CompoundSelect):
+    if type(elem) not in _SELECTS:
         return None
     given: tuple[tuple[str, type, str], ...] = ()
     if distilled:
@@ -218,6 +219,8 @@ class FastPath:
         ordinary: Callable[[], Any],
     ) -> Any:
         """The result of executing ``elem`` on ``conn``: from the cache if possible, else ``ordinary()``."""
+        if type(elem) not in _SELECTS:
+            return ordinary()  # a write, DDL, text(): nothing the fast path serves or learns
         if _take_missed(conn, elem):
             return ordinary()  # found missing just now: the ordinary path loads (and asks once)
         plan = self.plan(conn, elem, distilled, execution_options)
@@ -244,8 +247,8 @@ class FastPath:
         None leaves everything to the ordinary path (which decides, learns and serves
         as ``serve`` does); a hit here costs no greenlet switch.
         """
-        if getattr(conn, "stratacache_missed", None) is elem:
-            return None  # found missing just now (``Standalone``): ``serve`` takes the mark
+        if type(elem) not in _SELECTS or getattr(conn, "stratacache_missed", None) is elem:
+            return None  # not a SELECT; or found missing just now (``serve`` takes the mark)
         distilled = distill(parameters)
         if distilled is None:
             return None
