@@ -114,7 +114,12 @@ def sync_part(url: str) -> None:
 async def async_part(url: str) -> None:
     engine = create_async_engine(url)
     cache = build_cache(f"example-qca-{os.getpid()}")
-    QueryCache(cache, engine, cache_all=True)  # every eligible SELECT, no option needed
+    qc = QueryCache(cache, engine, cache_all=True)  # every eligible SELECT, no option needed
+    table = Product.__table__
+    by_id = sa.select(table.c.name, table.c.price).where(table.c.id == sa.bindparam("pk"))
+    for pk in (1, 2, 1, 2):  # built once, executed with parameters: hits need no connection
+        name, price = (await qc.aexecute(by_id, {"pk": pk})).one()
+    print("by id, prebuilt statement:", name, price, "hits:", qc.stats()["tables"]["products"])
     cheap = sa.select(Product.name).where(Product.price < 20).order_by(Product.id)
     async with AsyncSession(engine) as session:
         first = list(await session.scalars(cheap))
