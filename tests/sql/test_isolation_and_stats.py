@@ -94,6 +94,31 @@ def test_prometheus_collector_exposes_the_per_table_counters(
     assert f"stratacache_sql_rows_served_total{{{labels}}} 3.0" in text
 
 
+def test_two_engines_on_one_database_give_one_series_per_table(
+    engine: sa.Engine, qc: QueryCache, db_url: str
+) -> None:
+    """Two query caches of one database are summed: one sample per label set, never two."""
+    other_engine = sa.create_engine(db_url)
+    other_cache = sc.Cache([sc.MemoryTier()], namespace="qc-other")
+    other = QueryCache(other_cache, other_engine)
+    try:
+        assert other.database_id == qc.database_id
+        registry = CollectorRegistry()
+        registry.register(QueryCacheCollector(qc, other))
+        for each in (engine, other_engine, other_engine):
+            with each.connect() as conn:
+                conn.execute(CACHED).all()
+        text = generate_latest(registry).decode()
+        labels = f'database="{qc.database_id}",table="products"'
+        misses = [line for line in text.splitlines() if line.startswith("stratacache_sql_misses")]
+        assert misses == [f"stratacache_sql_misses_total{{{labels}}} 2.0"]
+        assert f"stratacache_sql_hits_total{{{labels}}} 1.0" in text
+    finally:
+        other.detach()
+        other_engine.dispose()
+        other_cache.sync.close()
+
+
 def test_table_tags_are_what_the_cli_and_admin_api_invalidate(
     engine: sa.Engine, qc: QueryCache, cache: sc.Cache, counter: ExecutionCounter
 ) -> None:

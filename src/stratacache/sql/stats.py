@@ -64,7 +64,9 @@ class QueryCacheCollector:
 
     ``REGISTRY.register(QueryCacheCollector(qc))`` exposes
     ``stratacache_sql_{hits,misses,rows_served,invalidations,bypassed}_total`` by
-    ``database`` (the query cache's ``database_id``) and ``table``.
+    ``database`` (the query cache's ``database_id``) and ``table``. Query caches of
+    one database (two engines on it) are summed into one series: Prometheus takes
+    one sample per label set.
     """
 
     _HELP = {
@@ -86,9 +88,13 @@ class QueryCacheCollector:
             family = CounterMetricFamily(
                 f"stratacache_sql_{field}", help_text, labels=["database", "table"]
             )
+            totals: dict[tuple[str, str], int] = {}
             for qc in self.query_caches:
-                for name, counters in sorted(qc.counters.tables.items()):
-                    family.add_metric([qc.database_id, name], getattr(counters, field))
+                for name, counters in qc.counters.tables.items():
+                    labels = (qc.database_id, name)
+                    totals[labels] = totals.get(labels, 0) + getattr(counters, field)
+            for labels, value in sorted(totals.items()):
+                family.add_metric(list(labels), value)
             yield family
 
 
