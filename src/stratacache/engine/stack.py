@@ -195,11 +195,19 @@ class TierStack(SlotView):
         overwrite: bool = False,
     ) -> bool:
         """Write bottom-up; stop (False) at the first tier that refuses a voided lease."""
-        return await self.drive(plans.write(self, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        try:
+            return await self.drive(plans.write(self, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        except BaseException:  # cancelled between tiers: see ``plans.forget``
+            self.drive_now(plans.forget(self, (fkey,)))
+            raise
 
     async def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
         """Explicit writes of several entries (overwrites: see ``writable``)."""
-        await self.drive(plans.write_many(self, entries, now))
+        try:
+            await self.drive(plans.write_many(self, entries, now))
+        except BaseException:
+            self.drive_now(plans.forget(self, tuple(entries)))
+            raise
 
     # -- invalidation ----------------------------------------------------------------------------
     async def invalidate(self, message: Invalidation, local_only: bool) -> None:

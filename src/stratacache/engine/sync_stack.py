@@ -124,11 +124,19 @@ class SyncStack:
         overwrite: bool = False,
     ) -> bool:
         """``TierStack.write`` with blocking calls."""
-        return self.drive(plans.write(self.view, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        try:
+            return self.drive(plans.write(self.view, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        except BaseException:  # interrupted between tiers: see ``plans.forget``
+            self.drive(plans.forget(self.view, (fkey,)))
+            raise
 
     def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
         """``TierStack.write_many`` with blocking calls."""
-        self.drive(plans.write_many(self.view, entries, now))
+        try:
+            self.drive(plans.write_many(self.view, entries, now))
+        except BaseException:
+            self.drive(plans.forget(self.view, tuple(entries)))
+            raise
 
     def invalidate(self, message: Invalidation, local_only: bool = False) -> None:
         """``TierStack.invalidate`` with blocking calls."""
