@@ -290,6 +290,22 @@ async def test_a_set_many_inside_a_sets_gap(lower: Callable[[], Any]) -> None:
         assert await cache.get("k") == "B"
 
 
+async def test_a_batch_delete_inside_a_set_manys_gap(lower: Callable[[], Any]) -> None:
+    """``invalidate(keys=...)`` of the batch's keys runs whole between ``set_many``'s lower
+    write and its memory write: memory keeps none of them."""
+    gate = Gate("set_many", writing_many("A"))
+    cache, memory, below = make(lower, gate)
+    async with cache:
+        batch = asyncio.ensure_future(cache.set_many({"k": "A", "j": "A"}))
+        await poll(gate.reached.is_set)
+        await cache.invalidate(keys=["k", "j"])
+        gate.open()
+        await batch
+        assert assert_alike(cache, memory, below) is None
+        assert assert_alike(cache, memory, below, "j") is None
+        assert await cache.get_many(["k", "j"]) == {}
+
+
 async def test_a_set_cancelled_between_its_tiers(lower: Callable[[], Any]) -> None:
     """Set A claims, set B claims and writes below, A writes below (last) and is cancelled
     there, after B stored its value in memory: memory must not keep B's value."""
@@ -428,6 +444,21 @@ def test_a_sync_load_inside_a_sets_gap(lower: Callable[[], Any]) -> None:
         finish(setters[0])
         assert assert_alike(cache, memory, below) == "loaded"
         assert sync.get("k") == "loaded"
+
+
+def test_a_sync_batch_delete_inside_a_set_manys_gap(lower: Callable[[], Any]) -> None:
+    """``test_a_batch_delete_inside_a_set_manys_gap`` with ``cache.sync`` in two threads."""
+    gate = Gate("set_many", writing_many("A"))
+    cache, memory, below = make(lower, gate)
+    with cache.sync as sync:
+        batch = in_thread(lambda: sync.set_many({"k": "A", "j": "A"}))
+        wait_until(gate.reached.is_set)
+        sync.invalidate(keys=["k", "j"])
+        gate.open()
+        finish(batch)
+        assert assert_alike(cache, memory, below) is None
+        assert assert_alike(cache, memory, below, "j") is None
+        assert sync.get_many(["k", "j"]) == {}
 
 
 def test_a_sync_set_inside_a_set_manys_gap(lower: Callable[[], Any]) -> None:
