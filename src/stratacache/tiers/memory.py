@@ -231,7 +231,7 @@ class MemoryTier:
                 self._record("keys", (key,))  # the writes claiming it meanwhile drop it too
                 self._remove(key)
                 return False
-            else:  # an overwrite: loads that began before it must not store over it
+            else:  # an overwrite (or a claim kept): loads leased before must not store over it
                 self._record("keys", (key,))
             return self._put(key, entry)
 
