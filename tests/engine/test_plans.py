@@ -76,6 +76,15 @@ def test_write_many_claims_memory_before_writing_below() -> None:
     ]
 
 
+def test_a_load_claims_memory_above_other_tiers_and_leases_the_rest() -> None:
+    """A load claims an in-process tier with a tier below it and leases every other tier."""
+    view = _view()
+    assert plans.lease_call(view, 0, "ns:k", ("t",)) == ("claim", ("ns:k",))
+    assert plans.lease_call(view, 1, "ns:k", ("t",)) == ("lease", ("ns:k", ("t",)))
+    alone = SlotView([sc.MemoryTier(name="l1")], 5, 5.0, lambda *_: None)
+    assert plans.lease_call(alone, 0, "ns:k", ()) == ("lease", ("ns:k", ()))
+
+
 def test_forget_drops_the_keys_from_in_process_tiers_only() -> None:
     """A write stopped between its tiers drops its keys from memory, not from shared tiers."""
     _, calls = run(plans.forget(_view(), ("ns:k",)))

@@ -65,6 +65,9 @@ def gated(base: type[Any]) -> type[Any]:
             hook, self.on_miss = self.on_miss, None
             if entry is None and hook is not None:
                 await hook()
+            gate = self._gate("get", (key, entry), False)  # a read held before its backfill
+            if gate is not None:
+                await gate.hold()
             return entry
 
         def get_sync(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
@@ -72,6 +75,9 @@ def gated(base: type[Any]) -> type[Any]:
             hook, self.on_miss_sync = self.on_miss_sync, None
             if entry is None and hook is not None:
                 hook()
+            gate = self._gate("get", (key, entry), False)
+            if gate is not None:
+                gate.hold_sync()
             return entry
 
         def _gate(self, op: str, args: tuple[Any, ...], before: bool) -> Gate | None:
@@ -138,12 +144,20 @@ def deleting(args: tuple[Any, ...]) -> bool:
     return True
 
 
+def reading(value: Any) -> Match:
+    """A read below that found ``value``."""
+    return lambda args: args[1] is not None and args[1].value == value
+
+
+def redis_lower(url: str) -> Callable[[], Any]:
+    return lambda: gated(sc.RedisTier)(url=url)
+
+
 @pytest.fixture(params=["redis", "sqlite"])
 def lower(request: pytest.FixtureRequest) -> Callable[[], Any]:
     """A factory of the gated lower tier (Redis or SQLite)."""
     if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        return lambda: gated(sc.RedisTier)(url=url)
+        return redis_lower(request.getfixturevalue("redis_url"))
     url = request.getfixturevalue("sqlite_url")
     return lambda: gated(sc.SQLTier)(url=url)
 
@@ -153,6 +167,11 @@ def make(lower: Callable[[], Any], *gates: Gate) -> tuple[sc.Cache, Any, Any]:
     below.gates = list(gates)
     cache = sc.Cache(tiers=[memory, below], namespace=f"wr-{uuid.uuid4().hex[:8]}", bus=False)
     return cache, memory, below
+
+
+def another_process(lower: Callable[[], Any], cache: sc.Cache) -> sc.Cache:
+    """A cache on the same lower storage and namespace, with no memory tier (another process)."""
+    return sc.Cache(tiers=[lower()], namespace=cache.keys.namespace, bus=False)
 
 
 def held(cache: sc.Cache, memory: Any, below: Any, key: str = "k") -> tuple[Any, Any]:
@@ -257,6 +276,35 @@ async def test_a_load_inside_a_sets_gap(lower: Callable[[], Any]) -> None:
         await setter
         assert assert_alike(cache, memory, below) == "loaded"
         assert await cache.get("k") == "loaded"
+
+
+async def test_a_reads_backfill_while_a_load_writes(redis_url: str) -> None:
+    """A load misses below; another process then writes O there; the load leases after it.
+    A read finds O below and is held before its backfill while the load writes L over O
+    in every tier: the read's backfill must not put O back over L in memory. (Over SQLite
+    the load's lower write is refused after another writer's, so Redis alone shows it.)"""
+    lower = redis_lower(redis_url)
+    gate = Gate("get", reading("O"))
+    cache, memory, below = make(lower, gate)
+    other = another_process(lower, cache)
+    async with cache, other:
+
+        async def other_writes() -> None:
+            await other.set("k", "O")
+
+        below.on_miss = other_writes
+        reader: list[asyncio.Future[Any]] = []
+
+        async def load() -> str:
+            reader.append(asyncio.ensure_future(cache.get("k")))
+            await poll(gate.reached.is_set)
+            return "L"
+
+        assert await cache.get_or_set("k", load) == "L"
+        gate.open()
+        assert await reader[0] == "O"  # it read before the load wrote: the old value is its answer
+        assert assert_alike(cache, memory, below) == "L"
+        assert await cache.get("k") == "L"
 
 
 async def test_a_set_inside_a_set_manys_gap(lower: Callable[[], Any]) -> None:
@@ -459,6 +507,30 @@ def test_a_sync_batch_delete_inside_a_set_manys_gap(lower: Callable[[], Any]) ->
         assert assert_alike(cache, memory, below) is None
         assert assert_alike(cache, memory, below, "j") is None
         assert sync.get_many(["k", "j"]) == {}
+
+
+def test_a_sync_reads_backfill_while_a_load_writes(redis_url: str) -> None:
+    """``test_a_reads_backfill_while_a_load_writes`` with ``cache.sync``, the read in a thread."""
+    lower = redis_lower(redis_url)
+    gate = Gate("get", reading("O"))
+    cache, memory, below = make(lower, gate)
+    other = another_process(lower, cache)
+    with cache.sync as sync, other.sync as other_sync:
+        below.on_miss_sync = lambda: other_sync.set("k", "O")
+        answers: list[Any] = []
+        readers: list[threading.Thread] = []
+
+        def load() -> str:
+            readers.append(in_thread(lambda: answers.append(sync.get("k"))))
+            wait_until(gate.reached.is_set)
+            return "L"
+
+        assert sync.get_or_set("k", load) == "L"
+        gate.open()
+        finish(readers[0])
+        assert answers == ["O"]
+        assert assert_alike(cache, memory, below) == "L"
+        assert sync.get("k") == "L"
 
 
 def test_a_sync_set_inside_a_set_manys_gap(lower: Callable[[], Any]) -> None:

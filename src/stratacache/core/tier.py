@@ -118,8 +118,10 @@ class ClaimingTier(Protocol):
     below, then passes the claim to ``set``/``set_many``: a claim is refused (and the key
     dropped) once another write claimed or stored the key, or anything removed or
     outdated it, since it was taken. The tier then holds what the tiers below hold, or
-    nothing, once the racing writes have ended. Tiers with ``SyncTier`` offer the same
-    methods with a ``_sync`` suffix.
+    nothing, once the racing writes have ended. A load claims such a tier instead of
+    leasing it: a claim kept records like an overwrite, so a read's backfill of an older
+    value, leased before the load's store, is refused. Tiers with ``SyncTier`` offer the
+    same methods with a ``_sync`` suffix.
     """
 
     async def claim(self, key: str) -> object:

@@ -11,7 +11,7 @@ remote hit's path, and a generator there costs more than it saves.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from ..core.entry import Entry
@@ -45,6 +45,18 @@ def lease_plan(
             wanted.append(index)
     wanted.reverse()
     return leases, wanted
+
+
+def lease_call(
+    view: SlotView, index: int, fkey: str, tags: Sequence[str]
+) -> tuple[str, tuple[Any, ...]]:
+    """How a load leases the tier at ``index``: an in-process tier above another is claimed
+    (``core.tier.ClaimingTier``), so that the load's store there voids the leases reads
+    took before it (a backfill of an older value read below must not cover the load's);
+    any other tier is leased."""
+    if index < len(view.slots) - 1 and view.slots[index].claims:
+        return "claim", (fkey,)
+    return "lease", (fkey, tags)
 
 
 def write(
@@ -247,6 +259,7 @@ __all__ = [
     "TierCall",
     "forget",
     "invalidate",
+    "lease_call",
     "lease_plan",
     "read_many",
     "write",

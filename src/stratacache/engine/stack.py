@@ -179,11 +179,12 @@ class TierStack(SlotView):
         leases, wanted = plans.lease_plan(self, fkey, list(tags), held)
         for index in wanted:
             slot = self.slots[index]
+            operation, args = plans.lease_call(self, index, fkey, tags)
             if slot.inline:
-                leases[index] = self.lease_now(slot, fkey, tags)
+                leases[index] = self.run_now(slot, operation, args, UNLEASED)
             else:
-                asked = slot.tier.lease(fkey, tags)
-                leases[index] = await self.call(slot, "lease", asked, UNLEASED)
+                asked = getattr(slot.tier, operation)(*args)
+                leases[index] = await self.call(slot, operation, asked, UNLEASED)
         return leases
 
     async def write(

@@ -112,7 +112,8 @@ class SyncStack:
         """Every tier's lease on ``fkey`` before a loader runs (``plans.lease_plan``)."""
         leases, wanted = plans.lease_plan(self.view, fkey, list(tags), held)
         for index in wanted:
-            leases[index] = self.call(self.view.slots[index], "lease", UNLEASED, fkey, tags)
+            operation, args = plans.lease_call(self.view, index, fkey, tags)
+            leases[index] = self.call(self.view.slots[index], operation, UNLEASED, *args)
         return leases
 
     def write(
