@@ -85,6 +85,16 @@ def test_a_load_claims_memory_above_other_tiers_and_leases_the_rest() -> None:
     assert plans.lease_call(alone, 0, "ns:k", ()) == ("lease", ("ns:k", ()))
 
 
+def test_a_load_memory_declines_lets_its_claim_go() -> None:
+    """A load's entry that memory's admission declines is not stored there, and the
+    load's claim on memory is released (no claim is left behind)."""
+    view = _view()
+    view.slots[0].admits = lambda key: False
+    entry = sc.Entry(1, created=0.0)
+    _, calls = run(plans.write(view, "ns:k", entry, [object(), None, None], 0.0, False), True)
+    assert calls == [("l3", "set"), ("l2", "set"), ("l1", "release")]
+
+
 def test_forget_drops_the_keys_from_in_process_tiers_only() -> None:
     """A write stopped between its tiers drops its keys from memory, not from shared tiers."""
     _, calls = run(plans.forget(_view(), ("ns:k",)))

@@ -155,3 +155,14 @@ async def test_abandoned_claims_are_bounded() -> None:
         await tier.claim(f"gone{i}")
     assert len(tier._claims) <= 4096
     assert await tier.set("k", Entry("late", created=0.0), claim) is False
+
+
+async def test_a_released_claim_is_let_go() -> None:
+    """``release`` lets go of a claim nothing will store under; another write's is kept."""
+    tier = await _started(MemoryTier())
+    declined = await tier.claim("k")
+    await tier.release("k", declined)
+    assert tier._claims == {}
+    newer = await tier.claim("k")
+    await tier.release("k", declined)
+    assert await tier.set("k", Entry("newer", created=0.0), newer) is True

@@ -130,6 +130,9 @@ class ClaimingTier(Protocol):
     async def claim_many(self, keys: Sequence[str]) -> object:
         """One claim on ``keys``, passed as ``claim`` to ``set_many``."""
 
+    async def release(self, key: str, claim: object) -> None:
+        """Let go of ``claim`` on ``key``: its write will not store here (admission declined)."""
+
     async def set_many(self, entries: Mapping[str, Entry], claim: object | None = None) -> None:
         """``Tier.set_many``; with ``claim``, each entry is stored or dropped as ``set`` would."""
 

@@ -91,6 +91,8 @@ def write(
         if lease is UNLEASED or not view.writable(slot, overwrite):
             continue
         if held_below and slot.admits is not None and not view.backfills(slot, fkey):
+            if slot.claims:  # a load's claim (``lease_call``): nothing will store under it
+                yield slot, "release", (fkey, lease), None
             continue
         errors = slot.stats.errors
         stored = yield slot, "set", (fkey, view.copy_for(slot, entry, now), lease), True

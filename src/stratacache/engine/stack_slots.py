@@ -34,6 +34,7 @@ SYNC_NAMES = {
         "lease",
         "claim",
         "claim_many",
+        "release",
         "set",
         "set_many",
         "delete_many",

@@ -218,6 +218,12 @@ class MemoryTier:
                 claims[key] = claim
             return claim
 
+    def release_sync(self, key: str, claim: Claim) -> None:
+        """Let go of ``claim`` on ``key``: its write will not store here."""
+        with self._lock:
+            if self._claims.get(key) is claim:
+                del self._claims[key]
+
     def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         """Store ``entry``. ``lease``: None (an overwrite), a lease (refused once voided) or a
         ``Claim`` (refused, and the key dropped, once another write came between)."""
@@ -328,6 +334,9 @@ class MemoryTier:
 
     async def claim_many(self, keys: Sequence[str]) -> Claim:
         return self.claim_many_sync(keys)
+
+    async def release(self, key: str, claim: Claim) -> None:
+        self.release_sync(key, claim)
 
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         return self.set_sync(key, entry, lease)
