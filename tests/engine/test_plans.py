@@ -47,6 +47,60 @@ def test_write_stops_at_the_first_refusal() -> None:
     assert stored is False and calls == [("l3", "set")]
 
 
+def test_a_plain_write_claims_memory_before_writing_below() -> None:
+    """An overwrite without leases claims the in-process tier above the others first, then
+    writes bottom-up; a leased write (a load) claims nothing."""
+    entry = sc.Entry(1, created=0.0)
+    _, calls = run(plans.write(_view(), "ns:k", entry, None, 0.0, True), True)
+    assert calls == [("l1", "claim"), ("l3", "set"), ("l2", "set"), ("l1", "set")]
+    _, calls = run(plans.write(_view(), "ns:k", entry, [None, None, None], 0.0, True), True)
+    assert ("l1", "claim") not in calls
+
+
+def test_a_memory_only_write_claims_nothing() -> None:
+    """With no tier below memory there is no race to guard: no claim."""
+    view = SlotView([sc.MemoryTier(name="l1")], 5, 5.0, lambda *_: None)
+    _, calls = run(plans.write(view, "ns:k", sc.Entry(1, created=0.0), None, 0.0, True), True)
+    assert calls == [("l1", "set")]
+
+
+def test_write_many_claims_memory_before_writing_below() -> None:
+    """``set_many``'s plan claims the in-process tier once for all keys, then writes bottom-up."""
+    entries = {"ns:a": sc.Entry(1, created=0.0), "ns:b": sc.Entry(2, created=0.0)}
+    _, calls = run(plans.write_many(_view(), entries, 0.0))
+    assert calls == [
+        ("l1", "claim_many"),
+        ("l3", "set_many"),
+        ("l2", "set_many"),
+        ("l1", "set_many"),
+    ]
+
+
+def test_a_load_claims_memory_above_other_tiers_and_leases_the_rest() -> None:
+    """A load claims an in-process tier with a tier below it and leases every other tier."""
+    view = _view()
+    assert plans.lease_call(view, 0, "ns:k", ("t",)) == ("claim", ("ns:k",))
+    assert plans.lease_call(view, 1, "ns:k", ("t",)) == ("lease", ("ns:k", ("t",)))
+    alone = SlotView([sc.MemoryTier(name="l1")], 5, 5.0, lambda *_: None)
+    assert plans.lease_call(alone, 0, "ns:k", ()) == ("lease", ("ns:k", ()))
+
+
+def test_a_load_memory_declines_lets_its_claim_go() -> None:
+    """A load's entry that memory's admission declines is not stored there, and the
+    load's claim on memory is released (no claim is left behind)."""
+    view = _view()
+    view.slots[0].admits = lambda key: False
+    entry = sc.Entry(1, created=0.0)
+    _, calls = run(plans.write(view, "ns:k", entry, [object(), None, None], 0.0, False), True)
+    assert calls == [("l3", "set"), ("l2", "set"), ("l1", "release")]
+
+
+def test_forget_drops_the_keys_from_in_process_tiers_only() -> None:
+    """A write stopped between its tiers drops its keys from memory, not from shared tiers."""
+    _, calls = run(plans.forget(_view(), ("ns:k",)))
+    assert calls == [("l1", "delete_many")]
+
+
 def test_invalidation_goes_bottom_up_and_a_clear_clears() -> None:
     """Keys, tags and prefixes are applied lowest tier first; a clear message clears."""
     message = Invalidation(keys=("ns:k",), tags=("t",), prefixes=("ns:p",))

@@ -87,3 +87,82 @@ async def test_clear_and_prefix_delete() -> None:
     assert await tier.delete_prefix("a:") == 2
     await tier.clear()
     assert len(tier) == 0
+
+
+async def test_an_unchallenged_claim_stores() -> None:
+    """A set under a claim nothing came between is stored, and voids an older lease."""
+    tier = await _started(MemoryTier())
+    lease = await tier.lease("k", ())
+    claim = await tier.claim("k")
+    assert await tier.set("k", Entry("mine", created=0.0), claim) is True
+    assert (await tier.get("k")).value == "mine"  # type: ignore[union-attr]
+    assert await tier.set("k", Entry("load", created=0.0), lease) is False
+
+
+@pytest.mark.parametrize(
+    "between", ["claim", "leased set", "set", "delete", "tag", "prefix", "clear"]
+)
+async def test_a_claim_something_came_between_drops_the_key(between: str) -> None:
+    """A later claim, a stored write or a removal after a claim refuses its set and leaves
+    the key absent (the tier below holds the value that counts)."""
+    tier = await _started(MemoryTier())
+    await tier.set("k", Entry("old", created=0.0, tags=("t",)))
+    claim = await tier.claim("k")
+    if between == "claim":
+        await tier.claim("k")
+    elif between == "leased set":
+        await tier.set("k", Entry("load", created=0.0), await tier.lease("k", ()))
+    elif between == "set":
+        await tier.set("k", Entry("other", created=0.0))
+    elif between == "delete":
+        await tier.delete_many(["k"])
+    elif between == "tag":
+        await tier.invalidate_tags(["t"])
+    elif between == "prefix":
+        await tier.delete_prefix("k")
+    else:
+        await tier.clear()
+    assert await tier.set("k", Entry("mine", created=0.0, tags=("t",)), claim) is False
+    assert await tier.get("k") is None
+
+
+async def test_a_refused_claim_refuses_the_other_claims_in_flight() -> None:
+    """Two writes claimed the key: the older one is refused and drops it, and then the newer
+    one is refused too (the tiers below may hold either value)."""
+    tier = await _started(MemoryTier())
+    first, second = await tier.claim("k"), await tier.claim("k")
+    assert await tier.set("k", Entry("first", created=0.0), first) is False
+    assert await tier.set("k", Entry("second", created=0.0), second) is False
+    assert await tier.get("k") is None
+
+
+async def test_a_batch_claim_stores_the_keys_nothing_came_between() -> None:
+    """``set_many`` under one claim stores the keys it still holds and drops the others."""
+    tier = await _started(MemoryTier())
+    claim = await tier.claim_many(["a", "b", "c"])
+    await tier.set("b", Entry("other", created=0.0))
+    await tier.set_many({k: Entry(k, created=0.0) for k in "abc"}, claim)
+    found = await tier.get_many(["a", "b", "c"])
+    assert {k: e.value for k, e in found.items()} == {"a": "a", "c": "c"}
+
+
+async def test_abandoned_claims_are_bounded() -> None:
+    """Claims of writes that never came back are let go past a bound; a write still holding
+    one then drops its key instead of storing it."""
+    tier = await _started(MemoryTier())
+    claim = await tier.claim("k")
+    for i in range(5000):
+        await tier.claim(f"gone{i}")
+    assert len(tier._claims) <= 4096
+    assert await tier.set("k", Entry("late", created=0.0), claim) is False
+
+
+async def test_a_released_claim_is_let_go() -> None:
+    """``release`` lets go of a claim nothing will store under; another write's is kept."""
+    tier = await _started(MemoryTier())
+    declined = await tier.claim("k")
+    await tier.release("k", declined)
+    assert tier._claims == {}
+    newer = await tier.claim("k")
+    await tier.release("k", declined)
+    assert await tier.set("k", Entry("newer", created=0.0), newer) is True

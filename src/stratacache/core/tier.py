@@ -110,6 +110,34 @@ class SyncTier(Protocol):
 
 
 @runtime_checkable
+class ClaimingTier(Protocol):
+    """Optional ability of an in-process tier: keep racing plain writes from leaving it apart.
+
+    Two writes of one key go bottom-up and may reach the tiers below in one order and this
+    tier in the other. So a plain write first claims its keys here, then writes the tiers
+    below, then passes the claim to ``set``/``set_many``: a claim is refused (and the key
+    dropped) once another write claimed or stored the key, or anything removed or
+    outdated it, since it was taken. The tier then holds what the tiers below hold, or
+    nothing, once the racing writes have ended. A load claims such a tier instead of
+    leasing it: a claim kept records like an overwrite, so a read's backfill of an older
+    value, leased before the load's store, is refused. Tiers with ``SyncTier`` offer the
+    same methods with a ``_sync`` suffix.
+    """
+
+    async def claim(self, key: str) -> object:
+        """A claim on ``key``, passed as ``lease`` to ``set`` after the lower writes."""
+
+    async def claim_many(self, keys: Sequence[str]) -> object:
+        """One claim on ``keys``, passed as ``claim`` to ``set_many``."""
+
+    async def release(self, key: str, claim: object) -> None:
+        """Let go of ``claim`` on ``key``: its write will not store here (admission declined)."""
+
+    async def set_many(self, entries: Mapping[str, Entry], claim: object | None = None) -> None:
+        """``Tier.set_many``; with ``claim``, each entry is stored or dropped as ``set`` would."""
+
+
+@runtime_checkable
 class KeyScanner(Protocol):
     """Optional tier ability: list stored keys page by page (for operators, never the hot path)."""
 

@@ -11,7 +11,7 @@ remote hit's path, and a generator there costs more than it saves.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from ..core.entry import Entry
@@ -47,6 +47,18 @@ def lease_plan(
     return leases, wanted
 
 
+def lease_call(
+    view: SlotView, index: int, fkey: str, tags: Sequence[str]
+) -> tuple[str, tuple[Any, ...]]:
+    """How a load leases the tier at ``index``: an in-process tier above another is claimed
+    (``core.tier.ClaimingTier``), so that the load's store there voids the leases reads
+    took before it (a backfill of an older value read below must not cover the load's);
+    any other tier is leased."""
+    if index < len(view.slots) - 1 and view.slots[index].claims:
+        return "claim", (fkey,)
+    return "lease", (fkey, tags)
+
+
 def write(
     view: SlotView,
     fkey: str,
@@ -60,11 +72,17 @@ def write(
     If a tier below had stored the entry, the refusing tier and those above it drop the
     key (``_drop``): no tier keeps a value another tier refused the load for.
 
+    A plain write (an overwrite without leases) first claims the in-process tiers that
+    have tiers below them (``_claim``): a write of the key that ends between its lower
+    write and its own there makes that tier refuse it and drop the key.
+
     A tier the miss could not lease (``UNLEASED``) is passed over, as if its write failed.
     Once a shared tier below has stored a load's entry, a local tier above may decline it
     as it declines a backfill (``SlotView.backfills``); an overwrite reaches every tier.
     """
     slots = view.slots
+    if overwrite and leases is None:
+        leases = yield from _claim(view, "claim", fkey)
     held_below = False  # a shared tier below stored the entry (not a failure's fallback)
     kept_below = False  # any tier below stored it
     for index in range(len(slots) - 1, -1, -1):
@@ -73,6 +91,8 @@ def write(
         if lease is UNLEASED or not view.writable(slot, overwrite):
             continue
         if held_below and slot.admits is not None and not view.backfills(slot, fkey):
+            if slot.claims:  # a load's claim (``lease_call``): nothing will store under it
+                yield slot, "release", (fkey, lease), None
             continue
         errors = slot.stats.errors
         stored = yield slot, "set", (fkey, view.copy_for(slot, entry, now), lease), True
@@ -99,13 +119,44 @@ def _drop(view: SlotView, fkey: str, index: int) -> Plan:
         yield slot, "delete_many", ([fkey],), 0
 
 
+def _claim(view: SlotView, operation: str, keys: Any) -> Generator[TierCall, Any, list[Any] | None]:
+    """Claims (``core.tier.ClaimingTier``) of the in-process tiers above another tier, by
+    index, taken before anything is written; None when no tier claims.
+
+    The lowest tier has nothing below it to race with. A claim that fails is None: that
+    tier's write is a plain overwrite, as without claims.
+    """
+    claims: list[Any] | None = None
+    slots = view.slots
+    for index in range(len(slots) - 1):
+        slot = slots[index]
+        if slot.claims:
+            if claims is None:
+                claims = [None] * len(slots)
+            claims[index] = yield slot, operation, (keys,), None
+    return claims
+
+
 def write_many(view: SlotView, entries: Mapping[str, Entry], now: float) -> Plan:
-    """Explicit writes of several entries, bottom-up (overwrites: see ``writable``)."""
-    for slot in reversed(view.slots):
+    """Explicit writes of several entries, bottom-up (overwrites: see ``writable``), with the
+    in-process tiers claimed first as for one key (``write``)."""
+    claims = yield from _claim(view, "claim_many", list(entries))
+    slots = view.slots
+    for index in range(len(slots) - 1, -1, -1):
+        slot = slots[index]
         if view.writable(slot, True):
             capped = {k: view.copy_for(slot, e, now) for k, e in entries.items()}
-            yield slot, "set_many", (capped,), None
+            claim = claims[index] if claims else None
+            yield slot, "set_many", ((capped,) if claim is None else (capped, claim)), None
             slot.stats.sets += len(entries)
+
+
+def forget(view: SlotView, fkeys: tuple[str, ...]) -> Plan:
+    """Drop ``fkeys`` from the in-process tiers: a plain write stopped between its tiers
+    (cancelled) may have reached the tiers below after a racing write ended here."""
+    for slot in view.slots:
+        if slot.local:
+            yield slot, "delete_many", (list(fkeys),), 0
 
 
 def invalidate(view: SlotView, message: Invalidation, local_only: bool) -> Plan:
@@ -205,4 +256,14 @@ def _backfill_many(
             yield above, "set_many", (copies,), None
 
 
-__all__ = ["Plan", "TierCall", "invalidate", "lease_plan", "read_many", "write", "write_many"]
+__all__ = [
+    "Plan",
+    "TierCall",
+    "forget",
+    "invalidate",
+    "lease_call",
+    "lease_plan",
+    "read_many",
+    "write",
+    "write_many",
+]

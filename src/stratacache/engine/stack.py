@@ -179,11 +179,12 @@ class TierStack(SlotView):
         leases, wanted = plans.lease_plan(self, fkey, list(tags), held)
         for index in wanted:
             slot = self.slots[index]
+            operation, args = plans.lease_call(self, index, fkey, tags)
             if slot.inline:
-                leases[index] = self.lease_now(slot, fkey, tags)
+                leases[index] = self.run_now(slot, operation, args, UNLEASED)
             else:
-                asked = slot.tier.lease(fkey, tags)
-                leases[index] = await self.call(slot, "lease", asked, UNLEASED)
+                asked = getattr(slot.tier, operation)(*args)
+                leases[index] = await self.call(slot, operation, asked, UNLEASED)
         return leases
 
     async def write(
@@ -195,11 +196,19 @@ class TierStack(SlotView):
         overwrite: bool = False,
     ) -> bool:
         """Write bottom-up; stop (False) at the first tier that refuses a voided lease."""
-        return await self.drive(plans.write(self, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        try:
+            return await self.drive(plans.write(self, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        except BaseException:  # cancelled between tiers: see ``plans.forget``
+            self.drive_now(plans.forget(self, (fkey,)))
+            raise
 
     async def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
         """Explicit writes of several entries (overwrites: see ``writable``)."""
-        await self.drive(plans.write_many(self, entries, now))
+        try:
+            await self.drive(plans.write_many(self, entries, now))
+        except BaseException:
+            self.drive_now(plans.forget(self, tuple(entries)))
+            raise
 
     # -- invalidation ----------------------------------------------------------------------------
     async def invalidate(self, message: Invalidation, local_only: bool) -> None:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from ..core.entry import Entry
 from ..core.errors import ConfigError, NodeDownError
-from ..core.tier import Tier
+from ..core.tier import ClaimingTier, Tier
 from . import degradation, signals
 from .policy import cap
 from .resilience import CircuitBreaker
@@ -32,6 +32,9 @@ SYNC_NAMES = {
         "get",
         "get_many",
         "lease",
+        "claim",
+        "claim_many",
+        "release",
         "set",
         "set_many",
         "delete_many",
@@ -54,6 +57,7 @@ class TierSlot:
     __slots__ = (
         "admits",
         "breaker",
+        "claims",
         "inline",
         "latency",
         "local",
@@ -71,6 +75,9 @@ class TierSlot:
         #: an in-process tier with the blocking API: called directly from async code too (it
         #: never waits on I/O), which spares a coroutine per call on every read-through
         self.inline = self.local and self.sync
+        #: an in-process tier a plain write claims before writing the tiers below it
+        #: (``core.tier.ClaimingTier``): racing writes cannot leave it holding another value
+        self.claims = self.local and isinstance(tier, ClaimingTier)
         admits = getattr(tier, "admits", None)
         #: a local tier's admission filter for backfills (``MemoryTier.admits``), if any
         self.admits: Callable[[str], bool] | None = (

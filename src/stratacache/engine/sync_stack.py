@@ -112,7 +112,8 @@ class SyncStack:
         """Every tier's lease on ``fkey`` before a loader runs (``plans.lease_plan``)."""
         leases, wanted = plans.lease_plan(self.view, fkey, list(tags), held)
         for index in wanted:
-            leases[index] = self.call(self.view.slots[index], "lease", UNLEASED, fkey, tags)
+            operation, args = plans.lease_call(self.view, index, fkey, tags)
+            leases[index] = self.call(self.view.slots[index], operation, UNLEASED, *args)
         return leases
 
     def write(
@@ -124,11 +125,19 @@ class SyncStack:
         overwrite: bool = False,
     ) -> bool:
         """``TierStack.write`` with blocking calls."""
-        return self.drive(plans.write(self.view, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        try:
+            return self.drive(plans.write(self.view, fkey, entry, leases, now, overwrite))  # type: ignore[no-any-return]
+        except BaseException:  # interrupted between tiers: see ``plans.forget``
+            self.drive(plans.forget(self.view, (fkey,)))
+            raise
 
     def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
         """``TierStack.write_many`` with blocking calls."""
-        self.drive(plans.write_many(self.view, entries, now))
+        try:
+            self.drive(plans.write_many(self.view, entries, now))
+        except BaseException:
+            self.drive(plans.forget(self.view, tuple(entries)))
+            raise
 
     def invalidate(self, message: Invalidation, local_only: bool = False) -> None:
         """``TierStack.invalidate`` with blocking calls."""

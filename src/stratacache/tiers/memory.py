@@ -27,6 +27,26 @@ from .tinylfu import TinyLFUStore
 
 _ENTRY_OVERHEAD = 200  # rough bytes of an Entry object and its dict slot, for the byte bound
 _LOG_SIZE = 4096
+#: claims kept at most; past it they are all let go (the writes still holding one then drop
+#: their key instead of storing it): only a write that never ended leaves its claim behind
+_MAX_CLAIMS = 4096
+
+
+class Claim:
+    """A plain write's hold on keys, taken before the tiers below are written (``claim``).
+
+    Its store is accepted only if, since the claim, no other write claimed or stored the
+    key and nothing removed or outdated it: then no write of the key reached the tiers
+    below after this one did, and memory may hold its value.
+    """
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq  # the invalidation log's position when the claim was taken
+
+    def __repr__(self) -> str:
+        return f"Claim({self.seq})"
 
 
 class _LRUStore(cachetools.Cache):  # type: ignore[type-arg]
@@ -127,6 +147,7 @@ class MemoryTier:
             self._store.policy.admits if isinstance(self._store, TinyLFUStore) else None
         )
         self._tags: dict[str, set[str]] = {}
+        self._claims: dict[str, Claim] = {}
         self._seq = 0
         self._log: deque[tuple[int, str, tuple[str, ...]]] = deque(maxlen=_LOG_SIZE)
         self._clock: Any = None
@@ -171,30 +192,94 @@ class MemoryTier:
     def lease_sync(self, key: str, tags: Sequence[str]) -> object | None:
         return self._seq
 
-    def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
+    def claim_sync(self, key: str) -> Claim:
+        """Claim ``key`` for a plain write about to go to the tiers below (see ``Claim``).
+
+        Writes of one key can reach the tiers below in one order and this tier in the
+        other; a write passes its claim to ``set`` here after the lower writes, and a
+        refused claim drops the key, so this tier never keeps a value the tiers below
+        had overwritten meanwhile: it holds theirs or nothing.
+        """
         with self._lock:
-            if isinstance(lease, int):
+            claims = self._claims
+            if len(claims) >= _MAX_CLAIMS:
+                claims.clear()
+            claim = claims[key] = Claim(self._seq)
+            return claim
+
+    def claim_many_sync(self, keys: Sequence[str]) -> Claim:
+        """One claim on several keys (``set_many``'s)."""
+        with self._lock:
+            claims = self._claims
+            if len(claims) + len(keys) > _MAX_CLAIMS:
+                claims.clear()
+            claim = Claim(self._seq)
+            for key in keys:
+                claims[key] = claim
+            return claim
+
+    def release_sync(self, key: str, claim: Claim) -> None:
+        """Let go of ``claim`` on ``key``: its write will not store here."""
+        with self._lock:
+            if self._claims.get(key) is claim:
+                del self._claims[key]
+
+    def set_sync(self, key: str, entry: Entry, lease: object | None = None) -> bool:
+        """Store ``entry``. ``lease``: None (an overwrite), a lease (refused once voided) or a
+        ``Claim`` (refused, and the key dropped, once another write came between)."""
+        with self._lock:
+            if isinstance(lease, int):  # a read's backfill or a load's write
                 if self._voided(lease, key, entry.tags):
                     return False
-            else:  # an overwrite: loads that began before it must not store over it
-                self._record("keys", (key,))
-            self._remove(key)
-            try:
-                self._store[key] = entry
-            except ValueError:  # larger than the whole byte budget: keep nothing under key
-                self._store.order.pop(key, None)
+                if self._claims:  # a plain write still between its tiers must not cover it
+                    self._claims.pop(key, None)
+            elif isinstance(lease, Claim) and not self._claimed(lease, key, entry.tags):
+                self._record("keys", (key,))  # the writes claiming it meanwhile drop it too
+                self._remove(key)
                 return False
-            for tag in entry.tags:
-                self._tags.setdefault(tag, set()).add(key)
-            return True
+            else:  # an overwrite (or a claim kept): loads leased before must not store over it
+                self._record("keys", (key,))
+            return self._put(key, entry)
 
-    def set_many_sync(self, entries: Mapping[str, Entry]) -> None:
-        for key, entry in entries.items():
-            self.set_sync(key, entry)
+    def set_many_sync(self, entries: Mapping[str, Entry], claim: Claim | None = None) -> None:
+        """Store several entries; with ``claim`` (``claim_many``), each as ``set`` would."""
+        with self._lock:
+            if claim is None:
+                for key, entry in entries.items():
+                    self.set_sync(key, entry)
+                return
+            kept = [k for k, e in entries.items() if self._claimed(claim, k, e.tags)]
+            self._record("keys", tuple(entries))
+            for key in entries:
+                self._remove(key)
+            for key in kept:
+                self._put(key, entries[key])
+
+    def _claimed(self, claim: Claim, key: str, tags: tuple[str, ...]) -> bool:
+        """Does ``claim`` still hold ``key`` (let go of it either way)?"""
+        claims = self._claims
+        if claims.get(key) is not claim:
+            return False
+        del claims[key]
+        return not self._voided(claim.seq, key, tags)
+
+    def _put(self, key: str, entry: Entry) -> bool:
+        self._remove(key)
+        try:
+            self._store[key] = entry
+        except ValueError:  # larger than the whole byte budget: keep nothing under key
+            self._store.order.pop(key, None)
+            return False
+        for tag in entry.tags:
+            self._tags.setdefault(tag, set()).add(key)
+        return True
 
     def delete_many_sync(self, keys: Sequence[str]) -> int:
         with self._lock:
             self._record("keys", tuple(keys))
+            if self._claims:  # claims taken before are refused by the record: let them go
+                for key in keys:
+                    self._claims.pop(key, None)
             return sum(self._remove(key) for key in keys)
 
     def delete_prefix_sync(self, prefix: str) -> int:
@@ -232,6 +317,7 @@ class MemoryTier:
             for key in list(self._store.order):
                 self._remove(key)
             self._tags.clear()
+            self._claims.clear()
 
     # -- async API: the same operations, no I/O to wait for ----------------------------------
     async def get(self, key: str, tags: Sequence[str] | None = None) -> Entry | None:
@@ -243,11 +329,20 @@ class MemoryTier:
     async def lease(self, key: str, tags: Sequence[str]) -> object | None:
         return self._seq
 
+    async def claim(self, key: str) -> Claim:
+        return self.claim_sync(key)
+
+    async def claim_many(self, keys: Sequence[str]) -> Claim:
+        return self.claim_many_sync(keys)
+
+    async def release(self, key: str, claim: Claim) -> None:
+        self.release_sync(key, claim)
+
     async def set(self, key: str, entry: Entry, lease: object | None = None) -> bool:
         return self.set_sync(key, entry, lease)
 
-    async def set_many(self, entries: Mapping[str, Entry]) -> None:
-        self.set_many_sync(entries)
+    async def set_many(self, entries: Mapping[str, Entry], claim: Claim | None = None) -> None:
+        self.set_many_sync(entries, claim)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         return self.delete_many_sync(keys)
