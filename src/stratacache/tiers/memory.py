@@ -13,16 +13,15 @@ learn, without a lookup, that it is gone.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import cachetools
 
 from ..core.durations import check_optional
 from ..core.entry import Entry
 from ..core.errors import ConfigError
 from ..core.tier import TierContext
+from .lru import LRUStore
 from .tinylfu import TinyLFUStore
 
 _ENTRY_OVERHEAD = 200  # rough bytes of an Entry object and its dict slot, for the byte bound
@@ -47,53 +46,6 @@ class Claim:
 
     def __repr__(self) -> str:
         return f"Claim({self.seq})"
-
-
-class _LRUStore(cachetools.Cache):  # type: ignore[type-arg]
-    """cachetools' size-bounded ``Cache`` with LRU order we can touch from the hot path."""
-
-    def __init__(self, maxsize: float, getsizeof: Any, max_entries: int, tier: MemoryTier):
-        super().__init__(maxsize, getsizeof)
-        self.order: OrderedDict[str, None] = OrderedDict()
-        self._max_entries = max_entries
-        self._tier = tier
-        self.touch = self.order.move_to_end
-
-    def peek(self, key: str) -> Entry | None:
-        try:
-            entry: Entry = cachetools.Cache.__getitem__(self, key)
-            return entry
-        except KeyError:
-            return None
-
-    def __getitem__(self, key: str) -> Entry:
-        value: Entry = super().__getitem__(key)
-        self.order.move_to_end(key)
-        return value
-
-    def __setitem__(self, key: str, value: Entry) -> None:
-        super().__setitem__(key, value)
-        self.order[key] = None
-        self.order.move_to_end(key)
-        while len(self.order) > self._max_entries:
-            self.popitem()
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        del self.order[key]
-
-    def popitem(self) -> tuple[str, Entry]:
-        """Evict the least recently used entry (called by cachetools when over a bound)."""
-        key = next(iter(self.order))
-        entry: Entry = self.pop(key)
-        self._tier._forget(key, entry)
-        self._tier.evictions += 1
-        if self._tier.on_evict is not None:
-            self._tier.on_evict(key)
-        return key, entry
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.order))
 
 
 class MemoryTier:
@@ -134,9 +86,9 @@ class MemoryTier:
         self.on_evict: Callable[[str], None] | None = None
         self._lock = threading.RLock()
         bound, sizeof = (maxsize, None) if max_bytes is None else (max_bytes, _entry_bytes)
-        self._store: _LRUStore | TinyLFUStore
+        self._store: LRUStore | TinyLFUStore
         if policy == "lru":
-            self._store = _LRUStore(bound, sizeof, maxsize, self)
+            self._store = LRUStore(bound, sizeof, maxsize, self._evicted)
         else:
             self._store = TinyLFUStore(bound, sizeof, maxsize, self._evicted)
         #: decorators call this on a fast-path hit to count the read (a C method, no lock)
