@@ -100,3 +100,59 @@ def test_session_get_is_a_point_read_refreshed_by_a_flush_of_that_row(
     assert counter.delta(lambda: get(1)) == ("atlas", 0)
     assert get(3) == "yoyo"
     qc.detach()
+
+
+@pytest.mark.parametrize(
+    ("column_type", "read_key", "write_key"),
+    [
+        (sa.CHAR(3), "FR", "FR "),  # CHAR(n): trailing blanks do not count
+        (sa.String(10, collation="NOCASE").with_variant(sa.String(10), "postgresql"), "fr", "FR"),
+    ],
+    ids=["char-padding", "case-insensitive"],
+)
+def test_string_keys_are_never_point_reads(
+    engine: sa.Engine, qc: QueryCache, column_type: Any, read_key: str, write_key: str
+) -> None:
+    """SQL may call unequal strings equal (padding, collations): a write by a string key
+    refreshes every read of the table, never only the Python-equal one."""
+    countries = sa.Table(
+        "countries",
+        sa.MetaData(),
+        sa.Column("code", column_type, primary_key=True),
+        sa.Column("name", sa.String(20)),
+    )
+    countries.create(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(countries.insert().values(code=read_key.strip(), name="old"))
+        stmt = sa.select(countries.c.name).where(countries.c.code == read_key)
+        stmt = stmt.execution_options(stratacache=True)
+        assert names(engine, stmt) == ["old"]
+        with engine.begin() as conn:
+            conn.execute(countries.update().where(countries.c.code == write_key).values(name="new"))
+        uncached = names(engine, stmt.execution_options(stratacache=False))
+        assert names(engine, stmt) == uncached
+    finally:
+        countries.drop(engine)
+
+
+def test_a_point_read_that_also_reads_other_rows_is_refreshed_by_their_writes(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """A read by key with a correlated subquery over the table depends on the whole table."""
+    products = Product.__table__
+    others = products.alias("others")
+    cheaper = (
+        sa.select(sa.func.count())
+        .where(others.c.price < products.c.price)
+        .scalar_subquery()
+        .label("cheaper")
+    )
+    stmt = sa.select(products.c.name, cheaper).where(products.c.id == 1)
+    stmt = stmt.execution_options(stratacache=True)
+    with engine.connect() as conn:
+        before = conn.execute(stmt).one().cheaper
+    with engine.begin() as conn:
+        conn.execute(sa.update(products).where(products.c.id == 3).values(price=1000))
+    with engine.connect() as conn:
+        assert conn.execute(stmt).one().cheaper == before - 1

@@ -26,7 +26,8 @@ from typing import Any, Literal
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, TextClause
-from sqlalchemy.sql.selectable import Select, TableClause
+from sqlalchemy.sql.selectable import FromClause, Select, SelectBase, TableClause
+from sqlalchemy.sql.sqltypes import Integer
 
 from .txcontrol import Action, classify, is_transaction_control
 
@@ -269,22 +270,32 @@ def analyze_compiled(compiled: Any, sql: str) -> Analysis:
     point = (None, None)
     if len(reads) == 1 and isinstance(final, Select):
         froms = final.get_final_froms()
-        if len(froms) == 1 and isinstance(froms[0], TableClause):
+        if len(froms) == 1 and isinstance(froms[0], TableClause) and _only(final, froms[0]):
             point = _key_equality(froms[0], final.whereclause, compiled)
     return Analysis("read", frozenset(reads), None, *point)
 
 
+def _only(select: Select[Any], table: TableClause) -> bool:
+    """Whether ``select`` reads ``table`` and nothing else: no subquery, alias, join, CTE or
+    function (a correlated count or a function may read other rows than the WHERE's)."""
+    for el in visitors.iterate(select):
+        if el is not select and el is not table and isinstance(el, (SelectBase, FromClause)):
+            return False
+    return True
+
+
 def _primary_key(table: Any) -> tuple[Any, type] | None:
+    """The single primary-key column of ``table`` if the database compares it as Python does.
+
+    Only plain integer columns: ``5 == 5`` in SQL exactly when in Python (for ``int``
+    values). Strings are not (a case-insensitive or nondeterministic collation,
+    ``citext``, ``CHAR(n)`` padding, MySQL's default collations), nor are types a
+    ``TypeDecorator`` converts on the way in.
+    """
     columns = list(getattr(table, "primary_key", None) or ())
-    if len(columns) != 1:
+    if len(columns) != 1 or not isinstance(columns[0].type, Integer):
         return None
-    try:
-        python_type = columns[0].type.python_type
-    except NotImplementedError:
-        return None
-    if python_type not in (int, str):
-        return None
-    return columns[0], python_type
+    return columns[0], int
 
 
 def _key_equality(table: Any, where: Any, compiled: Any) -> tuple[str | None, type | None]:
