@@ -204,6 +204,10 @@ PARAMS: list[Any] = [
     dt.date(2024, 1, 1),
     dt.time(1, 2),
     dt.timedelta(seconds=1),
+    dt.time(10),
+    dt.timedelta(hours=10),  # str() is "10:00:00" for both
+    [dt.time(10)],  # inside a list: the canonical encoding, not repr
+    [dt.timedelta(hours=10)],
     uuid.UUID(int=1),
     [1, 2],
     (1, 2),
@@ -253,3 +257,11 @@ def test_parameters_without_a_canonical_form_are_unkeyable() -> None:
     """An object of unknown type refuses to make a key rather than risk a collision."""
     with pytest.raises(Unkeyable):
         query_key("db", "pg", "S", {"p": object()})
+
+
+@pytest.mark.parametrize(
+    "name", ["groups", "rows", "range", "filter", "first", "last", "partition", "tuple", "values"]
+)
+def test_a_textual_read_of_a_table_named_like_a_keyword_depends_on_it(name: str) -> None:
+    """Non-reserved words can name tables: a text read keeps them among its dependencies."""
+    assert name in analyze_text(f"SELECT label FROM {name} WHERE id = :id").tables

@@ -105,6 +105,17 @@ _KEYWORDS = _names(
     default interval collate any_value tuple"""
 )
 
+# Words no table can be named without quotes (PostgreSQL reserves them outright, and so do
+# the other databases): only these are left out of a textual read's dependencies. The
+# rest of ``_KEYWORDS`` (``groups``, ``rows``, ``range``, ``filter``, ``first``,
+# ``values``, ``set`` …) may name a table in some database, so a word is kept when in doubt.
+_RESERVED = _names(
+    """select from where and or not in is like as on join inner left right full outer cross
+    natural union intersect except group order having limit offset fetch with case when then
+    else end null distinct returning into table all default collate using lateral asc desc
+    true false array cast both leading trailing"""
+)
+
 _STRIPPED = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.S)
 _CALL = re.compile(r'(?:"([^"]+)"|([A-Za-z_][\w$]*))\s*\(')
 _BARE_VOLATILE = re.compile(
@@ -198,7 +209,7 @@ def _identifiers(body: str) -> frozenset[str]:
         quoted = match.group(1) or match.group(2) or match.group(3)
         if quoted is not None:
             names.add(quoted.lower())
-        elif match.group(4).lower() not in _KEYWORDS:
+        elif match.group(4).lower() not in _RESERVED:
             names.add(match.group(4).lower())
     return frozenset(names)
 

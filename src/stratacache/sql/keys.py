@@ -114,6 +114,10 @@ def _flat(params: Any) -> str | None:
     return None
 
 
+#: the letters of the temporal types (a datetime is a date: it is tested first)
+_TEMPORAL = ((b"Dt", dt.datetime), (b"Da", dt.date), (b"Tm", dt.time), (b"Td", dt.timedelta))
+
+
 def _encode(value: Any, out: Any) -> None:
     # Every value is written as a type letter then its text, so 1, "1", 1.0 and True differ.
     if value is None:
@@ -133,7 +137,8 @@ def _encode(value: Any, out: Any) -> None:
     elif isinstance(value, Decimal):
         out(b"D" + str(value).encode() + b";")
     elif isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
-        out(type(value).__name__[:2].encode() + str(value).encode() + b";")
+        kind = next(k for k, cls in _TEMPORAL if isinstance(value, cls))  # time(10) is not 10 h
+        out(kind + str(value).encode() + b";")
         offset = value.utcoffset() if isinstance(value, (dt.datetime, dt.time)) else None
         out(b"@" + str(offset).encode() + b";")
     elif isinstance(value, uuid.UUID):
