@@ -13,7 +13,13 @@ import pytest
 import sqlalchemy as sa
 from tests.sql.models import Category, Product
 
-from stratacache.sql.analysis import ALL, analyze_compiled, analyze_text, volatility
+from stratacache.sql.analysis import (
+    ALL,
+    analyze_compiled,
+    analyze_text,
+    changes_session,
+    volatility,
+)
 from stratacache.sql.keys import Unkeyable, query_key
 
 
@@ -101,6 +107,14 @@ CORE_READS = [
         {"products", "categories"},
     ),
     (sa.select(sa.literal_column("x")).select_from(sa.text("legacy_table")), {"legacy_table"}),
+    (
+        sa.select(Product.id, sa.literal_column("(SELECT count(*) FROM audit_log)")),
+        {"products", "audit_log"},
+    ),
+    (
+        sa.select(Product.id).suffix_with("UNION ALL SELECT id FROM shadow_table"),
+        {"products", "shadow_table"},
+    ),
 ]
 
 
@@ -265,3 +279,17 @@ def test_parameters_without_a_canonical_form_are_unkeyable() -> None:
 def test_a_textual_read_of_a_table_named_like_a_keyword_depends_on_it(name: str) -> None:
     """Non-reserved words can name tables: a text read keeps them among its dependencies."""
     assert name in analyze_text(f"SELECT label FROM {name} WHERE id = :id").tables
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT set_config('search_path', %(p)s, false)",
+        "SELECT pg_catalog.set_config(:name, :value, true)",
+        "select SET_CONFIG('app.tenant', 'b', false), 1",
+    ],
+)
+def test_set_config_changes_the_session(sql: str) -> None:
+    """A read calling set_config() changes the connection's settings, as SET does."""
+    assert changes_session(sql)
+    assert not changes_session("SELECT 'set_config(' AS text_only")

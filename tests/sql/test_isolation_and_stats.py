@@ -130,10 +130,16 @@ def test_table_tags_are_what_the_cli_and_admin_api_invalidate(
         assert counter.delta(lambda: conn.execute(CACHED).all())[1] == 1
 
 
+@pytest.mark.parametrize(
+    "change",
+    ['SET search_path TO "{schema}"', "SELECT set_config('search_path', '\"{schema}\"', false)"],
+    ids=["set", "set_config"],
+)
 def test_a_connection_that_changed_its_search_path_never_shares_results(
-    pg_engine: sa.Engine, cache: sc.Cache
+    pg_engine: sa.Engine, cache: sc.Cache, change: str
 ) -> None:
-    """After ``SET search_path`` on a connection, its reads bypass the cache and see its own schema."""
+    """After ``SET search_path`` (or ``set_config``) on a connection, its reads bypass the
+    cache and see its own schema."""
     other = f"sc_other_{uuid.uuid4().hex[:10]}"
     with pg_engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{other}"'))
@@ -144,7 +150,7 @@ def test_a_connection_that_changed_its_search_path_never_shares_results(
         with pg_engine.connect() as conn:
             assert conn.execute(CACHED).scalars().all() == ["atlas", "novel", "kite"]
         with pg_engine.connect() as conn:
-            conn.execute(sa.text(f'SET search_path TO "{other}"'))
+            conn.execute(sa.text(change.format(schema=other)))
             conn.commit()
             assert conn.execute(CACHED).scalars().all() == ["elsewhere"]
             assert conn.execute(CACHED).scalars().all() == ["elsewhere"]

@@ -25,7 +25,13 @@ from typing import Any, Literal
 
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.dml import Insert, UpdateBase
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, TextClause
+from sqlalchemy.sql.elements import (
+    BinaryExpression,
+    BindParameter,
+    BooleanClauseList,
+    ColumnClause,
+    TextClause,
+)
 from sqlalchemy.sql.selectable import FromClause, Select, SelectBase, TableClause
 from sqlalchemy.sql.sqltypes import Integer
 
@@ -153,6 +159,18 @@ def _bare(name: str) -> str:
     return name.rsplit(".", 1)[-1].strip('"`[]').lower()
 
 
+_SESSION_CALL = re.compile(r'\b(?:pg_catalog\s*\.\s*)?"?set_config"?\s*\(', re.I)
+
+
+def changes_session(sql: str) -> bool:
+    """Whether a read calls a function that changes the connection's settings.
+
+    PostgreSQL's ``SELECT set_config('search_path', …)`` (or a setting row-level security
+    policies read) changes what the same SQL returns on that connection, as ``SET`` does.
+    """
+    return bool(_SESSION_CALL.search(_STRIPPED.sub("''", sql)))
+
+
 def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
     """Why the read ``sql`` must not be cached (a volatile or unknown function, a lock), or None.
 
@@ -267,8 +285,10 @@ def analyze_compiled(compiled: Any, sql: str) -> Analysis:
                 writes |= tables_of(target) | _cascades(target) if target is not None else {ALL}
             elif isinstance(el, TableClause) and getattr(el, "name", None):
                 reads.add(el.name.lower())
-            elif isinstance(el, TextClause):
-                textual = True
+            elif isinstance(el, TextClause) or (isinstance(el, ColumnClause) and el.is_literal):
+                textual = True  # text(), literal_column(): SQL the expression tree cannot see
+            elif getattr(el, "_prefixes", None) or getattr(el, "_suffixes", None):
+                textual = True  # prefix_with()/suffix_with() text
     if writes or compiled.isinsert or compiled.isupdate or compiled.isdelete:
         point = _write_point(statement, compiled, writes, sql)
         return Analysis("write", frozenset(writes or {ALL}), None, *point)
@@ -390,10 +410,12 @@ def _sets_column(sql: str, column: str) -> bool:
 __all__ = [
     "ALL",
     "DETERMINISTIC_FUNCTIONS",
+    "SESSION",
     "VOLATILE_FUNCTIONS",
     "Analysis",
     "analyze_compiled",
     "analyze_text",
+    "changes_session",
     "tables_of",
     "volatility",
 ]

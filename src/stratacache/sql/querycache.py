@@ -22,7 +22,7 @@ from sqlalchemy.sql.base import Executable
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 from . import sa_private, sessions
-from .analysis import Analysis, analyze_compiled, analyze_text, volatility
+from .analysis import SESSION, Analysis, analyze_compiled, analyze_text, changes_session, volatility
 from .fastpath import FastPath, Standalone
 from .identity import explicit_id, identities
 from .keys import database_id as short_id
@@ -250,7 +250,9 @@ class QueryCache:
                 analysis = analyze_text(statement)
             else:
                 analysis = analyze_compiled(compiled, statement)
-            if analysis.kind == "read":
+            if analysis.kind == "read" and changes_session(statement):
+                analysis = SESSION  # set_config(): as SET, for the life of the connection
+            elif analysis.kind == "read":
                 refusal = volatility(statement, self.deterministic)
                 if refusal is not None:
                     analysis = Analysis("read", analysis.tables, refusal)
