@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -55,3 +56,42 @@ def test_an_unstorable_result_is_returned_and_not_cached(
     assert qc.stats()["uncached"]["unstorable result"] == 2
     qc.detach()
     engine.dispose()
+
+
+def test_a_query_that_fails_in_the_database_raises_its_own_error(
+    engine: sa.Engine, qc: QueryCache, counter: ExecutionCounter
+) -> None:
+    """A cacheable SELECT the database rejects raises that error once (not a second attempt's)."""
+    stmt = sa.select(sa.cast(sa.bindparam("p", type_=sa.String), sa.Integer) / 0)
+    stmt = stmt.execution_options(stratacache=True)
+    outcomes: list[Any] = []  # PostgreSQL: division by zero; SQLite: NULL
+    for options in ({"stratacache": False}, {}):
+        with engine.connect() as conn:
+            before = counter.count
+            try:
+                outcomes.append(conn.execute(stmt.execution_options(**options), {"p": "7"}).all())
+            except sa.exc.DBAPIError as exc:
+                outcomes.append((type(exc.orig), counter.count - before))
+    assert outcomes[0] == outcomes[1]
+
+
+async def test_a_failing_async_query_raises_its_own_error(postgres_url: str) -> None:
+    """The same on an AsyncEngine (asyncpg): the database's error, not an aborted transaction."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(postgres_url.split("?")[0].replace("+psycopg", "+asyncpg", 1))
+    cache = sc.Cache([sc.MemoryTier()], namespace="qcfail")
+    qc = QueryCache(cache, engine)
+    stmt = sa.select(sa.cast(sa.bindparam("p", type_=sa.String), sa.Integer))
+    try:
+        messages = []
+        for cached in (False, True):
+            async with engine.connect() as conn:
+                with pytest.raises(sa.exc.DBAPIError) as caught:
+                    await conn.execute(stmt.execution_options(stratacache=cached), {"p": "abc"})
+                messages.append(str(caught.value.orig).splitlines()[0])
+        assert messages[0] == messages[1]
+    finally:
+        qc.detach()
+        await engine.dispose()
+        await cache.close()

@@ -122,6 +122,7 @@ class Reads:
     ) -> tuple[Stored | None, bool]:
         """``get_or_set`` whose loader runs the caller's cursor (or, refreshing later, a fresh one)."""
         ran: list[Stored | None] = []
+        started: list[bool] = []  # this caller's own query began (its failure is the caller's)
         home = threading.get_ident()
         active = True
 
@@ -134,6 +135,7 @@ class Reads:
 
         def load() -> Stored | None:
             if active and (context.dialect.is_async or threading.get_ident() == home):
+                started.append(True)
                 rows = run_here()
                 ran.append(rows)
             else:  # a background refresh after the caller has gone: its own connection
@@ -154,11 +156,11 @@ class Reads:
             else:
                 value = self.owner.cache.sync.get_or_set(key, loader, **kwargs)
         except Exception as exc:
-            if not ran:  # another caller's load failed: this one runs its own query
+            if not started:  # another caller's load failed: this one runs its own query
                 return run_here(), False
             if isinstance(exc, _NoRows):
                 return None, False
-            if not isinstance(exc, StratacacheError):
+            if not ran or not isinstance(exc, StratacacheError):
                 raise  # the query itself failed: SQLAlchemy reports it as usual
             self.owner.counters.skipped("unstorable result")
             return ran[0], False  # the rows could not be stored (e.g. an unserializable type)
