@@ -215,3 +215,23 @@ async def test_parameters_are_served_before_the_greenlet_by_exact_value(
         await conn.execute(sa.update(products).where(products.c.id == 1).values(price=91))
     assert (await aqc.aexecute(BY_PK, {"pk": 1})).one().price == 91
     assert (await aqc.aexecute(BY_PK, {"pk": 2})).all() == expected[2]
+
+
+async def test_a_begin_listener_that_runs_sql_works_on_a_fast_hit(
+    aengine: AsyncEngine, aqc: QueryCache
+) -> None:
+    """A hit that must begin the transaction runs "begin" listeners inside the greenlet, as
+    the sync engine does (they may run SQL)."""
+    rows = await teach(aengine)
+    began: list[object] = []
+
+    @sa.event.listens_for(aengine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        began.append(conn.exec_driver_sql("SELECT 1").scalar())
+
+    try:
+        async with aengine.connect() as conn:
+            assert (await conn.execute(PRICES)).all() == rows
+        assert began == [1]
+    finally:
+        sa.event.remove(aengine.sync_engine, "begin", on_begin)

@@ -451,3 +451,98 @@ def test_a_left_over_miss_mark_never_serves_another_statement(
         assert conn.stratacache_missed is None  # type: ignore[attr-defined]
         assert result.all() == expected
         assert isinstance(conn.execute(BY_PRICE), CachedResult)
+
+
+def test_a_listener_that_rewrites_the_sql_keeps_the_ordinary_path(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """A ``before_cursor_execute(retval=True)`` listener may rewrite the SQL per call (a
+    tenant's table): the fast path never answers for it, the ordinary path keys what is sent."""
+    run(engine)
+    run(engine)  # learned
+    tenant = {"table": "FROM products"}
+
+    @sa.event.listens_for(engine, "before_cursor_execute", retval=True)
+    def rewrite(conn, cursor, statement, parameters, context, many):  # type: ignore[no-untyped-def]
+        return statement.replace("FROM products", tenant["table"]), parameters
+
+    assert not isinstance(run(engine), CachedResult)
+    tenant["table"] = "FROM (SELECT * FROM products WHERE id = 1) AS products"
+    assert [row.id for row in run(engine)] == [1]
+    sa.event.remove(engine, "before_cursor_execute", rewrite)
+
+
+def test_a_statement_built_anew_finds_its_own_columns_on_a_fast_hit(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """Rows of a fast hit answer the column objects of the statement executed, even when an
+    equal statement (a new subquery) taught the fast path."""
+
+    def build() -> tuple[Any, Any]:
+        counts = sa.select(products.c.id.label("n")).where(products.c.price > 5).subquery()
+        stmt = sa.select(counts.c.n).order_by(counts.c.n).execution_options(stratacache=True)
+        return stmt, counts
+
+    expected = None
+    for _ in range(3):
+        stmt, counts = build()
+        with engine.connect() as conn:
+            result = conn.execute(stmt)
+            got = [row._mapping[counts.c.n] for row in result]
+        assert expected is None or got == expected
+        expected = got
+    assert isinstance(result, CachedResult)
+    stmt, counts = build()
+    assert [r[0] for r in qc.execute(stmt).columns(counts.c.n)] == expected
+
+
+def test_a_fast_hit_answers_the_select_parts_of_a_cursor_result(
+    engine: sa.Engine, qc: QueryCache
+) -> None:
+    """``fetchmany()`` fetches one row (a cursor's default arraysize), ``is_insert`` is False."""
+    run(engine)
+    run(engine)
+    hit = run(engine)
+    assert isinstance(hit, CachedResult)
+    assert len(hit.fetchmany()) == 1 and len(hit.fetchmany(5)) == 2
+    assert hit.is_insert is False and hit.supports_sane_rowcount()
+
+
+def test_options_with_a_ttl_or_tags_of_their_own_keep_their_own_entry(
+    engine: sa.Engine, qc: QueryCache, cache: sc.Cache
+) -> None:
+    """The same SELECT with other tags is another entry: invalidating those tags reaches it."""
+    plain = BY_PRICE
+    tagged = BY_PRICE.execution_options(stratacache={"tags": ["pricing"]})
+    for stmt in (plain, tagged, plain, tagged, plain, tagged):
+        run(engine, stmt)
+    raw = engine.raw_connection()  # a write the engine does not see
+    try:
+        raw.cursor().execute("UPDATE products SET price = 77 WHERE id = 1")
+        raw.commit()
+    finally:
+        raw.close()
+    cache.sync.invalidate(tags=["pricing"])
+    assert (1, "atlas", 77) in run(engine, tagged).all()
+    assert (1, "atlas", 77) not in run(engine, plain).all()  # its entry stands, untagged
+
+
+def test_reads_of_the_clock_by_parameter_or_literal_are_not_cached(
+    engine: sa.Engine, qc: QueryCache, counter: Any
+) -> None:
+    """A bound 'now'/'today' or a 'today' literal is the time of the query: never stored."""
+    by_param = sa.select(sa.bindparam("when", type_=sa.String)).execution_options(stratacache=True)
+    literal = sa.text("SELECT 'today' AS d").execution_options(stratacache=True)
+    with engine.connect() as conn:
+        for _ in range(2):
+            conn.execute(by_param, {"when": "now"}).all()
+            conn.execute(by_param, {"when": " Today "}).all()
+            conn.execute(literal).all()
+    assert counter.count == 6
+    assert qc.stats()["uncached"]["reads the clock ('now')"] == 6
+
+
+def test_execute_refuses_what_is_not_executable(qc: QueryCache) -> None:
+    """``qc.execute("SELECT 1")`` raises SQLAlchemy's own error, as ``conn.execute`` does."""
+    with pytest.raises(sa.exc.ObjectNotExecutableError):
+        qc.execute("SELECT 1")  # type: ignore[arg-type]

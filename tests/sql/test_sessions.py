@@ -243,3 +243,16 @@ def test_a_session_connection_translating_schemas_is_not_served(
         session.connection(execution_options={"schema_translate_map": {None: "nowhere"}})
         with pytest.raises(sa.exc.DBAPIError):
             session.execute(PRICES).all()
+
+
+def test_a_session_whose_connection_opts_out_is_not_answered_from_the_cache(
+    engine: sa.Engine, qc: QueryCache, counter: ExecutionCounter
+) -> None:
+    """Connection options override the statement's, as SQLAlchemy merges them."""
+    stmt = sa.select(Product.__table__.c.name).execution_options(stratacache=True)
+    for _ in range(3):
+        with Session(engine) as session:
+            session.execute(stmt).all()
+    with Session(engine) as session:
+        session.connection(execution_options={"stratacache": False})
+        assert counter.delta(lambda: session.execute(stmt).all())[1] == 1

@@ -130,7 +130,9 @@ _BARE_VOLATILE = re.compile(
     r"|\block\s+in\s+share\s+mode\b|\btablesample\b",
     re.I,
 )
-_NOW_LITERAL = re.compile(r"'\s*(now|localtime|utc)\s*'", re.I)
+_NOW_LITERAL = re.compile(r"'\s*(now|localtime|utc|today|tomorrow|yesterday)\s*'", re.I)
+#: string values a database reads as "the current time" when it casts them to a date or time
+CLOCK_WORDS = frozenset({"now", "localtime", "utc", "today", "tomorrow", "yesterday"})
 _WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([A-Za-z_][\w$]*)(?!\s*\(|[\w$])')
 _MORE = re.compile(r";\s*\S")
 _FIRST = re.compile(r"\s*\(*\s*([A-Za-z]+)")
@@ -409,6 +411,7 @@ def _sets_column(sql: str, column: str) -> bool:
 
 __all__ = [
     "ALL",
+    "CLOCK_WORDS",
     "DETERMINISTIC_FUNCTIONS",
     "SESSION",
     "VOLATILE_FUNCTIONS",

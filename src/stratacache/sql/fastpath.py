@@ -22,14 +22,18 @@ A hit served here fires no cursor events: nothing reaches the database.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.result import IteratorResult
+from sqlalchemy.exc import ObjectNotExecutableError
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.util import await_only
 
+from ..core.errors import ConfigError
 from . import sa_private
 from .keys import REPR_EXACT
 from .policy import parse_option
@@ -52,6 +56,7 @@ class Shortcut:
     tables: frozenset[str]
     width: int
     metadata: Any  # the statement's CursorResultMetaData (SQLAlchemy shares it between results)
+    source: Any = None  # a weak reference to the statement the metadata was made for
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,10 +70,31 @@ class Plan:
 
 
 class CachedResult(IteratorResult[Any]):
-    """A ``Result`` over rows the cache served (``rowcount``: the number of rows)."""
+    """A ``Result`` over rows the cache served (``rowcount``: the number of rows).
+
+    Not a ``CursorResult`` (no cursor, no execution context); it answers the parts of
+    that API a SELECT's result has: ``rowcount``, ``returns_rows``, ``is_insert``,
+    ``supports_sane_rowcount()``, and ``fetchmany()`` without a size fetches one row,
+    as a DBAPI cursor's default ``arraysize`` of 1 does.
+    """
 
     rowcount: int
     returns_rows = True
+    is_insert = False
+
+    def fetchmany(self, size: int | None = None) -> Any:
+        """The next ``size`` rows (one when not given, as ``cursor.arraysize`` defaults to)."""
+        return super().fetchmany(1 if size is None else size)
+
+    @staticmethod
+    def supports_sane_rowcount() -> bool:
+        """True: ``rowcount`` is the number of rows served."""
+        return True
+
+    @staticmethod
+    def supports_sane_multi_rowcount() -> bool:
+        """True, as ``supports_sane_rowcount``."""
+        return True
 
 
 def distill(parameters: Any) -> tuple[Mapping[str, Any], ...] | None:
@@ -86,7 +112,7 @@ def distill(parameters: Any) -> tuple[Mapping[str, Any], ...] | None:
     return None
 
 
-def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
+def shape(elem: Any, distilled: Any, wanted: Any = True) -> tuple[Hashable, Hashable] | None:
     """The statement's identity for the fast path: SQLAlchemy's cache key and its exact values.
 
     ``distilled`` is the execution's parameter sets (``()``: none; one mapping:
@@ -94,6 +120,9 @@ def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
     ``bindparam("id")``). The identity holds every bound value of the statement
     and every given parameter, by type and ``repr``, so two executions share it
     only when they send the database the same SQL and the same values.
+
+    ``wanted`` is the ``stratacache`` option: a ttl or tags of its own make another
+    entry (``keys.option_key``), so they make another identity too.
 
     None when the statement is not one the fast path serves (not a SELECT, an
     ``executemany``, a key that is not a string, a value whose equality is not exact).
@@ -117,7 +146,14 @@ def shape(elem: Any, distilled: Any) -> tuple[Hashable, Hashable] | None:
         if type(value) not in REPR_EXACT:  # 1 == 1.0 == True, -0.0 == 0.0: compare by repr
             return None
         values.append((type(value), repr(value)))
-    return (cache_key[0], (tuple(values), given))
+    options: Hashable = None
+    if wanted is not True and wanted:
+        try:
+            ttl, tags = parse_option(wanted)
+        except ConfigError:
+            return None  # the ordinary path reports it
+        options = (ttl, tuple(sorted(set(tags))))
+    return (cache_key[0], (tuple(values), given, options))
 
 
 def _exact_parameters(parameters: Mapping[str, Any]) -> tuple[tuple[str, type, str], ...] | None:
@@ -175,6 +211,9 @@ class FastPath:
             return None
         if dispatch.before_execute or dispatch.after_execute:
             return None  # their listeners may rewrite the statement: the ordinary path runs them
+        owner = self.owner
+        if sa_private.foreign_cursor_hooks(dispatch, owner.engine.dialect, owner.own_listeners):
+            return None  # a listener may rewrite the SQL (a tenant's schema) or answer it
         wanted = options.get("stratacache")
         if wanted is None:
             wanted = self.owner.cache_all
@@ -197,7 +236,7 @@ class FastPath:
         if wanted is None:
             return None
         try:
-            identity = shape(elem, distilled)
+            identity = shape(elem, distilled, wanted)
         except TypeError:  # an unhashable value in the cache key
             return None
         if identity is None:
@@ -237,7 +276,7 @@ class FastPath:
         if not fits(value, shortcut):
             return ordinary()  # a miss (or not one of ours): the ordinary path loads and stores
         sa_private.autobegin(conn)  # as executing would: later begin()/commit() behave alike
-        return self.result_of(shortcut, value)
+        return self.result_of(shortcut, value, elem)
 
     async def aserve(
         self, conn: Connection, elem: Any, parameters: Any, execution_options: Any
@@ -252,6 +291,8 @@ class FastPath:
         distilled = distill(parameters)
         if distilled is None:
             return None
+        if conn.dispatch.begin and not conn.in_transaction():
+            return None  # beginning runs "begin" listeners, which may run SQL: in the greenlet
         plan = self.plan(conn, elem, distilled, execution_options)
         if plan is None or plan.shortcut is None:
             return None
@@ -260,7 +301,7 @@ class FastPath:
             _mark_missed(conn, elem)
             return None
         sa_private.autobegin(conn)
-        return self.result_of(plan.shortcut, value)
+        return self.result_of(plan.shortcut, value, elem)
 
     def may_read(self, conn: Connection, shortcut: Shortcut, options: Mapping[str, Any]) -> bool:
         """Whether ``conn``'s transaction and options let ``shortcut`` serve (else: ordinary path)."""
@@ -279,13 +320,23 @@ class FastPath:
             return
         key, tags, tables = served
         width = len(metadata.keys)
-        self.remember(identity, Shortcut(key, tuple(tags), tables, width, metadata))
+        invoked = getattr(context, "invoked_statement", None)
+        source = None if invoked is None else weakref.ref(invoked)
+        self.remember(identity, Shortcut(key, tuple(tags), tables, width, metadata, source))
 
-    def result_of(self, shortcut: Shortcut, stored: Stored) -> CachedResult:
-        """A ``Result`` over stored rows with the shortcut's metadata (counted as a hit)."""
+    def result_of(self, shortcut: Shortcut, stored: Stored, elem: Any) -> CachedResult:
+        """A ``Result`` over stored rows with the shortcut's metadata (counted as a hit).
+
+        ``elem`` is the statement executed: one built anew (an equal statement with new
+        column objects, say of a subquery) gets the metadata keyed by its own columns too,
+        as SQLAlchemy keys a result served from its compiled cache.
+        """
+        metadata = shortcut.metadata
+        if shortcut.source is None or shortcut.source() is not elem:
+            metadata = sa_private.adapt_metadata(metadata, elem)
         rows = [tuple(row) for row in stored[1]]
         self.owner.counters.served(shortcut.tables, len(rows), True)
-        result = CachedResult(shortcut.metadata, iter(rows))
+        result = CachedResult(metadata, iter(rows))
         result.rowcount = len(rows)
         return result
 
@@ -297,6 +348,8 @@ class Standalone:
         self.fast = fast
 
     def _shortcut(self, elem: Any, parameters: Any) -> tuple[Shortcut, list[str]] | None:
+        if not isinstance(elem, Executable):
+            raise ObjectNotExecutableError(elem)  # as conn.execute("SELECT 1") raises
         owner = self.fast.owner
         distilled = distill(parameters)
         if distilled is None:
@@ -309,7 +362,7 @@ class Standalone:
         if wanted is None:
             return None
         try:
-            identity = shape(elem, distilled)
+            identity = shape(elem, distilled, wanted)
         except TypeError:
             return None
         shortcut = None if identity is None else self.fast.lookup(identity)
@@ -325,7 +378,7 @@ class Standalone:
             shortcut, tags = found
             value = self.fast.owner.cache.sync.get(shortcut.key, tags=tags)
             if fits(value, shortcut):
-                return self.fast.result_of(shortcut, value)
+                return self.fast.result_of(shortcut, value, elem)
         with self.fast.owner.engine.connect() as conn:
             if found is not None:
                 _mark_missed(conn, elem)
@@ -338,7 +391,7 @@ class Standalone:
             shortcut, tags = found
             value = await self.fast.owner.cache.get(shortcut.key, tags=tags)
             if fits(value, shortcut):
-                return self.fast.result_of(shortcut, value)
+                return self.fast.result_of(shortcut, value, elem)
         async with engine.connect() as conn:
             if found is not None:
                 _mark_missed(conn.sync_connection, elem)

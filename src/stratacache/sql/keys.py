@@ -87,6 +87,17 @@ def write_tags(
     return tags | {rows_tag(dbid, t) for t in analysis.tables}
 
 
+def option_key(key: str, ttl: float | None, tags: Sequence[str]) -> str:
+    """``key`` for a read whose ``stratacache`` option names a ttl or tags of its own.
+
+    Two call sites running one query with different options keep apart entries, each
+    with its own lifetime and tags (else the first one stored would answer both, and the
+    second's tag invalidation would not reach it).
+    """
+    options = repr((ttl, sorted(set(tags)))).encode("utf-8", "surrogatepass")
+    return f"{key}:{hashlib.sha256(options).hexdigest()[:16]}"
+
+
 def query_key(dbid: str, dialect: str, sql: str, params: Any) -> str:
     """The cache key of one execution; raises ``Unkeyable`` for parameters with no canonical form."""
     digest = hashlib.sha256(f"{dialect}\0{sql}\0".encode())
@@ -165,6 +176,7 @@ __all__ = [
     "Unkeyable",
     "database_id",
     "database_tag",
+    "option_key",
     "query_key",
     "read_tags",
     "row_tag",

@@ -106,6 +106,8 @@ class QueryCache:
         self._memo: dict[tuple[bool, str], Analysis] = {}
         self._reads = Reads(self)
         self._writes = Writes(self)
+        #: this query cache's own ``do_execute`` listeners (any other may answer executions)
+        self.own_listeners = (self._reads.on_do_execute, self._reads.on_do_execute_no_params)
         self._fast = FastPath(self)
         self._standalone = Standalone(self._fast)
         self._session_hook = sessions.SessionHook(self._fast)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ..core.errors import StratacacheError
-from .analysis import ALL
-from .keys import Unkeyable, query_key, read_tags
+from .analysis import ALL, CLOCK_WORDS
+from .keys import Unkeyable, option_key, query_key, read_tags
 from .policy import parse_option
 from .rows import Stored, StoredCursor, capture, well_formed
 from .writes import SESSION_CHANGED, TEXTUAL, WRITTEN
@@ -62,6 +62,9 @@ class Reads:
             self.owner.counters.skipped(reason)
             return False
         ttl, extra_tags = parse_option(wanted)
+        if reads_the_clock(parameters):
+            self.owner.counters.skipped("reads the clock ('now')")
+            return False  # '::timestamp' of a bound 'now' or 'today' is the time of the query
         try:
             dialect = (
                 f"{context.dialect.name}+{context.dialect.driver}"  # drivers return unlike rows
@@ -70,6 +73,8 @@ class Reads:
         except Unkeyable:
             self.owner.counters.skipped("unkeyable parameter")
             return False
+        if ttl is not None or extra_tags:  # other options, another entry (its own ttl and tags)
+            key = option_key(key, ttl, extra_tags)
         params = context.compiled_parameters[0] if analysis.point is not None else {}
         own_tags = read_tags(self.owner.database_id, analysis, params)
         tags = own_tags + extra_tags
@@ -183,6 +188,17 @@ class Reads:
         finally:
             raw.rollback()
             raw.close()
+
+
+def reads_the_clock(parameters: Any) -> bool:
+    """Whether a bound value is a word a database casts to the current time (``'now'``)."""
+    if isinstance(parameters, dict):
+        values: Any = parameters.values()
+    elif isinstance(parameters, (list, tuple)):
+        values = parameters
+    else:
+        return False
+    return any(type(v) is str and v.strip().lower() in CLOCK_WORDS for v in values)
 
 
 def _in_transaction(context: Any) -> bool:

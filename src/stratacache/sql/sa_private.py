@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -87,6 +87,10 @@ def check() -> None:
         CursorResult, "_metadata"
     ):
         problems.append("CursorResult._metadata")
+    from sqlalchemy.engine.cursor import CursorResultMetaData
+
+    if not callable(getattr(CursorResultMetaData, "_adapt_to_context", None)):
+        problems.append("CursorResultMetaData._adapt_to_context(context)")
     if problems:
         import sqlalchemy
 
@@ -236,6 +240,47 @@ def orm_statement(statement: Any) -> bool:
     return bool(getattr(statement, "_propagate_attrs", True))
 
 
+def foreign_cursor_hooks(dispatch: Any, dialect: Any, own: Sequence[Any]) -> bool:
+    """Whether listeners other than ``own`` may change what an execution sends or returns.
+
+    A ``before_cursor_execute`` listener registered with ``retval=True`` may rewrite the
+    SQL (a tenant's schema, a comment): SQLAlchemy wraps every other one in a function
+    named ``wrap_before_cursor_execute`` that discards its return value. A ``do_execute``
+    listener of the ``dialect`` that is not ``own`` may answer the execution itself.
+    """
+    for fn in dispatch.before_cursor_execute:
+        if getattr(fn, "__name__", None) != "wrap_before_cursor_execute":
+            return True
+    return any(
+        fn not in own
+        for name in ("do_execute", "do_execute_no_params")
+        for fn in getattr(dialect.dispatch, name)
+    )
+
+
+class _Invoked:
+    """What ``CursorResultMetaData._adapt_to_context`` reads of an execution context."""
+
+    __slots__ = ("compiled", "invoked_statement")
+
+    class _Compiled:
+        _result_columns = True
+        statement = None  # never the invoked statement: always adapt
+
+    def __init__(self, statement: Any) -> None:
+        self.compiled = self._Compiled()
+        self.invoked_statement = statement
+
+
+def adapt_metadata(metadata: Any, statement: Any) -> Any:
+    """``metadata`` (learned from an equal statement) keyed by ``statement``'s own columns too.
+
+    SQLAlchemy does this when a cached compiled form serves a new statement object, so
+    that ``row._mapping[subquery.c.x]`` finds a column of a subquery built anew per call.
+    """
+    return metadata._adapt_to_context(_Invoked(statement))
+
+
 def orm_load(options: Mapping[str, Any]) -> bool:
     """Whether these execution options are those of a Session's ORM load (it needs a cursor result).
 
@@ -266,9 +311,11 @@ def result_metadata(result: Any) -> Any:
 
 __all__ = [
     "TESTED",
+    "adapt_metadata",
     "autobegin",
     "cache_key",
     "check",
+    "foreign_cursor_hooks",
     "install_async_connection",
     "install_async_session",
     "install_connection_class",

@@ -54,18 +54,25 @@ class SessionHook:
     def find(
         self, session: Session, statement: Any, parameters: Any, local_options: Mapping[str, Any]
     ) -> tuple[tuple[Hashable, Hashable], Shortcut | None, Mapping[str, Any], Any] | None:
-        """(identity, shortcut or None, options, wanted) of a statement the hook may serve, or None."""
+        """(identity, shortcut or None, options, wanted) of a statement the hook may serve, or None.
+
+        ``local_options`` are the options given to ``execute``; the options in force merge
+        as SQLAlchemy merges them: the statement's, then the connection's (the engine's),
+        then the execution's.
+        """
         fast = self.fast
         distilled = distill(parameters)
         if not fast.enabled or distilled is None:
             return None
         engine = fast.owner.engine
-        options: Mapping[str, Any] = engine.get_execution_options().union(local_options)
+        options: Mapping[str, Any] = statement.get_execution_options().merge_with(
+            engine.get_execution_options(), local_options
+        )
         wanted = fast.wanted(engine.dispatch, options)
         if wanted is None or session.new or session.deleted or session.dirty:
             return None
         try:
-            identity = shape(statement, distilled)
+            identity = shape(statement, distilled, wanted)
         except TypeError:  # an unhashable value in SQLAlchemy's cache key
             return None
         if identity is None:
@@ -75,7 +82,7 @@ class SessionHook:
     def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
         """A cached ``Result`` for a Core SELECT the fast path knows, or None."""
         session = state.session
-        found = self.find(session, state.statement, state.parameters, state.execution_options)
+        found = self.find(session, state.statement, state.parameters, state.local_execution_options)
         if found is None:
             return None
         identity, shortcut, options, wanted = found
@@ -86,7 +93,9 @@ class SessionHook:
             return result
         if session.in_transaction():
             conn: Connection = session.connection(bind_arguments=state.bind_arguments)
-            conn_options = conn.get_execution_options().union(options)
+            conn_options = state.statement.get_execution_options().merge_with(
+                conn.get_execution_options(), state.local_execution_options
+            )
             if fast.eligible(conn, conn_options) is None:  # e.g. a schema_translate_map
                 return None
             if not fast.may_read(conn, shortcut, conn_options):
@@ -100,7 +109,7 @@ class SessionHook:
             value = fast.owner.cache.sync.get(shortcut.key, tags=tags)
         if not fits(value, shortcut):
             return None  # a miss: the ordinary path loads and stores
-        return fast.result_of(shortcut, value)
+        return fast.result_of(shortcut, value, state.statement)
 
     async def aserve(
         self, session: Session, statement: Any, parameters: Any, local_options: Mapping[str, Any]
@@ -118,7 +127,7 @@ class SessionHook:
         value = await fast.owner.cache.get(shortcut.key, tags=self.tags(shortcut, wanted))
         if not fits(value, shortcut):
             return None
-        return fast.result_of(shortcut, value)
+        return fast.result_of(shortcut, value, statement)
 
     @staticmethod
     def tags(shortcut: Shortcut, wanted: Any) -> list[str]:
@@ -198,10 +207,7 @@ async def _adispatch(
     hook = None if ref is None else ref()
     if hook is None:
         return None
-    options = statement.get_execution_options()
-    if execution_options:
-        options = options.union(execution_options)
-    result = await hook.aserve(sync, statement, params, options)
+    result = await hook.aserve(sync, statement, params, execution_options or {})
     if result is not None:
         _SERVED.add(session)
     return result
