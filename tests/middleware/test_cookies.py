@@ -133,3 +133,45 @@ def test_cookie_options_are_checked() -> None:
         CacheRule("/x", vary_on_cookies="lang")
     with pytest.raises(ConfigError):
         CacheRule("/x", ignore_cookies="_ga")
+
+
+async def test_cookies_sent_in_separate_fields_are_all_seen() -> None:
+    """HTTP/2 sends each cookie in a field of its own: an ignored cookie in the first field
+    does not hide a session cookie in the second (the page is neither stored nor shared)."""
+    import stratacache as sc
+    from stratacache.middleware import CacheMiddleware
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        fields = [v.decode() for k, v in scope["headers"] if k == b"cookie"]
+        user = "frank" if any("session=frank" in f for f in fields) else "anon"
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"cache-control", b"max-age=60")]})
+        await send({"type": "http.response.body", "body": f"hello {user}".encode()})
+
+    async def get(middleware: CacheMiddleware, headers: list[tuple[bytes, bytes]]) -> bytes:
+        scope = {
+            "type": "http", "method": "GET", "path": "/page", "raw_path": b"/page",
+            "query_string": b"", "headers": [(b"host", b"shop"), *headers], "scheme": "https",
+            "server": ("shop", 443), "http_version": "2", "root_path": "",
+        }  # fmt: skip
+        body: list[bytes] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.body":
+                body.append(message.get("body", b""))  # type: ignore[arg-type]
+
+        await middleware(scope, receive, send)
+        return b"".join(body)
+
+    cache = sc.Cache([sc.MemoryTier()], namespace="split-cookies")
+    middleware = CacheMiddleware(app, cache=cache, ignore_cookies=["_ga"])
+    try:
+        frank = [(b"cookie", b"_ga=1"), (b"cookie", b"session=frank")]
+        assert await get(middleware, frank) == b"hello frank"
+        assert await get(middleware, []) == b"hello anon"
+        assert await get(middleware, frank) == b"hello frank"
+    finally:
+        await cache.close()

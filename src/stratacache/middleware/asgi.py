@@ -23,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from .parsing import invalidates, is_error_status
+from .parsing import invalidates, is_error_status, request_headers
 from .policy import HttpCachePolicy, Lookup, Plan, Request, Verdict
 from .purge import purge_targets
 from .rules import CacheRule, Directives, directives_in_effect
@@ -51,16 +51,6 @@ class _Flight(asyncio.Event):
     stale-if-error copy answered, so the waiting requests answer with theirs."""
 
     failed = False
-
-
-def _request_headers(scope: Scope) -> dict[str, str]:
-    """Lower-case header names to values, repeated headers joined with ``", "``."""
-    out: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
 
 
 class CacheMiddleware:
@@ -221,7 +211,7 @@ class CacheMiddleware:
         event.set()
 
     def _request(self, scope: Scope, method: str, directives: Directives) -> Request:
-        headers = _request_headers(scope)
+        headers = request_headers(scope)
         host = headers.get("host")
         if host is None:
             server = scope.get("server") or ("localhost", None)
@@ -344,7 +334,7 @@ class CacheMiddleware:
         headers = [(n, v) for n, v in scope["headers"] if n.lower() not in _STRIPPED_ON_REFRESH]
         inner = {**scope, "method": "GET", "headers": headers}
         fresh_req = self.policy.request(
-            "GET", req.url, req.path, _request_headers(inner), self.policy.directives(req.path)
+            "GET", req.url, req.path, request_headers(inner), self.policy.directives(req.path)
         )
         task = asyncio.get_running_loop().create_task(self._revalidate(inner, fresh_req))
         self._tasks.add(task)

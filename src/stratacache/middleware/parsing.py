@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from ..core.durations import MAX_DELTA_SECONDS, clamp_delta_seconds
@@ -16,6 +17,23 @@ from ..core.keys import digest
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _MAX_READABLE_KEY = 800
+
+
+def request_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI scope's lower-case header names to values, repeated headers joined with ``", "``.
+
+    Repeated ``cookie`` fields (HTTP/2 and HTTP/3 send each cookie in a field of its
+    own) are joined with ``"; "`` as RFC 9113 section 8.2.3 says: joined with a comma,
+    the second field's cookies would hide inside the first one's value.
+    """
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in out:
+            value = f"{out[name]}{'; ' if name == 'cookie' else ', '}{value}"
+        out[name] = value
+    return out
 
 
 def parse_cache_control(value: str | None) -> dict[str, str | None]:
