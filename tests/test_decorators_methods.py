@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
+import pydantic
 import pytest
 
 import stratacache as sc
@@ -141,3 +143,93 @@ def test_cached_above_classmethod_binds_the_class() -> None:
     assert Catalog().label(2) == label
     Catalog.label.invalidate(2)
     assert Catalog.label(2) != label
+
+
+def _model_classes(cache: sc.Cache, loads: list[Any]) -> tuple[Any, Any]:
+    """A mutable and a frozen pydantic model with cached methods, defined as users write them."""
+
+    class Product(pydantic.BaseModel):
+        sku: int
+        _token: str = pydantic.PrivateAttr(default="")
+
+        @cache.cached(ttl=60)
+        def price(self, units: int) -> str:
+            loads.append(("price", self.sku, units))
+            return f"{self.sku}x{units}:{len(loads)}"
+
+        @cache.cached(ttl=60)
+        async def stock(self) -> str:
+            loads.append(("stock", self.sku))
+            return f"stock {self.sku}:{len(loads)}"
+
+        @cache.cached(ttl=60)
+        def _internal(self) -> str:
+            loads.append(("internal", self.sku))
+            return f"internal {self.sku}:{len(loads)}"
+
+        @cache.cached(ttl=60)
+        @classmethod
+        def catalog(cls, page: int) -> str:
+            loads.append(("catalog", page))
+            return f"{cls.__name__} page {page}:{len(loads)}"
+
+    class Frozen(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(frozen=True)
+        sku: int
+
+        @cache.cached(ttl=60)
+        def price(self, units: int) -> str:
+            loads.append(("frozen", self.sku, units))
+            return f"frozen {self.sku}x{units}:{len(loads)}"
+
+    for model in (Product, Frozen):
+        model.__qualname__ = model.__name__
+        model.__module__ = __name__
+    return Product, Frozen
+
+
+def test_a_pydantic_model_defines_cached_methods_without_config() -> None:
+    """A pydantic model's cached methods are methods, not fields or private attributes."""
+    cache = _cache()
+    loads: list[Any] = []
+    product, frozen = _model_classes(cache, loads)
+    assert list(product.model_fields) == ["sku"] and list(frozen.model_fields) == ["sku"]
+    assert list(product.__private_attributes__) == ["_token"]
+    item = product(sku=1)
+    assert item.model_dump() == {"sku": 1}
+    assert item.price(2) == item.price(2) == "1x2:1"
+    assert item._internal() == item._internal() == "internal 1:2"
+    assert asyncio.run(item.stock()) == "stock 1:3"
+    assert product.catalog(1) == item.catalog(1) == "Product page 1:4"
+    assert frozen(sku=1).price(2) == frozen(sku=1).price(2) == "frozen 1x2:5"
+
+
+def test_pydantic_instances_share_results_only_when_equal() -> None:
+    """Models key by class and fields (private attributes too): unequal ones never share."""
+    cache = _cache()
+    loads: list[Any] = []
+    product, frozen = _model_classes(cache, loads)
+    one, two, other_one = product(sku=1), product(sku=2), product(sku=1)
+    first = one.price(3)
+    assert two.price(3) != first and other_one.price(3) == first
+    secret = product(sku=1)
+    secret._token = "t"
+    assert secret.price(3) != first
+    one.sku = 2  # a mutable model is keyed anew per call: it now equals ``two``
+    assert one.price(3) == two.price(3)
+    assert frozen(sku=1).price(3) != frozen(sku=2).price(3)
+    assert frozen(sku=1).price(3) != first  # another class, another key
+    assert len(loads) == 5
+
+
+def test_a_pydantic_models_helpers_bind_the_instance() -> None:
+    """``model.price.invalidate(3)`` drops that model's entry and no other's."""
+    cache = _cache()
+    loads: list[Any] = []
+    _, frozen = _model_classes(cache, loads)
+    a, b = frozen(sku=1), frozen(sku=2)
+    first_a, first_b = a.price(3), b.price(3)
+    a.price.invalidate(3)
+    assert b.price(3) == first_b
+    assert a.price(3) != first_a and loads[-1] == ("frozen", 1, 3)
+    assert a.price.key(3) == frozen.price.key(a, 3) != b.price.key(3)

@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import os
 import subprocess
@@ -239,6 +240,20 @@ class Customer(pydantic.BaseModel):
     name: str
 
 
+class Profile(pydantic.BaseModel):
+    """A pydantic model with cached properties: keyed by its fields, which its == compares."""
+
+    id: int
+
+    @functools.cached_property
+    def label(self) -> str:
+        return f"profile {self.id}"
+
+    @functools.cached_property
+    def session(self) -> Plain:
+        return Plain()
+
+
 class Account:
     """A class that gives its instances a cache identity."""
 
@@ -304,6 +319,15 @@ def test_equal_arguments_give_one_key(left: object, right: object) -> None:
     """Arguments equal in Python's sense (dict order, set order, 1/1.0/True, ...) share a key."""
     assert left == right
     assert _key(left) == _key(right)
+
+
+def test_a_pydantic_models_cached_properties_are_not_part_of_its_key() -> None:
+    """A model keys by its fields: a computed ``cached_property`` (kept in ``__dict__``,
+    not compared by ==) neither splits equal models nor makes one unkeyable."""
+    read, fresh = Profile(id=1), Profile(id=1)
+    assert (read.label, type(read.session)) == ("profile 1", Plain)
+    assert read == fresh
+    assert _key(read) == _key(fresh) != _key(Profile(id=2))
 
 
 DIFFERENT = [

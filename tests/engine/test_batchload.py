@@ -156,3 +156,33 @@ def test_sync_a_single_key_load_joins_a_batch_in_flight(make: Callable[[], sc.Ca
     assert results == {"many": {"k": "batch"}, "one": "batch"}
     assert calls == ["many"]
     assert asyncio.run(_held(cache, "k")) == ["batch", "batch"]
+
+
+def test_sync_a_batch_takes_an_async_loader(make: Callable[[], sc.Cache]) -> None:
+    """``cache.sync.get_or_set_many`` runs an async loader and stores its values, as
+    ``cache.sync.get_or_set`` and the async ``get_or_set_many`` do."""
+    cache = make()
+    calls: list[list[str]] = []
+
+    async def many(keys: list[str]) -> dict[str, str]:
+        calls.append(keys)
+        await asyncio.sleep(0)
+        return {k: f"v-{k}" for k in keys if k != "left-out"}
+
+    got = cache.sync.get_or_set_many(["k", "j", "left-out"], many)
+    assert got == {"k": "v-k", "j": "v-j"}
+    assert cache.sync.get_or_set_many(["k", "j"], many) == got
+    assert calls == [["k", "j", "left-out"]]
+    assert asyncio.run(_held(cache, "j")) == ["v-j", "v-j"]
+
+
+def test_sync_a_batch_async_loader_error_reaches_the_caller(make: Callable[[], sc.Cache]) -> None:
+    """An async loader's exception reaches the sync caller, and a later load of its keys runs."""
+    cache = make()
+
+    async def failing(keys: list[str]) -> dict[str, str]:
+        raise LookupError("source down")
+
+    with pytest.raises(LookupError, match="source down"):
+        cache.sync.get_or_set_many(["k"], failing)
+    assert cache.sync.get_or_set("k", lambda: "loaded") == "loaded"

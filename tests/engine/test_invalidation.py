@@ -85,3 +85,45 @@ async def test_tag_rules_given_to_the_constructor_cascade() -> None:
         await cache.invalidate(tags=["org:7"])
         assert await cache.get("u1") is None
         assert tag_rules(cache) is rules
+
+
+#: (invalidate's arguments, the keys it must drop of "k" (tag "t"), "j" and "p:1")
+_NONE_GIVEN: list[tuple[dict[str, Any], set[str]]] = [
+    ({"keys": None, "tags": ["t"]}, {"k"}),
+    ({"keys": ["j"], "tags": None}, {"j"}),
+    ({"keys": None, "tags": None, "prefix": "p:"}, {"p:1"}),
+    ({"keys": None, "tags": None, "prefix": None}, set()),
+]
+
+
+@pytest.mark.parametrize(("arguments", "dropped"), _NONE_GIVEN)
+async def test_none_is_not_given_for_keys_tags_and_prefix_in_both_clients(
+    arguments: dict[str, Any], dropped: set[str]
+) -> None:
+    """``invalidate(keys=None)`` and ``tags=None`` mean "not given", as ``prefix=None`` does."""
+    remaining: list[set[str]] = []
+    async with _cache() as cache:
+        await cache.set("k", 1, tags=["t"])
+        await cache.set_many({"j": 2, "p:1": 3})
+        await cache.invalidate(**arguments)
+        remaining.append(set(await cache.get_many(["k", "j", "p:1"])))
+    with _cache().sync as facade:
+        facade.set("k", 1, tags=["t"])
+        facade.set_many({"j": 2, "p:1": 3})
+        facade.invalidate(**arguments)
+        remaining.append(set(facade.get_many(["k", "j", "p:1"])))
+    assert remaining == [{"k", "j", "p:1"} - dropped] * 2
+
+
+@pytest.mark.parametrize(
+    "arguments", [{"keys": "k"}, {"tags": "t"}, {"keys": 5}, {"tags": 5}, {"prefix": 5}]
+)
+async def test_a_bare_string_or_a_non_iterable_is_a_config_error_in_both_clients(
+    arguments: dict[str, Any],
+) -> None:
+    """A string where a list belongs, or something not iterable, is a ``ConfigError`` in both."""
+    async with _cache() as cache:
+        with pytest.raises(ConfigError, match="must be"):
+            await cache.invalidate(**arguments)
+    with _cache().sync as facade, pytest.raises(ConfigError, match="must be"):
+        facade.invalidate(**arguments)

@@ -22,6 +22,14 @@ def _loader_many(keys: list[str]) -> dict[str, Any]:
     return {k: f"many-{k}" for k in keys}
 
 
+async def _async_loader_many(keys: list[str]) -> dict[str, Any]:
+    return {k: f"amany-{k}" for k in keys}
+
+
+async def _async_loader() -> str:
+    return "async-one"
+
+
 #: (operation, args, kwargs): every public data operation of both clients, in one story
 SCRIPT: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("get", ("a",), {}),
@@ -46,6 +54,9 @@ SCRIPT: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("exists", ("a",), {}),
     ("exists", ("zz",), {}),
     ("get_or_set_many", (["g", "h", "a"], _loader_many), {"ttl": 50}),
+    ("get_or_set_many", (["i", "j", "g"], _async_loader_many), {"tags": ["t2"]}),
+    ("get_or_set", ("l", _async_loader), {"tags": ["t2"]}),
+    ("get_many", (["i", "j", "l"],), {}),
     ("invalidate", (), {"tags": ["t1"], "reason": "tagged", "actor": "me"}),
     ("get", ("a",), {}),
     ("get", ("d",), {}),

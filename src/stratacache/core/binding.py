@@ -8,6 +8,12 @@ descriptor: through an instance (or, for a classmethod, through the class) it
 gives a ``BoundCall``, which passes the instance first to the call and to every
 per-call helper (``invalidate``, ``refresh``, ``key``); through the class it
 gives the function itself, whose helpers take the instance first as its calls do.
+
+A model class that inspects its body (pydantic v2 takes every attribute without
+an annotation for a field and refuses it) leaves method wrappers from
+``functools`` alone (``lru_cache``, ``cached_property``, ``partialmethod``): a
+``CachedMember`` is one of those, a method wrapper, so its class says it comes
+from there too, and a cached method needs no ``ignored_types`` in the model.
 """
 
 from __future__ import annotations
@@ -61,6 +67,12 @@ class CachedMember:
 
     def __repr__(self) -> str:
         return f"<cached member {getattr(self.fn, '__qualname__', self.fn)!r}>"
+
+
+# pydantic's model namespace check (``inspect_namespace``) skips any value whose class
+# module is "functools": the one rule that lets method wrappers through without user
+# config. Only this descriptor says so; its instances are never pickled or keyed.
+CachedMember.__module__ = "functools"
 
 
 def defined_in_class(fn: Callable[..., Any]) -> bool:

@@ -249,7 +249,11 @@ def _object(value: object, out: list[bytes], path: str, depth: int) -> None:
             _encode(getattr(value, f.name), out, f"{path}.{f.name}", depth + 1)
         return
     if hasattr(kind, "model_fields") and hasattr(kind, "model_dump"):  # pydantic v2
-        fields_dict = dict(getattr(value, "__dict__", {}))
+        state = getattr(value, "__dict__", {})
+        names = getattr(kind, "__pydantic_fields__", None)
+        # the fields, as pydantic's == compares them: a cached_property's value, also kept
+        # in __dict__, is neither a field nor compared
+        fields_dict = dict(state) if names is None else {n: state[n] for n in names if n in state}
         fields_dict.update(getattr(value, "__pydantic_extra__", None) or {})
         private = getattr(value, "__pydantic_private__", None)  # pydantic's == compares it too
         if private:

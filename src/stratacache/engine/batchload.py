@@ -14,7 +14,6 @@ import inspect
 from typing import Any
 
 from ..core.entry import Entry
-from ..core.errors import WrongTypeError
 from .atomic import Host, ManyLoader, SyncHost, loaded_subset
 from .flight import UNLOADED
 from .policy import EntryPolicy
@@ -78,7 +77,7 @@ def load_many_sync(
     policy: EntryPolicy,
     tags: tuple[str, ...],
 ) -> dict[str, Any]:
-    """``load_many``, blocking (``loader`` is a sync callable)."""
+    """``load_many``, blocking (``loader`` sync or async, as there)."""
     cache, rt = sync.cache, sync.loading
     fkeys = {k: cache.full_key(k) for k in missing}
     own, joined = rt.claim(list(fkeys.values()), tags)
@@ -88,11 +87,7 @@ def load_many_sync(
     try:
         if mine:
             leases = [sync.io.leases(fkeys[k], tags) for k in mine]  # as ``load_many``
-            loaded = loader(mine)
-            if inspect.isawaitable(loaded):
-                if inspect.iscoroutine(loaded):
-                    loaded.close()
-                raise WrongTypeError("cache.sync.get_or_set_many needs a sync loader")
+            loaded = rt.call(loader, mine)  # an async loader too, as ``get_or_set`` takes
             fresh = loaded_subset(loaded, mine)
             entries = _entries(cache, fresh, mine, policy, tags)
             for key, held in zip(mine, leases, strict=True):

@@ -286,8 +286,8 @@ class Cache(CacheRuntime, AsyncPrimitives):
 
     async def invalidate(
         self,
-        keys: Iterable[str] = (),
-        tags: Iterable[str] = (),
+        keys: Iterable[str] | None = (),
+        tags: Iterable[str] | None = (),
         prefix: str | Iterable[str] | None = None,
         *,
         reason: str | None = None,
@@ -297,7 +297,9 @@ class Cache(CacheRuntime, AsyncPrimitives):
 
         When this returns, no tier of this process serves the old values and the bus
         message telling other processes to drop their local copies has been sent.
-        ``reason`` and ``actor`` go to the ``invalidated`` signal and the audit hooks.
+        ``keys``, ``tags`` and ``prefix`` may each be None (not given); a single string
+        where a list belongs is a ``ConfigError``. ``reason`` and ``actor`` go to the
+        ``invalidated`` signal and the audit hooks.
         """
         await self.start()
         message = self.invalidator.message(keys, tags, prefix, reason, actor)

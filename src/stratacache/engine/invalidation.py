@@ -80,22 +80,24 @@ class Invalidator:
     # -- building --------------------------------------------------------------------------
     def message(
         self,
-        keys: Iterable[str],
-        tags: Iterable[str],
+        keys: Iterable[str] | None,
+        tags: Iterable[str] | None,
         prefix: str | Iterable[str] | None,
         reason: str | None,
         actor: str | None = None,
     ) -> Invalidation:
-        """Check ``invalidate``'s arguments and build the message (full keys, expanded tags)."""
-        if isinstance(keys, str) or isinstance(tags, str):
-            raise ConfigError("keys and tags take lists of strings, not a single string")
+        """Check ``invalidate``'s arguments and build the message (full keys, expanded tags);
+        ``None`` is "not given" for ``keys``, ``tags`` and ``prefix`` alike."""
         space = self.keys
-        prefixes = [prefix] if isinstance(prefix, str) else list(prefix or ())
-        tag_tuple = tuple(validate_key(t, space.max_key_length) for t in tags)
+        key_tuple = _strings("keys", keys)
+        tag_tuple = tuple(validate_key(t, space.max_key_length) for t in _strings("tags", tags))
+        prefixes = (
+            (prefix,) if isinstance(prefix, str) else _strings("prefix", prefix, "a string, ")
+        )
         if tag_tuple and self.tag_expander is not None:
             tag_tuple = self.tag_expander(tag_tuple)
         message = Invalidation(
-            keys=tuple(space.invalidation_key(k) for k in keys),
+            keys=tuple(space.invalidation_key(k) for k in key_tuple),
             tags=tag_tuple,
             prefixes=tuple(space.full_prefix(p) for p in prefixes),
             reason=reason,
@@ -248,6 +250,19 @@ class Invalidator:
                 hook(message)
             except Exception as exc:
                 log.warning("stratacache: audit hook failed: %r", exc)
+
+
+def _strings(name: str, given: Iterable[str] | None, also: str = "") -> tuple[str, ...]:
+    """``keys=``, ``tags=`` or ``prefix=`` of ``invalidate`` as a tuple (None: not given);
+    a bare string where a list belongs (its letters) or a non-iterable is a ``ConfigError``."""
+    if given is None:
+        return ()
+    if not isinstance(given, (str, bytes)):
+        try:
+            return tuple(given)
+        except TypeError:
+            pass
+    raise ConfigError(f"{name} must be {also}a list of strings or None, not {given!r}")
 
 
 __all__ = ["APPLY", "PUBLISH", "Flow", "Invalidator"]

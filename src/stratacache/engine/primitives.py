@@ -302,7 +302,8 @@ class SyncPrimitives:
         ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """See ``Cache.get_or_set_many`` (``loader`` is a sync callable)."""
+        """See ``Cache.get_or_set_many`` (``loader`` sync or async: an async one runs on the
+        cache's portal loop while this thread waits, as with ``get_or_set``)."""
         sync = cast(SyncHost, self)
         cache = sync.cache
         check_loader(loader)

@@ -140,7 +140,7 @@ class SyncCache(SyncPrimitives):
         condition: Callable[[Any], bool] | None = None,
         unless: Callable[[Any], bool] | None = None,
     ) -> Any:
-        """The cached value of ``key``, else ``loader()``'s (a sync callable), stored.
+        """The cached value of ``key``, else ``loader()``'s (sync or async), stored.
 
         ``lock=True`` (or a ``SyncFleetLock``) runs the loader once across the fleet on a miss;
         ``condition``/``unless``: see ``Cache.get_or_set``.
@@ -237,8 +237,8 @@ class SyncCache(SyncPrimitives):
 
     def invalidate(
         self,
-        keys: Iterable[str] = (),
-        tags: Iterable[str] = (),
+        keys: Iterable[str] | None = (),
+        tags: Iterable[str] | None = (),
         prefix: str | Iterable[str] | None = None,
         *,
         reason: str | None = None,

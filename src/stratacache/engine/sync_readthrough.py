@@ -251,9 +251,7 @@ class SyncReadThrough:
         leases = io.leases(fkey, tags, held)
         started = time.perf_counter()
         try:
-            value = loader()
-            if inspect.isawaitable(value):
-                value = self.portal.run(await_any(value))
+            value = self.call(loader)
         except Exception as exc:
             accounting.load_failed(self.rec, fkey, fstats, exc)
             raise
@@ -261,6 +259,15 @@ class SyncReadThrough:
         if policy.stores(value) and not io.write(fkey, entry, leases, self.clock.time()):
             accounting.refused_set(self.rec, fkey)
         return entry
+
+    def call(self, loader: Callable[..., Any], *args: Any) -> Any:
+        """``loader(*args)``'s value. An awaitable result (an async loader's) is run to its end
+        on the portal loop, as the async engine awaits it: every loader either client takes
+        (``get_or_set``, ``get_or_set_many``) may be sync or async, in both."""
+        value = loader(*args)
+        if inspect.isawaitable(value):
+            value = self.portal.run(await_any(value))
+        return value
 
     def refresh_in_background(
         self,
