@@ -333,7 +333,7 @@ class FastPath:
         """
         metadata = shortcut.metadata
         if shortcut.source is None or shortcut.source() is not elem:
-            metadata = sa_private.adapt_metadata(metadata, elem)
+            metadata = sa_private.adapt_metadata(metadata, elem)  # a no-op for table columns
         rows = [tuple(row) for row in stored[1]]
         self.owner.counters.served(shortcut.tables, len(rows), True)
         result = CachedResult(metadata, iter(rows))

@@ -278,6 +278,9 @@ def adapt_metadata(metadata: Any, statement: Any) -> Any:
     SQLAlchemy does this when a cached compiled form serves a new statement object, so
     that ``row._mapping[subquery.c.x]`` finds a column of a subquery built anew per call.
     """
+    keymap = metadata._keymap
+    if all(column in keymap for column in statement._all_selected_columns):
+        return metadata  # the same column objects (a table's): nothing to add
     return metadata._adapt_to_context(_Invoked(statement))
 
 
