@@ -26,10 +26,12 @@ from contextlib import suppress
 from typing import Any
 
 from ._filewatch import FileWatch
+from ._lockwait import LockWait, WaitingConnection
 
 #: rows read per poll (a longer backlog is read in several polls, without waiting)
 BATCH = 512
-#: seconds a SQLite append or prune waits for another process's write lock
+#: seconds the poller's prune waits for another process's write lock (off any caller's path;
+#: an append waits as the ``LockWait`` it shares with the SQL tier says)
 SQLITE_BUSY_TIMEOUT = 2.0
 #: seconds a PostgreSQL connect may take (libpq counts whole seconds, at least 2)
 PG_CONNECT_TIMEOUT = 2
@@ -47,10 +49,20 @@ class BusLog:
         where: the SQLite path (or shared-memory URI) or the libpq URI.
         table: the log table's name (``<table>_meta`` beside it).
         uri: ``where`` is a SQLite URI.
+        lock: how long a SQLite append waits for the write lock (shared with the SQL tier
+            on the same file, so that a lock one of them found held costs the other no wait).
     """
 
-    def __init__(self, dialect: str, where: str, table: str, uri: bool = False) -> None:
+    def __init__(
+        self,
+        dialect: str,
+        where: str,
+        table: str,
+        uri: bool = False,
+        lock: LockWait | None = None,
+    ) -> None:
         self.dialect = dialect
+        self.lock = lock if lock is not None else LockWait()
         self.where = where
         self.table = table
         self.channel = table  # the NOTIFY channel (PostgreSQL)
@@ -102,13 +114,16 @@ class BusLog:
         """A new connection (autocommit); closed by ``close``."""
         conn: Any
         if self.dialect == "sqlite":
+            wait = 0.0 if inline else SQLITE_BUSY_TIMEOUT
             conn = sqlite3.connect(
                 self.where,
-                timeout=0.0 if inline else SQLITE_BUSY_TIMEOUT,
+                timeout=wait,
                 isolation_level=None,
                 check_same_thread=False,
                 uri=self._uri,
+                factory=WaitingConnection,
             )
+            conn.busy_ms = int(wait * 1000)
             conn.execute("PRAGMA synchronous=NORMAL")
             if inline:  # a commit on an event loop never runs a checkpoint (an fsync)
                 conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -203,7 +218,9 @@ class BusLog:
         """Append one message (committed when this returns); ``inline`` (SQLite): raise
         ``sqlite3.OperationalError`` at once rather than wait for another writer."""
         if self.dialect == "sqlite":
-            self.conn(inline).execute(self._append, (namespace, origin, at, payload))
+            conn = self.conn(inline)
+            with self.lock.writing(conn, inline):
+                conn.execute(self._append, (namespace, origin, at, payload))
             return
         with self._pg_lock:
             try:
