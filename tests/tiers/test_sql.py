@@ -585,10 +585,12 @@ def test_second_event_loop_after_the_first_closed(db_url: str) -> None:
 
 
 async def test_locked_database_read_waits_off_the_event_loop(
-    tier: SQLTier, clock: ManualClock, sqlite_url: str
+    clock: ManualClock, sqlite_url: str
 ) -> None:
     """An async read or write that finds the file locked by another process waits on the
     worker thread (the event loop keeps running) and completes once the lock is gone."""
+    tier = SQLTier(sqlite_url, sweep_interval=0, lock_timeout=60)  # longer than the lock
+    await tier.start(TierContext("shop", clock=clock))
     await tier.set("shop:k", _entry(clock, 7))
     await asyncio.to_thread(tier.store.close)  # an exclusive WAL lock needs no other connection
     holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
@@ -609,6 +611,7 @@ async def test_locked_database_read_waits_off_the_event_loop(
     assert await asyncio.wait_for(write, 30)
     got = await tier.get("shop:w")
     assert got is not None and got.value == 8
+    await tier.close()
 
 
 def test_two_event_loops_at_once_in_two_threads(db_url: str) -> None:

@@ -50,6 +50,11 @@ class WaitingConnection(sqlite3.Connection):
             self.busy_ms = ms
 
 
+class StillLocked(sqlite3.OperationalError):
+    """A write tried without waiting found the lock still held (``FileLockedError`` to the
+    engine: counted, but not a failure of the tier)."""
+
+
 class LockWait:
     """The wait for a SQLite file's write lock, shortened to none while it is held for long.
 
@@ -96,8 +101,11 @@ class LockWait:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if wait > 0 and busy(exc):
-                self._ran_out()
+            if busy(exc) and not inline:
+                if wait > 0:
+                    self._ran_out()
+                elif self._since is not None:  # known, and logged once: not worth a log per call
+                    raise StillLocked(str(exc)) from exc
             raise
         if self._since is not None:
             self._since = None
@@ -120,4 +128,4 @@ def busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
-__all__ = ["LOCK_TIMEOUT", "LockWait", "WaitingConnection", "busy"]
+__all__ = ["LOCK_TIMEOUT", "LockWait", "StillLocked", "WaitingConnection", "busy"]
