@@ -213,6 +213,27 @@ def test_writes_refused_without_waiting_never_trip_the_breaker(
     assert a.sync.get("warm") == 1  # reads of the locked file still answer
 
 
+async def test_a_prune_that_finds_the_file_locked_is_no_lost_bus(
+    sqlite_url: str, holder: sqlite3.Connection
+) -> None:
+    """The poller's pruning of old log rows is housekeeping: when the lock's wait runs out
+    there, the bus stays connected (no emptying of memory tiers) and polls go on."""
+    bus = sc.SQLBus(sqlite_url, poll_interval=0.01, retention=0.1, lock_timeout=WAIT)
+    states: list[bool] = []
+    await bus.start("ns", "me", lambda _m: None, states.append)
+    try:
+        await bus.publish(sc.Invalidation(keys=("k",), origin="me"))
+        _hold(holder)
+        await poll(lambda: bus.log.lock.timeouts >= 1, what="a prune that found the lock")
+        polled = bus.echoes
+        _release(holder)
+        await bus.publish(sc.Invalidation(keys=("j",), origin="me"))
+        await poll(lambda: bus.echoes > polled, what="the poller reading on")
+        assert states == [] and bus.connected
+    finally:
+        await bus.close()
+
+
 @pytest.mark.slow
 def test_another_process_sees_a_write_made_while_a_third_held_the_lock(
     sqlite_url: str, wait_until: Any

@@ -318,7 +318,13 @@ class SQLBus:
         while marks and now - marks[0][0] >= self.retention:
             upto = marks.popleft()[1]
         if upto:
-            self.log.prune(conn, upto)
+            try:
+                self.log.prune(conn, upto)
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    raise
+                # housekeeping, not a lost bus (the reads answer): the next mark prunes these
+                log.debug("stratacache: invalidation log not pruned, the file is locked: %r", exc)
 
 
 def tier_bus(

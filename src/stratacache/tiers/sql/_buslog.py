@@ -30,8 +30,8 @@ from ._lockwait import LockWait, WaitingConnection
 
 #: rows read per poll (a longer backlog is read in several polls, without waiting)
 BATCH = 512
-#: seconds the poller's prune waits for another process's write lock (off any caller's path;
-#: an append waits as the ``LockWait`` it shares with the SQL tier says)
+#: seconds a SQLite poll connection waits for a lock (a read in WAL mode rarely does; an
+#: append or prune waits as the ``LockWait`` shared with the SQL tier says)
 SQLITE_BUSY_TIMEOUT = 2.0
 #: seconds a PostgreSQL connect may take (libpq counts whole seconds, at least 2)
 PG_CONNECT_TIMEOUT = 2
@@ -253,19 +253,11 @@ class BusLog:
         """Delete rows with ids up to ``upto``; record each namespace's highest deleted id."""
         t = self.table
         if self.dialect == "sqlite":
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    f"INSERT INTO {t}_meta (namespace, pruned) SELECT namespace, MAX(id) FROM {t}"
-                    " WHERE id <= ? GROUP BY namespace ON CONFLICT (namespace)"
-                    " DO UPDATE SET pruned = MAX(pruned, excluded.pruned)",
-                    (upto,),
-                )
-                conn.execute(f"DELETE FROM {t} WHERE id <= ?", (upto,))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                with self.lock.writing(conn):
+                    self._prune_sqlite(conn, upto)
+            finally:  # the poll connection's reads wait as before
+                conn.wait_for_lock(SQLITE_BUSY_TIMEOUT)
             return
         with conn.transaction():
             conn.execute(
@@ -275,6 +267,23 @@ class BusLog:
                 (upto,),
             )
             conn.execute(f"DELETE FROM {t} WHERE id <= %s", (upto,))
+
+    def _prune_sqlite(self, conn: Any, upto: int) -> None:
+        t = self.table
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                f"INSERT INTO {t}_meta (namespace, pruned) SELECT namespace, MAX(id) FROM {t}"
+                " WHERE id <= ? GROUP BY namespace ON CONFLICT (namespace)"
+                " DO UPDATE SET pruned = MAX(pruned, excluded.pruned)",
+                (upto,),
+            )
+            conn.execute(f"DELETE FROM {t} WHERE id <= ?", (upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):  # nothing to roll back if the failure ended it
+                conn.execute("ROLLBACK")
+            raise
 
     def listen(self, conn: Any) -> None:
         """Have ``conn`` receive this log's notifications (PostgreSQL; nothing on SQLite)."""
