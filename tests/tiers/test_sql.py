@@ -369,6 +369,32 @@ async def test_expired_entries_are_evicted_first(db_url: str, clock: ManualClock
         await t.close()
 
 
+async def test_sqlite_sweep_and_eviction_hold_the_lock_one_batch_at_a_time(
+    sqlite_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep of many expired rows and an eviction of many live ones delete ``BATCH_ROWS``
+    rows per transaction, so other writers never wait for one long transaction."""
+    from stratacache.tiers.sql import _sqlite
+
+    monkeypatch.setattr(_sqlite, "BATCH_ROWS", 10)
+    t = SQLTier(sqlite_url, max_entries=None, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        t.set_many_sync({f"shop:old{i}": _entry(clock, i, ttl=10) for i in range(25)})
+        t.set_many_sync({f"shop:new{i}": _entry(clock, i) for i in range(30)})
+        clock.advance(20)
+        statements: list[str] = []
+        t.store.conn().set_trace_callback(statements.append)
+        assert t.store.sweep(clock.time()) == 25
+        assert statements.count("BEGIN IMMEDIATE") == 3
+        statements.clear()
+        assert t.store.evict(5, None, clock.time()) == 25
+        assert statements.count("BEGIN IMMEDIATE") == 1 + 3  # the sweep (none left), 10+10+5
+        assert t.usage()[0] == 5
+    finally:
+        await t.close()
+
+
 async def test_max_bytes_bounds_stored_bytes(db_url: str, clock: ManualClock) -> None:
     """Stored value bytes stay within max_bytes once the bound is enforced."""
     t = SQLTier(db_url, max_bytes=20_000, max_entries=None, sweep_interval=0)

@@ -30,7 +30,7 @@ from ...core.durations import check_duration
 log = logging.getLogger("stratacache.tiers.sql")
 
 #: default seconds a cache operation waits for another connection's write lock: many times
-#: the tier's own longest routine write (an eviction batch, a checkpoint: milliseconds),
+#: the tier's own longest routine write (a sweep or eviction batch, ``BATCH_ROWS`` rows: ~10 ms),
 #: and the order of a Redis command's timeout, so a locked file costs a caller no more
 #: than a hung Redis does
 LOCK_TIMEOUT = 0.25

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from itertools import islice
 from typing import Any
 
 from ...core.errors import ConfigError
@@ -36,6 +37,8 @@ log = logging.getLogger("stratacache.tiers.sql")
 #: how long creating the tables (at start, or on a replaced file) waits for another
 #: process's write lock: not a cache call, and the tier is unusable without them
 SETUP_TIMEOUT = 10.0
+#: rows a sweep or an eviction deletes per transaction (about 10 ms of holding the lock)
+BATCH_ROWS = 1000
 #: WAL pages past which a checkpoint that could not copy everything blocks writers to finish
 WAL_RESTART_FRAMES = 2048
 #: a lease carries the number of the file it was taken on above these bits (see ``follow_file``)
@@ -392,12 +395,28 @@ class SQLiteStore:
             )
 
     def sweep(self, now: float) -> int:
-        """Delete rows past their end and prefix rows past the lease horizon; returns live rows."""
-        expired, marks = sweep_statements(self.table, "?")
-        with self._write() as conn:
-            gone = conn.execute(expired, (now,)).fetchall()
-            conn.execute(marks, (now - LEASE_HORIZON,))
-        return sum(1 for (live,) in gone if live)
+        """Delete rows past their end and prefix rows past the lease horizon; returns live rows.
+
+        ``BATCH_ROWS`` rows per transaction: however many rows expired, the sweep never
+        holds the write lock for longer than a few milliseconds at a time, well within what
+        the cache's own writes wait for it (``lock_timeout``).
+        """
+        _, marks = sweep_statements(self.table, "?")
+        t = self.table
+        expired = (
+            f"DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE expires_at <= ?"
+            " LIMIT ?) RETURNING value IS NOT NULL"
+        )
+        live, first = 0, True
+        while True:
+            with self._write() as conn:
+                if first:
+                    conn.execute(marks, (now - LEASE_HORIZON,))
+                    first = False
+                gone = conn.execute(expired, (now, BATCH_ROWS)).fetchall()
+            live += sum(1 for (alive,) in gone if alive)
+            if len(gone) < BATCH_ROWS:
+                return live
 
     def evict(self, max_entries: int | None, max_bytes: int | None, now: float) -> int:
         """Bring live entries within the bounds: expired rows first, then least recently used."""
@@ -405,20 +424,22 @@ class SQLiteStore:
         if not over(count, size, max_entries, max_bytes):
             return 0
         self.sweep(now)
-        with self._write() as conn:
-            count, size = (int(x) for x in conn.execute(self._usage).fetchone())
-            cur = conn.execute(
-                f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
-            )
-            doomed = victims(cur, count, size, max_entries, max_bytes)
-            cur.close()
-            deleted = 0
-            if doomed:
-                deleted = conn.execute(
-                    f"DELETE FROM {self.table} WHERE key IN (SELECT value FROM json_each(?))",
-                    (json.dumps(doomed),),
-                ).rowcount
-        return int(deleted)  # rows this call removed (another process may have raced it)
+        deleted = 0
+        while True:  # ``BATCH_ROWS`` rows per transaction, as ``sweep``
+            with self._write() as conn:
+                count, size = (int(x) for x in conn.execute(self._usage).fetchone())
+                cur = conn.execute(
+                    f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
+                )
+                doomed = victims(islice(cur, BATCH_ROWS), count, size, max_entries, max_bytes)
+                cur.close()
+                if doomed:
+                    deleted += conn.execute(
+                        f"DELETE FROM {self.table} WHERE key IN (SELECT value FROM json_each(?))",
+                        (json.dumps(doomed),),
+                    ).rowcount
+            if len(doomed) < BATCH_ROWS:
+                return deleted  # rows this call removed (another process may have raced it)
 
 
 @contextmanager
