@@ -154,6 +154,7 @@ def test_sync_calls_return_while_the_file_is_locked(
     stats = a.sync.stats()
     assert stats["tiers"]["sql"]["errors"] >= 4
     assert stats["tiers"]["sql"]["circuit_opened"] == 0
+    assert stats["tiers"]["sql"]["lock_timeouts"] == 1
     assert stats["engine"]["invalidations_pending"] > 0
     assert (a.sync.get("k"), a.sync.get("j"), a.sync.get("m")) == (2, None, 3)
     _release(holder)

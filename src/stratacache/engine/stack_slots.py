@@ -278,7 +278,13 @@ class SlotView:
         for index, slot in enumerate(self.slots):
             data = slot.stats.as_dict(fast_hits if index == 0 else 0)
             data.update(slot.breaker.as_dict())
-            for extra in ("evictions", "decode_errors", "dropped_writes", "node_errors"):
+            for extra in (
+                "evictions",
+                "decode_errors",
+                "dropped_writes",
+                "node_errors",
+                "lock_timeouts",
+            ):
                 if hasattr(slot.tier, extra):
                     data[extra] = getattr(slot.tier, extra)
             if hasattr(slot.tier, "__len__"):

@@ -153,6 +153,11 @@ class SQLTier:
         """Entries evicted so far to stay within the bounds."""
         return self.bounds.evictions
 
+    @property
+    def lock_timeouts(self) -> int:
+        """Waits for another connection's write lock on the SQLite file that ran out."""
+        return self.lock.timeouts
+
     # -- fleet services (``core.fleet.FleetSource``) ----------------------------------------
     def fleet_bus(self) -> SQLBus | None:
         """A new invalidation bus on this tier's database (``<table>_bus``; ``_bus.tier_bus``)."""
