@@ -240,5 +240,7 @@ def test_sql_bounds_are_url_options(tmp_path: Any) -> None:
     cache = sc.Cache.from_url(f"sqlite:///{tmp_path / 'b.db'}?max_entries=5&max_bytes=4096")
     tier: Any = cache.tiers.slots[0].tier
     assert (tier.max_entries, tier.max_bytes) == (5, 4096)
+    timed: Any = sc.Cache.from_url(f"sqlite:///{tmp_path / 'd.db'}?lock_timeout=100ms")
+    assert timed.tiers.slots[0].tier.lock.timeout == 0.1
     with pytest.raises(sc.ConfigError, match="workers"):
         sc.Cache.from_url(f"sqlite:///{tmp_path / 'c.db'}?workers=2")

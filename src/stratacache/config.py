@@ -134,6 +134,7 @@ _SQL_OPTIONS: dict[str, Parser] = {
     "max_entries": parse_int,
     "max_bytes": parse_int,
     "pool_size": parse_int,
+    "lock_timeout": parse_duration,
 }
 #: Cache options as text (URL query, environment), with their parsers
 CACHE_OPTIONS: dict[str, Parser] = {

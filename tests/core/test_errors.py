@@ -18,6 +18,7 @@ INTERNAL = {
     "stratacache.core.canonical.UnkeyableError": "becomes CacheKeyError in core.keys",
     "stratacache.sql.keys.Unkeyable": "the query cache then runs the statement uncached",
     "stratacache.sql.reads._NoRows": "private control flow: caught where it is raised",
+    "stratacache.tiers.sql._lockwait.StillLocked": "a sqlite3 error; becomes FileLockedError",
 }
 
 

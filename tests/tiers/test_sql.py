@@ -369,6 +369,32 @@ async def test_expired_entries_are_evicted_first(db_url: str, clock: ManualClock
         await t.close()
 
 
+async def test_sqlite_sweep_and_eviction_hold_the_lock_one_batch_at_a_time(
+    sqlite_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep of many expired rows and an eviction of many live ones delete ``BATCH_ROWS``
+    rows per transaction, so other writers never wait for one long transaction."""
+    from stratacache.tiers.sql import _sqlite
+
+    monkeypatch.setattr(_sqlite, "BATCH_ROWS", 10)
+    t = SQLTier(sqlite_url, max_entries=None, sweep_interval=0)
+    await t.start(TierContext("shop", clock=clock))
+    try:
+        t.set_many_sync({f"shop:old{i}": _entry(clock, i, ttl=10) for i in range(25)})
+        t.set_many_sync({f"shop:new{i}": _entry(clock, i) for i in range(30)})
+        clock.advance(20)
+        statements: list[str] = []
+        t.store.conn().set_trace_callback(statements.append)
+        assert t.store.sweep(clock.time()) == 25
+        assert statements.count("BEGIN IMMEDIATE") == 3
+        statements.clear()
+        assert t.store.evict(5, None, clock.time()) == 25
+        assert statements.count("BEGIN IMMEDIATE") == 1 + 3  # the sweep (none left), 10+10+5
+        assert t.usage()[0] == 5
+    finally:
+        await t.close()
+
+
 async def test_max_bytes_bounds_stored_bytes(db_url: str, clock: ManualClock) -> None:
     """Stored value bytes stay within max_bytes once the bound is enforced."""
     t = SQLTier(db_url, max_bytes=20_000, max_entries=None, sweep_interval=0)
@@ -585,10 +611,12 @@ def test_second_event_loop_after_the_first_closed(db_url: str) -> None:
 
 
 async def test_locked_database_read_waits_off_the_event_loop(
-    tier: SQLTier, clock: ManualClock, sqlite_url: str
+    clock: ManualClock, sqlite_url: str
 ) -> None:
     """An async read or write that finds the file locked by another process waits on the
     worker thread (the event loop keeps running) and completes once the lock is gone."""
+    tier = SQLTier(sqlite_url, sweep_interval=0, lock_timeout=60)  # longer than the lock
+    await tier.start(TierContext("shop", clock=clock))
     await tier.set("shop:k", _entry(clock, 7))
     await asyncio.to_thread(tier.store.close)  # an exclusive WAL lock needs no other connection
     holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
@@ -609,6 +637,7 @@ async def test_locked_database_read_waits_off_the_event_loop(
     assert await asyncio.wait_for(write, 30)
     got = await tier.get("shop:w")
     assert got is not None and got.value == 8
+    await tier.close()
 
 
 def test_two_event_loops_at_once_in_two_threads(db_url: str) -> None:

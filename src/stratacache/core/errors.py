@@ -11,8 +11,12 @@
     │       └── MovedValueError    a valid entry stored under another key than its own (a miss)
     ├── TierError              a tier failed; wraps the driver's error (never raised
     │   │                      into a caller of the cache's read/write API)
-    │   └── NodeDownError      the cluster node of these keys is down: a miss for them,
-    │                          not a failure of the tier (its breaker stays closed)
+    │   └── KnownOutageError   a part the tier knows to be unavailable refused the call
+    │       │                  at once: counted, but not a failure of the whole tier (its
+    │       │                  breaker stays closed; the tier logs the state change once)
+    │       ├── NodeDownError      the cluster node of these keys is down: a miss for them
+    │       └── FileLockedError    a SQLite file's write lock has been held by another
+    │                              connection for long: the write was tried without waiting
     ├── MissingKeyError        (also a KeyError) ``incr``/``decr`` with ``initial=None``
     │                          on a key that holds nothing
     ├── WrongTypeError         (also a TypeError) a stored value or a loader's result of
@@ -77,9 +81,20 @@ class NotStartedError(StratacacheError, RuntimeError):
     """A component (a bus, a lock) was used before its ``start()``."""
 
 
-class NodeDownError(TierError):
+class KnownOutageError(TierError):
+    """A part of the tier it already knows to be unavailable refused the call at once: the
+    engine counts it, but neither feeds the tier's breaker nor logs it per call."""
+
+
+class NodeDownError(KnownOutageError):
     """The cluster node serving the keys of a call is known to be down; the tier is fine."""
 
     def __init__(self, tier: str, operation: str, node: str) -> None:
         super().__init__(tier, operation, ConnectionError(f"cluster node {node} is down"))
         self.node = node
+
+
+class FileLockedError(KnownOutageError):
+    """Another connection has held a SQLite file's write lock for longer than the tier's
+    ``lock_timeout``: this write was tried without waiting and found it still held. Reads
+    of the file keep answering, so the tier is fine (its breaker stays closed)."""

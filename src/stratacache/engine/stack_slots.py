@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..core.entry import Entry
-from ..core.errors import ConfigError, NodeDownError
+from ..core.errors import ConfigError, KnownOutageError
 from ..core.tier import ClaimingTier, Tier
 from . import degradation, signals
 from .policy import cap
@@ -206,8 +206,8 @@ class SlotView:
     def failed(self, slot: TierSlot, operation: str, exc: BaseException) -> None:
         """Count a tier's failure, feed its breaker and report it (never raised to callers)."""
         slot.stats.errors += 1
-        if isinstance(exc, NodeDownError):  # one cluster node down: a miss, not a tier failure;
-            return  # the tier logs the node's state changes, not every refused call
+        if isinstance(exc, KnownOutageError):  # a cluster node down, a file locked for long: not
+            return  # a failure of the tier, which logs the state changes, not every refused call
         slot.breaker.failure()
         self._on_error(slot.name, operation, exc)
 
@@ -278,7 +278,13 @@ class SlotView:
         for index, slot in enumerate(self.slots):
             data = slot.stats.as_dict(fast_hits if index == 0 else 0)
             data.update(slot.breaker.as_dict())
-            for extra in ("evictions", "decode_errors", "dropped_writes", "node_errors"):
+            for extra in (
+                "evictions",
+                "decode_errors",
+                "dropped_writes",
+                "node_errors",
+                "lock_timeouts",
+            ):
                 if hasattr(slot.tier, extra):
                     data[extra] = getattr(slot.tier, extra)
             if hasattr(slot.tier, "__len__"):

@@ -135,6 +135,8 @@ class TierStatsReport(TypedDict):
     dropped_writes: NotRequired[int]
     #: Redis Cluster: calls refused fast because their node was down (the tier stays usable)
     node_errors: NotRequired[int]
+    #: SQLite: waits for another connection's write lock that ran out (``lock_timeout``)
+    lock_timeouts: NotRequired[int]
     entries: NotRequired[int]
 
 

@@ -52,6 +52,7 @@ from ._common import (
     parse_url,
     tag_tokens,
 )
+from ._lockwait import LOCK_TIMEOUT, LockWait
 from ._runner import Runner
 from ._sqlite import SQLiteStore
 
@@ -81,6 +82,13 @@ class SQLTier:
         max_value_size: bytes one stored entry may take (default: what the database keeps in
             one value, 1e9 bytes on SQLite, 1 GiB on PostgreSQL); a larger value is refused
             at ``set`` with ``SerializationError``.
+        lock_timeout: seconds a write (``set``, ``delete``, ``invalidate``, a load's store)
+            waits for another connection's write lock on a SQLite file (default 0.25: many
+            times the tier's own longest routine write, and no more than a Redis command may
+            take). Then the operation fails as a tier failure: the caller still gets its
+            value, and an overwrite or invalidation is kept and replayed. After a wait ran
+            out, writes (and the tier's bus appends) do not wait at all until one gets the
+            lock, except one per second. 0: never wait. Ignored on PostgreSQL.
 
     Raises:
         ConfigError: a bad URL, table name or bound, or psycopg missing for PostgreSQL.
@@ -103,6 +111,7 @@ class SQLTier:
         name: str = "sql",
         pool_size: int = 8,
         max_value_size: int | None = None,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         check_config(ttl, sweep_interval, max_entries, max_bytes, table, pool_size)
         target = parse_url(engine_url(engine) if engine is not None else url)
@@ -119,9 +128,11 @@ class SQLTier:
         self.dialect = target.dialect
         self._target = target
         self._table = table
+        #: the wait for a SQLite file's write lock (``_lockwait``), shared with the tier's bus
+        self.lock = LockWait(lock_timeout)
         self.store: Any
         if target.dialect == "sqlite":
-            self.store = SQLiteStore(target.where, table)
+            self.store = SQLiteStore(target.where, table, self.lock)
         else:
             from ._postgres import PostgresStore
 
@@ -142,11 +153,16 @@ class SQLTier:
         """Entries evicted so far to stay within the bounds."""
         return self.bounds.evictions
 
+    @property
+    def lock_timeouts(self) -> int:
+        """Waits for another connection's write lock on the SQLite file that ran out."""
+        return self.lock.timeouts
+
     # -- fleet services (``core.fleet.FleetSource``) ----------------------------------------
     def fleet_bus(self) -> SQLBus | None:
         """A new invalidation bus on this tier's database (``<table>_bus``; ``_bus.tier_bus``)."""
         follow = getattr(self.store, "follow_file", None)  # SQLite: reopen a replaced file
-        return tier_bus(self._target, self._table, follow)
+        return tier_bus(self._target, self._table, follow, self.lock)
 
     def fleet_lock(self) -> None:
         """No fleet lock over SQL (``lock=True`` needs a Redis tier)."""

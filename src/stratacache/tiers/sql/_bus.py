@@ -38,6 +38,7 @@ from ...core.loops import on_fork
 from ...fleet.wire import decode, encode
 from ._buslog import BATCH, PG_IDLE_READ, BusLog
 from ._common import TABLE_NAME, Target, parse_url
+from ._lockwait import LOCK_TIMEOUT, LockWait
 
 log = logging.getLogger("stratacache")
 
@@ -60,6 +61,10 @@ class SQLBus:
             without one only every ``max(poll_interval, 1)`` seconds.
         retention: seconds a row is kept; a process that could not read for longer drops
             its local tiers instead of replaying.
+        lock_timeout: seconds an append waits for another connection's write lock on a
+            SQLite file (default 0.25); then it fails and the engine keeps the message for
+            replay. A wait that ran out makes the next appends not wait at all for a while
+            (see ``SQLTier``). The bus ``SQLTier`` builds shares the tier's.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class SQLBus:
         table: str = "stratacache_bus",
         poll_interval: float = 0.1,
         retention: float = 60.0,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         self.poll_interval = check_duration("SQLBus poll_interval", poll_interval)
         self.retention = check_duration("SQLBus retention", retention)
@@ -83,7 +89,7 @@ class SQLBus:
         if where.startswith("file:"):
             uri = True
         self.url = url
-        self.log = BusLog(target.dialect, where, table, uri)
+        self.log = BusLog(target.dialect, where, table, uri, LockWait(lock_timeout))
         #: seconds between two reads when nothing wakes the poller (``NOTIFY`` on PostgreSQL)
         self.idle_wait = self.poll_interval
         if target.dialect != "sqlite":
@@ -312,21 +318,33 @@ class SQLBus:
         while marks and now - marks[0][0] >= self.retention:
             upto = marks.popleft()[1]
         if upto:
-            self.log.prune(conn, upto)
+            try:
+                self.log.prune(conn, upto)
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    raise
+                # housekeeping, not a lost bus (the reads answer): the next mark prunes these
+                log.debug("stratacache: invalidation log not pruned, the file is locked: %r", exc)
 
 
 def tier_bus(
-    target: Target, table: str, on_replaced: Callable[[], object] | None = None
+    target: Target,
+    table: str,
+    on_replaced: Callable[[], object] | None = None,
+    lock: LockWait | None = None,
 ) -> SQLBus | None:
     """The bus of a ``SQLTier`` on ``target`` with entries table ``table`` (``<table>_bus``);
     None for a private in-memory SQLite database, which no other process can share.
-    ``on_replaced``: the tier's reopening, called when the file is found replaced."""
+    ``on_replaced``: the tier's reopening, called when the file is found replaced;
+    ``lock``: the tier's wait for the file's write lock, shared by the bus's appends."""
     if target.dialect == "sqlite" and target.where == ":memory:":
         return None
     url = "sqlite:///" + quote(target.where) if target.dialect == "sqlite" else target.where
     bus = SQLBus(url, table=table + "_bus")
     if on_replaced is not None:
         bus.on_replaced = on_replaced
+    if lock is not None:
+        bus.log.lock = lock
     return bus
 
 

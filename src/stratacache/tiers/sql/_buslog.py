@@ -26,10 +26,12 @@ from contextlib import suppress
 from typing import Any
 
 from ._filewatch import FileWatch
+from ._lockwait import LockWait, WaitingConnection
 
 #: rows read per poll (a longer backlog is read in several polls, without waiting)
 BATCH = 512
-#: seconds a SQLite append or prune waits for another process's write lock
+#: seconds a SQLite poll connection waits for a lock (a read in WAL mode rarely does; an
+#: append or prune waits as the ``LockWait`` shared with the SQL tier says)
 SQLITE_BUSY_TIMEOUT = 2.0
 #: seconds a PostgreSQL connect may take (libpq counts whole seconds, at least 2)
 PG_CONNECT_TIMEOUT = 2
@@ -47,10 +49,20 @@ class BusLog:
         where: the SQLite path (or shared-memory URI) or the libpq URI.
         table: the log table's name (``<table>_meta`` beside it).
         uri: ``where`` is a SQLite URI.
+        lock: how long a SQLite append waits for the write lock (shared with the SQL tier
+            on the same file, so that a lock one of them found held costs the other no wait).
     """
 
-    def __init__(self, dialect: str, where: str, table: str, uri: bool = False) -> None:
+    def __init__(
+        self,
+        dialect: str,
+        where: str,
+        table: str,
+        uri: bool = False,
+        lock: LockWait | None = None,
+    ) -> None:
         self.dialect = dialect
+        self.lock = lock if lock is not None else LockWait()
         self.where = where
         self.table = table
         self.channel = table  # the NOTIFY channel (PostgreSQL)
@@ -102,13 +114,16 @@ class BusLog:
         """A new connection (autocommit); closed by ``close``."""
         conn: Any
         if self.dialect == "sqlite":
+            wait = 0.0 if inline else SQLITE_BUSY_TIMEOUT
             conn = sqlite3.connect(
                 self.where,
-                timeout=0.0 if inline else SQLITE_BUSY_TIMEOUT,
+                timeout=wait,
                 isolation_level=None,
                 check_same_thread=False,
                 uri=self._uri,
+                factory=WaitingConnection,
             )
+            conn.busy_ms = int(wait * 1000)
             conn.execute("PRAGMA synchronous=NORMAL")
             if inline:  # a commit on an event loop never runs a checkpoint (an fsync)
                 conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -203,7 +218,9 @@ class BusLog:
         """Append one message (committed when this returns); ``inline`` (SQLite): raise
         ``sqlite3.OperationalError`` at once rather than wait for another writer."""
         if self.dialect == "sqlite":
-            self.conn(inline).execute(self._append, (namespace, origin, at, payload))
+            conn = self.conn(inline)
+            with self.lock.writing(conn, inline):
+                conn.execute(self._append, (namespace, origin, at, payload))
             return
         with self._pg_lock:
             try:
@@ -236,19 +253,11 @@ class BusLog:
         """Delete rows with ids up to ``upto``; record each namespace's highest deleted id."""
         t = self.table
         if self.dialect == "sqlite":
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    f"INSERT INTO {t}_meta (namespace, pruned) SELECT namespace, MAX(id) FROM {t}"
-                    " WHERE id <= ? GROUP BY namespace ON CONFLICT (namespace)"
-                    " DO UPDATE SET pruned = MAX(pruned, excluded.pruned)",
-                    (upto,),
-                )
-                conn.execute(f"DELETE FROM {t} WHERE id <= ?", (upto,))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                with self.lock.writing(conn):
+                    self._prune_sqlite(conn, upto)
+            finally:  # the poll connection's reads wait as before
+                conn.wait_for_lock(SQLITE_BUSY_TIMEOUT)
             return
         with conn.transaction():
             conn.execute(
@@ -258,6 +267,23 @@ class BusLog:
                 (upto,),
             )
             conn.execute(f"DELETE FROM {t} WHERE id <= %s", (upto,))
+
+    def _prune_sqlite(self, conn: Any, upto: int) -> None:
+        t = self.table
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                f"INSERT INTO {t}_meta (namespace, pruned) SELECT namespace, MAX(id) FROM {t}"
+                " WHERE id <= ? GROUP BY namespace ON CONFLICT (namespace)"
+                " DO UPDATE SET pruned = MAX(pruned, excluded.pruned)",
+                (upto,),
+            )
+            conn.execute(f"DELETE FROM {t} WHERE id <= ?", (upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):  # nothing to roll back if the failure ended it
+                conn.execute("ROLLBACK")
+            raise
 
     def listen(self, conn: Any) -> None:
         """Have ``conn`` receive this log's notifications (PostgreSQL; nothing on SQLite)."""

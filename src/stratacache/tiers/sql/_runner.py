@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ...core.errors import TierError
+from ...core.errors import FileLockedError, TierError
+from ._lockwait import StillLocked
 
 T = TypeVar("T")
 log = logging.getLogger("stratacache.tiers.sql")
@@ -55,19 +56,25 @@ class Runner:
         #: the task sweeping expired rows, if started
         self.sweeper: asyncio.Task[None] | None = None
 
+    def error(self, op: str, exc: BaseException) -> TierError:
+        """The engine's error for driver error ``exc`` in operation ``op``."""
+        if isinstance(exc, StillLocked):
+            return FileLockedError(self.name, op, exc)
+        return TierError(self.name, op, exc)
+
     def guard(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the caller's thread, driver errors turned into ``TierError``."""
         try:
             return fn(*args)
         except self.errors as exc:
-            raise TierError(self.name, op, exc) from exc
+            raise self.error(op, exc) from exc
 
     async def aguard(self, op: str, awaitable: Any) -> Any:
         """``await awaitable`` (an async driver call), driver errors as ``TierError``."""
         try:
             return await awaitable
         except self.errors as exc:
-            raise TierError(self.name, op, exc) from exc
+            raise self.error(op, exc) from exc
 
     async def here(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args, inline=True)`` on the event loop; if SQLite is locked by another
@@ -76,7 +83,7 @@ class Runner:
             return fn(*args, True)
         except self.errors as exc:
             if not self._busy(exc):
-                raise TierError(self.name, op, exc) from exc
+                raise self.error(op, exc) from exc
         return await self.offload(op, fn, *args)
 
     async def offload(self, op: str, fn: Callable[..., T], *args: Any) -> T:
@@ -85,7 +92,7 @@ class Runner:
         try:
             return await loop.run_in_executor(self.worker(), fn, *args)
         except self.errors as exc:
-            raise TierError(self.name, op, exc) from exc
+            raise self.error(op, exc) from exc
 
     def background(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` on the worker thread without waiting; a failure is logged."""

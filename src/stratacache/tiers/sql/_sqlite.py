@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from itertools import islice
 from typing import Any
 
 from ...core.errors import ConfigError
@@ -29,11 +30,15 @@ from ._common import (
     victims,
 )
 from ._filewatch import FileWatch
+from ._lockwait import LockWait, WaitingConnection, busy
 
 log = logging.getLogger("stratacache.tiers.sql")
 
-#: how long a writer waits for another process's write lock before giving up
-BUSY_TIMEOUT = 10.0
+#: how long creating the tables (at start, or on a replaced file) waits for another
+#: process's write lock: not a cache call, and the tier is unusable without them
+SETUP_TIMEOUT = 10.0
+#: rows a sweep or an eviction deletes per transaction (about 10 ms of holding the lock)
+BATCH_ROWS = 1000
 #: WAL pages past which a checkpoint that could not copy everything blocks writers to finish
 WAL_RESTART_FRAMES = 2048
 #: a lease carries the number of the file it was taken on above these bits (see ``follow_file``)
@@ -49,7 +54,7 @@ class SQLiteStore:
     check_every = 8
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
-    def __init__(self, path: str, table: str) -> None:
+    def __init__(self, path: str, table: str, lock: LockWait | None = None) -> None:
         if sqlite3.sqlite_version_info < (3, 35):
             raise ConfigError(
                 f"SQLTier needs SQLite 3.35 or later (RETURNING, JSON); this Python has"
@@ -57,6 +62,8 @@ class SQLiteStore:
             )
         self.path = path
         self.table = table
+        #: how long a write waits for another connection's write lock (``_lockwait``)
+        self.lock = lock if lock is not None else LockWait()
         self.ns = ""
         self._uri = False
         if path == ":memory:":  # every thread must see the same private database
@@ -121,7 +128,7 @@ class SQLiteStore:
         self._usage = f"SELECT count, bytes FROM {t}_size WHERE id = 0"
 
     # -- connections -------------------------------------------------------------------------
-    def conn(self, inline: bool = False) -> sqlite3.Connection:
+    def conn(self, inline: bool = False) -> WaitingConnection:
         """This thread's connection; ``inline`` ones never wait for a lock (they raise instead)."""
         if self.watch.due():
             self.follow_file()
@@ -130,14 +137,17 @@ class SQLiteStore:
         held = getattr(local, attr, None)
         if held is not None and held[0] == self._gen:
             return held[1]  # type: ignore[no-any-return]
+        wait = 0.0 if inline else self.lock.timeout
         conn = sqlite3.connect(
             self.path,
-            timeout=0.0 if inline else BUSY_TIMEOUT,
+            timeout=wait,
             isolation_level=None,
             check_same_thread=False,
             cached_statements=512,
             uri=self._uri,
+            factory=WaitingConnection,
         )
+        conn.busy_ms = int(wait * 1000)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA mmap_size=67108864")
         if inline:  # a commit on the event loop never runs a checkpoint (fsync): see checkpoint()
@@ -169,7 +179,7 @@ class SQLiteStore:
             return True
 
     @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
+    def connection(self) -> Iterator[WaitingConnection]:
         """This thread's connection (the same interface as the PostgreSQL store's pool)."""
         yield self.conn()
 
@@ -191,32 +201,39 @@ class SQLiteStore:
         return list(conns)
 
     @contextmanager
-    def _write(self, inline: bool = False) -> Iterator[sqlite3.Connection]:
+    def _writing(self, inline: bool = False) -> Iterator[WaitingConnection]:
+        """This thread's connection for one write statement, waiting for the write lock as
+        long as ``lock`` says now (``inline``: not at all)."""
         conn = self.conn(inline)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.lock.writing(conn, inline):
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
-    @staticmethod
-    def busy(exc: BaseException) -> bool:
-        """Whether ``exc`` only says another connection holds a lock (worth waiting for)."""
-        text = str(exc)
-        return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+    @contextmanager
+    def _write(self, inline: bool = False) -> Iterator[WaitingConnection]:
+        """A write transaction (``BEGIN IMMEDIATE``: the lock is taken, or waited for, first)."""
+        with self._writing(inline) as conn, _transaction(conn):
+            yield conn
+
+    #: whether an error only says another connection holds a lock (worth a retry elsewhere)
+    busy = staticmethod(busy)
 
     # -- schema ------------------------------------------------------------------------------
     def setup(self, namespace: str) -> None:
         """Create the tables (dropping a layout written by an older version of the tier)."""
         self.ns = namespace
         conn = self.conn()
+        conn.wait_for_lock(SETUP_TIMEOUT)
+        try:
+            self._create(conn)
+        finally:  # the cache's own writes wait as ``lock`` says
+            conn.wait_for_lock(self.lock.timeout)
+
+    def _create(self, conn: WaitingConnection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         if self.watch.opened is None:
             self.watch.record()
         t, v = self.table, self.table + "_versions"
-        with self._write() as c:
+        with _transaction(conn) as c:
             cols = {r[1] for r in c.execute(f"PRAGMA table_info({t})")}
             if cols and "atime" not in cols:
                 log.warning("stratacache: dropping SQL cache table %r of an older layout", t)
@@ -297,7 +314,8 @@ class SQLiteStore:
             return False  # taken on a file since replaced: its number means nothing here
         lease &= (1 << _EPOCH_SHIFT) - 1
         checked = (*_params(row, lease, now), self.ns)
-        return self.conn(inline).execute(self._put_checked, checked).fetchone() is not None
+        with self._writing(inline) as conn:
+            return conn.execute(self._put_checked, checked).fetchone() is not None
 
     def raw_value(self, key: str) -> bytes | None:
         """The stored bytes of ``key`` whatever their freshness (None: no row or a tombstone)."""
@@ -370,18 +388,35 @@ class SQLiteStore:
 
     def touch(self, keys: Sequence[str], now: float) -> None:
         """Record reads for eviction order (only the access time changes)."""
-        self.conn().execute(
-            f"UPDATE {self.table} SET atime = ? WHERE key IN (SELECT value FROM json_each(?))",
-            (now, json.dumps(list(keys))),
-        )
+        with self._writing() as conn:
+            conn.execute(
+                f"UPDATE {self.table} SET atime = ? WHERE key IN (SELECT value FROM json_each(?))",
+                (now, json.dumps(list(keys))),
+            )
 
     def sweep(self, now: float) -> int:
-        """Delete rows past their end and prefix rows past the lease horizon; returns live rows."""
-        expired, marks = sweep_statements(self.table, "?")
-        with self._write() as conn:
-            gone = conn.execute(expired, (now,)).fetchall()
-            conn.execute(marks, (now - LEASE_HORIZON,))
-        return sum(1 for (live,) in gone if live)
+        """Delete rows past their end and prefix rows past the lease horizon; returns live rows.
+
+        ``BATCH_ROWS`` rows per transaction: however many rows expired, the sweep never
+        holds the write lock for longer than a few milliseconds at a time, well within what
+        the cache's own writes wait for it (``lock_timeout``).
+        """
+        _, marks = sweep_statements(self.table, "?")
+        t = self.table
+        expired = (
+            f"DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE expires_at <= ?"
+            " LIMIT ?) RETURNING value IS NOT NULL"
+        )
+        live, first = 0, True
+        while True:
+            with self._write() as conn:
+                if first:
+                    conn.execute(marks, (now - LEASE_HORIZON,))
+                    first = False
+                gone = conn.execute(expired, (now, BATCH_ROWS)).fetchall()
+            live += sum(1 for (alive,) in gone if alive)
+            if len(gone) < BATCH_ROWS:
+                return live
 
     def evict(self, max_entries: int | None, max_bytes: int | None, now: float) -> int:
         """Bring live entries within the bounds: expired rows first, then least recently used."""
@@ -389,20 +424,35 @@ class SQLiteStore:
         if not over(count, size, max_entries, max_bytes):
             return 0
         self.sweep(now)
-        with self._write() as conn:
-            count, size = (int(x) for x in conn.execute(self._usage).fetchone())
-            cur = conn.execute(
-                f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
-            )
-            doomed = victims(cur, count, size, max_entries, max_bytes)
-            cur.close()
-            deleted = 0
-            if doomed:
-                deleted = conn.execute(
-                    f"DELETE FROM {self.table} WHERE key IN (SELECT value FROM json_each(?))",
-                    (json.dumps(doomed),),
-                ).rowcount
-        return int(deleted)  # rows this call removed (another process may have raced it)
+        deleted = 0
+        while True:  # ``BATCH_ROWS`` rows per transaction, as ``sweep``
+            with self._write() as conn:
+                count, size = (int(x) for x in conn.execute(self._usage).fetchone())
+                cur = conn.execute(
+                    f"SELECT key, size FROM {self.table} WHERE value IS NOT NULL ORDER BY atime"
+                )
+                doomed = victims(islice(cur, BATCH_ROWS), count, size, max_entries, max_bytes)
+                cur.close()
+                if doomed:
+                    deleted += conn.execute(
+                        f"DELETE FROM {self.table} WHERE key IN (SELECT value FROM json_each(?))",
+                        (json.dumps(doomed),),
+                    ).rowcount
+            if len(doomed) < BATCH_ROWS:
+                return deleted  # rows this call removed (another process may have raced it)
+
+
+@contextmanager
+def _transaction(conn: WaitingConnection) -> Iterator[WaitingConnection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back if anything (the commit too) fails."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):  # nothing to roll back if the failure ended it
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _params(row: Row, seq: Any, now: float) -> tuple[Any, ...]:
