@@ -161,3 +161,24 @@ def test_a_connection_that_changed_its_search_path_never_shares_results(
         pg_engine.dispose()  # the marked connection goes with its pool
         with pg_engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))
+
+
+def test_a_connection_with_a_temporary_table_never_shares_its_results(
+    engine: sa.Engine, cache: sc.Cache
+) -> None:
+    """A temporary table shadowing ``products`` on one connection: its reads are its own,
+    and another connection is never served them."""
+    qc = QueryCache(cache, engine)
+    try:
+        with engine.connect() as mine:
+            mine.execute(sa.text("CREATE TEMPORARY TABLE products (id int, name text)"))
+            mine.execute(sa.text("INSERT INTO products VALUES (1, 'private')"))
+            mine.commit()
+            assert mine.execute(CACHED).scalars().all() == ["private"]
+            assert mine.execute(CACHED).scalars().all() == ["private"]
+            mine.commit()
+            with engine.connect() as other:  # no temporary table here
+                assert other.execute(CACHED).scalars().all() == ["atlas", "novel", "kite"]
+            mine.invalidate()  # the marked connection (and its table) leaves the pool
+    finally:
+        qc.detach()

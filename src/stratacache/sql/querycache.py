@@ -50,7 +50,8 @@ class QueryCache:
         engine: a sync ``Engine`` or an ``AsyncEngine``. Attaching twice is harmless: the
             newer ``QueryCache`` replaces the older one on that engine.
         cache_all: cache every eligible SELECT without being asked.
-        exclude_tables: tables whose reads are never cached (bare names, any case).
+        exclude_tables: tables whose reads are never cached (any case; a schema-qualified
+            name counts by its bare name, as tables are compared everywhere).
         ttl: seconds a result lives (None: the cache's ``default_ttl``).
         deterministic_functions: SQL functions to treat as deterministic besides the
             built-in list (a read calling any other function is not cached).
@@ -89,7 +90,10 @@ class QueryCache:
         self.engine = sync_engine
         self.async_engine = engine if isinstance(engine, AsyncEngine) else None
         self.cache_all = cache_all
-        self.exclude_tables = frozenset(t.lower() for t in exclude_tables)
+        # tables are compared by bare name everywhere: "audit.log" excludes every "log"
+        self.exclude_tables = frozenset(
+            t.rsplit(".", 1)[-1].strip('"`[]').lower() for t in exclude_tables
+        )
         self.ttl = check_ttl(ttl)
         self.deterministic = frozenset(f.lower() for f in deterministic_functions)
         self.isolation_levels = frozenset(level.upper() for level in isolation_levels)
@@ -177,7 +181,12 @@ class QueryCache:
         return {"database": self.database_id, **self.counters.as_dict()}
 
     def detach(self) -> None:
-        """Remove the hooks from the engine (cached results stay until they expire)."""
+        """Remove the hooks from the engine (cached results stay until they expire).
+
+        A transaction that has written and commits after this invalidates nothing, and
+        writes made while detached are not known to a query cache attached later: detach
+        between transactions, and invalidate what was written meanwhile after attaching.
+        """
         if _ATTACHED.get(self.engine) is not self:
             return
         del _ATTACHED[self.engine]

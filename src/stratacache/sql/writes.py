@@ -17,6 +17,7 @@ reads are not cached and its writes wait for that transaction's end.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,19 @@ _OPENING = frozenset(
     {"begin", "begin-session", "commit-chain", "rollback-chain", "savepoint", "unknown"}
 )
 WRITES = Analysis("write", frozenset({ALL}))
+# Statements that give the connection objects of its own (a temporary table may shadow a
+# table of the same name for this connection only) or attach another database file.
+_PRIVATE_OBJECTS = re.compile(
+    r"\bcreate\s+(?:or\s+replace\s+)?(?:global\s+|local\s+)?temp(?:orary)?\b"
+    r"|\binto\s+(?:temp|temporary|unlogged\s+temp)\b|^\s*attach\b",
+    re.I,
+)
+
+
+def creates_private_objects(sql: str) -> bool:
+    """Whether ``sql`` creates a temporary table, view or sequence, or attaches a database:
+    the same SQL may then read other rows on this connection than on any other."""
+    return bool(_PRIVATE_OBJECTS.search(sql))
 
 
 def session_changed(info: Mapping[str, Any]) -> bool:
@@ -78,6 +92,8 @@ class Writes:
             info[SESSION_CHANGED] = True  # for the life of the database connection
             info[ENDING] = (context, "flush")  # MySQL's SET autocommit = 1 commits
         elif analysis.kind == "write":
+            if ALL in analysis.tables and creates_private_objects(statement):
+                info[SESSION_CHANGED] = True  # its own temporary table: never shares results
             info.setdefault(WRITTEN, set()).update(analysis.tables)
             params = context.compiled_parameters if analysis.point is not None else None
             info.setdefault(TAGS, set()).update(
@@ -185,4 +201,12 @@ class Writes:
                 self.owner.counters.table(name).invalidations += 1
 
 
-__all__ = ["SESSION_CHANGED", "TEXTUAL", "WRITTEN", "Writes", "session_changed", "written"]
+__all__ = [
+    "SESSION_CHANGED",
+    "TEXTUAL",
+    "WRITTEN",
+    "Writes",
+    "creates_private_objects",
+    "session_changed",
+    "written",
+]
