@@ -140,3 +140,15 @@ def test_request_min_fresh_refuses_copies_about_to_expire(server: Server) -> Non
     server.get(path)
     server.advance(40)
     assert server.get(path, cache_control="min-fresh=30").text.startswith("call 2")
+
+
+def test_host_carrying_a_path_bypasses_the_cache(server: Server) -> None:
+    """A Host that is not host[:port] neither stores nor finds pages: ``Host: h/x`` on ``/y``
+    would otherwise be stored under the key of ``/x/y`` and poison it."""
+    host = server.base.removeprefix("http://")
+    path = unique() + FRESH
+    assert server.get(path, host=f"{host}/hx").headers["x-cache"] == "MISS"
+    assert server.get(path, host=f"{host}/hx").text.startswith("call 2")  # not served either
+    victim = server.get("/hx" + path)
+    assert victim.headers.get("x-cache") != "HIT"
+    assert not victim.text.startswith("call")

@@ -377,7 +377,8 @@ class CacheMiddleware:
         await self.app(scope, receive, wrapped)
         if invalidates(scope["method"], status):
             req = self._request(scope, "GET", Directives())
-            await self.purge(req.url)
+            if req.keyed:
+                await self.purge(req.url)
 
     async def purge(self, url: str) -> None:
         """Drop every stored variant of a URL, under both schemes (see ``purge``)."""

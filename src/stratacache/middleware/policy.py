@@ -36,6 +36,7 @@ from .parsing import (
     primary_key,
     seconds,
     url_tag,
+    valid_host,
 )
 from .rules import CacheRule, Directives, RouteRules
 from .stored import StoredResponse
@@ -187,15 +188,20 @@ class HttpCachePolicy:
 
         A request with cookies its route has not declared shareable goes to the app and its
         response is not stored (``cookies``): the page may have been built from them.
+        A request whose ``Host`` is not a valid host[:port] bypasses the cache (``keyed``):
+        its URL would not name what it asks for.
         """
         cc = parse_cache_control(headers.get("cache-control"))
         if not cc and "no-cache" in headers.get("pragma", "").lower():
             cc = {"no-cache": None}  # RFC 9111 §5.4: Pragma only counts without Cache-Control
         cookies, shareable = self.cookies.admit(headers.get("cookie"), directives)
-        usable = directives.enabled and "range" not in headers and shareable
+        keyed = valid_host(headers.get("host"))
+        usable = keyed and directives.enabled and "range" not in headers and shareable
         may_serve = usable and "no-cache" not in cc
         may_store = usable and method == "GET" and "no-store" not in cc
-        return Request(method, url, path, headers, directives, cc, may_serve, may_store, cookies)
+        return Request(
+            method, url, path, headers, directives, cc, may_serve, may_store, cookies, keyed
+        )
 
     def judge(self, req: Request, stored: StoredResponse, now: float) -> Verdict | Lookup:
         """How the stored response may be used for this request (RFC 9111 §4, RFC 5861)."""

@@ -349,7 +349,9 @@ class WSGICacheMiddleware:
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if invalidates(environ["REQUEST_METHOD"], int(status.split(" ", 1)[0])):
-                self.purge(self._request(environ, "GET", Directives()).url)
+                req = self._request(environ, "GET", Directives())
+                if req.keyed:
+                    self.purge(req.url)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, capture)
