@@ -275,7 +275,11 @@ class HttpCachePolicy:
     # -- storing origin responses -------------------------------------------------------------
 
     def plan(self, req: Request, status: int, headers: Headers, now: float) -> Plan:
-        """Decide whether the origin's response is stored; strip what the client must not see."""
+        """Decide whether the origin's response is stored; strip what the client must not see.
+
+        Called once the endpoint ran: ``req.directives`` holds what it set through
+        ``@cache_response`` (``enabled=False`` keeps its response out of the cache).
+        """
         client: Headers = []
         stored: Headers = []
         tags = list(req.directives.tags)
@@ -301,6 +305,8 @@ class HttpCachePolicy:
         client.append((b"x-cache", b"MISS"))
         plan = Plan(client, False, stored, status, 0.0, 0.0, tags, ())
         if not req.may_store or (cookie and not self.allow_set_cookie):
+            return plan
+        if not req.directives.enabled:  # the endpoint turned caching off while it ran
             return plan
         cc = parse_cache_control(fields.get(b"cache-control"))
         if "no-store" in cc or "private" in cc or "no-cache" in cc:
