@@ -64,7 +64,12 @@ class Origin:
             raise RuntimeError("origin down")
         status = 500 if n > 1 and query.get("fail") == "500" else int(query.get("status", 200))
         out: list[tuple[str, str]] = [("content-type", "text/plain")]
-        for param, header in (("cc", "cache-control"), ("vary", "vary"), ("etag", "etag")):
+        for param, header in (
+            ("cc", "cache-control"),
+            ("vary", "vary"),
+            ("etag", "etag"),
+            ("cl", "content-length"),  # a declared length the body may not match
+        ):
             if param in query:
                 out.append((header, query[param]))
         if "lm" in query:

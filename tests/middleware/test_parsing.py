@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from stratacache.core.durations import MAX_DELTA_SECONDS
 from stratacache.middleware.parsing import (
+    content_length,
     delta_seconds,
     http_date,
     normalize_url,
@@ -92,3 +93,9 @@ def test_valid_host_takes_host_and_port_only() -> None:
     bad = ("shop/home", "shop?x", "shop#x", "user@shop", "shop home", "", "shop:", "shop:8x")
     for value in (*bad, "[::1", "[zz::1]", "shop%2", "shop\n", "a, b", "shop:123456"):
         assert not valid_host(value), value
+
+
+def test_content_length_accepts_digits_or_a_list_of_one_value() -> None:
+    """``1*DIGIT``, or identical values listed (RFC 9110 §8.6); anything else is invalid."""
+    assert [content_length(v) for v in ("20", "20, 20", "0")] == [20, 20, 0]
+    assert [content_length(v) for v in ("20, 21", "", "-1", "2e3", "\u0661")] == [None] * 5

@@ -292,7 +292,10 @@ class CacheMiddleware:
                 else:
                     chunks.append(body)
                     if not message.get("more_body", False):
-                        await self._store(req, plan, b"".join(chunks))
+                        if self.policy.complete(plan, size):
+                            await self._store(req, plan, b"".join(chunks))
+                        else:  # shorter than its Content-Length: an upstream broke off
+                            plan.store = False
                         if flight is not None:
                             self._wake(flight)
             await send(message)

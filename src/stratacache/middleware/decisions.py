@@ -82,3 +82,4 @@ class Plan:
     sie: int = 0
     must_revalidate: bool = False
     auth_ok: bool = False
+    length: int | None = None  # the declared Content-Length of a stored response

@@ -78,6 +78,19 @@ def delta_seconds(raw: str | None) -> int | None:
     return clamp_delta_seconds(int(raw))
 
 
+def content_length(value: str) -> int | None:
+    """A ``Content-Length`` value as an int, or None when invalid.
+
+    A list of identical values (``"20, 20"``) counts as one (RFC 9110 §8.6); anything
+    else that is not ``1*DIGIT`` is invalid.
+    """
+    values = {v.strip() for v in value.split(",")}
+    if len(values) != 1:
+        return None
+    found = values.pop()
+    return int(found) if found.isascii() and found.isdigit() else None
+
+
 def http_date(value: str | None) -> float | None:
     if not value:
         return None

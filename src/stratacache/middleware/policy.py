@@ -29,6 +29,7 @@ from .cookies import COOKIE_VARY, CookieRules
 from .decisions import Headers, Lookup, Plan, Request, Verdict
 from .freshness import HEURISTIC_STATUSES, UNDERSTOOD_STATUSES, freshness_lifetime
 from .parsing import (
+    content_length,
     delta_seconds,
     http_date,
     normalize_url,
@@ -317,9 +318,11 @@ class HttpCachePolicy:
         vary = tuple(v.strip().lower() for v in fields.get(b"vary", "").split(",") if v.strip())
         if "*" in vary:
             return plan
-        length = fields.get(b"content-length")
-        if length and length.isascii() and length.isdigit() and int(length) > self.max_body_size:
-            return plan
+        length = None
+        if b"content-length" in fields:
+            length = content_length(fields[b"content-length"])
+            if length is None or length > self.max_body_size:
+                return plan
         lifetime = freshness_lifetime(
             cc, fields, status, req.directives.ttl, now, self.heuristic, self.heuristic_max
         )
@@ -335,6 +338,7 @@ class HttpCachePolicy:
         extra = tuple(v for v in req.directives.vary if v not in vary)
         extra += tuple(COOKIE_VARY + name for name in req.directives.vary_cookies)
         plan.store = True
+        plan.length = length
         plan.lifetime = lifetime
         plan.ttl = float(min(math.ceil(ttl), MAX_DELTA_SECONDS))  # §1.2.2: overflow is 2**31
         plan.vary = tuple(sorted(set(vary + extra)))
@@ -342,6 +346,15 @@ class HttpCachePolicy:
         plan.initial_age, plan.swr, plan.sie = initial_age, swr, sie
         plan.must_revalidate, plan.auth_ok = revalidate, explicit
         return plan
+
+    @staticmethod
+    def complete(plan: Plan, size: int) -> bool:
+        """Whether a streamed body of ``size`` bytes is all the response declared.
+
+        RFC 9111 §3.3: a body that ends short of (or runs past) its ``Content-Length`` is
+        incomplete, and an incomplete response is never stored as if it were complete.
+        """
+        return plan.length is None or plan.length == size
 
     def build(self, req: Request, plan: Plan, body: bytes, now: float) -> list[tuple[str, Any]]:
         """The ``(key, value)`` pairs to write for a stored response (primary, then variant)."""
