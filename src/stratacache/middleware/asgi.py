@@ -112,6 +112,11 @@ class CacheMiddleware:
             return
         req = self._request(scope, method, directives)
         found, variant_key = await self._lookup(req) if req.may_serve else (None, None)
+        if policy.only_if_cached_miss(req, found):
+            headers = list(policy.GATEWAY_TIMEOUT)
+            await send({"type": "http.response.start", "status": 504, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
         flight = (
             None if (found is not None and found.answers) else policy.collapse_key(req, variant_key)
         )

@@ -257,6 +257,19 @@ class HttpCachePolicy:
     # -- answers from the cache ---------------------------------------------------------------
 
     @staticmethod
+    def only_if_cached_miss(req: Request, found: Lookup | None) -> bool:
+        """Whether to answer 504 without the app: the request said ``only-if-cached`` and the
+        cache holds nothing that answers it (RFC 9111 §5.2.1.7)."""
+        return "only-if-cached" in req.cc and not (found is not None and found.answers)
+
+    #: the cache's own 504 for an ``only-if-cached`` request it cannot answer
+    GATEWAY_TIMEOUT: tuple[tuple[bytes, bytes], ...] = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"0"),
+        (b"x-cache", b"MISS"),
+    )
+
+    @staticmethod
     def served_headers(stored: StoredResponse, age: int, label: bytes) -> Headers:
         """Headers for a 200-like answer from the cache: stored ones plus framing, Age, X-Cache."""
         headers = list(map(tuple, stored.headers))
