@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Flask
+from flask import Flask, request
 from tests.servers import waitress_server
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import stratacache as sc
 from stratacache.contrib.flask import Stratacache
@@ -65,6 +66,37 @@ def test_page_cache_from_config(redis_url: str) -> None:
         first, second = client.get("/page"), client.get("/page")
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
     assert first.text == second.text and calls == [-1]
+    ext.close()
+
+
+def test_page_cache_goes_inside_a_proxy_fix(redis_url: str) -> None:
+    """A ProxyFix already on app.wsgi_app stays outside the page cache: the key holds the
+    forwarded host the app builds its pages from, so two tenants never share a page."""
+    app = Flask("tenants")
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.config.update(
+        STRATACACHE_URL=f"memory://?maxsize=100,{redis_url}",
+        STRATACACHE_NAMESPACE=f"pf{uuid.uuid4().hex[:8]}",
+        STRATACACHE_PAGE_CACHE=True,
+    )
+    ext = Stratacache(app)
+
+    @app.get("/")
+    def home() -> tuple[str, int, dict[str, str]]:
+        return f"welcome to {request.host}", 200, {"cache-control": "max-age=60"}
+
+    assert isinstance(app.wsgi_app, ProxyFix)
+    proxy = {"host": "app:8000", "x-forwarded-proto": "https"}
+    # in process: waitress drops X-Forwarded-* from peers it does not trust
+    transport = httpx.WSGITransport(app=app)
+    with httpx.Client(transport=transport, base_url="http://app:8000") as client:
+        pages = [
+            client.get("/", headers={**proxy, "x-forwarded-host": tenant})
+            for tenant in ("a.example", "b.example", "b.example")
+        ]
+    texts = [p.text for p in pages]
+    assert texts == ["welcome to a.example", "welcome to b.example", "welcome to b.example"]
+    assert [p.headers["x-cache"] for p in pages] == ["MISS", "MISS", "HIT"]
     ext.close()
 
 

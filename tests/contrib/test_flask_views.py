@@ -432,3 +432,15 @@ def test_cookie_options_do_not_reach_a_called_function(shop: Shop) -> None:
 
     with app.app_context():
         assert plain(4) == 8 == ext.cache.sync.get("plain:4")
+
+
+def test_host_carrying_a_path_runs_the_view_uncached(shop: Shop) -> None:
+    """A Host that is not host[:port] would paste a path into the page key: no cache."""
+    app, _, calls = shop
+    client = app.test_client()
+    for _ in range(2):
+        assert client.get("/search?q=a", headers={"Host": "localhost/x"}).status_code == 200
+    assert calls["search"] == 2
+    client.get("/search?q=a")
+    client.get("/search?q=a")
+    assert calls["search"] == 3

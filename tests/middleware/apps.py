@@ -64,7 +64,12 @@ class Origin:
             raise RuntimeError("origin down")
         status = 500 if n > 1 and query.get("fail") == "500" else int(query.get("status", 200))
         out: list[tuple[str, str]] = [("content-type", "text/plain")]
-        for param, header in (("cc", "cache-control"), ("vary", "vary"), ("etag", "etag")):
+        for param, header in (
+            ("cc", "cache-control"),
+            ("vary", "vary"),
+            ("etag", "etag"),
+            ("cl", "content-length"),  # a declared length the body may not match
+        ):
             if param in query:
                 out.append((header, query[param]))
         if "lm" in query:
@@ -125,6 +130,13 @@ def build_asgi(cache: sc.Cache, clock: sc.ManualClock) -> Any:
             f"product {product_id} call {origin.calls[f'product{product_id}']}"
         )
 
+    @app.get("/personal/{name}")
+    @cache_response(enabled=False)
+    async def personal(name: str) -> PlainTextResponse:
+        origin.calls[f"personal{name}"] += 1
+        body = f"personal call {origin.calls[f'personal{name}']}"
+        return PlainTextResponse(body, headers={"cache-control": "max-age=60"})
+
     @app.api_route("/{prefix}/{name}", methods=["GET", "HEAD", "POST"])
     async def echo(request: Request) -> Response:
         status, headers, chunks = origin.respond(
@@ -176,6 +188,13 @@ def build_wsgi(cache: sc.Cache, clock: sc.ManualClock) -> Any:
     def product(product_id: int) -> str:
         origin.calls[f"product{product_id}"] += 1
         return f"product {product_id} call {origin.calls[f'product{product_id}']}"
+
+    @app.get("/personal/<name>")
+    @cache_response(enabled=False)
+    def personal(name: str) -> tuple[str, int, dict[str, str]]:
+        origin.calls[f"personal{name}"] += 1
+        body = f"personal call {origin.calls[f'personal{name}']}"
+        return body, 200, {"cache-control": "max-age=60"}
 
     @app.route("/<prefix>/<name>", methods=["GET", "HEAD", "POST"])
     def echo(prefix: str, name: str) -> flask.Response:

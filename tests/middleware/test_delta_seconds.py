@@ -88,10 +88,13 @@ def test_odd_age_headers_never_raise(age: str) -> None:
 
 
 def test_non_ascii_content_length_is_not_a_size() -> None:
-    """A Content-Length that is not ASCII digits neither raises nor counts as a size."""
+    """A Content-Length that is not ASCII digits does not raise; the response is not stored,
+    since whether its body is complete cannot be told (RFC 9112 §6.3: an invalid length)."""
     policy = HttpCachePolicy(max_body_size=10)
     plan = _plan(policy, (b"cache-control", b"max-age=60"), (b"content-length", "²".encode()))
-    assert plan.store
+    assert not plan.store
+    plan = _plan(policy, (b"cache-control", b"max-age=60"), (b"content-length", b"5"))
+    assert (plan.store, plan.length) == (True, 5)
 
 
 def test_request_directives_clamp_too() -> None:

@@ -104,3 +104,12 @@ def test_unsafe_method_invalidates_the_url(server: Server) -> None:
     server.get(path)
     server.post(path)
     assert server.get(path).headers["x-cache"] == "MISS"
+
+
+def test_cache_response_disabled_endpoint_is_not_stored(server: Server) -> None:
+    """@cache_response(enabled=False) switches caching off while the endpoint runs: its
+    response is not stored, whatever its max-age (a personal page stays personal)."""
+    path = "/personal/" + unique().strip("/").replace("/", "-")
+    assert server.get(path).text == "personal call 1"
+    second = server.get(path)
+    assert (second.text, second.headers["x-cache"]) == ("personal call 2", "MISS")

@@ -7,11 +7,13 @@ from hypothesis import strategies as st
 
 from stratacache.core.durations import MAX_DELTA_SECONDS
 from stratacache.middleware.parsing import (
+    content_length,
     delta_seconds,
     http_date,
     normalize_url,
     parse_cache_control,
     seconds,
+    valid_host,
 )
 
 FUZZ = settings(
@@ -74,3 +76,26 @@ def test_normalize_url_accepts_any_request_line(
 ) -> None:
     """URL normalisation of any host/path/query gives a string (the key's input), never an error."""
     assert isinstance(normalize_url(scheme, host, path, query, frozenset({"utm_source"})), str)
+
+
+def test_valid_host_takes_host_and_port_only() -> None:
+    """A Host value is a reg-name, an IPv4 address or a bracketed IPv6 one, with a port."""
+    for good in (
+        "shop",
+        "Shop.example:8080",
+        "127.0.0.1:80",
+        "[::1]",
+        "[2001:db8::1]:443",
+        "a%41b",
+    ):
+        assert valid_host(good), good
+    assert valid_host(None)  # no Host: the server's own name stands in
+    bad = ("shop/home", "shop?x", "shop#x", "user@shop", "shop home", "", "shop:", "shop:8x")
+    for value in (*bad, "[::1", "[zz::1]", "shop%2", "shop\n", "a, b", "shop:123456"):
+        assert not valid_host(value), value
+
+
+def test_content_length_accepts_digits_or_a_list_of_one_value() -> None:
+    """``1*DIGIT``, or identical values listed (RFC 9110 §8.6); anything else is invalid."""
+    assert [content_length(v) for v in ("20", "20, 20", "0")] == [20, 20, 0]
+    assert [content_length(v) for v in ("20, 21", "", "-1", "2e3", "\u0661")] == [None] * 5

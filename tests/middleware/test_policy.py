@@ -83,3 +83,11 @@ def test_entry_ttl_covers_the_stale_windows() -> None:
     cc = b"max-age=60, stale-while-revalidate=30, stale-if-error=600"
     plan = policy.plan(_request(policy), 200, [(b"cache-control", cc)], NOW)
     assert plan.ttl == 660
+
+
+def test_request_with_an_invalid_host_bypasses_the_cache() -> None:
+    """A Host outside host[:port] is neither served, stored nor keys a purge (``keyed``)."""
+    policy = HttpCachePolicy()
+    for host, ok in (("shop:8080", True), ("[::1]", True), ("shop/home", False), ("a@b", False)):
+        req = _request(policy, host=host)
+        assert (req.may_serve, req.may_store, req.keyed) == (ok, ok, ok), host

@@ -140,3 +140,25 @@ def test_request_min_fresh_refuses_copies_about_to_expire(server: Server) -> Non
     server.get(path)
     server.advance(40)
     assert server.get(path, cache_control="min-fresh=30").text.startswith("call 2")
+
+
+def test_host_carrying_a_path_bypasses_the_cache(server: Server) -> None:
+    """A Host that is not host[:port] neither stores nor finds pages: ``Host: h/x`` on ``/y``
+    would otherwise be stored under the key of ``/x/y`` and poison it."""
+    host = server.base.removeprefix("http://")
+    path = unique() + FRESH
+    assert server.get(path, host=f"{host}/hx").headers["x-cache"] == "MISS"
+    assert server.get(path, host=f"{host}/hx").text.startswith("call 2")  # not served either
+    victim = server.get("/hx" + path)
+    assert victim.headers.get("x-cache") != "HIT"
+    assert not victim.text.startswith("call")
+
+
+def test_only_if_cached_miss_gets_504_without_the_app(server: Server) -> None:
+    """RFC 9111 §5.2.1.7: only-if-cached with nothing stored is a 504 from the cache."""
+    path = unique() + FRESH
+    missed = server.get(path, cache_control="only-if-cached")
+    assert (missed.status_code, missed.headers["x-cache"]) == (504, "MISS")
+    assert server.get(path).text.startswith("call 1")  # the app never saw the first one
+    hit = server.get(path, cache_control="only-if-cached")
+    assert (hit.status_code, hit.headers["x-cache"]) == (200, "HIT")

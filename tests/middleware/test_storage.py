@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import httpx
+
 from .apps import unique
 from .conftest import Server
 
@@ -164,3 +168,12 @@ def test_streamed_body_past_the_limit_is_not_stored(server: Server) -> None:
     server.get(path)
     second = server.get(path)
     assert (second.headers["x-cache"], len(second.content)) == ("MISS", 200_000)
+
+
+def test_body_shorter_than_its_content_length_is_not_stored(server: Server) -> None:
+    """A streamed body that ends before its Content-Length (an upstream broke off) is
+    incomplete (RFC 9111 §3.3): the client's response is cut off, and nothing is stored."""
+    path = unique() + "?cc=max-age%3D60&stream=2&cl=1000"
+    with contextlib.suppress(httpx.HTTPError):
+        server.get(path)
+    assert server.head(path).headers["x-cache"] == "MISS"

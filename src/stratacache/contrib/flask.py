@@ -14,7 +14,9 @@
 Keys: ``STRATACACHE_URL`` (the tiers, default ``memory://``) and ``STRATACACHE_<OPTION>``
 for every ``Cache`` option (``DEFAULT_TTL``, ``NAMESPACE``, ``BUS`` …; values may be Python
 objects or their text form), ``STRATACACHE_PAGE_CACHE`` (bool) and
-``STRATACACHE_PAGE_CACHE_OPTIONS`` (keywords for ``WSGICacheMiddleware``). A bad value
+``STRATACACHE_PAGE_CACHE_OPTIONS`` (keywords for ``WSGICacheMiddleware``); when
+``app.wsgi_app`` is already a werkzeug ``ProxyFix`` the page cache goes inside it, so it
+keys on the forwarded host and scheme the app sees. A bad value
 raises ``ConfigError`` naming the key. With the application-factory pattern the
 decorator may be applied before ``init_app``: it binds on first call, to the cache of
 the application handling it.
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, has_app_context
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import decorators
 from ..client import Cache as PublicCache
@@ -61,7 +64,13 @@ class Stratacache:
             page_cache = parse_bool("STRATACACHE_PAGE_CACHE", page_cache)
         if page_cache:
             options = dict(app.config.get("STRATACACHE_PAGE_CACHE_OPTIONS") or {})
-            app.wsgi_app = WSGICacheMiddleware(app.wsgi_app, cache=cache, **options)  # type: ignore[method-assign]
+            outer: Any = app.wsgi_app
+            if isinstance(outer, ProxyFix):
+                # Inside the proxy fix: the key is the host and scheme the app sees, the
+                # forwarded ones, not those of the proxy's own connection.
+                outer.app = WSGICacheMiddleware(outer.app, cache=cache, **options)
+            else:
+                app.wsgi_app = WSGICacheMiddleware(outer, cache=cache, **options)  # type: ignore[method-assign]
 
     @property
     def cache(self) -> Cache:

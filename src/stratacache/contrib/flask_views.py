@@ -33,7 +33,7 @@ from ..core.errors import ConfigError
 from ..core.keys import function_name
 from ..engine.cache import Cache
 from ..middleware.cookies import CookieRules, compile_names
-from ..middleware.parsing import normalize_url, parse_cache_control
+from ..middleware.parsing import normalize_url, parse_cache_control, valid_host
 from ..middleware.rules import Directives
 
 __all__ = ["VIEW_OPTIONS", "ViewCache", "is_serving_view"]
@@ -211,6 +211,8 @@ class ViewCache:
         reason = None
         if request.method not in _SAFE:
             reason = f"{request.method} is not a safe method"
+        elif not valid_host(request.host):
+            reason = "its Host is not a valid host[:port]"
         elif "Authorization" in request.headers:
             reason = "it carries Authorization"
         else:

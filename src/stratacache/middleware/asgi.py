@@ -112,6 +112,11 @@ class CacheMiddleware:
             return
         req = self._request(scope, method, directives)
         found, variant_key = await self._lookup(req) if req.may_serve else (None, None)
+        if policy.only_if_cached_miss(req, found):
+            headers = list(policy.GATEWAY_TIMEOUT)
+            await send({"type": "http.response.start", "status": 504, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
         flight = (
             None if (found is not None and found.answers) else policy.collapse_key(req, variant_key)
         )
@@ -292,7 +297,10 @@ class CacheMiddleware:
                 else:
                     chunks.append(body)
                     if not message.get("more_body", False):
-                        await self._store(req, plan, b"".join(chunks))
+                        if self.policy.complete(plan, size):
+                            await self._store(req, plan, b"".join(chunks))
+                        else:  # shorter than its Content-Length: an upstream broke off
+                            plan.store = False
                         if flight is not None:
                             self._wake(flight)
             await send(message)
@@ -377,7 +385,8 @@ class CacheMiddleware:
         await self.app(scope, receive, wrapped)
         if invalidates(scope["method"], status):
             req = self._request(scope, "GET", Directives())
-            await self.purge(req.url)
+            if req.keyed:
+                await self.purge(req.url)
 
     async def purge(self, url: str) -> None:
         """Drop every stored variant of a URL, under both schemes (see ``purge``)."""

@@ -60,6 +60,9 @@ class Request:
     may_serve: bool
     may_store: bool
     cookies: Mapping[str, str] = field(default_factory=dict)  # parsed ``Cookie`` header
+    #: the URL names the request's target (its ``Host`` is a valid host[:port]); when not,
+    #: the request is neither served, stored nor lets an unsafe method purge anything
+    keyed: bool = True
 
 
 @dataclass(slots=True)
@@ -79,3 +82,4 @@ class Plan:
     sie: int = 0
     must_revalidate: bool = False
     auth_ok: bool = False
+    length: int | None = None  # the declared Content-Length of a stored response

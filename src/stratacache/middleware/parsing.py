@@ -6,6 +6,8 @@ Kept apart from ``policy`` so the decisions read without the string handling.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -17,6 +19,12 @@ from ..core.keys import digest
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _MAX_READABLE_KEY = 800
+#: RFC 3986 ``host [ ":" port ]``: an IP literal in brackets, or a reg-name (which covers IPv4)
+_HOST = re.compile(
+    r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)"
+    r"(?::[0-9]{1,5})?",
+    re.ASCII,
+)
 
 
 def request_headers(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -70,6 +78,19 @@ def delta_seconds(raw: str | None) -> int | None:
     return clamp_delta_seconds(int(raw))
 
 
+def content_length(value: str) -> int | None:
+    """A ``Content-Length`` value as an int, or None when invalid.
+
+    A list of identical values (``"20, 20"``) counts as one (RFC 9110 §8.6); anything
+    else that is not ``1*DIGIT`` is invalid.
+    """
+    values = {v.strip() for v in value.split(",")}
+    if len(values) != 1:
+        return None
+    found = values.pop()
+    return int(found) if found.isascii() and found.isdigit() else None
+
+
 def http_date(value: str | None) -> float | None:
     if not value:
         return None
@@ -77,6 +98,28 @@ def http_date(value: str | None) -> float | None:
         return email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def valid_host(host: str | None) -> bool:
+    """Whether a ``Host`` value is a plain ``host[:port]`` (RFC 9110 §7.2, RFC 3986 §3.2.2).
+
+    The host is pasted in front of the path in the cache URL, so one carrying ``/``,
+    ``?``, ``#``, ``@``, spaces or anything else outside the grammar could name another
+    URL's key; such a request bypasses the cache. None (no ``Host``) is valid: the
+    server's own name stands in.
+    """
+    if host is None:
+        return True
+    match = _HOST.fullmatch(host)
+    if match is None:
+        return False
+    literal = match.group("ip6")
+    if literal is not None:
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return False
+    return True
 
 
 def normalize_url(scheme: str, host: str, path: str, query: str, ignore: frozenset[str]) -> str:

@@ -29,6 +29,7 @@ from .cookies import COOKIE_VARY, CookieRules
 from .decisions import Headers, Lookup, Plan, Request, Verdict
 from .freshness import HEURISTIC_STATUSES, UNDERSTOOD_STATUSES, freshness_lifetime
 from .parsing import (
+    content_length,
     delta_seconds,
     http_date,
     normalize_url,
@@ -36,6 +37,7 @@ from .parsing import (
     primary_key,
     seconds,
     url_tag,
+    valid_host,
 )
 from .rules import CacheRule, Directives, RouteRules
 from .stored import StoredResponse
@@ -187,15 +189,20 @@ class HttpCachePolicy:
 
         A request with cookies its route has not declared shareable goes to the app and its
         response is not stored (``cookies``): the page may have been built from them.
+        A request whose ``Host`` is not a valid host[:port] bypasses the cache (``keyed``):
+        its URL would not name what it asks for.
         """
         cc = parse_cache_control(headers.get("cache-control"))
         if not cc and "no-cache" in headers.get("pragma", "").lower():
             cc = {"no-cache": None}  # RFC 9111 §5.4: Pragma only counts without Cache-Control
         cookies, shareable = self.cookies.admit(headers.get("cookie"), directives)
-        usable = directives.enabled and "range" not in headers and shareable
+        keyed = valid_host(headers.get("host"))
+        usable = keyed and directives.enabled and "range" not in headers and shareable
         may_serve = usable and "no-cache" not in cc
         may_store = usable and method == "GET" and "no-store" not in cc
-        return Request(method, url, path, headers, directives, cc, may_serve, may_store, cookies)
+        return Request(
+            method, url, path, headers, directives, cc, may_serve, may_store, cookies, keyed
+        )
 
     def judge(self, req: Request, stored: StoredResponse, now: float) -> Verdict | Lookup:
         """How the stored response may be used for this request (RFC 9111 §4, RFC 5861)."""
@@ -250,6 +257,19 @@ class HttpCachePolicy:
     # -- answers from the cache ---------------------------------------------------------------
 
     @staticmethod
+    def only_if_cached_miss(req: Request, found: Lookup | None) -> bool:
+        """Whether to answer 504 without the app: the request said ``only-if-cached`` and the
+        cache holds nothing that answers it (RFC 9111 §5.2.1.7)."""
+        return "only-if-cached" in req.cc and not (found is not None and found.answers)
+
+    #: the cache's own 504 for an ``only-if-cached`` request it cannot answer
+    GATEWAY_TIMEOUT: tuple[tuple[bytes, bytes], ...] = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"0"),
+        (b"x-cache", b"MISS"),
+    )
+
+    @staticmethod
     def served_headers(stored: StoredResponse, age: int, label: bytes) -> Headers:
         """Headers for a 200-like answer from the cache: stored ones plus framing, Age, X-Cache."""
         headers = list(map(tuple, stored.headers))
@@ -269,7 +289,11 @@ class HttpCachePolicy:
     # -- storing origin responses -------------------------------------------------------------
 
     def plan(self, req: Request, status: int, headers: Headers, now: float) -> Plan:
-        """Decide whether the origin's response is stored; strip what the client must not see."""
+        """Decide whether the origin's response is stored; strip what the client must not see.
+
+        Called once the endpoint ran: ``req.directives`` holds what it set through
+        ``@cache_response`` (``enabled=False`` keeps its response out of the cache).
+        """
         client: Headers = []
         stored: Headers = []
         tags = list(req.directives.tags)
@@ -296,6 +320,8 @@ class HttpCachePolicy:
         plan = Plan(client, False, stored, status, 0.0, 0.0, tags, ())
         if not req.may_store or (cookie and not self.allow_set_cookie):
             return plan
+        if not req.directives.enabled:  # the endpoint turned caching off while it ran
+            return plan
         cc = parse_cache_control(fields.get(b"cache-control"))
         if "no-store" in cc or "private" in cc or "no-cache" in cc:
             return plan
@@ -305,9 +331,11 @@ class HttpCachePolicy:
         vary = tuple(v.strip().lower() for v in fields.get(b"vary", "").split(",") if v.strip())
         if "*" in vary:
             return plan
-        length = fields.get(b"content-length")
-        if length and length.isascii() and length.isdigit() and int(length) > self.max_body_size:
-            return plan
+        length = None
+        if b"content-length" in fields:
+            length = content_length(fields[b"content-length"])
+            if length is None or length > self.max_body_size:
+                return plan
         lifetime = freshness_lifetime(
             cc, fields, status, req.directives.ttl, now, self.heuristic, self.heuristic_max
         )
@@ -323,6 +351,7 @@ class HttpCachePolicy:
         extra = tuple(v for v in req.directives.vary if v not in vary)
         extra += tuple(COOKIE_VARY + name for name in req.directives.vary_cookies)
         plan.store = True
+        plan.length = length
         plan.lifetime = lifetime
         plan.ttl = float(min(math.ceil(ttl), MAX_DELTA_SECONDS))  # §1.2.2: overflow is 2**31
         plan.vary = tuple(sorted(set(vary + extra)))
@@ -330,6 +359,15 @@ class HttpCachePolicy:
         plan.initial_age, plan.swr, plan.sie = initial_age, swr, sie
         plan.must_revalidate, plan.auth_ok = revalidate, explicit
         return plan
+
+    @staticmethod
+    def complete(plan: Plan, size: int) -> bool:
+        """Whether a streamed body of ``size`` bytes is all the response declared.
+
+        RFC 9111 §3.3: a body that ends short of (or runs past) its ``Content-Length`` is
+        incomplete, and an incomplete response is never stored as if it were complete.
+        """
+        return plan.length is None or plan.length == size
 
     def build(self, req: Request, plan: Plan, body: bytes, now: float) -> list[tuple[str, Any]]:
         """The ``(key, value)`` pairs to write for a stored response (primary, then variant)."""

@@ -118,6 +118,9 @@ class WSGICacheMiddleware:
             return self.app(environ, start_response)
         req = self._request(environ, method, directives)
         found, variant_key = self._lookup(req) if req.may_serve else (None, None)
+        if self.policy.only_if_cached_miss(req, found):
+            start_response(status_line(504), _str_headers(list(self.policy.GATEWAY_TIMEOUT)))
+            return []
         served = found is not None and found.answers
         flight = None if served else self.policy.collapse_key(req, variant_key)
         if flight is not None:
@@ -349,7 +352,9 @@ class WSGICacheMiddleware:
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if invalidates(environ["REQUEST_METHOD"], int(status.split(" ", 1)[0])):
-                self.purge(self._request(environ, "GET", Directives()).url)
+                req = self._request(environ, "GET", Directives())
+                if req.keyed:
+                    self.purge(req.url)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, capture)

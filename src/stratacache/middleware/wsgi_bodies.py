@@ -86,8 +86,6 @@ class Caching(Passthrough):
     ) -> None:
         super().__init__(head, rest, result)
         self.owner, self.req, self.plan, self.flight = owner, req, plan, flight
-        length = next((v for n, v in plan.client_headers if n.lower() == b"content-length"), None)
-        self.length = int(length) if length is not None and length.isdigit() else None
         self.stored = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -103,10 +101,10 @@ class Caching(Passthrough):
                     self._wake()
                 else:
                     copy.append(chunk)
-                    if size == self.length:
+                    if size == self.plan.length:
                         self._finish(copy)  # last chunk: store before the client can have it
             yield chunk
-        if self.plan.store and self.length in (None, size):
+        if self.plan.store and self.owner.policy.complete(self.plan, size):
             self._finish(copy)
 
     def _finish(self, copy: list[bytes]) -> None:
