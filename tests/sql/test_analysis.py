@@ -293,3 +293,70 @@ def test_set_config_changes_the_session(sql: str) -> None:
     """A read calling set_config() changes the connection's settings, as SET does."""
     assert changes_session(sql)
     assert not changes_session("SELECT 'set_config(' AS text_only")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT $$it's$$ AS a; UPDATE t SET v = v + 1; SELECT 'done'",
+        "SELECT $q$it's$q$; DELETE FROM t; SELECT 'x'",
+        "SELECT E'it\\'s'; UPDATE t SET v = 1; SELECT 'x'",
+        "SELECT 'it''s'; UPDATE t SET v = 1",
+        'SELECT 1 AS "a--b"; UPDATE t SET v = 1',
+        "SELECT 'a\\'; UPDATE t SET v = 1; SELECT '",  # one string or two: databases disagree
+        "SELECT $$unterminated; UPDATE t SET v = 1",
+        "SELECT 'unterminated; UPDATE t SET v = 1",
+        'SELECT "unterminated; UPDATE t SET v = 1',
+        "SELECT 1 /* nested /* comment */ ; UPDATE t SET v = 1 */",
+        "SELECT 1 /*! ; UPDATE t SET v = 1 */",
+        "SELECT $ 1",
+        "SELECT 1 \\; UPDATE t SET v = 1",
+        "SELECT 1 --x'; UPDATE t SET v = 1",
+        "SELECT 1 -- comment\r; UPDATE t SET v = 1",
+    ],
+)
+def test_quotes_never_hide_a_second_statement(sql: str) -> None:
+    """Dollar quotes, escape strings, quoted names and comments are read as the database
+    reads them; text whose quotes databases read differently is never taken for a read."""
+    analysis = analyze_text(sql)
+    assert analysis.kind == "transaction" and analysis.action == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("sql", "must_include"),
+    [
+        (
+            "SELECT count(*) FROM t2 WHERE E'\\'' <> 'x' AND v IN (SELECT v FROM t3) AND 'a' = 'a'",
+            {"t2", "t3"},
+        ),
+        ("SELECT $$x'$$, v FROM t2 WHERE v IN (SELECT v FROM t3) AND 'a' = 'a'", {"t2", "t3"}),
+        ("SELECT $tag$ $$ ' $tag$ FROM t2 JOIN t3 ON true", {"t2", "t3"}),
+        ('SELECT "a--b" FROM t2 JOIN t3 ON true', {"t2", "t3", "a--b"}),
+        ("SELECT v FROM s.ärzte WHERE id = 1", {"ärzte"}),
+        ("SELECT v FROM Ölmühle", {"ölmühle"}),
+        ("SELECT v FROM t WHERE a = $1 AND b$c = 2", {"t", "b$c"}),
+    ],
+)
+def test_quotes_never_hide_a_table(sql: str, must_include: set[str]) -> None:
+    """The lexer ends each quote where the database does, and names may start with any letter."""
+    analysis = analyze_text(sql)
+    assert analysis.kind == "read" and analysis.tables >= must_include, analysis
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT E'\\'' AS a, now() FROM t",
+        "SELECT $$'$$, now() FROM t",
+        'SELECT "a--b", now() FROM t',
+        "SELECT $$now$$::timestamp",
+        "SELECT E'today'::date",
+        "SELECT überzufall(x) FROM t",
+        "SELECT now/**/() FROM t",
+        "SELECT 'a\\' , now(), '' FROM t",
+    ],
+)
+def test_quotes_never_hide_a_volatile_call(sql: str) -> None:
+    """A quote the database ends elsewhere cannot hide now() from the volatility check."""
+    assert volatility(sql) is not None
+    assert volatility("SELECT $$x$$, E'y\\'', 'z''', \"now\" FROM t") is None

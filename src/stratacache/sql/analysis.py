@@ -122,8 +122,7 @@ _RESERVED = _names(
     true false array cast both leading trailing"""
 )
 
-_STRIPPED = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.S)
-_CALL = re.compile(r'(?:"([^"]+)"|([A-Za-z_][\w$]*))\s*\(')
+_CALL = re.compile(r'(?:"([^"]+)"|([^\W\d][\w$]*))\s*\(')
 _BARE_VOLATILE = re.compile(
     r"\b(current_timestamp|current_date|current_time|localtimestamp|localtime|sysdate)\b"
     r"(?!\s*\()|\bfor\s+(?:no\s+key\s+)?update\b|\bfor\s+(?:key\s+)?share\b"
@@ -133,7 +132,7 @@ _BARE_VOLATILE = re.compile(
 _NOW_LITERAL = re.compile(r"'\s*(now|localtime|utc|today|tomorrow|yesterday)\s*'", re.I)
 #: string values a database reads as "the current time" when it casts them to a date or time
 CLOCK_WORDS = frozenset({"now", "localtime", "utc", "today", "tomorrow", "yesterday"})
-_WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([A-Za-z_][\w$]*)(?!\s*\(|[\w$])')
+_WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([^\W\d][\w$]*)(?!\s*\(|[\w$])')
 _MORE = re.compile(r";\s*\S")
 _FIRST = re.compile(r"\s*\(*\s*([A-Za-z]+)")
 _DML_WORD = re.compile(
@@ -153,8 +152,104 @@ _NOT_DATA = _names("show")
 _SESSION_WORDS = _names("set reset discard pragma")
 
 
-def _blank(match: re.Match[str]) -> str:
-    return "''" if match.group(0).startswith("'") else " "  # a comment is not a word
+# Where a quote, a comment or a "$" may start; everything else is plain SQL.
+_SPECIAL = re.compile(r"""--|/\*|(?<![\w$])[eE]'|'|"|`|\$|\\""")
+_DOLLAR = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+_PARAM = re.compile(r"\$\d+")
+_STANDARD_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
+_ESCAPE_STRING = re.compile(r"[eE]'(?:[^'\\]|\\.|'')*'", re.S)
+_QUOTED_NAME = {'"': re.compile(r'"[^"]*"'), "`": re.compile(r"`[^`]*`")}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Lexed:
+    """SQL text with its string constants made ``''`` and its comments blank."""
+
+    body: str
+    #: a string constant a database reads as the current time when cast ('now', $$today$$ …)
+    clock: bool
+
+
+def _lex(sql: str) -> _Lexed | None:
+    """Strip string constants and comments from ``sql``; None when unsure where one ends.
+
+    Understands standard strings (``'it''s'``), escape strings (``E'it\\'s'``), dollar
+    quotes (``$$…$$``, ``$tag$…$tag$``), quoted identifiers (``"…"``, ```…```: kept as
+    they are, since they name tables), ``--`` and ``/* */`` comments. Text the databases
+    read differently (a backslash before a quote in a standard string, a nested or
+    MySQL-executable comment, a ``$`` that is neither a quote nor a parameter, an
+    unbalanced quote) is not guessed at: the caller must assume the worst.
+    """
+    out: list[str] = []
+    clock = False
+    position = 0
+    while True:
+        found = _SPECIAL.search(sql, position)
+        if found is None:
+            out.append(sql[position:])
+            return _Lexed("".join(out), clock)
+        start = found.start()
+        out.append(sql[position:start])
+        token = found.group(0)
+        if token == "--":
+            end = sql.find("\n", start)
+            end = len(sql) if end < 0 else end
+            comment = sql[start + 2 : end]
+            if "\r" in comment.rstrip("\r"):
+                return None  # PostgreSQL ends the comment at "\r", others at "\n"
+            if comment[:1].strip() and any(c in comment for c in ";'\"`$\\"):
+                return None  # "--x" is no comment in MySQL
+            out.append(" ")
+            position = end
+        elif token == "/*":
+            end = sql.find("*/", start + 2)
+            if end < 0 or "/*" in sql[start + 2 : end] or sql.startswith("!", start + 2):
+                return None  # unterminated, nested (PostgreSQL) or executable (MySQL)
+            out.append(" ")
+            position = end + 2
+        elif token in ('"', "`"):
+            name = _QUOTED_NAME[token].match(sql, start)
+            if name is None or sql.startswith(token, name.end()):
+                return None  # unbalanced, or a doubled quote inside a name
+            out.append(name.group(0))
+            position = name.end()
+        elif token == "\\":
+            return None
+        elif token == "$":
+            if start > 0 and (sql[start - 1].isalnum() or sql[start - 1] in "_$"):
+                out.append("$")  # inside a name (PostgreSQL allows "$" after the first letter)
+                position = start + 1
+                continue
+            param = _PARAM.match(sql, start)
+            if param is not None:
+                out.append(param.group(0))
+                position = param.end()
+                continue
+            tag = _DOLLAR.match(sql, start)
+            if tag is None:
+                return None
+            end = sql.find(tag.group(0), tag.end())
+            if end < 0:
+                return None
+            clock = clock or _is_clock(sql[tag.end() : end])
+            out.append("''")
+            position = end + len(tag.group(0))
+        else:
+            escape = token != "'"
+            string = (_ESCAPE_STRING if escape else _STANDARD_STRING).match(sql, start)
+            if string is None:
+                return None
+            text = string.group(0)
+            if not escape and "\\'" in text:
+                return None  # a backslash escapes the quote in MySQL, not in PostgreSQL
+            content = text[2:-1] if escape else text[1:-1]
+            clock = clock or _is_clock(content.replace("\\", "").replace("''", "'"))
+            out.append("''")
+            position = string.end()
+
+
+def _is_clock(content: str) -> bool:
+    return content.strip().lower() in CLOCK_WORDS
 
 
 def _bare(name: str) -> str:
@@ -170,7 +265,8 @@ def changes_session(sql: str) -> bool:
     PostgreSQL's ``SELECT set_config('search_path', …)`` (or a setting row-level security
     policies read) changes what the same SQL returns on that connection, as ``SET`` does.
     """
-    return bool(_SESSION_CALL.search(_STRIPPED.sub("''", sql)))
+    lexed = _lex(sql)
+    return lexed is None or bool(_SESSION_CALL.search(lexed.body))
 
 
 def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
@@ -180,9 +276,12 @@ def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
         sql: the SQL text sent to the database (bound parameters are placeholders).
         deterministic: extra function names the application declares deterministic.
     """
-    if _NOW_LITERAL.search(sql):
+    lexed = _lex(sql)
+    if lexed is None:
+        return "SQL text whose quotes or comments cannot be told apart"
+    if lexed.clock or _NOW_LITERAL.search(sql):
         return "reads the clock ('now')"
-    body = _STRIPPED.sub("''", sql)
+    body = lexed.body
     found = _BARE_VOLATILE.search(body)
     if found:
         return f"non-deterministic or locking SQL ({found.group(0).upper()})"
@@ -201,9 +300,12 @@ def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
 
 def analyze_text(sql: str) -> Analysis:
     """Classify textual SQL conservatively (used for ``text()`` and driver-level SQL)."""
-    body = _STRIPPED.sub(_blank, sql)
-    if _MORE.search(body):  # "UPDATE …; COMMIT", a DO block: one statement's words cannot tell
+    lexed = _lex(sql)
+    if lexed is None or _MORE.search(lexed.body):
+        # "UPDATE …; COMMIT", a DO block, quotes this reading cannot place: one statement's
+        # words cannot tell what it does, so it is never cached and invalidates everything
         return Analysis("transaction", action="unknown")
+    body = lexed.body
     first = _FIRST.match(body)
     word = first.group(1).lower() if first else ""
     if word in ("select", "with", "values", "table"):
