@@ -360,3 +360,19 @@ def test_quotes_never_hide_a_volatile_call(sql: str) -> None:
     """A quote the database ends elsewhere cannot hide now() from the volatility check."""
     assert volatility(sql) is not None
     assert volatility("SELECT $$x$$, E'y\\'', 'z''', \"now\" FROM t") is None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT a FROM t WHERE a LIKE %(p)s ESCAPE '\\'",
+        "SELECT a FROM t WHERE a LIKE ? ESCAPE '\\' AND b = 'x'",
+        "SELECT 'C:\\dir' FROM t",
+    ],
+)
+def test_a_backslash_one_reading_allows_is_read(sql: str) -> None:
+    """A backslash in a string is read as PostgreSQL and SQLite do when the escaping
+    reading is no valid SQL: LIKE … ESCAPE '\\' stays a cacheable read."""
+    assert analyze_text(sql).kind == "read"
+    assert volatility(sql) is None
+    assert not changes_session(sql)

@@ -158,6 +158,7 @@ _DOLLAR = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _PARAM = re.compile(r"\$\d+")
 _STANDARD_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
 _ESCAPE_STRING = re.compile(r"[eE]'(?:[^'\\]|\\.|'')*'", re.S)
+_BACKSLASH_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'", re.S)
 _QUOTED_NAME = {'"': re.compile(r'"[^"]*"'), "`": re.compile(r"`[^`]*`")}
 
 
@@ -176,10 +177,24 @@ def _lex(sql: str) -> _Lexed | None:
     Understands standard strings (``'it''s'``), escape strings (``E'it\\'s'``), dollar
     quotes (``$$…$$``, ``$tag$…$tag$``), quoted identifiers (``"…"``, ```…```: kept as
     they are, since they name tables), ``--`` and ``/* */`` comments. Text the databases
-    read differently (a backslash before a quote in a standard string, a nested or
-    MySQL-executable comment, a ``$`` that is neither a quote nor a parameter, an
-    unbalanced quote) is not guessed at: the caller must assume the worst.
+    read differently (a nested or MySQL-executable comment, a ``$`` that is neither a
+    quote nor a parameter, an unbalanced quote) is not guessed at: the caller must
+    assume the worst. A backslash is a plain character in a standard string for
+    PostgreSQL and SQLite and an escape for MySQL: where both readings are valid SQL
+    and differ (``'a\\'; UPDATE …; SELECT '``), the text is not read either.
     """
+    if "\\" not in sql:
+        return _lex_as(sql, backslash_escapes=False)
+    plain = _lex_as(sql, backslash_escapes=False)
+    escaping = _lex_as(sql, backslash_escapes=True)
+    if plain is None or escaping is None:
+        return plain  # no valid escaping reading ("ESCAPE '\\'"): MySQL refuses to run it
+    if plain.body != escaping.body:
+        return None
+    return _Lexed(plain.body, plain.clock or escaping.clock)
+
+
+def _lex_as(sql: str, backslash_escapes: bool) -> _Lexed | None:
     out: list[str] = []
     clock = False
     position = 0
@@ -214,7 +229,8 @@ def _lex(sql: str) -> _Lexed | None:
             out.append(name.group(0))
             position = name.end()
         elif token == "\\":
-            return None
+            out.append("\\")  # no database reads it outside a string: an error, not a guess
+            position = start + 1
         elif token == "$":
             if start > 0 and (sql[start - 1].isalnum() or sql[start - 1] in "_$"):
                 out.append("$")  # inside a name (PostgreSQL allows "$" after the first letter)
@@ -236,12 +252,15 @@ def _lex(sql: str) -> _Lexed | None:
             position = end + len(tag.group(0))
         else:
             escape = token != "'"
-            string = (_ESCAPE_STRING if escape else _STANDARD_STRING).match(sql, start)
+            if escape:
+                string = _ESCAPE_STRING.match(sql, start)
+            else:
+                string = (_BACKSLASH_STRING if backslash_escapes else _STANDARD_STRING).match(
+                    sql, start
+                )
             if string is None:
                 return None
             text = string.group(0)
-            if not escape and "\\'" in text:
-                return None  # a backslash escapes the quote in MySQL, not in PostgreSQL
             content = text[2:-1] if escape else text[1:-1]
             clock = clock or _is_clock(content.replace("\\", "").replace("''", "'"))
             out.append("''")
