@@ -363,6 +363,8 @@ def _text_write(body: str) -> Analysis:
         if match:
             return Analysis("write", frozenset({(match.group(1) or match.group(2)).lower()}))
     truncate = _TRUNCATE.match(body)
+    if truncate and re.search(r"\bcascade\b", truncate.group(1), re.I):
+        return WRITES_ALL  # it also empties every table referring to these: not known here
     if truncate:
         names = re.split(
             r"\s*,\s*",
