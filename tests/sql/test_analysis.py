@@ -18,6 +18,7 @@ from stratacache.sql.analysis import (
     analyze_compiled,
     analyze_text,
     changes_session,
+    declared_cascades,
     volatility,
 )
 from stratacache.sql.keys import Unkeyable, query_key
@@ -379,3 +380,26 @@ def test_a_backslash_one_reading_allows_is_read(sql: str) -> None:
     assert analyze_text(sql).kind == "read"
     assert volatility(sql) is None
     assert not changes_session(sql)
+
+
+def test_declared_cascades_follow_the_foreign_keys_of_a_bare_name() -> None:
+    """A write to ``parent`` also changes the tables whose declared keys cascade from it
+    (transitively); a key that cannot be resolved makes it a write to every table."""
+    metadata = sa.MetaData(schema="shop")
+    sa.Table("Parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "child",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("p", sa.ForeignKey("shop.Parent.id", ondelete="SET NULL")),
+    )
+    sa.Table(
+        "grandchild", metadata, sa.Column("c", sa.ForeignKey("shop.child.id", onupdate="CASCADE"))
+    )
+    sa.Table("plain", metadata, sa.Column("p", sa.ForeignKey("shop.Parent.id")))
+    assert declared_cascades(frozenset({"parent"}), [metadata]) == {"child", "grandchild"}
+    assert declared_cascades(frozenset({"plain"}), [metadata]) == set()
+    broken = sa.MetaData()
+    sa.Table("parent", broken, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("orphan", broken, sa.Column("x", sa.ForeignKey("missing.id", ondelete="CASCADE")))
+    assert declared_cascades(frozenset({"parent"}), [broken]) == {ALL}

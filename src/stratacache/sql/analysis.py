@@ -491,17 +491,49 @@ def _cascades(target: Any) -> set[str]:
         return set()
     found: set[str] = set()
     pending = [target]
-    while pending:
-        current = pending.pop()
-        for table in metadata.tables.values():
-            if table.name.lower() in found:
-                continue
-            for fk in table.foreign_keys:
-                if (fk.ondelete or fk.onupdate) and fk.references(current):
-                    found.add(table.name.lower())
-                    pending.append(table)
-                    break
+    try:
+        while pending:
+            current = pending.pop()
+            for table in list(metadata.tables.values()):
+                if table.name.lower() in found:
+                    continue
+                for fk in table.foreign_keys:
+                    if (fk.ondelete or fk.onupdate) and fk.references(current):
+                        found.add(table.name.lower())
+                        pending.append(table)
+                        break
+    except Exception:  # a declared key naming a table not in the MetaData: cascades unknown
+        return {ALL}
     return found
+
+
+def metadata_of(compiled: Any) -> set[Any]:
+    """The SQLAlchemy ``MetaData`` collections holding the tables a compiled statement names."""
+    found = set()
+    for element in (
+        compiled.statement,
+        getattr(getattr(compiled, "compile_state", None), "statement", None),
+    ):
+        if element is None:
+            continue
+        for el in visitors.iterate(element):
+            metadata = getattr(el, "metadata", None) if isinstance(el, TableClause) else None
+            if metadata is not None:
+                found.add(metadata)
+    return found
+
+
+def declared_cascades(tables: frozenset[str], metadatas: Iterable[Any]) -> frozenset[str]:
+    """Tables the database changes when ``tables`` (bare names) are written, by the ON
+    DELETE/UPDATE actions of foreign keys declared in ``metadatas``: what a text write
+    changes besides its target, as ``_cascades`` finds for a Core write. ``ALL`` when a
+    declared key cannot be resolved."""
+    found: set[str] = set()
+    for metadata in metadatas:
+        for table in list(metadata.tables.values()):
+            if table.name.lower() in tables:
+                found |= _cascades(table)
+    return frozenset(found - tables)
 
 
 def _write_point(
@@ -542,6 +574,8 @@ __all__ = [
     "analyze_compiled",
     "analyze_text",
     "changes_session",
+    "declared_cascades",
+    "metadata_of",
     "tables_of",
     "volatility",
 ]
