@@ -403,3 +403,39 @@ def test_declared_cascades_follow_the_foreign_keys_of_a_bare_name() -> None:
     sa.Table("parent", broken, sa.Column("id", sa.Integer, primary_key=True))
     sa.Table("orphan", broken, sa.Column("x", sa.ForeignKey("missing.id", ondelete="CASCADE")))
     assert declared_cascades(frozenset({"parent"}), [broken]) == {ALL}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT id, lock FROM doors WHERE id = 1",
+        "SELECT copy, call, merge, grant FROM t",
+        'SELECT "update", "delete", `insert` FROM t',
+        "SELECT count(id) FROM t WHERE updated > 1 AND deleted = false",
+        "WITH recent AS (SELECT lock FROM doors) SELECT * FROM recent",
+        "SELECT * FROM t FOR UPDATE",
+    ],
+)
+def test_a_select_naming_a_dml_word_is_a_read(sql: str) -> None:
+    """A column named like a DML word is no write: the read depends on its tables only."""
+    assert analyze_text(sql).kind == "read"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH gone AS (DELETE FROM t RETURNING id) SELECT * FROM gone",
+        "WITH x AS MATERIALIZED ( update t SET a = 1 RETURNING a) SELECT 1",
+        "WITH x AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM x",
+        "WITH x AS (MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE) SELECT 1",
+        "WITH x AS (/* c */ DELETE FROM t) SELECT 1",
+        "WITH x AS (SELECT 1), y AS (SELECT 2) UPDATE t SET a = 1",
+        "with recursive x(n) as (select 1) insert into t select n from x",
+        "SELECT * INTO backup FROM products",
+        "SELECT a FROM t INTO OUTFILE '/tmp/x'",
+        "values (1) into t",
+    ],
+)
+def test_a_select_that_writes_stays_a_write_to_every_table(sql: str) -> None:
+    """Data-modifying CTEs and SELECT … INTO are writes whose tables are not guessed."""
+    assert analyze_text(sql).tables == {ALL} and analyze_text(sql).kind == "write"

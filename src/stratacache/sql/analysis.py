@@ -135,10 +135,16 @@ CLOCK_WORDS = frozenset({"now", "localtime", "utc", "today", "tomorrow", "yester
 _WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([^\W\d][\w$]*)(?!\s*\(|[\w$])')
 _MORE = re.compile(r";\s*\S")
 _FIRST = re.compile(r"\s*\(*\s*([A-Za-z]+)")
+# Where a statement starting with SELECT/WITH/VALUES/TABLE may write: a statement in
+# parentheses (a data-modifying CTE), after one (WITH … AS (…) DELETE …) or an INTO
+# (SELECT … INTO a new table, a file). Any other place a DML word may take is a name
+# ("SELECT lock FROM doors") or FOR UPDATE.
 _DML_WORD = re.compile(
-    r"\b(insert|update|delete|merge|truncate|into|create|drop|alter|grant|revoke|copy|call|lock)\b",
+    r"[()]\s*(?:insert|update|delete|merge|truncate|create|drop|alter|grant|revoke|copy|call|lock)\b"
+    r"|\binto\b",
     re.I,
 )
+_QUOTED_NAMES = re.compile(r'"[^"]*"|`[^`]*`')
 _NAME = r'(?:(?:"[^"]+"|[\w$]+)\.)*(?:"([^"]+)"|([\w$]+))'
 _WRITE_TARGETS = [
     re.compile(r"^\s*insert\s+(?:or\s+\w+\s+)?into\s+" + _NAME, re.I),
@@ -328,7 +334,7 @@ def analyze_text(sql: str) -> Analysis:
     first = _FIRST.match(body)
     word = first.group(1).lower() if first else ""
     if word in ("select", "with", "values", "table"):
-        if _DML_WORD.search(body):
+        if _DML_WORD.search(_QUOTED_NAMES.sub(" n ", body)):
             return _text_write(body) if word == "with" else WRITES_ALL
         return Analysis("read", _identifiers(body))
     if word == "explain":
