@@ -317,6 +317,8 @@ def test_set_config_changes_the_session(sql: str) -> None:
         "SELECT 1 \\; UPDATE t SET v = 1",
         "SELECT 1 --x'; UPDATE t SET v = 1",
         "SELECT 1 -- comment\r; UPDATE t SET v = 1",
+        "SELECT 1 # $$\n; UPDATE t SET v = 1; SELECT $$",  # a comment in MySQL
+        "SELECT [a'] FROM t; UPDATE t SET v = 1; SELECT [']",  # names in SQLite
     ],
 )
 def test_quotes_never_hide_a_second_statement(sql: str) -> None:
@@ -339,6 +341,9 @@ def test_quotes_never_hide_a_second_statement(sql: str) -> None:
         ("SELECT v FROM s.ärzte WHERE id = 1", {"ärzte"}),
         ("SELECT v FROM Ölmühle", {"ölmühle"}),
         ("SELECT v FROM t WHERE a = $1 AND b$c = 2", {"t", "b$c"}),
+        ("SELECT data #>> '{a}' FROM t2 JOIN t3 ON true", {"t2", "t3"}),
+        ("SELECT data['key'] FROM t2 JOIN t3 ON true", {"t2", "t3"}),
+        ("SELECT x FROM ['orders'] JOIN t3 ON true", {"'orders'", "t3"}),
     ],
 )
 def test_quotes_never_hide_a_table(sql: str, must_include: set[str]) -> None:

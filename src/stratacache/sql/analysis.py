@@ -159,7 +159,8 @@ _SESSION_WORDS = _names("set reset discard pragma")
 
 
 # Where a quote, a comment or a "$" may start; everything else is plain SQL.
-_SPECIAL = re.compile(r"""--|/\*|(?<![\w$])[eE]'|'|"|`|\$|\\""")
+_SPECIAL = re.compile(r"""--|/\*|(?<![\w$])[eE]'|'|"|`|\$|\\|\[|\#""")
+_QUOTING = re.compile(r"""['"`$\\#\[]|--|/\*""")
 _DOLLAR = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _PARAM = re.compile(r"\$\d+")
 _STANDARD_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
@@ -234,6 +235,29 @@ def _lex_as(sql: str, backslash_escapes: bool) -> _Lexed | None:
                 return None  # unbalanced, or a doubled quote inside a name
             out.append(name.group(0))
             position = name.end()
+        elif token in ("#", "["):
+            # "#" starts a comment in MySQL and is an operator in PostgreSQL ("#>>");
+            # "[…]" names a table in SQLite and subscripts in PostgreSQL (data['key']).
+            # Either reading is safe when the quotes inside are balanced on their own.
+            closing = "\n" if token == "#" else "]"
+            end = sql.find(closing, start + 1)
+            end = len(sql) if end < 0 else end
+            inside = sql[start + 1 : end]
+            if not _QUOTING.search(inside):
+                out.append(token)
+                position = start + 1
+                continue
+            if token == "[" and ("--" in inside or "/*" in inside or '"' in inside):
+                return None  # the comment or quote would run past "]" in PostgreSQL
+            part = _lex_as(inside, backslash_escapes)
+            if part is None:
+                return None
+            clock = clock or part.clock
+            out.append(token + part.body)
+            if token == "[":
+                out.append(f'] "{inside}"')  # the name SQLite reads
+                end += 1
+            position = end
         elif token == "\\":
             out.append("\\")  # no database reads it outside a string: an error, not a guess
             position = start + 1
