@@ -319,6 +319,8 @@ def test_set_config_changes_the_session(sql: str) -> None:
         "SELECT 1 -- comment\r; UPDATE t SET v = 1",
         "SELECT 1 # $$\n; UPDATE t SET v = 1; SELECT $$",  # a comment in MySQL
         "SELECT [a'] FROM t; UPDATE t SET v = 1; SELECT [']",  # names in SQLite
+        "SELECT 'x' # [ '\n; UPDATE t SET v = 1 '",
+        'SELECT "a\\"" FROM t2 JOIN t3 ON "b\\"" = 1',  # MySQL: two strings, t2 and t3 read
     ],
 )
 def test_quotes_never_hide_a_second_statement(sql: str) -> None:

@@ -160,13 +160,15 @@ _SESSION_WORDS = _names("set reset discard pragma")
 
 # Where a quote, a comment or a "$" may start; everything else is plain SQL.
 _SPECIAL = re.compile(r"""--|/\*|(?<![\w$])[eE]'|'|"|`|\$|\\|\[|\#""")
-_QUOTING = re.compile(r"""['"`$\\#\[]|--|/\*""")
+_QUOTING = re.compile(r"""['"`$\\]|--|/\*""")
 _DOLLAR = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _PARAM = re.compile(r"\$\d+")
 _STANDARD_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
 _ESCAPE_STRING = re.compile(r"[eE]'(?:[^'\\]|\\.|'')*'", re.S)
 _BACKSLASH_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'", re.S)
 _QUOTED_NAME = {'"': re.compile(r'"[^"]*"'), "`": re.compile(r"`[^`]*`")}
+#: a double-quoted string as MySQL reads it (without ANSI_QUOTES): backslash escapes
+_BACKSLASH_NAME = re.compile(r'"(?:[^"\\]|\\.|"")*"', re.S)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -229,6 +231,12 @@ def _lex_as(sql: str, backslash_escapes: bool) -> _Lexed | None:
                 return None  # unterminated, nested (PostgreSQL) or executable (MySQL)
             out.append(" ")
             position = end + 2
+        elif token == '"' and backslash_escapes:
+            name = _BACKSLASH_NAME.match(sql, start)
+            if name is None:
+                return None
+            out.append(name.group(0))  # kept as written: ends where the other reading's does?
+            position = name.end()
         elif token in ('"', "`"):
             name = _QUOTED_NAME[token].match(sql, start)
             if name is None or sql.startswith(token, name.end()):
@@ -249,6 +257,8 @@ def _lex_as(sql: str, backslash_escapes: bool) -> _Lexed | None:
                 continue
             if token == "[" and ("--" in inside or "/*" in inside or '"' in inside):
                 return None  # the comment or quote would run past "]" in PostgreSQL
+            if "#" in inside or "[" in inside:
+                return None  # read one level deep only
             part = _lex_as(inside, backslash_escapes)
             if part is None:
                 return None
