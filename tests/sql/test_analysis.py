@@ -18,6 +18,7 @@ from stratacache.sql.analysis import (
     analyze_compiled,
     analyze_text,
     changes_session,
+    declared_cascades,
     volatility,
 )
 from stratacache.sql.keys import Unkeyable, query_key
@@ -35,6 +36,9 @@ from stratacache.sql.keys import Unkeyable, query_key
         ("MERGE INTO stock USING x ON true WHEN MATCHED THEN DELETE", {"stock"}),
         ("TRUNCATE a, shop.b RESTART IDENTITY", {"a", "b"}),
         ("truncate table only c", {"c"}),
+        ('TRUNCATE "s".parent CASCADE', {ALL}),
+        ("truncate a, b restart identity cascade", {ALL}),
+        ("TRUNCATE a RESTRICT", {"a"}),
         ("WITH x AS (SELECT 1) DELETE FROM products", {ALL}),
         ("SELECT * INTO backup FROM products", {ALL}),
         ("CALL refresh_everything()", {ALL}),
@@ -293,3 +297,152 @@ def test_set_config_changes_the_session(sql: str) -> None:
     """A read calling set_config() changes the connection's settings, as SET does."""
     assert changes_session(sql)
     assert not changes_session("SELECT 'set_config(' AS text_only")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT $$it's$$ AS a; UPDATE t SET v = v + 1; SELECT 'done'",
+        "SELECT $q$it's$q$; DELETE FROM t; SELECT 'x'",
+        "SELECT E'it\\'s'; UPDATE t SET v = 1; SELECT 'x'",
+        "SELECT 'it''s'; UPDATE t SET v = 1",
+        'SELECT 1 AS "a--b"; UPDATE t SET v = 1',
+        "SELECT 'a\\'; UPDATE t SET v = 1; SELECT '",  # one string or two: databases disagree
+        "SELECT $$unterminated; UPDATE t SET v = 1",
+        "SELECT 'unterminated; UPDATE t SET v = 1",
+        'SELECT "unterminated; UPDATE t SET v = 1',
+        "SELECT 1 /* nested /* comment */ ; UPDATE t SET v = 1 */",
+        "SELECT 1 /*! ; UPDATE t SET v = 1 */",
+        "SELECT $ 1",
+        "SELECT 1 \\; UPDATE t SET v = 1",
+        "SELECT 1 --x'; UPDATE t SET v = 1",
+        "SELECT 1 -- comment\r; UPDATE t SET v = 1",
+        "SELECT 1 # $$\n; UPDATE t SET v = 1; SELECT $$",  # a comment in MySQL
+        "SELECT [a'] FROM t; UPDATE t SET v = 1; SELECT [']",  # names in SQLite
+        "SELECT 'x' # [ '\n; UPDATE t SET v = 1 '",
+        'SELECT "a\\"" FROM t2 JOIN t3 ON "b\\"" = 1',  # MySQL: two strings, t2 and t3 read
+    ],
+)
+def test_quotes_never_hide_a_second_statement(sql: str) -> None:
+    """Dollar quotes, escape strings, quoted names and comments are read as the database
+    reads them; text whose quotes databases read differently is never taken for a read."""
+    analysis = analyze_text(sql)
+    assert analysis.kind == "transaction" and analysis.action == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("sql", "must_include"),
+    [
+        (
+            "SELECT count(*) FROM t2 WHERE E'\\'' <> 'x' AND v IN (SELECT v FROM t3) AND 'a' = 'a'",
+            {"t2", "t3"},
+        ),
+        ("SELECT $$x'$$, v FROM t2 WHERE v IN (SELECT v FROM t3) AND 'a' = 'a'", {"t2", "t3"}),
+        ("SELECT $tag$ $$ ' $tag$ FROM t2 JOIN t3 ON true", {"t2", "t3"}),
+        ('SELECT "a--b" FROM t2 JOIN t3 ON true', {"t2", "t3", "a--b"}),
+        ("SELECT v FROM s.ärzte WHERE id = 1", {"ärzte"}),
+        ("SELECT v FROM Ölmühle", {"ölmühle"}),
+        ("SELECT v FROM t WHERE a = $1 AND b$c = 2", {"t", "b$c"}),
+        ("SELECT data #>> '{a}' FROM t2 JOIN t3 ON true", {"t2", "t3"}),
+        ("SELECT data['key'] FROM t2 JOIN t3 ON true", {"t2", "t3"}),
+        ("SELECT x FROM ['orders'] JOIN t3 ON true", {"'orders'", "t3"}),
+    ],
+)
+def test_quotes_never_hide_a_table(sql: str, must_include: set[str]) -> None:
+    """The lexer ends each quote where the database does, and names may start with any letter."""
+    analysis = analyze_text(sql)
+    assert analysis.kind == "read" and analysis.tables >= must_include, analysis
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT E'\\'' AS a, now() FROM t",
+        "SELECT $$'$$, now() FROM t",
+        'SELECT "a--b", now() FROM t',
+        "SELECT $$now$$::timestamp",
+        "SELECT E'today'::date",
+        "SELECT überzufall(x) FROM t",
+        "SELECT now/**/() FROM t",
+        "SELECT 'a\\' , now(), '' FROM t",
+    ],
+)
+def test_quotes_never_hide_a_volatile_call(sql: str) -> None:
+    """A quote the database ends elsewhere cannot hide now() from the volatility check."""
+    assert volatility(sql) is not None
+    assert volatility("SELECT $$x$$, E'y\\'', 'z''', \"now\" FROM t") is None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT a FROM t WHERE a LIKE %(p)s ESCAPE '\\'",
+        "SELECT a FROM t WHERE a LIKE ? ESCAPE '\\' AND b = 'x'",
+        "SELECT 'C:\\dir' FROM t",
+    ],
+)
+def test_a_backslash_one_reading_allows_is_read(sql: str) -> None:
+    """A backslash in a string is read as PostgreSQL and SQLite do when the escaping
+    reading is no valid SQL: LIKE … ESCAPE '\\' stays a cacheable read."""
+    assert analyze_text(sql).kind == "read"
+    assert volatility(sql) is None
+    assert not changes_session(sql)
+
+
+def test_declared_cascades_follow_the_foreign_keys_of_a_bare_name() -> None:
+    """A write to ``parent`` also changes the tables whose declared keys cascade from it
+    (transitively); a key that cannot be resolved makes it a write to every table."""
+    metadata = sa.MetaData(schema="shop")
+    sa.Table("Parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "child",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("p", sa.ForeignKey("shop.Parent.id", ondelete="SET NULL")),
+    )
+    sa.Table(
+        "grandchild", metadata, sa.Column("c", sa.ForeignKey("shop.child.id", onupdate="CASCADE"))
+    )
+    sa.Table("plain", metadata, sa.Column("p", sa.ForeignKey("shop.Parent.id")))
+    assert declared_cascades(frozenset({"parent"}), [metadata]) == {"child", "grandchild"}
+    assert declared_cascades(frozenset({"plain"}), [metadata]) == set()
+    broken = sa.MetaData()
+    sa.Table("parent", broken, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("orphan", broken, sa.Column("x", sa.ForeignKey("missing.id", ondelete="CASCADE")))
+    assert declared_cascades(frozenset({"parent"}), [broken]) == {ALL}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT id, lock FROM doors WHERE id = 1",
+        "SELECT copy, call, merge, grant FROM t",
+        'SELECT "update", "delete", `insert` FROM t',
+        "SELECT count(id) FROM t WHERE updated > 1 AND deleted = false",
+        "WITH recent AS (SELECT lock FROM doors) SELECT * FROM recent",
+        "SELECT * FROM t FOR UPDATE",
+    ],
+)
+def test_a_select_naming_a_dml_word_is_a_read(sql: str) -> None:
+    """A column named like a DML word is no write: the read depends on its tables only."""
+    assert analyze_text(sql).kind == "read"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH gone AS (DELETE FROM t RETURNING id) SELECT * FROM gone",
+        "WITH x AS MATERIALIZED ( update t SET a = 1 RETURNING a) SELECT 1",
+        "WITH x AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM x",
+        "WITH x AS (MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE) SELECT 1",
+        "WITH x AS (/* c */ DELETE FROM t) SELECT 1",
+        "WITH x AS (SELECT 1), y AS (SELECT 2) UPDATE t SET a = 1",
+        "with recursive x(n) as (select 1) insert into t select n from x",
+        "SELECT * INTO backup FROM products",
+        "SELECT a FROM t INTO OUTFILE '/tmp/x'",
+        "values (1) into t",
+    ],
+)
+def test_a_select_that_writes_stays_a_write_to_every_table(sql: str) -> None:
+    """Data-modifying CTEs and SELECT … INTO are writes whose tables are not guessed."""
+    assert analyze_text(sql).tables == {ALL} and analyze_text(sql).kind == "write"

@@ -211,3 +211,34 @@ async def test_a_commit_sent_as_sql_invalidates_on_an_async_engine(
         await auto.execute(CACHED)
         assert counted.count == before + 1  # inside a textual transaction: from the database
         await auto.exec_driver_sql("ROLLBACK")
+
+
+async def test_an_async_text_delete_refreshes_the_tables_it_cascades_into(
+    tmp_path: Any, acache: sc.Cache
+) -> None:
+    """A text() DELETE of a parent honours ON DELETE CASCADE declared in the MetaData the
+    query cache has seen, on an async engine as on a sync one."""
+    metadata = sa.MetaData()
+    parent = sa.Table("parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    child = sa.Table(
+        "child",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("parent_id", sa.ForeignKey("parent.id", ondelete="CASCADE")),
+    )
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'fk.sqlite'}")
+    sa.event.listen(
+        engine.sync_engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON")
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(sa.insert(parent).values(id=1))
+        await conn.execute(sa.insert(child).values(id=1, parent_id=1))
+    qc = QueryCache(acache, engine, cache_all=True)
+    stmt = sa.select(child.c.id).where(child.c.id == 1)
+    assert await read(engine, stmt) == [1]
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM parent WHERE id = 1"))
+    assert await read(engine, stmt) == []
+    qc.detach()
+    await engine.dispose()

@@ -360,15 +360,19 @@ def test_selectinload_secondary_queries_still_load(engine: sa.Engine, qc: QueryC
         assert loaded == {"books": ["atlas", "novel"], "toys": ["kite"]}
 
 
-def test_a_cascading_delete_refreshes_the_child_table(tmp_path: Any, cache: sc.Cache) -> None:
-    """ON DELETE CASCADE declared in the metadata makes a parent delete invalidate the children."""
+@pytest.mark.parametrize("how", ["core", "text", "driver", "text-update"])
+def test_a_cascading_delete_refreshes_the_child_table(
+    tmp_path: Any, cache: sc.Cache, how: str
+) -> None:
+    """ON DELETE CASCADE declared in the metadata makes a parent delete invalidate the children,
+    whether the delete is a Core statement or SQL text naming a table of that metadata."""
     metadata = sa.MetaData()
     parent = sa.Table("parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
     child = sa.Table(
         "child",
         metadata,
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("parent_id", sa.ForeignKey("parent.id", ondelete="CASCADE")),
+        sa.Column("parent_id", sa.ForeignKey("parent.id", ondelete="CASCADE", onupdate="CASCADE")),
     )
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'fk.sqlite'}")
     sa.event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON"))
@@ -377,11 +381,18 @@ def test_a_cascading_delete_refreshes_the_child_table(tmp_path: Any, cache: sc.C
         conn.execute(sa.insert(parent).values(id=1))
         conn.execute(sa.insert(child).values(id=1, parent_id=1))
     qc = QueryCache(cache, engine, cache_all=True)
-    read = sa.select(child.c.id).where(child.c.id == 1)
+    read = sa.select(child.c.parent_id).where(child.c.id == 1)
     assert names(engine, read) == [1]
     with engine.begin() as conn:
-        conn.execute(sa.delete(parent).where(parent.c.id == 1))
-    assert names(engine, read) == []
+        if how == "core":
+            conn.execute(sa.delete(parent).where(parent.c.id == 1))
+        elif how == "text":
+            conn.execute(sa.text("DELETE FROM parent WHERE id = 1"))
+        elif how == "driver":
+            conn.exec_driver_sql("DELETE FROM Parent WHERE id = 1")
+        else:
+            conn.execute(sa.text("UPDATE parent SET id = 2 WHERE id = 1"))
+    assert names(engine, read) == ([2] if how == "text-update" else [])
     qc.detach()
     engine.dispose()
 

@@ -122,8 +122,7 @@ _RESERVED = _names(
     true false array cast both leading trailing"""
 )
 
-_STRIPPED = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.S)
-_CALL = re.compile(r'(?:"([^"]+)"|([A-Za-z_][\w$]*))\s*\(')
+_CALL = re.compile(r'(?:"([^"]+)"|([^\W\d][\w$]*))\s*\(')
 _BARE_VOLATILE = re.compile(
     r"\b(current_timestamp|current_date|current_time|localtimestamp|localtime|sysdate)\b"
     r"(?!\s*\()|\bfor\s+(?:no\s+key\s+)?update\b|\bfor\s+(?:key\s+)?share\b"
@@ -133,13 +132,19 @@ _BARE_VOLATILE = re.compile(
 _NOW_LITERAL = re.compile(r"'\s*(now|localtime|utc|today|tomorrow|yesterday)\s*'", re.I)
 #: string values a database reads as "the current time" when it casts them to a date or time
 CLOCK_WORDS = frozenset({"now", "localtime", "utc", "today", "tomorrow", "yesterday"})
-_WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([A-Za-z_][\w$]*)(?!\s*\(|[\w$])')
+_WORD = re.compile(r'"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([^\W\d][\w$]*)(?!\s*\(|[\w$])')
 _MORE = re.compile(r";\s*\S")
 _FIRST = re.compile(r"\s*\(*\s*([A-Za-z]+)")
+# Where a statement starting with SELECT/WITH/VALUES/TABLE may write: a statement in
+# parentheses (a data-modifying CTE), after one (WITH … AS (…) DELETE …) or an INTO
+# (SELECT … INTO a new table, a file). Any other place a DML word may take is a name
+# ("SELECT lock FROM doors") or FOR UPDATE.
 _DML_WORD = re.compile(
-    r"\b(insert|update|delete|merge|truncate|into|create|drop|alter|grant|revoke|copy|call|lock)\b",
+    r"[()]\s*(?:insert|update|delete|merge|truncate|create|drop|alter|grant|revoke|copy|call|lock)\b"
+    r"|\binto\b",
     re.I,
 )
+_QUOTED_NAMES = re.compile(r'"[^"]*"|`[^`]*`')
 _NAME = r'(?:(?:"[^"]+"|[\w$]+)\.)*(?:"([^"]+)"|([\w$]+))'
 _WRITE_TARGETS = [
     re.compile(r"^\s*insert\s+(?:or\s+\w+\s+)?into\s+" + _NAME, re.I),
@@ -153,8 +158,157 @@ _NOT_DATA = _names("show")
 _SESSION_WORDS = _names("set reset discard pragma")
 
 
-def _blank(match: re.Match[str]) -> str:
-    return "''" if match.group(0).startswith("'") else " "  # a comment is not a word
+# Where a quote, a comment or a "$" may start; everything else is plain SQL.
+_SPECIAL = re.compile(r"""--|/\*|(?<![\w$])[eE]'|'|"|`|\$|\\|\[|\#""")
+_QUOTING = re.compile(r"""['"`$\\]|--|/\*""")
+_DOLLAR = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+_PARAM = re.compile(r"\$\d+")
+_STANDARD_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
+_ESCAPE_STRING = re.compile(r"[eE]'(?:[^'\\]|\\.|'')*'", re.S)
+_BACKSLASH_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'", re.S)
+_QUOTED_NAME = {'"': re.compile(r'"[^"]*"'), "`": re.compile(r"`[^`]*`")}
+#: a double-quoted string as MySQL reads it (without ANSI_QUOTES): backslash escapes
+_BACKSLASH_NAME = re.compile(r'"(?:[^"\\]|\\.|"")*"', re.S)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Lexed:
+    """SQL text with its string constants made ``''`` and its comments blank."""
+
+    body: str
+    #: a string constant a database reads as the current time when cast ('now', $$today$$ …)
+    clock: bool
+
+
+def _lex(sql: str) -> _Lexed | None:
+    """Strip string constants and comments from ``sql``; None when unsure where one ends.
+
+    Understands standard strings (``'it''s'``), escape strings (``E'it\\'s'``), dollar
+    quotes (``$$…$$``, ``$tag$…$tag$``), quoted identifiers (``"…"``, ```…```: kept as
+    they are, since they name tables), ``--`` and ``/* */`` comments. Text the databases
+    read differently (a nested or MySQL-executable comment, a ``$`` that is neither a
+    quote nor a parameter, an unbalanced quote) is not guessed at: the caller must
+    assume the worst. A backslash is a plain character in a standard string for
+    PostgreSQL and SQLite and an escape for MySQL: where both readings are valid SQL
+    and differ (``'a\\'; UPDATE …; SELECT '``), the text is not read either.
+    """
+    if "\\" not in sql:
+        return _lex_as(sql, backslash_escapes=False)
+    plain = _lex_as(sql, backslash_escapes=False)
+    escaping = _lex_as(sql, backslash_escapes=True)
+    if plain is None or escaping is None:
+        return plain  # no valid escaping reading ("ESCAPE '\\'"): MySQL refuses to run it
+    if plain.body != escaping.body:
+        return None
+    return _Lexed(plain.body, plain.clock or escaping.clock)
+
+
+def _lex_as(sql: str, backslash_escapes: bool) -> _Lexed | None:
+    out: list[str] = []
+    clock = False
+    position = 0
+    while True:
+        found = _SPECIAL.search(sql, position)
+        if found is None:
+            out.append(sql[position:])
+            return _Lexed("".join(out), clock)
+        start = found.start()
+        out.append(sql[position:start])
+        token = found.group(0)
+        if token == "--":
+            end = sql.find("\n", start)
+            end = len(sql) if end < 0 else end
+            comment = sql[start + 2 : end]
+            if "\r" in comment.rstrip("\r"):
+                return None  # PostgreSQL ends the comment at "\r", others at "\n"
+            if comment[:1].strip() and any(c in comment for c in ";'\"`$\\"):
+                return None  # "--x" is no comment in MySQL
+            out.append(" ")
+            position = end
+        elif token == "/*":
+            end = sql.find("*/", start + 2)
+            if end < 0 or "/*" in sql[start + 2 : end] or sql.startswith("!", start + 2):
+                return None  # unterminated, nested (PostgreSQL) or executable (MySQL)
+            out.append(" ")
+            position = end + 2
+        elif token == '"' and backslash_escapes:
+            name = _BACKSLASH_NAME.match(sql, start)
+            if name is None:
+                return None
+            out.append(name.group(0))  # kept as written: ends where the other reading's does?
+            position = name.end()
+        elif token in ('"', "`"):
+            name = _QUOTED_NAME[token].match(sql, start)
+            if name is None or sql.startswith(token, name.end()):
+                return None  # unbalanced, or a doubled quote inside a name
+            out.append(name.group(0))
+            position = name.end()
+        elif token in ("#", "["):
+            # "#" starts a comment in MySQL and is an operator in PostgreSQL ("#>>");
+            # "[…]" names a table in SQLite and subscripts in PostgreSQL (data['key']).
+            # Either reading is safe when the quotes inside are balanced on their own.
+            closing = "\n" if token == "#" else "]"
+            end = sql.find(closing, start + 1)
+            end = len(sql) if end < 0 else end
+            inside = sql[start + 1 : end]
+            if not _QUOTING.search(inside):
+                out.append(token)
+                position = start + 1
+                continue
+            if token == "[" and ("--" in inside or "/*" in inside or '"' in inside):
+                return None  # the comment or quote would run past "]" in PostgreSQL
+            if "#" in inside or "[" in inside:
+                return None  # read one level deep only
+            part = _lex_as(inside, backslash_escapes)
+            if part is None:
+                return None
+            clock = clock or part.clock
+            out.append(token + part.body)
+            if token == "[":
+                out.append(f'] "{inside}"')  # the name SQLite reads
+                end += 1
+            position = end
+        elif token == "\\":
+            out.append("\\")  # no database reads it outside a string: an error, not a guess
+            position = start + 1
+        elif token == "$":
+            if start > 0 and (sql[start - 1].isalnum() or sql[start - 1] in "_$"):
+                out.append("$")  # inside a name (PostgreSQL allows "$" after the first letter)
+                position = start + 1
+                continue
+            param = _PARAM.match(sql, start)
+            if param is not None:
+                out.append(param.group(0))
+                position = param.end()
+                continue
+            tag = _DOLLAR.match(sql, start)
+            if tag is None:
+                return None
+            end = sql.find(tag.group(0), tag.end())
+            if end < 0:
+                return None
+            clock = clock or _is_clock(sql[tag.end() : end])
+            out.append("''")
+            position = end + len(tag.group(0))
+        else:
+            escape = token != "'"
+            if escape:
+                string = _ESCAPE_STRING.match(sql, start)
+            else:
+                string = (_BACKSLASH_STRING if backslash_escapes else _STANDARD_STRING).match(
+                    sql, start
+                )
+            if string is None:
+                return None
+            text = string.group(0)
+            content = text[2:-1] if escape else text[1:-1]
+            clock = clock or _is_clock(content.replace("\\", "").replace("''", "'"))
+            out.append("''")
+            position = string.end()
+
+
+def _is_clock(content: str) -> bool:
+    return content.strip().lower() in CLOCK_WORDS
 
 
 def _bare(name: str) -> str:
@@ -170,7 +324,8 @@ def changes_session(sql: str) -> bool:
     PostgreSQL's ``SELECT set_config('search_path', …)`` (or a setting row-level security
     policies read) changes what the same SQL returns on that connection, as ``SET`` does.
     """
-    return bool(_SESSION_CALL.search(_STRIPPED.sub("''", sql)))
+    lexed = _lex(sql)
+    return lexed is None or bool(_SESSION_CALL.search(lexed.body))
 
 
 def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
@@ -180,9 +335,12 @@ def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
         sql: the SQL text sent to the database (bound parameters are placeholders).
         deterministic: extra function names the application declares deterministic.
     """
-    if _NOW_LITERAL.search(sql):
+    lexed = _lex(sql)
+    if lexed is None:
+        return "SQL text whose quotes or comments cannot be told apart"
+    if lexed.clock or _NOW_LITERAL.search(sql):
         return "reads the clock ('now')"
-    body = _STRIPPED.sub("''", sql)
+    body = lexed.body
     found = _BARE_VOLATILE.search(body)
     if found:
         return f"non-deterministic or locking SQL ({found.group(0).upper()})"
@@ -201,13 +359,16 @@ def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
 
 def analyze_text(sql: str) -> Analysis:
     """Classify textual SQL conservatively (used for ``text()`` and driver-level SQL)."""
-    body = _STRIPPED.sub(_blank, sql)
-    if _MORE.search(body):  # "UPDATE …; COMMIT", a DO block: one statement's words cannot tell
+    lexed = _lex(sql)
+    if lexed is None or _MORE.search(lexed.body):
+        # "UPDATE …; COMMIT", a DO block, quotes this reading cannot place: one statement's
+        # words cannot tell what it does, so it is never cached and invalidates everything
         return Analysis("transaction", action="unknown")
+    body = lexed.body
     first = _FIRST.match(body)
     word = first.group(1).lower() if first else ""
     if word in ("select", "with", "values", "table"):
-        if _DML_WORD.search(body):
+        if _DML_WORD.search(_QUOTED_NAMES.sub(" n ", body)):
             return _text_write(body) if word == "with" else WRITES_ALL
         return Analysis("read", _identifiers(body))
     if word == "explain":
@@ -242,6 +403,8 @@ def _text_write(body: str) -> Analysis:
         if match:
             return Analysis("write", frozenset({(match.group(1) or match.group(2)).lower()}))
     truncate = _TRUNCATE.match(body)
+    if truncate and re.search(r"\bcascade\b", truncate.group(1), re.I):
+        return WRITES_ALL  # it also empties every table referring to these: not known here
     if truncate:
         names = re.split(
             r"\s*,\s*",
@@ -368,17 +531,49 @@ def _cascades(target: Any) -> set[str]:
         return set()
     found: set[str] = set()
     pending = [target]
-    while pending:
-        current = pending.pop()
-        for table in metadata.tables.values():
-            if table.name.lower() in found:
-                continue
-            for fk in table.foreign_keys:
-                if (fk.ondelete or fk.onupdate) and fk.references(current):
-                    found.add(table.name.lower())
-                    pending.append(table)
-                    break
+    try:
+        while pending:
+            current = pending.pop()
+            for table in list(metadata.tables.values()):
+                if table.name.lower() in found:
+                    continue
+                for fk in table.foreign_keys:
+                    if (fk.ondelete or fk.onupdate) and fk.references(current):
+                        found.add(table.name.lower())
+                        pending.append(table)
+                        break
+    except Exception:  # a declared key naming a table not in the MetaData: cascades unknown
+        return {ALL}
     return found
+
+
+def metadata_of(compiled: Any) -> set[Any]:
+    """The SQLAlchemy ``MetaData`` collections holding the tables a compiled statement names."""
+    found = set()
+    for element in (
+        compiled.statement,
+        getattr(getattr(compiled, "compile_state", None), "statement", None),
+    ):
+        if element is None:
+            continue
+        for el in visitors.iterate(element):
+            metadata = getattr(el, "metadata", None) if isinstance(el, TableClause) else None
+            if metadata is not None:
+                found.add(metadata)
+    return found
+
+
+def declared_cascades(tables: frozenset[str], metadatas: Iterable[Any]) -> frozenset[str]:
+    """Tables the database changes when ``tables`` (bare names) are written, by the ON
+    DELETE/UPDATE actions of foreign keys declared in ``metadatas``: what a text write
+    changes besides its target, as ``_cascades`` finds for a Core write. ``ALL`` when a
+    declared key cannot be resolved."""
+    found: set[str] = set()
+    for metadata in metadatas:
+        for table in list(metadata.tables.values()):
+            if table.name.lower() in tables:
+                found |= _cascades(table)
+    return frozenset(found - tables)
 
 
 def _write_point(
@@ -419,6 +614,8 @@ __all__ = [
     "analyze_compiled",
     "analyze_text",
     "changes_session",
+    "declared_cascades",
+    "metadata_of",
     "tables_of",
     "volatility",
 ]

@@ -10,6 +10,8 @@ split by job: ``reads.py`` answers cacheable reads at the driver boundary,
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -22,7 +24,17 @@ from sqlalchemy.sql.base import Executable
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 from . import sa_private, sessions
-from .analysis import SESSION, Analysis, analyze_compiled, analyze_text, changes_session, volatility
+from .analysis import (
+    ALL,
+    SESSION,
+    Analysis,
+    analyze_compiled,
+    analyze_text,
+    changes_session,
+    declared_cascades,
+    metadata_of,
+    volatility,
+)
 from .fastpath import FastPath, Standalone
 from .identity import explicit_id, identities
 from .keys import database_id as short_id
@@ -34,6 +46,8 @@ from .stats import QueryStats
 from .writes import Writes, session_changed, written
 
 _MEMO_MAX = 4096
+#: SQLAlchemy MetaData collections a query cache remembers for the cascades of text writes
+_METADATA_MAX = 64
 _ATTACHED: weakref.WeakKeyDictionary[Engine, QueryCache] = weakref.WeakKeyDictionary()
 
 
@@ -108,6 +122,12 @@ class QueryCache:
         self.result_id = short_id(database or results_under)
         self.counters = QueryStats()
         self._memo: dict[tuple[bool, str], Analysis] = {}
+        #: the MetaData of tables in the statements seen (oldest first): the ON DELETE/UPDATE
+        #: foreign keys declared there say what a text write changes besides its target
+        self._metadata: tuple[weakref.ref[Any], ...] = ()
+        self._metadata_lock = threading.Lock()
+        self._metadata_added = 0
+        self._cascading: dict[Analysis, tuple[tuple[int, ...], Analysis]] = {}
         self._reads = Reads(self)
         self._writes = Writes(self)
         #: this query cache's own ``do_execute`` listeners (any other may answer executions)
@@ -267,10 +287,48 @@ class QueryCache:
                 refusal = volatility(statement, self.deterministic)
                 if refusal is not None:
                     analysis = Analysis("read", analysis.tables, refusal)
+            if compiled is not None:
+                self._remember_metadata(compiled)
             if len(self._memo) >= _MEMO_MAX:
                 self._memo.clear()
             self._memo[memo_key] = analysis
+        if analysis.kind == "write" and self._metadata and ALL not in analysis.tables:
+            return self._with_cascades(analysis)
         return analysis
+
+    def _remember_metadata(self, compiled: Any) -> None:
+        known = {id(ref()) for ref in self._metadata}
+        new = [m for m in metadata_of(compiled) if id(m) not in known]
+        if not new:
+            return
+        with self._metadata_lock:
+            live = [ref for ref in self._metadata if ref() is not None]
+            live += [weakref.ref(m) for m in new]
+            self._metadata = tuple(live[-_METADATA_MAX:])
+            self._metadata_added += 1
+
+    def _with_cascades(self, analysis: Analysis) -> Analysis:
+        """``analysis`` (a write) with the tables the declared foreign keys cascade into.
+
+        A text ``DELETE FROM parent`` changes what ``child`` holds when the MetaData of
+        the statements seen declares ``ON DELETE CASCADE`` (or ``SET NULL`` …) from it, as a
+        Core ``delete()`` does. Memoised until a MetaData is added or gains tables.
+        """
+        added = self._metadata_added
+        metadatas = [m for m in (ref() for ref in self._metadata) if m is not None]
+        state = (added, *(len(m.tables) for m in metadatas))
+        known = self._cascading.get(analysis)
+        if known is not None and known[0] == state:
+            return known[1]
+        extra = declared_cascades(analysis.tables, metadatas)
+        result = analysis
+        if extra:  # more than one table: no longer a point write
+            tables = frozenset({ALL}) if ALL in extra else analysis.tables | extra
+            result = dataclasses.replace(analysis, tables=tables, point=None, key_type=None)
+        if len(self._cascading) >= _MEMO_MAX:
+            self._cascading.clear()
+        self._cascading[analysis] = (state, result)
+        return result
 
     session_changed = staticmethod(session_changed)
     written = staticmethod(written)
