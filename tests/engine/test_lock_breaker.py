@@ -193,3 +193,51 @@ def test_connections_name_the_same_server_or_not() -> None:
         RedisConnection(sentinels=[("127.0.0.1", 26379)], service_name="b")
     )
     assert not sentinel.same_server(single)
+
+
+@pytest.mark.slow
+def test_a_lock_starting_against_a_hung_redis_stops_asking_it(server: Any) -> None:
+    """The first script load gets no answer: the others are loaded on first use and the
+    subscription is not waited for (it keeps trying in the background), async and sync."""
+    import redis
+    import redis.asyncio as aredis
+
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    loads: list[str] = []
+
+    def counting(method: Any, is_async: bool) -> Any:
+        async def acall(src: str) -> Any:
+            loads.append("async")
+            return await method(src)
+
+        def call(src: str) -> Any:
+            loads.append("sync")
+            return method(src)
+
+        return acall if is_async else call
+
+    async def main() -> None:
+        client = aredis.Redis.from_url(server.url, socket_timeout=0.2)
+        client.script_load = counting(client.script_load, True)  # type: ignore[method-assign]
+        lock = RedisLock(client=client)
+        try:
+            await lock.start()
+            assert not lock.subscribed
+        finally:
+            await lock.close()
+            await client.aclose()
+
+    try:
+        asyncio.run(main())
+        sync_client = redis.Redis.from_url(server.url, socket_timeout=0.2)
+        sync_client.script_load = counting(sync_client.script_load, False)  # type: ignore[method-assign]
+        lock = RedisLock(server.url, sync_client=sync_client)
+        try:
+            lock.start_sync()
+            assert not lock.subscribed_sync
+        finally:
+            lock.close_sync()
+            sync_client.close()
+        assert loads == ["async", "sync"]
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)

@@ -34,7 +34,7 @@ from ..core.durations import check_duration
 from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
 from .connection import RedisConnection
-from .lock_protocol import POLL_MAX, POLL_MIN, RECENT, SCRIPTS, attempt, text
+from .lock_protocol import POLL_MAX, POLL_MIN, RECENT, SCRIPTS, UNANSWERED, attempt, text
 from .topology import Topology
 
 if TYPE_CHECKING:
@@ -124,15 +124,23 @@ class RedisLock:
                 return
             if self._client is None:
                 self._client = self.topology.commands(max_connections=64)
+            answered = True
             for name, src in SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
-                with contextlib.suppress(RedisError, OSError):  # else loaded on first use
+                if not answered:
+                    continue  # loaded on first use
+                try:
                     await self._client.script_load(src)  # no NOSCRIPT round trips on a miss
+                except UNANSWERED:
+                    answered = False  # each would wait as long: Redis is down or hung
+                except RedisError:
+                    pass  # e.g. SCRIPT not allowed: loaded on first use
             self._ready = asyncio.Event()
             self._listener = asyncio.ensure_future(self._listen())
             # Bounded: without the subscription the lock still works, by polling.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout=2.0)
+            if answered:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), timeout=2.0)
 
     async def close(self) -> None:
         if self._loop is not asyncio.get_running_loop():

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from ..core.fleet import LockAttempt
 
 #: KEYS[1] lock; ARGV[1] token, ARGV[2] lease ms. {1, token, pttl} when taken, else
@@ -42,6 +45,10 @@ return 0
 SCRIPTS = (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW))
 RECENT = 4096  # releases remembered, for waiters whose wake-up raced their registration
 POLL_MIN, POLL_MAX = 0.01, 0.5  # backoff while the subscription is down
+#: the server did not answer (refused, reset, timed out): a starting lock asks it nothing
+#: more (the other scripts are loaded on first use) and does not wait for its subscription,
+#: which keeps trying in the background; waiters poll meanwhile
+UNANSWERED = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def text(value: Any) -> str:
