@@ -241,3 +241,41 @@ def test_a_lock_starting_against_a_hung_redis_stops_asking_it(server: Any) -> No
         assert loads == ["async", "sync"]
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("driver", ["async", "sync"])
+def test_an_acquire_lost_in_a_hang_is_released_once_redis_answers(server: Any, driver: str) -> None:
+    """An acquire that timed out may still run when Redis resumes (it had the command):
+    its lock, held by nobody, must not make other processes' misses wait out the lease."""
+    import redis
+    from tests.waiting import poll
+
+    raw = redis.Redis.from_url(server.url)
+    lock = RedisLock(connection=RedisConnection(server.url, socket_timeout=0.2), lease=60)
+    key = lock.lock_key("k")
+    gone = lambda: raw.get(key) is None  # noqa: E731
+    try:
+        if driver == "async":
+
+            async def main() -> None:
+                await lock.start()
+                os.kill(server.proc.pid, signal.SIGSTOP)
+                with pytest.raises(Exception, match="Timeout"):
+                    await lock.acquire("k")
+                os.kill(server.proc.pid, signal.SIGCONT)
+                await poll(gone, what="the orphaned lock to be released")
+                await lock.close()
+
+            asyncio.run(main())
+        else:
+            lock.start_sync()
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            with pytest.raises(Exception, match="Timeout"):
+                lock.acquire_sync("k")
+            os.kill(server.proc.pid, signal.SIGCONT)
+            wait_until(gone, what="the orphaned lock to be released")
+            lock.close_sync()
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        raw.close()

@@ -34,7 +34,16 @@ from ..core.durations import check_duration
 from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
 from .connection import RedisConnection
-from .lock_protocol import POLL_MAX, POLL_MIN, RECENT, SCRIPTS, UNANSWERED, attempt, text
+from .lock_protocol import (
+    POLL_MAX,
+    POLL_MIN,
+    RECENT,
+    SCRIPTS,
+    UNANSWERED,
+    attempt,
+    orphan_delays,
+    text,
+)
 from .topology import Topology
 
 if TYPE_CHECKING:
@@ -93,6 +102,7 @@ class RedisLock:
         self._blocking: BlockingLock | None = None
         self._blocking_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._orphans: set[asyncio.Task[None]] = set()  # releases of lost acquires
         on_fork(self)
 
     # -- names -----------------------------------------------------------------------------
@@ -154,6 +164,8 @@ class RedisLock:
             for fut in futures:
                 fut.cancel()
         self._waiters.clear()
+        for task in list(self._orphans):  # their locks expire with their lease
+            task.cancel()
         with contextlib.suppress(Exception):
             await self.topology.close()
         if self._client is not None and self._given is None:
@@ -234,10 +246,28 @@ class RedisLock:
     async def acquire(self, key: str) -> LockAttempt:
         await self.start()
         token = secrets.token_hex(16)
-        reply = await self._scripts["acquire"](
-            keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
-        )
+        try:
+            reply = await self._scripts["acquire"](
+                keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
+            )
+        except UNANSWERED:  # it may still run when Redis answers: release it then
+            task = asyncio.ensure_future(self._release_orphan(key, token))
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
+            raise
         return attempt(reply)
+
+    async def _release_orphan(self, key: str, token: str) -> None:
+        """Release the token of an acquire that got no answer (``orphan_delays``)."""
+        for delay in orphan_delays(self.lease):
+            await asyncio.sleep(delay)
+            try:
+                await self.release(key, token)
+            except (RedisError, OSError):  # still unreachable: try again
+                continue
+            except Exception:  # closed meanwhile: its lock expires with the lease
+                return
+            return
 
     async def release(self, key: str, token: str) -> bool:
         released = await self._scripts["release"](
