@@ -62,8 +62,13 @@ class Load:
     """The concurrent workload over two caches, with its bookkeeping."""
 
     def __init__(
-        self, url: str, namespace: str, tier: Callable[[], sc.RedisTier] | None = None
+        self,
+        url: str,
+        namespace: str,
+        tier: Callable[[], sc.RedisTier] | None = None,
+        lock: bool = False,
     ) -> None:
+        self.lock = lock  # lock=True on every read (the fleet lock on the same Redis)
         self.tier = tier or (lambda: sc.RedisTier(url=url, socket_timeout=SOCKET_TIMEOUT))
         self.caches = [self._cache(namespace) for _ in range(2)]
         self.truth: Counter[str] = Counter()
@@ -83,7 +88,7 @@ class Load:
         )
 
     def _decorate(self, cache: sc.Cache) -> Callable[[str, str], Awaitable[str]]:
-        @cache.cached(key="{key}", tags=["{tag}"])
+        @cache.cached(key="{key}", tags=["{tag}"], lock=self.lock)
         async def item(key: str, tag: str) -> str:
             return self._load(key)
 
@@ -105,7 +110,7 @@ class Load:
                     value = await item(key, group(key))
                 else:
                     value = await cache.get_or_set(
-                        key, lambda key=key: self._load(key), tags=[group(key)]
+                        key, lambda key=key: self._load(key), tags=[group(key)], lock=self.lock
                     )
             except Exception as exc:
                 self.report.exceptions += 1

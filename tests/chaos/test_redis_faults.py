@@ -40,7 +40,13 @@ def server(redis_factory: Callable[..., Any]) -> Iterator[Any]:
     proc.stop()
 
 
-def _check(name: str, report: Report, outage_loads: bool = True, felt: bool = True) -> None:
+def _check(
+    name: str,
+    report: Report,
+    outage_loads: bool = True,
+    felt: bool = True,
+    slowest: float | None = SLOWEST_ALLOWED,
+) -> None:
     print(report.line(name))
     if felt:
         assert report.redis_errors > 0, report  # the fault really hit the tier
@@ -48,7 +54,8 @@ def _check(name: str, report: Report, outage_loads: bool = True, felt: bool = Tr
     assert report.exceptions == 0, report.errors[:5]
     assert report.wrong_values == 0, report
     assert report.stale_reads == 0, report
-    assert report.slowest_call <= SLOWEST_ALLOWED, report
+    if slowest is not None:
+        assert report.slowest_call <= slowest, report
     assert report.back_after is not None and report.back_after <= BACK_WITHIN, report
     if outage_loads:  # ~1 load per key per bound per cache, plus one per invalidation
         per_bound = len(KEYS) * 2 * (report.outage / STALENESS_BOUND + 1)
@@ -70,6 +77,23 @@ async def test_redis_hung_sigstop(server: Any) -> None:
         os.kill(server.proc.pid, signal.SIGCONT)
 
     _check("sigstop", await Load(server.url, _namespace()).run(fault, lift))
+
+
+async def test_redis_hung_sigstop_with_the_fleet_lock(server: Any) -> None:
+    """The same with lock=True on every read: once the breaker is open the lock is not asked
+    (loads run in each process, their values stay out of Redis): no wrong or stale value.
+    An acquire lost in the hang runs when Redis resumes; its token is released then, so no
+    miss waits for that lock's lease (10 s) in the other cache.
+    """
+
+    async def fault() -> None:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+
+    async def lift() -> None:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+    load = Load(server.url, _namespace(), lock=True)
+    _check("sigstop+lock", await load.run(fault, lift))
 
 
 async def test_redis_killed_and_restarted(server: Any) -> None:

@@ -85,6 +85,39 @@ def test_an_unreachable_lock_falls_back_to_loading() -> None:
     assert fstats.lock_fallbacks == 1
 
 
+def test_a_lock_on_a_server_known_down_is_not_asked() -> None:
+    """``usable`` False (the breaker of the lock's Redis is open): load at once, no attempt,
+    counted as a fallback with reason ``circuit_open``, not as a lock error."""
+    rec = _rec()
+    fstats = FunctionStats()
+    reasons: list[str] = []
+    with signals.lock_fallback.connected_to(lambda _s, key, reason: reasons.append(reason)):
+        result, steps = drive(
+            locked_load(rec, "ns:k", 5.0, None, fstats, lambda: False),
+            {LockStep.LOAD: [VALUE]},
+        )
+    assert result is VALUE and steps == [LockStep.LOAD]
+    assert rec.counters.lock_fallbacks == fstats.lock_fallbacks == 1
+    assert rec.counters.lock_errors == 0 and reasons == ["circuit_open"]
+
+
+def test_a_waiter_whose_lock_server_goes_down_loads_instead_of_asking_again() -> None:
+    """The circuit opens while waiting for a holder: the next attempt is not made."""
+    rec = _rec()
+    answers = iter([True, False])
+    result, steps = drive(
+        locked_load(rec, "ns:k", 5.0, None, None, lambda: next(answers)),
+        {
+            LockStep.ACQUIRE: [THEIRS],
+            LockStep.WAIT: [False],
+            LockStep.REREAD: [None],
+            LockStep.LOAD: [VALUE],
+        },
+    )
+    assert result is VALUE
+    assert steps == [LockStep.ACQUIRE, LockStep.WAIT, LockStep.REREAD, LockStep.LOAD]
+
+
 def test_a_failing_loader_still_releases_the_lock() -> None:
     """The loader's error reaches the caller, after the lock was released."""
     rec = _rec()

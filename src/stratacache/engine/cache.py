@@ -265,15 +265,23 @@ class Cache(CacheRuntime, AsyncPrimitives):
         *,
         ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
+        loaded: bool = False,
     ) -> None:
-        """Store several values; one round trip per tier. All are checked before any is written."""
+        """Store several values; one round trip per tier. All are checked before any is written.
+
+        ``loaded=True``: the values were just loaded for a miss (the HTTP middleware stores a
+        response so): a shared tier whose circuit breaker is open is passed over, as the
+        write of a ``get_or_set`` load passes over it, rather than waited on. By default an
+        explicit write reaches every shared tier even then, so that an older value there
+        cannot come back when it recovers.
+        """
         await self.start()
         policy = self.entries.entry_policy(ttl)
         entries = {
             self.keys.full_key(k): self.entries.new_entry(v, policy, tags) for k, v in items.items()
         }
         errors_before = self.tiers.shared_errors()
-        await self.tiers.write_many(entries, self.clock.time())
+        await self.tiers.write_many(entries, self.clock.time(), overwrite=not loaded)
         self.invalidator.settle_write(tuple(entries), errors_before)
         for key, entry in zip(items, entries.values(), strict=True):
             self.rec.signal(signals.set_, key=key, tags=entry.tags)

@@ -177,18 +177,30 @@ class Loads:
 
 
 def locked_load(
-    rec: Recorder, fkey: str, wait_timeout: float, base: Entry | None, fstats: FunctionStats | None
+    rec: Recorder,
+    fkey: str,
+    wait_timeout: float,
+    base: Entry | None,
+    fstats: FunctionStats | None,
+    usable: Callable[[], bool] = lambda: True,
 ) -> LockFlow:
     """Load under the fleet lock, or wait for the holder's value (bounded, then load).
 
     A value found newer than ``base`` (the entry the caller saw, if any) counts as the
-    load: another process stored it while this one waited.
+    load: another process stored it while this one waited. ``usable`` is asked before
+    each attempt (``SlotView.lock_usable``): while the lock's Redis is known to be down
+    the value is loaded without it at once (reason ``"circuit_open"``), as after a
+    failed attempt but without waiting for one.
     """
     counters = rec.counters
     deadline = time.monotonic() + wait_timeout
     newer_than = -math.inf if base is None else base.created
     waited = woken = False
     while True:
+        if not usable():
+            accounting.lock_fallback(rec, fkey, fstats, "circuit_open", None)
+            skipped: Entry = yield LockStep.LOAD, None
+            return skipped
         try:
             attempt: LockAttempt = yield LockStep.ACQUIRE, None
         except Exception as exc:  # the lock is an optimisation: never fail the caller for it

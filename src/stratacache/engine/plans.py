@@ -137,14 +137,18 @@ def _claim(view: SlotView, operation: str, keys: Any) -> Generator[TierCall, Any
     return claims
 
 
-def write_many(view: SlotView, entries: Mapping[str, Entry], now: float) -> Plan:
+def write_many(
+    view: SlotView, entries: Mapping[str, Entry], now: float, overwrite: bool = True
+) -> Plan:
     """Explicit writes of several entries, bottom-up (overwrites: see ``writable``), with the
-    in-process tiers claimed first as for one key (``write``)."""
+    in-process tiers claimed first as for one key (``write``). ``overwrite=False``: values
+    just loaded for a miss (``set_many(loaded=True)``), which pass over a shared tier whose
+    circuit is open as a load's write does."""
     claims = yield from _claim(view, "claim_many", list(entries))
     slots = view.slots
     for index in range(len(slots) - 1, -1, -1):
         slot = slots[index]
-        if view.writable(slot, True):
+        if view.writable(slot, overwrite):
             capped = {k: view.copy_for(slot, e, now) for k, e in entries.items()}
             claim = claims[index] if claims else None
             yield slot, "set_many", ((capped,) if claim is None else (capped, claim)), None

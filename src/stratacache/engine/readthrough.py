@@ -9,6 +9,7 @@ and the fleet lock's awaits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -261,7 +262,8 @@ class ReadThrough:
         base: Entry | None,
     ) -> Entry:
         """Drive ``loading.locked_load`` with awaits."""
-        flow = locked_load(self.rec, fkey, fleet.wait_timeout, base, fstats)
+        usable = functools.partial(self.tiers.lock_usable, fleet)
+        flow = locked_load(self.rec, fkey, fleet.wait_timeout, base, fstats, usable)
         step, arg = next(flow)
         while True:
             try:

@@ -274,6 +274,13 @@ class CacheRuntime:
             return None
         return self.loads.resolve_lock(lock)  # type: ignore[no-any-return]
 
+    def lock_usable(self, lock: object) -> bool:
+        """May fleet ``lock`` be asked now? False while the circuit breaker of the shared tier
+        it runs on is open: a front door then collapses in this process only, at once,
+        instead of waiting on a Redis the tier already skips (the decorators do the same).
+        No I/O; for sync and async callers alike."""
+        return self.tiers.lock_usable(lock)
+
     @property
     def lock(self) -> FleetLock | None:
         """The fleet lock ``lock=True`` uses (``Cache(lock=...)``), or None."""

@@ -21,7 +21,7 @@ signal             payload
 ``refused_set``    key (a write voided by an invalidation that raced it)
 ``bus_state``      connected (bool)
 ``lock_wait``      key (this process waits for another's load of it)
-``lock_fallback``  key, reason ("timeout" or "error"): loading without the lock
+``lock_fallback``  key, reason ("timeout", "error" or "circuit_open"): loading without the lock
 ``warmed``         key, ok (bool), error (None or the exception)
 ``warm_done``      warmed, failed, took (seconds): one ``warm()`` finished
 ``refresh_ahead``  key, reason ("scheduled" or "hot")

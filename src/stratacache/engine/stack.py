@@ -202,10 +202,12 @@ class TierStack(SlotView):
             self.drive_now(plans.forget(self, (fkey,)))
             raise
 
-    async def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
+    async def write_many(
+        self, entries: Mapping[str, Entry], now: float, overwrite: bool = True
+    ) -> None:
         """Explicit writes of several entries (overwrites: see ``writable``)."""
         try:
-            await self.drive(plans.write_many(self, entries, now))
+            await self.drive(plans.write_many(self, entries, now, overwrite))
         except BaseException:
             self.drive_now(plans.forget(self, tuple(entries)))
             raise

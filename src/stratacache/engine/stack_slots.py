@@ -165,6 +165,19 @@ class SlotView:
             return True
         return self.usable(slot)
 
+    def lock_usable(self, lock: object) -> bool:
+        """May fleet ``lock`` be asked now? Not while the circuit of a shared tier on the same
+        server is open (``shares_server``): its calls would wait on the Redis that breaker
+        already skips; callers then load without it, once per key per process. Read-only:
+        the tier's own calls and probe close the circuit."""
+        for slot in self.slots:
+            if slot.local or not slot.breaker.is_open:
+                continue
+            shares = getattr(slot.tier, "shares_server", None)
+            if callable(shares) and shares(lock):
+                return False
+        return True
+
     def may_hide(self) -> bool:
         """Could ``hidden`` pass over anything now (bus lost, or invalidations awaiting replay)?"""
         replay = self.replay

@@ -215,8 +215,10 @@ class SyncCache(SyncPrimitives):
         *,
         ttl: float | Unset | None = UNSET,
         tags: Sequence[str] = (),
+        loaded: bool = False,
     ) -> None:
-        """Store several values; all are checked before any is written."""
+        """Store several values; all are checked before any is written (``loaded``: see
+        ``Cache.set_many``)."""
         self.start()
         cache = self.cache
         policy = cache.entries.entry_policy(ttl)
@@ -225,7 +227,7 @@ class SyncCache(SyncPrimitives):
             for k, v in items.items()
         }
         errors_before = cache.tiers.shared_errors()
-        self.io.write_many(entries, cache.clock.time())
+        self.io.write_many(entries, cache.clock.time(), overwrite=not loaded)
         cache.invalidator.settle_write(tuple(entries), errors_before)
         for key, entry in zip(items, entries.values(), strict=True):
             cache.rec.signal(signals.set_, key=key, tags=entry.tags)

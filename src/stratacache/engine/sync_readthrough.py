@@ -11,6 +11,7 @@ blocking fleet lock's calls.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import inspect
 import logging
 import threading
@@ -210,7 +211,8 @@ class SyncReadThrough:
         base: Entry | None,
     ) -> Entry:
         """Drive ``loading.locked_load`` with blocking calls."""
-        flow = locked_load(self.rec, fkey, fleet.wait_timeout, base, fstats)
+        usable = functools.partial(self.io.view.lock_usable, fleet)
+        flow = locked_load(self.rec, fkey, fleet.wait_timeout, base, fstats, usable)
         step, arg = next(flow)
         while True:
             try:

@@ -131,10 +131,10 @@ class SyncStack:
             self.drive(plans.forget(self.view, (fkey,)))
             raise
 
-    def write_many(self, entries: Mapping[str, Entry], now: float) -> None:
+    def write_many(self, entries: Mapping[str, Entry], now: float, overwrite: bool = True) -> None:
         """``TierStack.write_many`` with blocking calls."""
         try:
-            self.drive(plans.write_many(self.view, entries, now))
+            self.drive(plans.write_many(self.view, entries, now, overwrite))
         except BaseException:
             self.drive(plans.forget(self.view, tuple(entries)))
             raise

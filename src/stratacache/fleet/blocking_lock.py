@@ -25,7 +25,16 @@ from redis.exceptions import RedisError
 from ..core.errors import ConfigError
 from ..core.fleet import LockAttempt
 from ..core.loops import on_fork
-from .lock_protocol import POLL_MAX, POLL_MIN, RECENT, SCRIPTS, attempt, text
+from .lock_protocol import (
+    POLL_MAX,
+    POLL_MIN,
+    RECENT,
+    SCRIPTS,
+    UNANSWERED,
+    attempt,
+    orphan_delays,
+    text,
+)
 
 if TYPE_CHECKING:
     from .lock import RedisLock
@@ -181,13 +190,21 @@ class BlockingLock:
                     self._client = self.owner.connection.client(asynchronous=False)
                 else:
                     self._client = blocking_client(self.owner.url, self._async_client)
+            answered = True
             for name, src in SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
-                with contextlib.suppress(RedisError, OSError):  # else loaded on first use
+                if not answered:
+                    continue  # loaded on first use
+                try:
                     self._client.script_load(src)
+                except UNANSWERED:
+                    answered = False  # each would wait as long: Redis is down or hung
+                except RedisError:
+                    pass  # e.g. SCRIPT not allowed: loaded on first use
             channel = self.owner.channel
             listener = ReleaseListener(self._client, channel("*"), len(channel("")))
-            listener.start(timeout=2.0)  # bounded: without the subscription waiters poll
+            # bounded: without the subscription waiters poll
+            listener.start(timeout=2.0 if answered else 0.0)
             self._listener = listener
 
     def close(self) -> None:
@@ -204,10 +221,31 @@ class BlockingLock:
     def acquire(self, key: str) -> LockAttempt:
         self.start()
         token = secrets.token_hex(16)
-        reply = self._scripts["acquire"](
-            keys=[self.owner.lock_key(key)], args=[token, int(self.owner.lease * 1000)]
-        )
+        try:
+            reply = self._scripts["acquire"](
+                keys=[self.owner.lock_key(key)], args=[token, int(self.owner.lease * 1000)]
+            )
+        except UNANSWERED:  # it may still run when Redis answers: release it then
+            threading.Thread(
+                target=self._release_orphan,
+                args=(key, token),
+                name="stratacache-lock-orphan",
+                daemon=True,
+            ).start()
+            raise
         return attempt(reply)
+
+    def _release_orphan(self, key: str, token: str) -> None:
+        """Release the token of an acquire that got no answer (``orphan_delays``)."""
+        for delay in orphan_delays(self.owner.lease):
+            time.sleep(delay)
+            if not self.started:  # closed meanwhile (a release would start it again)
+                return
+            try:
+                self.release(key, token)
+            except (RedisError, OSError):  # still unreachable: try again
+                continue
+            return
 
     def release(self, key: str, token: str) -> bool:
         self.start()

@@ -92,6 +92,19 @@ class RedisConnection:
             return "cluster"
         return "sentinel" if self.sentinels else "single"
 
+    def same_server(self, other: RedisConnection) -> bool:
+        """Do both connections reach the same Redis (one Redis, Cluster or Sentinel set)?"""
+        if other is self:
+            return True
+        if self.sentinels or other.sentinels:
+            return self.service_name == other.service_name and bool(
+                set(self.sentinels) & set(other.sentinels)
+            )
+        if self.cluster != other.cluster:
+            return False
+        mine = {_where(self.url), *self.startup_nodes}
+        return bool(mine & {_where(other.url), *other.startup_nodes})
+
     def __repr__(self) -> str:
         where = self.service_name if self.sentinels else _redacted(self.url)
         return f"RedisConnection({self.mode}: {where!s})"
@@ -260,6 +273,14 @@ def _node(node: str | tuple[str, int]) -> tuple[str, int]:
         return str(name), int(number)
     except (TypeError, ValueError):
         raise ConfigError(f"a Redis node is (host, port), not {node!r}") from None
+
+
+def _where(url: str) -> tuple[str, int]:
+    """The server a URL names: ``(host, port)``, or ``(socket path, 0)`` for ``unix://``."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path, 0
+    return parts.hostname or "localhost", parts.port or 6379
 
 
 def _url_options(url: str) -> dict[str, Any]:

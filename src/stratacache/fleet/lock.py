@@ -34,7 +34,16 @@ from ..core.durations import check_duration
 from ..core.fleet import LockAttempt
 from ..core.loops import abandon, on_fork
 from .connection import RedisConnection
-from .lock_protocol import POLL_MAX, POLL_MIN, RECENT, SCRIPTS, attempt, text
+from .lock_protocol import (
+    POLL_MAX,
+    POLL_MIN,
+    RECENT,
+    SCRIPTS,
+    UNANSWERED,
+    attempt,
+    orphan_delays,
+    text,
+)
 from .topology import Topology
 
 if TYPE_CHECKING:
@@ -93,6 +102,7 @@ class RedisLock:
         self._blocking: BlockingLock | None = None
         self._blocking_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._orphans: set[asyncio.Task[None]] = set()  # releases of lost acquires
         on_fork(self)
 
     # -- names -----------------------------------------------------------------------------
@@ -124,15 +134,23 @@ class RedisLock:
                 return
             if self._client is None:
                 self._client = self.topology.commands(max_connections=64)
+            answered = True
             for name, src in SCRIPTS:
                 self._scripts[name] = self._client.register_script(src)
-                with contextlib.suppress(RedisError, OSError):  # else loaded on first use
+                if not answered:
+                    continue  # loaded on first use
+                try:
                     await self._client.script_load(src)  # no NOSCRIPT round trips on a miss
+                except UNANSWERED:
+                    answered = False  # each would wait as long: Redis is down or hung
+                except RedisError:
+                    pass  # e.g. SCRIPT not allowed: loaded on first use
             self._ready = asyncio.Event()
             self._listener = asyncio.ensure_future(self._listen())
             # Bounded: without the subscription the lock still works, by polling.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout=2.0)
+            if answered:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), timeout=2.0)
 
     async def close(self) -> None:
         if self._loop is not asyncio.get_running_loop():
@@ -146,6 +164,8 @@ class RedisLock:
             for fut in futures:
                 fut.cancel()
         self._waiters.clear()
+        for task in list(self._orphans):  # their locks expire with their lease
+            task.cancel()
         with contextlib.suppress(Exception):
             await self.topology.close()
         if self._client is not None and self._given is None:
@@ -226,10 +246,28 @@ class RedisLock:
     async def acquire(self, key: str) -> LockAttempt:
         await self.start()
         token = secrets.token_hex(16)
-        reply = await self._scripts["acquire"](
-            keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
-        )
+        try:
+            reply = await self._scripts["acquire"](
+                keys=[self.lock_key(key)], args=[token, int(self.lease * 1000)]
+            )
+        except UNANSWERED:  # it may still run when Redis answers: release it then
+            task = asyncio.ensure_future(self._release_orphan(key, token))
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
+            raise
         return attempt(reply)
+
+    async def _release_orphan(self, key: str, token: str) -> None:
+        """Release the token of an acquire that got no answer (``orphan_delays``)."""
+        for delay in orphan_delays(self.lease):
+            await asyncio.sleep(delay)
+            try:
+                await self.release(key, token)
+            except (RedisError, OSError):  # still unreachable: try again
+                continue
+            except Exception:  # closed meanwhile: its lock expires with the lease
+                return
+            return
 
     async def release(self, key: str, token: str) -> bool:
         released = await self._scripts["release"](

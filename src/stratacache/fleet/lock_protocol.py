@@ -7,7 +7,11 @@ in different processes take, renew, release and wait on one lock alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.fleet import LockAttempt
 
@@ -42,6 +46,31 @@ return 0
 SCRIPTS = (("acquire", _ACQUIRE), ("release", _RELEASE), ("renew", _RENEW))
 RECENT = 4096  # releases remembered, for waiters whose wake-up raced their registration
 POLL_MIN, POLL_MAX = 0.01, 0.5  # backoff while the subscription is down
+#: the server did not answer (refused, reset, timed out): a starting lock asks it nothing
+#: more (the other scripts are loaded on first use) and does not wait for its subscription,
+#: which keeps trying in the background; waiters poll meanwhile
+UNANSWERED = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+#: seconds between the attempts to release a lost acquire's token (the last one repeats)
+ORPHAN_RETRY = (0.05, 0.1, 0.2, 0.4)
+
+
+def orphan_delays(lease: float) -> Iterator[float]:
+    """Delays before each attempt to release the token of an acquire that got no answer.
+
+    The server may still run it once it answers again (a hung Redis runs what it had
+    read), leaving a lock nobody holds: other processes' misses of the key would wait for
+    it until its lease ends. The release deletes only that token's lock (and wakes the
+    waiters); the attempts stop when the lease would have run out anyway.
+    """
+    spent = 0.0
+    step = 0
+    while spent < lease:
+        delay = min(ORPHAN_RETRY[min(step, len(ORPHAN_RETRY) - 1)], lease - spent)
+        step += 1
+        spent += delay
+        yield delay
 
 
 def text(value: Any) -> str:

@@ -180,7 +180,7 @@ class CacheMiddleware:
         lock_key = self.cache.full_key(flight)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.collapse_timeout
-        while True:
+        while self.cache.lock_usable(fleet):  # its Redis known down: collapse here only
             try:
                 attempt = await fleet.acquire(lock_key)
             except Exception:  # the lock is an optimisation: never fail the request for it
@@ -330,7 +330,7 @@ class CacheMiddleware:
         """Write the response's entries; a cache failure never fails the response."""
         items = dict(self.policy.build(req, plan, body, self.policy.now()))
         try:
-            await self.cache.set_many(items, ttl=plan.ttl, tags=plan.tags)
+            await self.cache.set_many(items, ttl=plan.ttl, tags=plan.tags, loaded=True)
         except Exception:
             logger.warning("could not store the response for %s", req.url, exc_info=True)
 

@@ -187,7 +187,7 @@ class WSGICacheMiddleware:
         """Run the app under the fleet lock, or wait (bounded) for the process that holds it."""
         lock_key = self.cache.full_key(flight[0])
         deadline = time.monotonic() + self.policy.collapse_timeout
-        while True:
+        while self.cache.lock_usable(fleet):  # its Redis known down: collapse here only
             try:
                 attempt = fleet.acquire_sync(lock_key)
             except Exception:  # the lock is an optimisation: never fail the request for it
@@ -313,7 +313,7 @@ class WSGICacheMiddleware:
         """Write the response's entries; a cache failure never fails the response."""
         items = dict(self.policy.build(req, plan, body, self.policy.now()))
         try:
-            self.cache.sync.set_many(items, ttl=plan.ttl, tags=plan.tags)
+            self.cache.sync.set_many(items, ttl=plan.ttl, tags=plan.tags, loaded=True)
         except Exception:
             logger.warning("could not store the response for %s", req.url, exc_info=True)
 

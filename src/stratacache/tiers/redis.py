@@ -179,6 +179,14 @@ class RedisTier:
         """A new fleet lock on this tier's Redis (the lock behind ``lock=True``)."""
         return RedisLock(connection=self.connection, client=self._given[0])
 
+    def shares_server(self, service: object) -> bool:
+        """Does fleet ``service`` (a lock, a bus) talk to this tier's Redis? Built on this
+        tier's connection (``fleet_lock()``, ``RedisLock(connection=...)``), or on one that
+        names the same server. While this tier's circuit is open the engine asks it nothing
+        (``SlotView.lock_usable``)."""
+        other = getattr(service, "connection", None)
+        return isinstance(other, RedisConnection) and other.same_server(self.connection)
+
     def hot_keys(self, **options: Any) -> HotKeys:
         """A new ``HotKeys`` publishing the fleet's hot set on this tier's Redis."""
         return HotKeys(connection=self.connection, **options)
