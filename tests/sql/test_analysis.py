@@ -13,14 +13,8 @@ import pytest
 import sqlalchemy as sa
 from tests.sql.models import Category, Product
 
-from stratacache.sql.analysis import (
-    ALL,
-    analyze_compiled,
-    analyze_text,
-    changes_session,
-    declared_cascades,
-    volatility,
-)
+from stratacache.sql.analysis import ALL, analyze_text, changes_session, volatility
+from stratacache.sql.compiled import analyze_compiled, declared_cascades
 from stratacache.sql.keys import Unkeyable, query_key
 
 

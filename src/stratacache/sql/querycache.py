@@ -24,17 +24,8 @@ from sqlalchemy.sql.base import Executable
 from ..core.errors import ConfigError
 from ..engine.cache import Cache
 from . import sa_private, sessions
-from .analysis import (
-    ALL,
-    SESSION,
-    Analysis,
-    analyze_compiled,
-    analyze_text,
-    changes_session,
-    declared_cascades,
-    metadata_of,
-    volatility,
-)
+from .analysis import ALL, SESSION, Analysis, analyze_text, changes_session, volatility
+from .compiled import analyze_compiled, declared_cascades, metadata_of
 from .fastpath import FastPath, Standalone
 from .identity import explicit_id, identities
 from .keys import database_id as short_id

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ..core.errors import StratacacheError
-from .analysis import ALL, CLOCK_WORDS
+from .analysis import ALL
 from .keys import Unkeyable, option_key, query_key, read_tags
+from .lexer import CLOCK_WORDS
 from .policy import parse_option
 from .rows import Stored, StoredCursor, capture, well_formed
 from .writes import SESSION_CHANGED, TEXTUAL, WRITTEN
