@@ -105,6 +105,17 @@ def redis_factory(
         server.stop()
 
 
+@pytest.fixture
+def pausable_redis(redis_factory: Callable[..., RedisProcess]) -> Iterator[RedisProcess]:
+    """A redis-server of the test's own, resumed (if paused) and stopped after it."""
+    from tests.outage import resume
+
+    server = redis_factory()
+    yield server
+    resume(server)
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(redis_factory: Callable[..., RedisProcess]) -> str:
     """The URL (db 0) of a throwaway redis-server shared by the session."""

@@ -10,10 +10,8 @@ What such a load stores stays out of Redis, as for any load whose Redis read fai
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,45 +21,21 @@ from stratacache import RedisLock
 from stratacache.engine import signals
 from stratacache.fleet.connection import RedisConnection
 
+from ..outage import LockSpy, breaker_cache, hang, resume
 from ..waiting import wait_until
 
 
 @pytest.fixture
-def server(redis_factory: Callable[..., Any]) -> Iterator[Any]:
-    proc = redis_factory()
-    yield proc
-    if proc.proc is not None:
-        os.kill(proc.proc.pid, signal.SIGCONT)
-    proc.stop()
+def server(pausable_redis: Any) -> Any:
+    return pausable_redis
 
 
 def _cache(url: str) -> sc.Cache:
-    return sc.Cache(
-        tiers=[sc.MemoryTier(), sc.RedisTier(url=url, socket_timeout=0.2)],
-        namespace="lb" + uuid.uuid4().hex[:6],
-        breaker_threshold=1,  # the first failed read opens the circuit
-        bus=False,
-    )
-
-
-class Spy:
-    """Counts the lock's calls (the lock itself still runs: no Redis is faked)."""
-
-    def __init__(self, lock: Any) -> None:
-        self.calls: list[str] = []
-        for name in ("start", "acquire", "acquire_sync"):
-            setattr(lock, name, self._counting(name, getattr(lock, name)))
-
-    def _counting(self, name: str, method: Any) -> Any:
-        def call(*args: Any) -> Any:
-            self.calls.append(name)
-            return method(*args)
-
-        return call
+    return breaker_cache(url, "lb")
 
 
 def _open_breaker(cache: sc.Cache, server: Any) -> None:
-    os.kill(server.proc.pid, signal.SIGSTOP)
+    hang(server)
     assert cache.sync.get("anything") is None  # times out: the circuit opens
     assert cache.stats()["tiers"]["redis"]["circuit_open"]
 
@@ -108,7 +82,7 @@ def test_lock_true_miss_skips_the_lock_while_its_redis_breaker_is_open(
 
     try:
         assert run(0) == 0  # Redis answers: the lock is taken as usual
-        spy = Spy(cache.lock)
+        spy = LockSpy(cache.lock)
         assert run(1) == 1
         assert "acquire" in spy.calls or "acquire_sync" in spy.calls
         _open_breaker(cache, server)
@@ -125,7 +99,7 @@ def test_lock_true_miss_skips_the_lock_while_its_redis_breaker_is_open(
         assert cache.counters.lock_errors == 0  # skipped, not failed
         assert cache.stats()["tiers"]["redis"]["errors"] == errors  # no call waited on Redis
 
-        os.kill(server.proc.pid, signal.SIGCONT)
+        resume(server)
         wait_until(
             lambda: not cache.stats()["tiers"]["redis"]["circuit_open"],
             what="the probe to close the circuit",
@@ -133,7 +107,7 @@ def test_lock_true_miss_skips_the_lock_while_its_redis_breaker_is_open(
         assert run(5) == 5
         assert "acquire" in spy.calls or "acquire_sync" in spy.calls  # used again once back
     finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
+        resume(server)
         close()
 
 
@@ -153,7 +127,7 @@ def test_a_load_without_the_lock_stays_out_of_redis(server: Any, driver: str) ->
                 value = asyncio.run(cache.get_or_set("k", lambda: "outage", lock=True))
             assert value == "outage"
             assert cache.counters.lock_fallbacks == 1
-            os.kill(server.proc.pid, signal.SIGCONT)
+            resume(server)
             wait_until(
                 lambda: not cache.stats()["tiers"]["redis"]["circuit_open"],
                 what="the probe to close the circuit",
@@ -161,7 +135,7 @@ def test_a_load_without_the_lock_stays_out_of_redis(server: Any, driver: str) ->
         with other.sync:
             assert other.sync.get("k") is None
     finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
+        resume(server)
 
 
 def test_the_lock_is_paired_with_the_tier_on_its_server(redis_url: str) -> None:
@@ -202,7 +176,7 @@ def test_a_lock_starting_against_a_hung_redis_stops_asking_it(server: Any) -> No
     import redis
     import redis.asyncio as aredis
 
-    os.kill(server.proc.pid, signal.SIGSTOP)
+    hang(server)
     loads: list[str] = []
 
     def counting(method: Any, is_async: bool) -> Any:
@@ -240,7 +214,7 @@ def test_a_lock_starting_against_a_hung_redis_stops_asking_it(server: Any) -> No
             sync_client.close()
         assert loads == ["async", "sync"]
     finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
+        resume(server)
 
 
 @pytest.mark.slow
@@ -260,22 +234,22 @@ def test_an_acquire_lost_in_a_hang_is_released_once_redis_answers(server: Any, d
 
             async def main() -> None:
                 await lock.start()
-                os.kill(server.proc.pid, signal.SIGSTOP)
+                hang(server)
                 with pytest.raises(Exception, match="Timeout"):
                     await lock.acquire("k")
-                os.kill(server.proc.pid, signal.SIGCONT)
+                resume(server)
                 await poll(gone, what="the orphaned lock to be released")
                 await lock.close()
 
             asyncio.run(main())
         else:
             lock.start_sync()
-            os.kill(server.proc.pid, signal.SIGSTOP)
+            hang(server)
             with pytest.raises(Exception, match="Timeout"):
                 lock.acquire_sync("k")
-            os.kill(server.proc.pid, signal.SIGCONT)
+            resume(server)
             wait_until(gone, what="the orphaned lock to be released")
             lock.close_sync()
     finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
+        resume(server)
         raw.close()

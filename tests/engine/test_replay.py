@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,24 +11,13 @@ import redis
 
 import stratacache as sc
 
+from ..outage import hang, resume
 from ..waiting import poll
 
 
 @pytest.fixture
-def server(redis_factory: Callable[..., Any]) -> Iterator[Any]:
-    proc = redis_factory()
-    yield proc
-    if proc.proc is not None:
-        os.kill(proc.proc.pid, signal.SIGCONT)
-    proc.stop()
-
-
-def _hang(server: Any) -> None:
-    os.kill(server.proc.pid, signal.SIGSTOP)
-
-
-def _resume(server: Any) -> None:
-    os.kill(server.proc.pid, signal.SIGCONT)
+def server(pausable_redis: Any) -> Any:
+    return pausable_redis
 
 
 def _cache(url: str, namespace: str, **options: Any) -> sc.Cache:
@@ -53,7 +39,7 @@ async def test_invalidation_during_a_hang_is_replayed_and_never_serves_the_old_v
     cache = _cache(server.url, namespace, bus=False)
     async with cache:
         await cache.set("item:k", "v1", tags=["t"])
-        _hang(server)
+        hang(server)
         started = time.monotonic()
         if how == "keys":
             await cache.invalidate(keys=["item:k"])
@@ -64,7 +50,7 @@ async def test_invalidation_during_a_hang_is_replayed_and_never_serves_the_old_v
         assert time.monotonic() - started < 3  # bounded by the socket timeouts
         assert cache.replay.active
         assert await cache.get_or_set("item:k", lambda: "v2", tags=["t"]) == "v2"
-        _resume(server)
+        resume(server)
         await poll(lambda: not cache.replay.active, timeout=5, what="replay done")
         assert cache.stats()["engine"]["invalidations_replayed"] == 1
         assert await cache.get("item:k", tags=["t"]) in (None, "v2")
@@ -84,9 +70,9 @@ async def test_pending_invalidation_hides_the_old_value_redis_still_holds(
     cache = _cache(server.url, "rp" + uuid.uuid4().hex[:6], bus=False)
     async with cache:
         await cache.set("k", "old")
-        _hang(server)
+        hang(server)
         await cache.invalidate(keys=["k"])
-        _resume(server)
+        resume(server)
         assert cache.replay.active
         assert await cache.get("k") is None  # Redis still has "old"
         assert cache.sync.get("k") is None
@@ -100,11 +86,11 @@ async def test_replay_keeps_order_and_publishes_on_the_bus(server: Any) -> None:
         for i in range(3):
             await one.set(f"k{i}", i)
             assert await two.get(f"k{i}") == i  # now in two's memory tier
-        _hang(server)
+        hang(server)
         for i in range(3):
             await one.invalidate(keys=[f"k{i}"])
         assert [m.keys for m in one.replay.pending] == [(one.full_key(f"k{i}"),) for i in range(3)]
-        _resume(server)
+        resume(server)
         await poll(lambda: not one.replay.active, timeout=5, what="replay done")
         await poll(lambda: two.tiers.local_trusted, timeout=5, what="two's bus back")
         for i in range(3):
@@ -118,12 +104,12 @@ async def test_overflow_flushes_the_namespace_generation(server: Any) -> None:
     async with cache:
         cache.replay.limit = 2
         await cache.set("a", 1)
-        _hang(server)
+        hang(server)
         for key in ("x", "y", "z"):
             await cache.invalidate(keys=[key])
         assert cache.replay.overflowed_at and not cache.replay.pending
         assert await cache.get("a") is None  # older than the overflow: hidden
-        _resume(server)
+        resume(server)
         await poll(lambda: not cache.replay.active, timeout=5, what="flush done")
         assert cache.invalidator.generation >= 1
         assert cache.stats()["engine"]["invalidation_overflows"] == 1

@@ -10,13 +10,10 @@ server, so the tier's error count does not move. ASGI and WSGI alike.
 from __future__ import annotations
 
 import io
-import os
-import signal
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.outage import LockSpy, breaker_cache, hang, resume
 from tests.waiting import wait_until
 
 import stratacache as sc
@@ -26,37 +23,12 @@ HEADERS = [(b"cache-control", b"max-age=60"), (b"content-type", b"text/plain")]
 
 
 @pytest.fixture
-def server(redis_factory: Callable[..., Any]) -> Iterator[Any]:
-    proc = redis_factory()
-    yield proc
-    if proc.proc is not None:
-        os.kill(proc.proc.pid, signal.SIGCONT)
-    proc.stop()
+def server(pausable_redis: Any) -> Any:
+    return pausable_redis
 
 
 def _cache(url: str) -> sc.Cache:
-    return sc.Cache(
-        tiers=[sc.MemoryTier(), sc.RedisTier(url=url, socket_timeout=0.2)],
-        namespace="mb" + uuid.uuid4().hex[:6],
-        breaker_threshold=1,  # the first failed read opens the circuit
-        bus=False,
-    )
-
-
-class LockSpy:
-    """Counts the fleet lock's calls (the lock itself still runs)."""
-
-    def __init__(self, lock: Any) -> None:
-        self.calls: list[str] = []
-        for name in ("start", "acquire", "acquire_sync"):
-            setattr(lock, name, self._counting(name, getattr(lock, name)))
-
-    def _counting(self, name: str, method: Any) -> Any:
-        def call(*args: Any) -> Any:
-            self.calls.append(name)
-            return method(*args)
-
-        return call
+    return breaker_cache(url, "mb")
 
 
 def _redis(cache: sc.Cache) -> dict[str, Any]:
@@ -146,7 +118,7 @@ async def test_asgi_misses_skip_a_redis_whose_breaker_is_open(
         assert (await front.get("/before"))[0] == 200
         stored = _redis(cache)["sets"]
         assert stored > 0  # Redis answers: the response is stored there
-        os.kill(server.proc.pid, signal.SIGSTOP)
+        hang(server)
         try:
             assert await cache.get("anything") is None  # times out: the circuit opens
             assert _redis(cache)["circuit_open"]
@@ -162,7 +134,7 @@ async def test_asgi_misses_skip_a_redis_whose_breaker_is_open(
             assert _redis(cache)["skipped"] > skipped  # the breaker was consulted
             assert spy.calls == []  # the fleet lock neither asked nor connected
         finally:
-            os.kill(server.proc.pid, signal.SIGCONT)
+            resume(server)
         wait_until(lambda: _closed(cache), what="the probe to close the circuit")
         assert (await front.get("/after"))[0] == 200
         assert _redis(cache)["sets"] > stored  # Redis in use again
@@ -180,7 +152,7 @@ def test_wsgi_misses_skip_a_redis_whose_breaker_is_open(server: Any, collapse: o
         assert front.get("/before")[0] == 200
         stored = _redis(cache)["sets"]
         assert stored > 0
-        os.kill(server.proc.pid, signal.SIGSTOP)
+        hang(server)
         try:
             assert cache.sync.get("anything") is None  # times out: the circuit opens
             assert _redis(cache)["circuit_open"]
@@ -196,7 +168,7 @@ def test_wsgi_misses_skip_a_redis_whose_breaker_is_open(server: Any, collapse: o
             assert _redis(cache)["skipped"] > skipped
             assert spy.calls == []
         finally:
-            os.kill(server.proc.pid, signal.SIGCONT)
+            resume(server)
         wait_until(lambda: _closed(cache), what="the probe to close the circuit")
         assert front.get("/after")[0] == 200
         assert _redis(cache)["sets"] > stored
