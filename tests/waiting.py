@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -20,10 +21,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT, what: st
         time.sleep(0.01)
 
 
-async def poll(predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = "") -> None:
-    """Yield to the event loop until ``predicate()``; fail the test after ``timeout`` seconds."""
+async def poll(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = TIMEOUT, what: str = ""
+) -> None:
+    """Yield to the event loop until ``predicate()`` (awaited if it is a coroutine) holds;
+    fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+
+    async def holds() -> bool:
+        result = predicate()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    while not await holds():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
         await asyncio.sleep(0.001)
