@@ -13,7 +13,13 @@ import pytest
 import sqlalchemy as sa
 from tests.sql.models import Category, Product
 
-from stratacache.sql.analysis import ALL, analyze_text, changes_session, volatility
+from stratacache.sql.analysis import (
+    ALL,
+    analyze_text,
+    changes_session,
+    creates_private_objects,
+    volatility,
+)
 from stratacache.sql.compiled import analyze_compiled, declared_cascades
 from stratacache.sql.keys import Unkeyable, query_key
 
@@ -440,3 +446,19 @@ def test_a_select_naming_a_dml_word_is_a_read(sql: str) -> None:
 def test_a_select_that_writes_stays_a_write_to_every_table(sql: str) -> None:
     """Data-modifying CTEs and SELECT … INTO are writes whose tables are not guessed."""
     assert analyze_text(sql).tables == {ALL} and analyze_text(sql).kind == "write"
+
+
+@pytest.mark.parametrize(
+    ("sql", "private"),
+    [
+        ("CREATE TEMP TABLE products (id int)", True),
+        ("create global temporary table t (id int)", True),
+        ("SELECT * INTO TEMP copy FROM products", True),
+        ("ATTACH DATABASE 'other.db' AS other", True),
+        ("CREATE TABLE temporary_notes (id int)", False),
+        ("INSERT INTO notes VALUES ('create temp table x')", False),
+    ],
+)
+def test_statements_creating_connection_private_objects(sql: str, private: bool) -> None:
+    """Temporary tables and attached databases are the connection's own (quoted text is not)."""
+    assert creates_private_objects(sql) is private

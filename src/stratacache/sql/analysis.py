@@ -162,6 +162,23 @@ def changes_session(sql: str) -> bool:
     return lexed is None or bool(_SESSION_CALL.search(lexed.body))
 
 
+_PRIVATE_OBJECTS = re.compile(
+    r"\bcreate\s+(?:or\s+replace\s+)?(?:global\s+|local\s+)?temp(?:orary)?\b"
+    r"|\binto\s+(?:temp|temporary|unlogged\s+temp)\b|^\s*attach\b",
+    re.I,
+)
+
+
+def creates_private_objects(sql: str) -> bool:
+    """Whether ``sql`` creates a temporary table, view or sequence, or attaches a database.
+
+    The same SQL may then read other rows on this connection than on any other (a
+    temporary table shadows a table of the same name for that connection only).
+    """
+    lexed = lex(sql)
+    return lexed is None or bool(_PRIVATE_OBJECTS.search(lexed.body))
+
+
 def volatility(sql: str, deterministic: Iterable[str] = ()) -> str | None:
     """Why the read ``sql`` must not be cached (a volatile or unknown function, a lock), or None.
 
@@ -261,5 +278,6 @@ __all__ = [
     "Analysis",
     "analyze_text",
     "changes_session",
+    "creates_private_objects",
     "volatility",
 ]

@@ -17,14 +17,13 @@ reads are not cached and its writes wait for that transaction's end.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.util import await_only
 
 from ..core.errors import ConfigError
-from .analysis import ALL, Analysis
+from .analysis import ALL, Analysis, creates_private_objects
 from .keys import database_tag, tags_for, write_tags
 from .policy import autocommit
 
@@ -42,19 +41,6 @@ _OPENING = frozenset(
     {"begin", "begin-session", "commit-chain", "rollback-chain", "savepoint", "unknown"}
 )
 WRITES = Analysis("write", frozenset({ALL}))
-# Statements that give the connection objects of its own (a temporary table may shadow a
-# table of the same name for this connection only) or attach another database file.
-_PRIVATE_OBJECTS = re.compile(
-    r"\bcreate\s+(?:or\s+replace\s+)?(?:global\s+|local\s+)?temp(?:orary)?\b"
-    r"|\binto\s+(?:temp|temporary|unlogged\s+temp)\b|^\s*attach\b",
-    re.I,
-)
-
-
-def creates_private_objects(sql: str) -> bool:
-    """Whether ``sql`` creates a temporary table, view or sequence, or attaches a database:
-    the same SQL may then read other rows on this connection than on any other."""
-    return bool(_PRIVATE_OBJECTS.search(sql))
 
 
 def session_changed(info: Mapping[str, Any]) -> bool:
@@ -206,7 +192,6 @@ __all__ = [
     "TEXTUAL",
     "WRITTEN",
     "Writes",
-    "creates_private_objects",
     "session_changed",
     "written",
 ]
