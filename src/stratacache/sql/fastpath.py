@@ -35,7 +35,7 @@ from sqlalchemy.util import await_only
 
 from ..core.errors import ConfigError
 from . import sa_private
-from .keys import REPR_EXACT
+from .keys import REPR_EXACT, option_mark
 from .policy import parse_option
 from .rows import Stored, well_formed
 
@@ -112,7 +112,23 @@ def distill(parameters: Any) -> tuple[Mapping[str, Any], ...] | None:
     return None
 
 
-def shape(elem: Any, distilled: Any, wanted: Any = True) -> tuple[Hashable, Hashable] | None:
+def identify(
+    elem: Any, distilled: Any, wanted: Any
+) -> tuple[tuple[Hashable, Hashable], list[str]] | None:
+    """``elem``'s identity (``shape``) and the extra tags of its ``stratacache`` option.
+
+    The option is parsed once here for both; a malformed one is left to the ordinary
+    path, which reports it.
+    """
+    try:
+        ttl, extra = parse_option(wanted)
+        identity = shape(elem, distilled, option_mark(ttl, extra))
+    except (ConfigError, TypeError):  # TypeError: an unhashable value in the cache key
+        return None
+    return None if identity is None else (identity, extra)
+
+
+def shape(elem: Any, distilled: Any, options: Hashable = None) -> tuple[Hashable, Hashable] | None:
     """The statement's identity for the fast path: SQLAlchemy's cache key and its exact values.
 
     ``distilled`` is the execution's parameter sets (``()``: none; one mapping:
@@ -121,8 +137,8 @@ def shape(elem: Any, distilled: Any, wanted: Any = True) -> tuple[Hashable, Hash
     and every given parameter, by type and ``repr``, so two executions share it
     only when they send the database the same SQL and the same values.
 
-    ``wanted`` is the ``stratacache`` option: a ttl or tags of its own make another
-    entry (``keys.option_key``), so they make another identity too.
+    ``options`` is the option's ``keys.option_mark``: a ttl or tags of its own make
+    another entry, so they make another identity too.
 
     None when the statement is not one the fast path serves (not a SELECT, an
     ``executemany``, a key that is not a string, a value whose equality is not exact).
@@ -146,13 +162,6 @@ def shape(elem: Any, distilled: Any, wanted: Any = True) -> tuple[Hashable, Hash
         if type(value) not in REPR_EXACT:  # 1 == 1.0 == True, -0.0 == 0.0: compare by repr
             return None
         values.append((type(value), repr(value)))
-    options: Hashable = None
-    if wanted is not True and wanted:
-        try:
-            ttl, tags = parse_option(wanted)
-        except ConfigError:
-            return None  # the ordinary path reports it
-        options = (ttl, tuple(sorted(set(tags))))
     return (cache_key[0], (tuple(values), given, options))
 
 
@@ -235,18 +244,15 @@ class FastPath:
         wanted = self.eligible(conn, options)
         if wanted is None:
             return None
-        try:
-            identity = shape(elem, distilled, wanted)
-        except TypeError:  # an unhashable value in the cache key
+        found = identify(elem, distilled, wanted)
+        if found is None:
             return None
-        if identity is None:
-            return None
+        identity, extra = found
         shortcut = self.lookup(identity)
         if shortcut is not None and not self.may_read(conn, shortcut, options):
             return Plan(identity, None, [], learn=False)
         if shortcut is None:
             return Plan(identity, None, [], learn=True)
-        _, extra = parse_option(wanted)
         return Plan(identity, shortcut, [*shortcut.tags, *extra], learn=False)
 
     def serve(
@@ -361,15 +367,13 @@ class Standalone:
         wanted = self.fast.wanted(engine.dispatch, options)
         if wanted is None:
             return None
-        try:
-            identity = shape(elem, distilled, wanted)
-        except TypeError:
+        found = identify(elem, distilled, wanted)
+        shortcut = None if found is None else self.fast.lookup(found[0])
+        if found is None or shortcut is None:
             return None
-        shortcut = None if identity is None else self.fast.lookup(identity)
-        if shortcut is None or owner.refusal(shortcut.tables, options, engine.dialect):
+        if owner.refusal(shortcut.tables, options, engine.dialect):
             return None
-        _, extra = parse_option(wanted)
-        return shortcut, [*shortcut.tags, *extra]
+        return shortcut, [*shortcut.tags, *found[1]]
 
     def execute(self, elem: Any, parameters: Any = None) -> Any:
         """``elem``'s result: from the cache if the fast path knows it, else on a fresh connection."""
@@ -424,4 +428,14 @@ def fits(value: Any, shortcut: Shortcut) -> bool:
     return well_formed(value) and all(len(row) == shortcut.width for row in value[1])
 
 
-__all__ = ["CachedResult", "FastPath", "Plan", "Shortcut", "Standalone", "distill", "fits", "shape"]
+__all__ = [
+    "CachedResult",
+    "FastPath",
+    "Plan",
+    "Shortcut",
+    "Standalone",
+    "distill",
+    "fits",
+    "identify",
+    "shape",
+]

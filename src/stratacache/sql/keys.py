@@ -87,14 +87,21 @@ def write_tags(
     return tags | {rows_tag(dbid, t) for t in analysis.tables}
 
 
-def option_key(key: str, ttl: float | None, tags: Sequence[str]) -> str:
-    """``key`` for a read whose ``stratacache`` option names a ttl or tags of its own.
+def option_mark(ttl: float | None, tags: Sequence[str]) -> tuple[Any, ...] | None:
+    """What of a read's ``stratacache`` option makes it an entry of its own (None: nothing).
 
     Two call sites running one query with different options keep apart entries, each
     with its own lifetime and tags (else the first one stored would answer both, and the
     second's tag invalidation would not reach it).
     """
-    options = repr((ttl, sorted(set(tags)))).encode("utf-8", "surrogatepass")
+    if ttl is None and not tags:
+        return None
+    return (ttl, tuple(sorted(set(tags))))
+
+
+def option_key(key: str, ttl: float | None, tags: Sequence[str]) -> str:
+    """``key`` for a read whose option names a ttl or tags of its own (``option_mark``)."""
+    options = repr(option_mark(ttl, tags)).encode("utf-8", "surrogatepass")
     return f"{key}:{hashlib.sha256(options).hexdigest()[:16]}"
 
 
@@ -177,6 +184,7 @@ __all__ = [
     "database_id",
     "database_tag",
     "option_key",
+    "option_mark",
     "query_key",
     "read_tags",
     "row_tag",

@@ -38,8 +38,7 @@ from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.util import await_only
 
 from . import sa_private
-from .fastpath import FastPath, Shortcut, distill, fits, shape
-from .policy import parse_option
+from .fastpath import FastPath, Shortcut, distill, fits, identify
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -54,7 +53,7 @@ class SessionHook:
     def find(
         self, session: Session, statement: Any, parameters: Any, local_options: Mapping[str, Any]
     ) -> tuple[tuple[Hashable, Hashable], Shortcut | None, Mapping[str, Any], Any] | None:
-        """(identity, shortcut or None, options, wanted) of a statement the hook may serve, or None.
+        """(identity, shortcut or None, options, extra tags) of a statement the hook may serve.
 
         ``local_options`` are the options given to ``execute``; the options in force merge
         as SQLAlchemy merges them: the statement's, then the connection's (the engine's),
@@ -71,13 +70,11 @@ class SessionHook:
         wanted = fast.wanted(engine.dispatch, options)
         if wanted is None or session.new or session.deleted or session.dirty:
             return None
-        try:
-            identity = shape(statement, distilled, wanted)
-        except TypeError:  # an unhashable value in SQLAlchemy's cache key
+        found = identify(statement, distilled, wanted)
+        if found is None:
             return None
-        if identity is None:
-            return None
-        return identity, fast.lookup(identity), options, wanted
+        identity, extra = found
+        return identity, fast.lookup(identity), options, extra
 
     def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
         """A cached ``Result`` for a Core SELECT the fast path knows, or None."""
@@ -85,7 +82,7 @@ class SessionHook:
         found = self.find(session, state.statement, state.parameters, state.local_execution_options)
         if found is None:
             return None
-        identity, shortcut, options, wanted = found
+        identity, shortcut, options, extra = found
         fast, engine = self.fast, self.fast.owner.engine
         if shortcut is None:  # learn it from the ordinary execution, served now
             result: Result[Any] = state.invoke_statement()
@@ -102,7 +99,7 @@ class SessionHook:
                 return None
         elif fast.owner.refusal(shortcut.tables, options, engine.dialect) is not None:
             return None
-        tags = self.tags(shortcut, wanted)
+        tags = [*shortcut.tags, *extra]
         if engine.dialect.is_async:
             value = await_only(fast.owner.cache.get(shortcut.key, tags=tags))
         else:
@@ -118,22 +115,16 @@ class SessionHook:
         found = self.find(session, statement, parameters, local_options)
         if found is None or session.in_transaction():
             return None  # the greenlet path decides (and checks the transaction's connection)
-        _, shortcut, options, wanted = found
+        _, shortcut, options, extra = found
         if shortcut is None:
             return None  # the greenlet path learns it
         fast = self.fast
         if fast.owner.refusal(shortcut.tables, options, fast.owner.engine.dialect) is not None:
             return None
-        value = await fast.owner.cache.get(shortcut.key, tags=self.tags(shortcut, wanted))
+        value = await fast.owner.cache.get(shortcut.key, tags=[*shortcut.tags, *extra])
         if not fits(value, shortcut):
             return None
         return fast.result_of(shortcut, value, statement)
-
-    @staticmethod
-    def tags(shortcut: Shortcut, wanted: Any) -> list[str]:
-        """The tags to read ``shortcut``'s key with: its own and the statement's extra ones."""
-        _, extra = parse_option(wanted)
-        return [*shortcut.tags, *extra]
 
 
 # One listener on the Session class for the whole process, finding the hook by the
