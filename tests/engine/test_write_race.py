@@ -354,36 +354,18 @@ async def test_a_batch_delete_inside_a_set_manys_gap(lower: Callable[[], Any]) -
         assert await cache.get_many(["k", "j"]) == {}
 
 
-async def test_a_set_cancelled_between_its_tiers(lower: Callable[[], Any]) -> None:
-    """Set A claims, set B claims and writes below, A writes below (last) and is cancelled
-    there, after B stored its value in memory: memory must not keep B's value."""
-    a_before, a_after = Gate("set", writing("A"), before=True), Gate("set", writing("A"))
+@pytest.mark.parametrize("batch", [False, True], ids=["set", "set_many"])
+async def test_a_set_cancelled_between_its_tiers(lower: Callable[[], Any], batch: bool) -> None:
+    """Set A (a ``set`` or a ``set_many``) claims, set B claims and writes below, A writes
+    below (last) and is cancelled there, after B stored its value in memory: memory must not
+    keep B's value."""
+    operation, matcher = ("set_many", writing_many("A")) if batch else ("set", writing("A"))
+    a_before, a_after = Gate(operation, matcher, before=True), Gate(operation, matcher)
     b_gate = Gate("set", writing("B"))
     cache, memory, below = make(lower, a_before, a_after, b_gate)
     async with cache:
-        first = asyncio.ensure_future(cache.set("k", "A"))
-        await poll(a_before.reached.is_set)
-        second = asyncio.ensure_future(cache.set("k", "B"))
-        await poll(b_gate.reached.is_set)
-        a_before.open()
-        await poll(a_after.reached.is_set)
-        b_gate.open()
-        await second
-        first.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await first
-        assert assert_alike(cache, memory, below) == "A"
-        assert await cache.get("k") == "A"
-
-
-async def test_a_set_many_cancelled_between_its_tiers(lower: Callable[[], Any]) -> None:
-    """``test_a_set_cancelled_between_its_tiers`` with a ``set_many`` cancelled."""
-    a_before = Gate("set_many", writing_many("A"), before=True)
-    a_after = Gate("set_many", writing_many("A"))
-    b_gate = Gate("set", writing("B"))
-    cache, memory, below = make(lower, a_before, a_after, b_gate)
-    async with cache:
-        first = asyncio.ensure_future(cache.set_many({"k": "A"}))
+        write_a = cache.set_many({"k": "A"}) if batch else cache.set("k", "A")
+        first = asyncio.ensure_future(write_a)
         await poll(a_before.reached.is_set)
         second = asyncio.ensure_future(cache.set("k", "B"))
         await poll(b_gate.reached.is_set)
